@@ -1,0 +1,57 @@
+"""Topic configuration: the settings a topic is created with and may alter later."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lakelog.errors import InvalidRequestError
+from lakelog.limits import MAX_RECORD_BYTES
+
+__all__ = ["DEFAULT_RETENTION_MS", "Compression", "TopicConfig"]
+
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+Compression = Literal["zstd", "snappy", "lz4", "none"]
+
+
+class TopicConfig(BaseModel):
+    """Per-topic settings, named as in Kafka.
+
+    Parameters
+    ----------
+    retention_ms
+        How long records are kept, by their timestamp; ``-1`` keeps them forever.
+    retention_bytes
+        Bytes kept per partition; ``-1`` means no limit.
+    cleanup_policy
+        ``delete`` drops old segments; ``compact`` keeps the latest value per key.
+    max_record_bytes
+        Largest record (key + value + headers) an append accepts.
+    compression
+        Parquet codec of the topic's segments.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retention_ms: int = Field(default=DEFAULT_RETENTION_MS, ge=-1)
+    retention_bytes: int = Field(default=-1, ge=-1)
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1, le=MAX_RECORD_BYTES)
+    compression: Compression = "zstd"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None, base: TopicConfig | None = None) -> TopicConfig:
+        """Validate ``raw`` over ``base`` (defaults when None), raising `InvalidRequestError`."""
+        merged = {**(base.model_dump() if base else {}), **(raw or {})}
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise InvalidRequestError(f"invalid topic config: {details}") from None
+        except TypeError:
+            raise InvalidRequestError("topic config must be an object") from None

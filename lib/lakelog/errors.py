@@ -1,0 +1,139 @@
+"""Exceptions of the lakelog engine; each carries the context a caller needs to react."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptSegmentError",
+    "InvalidRequestError",
+    "LakelogError",
+    "LedgerConflictError",
+    "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
+    "PayloadTooLargeError",
+    "ProducerFencedError",
+    "ThrottledError",
+    "TopicExistsError",
+    "TopicNotFoundError",
+    "UnavailableError",
+]
+
+
+class LakelogError(Exception):
+    """Base of every error the engine raises on purpose.
+
+    ``code`` is the stable machine-readable name the HTTP API reports.
+    """
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(LakelogError):
+    """The request is malformed or breaks a documented limit; nothing was changed."""
+
+    code = "invalid_request"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A record or a request is larger than its limit."""
+
+    code = "payload_too_large"
+
+
+class TopicNotFoundError(LakelogError):
+    """The topic does not exist (or was deleted)."""
+
+    code = "topic_not_found"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+
+
+class TopicExistsError(LakelogError):
+    """A topic of that name already exists."""
+
+    code = "topic_exists"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} already exists")
+        self.topic = topic
+
+
+class OffsetOutOfRangeError(LakelogError):
+    """The offset lies outside ``[log_start_offset, high_watermark]``."""
+
+    code = "offset_out_of_range"
+
+    def __init__(
+        self, topic: str, partition: int, offset: int, log_start_offset: int, high_watermark: int
+    ) -> None:
+        super().__init__(
+            f"offset {offset} of {topic}-{partition} is out of range "
+            f"[{log_start_offset}, {high_watermark}]"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.high_watermark = high_watermark
+
+
+class ProducerFencedError(LakelogError):
+    """A producer with a newer epoch exists for this producer id."""
+
+    code = "fenced"
+
+    def __init__(self, producer_id: int, epoch: int, current_epoch: int) -> None:
+        super().__init__(
+            f"producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}"
+        )
+        self.producer_id = producer_id
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+
+
+class OutOfOrderSequenceError(InvalidRequestError):
+    """An idempotent batch's sequence does not follow the last one written."""
+
+    def __init__(self, producer_id: int, partition: int, sequence: int, expected: int) -> None:
+        super().__init__(
+            f"producer {producer_id} sent sequence {sequence} to partition {partition}; "
+            f"expected {expected}"
+        )
+        self.producer_id = producer_id
+        self.partition = partition
+        self.sequence = sequence
+        self.expected = expected
+
+
+class CorruptSegmentError(LakelogError):
+    """Segment bytes could not be decoded as the documented Parquet layout."""
+
+    code = "corrupt_segment"
+
+    def __init__(self, segment_key: str, reason: str) -> None:
+        super().__init__(f"segment {segment_key!r} is corrupt: {reason}")
+        self.segment_key = segment_key
+        self.reason = reason
+
+
+class LedgerConflictError(LakelogError):
+    """A conditional ledger write kept conflicting after every retry."""
+
+    code = "unavailable"
+
+
+class ThrottledError(LakelogError):
+    """Storage throttled the request; the caller may retry later."""
+
+    code = "throttled"
+
+
+class UnavailableError(LakelogError):
+    """Storage failed or timed out; the outcome of a write is unknown."""
+
+    code = "unavailable"

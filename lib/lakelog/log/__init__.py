@@ -1,0 +1,5 @@
+"""The log: segment codec, ledger protocol and partitioner."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

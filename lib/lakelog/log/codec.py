@@ -1,0 +1,356 @@
+"""Segment codec: records <-> one Parquet object with one row group per partition.
+
+Segment format, version 1 (any Parquet reader can open a segment)
+
+================  =================================  ==========================================
+column            Parquet / Arrow type               meaning
+================  =================================  ==========================================
+``partition``     INT32 / int32, required            partition of the row group's batch
+``timestamp``     INT64 TIMESTAMP(MILLIS, UTC) /     record timestamp (given by the producer or
+                  timestamp[ms, tz=UTC], required    the append time)
+``key``           BYTE_ARRAY / binary, optional      record key; null when the record has none
+``value``         BYTE_ARRAY / binary, optional      record value; null is a tombstone
+``headers``       LIST<STRUCT<key: STRING required,  record headers in order; empty list when none
+                  value: BYTE_ARRAY optional>>,
+                  required
+================  =================================  ==========================================
+
+Rows of a row group are the records of one batch in offset order: the record at row ``i``
+of the row group an entry points at has offset ``entry.base_offset + i``. File key-value
+metadata: ``lakelog.format = "1"``, ``lakelog.topic_id`` and ``lakelog.level = "L0"``.
+Statistics are written for ``partition`` and ``timestamp`` only; no page index, no bloom
+filter, so each row group's column chunks are contiguous and lie before the footer.
+
+A reader that holds the footer (cached per segment key) needs only the row group's byte
+range to decode it: `SegmentReader.read_rows`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakelog.errors import CorruptSegmentError
+from lakelog.types import Header
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SCHEMA",
+    "EncodedSegment",
+    "RowGroupLocation",
+    "SegmentBuilder",
+    "SegmentReader",
+    "SegmentRow",
+    "record_size",
+]
+
+FORMAT_VERSION = "1"
+
+_HEADER_TYPE = pa.struct(
+    [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.binary())]
+)
+SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", pa.list_(_HEADER_TYPE), nullable=False),
+    ]
+)
+_COMPRESSION = {"zstd": "zstd", "snappy": "snappy", "lz4": "lz4", "none": "none"}
+_FOOTER_TRAILER = 8  # 4-byte little-endian footer length + b"PAR1"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    """One decoded record, without its offset (the ledger entry gives that)."""
+
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header]) -> int:
+    """Bytes a record counts against size limits: key + value + header keys and values."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name.encode()) + len(data or b"")
+    return size
+
+
+@dataclass(frozen=True, slots=True)
+class RowGroupLocation:
+    """Where one partition's batch landed in a segment."""
+
+    partition: int
+    row_group: int
+    byte_offset: int
+    byte_length: int
+    rows: int
+    min_timestamp: int
+    max_timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedSegment:
+    """An encoded segment and the location of each row group in it."""
+
+    body: bytes
+    row_groups: list[RowGroupLocation]
+    footer_offset: int
+
+    @property
+    def size(self) -> int:
+        """Length of the object in bytes."""
+        return len(self.body)
+
+
+class SegmentBuilder:
+    """Accumulates batches (one per partition) and encodes them into one segment.
+
+    Parameters
+    ----------
+    topic_id
+        Id of the topic the segment belongs to (written to the file metadata).
+    compression
+        ``zstd``, ``snappy``, ``lz4`` or ``none``.
+    """
+
+    def __init__(self, topic_id: str, compression: str = "zstd") -> None:
+        if compression not in _COMPRESSION:
+            raise ValueError(f"unknown compression {compression!r}")
+        self._topic_id = topic_id
+        self._compression = _COMPRESSION[compression]
+        self._batches: list[tuple[int, pa.Table]] = []
+
+    def add_batch(
+        self,
+        partition: int,
+        timestamps: Sequence[int],
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes | None],
+        headers: Sequence[Sequence[Header]],
+    ) -> None:
+        """Add one partition's batch; the columns are parallel sequences of equal length."""
+        rows = len(timestamps)
+        offsets = [0]
+        header_keys: list[str] = []
+        header_values: list[bytes | None] = []
+        for record_headers in headers:
+            for name, data in record_headers:
+                header_keys.append(name)
+                header_values.append(data)
+            offsets.append(len(header_keys))
+        header_array = pa.ListArray.from_arrays(
+            pa.array(offsets, pa.int32()),
+            pa.StructArray.from_arrays(
+                [pa.array(header_keys, pa.string()), pa.array(header_values, pa.binary())],
+                fields=list(_HEADER_TYPE),
+            ),
+            type=SCHEMA.field("headers").type,
+        )
+        table = pa.Table.from_arrays(
+            [
+                pa.array([partition] * rows, pa.int32()),
+                pa.array(timestamps, pa.int64()).cast(SCHEMA.field("timestamp").type),
+                pa.array(keys, pa.binary()),
+                pa.array(values, pa.binary()),
+                header_array,
+            ],
+            schema=SCHEMA,
+        )
+        self._batches.append((partition, table))
+
+    def build(self) -> EncodedSegment:
+        """Encode every added batch, in the order added, one row group each."""
+        if not self._batches:
+            raise ValueError("a segment needs at least one batch")
+        sink = io.BytesIO()
+        schema = SCHEMA.with_metadata(
+            {
+                "lakelog.format": FORMAT_VERSION,
+                "lakelog.topic_id": self._topic_id,
+                "lakelog.level": "L0",
+            }
+        )
+        with pq.ParquetWriter(
+            sink,
+            schema,
+            compression=self._compression,
+            use_dictionary=False,
+            write_statistics=["partition", "timestamp"],
+            write_page_index=False,
+        ) as writer:
+            for _, table in self._batches:
+                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        body = sink.getvalue()
+        metadata = pq.read_metadata(pa.BufferReader(body))
+        locations = []
+        for index, (partition, table) in enumerate(self._batches):
+            start, end = _row_group_span(metadata.row_group(index))
+            timestamps = table.column("timestamp").cast(pa.int64())
+            bounds = pa.compute.min_max(timestamps)
+            locations.append(
+                RowGroupLocation(
+                    partition=partition,
+                    row_group=index,
+                    byte_offset=start,
+                    byte_length=end - start,
+                    rows=table.num_rows,
+                    min_timestamp=bounds["min"].as_py(),
+                    max_timestamp=bounds["max"].as_py(),
+                )
+            )
+        return EncodedSegment(body=body, row_groups=locations, footer_offset=_footer_offset(body))
+
+
+def _row_group_span(row_group: Any) -> tuple[int, int]:
+    start, end = None, 0
+    for column in range(row_group.num_columns):
+        chunk = row_group.column(column)
+        first = (
+            chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+        )
+        start = first if start is None else min(start, first)
+        end = max(end, first + chunk.total_compressed_size)
+    return int(start or 0), end
+
+
+def _footer_offset(body: bytes) -> int:
+    if len(body) < 12 or body[-4:] != b"PAR1":
+        raise ValueError("not a Parquet file")
+    return len(body) - _FOOTER_TRAILER - int.from_bytes(body[-8:-4], "little")
+
+
+class _SparseFile(io.RawIOBase):
+    """A read-only file of ``size`` bytes of which only some ranges are present."""
+
+    def __init__(self, key: str, size: int, pieces: dict[int, bytes]) -> None:
+        super().__init__()
+        self._key = key
+        self._size = size
+        self._pieces = sorted(pieces.items())
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._pos + size, self._size)
+        for start, data in self._pieces:
+            if start <= self._pos and end <= start + len(data):
+                chunk = data[self._pos - start : end - start]
+                self._pos = end
+                return chunk
+        raise CorruptSegmentError(
+            self._key, f"bytes [{self._pos}, {end}) lie outside the ranges read"
+        )
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+class SegmentReader:
+    """Decodes row groups of one segment given its footer and the row groups' bytes.
+
+    Parameters
+    ----------
+    key
+        Segment key (for error messages).
+    size
+        Length of the object.
+    footer_offset
+        Where the footer starts (``size - 8 - footer length``).
+    footer
+        Bytes ``[footer_offset, size)`` of the object.
+    """
+
+    def __init__(self, key: str, size: int, footer_offset: int, footer: bytes) -> None:
+        self.key = key
+        self.size = size
+        self.footer_offset = footer_offset
+        self._footer = footer
+        try:
+            if len(footer) != size - footer_offset or footer[-4:] != b"PAR1":
+                raise ValueError("footer does not end in PAR1")
+            # The footer alone, behind the leading magic, is a valid Parquet "file" to
+            # parse the metadata from; its offsets still refer to the whole object.
+            self.metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + footer))
+            schema = self.metadata.schema.to_arrow_schema()
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise CorruptSegmentError(key, str(exc)) from None
+        if not schema.remove_metadata().equals(SCHEMA):
+            raise CorruptSegmentError(key, f"unexpected schema {schema}")
+
+    @classmethod
+    def from_bytes(cls, key: str, body: bytes) -> SegmentReader:
+        """A reader over a whole segment held in memory."""
+        try:
+            footer_offset = _footer_offset(body)
+        except ValueError as exc:
+            raise CorruptSegmentError(key, str(exc)) from None
+        return cls(key, len(body), footer_offset, body[footer_offset:])
+
+    @property
+    def num_row_groups(self) -> int:
+        """Row groups (batches) in the segment."""
+        return int(self.metadata.num_row_groups)
+
+    def read_rows(
+        self, row_group: int, data: bytes, data_offset: int, start: int = 0, limit: int = -1
+    ) -> list[SegmentRow]:
+        """Decode rows ``start .. start + limit`` of ``row_group``.
+
+        ``data`` holds the object's bytes from ``data_offset``; it must cover the row group.
+        """
+        if not 0 <= row_group < self.num_row_groups:
+            raise CorruptSegmentError(self.key, f"no row group {row_group}")
+        source = _SparseFile(
+            self.key, self.size, {data_offset: data, self.footer_offset: self._footer}
+        )
+        try:
+            table = pq.ParquetFile(pa.PythonFile(source, mode="r"), metadata=self.metadata)
+            group = table.read_row_group(row_group, columns=["timestamp", "key", "value", "headers"])
+        except CorruptSegmentError:
+            raise
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise CorruptSegmentError(self.key, str(exc)) from None
+        if start or limit >= 0:
+            group = group.slice(start, None if limit < 0 else limit)
+        timestamps = group.column("timestamp").cast(pa.int64()).to_pylist()
+        keys = group.column("key").to_pylist()
+        values = group.column("value").to_pylist()
+        headers = group.column("headers").to_pylist()
+        return [
+            SegmentRow(
+                timestamp_ms=ts,
+                key=key,
+                value=value,
+                headers=tuple((h["key"], h["value"]) for h in hdrs) if hdrs else (),
+            )
+            for ts, key, value, hdrs in zip(timestamps, keys, values, headers, strict=True)
+        ]
+
+    def read_all(self, body: bytes) -> list[list[SegmentRow]]:
+        """Every row group of a segment held whole in ``body``."""
+        return [self.read_rows(index, body, 0) for index in range(self.num_row_groups)]

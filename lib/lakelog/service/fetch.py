@@ -1,0 +1,172 @@
+"""Fetch by offset, list offsets (earliest, latest) and offsets-for-times."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lakelog.errors import CorruptSegmentError, InvalidRequestError, OffsetOutOfRangeError
+from lakelog.limits import MAX_FETCH_BYTES, MAX_FETCH_RECORDS
+from lakelog.log.codec import SegmentReader, SegmentRow, record_size
+from lakelog.log.ledger import contiguous_run
+from lakelog.service.context import EngineContext
+from lakelog.storage.ports import Entry, Head, TopicRecord
+from lakelog.types import FetchResult, StoredRecord
+
+__all__ = ["DEFAULT_FETCH_BYTES", "DEFAULT_FETCH_RECORDS", "Fetcher"]
+
+DEFAULT_FETCH_RECORDS = 500
+DEFAULT_FETCH_BYTES = 1024 * 1024
+QUERY_ENTRIES = 10
+"""Entries one fetch query asks for (about one read unit of ledger items)."""
+SINGLE_GET_SLACK = 256 * 1024
+"""Read row group and footer in one GET when at most this many bytes lie between them."""
+
+
+def _positive_int(name: str, value: object, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"{name} must be an integer, not {value!r}")
+    if value < 0 or (upper is not None and not 1 <= value <= upper):
+        bounds = f"between 1 and {upper}" if upper is not None else "non-negative"
+        raise InvalidRequestError(f"{name} must be {bounds}, not {value}")
+    return value
+
+
+class Fetcher:
+    """The read use cases."""
+
+    def __init__(self, context: EngineContext) -> None:
+        self._ctx = context
+
+    def fetch(
+        self,
+        topic_name: str,
+        partition: int,
+        offset: int,
+        max_records: int = DEFAULT_FETCH_RECORDS,
+        max_bytes: int = DEFAULT_FETCH_BYTES,
+    ) -> FetchResult:
+        """Records of one partition from ``offset``, within ``max_records``/``max_bytes``.
+
+        At least one record is returned when one exists at ``offset``, however large.
+        ``offset == high_watermark`` returns no records.
+
+        Raises
+        ------
+        OffsetOutOfRangeError
+            ``offset`` is below ``log_start_offset`` or above ``high_watermark``.
+        """
+        offset = _positive_int("offset", offset)
+        max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
+        max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
+        topic = self._ctx.caches.topics.get(topic_name)
+        pk = self._ctx.partition_pk(topic, partition)
+        entries, head = self._ctx.ledger.query(pk, offset, QUERY_ENTRIES)
+        if head is None:
+            head = self._ctx.head(topic, partition)
+        if not head.log_start_offset <= offset <= head.high_watermark:
+            raise OffsetOutOfRangeError(
+                topic.name, partition, offset, head.log_start_offset, head.high_watermark
+            )
+        records: list[StoredRecord] = []
+        budget = max_bytes
+        next_offset = offset
+        for entry in contiguous_run(entries, offset):
+            start = next_offset - entry.base_offset
+            rows = self._read(entry, start, max_records - len(records))
+            for index, row in enumerate(rows, start=next_offset):
+                size = record_size(row.key, row.value, row.headers)
+                if records and size > budget:
+                    return self._result(topic, partition, records, index, head)
+                budget -= size
+                records.append(
+                    StoredRecord(
+                        partition, index, row.timestamp_ms, row.key, row.value, row.headers
+                    )
+                )
+            next_offset += len(rows)
+            if len(records) >= max_records or budget <= 0:
+                break
+        return self._result(topic, partition, records, next_offset, head)
+
+    @staticmethod
+    def _result(
+        topic: TopicRecord, partition: int, records: list[StoredRecord], next_offset: int, head: Head
+    ) -> FetchResult:
+        return FetchResult(
+            topic=topic.name,
+            partition=partition,
+            records=records,
+            next_offset=next_offset,
+            high_watermark=max(head.high_watermark, next_offset),
+            log_start_offset=head.log_start_offset,
+        )
+
+    def _read(self, entry: Entry, start: int, limit: int) -> list[SegmentRow]:
+        """Rows ``start .. start + limit`` of an entry's batch: one or two ranged GETs."""
+        key = entry.segment_key
+        objects = self._ctx.objects
+        reader = self._ctx.caches.segments.get(key)
+        end = entry.byte_offset + entry.byte_length
+        if reader is None:
+            if entry.footer_offset - end <= SINGLE_GET_SLACK:
+                data = objects.get_range(key, entry.byte_offset, entry.segment_size)
+                footer = data[entry.footer_offset - entry.byte_offset :]
+            else:
+                footer = objects.get_range(key, entry.footer_offset, entry.segment_size)
+                data = objects.get_range(key, entry.byte_offset, end)
+            reader = SegmentReader(key, entry.segment_size, entry.footer_offset, footer)
+            self._ctx.caches.segments.put(reader)
+        else:
+            data = objects.get_range(key, entry.byte_offset, end)
+        if not 0 <= entry.row_group < reader.num_row_groups:
+            raise CorruptSegmentError(key, f"no row group {entry.row_group}")
+        rows_in_group = reader.metadata.row_group(entry.row_group).num_rows
+        if rows_in_group != entry.record_count:
+            raise CorruptSegmentError(
+                key, f"row group {entry.row_group} has {rows_in_group} rows, the ledger "
+                f"entry {entry.record_count}"
+            )
+        return reader.read_rows(entry.row_group, data, entry.byte_offset, start, limit)
+
+    def list_offset(
+        self, topic_name: str, partition: int, spec: Literal["earliest", "latest"]
+    ) -> int:
+        """``log_start_offset`` (earliest) or ``high_watermark`` (latest) of a partition."""
+        if spec not in ("earliest", "latest"):
+            raise InvalidRequestError(f"offset spec must be 'earliest' or 'latest', not {spec!r}")
+        head = self._ctx.head(self._ctx.caches.topics.get(topic_name), partition)
+        return head.log_start_offset if spec == "earliest" else head.high_watermark
+
+    def offset_for_time(self, topic_name: str, partition: int, timestamp_ms: int) -> int | None:
+        """The first offset whose record timestamp is >= ``timestamp_ms``, or None.
+
+        Binary search over the entries' monotone ``max_timestamp_cum`` (one small query per
+        step), then a read of the one batch that holds the answer unless its minimum
+        timestamp already qualifies its first record.
+        """
+        timestamp_ms = _positive_int("timestamp_ms", timestamp_ms)
+        topic = self._ctx.caches.topics.get(topic_name)
+        pk = self._ctx.partition_pk(topic, partition)
+        head = self._ctx.head(topic, partition)
+        low, high = head.log_start_offset, head.high_watermark
+        found: Entry | None = None
+        while low < high:
+            middle = (low + high) // 2
+            entries, _ = self._ctx.ledger.query(pk, middle, 1)
+            if not entries or entries[0].base_offset >= high:
+                break
+            entry = entries[0]
+            if entry.max_timestamp_cum >= timestamp_ms:
+                found, high = entry, max(entry.base_offset, low)
+            else:
+                low = entry.last_offset + 1
+        if found is None:
+            return None
+        first = max(found.base_offset, head.log_start_offset)
+        if found.min_timestamp >= timestamp_ms:
+            return first
+        rows = self._read(found, first - found.base_offset, -1)
+        for index, row in enumerate(rows, start=first):
+            if row.timestamp_ms >= timestamp_ms:
+                return index
+        return None  # pragma: no cover - max_timestamp_cum promised a match

@@ -1,0 +1,78 @@
+"""Garbage collection of segments no ledger entry references (invariant 5).
+
+A segment is unreferenced when an append crashed between its PUT and its ledger
+transaction, or (later) when the compactor merged or expired it. Only segments older
+than the grace period are candidates: an append that has PUT its segment but not yet
+moved the ledger must never lose it, so the grace period is longer than the longest
+Lambda run (15 minutes).
+"""
+
+from __future__ import annotations
+
+from lakelog.service.context import EngineContext
+from lakelog.storage.keys import partition_pk, segment_created_ms, topic_segments_prefix
+from lakelog.storage.ports import TopicRecord
+
+__all__ = ["DEFAULT_GRACE_MS", "GarbageCollector"]
+
+DEFAULT_GRACE_MS = 60 * 60 * 1000
+"""One hour: four times Lambda's 15-minute limit."""
+
+
+class GarbageCollector:
+    """Finds and deletes unreferenced segments and the storage of deleted topics."""
+
+    def __init__(self, context: EngineContext, grace_ms: int = DEFAULT_GRACE_MS) -> None:
+        self._ctx = context
+        self._grace_ms = grace_ms
+
+    def _referenced(self, topic: TopicRecord) -> set[str]:
+        return {
+            entry.segment_key
+            for partition in range(topic.partitions)
+            for entry in self._ctx.ledger.entries(partition_pk(topic.topic_id, partition))
+        }
+
+    def orphan_segments(self, topic_name: str) -> list[str]:
+        """Keys of the topic's segments past the grace period that no entry references.
+
+        The listing is taken before the ledger is read, so a segment whose append
+        commits in between is seen as referenced.
+        """
+        topic = self._ctx.caches.topics.get(topic_name)
+        cutoff = self._ctx.clock_ms() - self._grace_ms
+        candidates = []
+        for info in self._ctx.objects.list(topic_segments_prefix(topic.topic_id)):
+            created = segment_created_ms(info.key)
+            newest = max(created or 0, info.last_modified_ms)
+            if newest <= cutoff:
+                candidates.append(info.key)
+        if not candidates:
+            return []
+        referenced = self._referenced(topic)
+        return [key for key in candidates if key not in referenced]
+
+    def collect_topic(self, topic_name: str) -> list[str]:
+        """Delete the topic's orphan segments; returns the keys deleted."""
+        orphans = self.orphan_segments(topic_name)
+        self._ctx.objects.delete(orphans)
+        return orphans
+
+    def purge_deleted_topics(self) -> list[str]:
+        """Remove the ledger items and segments of topics deleted before the grace period.
+
+        Returns the ids of the topics purged. Safe to run again after a crash: each step
+        is idempotent and the marker goes last.
+        """
+        cutoff = self._ctx.clock_ms() - self._grace_ms
+        purged = []
+        for topic in self._ctx.catalog.deleted_topics():
+            if (topic.deleted_ms or 0) > cutoff:
+                continue
+            for partition in range(topic.partitions):
+                self._ctx.ledger.delete_partition(partition_pk(topic.topic_id, partition))
+            prefix = topic_segments_prefix(topic.topic_id)
+            self._ctx.objects.delete([info.key for info in self._ctx.objects.list(prefix)])
+            self._ctx.catalog.forget_deleted_topic(topic.topic_id)
+            purged.append(topic.topic_id)
+        return purged

@@ -1,0 +1,20 @@
+"""Storage ports and their adapters: S3, DynamoDB and fault injection."""
+
+from __future__ import annotations
+
+from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
+from lakelog.storage.keys import ResourceNames
+from lakelog.storage.ports import CatalogStore, LedgerStore, ObjectStore
+from lakelog.storage.resources import create_resources
+from lakelog.storage.s3 import S3ObjectStore
+
+__all__ = [
+    "CatalogStore",
+    "DynamoCatalogStore",
+    "DynamoLedgerStore",
+    "LedgerStore",
+    "ObjectStore",
+    "ResourceNames",
+    "S3ObjectStore",
+    "create_resources",
+]

@@ -1,0 +1,429 @@
+"""DynamoDB adapters of the `LedgerStore` and `CatalogStore` ports.
+
+Item attributes (the keys are in `lakelog.storage.keys`)
+
+Ledger head (``sk = HEAD_SK``)
+    ``high_watermark`` N, ``log_start_offset`` N, ``size_bytes`` N, ``max_timestamp`` N,
+    ``producers`` M: ``{producer_id: {epoch N, last_sequence N, batches L[L[N]]}}``.
+Ledger entry (``sk = last_offset``)
+    ``base_offset`` N, ``segment_key`` S, ``row_group`` N, ``byte_offset`` N,
+    ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N, ``min_timestamp`` N,
+    ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N.
+Catalog topic
+    ``topic_id`` S, ``partitions`` N, ``config`` S (JSON), ``created_ms`` N, ``version`` N.
+Catalog deleted topic
+    the topic attributes above plus ``name`` S and ``deleted_ms`` N.
+Catalog counter
+    ``value`` N.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from lakelog.errors import ThrottledError
+from lakelog.storage.errors import translate_client_errors
+from lakelog.storage.keys import (
+    CATALOG_COUNTER_PK,
+    CATALOG_DELETED_TOPIC_PK,
+    CATALOG_TOPIC_PK,
+    HEAD_SK,
+    PRODUCER_ID_SK,
+)
+from lakelog.storage.ports import (
+    AppendConflict,
+    Entry,
+    Head,
+    PartitionWrite,
+    ProducerState,
+    TopicRecord,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["DynamoCatalogStore", "DynamoLedgerStore"]
+
+Item = dict[str, Any]
+
+_ENTRY_NUMBERS = (
+    "base_offset",
+    "row_group",
+    "byte_offset",
+    "byte_length",
+    "segment_size",
+    "footer_offset",
+    "min_timestamp",
+    "max_timestamp",
+    "max_timestamp_cum",
+    "size_bytes",
+)
+_BATCH_WRITE_LIMIT = 25
+_BATCH_GET_LIMIT = 100
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _int(item: Item, name: str, default: int = 0) -> int:
+    attr = item.get(name)
+    return int(attr["N"]) if attr else default
+
+
+def _producer_to_item(state: ProducerState) -> Item:
+    return {
+        "M": {
+            "epoch": _n(state.epoch),
+            "last_sequence": _n(state.last_sequence),
+            "batches": {"L": [{"L": [_n(v) for v in batch]} for batch in state.batches]},
+        }
+    }
+
+
+def _producer_from_item(attr: Item) -> ProducerState:
+    fields = attr["M"]
+    batches = tuple(
+        tuple(int(v["N"]) for v in batch["L"]) for batch in fields["batches"]["L"]
+    )
+    return ProducerState(
+        epoch=int(fields["epoch"]["N"]),
+        last_sequence=int(fields["last_sequence"]["N"]),
+        batches=batches,  # type: ignore[arg-type]
+    )
+
+
+def _head_from_item(item: Item) -> Head:
+    producers = item.get("producers", {}).get("M", {})
+    return Head(
+        high_watermark=_int(item, "high_watermark"),
+        log_start_offset=_int(item, "log_start_offset"),
+        size_bytes=_int(item, "size_bytes"),
+        max_timestamp=_int(item, "max_timestamp", -1),
+        producers={int(pid): _producer_from_item(attr) for pid, attr in producers.items()},
+    )
+
+
+def _entry_to_item(pk: str, entry: Entry) -> Item:
+    item: Item = {
+        "pk": {"S": pk},
+        "sk": _n(entry.last_offset),
+        "segment_key": {"S": entry.segment_key},
+    }
+    item.update({name: _n(getattr(entry, name)) for name in _ENTRY_NUMBERS})
+    return item
+
+
+def _entry_from_item(item: Item) -> Entry:
+    return Entry(
+        last_offset=int(item["sk"]["N"]),
+        segment_key=item["segment_key"]["S"],
+        **{name: int(item[name]["N"]) for name in _ENTRY_NUMBERS},
+    )
+
+
+def _is_head(item: Item) -> bool:
+    return int(item["sk"]["N"]) == HEAD_SK
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoLedgerStore:
+    """The ledger table, through an injected boto3 DynamoDB client."""
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+
+    def _head_key(self, pk: str) -> Item:
+        return {"pk": {"S": pk}, "sk": _n(HEAD_SK)}
+
+    @translate_client_errors
+    def create_heads(self, pks: Sequence[str]) -> None:
+        for pk in pks:
+            try:
+                self._ddb.put_item(
+                    TableName=self._table,
+                    Item={
+                        **self._head_key(pk),
+                        "high_watermark": _n(0),
+                        "log_start_offset": _n(0),
+                        "size_bytes": _n(0),
+                        "max_timestamp": _n(-1),
+                        "producers": {"M": {}},
+                    },
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+
+    @translate_client_errors
+    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
+        heads: dict[str, Head] = {}
+        for start in range(0, len(pks), _BATCH_GET_LIMIT):
+            request: Any = {
+                self._table: {
+                    "Keys": [self._head_key(pk) for pk in pks[start : start + _BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self._table, []):
+                    heads[item["pk"]["S"]] = _head_from_item(item)
+                request = response.get("UnprocessedKeys") or None
+        return heads
+
+    @translate_client_errors
+    def append(self, writes: Sequence[PartitionWrite]) -> None:
+        items: list[Any] = []
+        for write in writes:
+            names = {"#hw": "high_watermark"}
+            values: Item = {
+                ":expected": _n(write.expected_high_watermark),
+                ":hw": _n(write.new_high_watermark),
+                ":ts": _n(write.new_max_timestamp),
+                ":bytes": _n(write.entry.size_bytes),
+            }
+            update = "SET #hw = :hw, max_timestamp = :ts"
+            if write.producer_id is not None and write.producer_state is not None:
+                names["#pid"] = str(write.producer_id)
+                values[":producer"] = _producer_to_item(write.producer_state)
+                update += ", producers.#pid = :producer"
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._head_key(write.pk),
+                        "UpdateExpression": f"{update} ADD size_bytes :bytes",
+                        "ConditionExpression": "#hw = :expected",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            )
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _entry_to_item(write.pk, write.entry),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            raise self._conflict(writes, exc) from None
+
+    @staticmethod
+    def _conflict(writes: Sequence[PartitionWrite], exc: ClientError) -> Exception:
+        reasons: list[Any] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+        codes = {reason.get("Code") for reason in reasons}
+        if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
+            return ThrottledError("ledger throttled the append transaction")
+        heads: dict[str, Head | None] = {}
+        for write, reason in zip(writes, reasons[0::2], strict=False):
+            if reason.get("Code") == "ConditionalCheckFailed":
+                item = reason.get("Item")
+                heads[write.pk] = _head_from_item(item) if item else None
+        return AppendConflict(heads, retryable=not heads)
+
+    @translate_client_errors
+    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :offset",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":offset": _n(from_offset)},
+            ConsistentRead=True,
+            Limit=limit + 1,
+        )
+        entries: list[Entry] = []
+        head: Head | None = None
+        for item in response["Items"]:
+            if _is_head(item):
+                head = _head_from_item(item)
+            else:
+                entries.append(_entry_from_item(item))
+        return entries[:limit], head
+
+    @translate_client_errors
+    def entries(self, pk: str) -> Iterator[Entry]:
+        for item in self._items(pk):
+            if not _is_head(item):
+                yield _entry_from_item(item)
+
+    def _items(self, pk: str, projection: str | None = None) -> Iterator[Item]:
+        paginator = self._ddb.get_paginator("query")
+        kwargs: Any = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        for page in paginator.paginate(**kwargs):
+            yield from page["Items"]
+
+    @translate_client_errors
+    def delete_partition(self, pk: str) -> None:
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._items(pk, "pk, sk")]
+        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
+            request: Any = {
+                self._table: [
+                    {"DeleteRequest": {"Key": key}}
+                    for key in keys[start : start + _BATCH_WRITE_LIMIT]
+                ]
+            }
+            while request:
+                response = self._ddb.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or None
+
+
+def _topic_from_item(item: Item) -> TopicRecord:
+    return TopicRecord(
+        name=item["name"]["S"] if "name" in item else item["sk"]["S"],
+        topic_id=item["topic_id"]["S"],
+        partitions=_int(item, "partitions"),
+        config=json.loads(item["config"]["S"]),
+        created_ms=_int(item, "created_ms"),
+        version=_int(item, "version", 1),
+        deleted_ms=_int(item, "deleted_ms") if "deleted_ms" in item else None,
+    )
+
+
+def _topic_attributes(topic: TopicRecord) -> Item:
+    return {
+        "topic_id": {"S": topic.topic_id},
+        "partitions": _n(topic.partitions),
+        "config": {"S": json.dumps(topic.config, sort_keys=True)},
+        "created_ms": _n(topic.created_ms),
+        "version": _n(topic.version),
+    }
+
+
+class DynamoCatalogStore:
+    """The catalog table, through an injected boto3 DynamoDB client."""
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+
+    @staticmethod
+    def _key(pk: str, sk: str) -> Item:
+        return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+    @translate_client_errors
+    def get_topic(self, name: str) -> TopicRecord | None:
+        response = self._ddb.get_item(
+            TableName=self._table, Key=self._key(CATALOG_TOPIC_PK, name), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _topic_from_item(item) if item else None
+
+    def _query_pk(self, pk: str) -> Iterator[Item]:
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ConsistentRead=True,
+        ):
+            yield from page["Items"]
+
+    @translate_client_errors
+    def list_topics(self) -> list[TopicRecord]:
+        return [_topic_from_item(item) for item in self._query_pk(CATALOG_TOPIC_PK)]
+
+    @translate_client_errors
+    def create_topic(self, topic: TopicRecord) -> bool:
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_client_errors
+    def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
+                ConditionExpression="version = :v AND topic_id = :id",
+                ExpressionAttributeValues={":v": _n(expected_version), ":id": {"S": topic.topic_id}},
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_client_errors
+    def delete_topic(self, topic: TopicRecord) -> bool:
+        marker = {
+            **self._key(CATALOG_DELETED_TOPIC_PK, topic.topic_id),
+            **_topic_attributes(topic),
+            "name": {"S": topic.name},
+            "deleted_ms": _n(int(time.time() * 1000)),
+        }
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": self._key(CATALOG_TOPIC_PK, topic.name),
+                            "ConditionExpression": "topic_id = :id",
+                            "ExpressionAttributeValues": {":id": {"S": topic.topic_id}},
+                        }
+                    },
+                    {"Put": {"TableName": self._table, "Item": marker}},
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    @translate_client_errors
+    def deleted_topics(self) -> list[TopicRecord]:
+        return [_topic_from_item(item) for item in self._query_pk(CATALOG_DELETED_TOPIC_PK)]
+
+    @translate_client_errors
+    def forget_deleted_topic(self, topic_id: str) -> None:
+        self._ddb.delete_item(
+            TableName=self._table, Key=self._key(CATALOG_DELETED_TOPIC_PK, topic_id)
+        )
+
+    @translate_client_errors
+    def next_producer_id(self) -> int:
+        response = self._ddb.update_item(
+            TableName=self._table,
+            Key=self._key(CATALOG_COUNTER_PK, PRODUCER_ID_SK),
+            UpdateExpression="ADD #v :one",
+            ExpressionAttributeNames={"#v": "value"},
+            ExpressionAttributeValues={":one": _n(1)},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["value"]["N"])
+
+

@@ -1,0 +1,99 @@
+"""Every S3 key and ledger key lakelog persists is built here, and only here.
+
+Formats (never change one silently: data written under the old format would vanish)
+
+S3 bucket
+    ``segments/{topic_id}/L0/{created_ms:013d}-{uuid}.parquet``
+        A flush segment: one append request's records, one row group per partition.
+        ``created_ms`` leads so that gc can tell an object's age from its key and a listing
+        comes back oldest first. Offsets are not inside L0 objects: an entry's
+        ``base_offset`` plus the row index gives them.
+    ``segments/{topic_id}/``
+        Everything a topic ever stored; deleting a topic hands this prefix to gc.
+
+Ledger table (``pk`` string, ``sk`` number)
+    ``pk = "p#{topic_id}#{partition}"``, ``sk = HEAD_SK``
+        The partition head: high_watermark, log_start_offset, size_bytes, max_timestamp
+        and the idempotent producers' state. Sorted after every entry, so a query from an
+        offset that reaches the end of the log returns the head too.
+    ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
+        One entry per batch: offset range -> segment key, row group and byte range.
+        ``Query pk AND sk >= offset`` returns the batch holding ``offset`` first.
+
+Catalog table (``pk`` string, ``sk`` string)
+    ``pk = "topic"``, ``sk = {topic name}``
+        A topic: its id (a uuid), partition count, config and version.
+    ``pk = "deleted-topic"``, ``sk = {topic_id}``
+        A deleted topic whose ledger items and segments gc still has to remove.
+    ``pk = "counter"``, ``sk = "producer_id"``
+        The last producer id handed out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "CATALOG_COUNTER_PK",
+    "CATALOG_DELETED_TOPIC_PK",
+    "CATALOG_TOPIC_PK",
+    "HEAD_SK",
+    "PRODUCER_ID_SK",
+    "ResourceNames",
+    "l0_segment_key",
+    "partition_pk",
+    "segment_created_ms",
+    "topic_segments_prefix",
+]
+
+HEAD_SK: Final = 2**63 - 1
+"""Sort key of a partition head: above any offset, so it sorts after every entry."""
+
+CATALOG_TOPIC_PK: Final = "topic"
+CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
+CATALOG_COUNTER_PK: Final = "counter"
+PRODUCER_ID_SK: Final = "producer_id"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceNames:
+    """Names of the bucket and tables of one lakelog deployment."""
+
+    bucket: str
+    ledger_table: str
+    catalog_table: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> ResourceNames:
+        """The names the CDK app and the local server give an environment's resources."""
+        return cls(
+            bucket=f"{prefix}-segments",
+            ledger_table=f"{prefix}-ledger",
+            catalog_table=f"{prefix}-catalog",
+        )
+
+
+def partition_pk(topic_id: str, partition: int) -> str:
+    """Ledger partition key of one partition of the topic with id ``topic_id``."""
+    return f"p#{topic_id}#{partition}"
+
+
+def topic_segments_prefix(topic_id: str) -> str:
+    """S3 prefix under which every segment of a topic lives."""
+    return f"segments/{topic_id}/"
+
+
+def l0_segment_key(topic_id: str, now_ms: int | None = None) -> str:
+    """A fresh, never reused key for a flush segment of ``topic_id``."""
+    created = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"{topic_segments_prefix(topic_id)}L0/{created:013d}-{uuid.uuid4().hex}.parquet"
+
+
+def segment_created_ms(key: str) -> int | None:
+    """The creation time encoded in a segment key, or None if the key is not one of ours."""
+    name = key.rsplit("/", 1)[-1]
+    stamp = name.split("-", 1)[0]
+    return int(stamp) if stamp.isdigit() else None

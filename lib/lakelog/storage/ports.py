@@ -1,0 +1,199 @@
+"""Ports: the few primitive operations the engine needs from object storage and the ledger.
+
+Adapters implement them on injected boto3 clients (`lakelog.storage.s3`,
+`lakelog.storage.dynamodb`); `lakelog.storage.faults` wraps any of them with fail points.
+The records below are what the ledger persists; `lakelog.storage.keys` says where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "AppendConflict",
+    "CatalogStore",
+    "Entry",
+    "Head",
+    "LedgerStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "PartitionWrite",
+    "ProducerState",
+    "TopicRecord",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object of a listing."""
+
+    key: str
+    size: int
+    last_modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerState:
+    """What a partition remembers of an idempotent producer.
+
+    ``batches`` holds the most recent batches as
+    ``(first_sequence, last_sequence, base_offset, append_time_ms)``, newest last, so a
+    retried batch can be answered with its original offsets.
+    """
+
+    epoch: int
+    last_sequence: int
+    batches: tuple[tuple[int, int, int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The state of one partition (ledger item at ``HEAD_SK``)."""
+
+    high_watermark: int = 0
+    log_start_offset: int = 0
+    size_bytes: int = 0
+    max_timestamp: int = -1
+    producers: Mapping[int, ProducerState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One batch of one partition: where its records live.
+
+    ``max_timestamp_cum`` is the largest timestamp of this batch and every earlier one
+    (monotone along the log): it serves offsets-for-times by binary search.
+    """
+
+    base_offset: int
+    last_offset: int
+    segment_key: str
+    row_group: int
+    byte_offset: int
+    byte_length: int
+    segment_size: int
+    footer_offset: int
+    min_timestamp: int
+    max_timestamp: int
+    max_timestamp_cum: int
+    size_bytes: int
+
+    @property
+    def record_count(self) -> int:
+        """Offsets the batch spans."""
+        return self.last_offset - self.base_offset + 1
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionWrite:
+    """One partition's part of an append transaction.
+
+    Apply only if the head's high watermark still equals ``expected_high_watermark``:
+    then put ``entry`` and move the head to ``new_high_watermark``.
+    """
+
+    pk: str
+    expected_high_watermark: int
+    new_high_watermark: int
+    new_max_timestamp: int
+    entry: Entry
+    producer_id: int | None = None
+    producer_state: ProducerState | None = None
+
+
+class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
+    """The transaction was cancelled; ``heads`` has the current head of each failed pk.
+
+    A pk maps to None when its head no longer exists (topic deleted). ``retryable`` is True
+    when DynamoDB reported a conflict with another transaction rather than a failed
+    condition (no head was returned).
+    """
+
+    def __init__(self, heads: Mapping[str, Head | None], retryable: bool = False) -> None:
+        super().__init__(f"append conflict on {sorted(heads)}")
+        self.heads = dict(heads)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    """A topic as the catalog stores it."""
+
+    name: str
+    topic_id: str
+    partitions: int
+    config: dict[str, Any]
+    created_ms: int
+    version: int = 1
+    deleted_ms: int | None = None
+
+
+class ObjectStore(Protocol):
+    """Immutable objects by key (S3)."""
+
+    def put(self, key: str, body: bytes) -> None:
+        """Store ``body`` under ``key``."""
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the object at ``key``."""
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``."""
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``; missing keys are not an error."""
+
+
+class LedgerStore(Protocol):
+    """Partition heads and batch entries (DynamoDB ledger table)."""
+
+    def create_heads(self, pks: Sequence[str]) -> None:
+        """Create an empty head for each pk that has none."""
+
+    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
+        """Strongly consistent heads of ``pks``; a missing head is left out."""
+
+    def append(self, writes: Sequence[PartitionWrite]) -> None:
+        """Apply every write atomically or none; raise `AppendConflict` when cancelled."""
+
+    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
+        """Up to ``limit`` entries with ``last_offset >= from_offset`` in offset order.
+
+        The head is returned too when the query reached the end of the partition.
+        """
+
+    def entries(self, pk: str) -> Iterator[Entry]:
+        """Every entry of a partition in offset order."""
+
+    def delete_partition(self, pk: str) -> None:
+        """Delete a partition's head and every entry."""
+
+
+class CatalogStore(Protocol):
+    """Topics and counters (DynamoDB catalog table)."""
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        """The topic named ``name`` (strongly consistent), or None."""
+
+    def list_topics(self) -> list[TopicRecord]:
+        """Every topic, by name."""
+
+    def create_topic(self, topic: TopicRecord) -> bool:
+        """Store ``topic`` unless one of that name exists; False if it did."""
+
+    def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
+        """Replace the topic if its version is still ``expected_version``; False if not."""
+
+    def delete_topic(self, topic: TopicRecord) -> bool:
+        """Remove ``topic`` (marking its id for gc) if it still has its id; False if not."""
+
+    def deleted_topics(self) -> list[TopicRecord]:
+        """Deleted topics whose storage gc has not removed yet."""
+
+    def forget_deleted_topic(self, topic_id: str) -> None:
+        """Drop the gc marker of a deleted topic once its storage is gone."""
+
+    def next_producer_id(self) -> int:
+        """A producer id never handed out before."""
