@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from lakelog import Engine, ResourceNames
+from lakelog.local import serialize_moto_dynamodb
 from lakelog.storage import create_resources
 
 REGION = "us-east-1"
@@ -33,6 +34,7 @@ def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def aws() -> Iterator[None]:
     """Every boto3 call inside the test goes to moto, in-process."""
+    serialize_moto_dynamodb()
     with mock_aws():
         yield
 

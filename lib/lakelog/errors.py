@@ -88,9 +88,7 @@ class ProducerFencedError(LakelogError):
     code = "fenced"
 
     def __init__(self, producer_id: int, epoch: int, current_epoch: int) -> None:
-        super().__init__(
-            f"producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}"
-        )
+        super().__init__(f"producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")
         self.producer_id = producer_id
         self.epoch = epoch
         self.current_epoch = current_epoch

@@ -330,7 +330,9 @@ class SegmentReader:
         )
         try:
             table = pq.ParquetFile(pa.PythonFile(source, mode="r"), metadata=self.metadata)
-            group = table.read_row_group(row_group, columns=["timestamp", "key", "value", "headers"])
+            group = table.read_row_group(
+                row_group, columns=["timestamp", "key", "value", "headers"]
+            )
         except CorruptSegmentError:
             raise
         except (pa.ArrowException, ValueError, OSError) as exc:

@@ -29,6 +29,7 @@ from lakelog.storage.ports import Entry, Head, PartitionWrite, ProducerState
 
 __all__ = [
     "PRODUCER_BATCHES_KEPT",
+    "PRODUCER_EXPIRATION_MS",
     "Duplicate",
     "InvariantViolation",
     "PlannedBatch",
@@ -40,6 +41,11 @@ __all__ = [
 
 PRODUCER_BATCHES_KEPT = 5
 """Recent batches remembered per producer and partition, as Kafka does for in-flight ones."""
+
+PRODUCER_EXPIRATION_MS = 24 * 3600 * 1000
+"""A producer that has not appended to a partition for this long is forgotten there
+(Kafka's ``producer.id.expiration.ms``); its next batch must start a new epoch or
+sequence 0. Keeps the head item small: each remembered producer adds about 180 bytes."""
 
 
 class InvariantViolation(AssertionError):  # noqa: N818 - named after the protocol term
@@ -111,9 +117,7 @@ def check_producer(
     raise OutOfOrderSequenceError(producer_id, partition, sequence, state.last_sequence + 1)
 
 
-def plan_write(
-    head: Head, batch: PlannedBatch, producer: tuple[int, int] | None
-) -> PartitionWrite:
+def plan_write(head: Head, batch: PlannedBatch, producer: tuple[int, int] | None) -> PartitionWrite:
     """The conditional write that appends ``batch`` after ``head``."""
     base = head.high_watermark
     last = base + batch.rows - 1
@@ -146,6 +150,17 @@ def plan_write(
                 (batch.sequence, last_sequence, base, batch.append_time_ms),
             ),
         )
+    expired = tuple(
+        sorted(
+            pid
+            for pid, known in head.producers.items()
+            if pid != producer_id
+            and (
+                not known.batches
+                or known.batches[-1][3] < batch.append_time_ms - PRODUCER_EXPIRATION_MS
+            )
+        )
+    )
     write = PartitionWrite(
         pk=batch.pk,
         expected_high_watermark=head.high_watermark,
@@ -154,6 +169,7 @@ def plan_write(
         entry=entry,
         producer_id=producer_id,
         producer_state=state,
+        expired_producers=expired,
     )
     check_write(head, write, batch.rows)
     return write

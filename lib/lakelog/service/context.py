@@ -76,6 +76,11 @@ class HeadCache:
             heads.update(fresh)
         return heads
 
+    def peek(self, pk: str) -> Head | None:
+        """The cached head of ``pk`` without reading the ledger."""
+        with self._lock:
+            return self._heads.get(pk)
+
     def update(self, heads: dict[str, Head]) -> None:
         """Remember ``heads`` as the latest known."""
         with self._lock:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import boto3
+
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext, _now_ms
 from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, Fetcher
@@ -18,7 +20,6 @@ from lakelog.storage.s3 import S3ObjectStore
 from lakelog.types import FetchResult, ProducerBatch, Record, RecordMetadata, TopicDescription
 
 if TYPE_CHECKING:
-    import boto3
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
@@ -60,7 +61,11 @@ class Engine:
 
     @classmethod
     def from_clients(
-        cls, s3_client: S3Client, dynamodb_client: DynamoDBClient, names: ResourceNames, **kwargs: Any
+        cls,
+        s3_client: S3Client,
+        dynamodb_client: DynamoDBClient,
+        names: ResourceNames,
+        **kwargs: Any,
     ) -> Engine:
         """An engine on S3 and DynamoDB through the given boto3 clients."""
         return cls(
@@ -75,12 +80,8 @@ class Engine:
         cls, names: ResourceNames, session: boto3.Session | None = None, **kwargs: Any
     ) -> Engine:
         """An engine on clients made from ``session`` (the default session when None)."""
-        import boto3
-
         session = session or boto3.Session()
-        return cls.from_clients(
-            session.client("s3"), session.client("dynamodb"), names, **kwargs
-        )
+        return cls.from_clients(session.client("s3"), session.client("dynamodb"), names, **kwargs)
 
     # Topics -------------------------------------------------------------------------
     def create_topic(

@@ -61,16 +61,25 @@ class Fetcher:
         topic = self._ctx.caches.topics.get(topic_name)
         pk = self._ctx.partition_pk(topic, partition)
         entries, head = self._ctx.ledger.query(pk, offset, QUERY_ENTRIES)
-        if head is None:
-            head = self._ctx.head(topic, partition)
-        if not head.log_start_offset <= offset <= head.high_watermark:
+        run = contiguous_run(entries, offset)
+        if head is not None:
+            self._ctx.caches.heads.update({pk: head})
+        else:
+            # Catching up: the query did not reach the head. A batch holding ``offset``
+            # proves it is below the high watermark, so a cached head will do for the
+            # bounds; only an empty run needs the exact head.
+            head = self._ctx.caches.heads.peek(pk) if run else None
+            if head is None:
+                head = self._ctx.head(topic, partition)
+        below_end = bool(run) or offset <= head.high_watermark
+        if offset < head.log_start_offset or not below_end:
             raise OffsetOutOfRangeError(
                 topic.name, partition, offset, head.log_start_offset, head.high_watermark
             )
         records: list[StoredRecord] = []
         budget = max_bytes
         next_offset = offset
-        for entry in contiguous_run(entries, offset):
+        for entry in run:
             start = next_offset - entry.base_offset
             rows = self._read(entry, start, max_records - len(records))
             for index, row in enumerate(rows, start=next_offset):
@@ -90,7 +99,11 @@ class Fetcher:
 
     @staticmethod
     def _result(
-        topic: TopicRecord, partition: int, records: list[StoredRecord], next_offset: int, head: Head
+        topic: TopicRecord,
+        partition: int,
+        records: list[StoredRecord],
+        next_offset: int,
+        head: Head,
     ) -> FetchResult:
         return FetchResult(
             topic=topic.name,
@@ -123,8 +136,9 @@ class Fetcher:
         rows_in_group = reader.metadata.row_group(entry.row_group).num_rows
         if rows_in_group != entry.record_count:
             raise CorruptSegmentError(
-                key, f"row group {entry.row_group} has {rows_in_group} rows, the ledger "
-                f"entry {entry.record_count}"
+                key,
+                f"row group {entry.row_group} has {rows_in_group} rows, the ledger "
+                f"entry {entry.record_count}",
             )
         return reader.read_rows(entry.row_group, data, entry.byte_offset, start, limit)
 

@@ -34,11 +34,16 @@ __all__ = ["AppendRetryPolicy", "Appender"]
 
 @dataclass(frozen=True, slots=True)
 class AppendRetryPolicy:
-    """Jittered exponential backoff for ledger conflicts and throttles (full jitter)."""
+    """Jittered exponential backoff for ledger conflicts and throttles (full jitter).
 
-    max_attempts: int = 64
-    base_seconds: float = 0.004
-    cap_seconds: float = 0.25
+    A conflict means another append to the partition won, so the log is progressing; an
+    append gives up only after ``max_attempts`` or ``deadline_seconds``, whichever first.
+    """
+
+    max_attempts: int = 1000
+    deadline_seconds: float = 15.0
+    base_seconds: float = 0.005
+    cap_seconds: float = 0.4
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to sleep before attempt ``attempt + 1``."""
@@ -47,11 +52,52 @@ class AppendRetryPolicy:
 
 @dataclass
 class _PartitionBatch:
+    """The records of one request bound for one partition, in request order."""
+
     partition: int
     append_time_ms: int
     positions: list[int] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     size_bytes: int = 0
+    sequence: int | None = None
+
+
+@dataclass
+class _Request:
+    """One append request while it is being planned and committed."""
+
+    topic: TopicRecord
+    records: Sequence[Record]
+    producer: ProducerBatch | None
+    batches: dict[int, _PartitionBatch]
+    results: list[RecordMetadata | None]
+
+    def check_producer(self, head: Head, partition: int) -> Duplicate | None:
+        """Whether the batch for ``partition`` is new or a retry of one already written."""
+        batch = self.batches[partition]
+        if self.producer is None or batch.sequence is None:
+            return None
+        return check_producer(
+            head,
+            self.producer.producer_id,
+            self.producer.epoch,
+            batch.sequence,
+            len(batch.positions),
+            partition,
+        )
+
+    def fill(self, partition: int, base_offset: int, duplicate: Duplicate | None = None) -> None:
+        """Record where the batch for ``partition`` landed."""
+        batch = self.batches[partition]
+        for index, (position, timestamp) in enumerate(
+            zip(batch.positions, batch.timestamps, strict=True)
+        ):
+            appended_at = timestamp
+            if duplicate is not None and self.records[position].timestamp_ms is None:
+                appended_at = duplicate.append_time_ms
+            self.results[position] = RecordMetadata(
+                self.topic.name, partition, base_offset + index, appended_at
+            )
 
 
 def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
@@ -82,8 +128,7 @@ def _validate_record(record: object, position: int, max_record_bytes: int) -> in
     size = record_size(record.key, record.value, record.headers)
     if size > max_record_bytes:
         raise PayloadTooLargeError(
-            f"record {position} is {size} bytes; the topic's max_record_bytes is "
-            f"{max_record_bytes}"
+            f"record {position} is {size} bytes; the topic's max_record_bytes is {max_record_bytes}"
         )
     return size
 
@@ -139,31 +184,28 @@ class Appender:
         topic = self._ctx.caches.topics.get(topic_name)
         config = TopicConfig.parse(topic.config)
         batches = self._assign(topic, records, config.max_record_bytes)
-        pks = {b.partition: self._ctx.partition_pk(topic, b.partition) for b in batches}
-        sequences = self._sequences(producer, batches)
+        self._bind_sequences(producer, batches)
+        request = _Request(topic, records, producer, batches, [None] * len(records))
+        pks = {p: self._ctx.partition_pk(topic, p) for p in batches}
         heads = self._ctx.caches.heads.get_many(self._ctx.ledger, list(pks.values()))
-        results: list[RecordMetadata | None] = [None] * len(records)
 
         # Answer retried batches from the heads we have; encode only the new ones.
-        pending: list[_PartitionBatch] = []
-        for batch in batches:
-            head = self._head(heads, pks[batch.partition], topic)
-            duplicate = self._check_producer(head, producer, sequences, batch)
+        pending: list[int] = []
+        for partition in batches:
+            duplicate = request.check_producer(self._head(heads, pks[partition], topic), partition)
             if duplicate is None:
-                pending.append(batch)
+                pending.append(partition)
             else:
-                self._fill(results, topic, batch, records, duplicate.base_offset, duplicate)
+                request.fill(partition, duplicate.base_offset, duplicate)
         if pending:
-            planned = self._upload(topic, config, records, pending, pks, sequences)
-            by_partition = {b.partition: b for b in pending}
+            planned = self._upload(request, config, pending, pks)
             for start in range(0, len(planned), MAX_PARTITIONS_PER_TRANSACTION):
-                chunk = planned[start : start + MAX_PARTITIONS_PER_TRANSACTION]
-                self._commit(topic, chunk, producer, records, by_partition, results)
-        return [result for result in results if result is not None]
+                self._commit(request, planned[start : start + MAX_PARTITIONS_PER_TRANSACTION])
+        return [result for result in request.results if result is not None]
 
     def _assign(
         self, topic: TopicRecord, records: Sequence[Record], max_record_bytes: int
-    ) -> list[_PartitionBatch]:
+    ) -> dict[int, _PartitionBatch]:
         if not isinstance(records, Sequence) or isinstance(records, str | bytes):
             raise InvalidRequestError("records must be a list")
         if not records:
@@ -196,27 +238,28 @@ class Appender:
             raise PayloadTooLargeError(
                 f"append of {total} bytes; the limit is {MAX_APPEND_BYTES} bytes per request"
             )
-        return sorted(batches.values(), key=lambda b: b.partition)
+        return dict(sorted(batches.items()))
 
     @staticmethod
-    def _sequences(
-        producer: ProducerBatch | None, batches: Sequence[_PartitionBatch]
-    ) -> dict[int, int]:
+    def _bind_sequences(
+        producer: ProducerBatch | None, batches: dict[int, _PartitionBatch]
+    ) -> None:
         if producer is None:
-            return {}
+            return
         for name in ("producer_id", "epoch"):
             value = getattr(producer, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidRequestError(f"producer {name} must be a non-negative integer")
-        missing = [b.partition for b in batches if b.partition not in producer.sequences]
+        missing = [p for p in batches if p not in producer.sequences]
         if missing:
             raise InvalidRequestError(f"producer sequences missing for partitions {missing}")
-        for partition, sequence in producer.sequences.items():
+        for partition, batch in batches.items():
+            sequence = producer.sequences[partition]
             if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
                 raise InvalidRequestError(
                     f"producer sequence for partition {partition} must be a non-negative int"
                 )
-        return dict(producer.sequences)
+            batch.sequence = sequence
 
     def _head(self, heads: dict[str, Head], pk: str, topic: TopicRecord) -> Head:
         head = heads.get(pk)
@@ -225,47 +268,29 @@ class Appender:
             raise TopicNotFoundError(topic.name)
         return head
 
-    @staticmethod
-    def _check_producer(
-        head: Head,
-        producer: ProducerBatch | None,
-        sequences: dict[int, int],
-        batch: _PartitionBatch,
-    ) -> Duplicate | None:
-        if producer is None:
-            return None
-        return check_producer(
-            head,
-            producer.producer_id,
-            producer.epoch,
-            sequences[batch.partition],
-            len(batch.positions),
-            batch.partition,
-        )
-
     def _upload(
         self,
-        topic: TopicRecord,
+        request: _Request,
         config: TopicConfig,
-        records: Sequence[Record],
-        pending: Sequence[_PartitionBatch],
+        pending: Sequence[int],
         pks: dict[int, str],
-        sequences: dict[int, int],
     ) -> list[PlannedBatch]:
-        builder = SegmentBuilder(topic.topic_id, config.compression)
-        for batch in pending:
-            chosen = [records[i] for i in batch.positions]
+        """Encode the pending batches into one segment and PUT it, once per request."""
+        topic_id = request.topic.topic_id
+        builder = SegmentBuilder(topic_id, config.compression)
+        for partition in pending:
+            batch = request.batches[partition]
+            chosen = [request.records[i] for i in batch.positions]
             builder.add_batch(
-                batch.partition,
+                partition,
                 batch.timestamps,
                 [None if r.key is None else bytes(r.key) for r in chosen],
                 [None if r.value is None else bytes(r.value) for r in chosen],
                 [r.headers for r in chosen],
             )
         segment = builder.build()
-        key = l0_segment_key(topic.topic_id, self._ctx.clock_ms())
+        key = l0_segment_key(topic_id, self._ctx.clock_ms())
         self._ctx.objects.put(key, segment.body)
-        append_time = {batch.partition: batch.append_time_ms for batch in pending}
         return [
             PlannedBatch(
                 pk=pks[location.partition],
@@ -280,35 +305,27 @@ class Appender:
                 min_timestamp=location.min_timestamp,
                 max_timestamp=location.max_timestamp,
                 size_bytes=location.byte_length,
-                append_time_ms=append_time[location.partition],
-                sequence=sequences.get(location.partition),
+                append_time_ms=request.batches[location.partition].append_time_ms,
+                sequence=request.batches[location.partition].sequence,
             )
             for location in segment.row_groups
         ]
 
-    def _commit(
-        self,
-        topic: TopicRecord,
-        chunk: Sequence[PlannedBatch],
-        producer: ProducerBatch | None,
-        records: Sequence[Record],
-        by_partition: dict[int, _PartitionBatch],
-        results: list[RecordMetadata | None],
-    ) -> None:
+    def _commit(self, request: _Request, chunk: Sequence[PlannedBatch]) -> None:
+        """Move the heads of ``chunk`` in one transaction, re-planning on conflicts."""
+        topic, producer = request.topic, request.producer
         identity = (producer.producer_id, producer.epoch) if producer else None
         heads = self._ctx.caches.heads.get_many(self._ctx.ledger, [b.pk for b in chunk])
+        deadline = time.monotonic() + self._retry.deadline_seconds
         for attempt in range(self._retry.max_attempts):
             writes: list[PartitionWrite] = []
             planned: list[PlannedBatch] = []
             for batch in chunk:
                 head = self._head(heads, batch.pk, topic)
-                source = by_partition[batch.partition]
-                duplicate = self._check_producer(
-                    head, producer, {batch.partition: batch.sequence or 0}, source
-                )
+                duplicate = request.check_producer(head, batch.partition)
                 if duplicate is not None:
                     # An earlier attempt of this very request did land (lost reply).
-                    self._fill(results, topic, source, records, duplicate.base_offset, duplicate)
+                    request.fill(batch.partition, duplicate.base_offset, duplicate)
                     continue
                 writes.append(plan_write(head, batch, identity))
                 planned.append(batch)
@@ -317,32 +334,44 @@ class Appender:
             try:
                 self._ctx.ledger.append(writes)
             except AppendConflict as conflict:
-                for pk, head in conflict.heads.items():
-                    if head is None:
-                        self._ctx.caches.heads.forget([pk])
-                        self._ctx.caches.topics.invalidate(topic.name)
-                        raise TopicNotFoundError(topic.name) from None
-                    heads[pk] = head
-                self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
+                self._refresh(topic, heads, conflict)
             except ThrottledError:
-                if attempt + 1 == self._retry.max_attempts:
+                if attempt + 1 == self._retry.max_attempts or time.monotonic() > deadline:
                     raise
             else:
                 self._remember(heads, writes)
                 for batch, write in zip(planned, writes, strict=True):
-                    source = by_partition[batch.partition]
-                    self._fill(results, topic, source, records, write.entry.base_offset, None)
+                    request.fill(batch.partition, write.entry.base_offset)
                 return
+            if time.monotonic() > deadline:
+                break
             self._sleep(self._retry.delay(attempt, self._rng))
         raise LedgerConflictError(
-            f"append to {topic.name!r} conflicted {self._retry.max_attempts} times; retry later"
+            f"append to {topic.name!r} kept conflicting with other appends for "
+            f"{attempt + 1} attempts; nothing was written, retry later"
         )
+
+    def _refresh(
+        self, topic: TopicRecord, heads: dict[str, Head], conflict: AppendConflict
+    ) -> None:
+        """Take the current heads a cancelled transaction returned."""
+        for pk, current in conflict.heads.items():
+            if current is None:
+                self._ctx.caches.heads.forget([pk])
+                self._ctx.caches.topics.invalidate(topic.name)
+                raise TopicNotFoundError(topic.name)
+            heads[pk] = current
+        self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
 
     def _remember(self, heads: dict[str, Head], writes: Sequence[PartitionWrite]) -> None:
         fresh: dict[str, Head] = {}
         for write in writes:
             old = heads[write.pk]
-            producers = dict(old.producers)
+            producers = {
+                pid: state
+                for pid, state in old.producers.items()
+                if pid not in write.expired_producers
+            }
             if write.producer_id is not None and write.producer_state is not None:
                 producers[write.producer_id] = write.producer_state
             fresh[write.pk] = Head(
@@ -353,21 +382,3 @@ class Appender:
                 producers=producers,
             )
         self._ctx.caches.heads.update(fresh)
-
-    @staticmethod
-    def _fill(
-        results: list[RecordMetadata | None],
-        topic: TopicRecord,
-        batch: _PartitionBatch,
-        records: Sequence[Record],
-        base_offset: int,
-        duplicate: Duplicate | None,
-    ) -> None:
-        for index, (position, timestamp) in enumerate(
-            zip(batch.positions, batch.timestamps, strict=True)
-        ):
-            if duplicate is not None and records[position].timestamp_ms is None:
-                timestamp = duplicate.append_time_ms
-            results[position] = RecordMetadata(
-                topic.name, batch.partition, base_offset + index, timestamp
-            )

@@ -88,9 +88,7 @@ def _producer_to_item(state: ProducerState) -> Item:
 
 def _producer_from_item(attr: Item) -> ProducerState:
     fields = attr["M"]
-    batches = tuple(
-        tuple(int(v["N"]) for v in batch["L"]) for batch in fields["batches"]["L"]
-    )
+    batches = tuple(tuple(int(v["N"]) for v in batch["L"]) for batch in fields["batches"]["L"])
     return ProducerState(
         epoch=int(fields["epoch"]["N"]),
         last_sequence=int(fields["last_sequence"]["N"]),
@@ -198,6 +196,10 @@ class DynamoLedgerStore:
                 names["#pid"] = str(write.producer_id)
                 values[":producer"] = _producer_to_item(write.producer_state)
                 update += ", producers.#pid = :producer"
+            if write.expired_producers:
+                names.update({f"#x{i}": str(p) for i, p in enumerate(write.expired_producers)})
+                removed = ", ".join(f"producers.#x{i}" for i in range(len(write.expired_producers)))
+                update += f" REMOVE {removed}"
             items.append(
                 {
                     "Update": {
@@ -229,7 +231,7 @@ class DynamoLedgerStore:
 
     @staticmethod
     def _conflict(writes: Sequence[PartitionWrite], exc: ClientError) -> Exception:
-        reasons: list[Any] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+        reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
         codes = {reason.get("Code") for reason in reasons}
         if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
             return ThrottledError("ledger throttled the append transaction")
@@ -238,7 +240,7 @@ class DynamoLedgerStore:
             if reason.get("Code") == "ConditionalCheckFailed":
                 item = reason.get("Item")
                 heads[write.pk] = _head_from_item(item) if item else None
-        return AppendConflict(heads, retryable=not heads)
+        return AppendConflict(heads, retryable="TransactionConflict" in codes and not heads)
 
     @translate_client_errors
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
@@ -368,7 +370,10 @@ class DynamoCatalogStore:
                 TableName=self._table,
                 Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
                 ConditionExpression="version = :v AND topic_id = :id",
-                ExpressionAttributeValues={":v": _n(expected_version), ":id": {"S": topic.topic_id}},
+                ExpressionAttributeValues={
+                    ":v": _n(expected_version),
+                    ":id": {"S": topic.topic_id},
+                },
             )
         except ClientError as exc:
             if _condition_failed(exc):
@@ -425,5 +430,3 @@ class DynamoCatalogStore:
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["value"]["N"])
-
-

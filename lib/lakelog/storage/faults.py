@@ -25,7 +25,13 @@ from lakelog.storage.ports import (
     PartitionWrite,
 )
 
-__all__ = ["FailPoint", "FaultInjector", "FaultyLedgerStore", "FaultyObjectStore", "InjectedFault"]
+__all__ = [
+    "FailPoint",
+    "FaultInjector",
+    "FaultyLedgerStore",
+    "FaultyObjectStore",
+    "InjectedFaultError",
+]
 
 
 class FailPoint(StrEnum):
@@ -40,7 +46,7 @@ class FailPoint(StrEnum):
     GET_TIMEOUT = "get_timeout"
 
 
-class InjectedFault(UnavailableError):
+class InjectedFaultError(UnavailableError):
     """A failure made on purpose; the outcome of the interrupted write is unknown."""
 
     def __init__(self, point: FailPoint) -> None:
@@ -93,9 +99,9 @@ class FaultInjector:
             return fail
 
     def check(self, point: FailPoint) -> None:
-        """Raise `InjectedFault` if ``point`` should fail now."""
+        """Raise `InjectedFaultError` if ``point`` should fail now."""
         if self.should_fail(point):
-            raise InjectedFault(point)
+            raise InjectedFaultError(point)
 
 
 class FaultyObjectStore:

@@ -101,14 +101,16 @@ class PartitionWrite:
     entry: Entry
     producer_id: int | None = None
     producer_state: ProducerState | None = None
+    expired_producers: tuple[int, ...] = ()
 
 
 class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
     """The transaction was cancelled; ``heads`` has the current head of each failed pk.
 
     A pk maps to None when its head no longer exists (topic deleted). ``retryable`` is True
-    when DynamoDB reported a conflict with another transaction rather than a failed
-    condition (no head was returned).
+    when DynamoDB reported a conflict with another transaction in flight: the same
+    transaction may simply be sent again. When it is False and ``heads`` is empty, a
+    condition failed without returning a head and the caller must re-read the heads.
     """
 
     def __init__(self, heads: Mapping[str, Head | None], retryable: bool = False) -> None:

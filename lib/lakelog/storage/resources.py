@@ -41,7 +41,9 @@ class TableSpec:
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(role="ledger", sort_key_type="N", stream_view_type="NEW_IMAGE", ttl_attribute=None),
-    TableSpec(role="catalog", sort_key_type="S", stream_view_type=None, ttl_attribute=TTL_ATTRIBUTE),
+    TableSpec(
+        role="catalog", sort_key_type="S", stream_view_type=None, ttl_attribute=TTL_ATTRIBUTE
+    ),
 )
 
 
@@ -70,7 +72,12 @@ def create_resources(
         if table in existing:
             continue
         stream = (
-            {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": spec.stream_view_type}}
+            {
+                "StreamSpecification": {
+                    "StreamEnabled": True,
+                    "StreamViewType": spec.stream_view_type,
+                }
+            }
             if spec.stream_view_type
             else {}
         )

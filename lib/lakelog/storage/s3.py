@@ -29,7 +29,9 @@ class S3ObjectStore:
 
     @translate_client_errors
     def get_range(self, key: str, start: int, end: int) -> bytes:
-        response = self._s3.get_object(Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        response = self._s3.get_object(
+            Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+        )
         return response["Body"].read()
 
     @translate_client_errors

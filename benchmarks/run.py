@@ -1,0 +1,127 @@
+"""Run every workload on moto in-process and print the results table (`make bench`).
+
+AWS is emulated by moto (``mock_aws``) with fake credentials: nothing leaves the process.
+The table goes to stdout and, with a one-line header, to ``benchmarks/results.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from benchmarks.report import build_rows, render, verdict
+from benchmarks.workloads import (
+    Bench,
+    CpuReport,
+    Workload,
+    make_values,
+    run_codec_cpu,
+    run_engine_cpu,
+    run_fetches,
+    run_multi_partition_appends,
+    run_single_partition_appends,
+)
+from lakelog import ResourceNames
+from lakelog.storage import create_resources
+
+__all__ = ["RESULTS_PATH", "main", "run", "update_readme"]
+
+REGION = "us-east-1"
+RESULTS_PATH = Path(__file__).with_name("results.md")
+README_PATH = Path(__file__).parent.parent / "README.md"
+README_BEGIN = "<!-- benchmark:begin -->"
+README_END = "<!-- benchmark:end -->"
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+_REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+def _use_fake_credentials() -> None:
+    """Make sure no call can reach real AWS, even if moto were not active."""
+    os.environ.update(_FAKE_CREDENTIALS)
+    for name in _REAL_AWS_VARIABLES:
+        os.environ.pop(name, None)
+
+
+def _date_u(now: datetime) -> str:
+    """``now`` (UTC) as ``date -u`` prints it, e.g. ``Tue Jun  4 09:05:01 UTC 2024``."""
+    return f"{now:%a %b} {now.day:2d} {now:%H:%M:%S} UTC {now.year}"
+
+
+def run(workload: Workload) -> str:
+    """Run the workloads on a fresh moto deployment; the table and its verdict line.
+
+    Parameters
+    ----------
+    workload
+        Sizes of the workloads.
+
+    Returns
+    -------
+    str
+        The Markdown table followed by a line saying which targets were met.
+    """
+    _use_fake_credentials()
+    values = make_values(workload.records_per_append, workload.value_bytes, workload.seed)
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        names = ResourceNames.for_prefix("bench")
+        create_resources(session.client("s3"), session.client("dynamodb"), names)
+        bench = Bench(session, names, workload.seed)
+        single = run_single_partition_appends(bench, values, workload.appends)
+        multi = run_multi_partition_appends(
+            bench, values, workload.partitions, workload.multi_partition_appends
+        )
+        fetches = run_fetches(bench, workload.cold_fetches)
+        engine_append, engine_fetch = run_engine_cpu(bench, values, workload.cpu_appends)
+    encode, decode = run_codec_cpu(values, workload.codec_repetitions)
+    rows = build_rows(
+        single, multi, fetches, CpuReport(encode, decode, engine_append, engine_fetch)
+    )
+    return f"{render(rows)}\n\n{verdict(rows)}\n"
+
+
+def update_readme(text: str, readme: Path = README_PATH) -> bool:
+    """Replace the README's text between the benchmark markers with ``text``.
+
+    Returns False (and changes nothing) when the README has no markers.
+    """
+    if not readme.exists():
+        return False
+    content = readme.read_text(encoding="utf-8")
+    begin, end = content.find(README_BEGIN), content.find(README_END)
+    if begin < 0 or end < begin:
+        return False
+    updated = f"{content[: begin + len(README_BEGIN)]}\n{text}{content[end:]}"
+    readme.write_text(updated, encoding="utf-8")
+    return True
+
+
+def main() -> int:
+    """Run the benchmark, print the table and write it to `RESULTS_PATH`."""
+    started = time.monotonic()
+    table = run(Workload())
+    header = (
+        f"Produced by `make bench` (python -m benchmarks.run), AWS emulated by moto "
+        f"in-process, on {_date_u(datetime.now(UTC))}.\n\n"
+    )
+    RESULTS_PATH.write_text(header + table, encoding="utf-8")
+    update_readme(header + table)
+    sys.stdout.write(table)
+    sys.stderr.write(f"benchmark took {time.monotonic() - started:.1f} s; wrote {RESULTS_PATH}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Make moto's DynamoDB behave like DynamoDB where lakelog depends on it.
+
+Atomicity. DynamoDB applies a ``TransactWriteItems`` atomically and in isolation from
+every other write. moto checks and applies the items one by one, and on a cancelled
+transaction restores a copy of the whole table taken when the transaction began, undoing
+whatever other threads wrote meanwhile. Under concurrent requests (threads in tests, the
+threaded local server) that would lose or duplicate offsets for reasons real DynamoDB
+does not have. Serializing every DynamoDB request to moto restores the property lakelog
+relies on: each request, and each transaction as a whole, takes effect atomically.
+
+Cost. moto deep-copies every table a transaction touches before applying it, which makes
+each append cost time proportional to the whole ledger. With requests serialized, the
+conditions can be checked first, exactly as moto checks them, and the transaction applied
+only when all hold, so the copy is never needed and is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from typing import Any
+
+__all__ = ["serialize_moto_dynamodb"]
+
+_LOCK = threading.RLock()
+_PATCHED = "_lakelog_serialized"
+
+
+def _failed_conditions(backend: Any, transact_items: list[dict[str, Any]]) -> list[Any] | None:
+    """moto's cancellation reasons if any condition fails, else None (nothing applied)."""
+    from moto.dynamodb.comparisons import get_filter_expression  # noqa: PLC0415
+
+    reasons: list[Any] = []
+    failed = False
+    for item in transact_items:
+        op_type, op = next(iter(item.items()))
+        if op_type == "Put":
+            table = backend.get_table(op["TableName"])
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        condition = op.get("ConditionExpression")
+        if condition is None:
+            reasons.append((None, None, None))
+            continue
+        current = backend.get_item(op["TableName"], key)
+        expression = get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        )
+        if expression.expr(current):
+            reasons.append((None, None, None))
+            continue
+        failed = True
+        old = None
+        if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+            old = current.to_json()["Attributes"]
+        reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+    return reasons if failed else None
+
+
+class _SharingCopy:
+    """Stands in for the ``copy`` module inside moto's transaction: tables are not copied."""
+
+    @staticmethod
+    def deepcopy(value: Any) -> Any:
+        from moto.dynamodb.models.table import Table  # noqa: PLC0415
+
+        return value if isinstance(value, Table) else copy.deepcopy(value)
+
+
+def serialize_moto_dynamodb() -> None:
+    """Serialize moto's DynamoDB request handling (idempotent; a no-op once applied)."""
+    from moto.dynamodb import models  # noqa: PLC0415 - moto is optional
+    from moto.dynamodb.exceptions import TransactionCanceledException  # noqa: PLC0415
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
+
+    original_call = DynamoHandler.call_action
+    if getattr(original_call, _PATCHED, False):
+        return
+    original_transact = models.DynamoDBBackend.transact_write_items
+
+    @functools.wraps(original_call)
+    def call_action(self: Any) -> Any:
+        with _LOCK:
+            return original_call(self)
+
+    @functools.wraps(original_transact)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with _LOCK:
+            reasons = _failed_conditions(self, transact_items)
+            if reasons is not None:
+                raise TransactionCanceledException(reasons)
+            setattr(models, "copy", _SharingCopy)  # noqa: B010 - module attribute swap
+            try:
+                original_transact(self, transact_items)
+            finally:
+                setattr(models, "copy", copy)  # noqa: B010
+
+    setattr(call_action, _PATCHED, True)
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]

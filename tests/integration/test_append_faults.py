@@ -1,0 +1,279 @@
+"""Invariants 1, 2, 4 and 5 under crashes: a fault at each fail point of an append."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
+from lakelog.errors import ThrottledError, UnavailableError
+from lakelog.service.produce import AppendRetryPolicy
+from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
+from lakelog.storage.faults import (
+    FailPoint,
+    FaultInjector,
+    FaultyLedgerStore,
+    FaultyObjectStore,
+    InjectedFaultError,
+)
+from tests.conftest import REGION
+
+TOPIC = "faults"
+
+MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
+
+
+@pytest.fixture
+def make_faulty(resources: ResourceNames) -> MakeFaulty:
+    """Engines whose object store and ledger fail where the injector says."""
+
+    def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
+        session = boto3.Session(region_name=REGION)
+        dynamodb = session.client("dynamodb")
+        injector = FaultInjector(seed)
+        engine = Engine(
+            FaultyObjectStore(S3ObjectStore(session.client("s3"), resources.bucket), injector),
+            FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
+            DynamoCatalogStore(dynamodb, resources.catalog_table),
+            sleep=lambda _seconds: None,
+            **kwargs,
+        )
+        return engine, injector
+
+    return make
+
+
+def _objects(s3_client: Any, bucket: str) -> set[str]:
+    listing = s3_client.list_objects_v2(Bucket=bucket)
+    return {obj["Key"] for obj in listing.get("Contents", [])}
+
+
+def _log(engine: Engine, partition: int = 0) -> list[StoredRecord]:
+    records: list[StoredRecord] = []
+    while True:
+        result = engine.fetch(TOPIC, partition, len(records), max_records=10_000)
+        if not result.records:
+            return records
+        records.extend(result.records)
+
+
+def _batch(*values: bytes) -> list[Record]:
+    return [Record(value=value, partition=0) for value in values]
+
+
+@pytest.mark.parametrize(
+    "point", [FailPoint.BEFORE_PUT, FailPoint.AFTER_PUT, FailPoint.BEFORE_LEDGER]
+)
+def test_crash_before_the_ledger_leaves_nothing_visible_and_a_retry_appends_once(
+    make_faulty: MakeFaulty,
+    make_engine: Callable[..., Engine],
+    s3_client: Any,
+    resources: Any,
+    point: FailPoint,
+) -> None:
+    # Given a partition holding one batch
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, _batch(b"a"))
+    before = _objects(s3_client, resources.bucket)
+
+    # When the next append crashes at the fail point
+    injector.arm(point)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"b", b"c"))
+
+    # Then no reader sees any of it, from this process or another
+    for reader in (engine, make_engine()):
+        assert [r.value for r in _log(reader)] == [b"a"]
+        assert reader.list_offset(TOPIC, 0, "latest") == 1
+    orphaned = _objects(s3_client, resources.bucket) - before
+    assert len(orphaned) == (0 if point is FailPoint.BEFORE_PUT else 1)
+
+    # And a retry appends the batch exactly once, at the next offsets
+    acks = engine.append(TOPIC, _batch(b"b", b"c"))
+    assert [a.offset for a in acks] == [1, 2]
+    assert [r.value for r in _log(make_engine())] == [b"a", b"b", b"c"]
+
+
+def test_crash_after_put_leaves_an_orphan_segment_that_gc_finds_and_removes(
+    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+) -> None:
+    # Given an append that crashed between its PUT and its ledger transaction
+    engine, injector = make_faulty(grace_ms=0)
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, _batch(b"kept"))
+    before = _objects(s3_client, resources.bucket)
+    injector.arm(FailPoint.AFTER_PUT)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"lost"))
+    (orphan,) = _objects(s3_client, resources.bucket) - before
+
+    # When gc looks for segments no entry references
+    found = engine.gc.orphan_segments(TOPIC)
+
+    # Then it finds exactly the orphan, deletes it, and the log is intact
+    assert found == [orphan]
+    assert engine.gc.collect_topic(TOPIC) == [orphan]
+    assert _objects(s3_client, resources.bucket) == before
+    assert [r.value for r in _log(engine)] == [b"kept"]
+
+
+def test_gc_keeps_orphans_younger_than_the_grace_period(
+    make_faulty: MakeFaulty,
+) -> None:
+    # Given a crashed append and the default grace period (an append may still be running)
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    injector.arm(FailPoint.AFTER_PUT)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"in-flight"))
+
+    # Then gc does not consider the young segment an orphan yet
+    assert engine.gc.orphan_segments(TOPIC) == []
+
+
+@pytest.mark.parametrize("fresh_process", [False, True], ids=["same-engine", "new-engine"])
+def test_idempotent_retry_after_crash_after_ledger_returns_original_offsets(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], fresh_process: bool
+) -> None:
+    # Given an idempotent producer whose append committed but whose reply was lost
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    pid = engine.init_producer_id()
+    engine.append(TOPIC, _batch(b"x"), ProducerBatch(pid, 0, {0: 0}))
+    injector.arm(FailPoint.AFTER_LEDGER)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, {0: 1}))
+    assert [r.value for r in _log(make_engine())] == [b"x", b"y", b"z"]
+
+    # When it retries the same batch (same id, epoch and sequence)
+    retrier = make_engine() if fresh_process else engine
+    acks = retrier.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, {0: 1}))
+
+    # Then it gets the original offsets and the log holds the batch once
+    assert [a.offset for a in acks] == [1, 2]
+    assert [r.value for r in _log(make_engine())] == [b"x", b"y", b"z"]
+    # And the producer continues where it left off
+    more = retrier.append(TOPIC, _batch(b"w"), ProducerBatch(pid, 0, {0: 3}))
+    assert [a.offset for a in more] == [3]
+
+
+def test_ledger_conflicts_are_retried_without_a_second_upload(
+    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+) -> None:
+    # Given a ledger that reports a conflict three times in a row
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    before = _objects(s3_client, resources.bucket)
+    injector.arm(FailPoint.CONFLICT, times=3)
+
+    # When an append goes through
+    acks = engine.append(TOPIC, _batch(b"a", b"b"))
+
+    # Then it was retried and uploaded its segment exactly once
+    assert injector.hits[FailPoint.CONFLICT] == 3
+    assert [a.offset for a in acks] == [0, 1]
+    assert len(_objects(s3_client, resources.bucket) - before) == 1
+
+
+def test_throttled_ledger_transactions_are_retried_without_a_second_upload(
+    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+) -> None:
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    before = _objects(s3_client, resources.bucket)
+    injector.arm(FailPoint.THROTTLE, times=2)
+
+    acks = engine.append(TOPIC, _batch(b"a"))
+
+    assert injector.hits[FailPoint.THROTTLE] == 2
+    assert [a.offset for a in acks] == [0]
+    assert len(_objects(s3_client, resources.bucket) - before) == 1
+
+
+def test_throttling_that_outlasts_the_retry_budget_is_reported_and_writes_nothing(
+    make_faulty: MakeFaulty,
+) -> None:
+    engine, injector = make_faulty(retry=AppendRetryPolicy(max_attempts=3))
+    engine.create_topic(TOPIC)
+    injector.arm(FailPoint.THROTTLE, times=3)
+
+    with pytest.raises(ThrottledError):
+        engine.append(TOPIC, _batch(b"a"))
+
+    assert engine.list_offset(TOPIC, 0, "latest") == 0
+
+
+def test_fetch_timeout_surfaces_as_unavailable_and_a_retry_reads_the_records(
+    make_faulty: MakeFaulty,
+) -> None:
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, _batch(b"a"))
+    injector.arm(FailPoint.GET_TIMEOUT)
+
+    with pytest.raises(UnavailableError):
+        _log(engine)
+
+    assert [r.value for r in _log(engine)] == [b"a"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_faults_with_idempotent_retries_never_lose_or_duplicate(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], seed: int
+) -> None:
+    # Given faults at every fail point with a fixed seed, over two partitions
+    engine, injector = make_faulty(seed=seed)
+    engine.create_topic(TOPIC, partitions=2)
+    for point in FailPoint:
+        injector.set_probability(point, 0.15)
+    rng = random.Random(seed)
+    pid = engine.init_producer_id()
+    sequences = {0: 0, 1: 0}
+    sent: dict[int, list[bytes]] = {0: [], 1: []}
+
+    # When an idempotent producer sends 40 requests, retrying each until acknowledged
+    for request in range(40):
+        partitions = rng.choice([[0], [1], [0, 1]])
+        records = [
+            Record(value=f"{request}:{p}:{i}".encode(), partition=p)
+            for p in partitions
+            for i in range(rng.randint(1, 3))
+        ]
+        counts = {p: sum(1 for r in records if r.partition == p) for p in partitions}
+        producer = ProducerBatch(pid, 0, {p: sequences[p] for p in partitions})
+        for _attempt in range(50):
+            try:
+                acks = engine.append(TOPIC, records, producer)
+                break
+            except (UnavailableError, ThrottledError):
+                if rng.random() < 0.3:  # sometimes the retry comes from a new process
+                    engine, injector = _rewrap(make_faulty, injector, seed + request)
+        else:  # pragma: no cover
+            pytest.fail("append never succeeded")
+        for p in partitions:
+            sequences[p] += counts[p]
+            sent[p].extend(r.value for r in records if r.partition == p and r.value)
+        assert [a.partition for a in acks] == [r.partition for r in records]
+
+    # Then each partition holds exactly what was acknowledged, once, densely, in order
+    injector.disarm()
+    reader = make_engine()
+    for p in (0, 1):
+        log = _log(reader, p)
+        assert [r.offset for r in log] == list(range(len(log)))
+        assert [r.value for r in log] == sent[p]
+    assert sum(injector.hits.values()) > 0
+
+
+def _rewrap(make_faulty: MakeFaulty, old: FaultInjector, seed: int) -> tuple[Engine, FaultInjector]:
+    engine, injector = make_faulty(seed=seed)
+    for point in FailPoint:
+        injector.set_probability(point, 0.15)
+    injector.hits.update(old.hits)
+    return engine, injector
