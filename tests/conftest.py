@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -15,6 +16,18 @@ from lakelog.local import serialize_moto_dynamodb
 from lakelog.storage import create_resources
 
 REGION = "us-east-1"
+
+# One botocore session parses the S3 and DynamoDB service models once per process; every
+# client made from it is still its own object with its own connection pool, as separate
+# Lambda containers' clients would be. Creating clients from a session is not thread-safe.
+_SESSION = botocore.session.get_session()
+_SESSION_LOCK = threading.Lock()
+
+
+def new_client(service: str) -> Any:
+    """A new boto3-compatible client of ``service`` (moto answers it inside ``aws``)."""
+    with _SESSION_LOCK:
+        return _SESSION.create_client(service, region_name=REGION)
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +59,12 @@ def names() -> ResourceNames:
 
 @pytest.fixture
 def s3_client(aws: None) -> Any:
-    return boto3.client("s3", region_name=REGION)
+    return new_client("s3")
 
 
 @pytest.fixture
 def dynamodb_client(aws: None) -> Any:
-    return boto3.client("dynamodb", region_name=REGION)
+    return new_client("dynamodb")
 
 
 @pytest.fixture
@@ -65,10 +78,7 @@ def make_engine(resources: ResourceNames) -> Callable[..., Engine]:
     """Engines on their own boto3 clients (as separate Lambda containers would be)."""
 
     def make(**kwargs: Any) -> Engine:
-        session = boto3.Session(region_name=REGION)
-        return Engine.from_clients(
-            session.client("s3"), session.client("dynamodb"), resources, **kwargs
-        )
+        return Engine.from_clients(new_client("s3"), new_client("dynamodb"), resources, **kwargs)
 
     return make
 

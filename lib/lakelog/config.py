@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,7 +34,7 @@ class TopicConfig(BaseModel):
         Parquet codec of the topic's segments.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     retention_ms: int = Field(default=DEFAULT_RETENTION_MS, ge=-1)
     retention_bytes: int = Field(default=-1, ge=-1)
@@ -42,8 +43,10 @@ class TopicConfig(BaseModel):
     compression: Compression = "zstd"
 
     @classmethod
-    def parse(cls, raw: dict[str, Any] | None, base: TopicConfig | None = None) -> TopicConfig:
+    def parse(cls, raw: Mapping[str, Any] | None, base: TopicConfig | None = None) -> TopicConfig:
         """Validate ``raw`` over ``base`` (defaults when None), raising `InvalidRequestError`."""
+        if raw is not None and not isinstance(raw, Mapping):
+            raise InvalidRequestError("topic config must be an object")
         merged = {**(base.model_dump() if base else {}), **(raw or {})}
         try:
             return cls.model_validate(merged)
@@ -53,5 +56,3 @@ class TopicConfig(BaseModel):
                 for err in exc.errors()
             )
             raise InvalidRequestError(f"invalid topic config: {details}") from None
-        except TypeError:
-            raise InvalidRequestError("topic config must be an object") from None

@@ -11,6 +11,7 @@ __all__ = [
     "OutOfOrderSequenceError",
     "PayloadTooLargeError",
     "ProducerFencedError",
+    "StaleTopicError",
     "ThrottledError",
     "TopicExistsError",
     "TopicNotFoundError",
@@ -51,6 +52,10 @@ class TopicNotFoundError(LakelogError):
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} does not exist")
         self.topic = topic
+
+
+class StaleTopicError(TopicNotFoundError):
+    """The topic this process had cached was deleted (perhaps re-created under a new id)."""
 
 
 class TopicExistsError(LakelogError):

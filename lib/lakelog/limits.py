@@ -16,6 +16,7 @@ __all__ = [
     "MAX_PARTITIONS",
     "MAX_PARTITIONS_PER_TRANSACTION",
     "MAX_RECORD_BYTES",
+    "MAX_TIMESTAMP_MS",
     "MAX_TOPIC_NAME_LENGTH",
     "validate_topic_name",
 ]
@@ -42,6 +43,10 @@ MAX_PARTITIONS_PER_TRANSACTION: Final = 50
 """Partitions one ledger transaction moves: DynamoDB allows 100 items, two per partition.
 
 An append touching more partitions is split into several transactions, each atomic."""
+
+MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
+"""Latest record timestamp: 9999-12-31T23:59:59.999Z, the last instant Parquet readers
+(pyarrow, DuckDB, Spark) can represent as a date."""
 
 MAX_FETCH_RECORDS: Final = 10_000
 """Upper bound of ``max_records`` in one fetch."""

@@ -17,7 +17,7 @@ __all__ = [
     "TopicPartition",
 ]
 
-Header = tuple[str, bytes]
+Header = tuple[str, bytes | None]
 
 
 class TopicPartition(NamedTuple):

@@ -6,7 +6,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 
 from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
@@ -20,7 +19,7 @@ from lakelog.storage.faults import (
     FaultyObjectStore,
     InjectedFaultError,
 )
-from tests.conftest import REGION
+from tests.conftest import new_client
 
 TOPIC = "faults"
 
@@ -32,11 +31,10 @@ def make_faulty(resources: ResourceNames) -> MakeFaulty:
     """Engines whose object store and ledger fail where the injector says."""
 
     def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
-        session = boto3.Session(region_name=REGION)
-        dynamodb = session.client("dynamodb")
+        dynamodb = new_client("dynamodb")
         injector = FaultInjector(seed)
         engine = Engine(
-            FaultyObjectStore(S3ObjectStore(session.client("s3"), resources.bucket), injector),
+            FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
             FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
             DynamoCatalogStore(dynamodb, resources.catalog_table),
             sleep=lambda _seconds: None,

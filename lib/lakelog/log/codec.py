@@ -11,15 +11,16 @@ column            Parquet / Arrow type               meaning
 ``key``           BYTE_ARRAY / binary, optional      record key; null when the record has none
 ``value``         BYTE_ARRAY / binary, optional      record value; null is a tombstone
 ``headers``       LIST<STRUCT<key: STRING required,  record headers in order; empty list when none
-                  value: BYTE_ARRAY optional>>,
-                  required
+                  value: BYTE_ARRAY optional>>,      (the list's element struct is optional in
+                  required                           Parquet terms; lakelog never writes null)
 ================  =================================  ==========================================
 
 Rows of a row group are the records of one batch in offset order: the record at row ``i``
 of the row group an entry points at has offset ``entry.base_offset + i``. File key-value
 metadata: ``lakelog.format = "1"``, ``lakelog.topic_id`` and ``lakelog.level = "L0"``.
-Statistics are written for ``partition`` and ``timestamp`` only; no page index, no bloom
-filter, so each row group's column chunks are contiguous and lie before the footer.
+Statistics are written for ``partition`` and ``timestamp`` only; every page carries a CRC32
+checksum that readers verify; no page index, no bloom filter, so each row group's column
+chunks are contiguous and lie before the footer.
 
 A reader that holds the footer (cached per segment key) needs only the row group's byte
 range to decode it: `SegmentReader.read_rows`.
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakelog.errors import CorruptSegmentError
@@ -63,6 +65,7 @@ SCHEMA = pa.schema(
         pa.field("headers", pa.list_(_HEADER_TYPE), nullable=False),
     ]
 )
+_READ_COLUMNS = ("timestamp", "key", "value", "headers")
 _COMPRESSION = {"zstd": "zstd", "snappy": "snappy", "lz4": "lz4", "none": "none"}
 _FOOTER_TRAILER = 8  # 4-byte little-endian footer length + b"PAR1"
 
@@ -140,6 +143,8 @@ class SegmentBuilder:
     ) -> None:
         """Add one partition's batch; the columns are parallel sequences of equal length."""
         rows = len(timestamps)
+        if rows == 0:
+            raise ValueError("a batch needs at least one record")
         offsets = [0]
         header_keys: list[str] = []
         header_values: list[bytes | None] = []
@@ -187,6 +192,7 @@ class SegmentBuilder:
             use_dictionary=False,
             write_statistics=["partition", "timestamp"],
             write_page_index=False,
+            write_page_checksum=True,
         ) as writer:
             for _, table in self._batches:
                 writer.write_table(table, row_group_size=max(table.num_rows, 1))
@@ -196,7 +202,7 @@ class SegmentBuilder:
         for index, (partition, table) in enumerate(self._batches):
             start, end = _row_group_span(metadata.row_group(index))
             timestamps = table.column("timestamp").cast(pa.int64())
-            bounds = pa.compute.min_max(timestamps)
+            bounds = pc.min_max(timestamps)
             locations.append(
                 RowGroupLocation(
                     partition=partition,
@@ -329,29 +335,32 @@ class SegmentReader:
             self.key, self.size, {data_offset: data, self.footer_offset: self._footer}
         )
         try:
-            table = pq.ParquetFile(pa.PythonFile(source, mode="r"), metadata=self.metadata)
-            group = table.read_row_group(
-                row_group, columns=["timestamp", "key", "value", "headers"]
+            parquet = pq.ParquetFile(
+                pa.PythonFile(source, mode="r"),
+                metadata=self.metadata,
+                page_checksum_verification=True,
             )
+            group = parquet.read_row_group(row_group, columns=list(_READ_COLUMNS))
+            if start or limit >= 0:
+                group = group.slice(start, None if limit < 0 else limit)
+            timestamps = group.column("timestamp").cast(pa.int64()).to_pylist()
+            keys = group.column("key").to_pylist()
+            values = group.column("value").to_pylist()
+            headers = group.column("headers").to_pylist()
+            return [
+                SegmentRow(
+                    timestamp_ms=ts,
+                    key=key,
+                    value=value,
+                    headers=tuple((h["key"], h["value"]) for h in hdrs) if hdrs else (),
+                )
+                for ts, key, value, hdrs in zip(timestamps, keys, values, headers, strict=True)
+            ]
         except CorruptSegmentError:
             raise
-        except (pa.ArrowException, ValueError, OSError) as exc:
+        except (pa.ArrowException, ValueError, OSError, TypeError) as exc:
+            # UnicodeDecodeError is a ValueError: corrupt bytes in a string column.
             raise CorruptSegmentError(self.key, str(exc)) from None
-        if start or limit >= 0:
-            group = group.slice(start, None if limit < 0 else limit)
-        timestamps = group.column("timestamp").cast(pa.int64()).to_pylist()
-        keys = group.column("key").to_pylist()
-        values = group.column("value").to_pylist()
-        headers = group.column("headers").to_pylist()
-        return [
-            SegmentRow(
-                timestamp_ms=ts,
-                key=key,
-                value=value,
-                headers=tuple((h["key"], h["value"]) for h in hdrs) if hdrs else (),
-            )
-            for ts, key, value, hdrs in zip(timestamps, keys, values, headers, strict=True)
-        ]
 
     def read_all(self, body: bytes) -> list[list[SegmentRow]]:
         """Every row group of a segment held whole in ``body``."""

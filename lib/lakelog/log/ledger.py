@@ -107,6 +107,11 @@ def check_producer(
     for first_seq, last_seq, base_offset, append_time in state.batches:
         if (first_seq, last_seq) == (sequence, last):
             return Duplicate(base_offset=base_offset, append_time_ms=append_time)
+        if first_seq == sequence:
+            raise InvalidRequestError(
+                f"producer {producer_id} retried sequence {sequence} to partition {partition} "
+                f"with {rows} records; the original batch had {last_seq - first_seq + 1}"
+            )
     if sequence == state.last_sequence + 1:
         return None
     if sequence <= state.last_sequence:
@@ -209,7 +214,8 @@ def contiguous_run(entries: Sequence[Entry], offset: int) -> list[Entry]:
     run: list[Entry] = []
     expected = offset
     for entry in entries:
-        if not entry.base_offset <= expected <= entry.last_offset:
+        starts_here = entry.base_offset == expected or (not run and entry.base_offset <= expected)
+        if not starts_here or entry.last_offset < expected:
             break
         run.append(entry)
         expected = entry.last_offset + 1

@@ -135,7 +135,7 @@ class TopicAdmin:
         validate_topic_name(name)
         topic = self._ctx.catalog.get_topic(name)
         self._ctx.caches.topics.invalidate(name)
-        if topic is None or not self._ctx.catalog.delete_topic(topic):
+        if topic is None or not self._ctx.catalog.delete_topic(topic, self._ctx.clock_ms()):
             raise TopicNotFoundError(name)
         pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
         for pk in pks:

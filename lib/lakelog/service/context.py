@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Concatenate, ParamSpec, TypeVar
 
-from lakelog.errors import InvalidRequestError, TopicNotFoundError
+from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
 from lakelog.storage.keys import partition_pk
 from lakelog.storage.ports import CatalogStore, Head, LedgerStore, ObjectStore, TopicRecord
 
-__all__ = ["Caches", "EngineContext", "HeadCache", "SegmentReaderCache", "TopicCache"]
+__all__ = [
+    "Caches",
+    "EngineContext",
+    "HeadCache",
+    "SegmentReaderCache",
+    "TopicCache",
+    "retry_if_stale",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 TOPIC_CACHE_SECONDS = 30.0
 """How long a process trusts a cached topic (partition count, config) before re-reading."""
@@ -33,12 +46,17 @@ class TopicCache:
         self._topics: dict[str, tuple[float, TopicRecord]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> TopicRecord:
-        """The topic ``name``; raises `TopicNotFoundError` (or `InvalidRequestError`)."""
+    def get(self, name: str, min_partitions: object = 0) -> TopicRecord:
+        """The topic ``name``; raises `TopicNotFoundError` (or `InvalidRequestError`).
+
+        A cached topic with fewer than ``min_partitions`` partitions is read again: another
+        process may have added partitions since.
+        """
         validate_topic_name(name)
         with self._lock:
             cached = self._topics.get(name)
-        if cached and time.monotonic() - cached[0] < self._ttl:
+        wanted = min_partitions if isinstance(min_partitions, int) else 0
+        if cached and time.monotonic() - cached[0] < self._ttl and cached[1].partitions >= wanted:
             return cached[1]
         topic = self._catalog.get_topic(name)
         if topic is None:
@@ -160,11 +178,34 @@ class EngineContext:
         return partition_pk(topic.topic_id, partition)
 
     def head(self, topic: TopicRecord, partition: int) -> Head:
-        """The current head of one partition, read strongly; `TopicNotFoundError` if gone."""
+        """The current head of one partition, read strongly; `StaleTopicError` if gone."""
         pk = self.partition_pk(topic, partition)
         heads = self.ledger.read_heads([pk])
         if pk not in heads:
-            self.caches.topics.invalidate(topic.name)
-            raise TopicNotFoundError(topic.name)
+            raise self.stale(topic)
         self.caches.heads.update(heads)
         return heads[pk]
+
+    def stale(self, topic: TopicRecord) -> StaleTopicError:
+        """Forget a topic whose ledger is gone; the error to raise."""
+        self.caches.topics.invalidate(topic.name)
+        return StaleTopicError(topic.name)
+
+
+def retry_if_stale(
+    method: Callable[Concatenate[S, P], R],
+) -> Callable[Concatenate[S, P], R]:
+    """Run a use case once more if the topic it had cached turned out deleted.
+
+    The second run reads the catalog afresh: it finds the topic re-created under a new id,
+    or raises `TopicNotFoundError`. Only used where the first run wrote nothing visible.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except StaleTopicError:
+            return method(self, *args, **kwargs)
+
+    return wrapper

@@ -8,7 +8,7 @@ from lakelog.errors import CorruptSegmentError, InvalidRequestError, OffsetOutOf
 from lakelog.limits import MAX_FETCH_BYTES, MAX_FETCH_RECORDS
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.ledger import contiguous_run
-from lakelog.service.context import EngineContext
+from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.ports import Entry, Head, TopicRecord
 from lakelog.types import FetchResult, StoredRecord
 
@@ -20,6 +20,11 @@ QUERY_ENTRIES = 10
 """Entries one fetch query asks for (about one read unit of ledger items)."""
 SINGLE_GET_SLACK = 256 * 1024
 """Read row group and footer in one GET when at most this many bytes lie between them."""
+
+
+def _after(partition: object) -> object:
+    """The partition count a topic needs for ``partition`` to exist (anything if not an int)."""
+    return partition + 1 if isinstance(partition, int) else 0
 
 
 def _positive_int(name: str, value: object, upper: int | None = None) -> int:
@@ -37,6 +42,7 @@ class Fetcher:
     def __init__(self, context: EngineContext) -> None:
         self._ctx = context
 
+    @retry_if_stale
     def fetch(
         self,
         topic_name: str,
@@ -58,7 +64,7 @@ class Fetcher:
         offset = _positive_int("offset", offset)
         max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
         max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
-        topic = self._ctx.caches.topics.get(topic_name)
+        topic = self._ctx.caches.topics.get(topic_name, _after(partition))
         pk = self._ctx.partition_pk(topic, partition)
         entries, head = self._ctx.ledger.query(pk, offset, QUERY_ENTRIES)
         run = contiguous_run(entries, offset)
@@ -142,15 +148,17 @@ class Fetcher:
             )
         return reader.read_rows(entry.row_group, data, entry.byte_offset, start, limit)
 
+    @retry_if_stale
     def list_offset(
         self, topic_name: str, partition: int, spec: Literal["earliest", "latest"]
     ) -> int:
         """``log_start_offset`` (earliest) or ``high_watermark`` (latest) of a partition."""
         if spec not in ("earliest", "latest"):
             raise InvalidRequestError(f"offset spec must be 'earliest' or 'latest', not {spec!r}")
-        head = self._ctx.head(self._ctx.caches.topics.get(topic_name), partition)
+        head = self._ctx.head(self._ctx.caches.topics.get(topic_name, _after(partition)), partition)
         return head.log_start_offset if spec == "earliest" else head.high_watermark
 
+    @retry_if_stale
     def offset_for_time(self, topic_name: str, partition: int, timestamp_ms: int) -> int | None:
         """The first offset whose record timestamp is >= ``timestamp_ms``, or None.
 
@@ -159,7 +167,7 @@ class Fetcher:
         timestamp already qualifies its first record.
         """
         timestamp_ms = _positive_int("timestamp_ms", timestamp_ms)
-        topic = self._ctx.caches.topics.get(topic_name)
+        topic = self._ctx.caches.topics.get(topic_name, _after(partition))
         pk = self._ctx.partition_pk(topic, partition)
         head = self._ctx.head(topic, partition)
         low, high = head.log_start_offset, head.high_watermark

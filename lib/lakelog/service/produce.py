@@ -13,18 +13,18 @@ from lakelog.errors import (
     LedgerConflictError,
     PayloadTooLargeError,
     ThrottledError,
-    TopicNotFoundError,
 )
 from lakelog.limits import (
     MAX_APPEND_BYTES,
     MAX_APPEND_RECORDS,
     MAX_HEADERS_PER_RECORD,
     MAX_PARTITIONS_PER_TRANSACTION,
+    MAX_TIMESTAMP_MS,
 )
 from lakelog.log.codec import SegmentBuilder, record_size
 from lakelog.log.ledger import Duplicate, PlannedBatch, check_producer, plan_write
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
-from lakelog.service.context import EngineContext
+from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.keys import l0_segment_key
 from lakelog.storage.ports import AppendConflict, Head, PartitionWrite, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
@@ -101,11 +101,14 @@ class _Request:
 
 
 def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
+    """Check one record against the documented rules; its size in bytes."""
     if not isinstance(record, Record):
         raise InvalidRequestError(f"record {position} is not a Record")
     for name, data in (("key", record.key), ("value", record.value)):
-        if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+        if data is not None and not isinstance(data, bytes | bytearray):
             raise InvalidRequestError(f"record {position}: {name} must be bytes or None")
+    if not isinstance(record.headers, tuple | list):
+        raise InvalidRequestError(f"record {position}: headers must be a list of pairs")
     if len(record.headers) > MAX_HEADERS_PER_RECORD:
         raise InvalidRequestError(
             f"record {position} has {len(record.headers)} headers; "
@@ -116,15 +119,24 @@ def _validate_record(record: object, position: int, max_record_bytes: int) -> in
             not isinstance(header, tuple)
             or len(header) != 2
             or not isinstance(header[0], str)
-            or not isinstance(header[1], bytes | None)
+            or not isinstance(header[1], bytes | bytearray | None)
         ):
             raise InvalidRequestError(f"record {position}: headers must be (str, bytes) pairs")
-    if record.timestamp_ms is not None and (
-        isinstance(record.timestamp_ms, bool)
-        or not isinstance(record.timestamp_ms, int)
-        or not 0 <= record.timestamp_ms < 2**63
+        try:
+            header[0].encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"record {position}: header name {header[0]!r} is not valid UTF-8"
+            ) from None
+    timestamp = record.timestamp_ms
+    if timestamp is not None and (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int)
+        or not 0 <= timestamp <= MAX_TIMESTAMP_MS
     ):
-        raise InvalidRequestError(f"record {position}: timestamp_ms must be a non-negative int")
+        raise InvalidRequestError(
+            f"record {position}: timestamp_ms must be an integer from 0 to {MAX_TIMESTAMP_MS}"
+        )
     size = record_size(record.key, record.value, record.headers)
     if size > max_record_bytes:
         raise PayloadTooLargeError(
@@ -159,6 +171,7 @@ class Appender:
         self._rng = random.Random(seed)
         self._sticky = StickyPartitioner(seed)
 
+    @retry_if_stale
     def append(
         self,
         topic_name: str,
@@ -181,7 +194,11 @@ class Appender:
         LedgerConflictError, ThrottledError, UnavailableError
             The ledger could not be moved; nothing acknowledged (retry idempotently).
         """
-        topic = self._ctx.caches.topics.get(topic_name)
+        if not isinstance(records, Sequence) or isinstance(records, str | bytes):
+            raise InvalidRequestError("records must be a list")
+        explicit = [r.partition for r in records if isinstance(r, Record)]
+        highest = max((p for p in explicit if isinstance(p, int)), default=-1)
+        topic = self._ctx.caches.topics.get(topic_name, min_partitions=highest + 1)
         config = TopicConfig.parse(topic.config)
         batches = self._assign(topic, records, config.max_record_bytes)
         self._bind_sequences(producer, batches)
@@ -206,8 +223,6 @@ class Appender:
     def _assign(
         self, topic: TopicRecord, records: Sequence[Record], max_record_bytes: int
     ) -> dict[int, _PartitionBatch]:
-        if not isinstance(records, Sequence) or isinstance(records, str | bytes):
-            raise InvalidRequestError("records must be a list")
         if not records:
             raise InvalidRequestError("an append needs at least one record")
         if len(records) > MAX_APPEND_RECORDS:
@@ -264,8 +279,7 @@ class Appender:
     def _head(self, heads: dict[str, Head], pk: str, topic: TopicRecord) -> Head:
         head = heads.get(pk)
         if head is None:
-            self._ctx.caches.topics.invalidate(topic.name)
-            raise TopicNotFoundError(topic.name)
+            raise self._ctx.stale(topic)
         return head
 
     def _upload(
@@ -286,7 +300,10 @@ class Appender:
                 batch.timestamps,
                 [None if r.key is None else bytes(r.key) for r in chosen],
                 [None if r.value is None else bytes(r.value) for r in chosen],
-                [r.headers for r in chosen],
+                [
+                    tuple((name, None if data is None else bytes(data)) for name, data in r.headers)
+                    for r in chosen
+                ],
             )
         segment = builder.build()
         key = l0_segment_key(topic_id, self._ctx.clock_ms())
@@ -358,8 +375,7 @@ class Appender:
         for pk, current in conflict.heads.items():
             if current is None:
                 self._ctx.caches.heads.forget([pk])
-                self._ctx.caches.topics.invalidate(topic.name)
-                raise TopicNotFoundError(topic.name)
+                raise self._ctx.stale(topic)
             heads[pk] = current
         self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
 

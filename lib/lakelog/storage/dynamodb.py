@@ -20,7 +20,6 @@ Catalog counter
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -382,12 +381,12 @@ class DynamoCatalogStore:
         return True
 
     @translate_client_errors
-    def delete_topic(self, topic: TopicRecord) -> bool:
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
         marker = {
             **self._key(CATALOG_DELETED_TOPIC_PK, topic.topic_id),
             **_topic_attributes(topic),
             "name": {"S": topic.name},
-            "deleted_ms": _n(int(time.time() * 1000)),
+            "deleted_ms": _n(deleted_ms),
         }
         try:
             self._ddb.transact_write_items(

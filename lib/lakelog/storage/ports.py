@@ -188,7 +188,7 @@ class CatalogStore(Protocol):
     def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
         """Replace the topic if its version is still ``expected_version``; False if not."""
 
-    def delete_topic(self, topic: TopicRecord) -> bool:
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
         """Remove ``topic`` (marking its id for gc) if it still has its id; False if not."""
 
     def deleted_topics(self) -> list[TopicRecord]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ClientError
+
+from lakelog.errors import CorruptSegmentError
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.ports import ObjectInfo
 
@@ -29,10 +32,21 @@ class S3ObjectStore:
 
     @translate_client_errors
     def get_range(self, key: str, start: int, end: int) -> bytes:
-        response = self._s3.get_object(
-            Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-        )
-        return response["Body"].read()
+        try:
+            response = self._s3.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "InvalidRange"):
+                raise CorruptSegmentError(key, f"object missing or too short ({code})") from None
+            raise
+        data = response["Body"].read()
+        if len(data) != end - start:
+            raise CorruptSegmentError(
+                key, f"asked for bytes [{start}, {end}) and got {len(data)} bytes"
+            )
+        return data
 
     @translate_client_errors
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
