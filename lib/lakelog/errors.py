@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptSegmentError",
+    "ForbiddenError",
     "InvalidRequestError",
     "LakelogError",
     "LedgerConflictError",
@@ -15,6 +16,7 @@ __all__ = [
     "ThrottledError",
     "TopicExistsError",
     "TopicNotFoundError",
+    "UnauthorizedError",
     "UnavailableError",
 ]
 
@@ -140,3 +142,21 @@ class UnavailableError(LakelogError):
     """Storage failed or timed out; the outcome of a write is unknown."""
 
     code = "unavailable"
+
+
+class UnauthorizedError(LakelogError):
+    """The request carries no principal."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(LakelogError):
+    """No ACL rule allows the principal this operation on this topic (or one denies it)."""
+
+    code = "forbidden"
+
+    def __init__(self, principal: str, operation: str, topic: str) -> None:
+        super().__init__(f"{principal} may not {operation} topic {topic!r}")
+        self.principal = principal
+        self.operation = operation
+        self.topic = topic

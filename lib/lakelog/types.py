@@ -64,12 +64,14 @@ class ProducerBatch:
     """Identity of an idempotent producer's request.
 
     ``sequences`` maps each partition the request touches to the sequence number of the
-    first record it sends there (Kafka's per-partition base sequence).
+    first record it sends there (Kafka's per-partition base sequence). ``sequence`` may be
+    given instead when every record of the request goes to one partition.
     """
 
     producer_id: int
     epoch: int
     sequences: dict[int, int] = field(default_factory=dict)
+    sequence: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

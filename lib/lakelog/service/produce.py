@@ -265,11 +265,19 @@ class Appender:
             value = getattr(producer, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidRequestError(f"producer {name} must be a non-negative integer")
-        missing = [p for p in batches if p not in producer.sequences]
+        sequences = dict(producer.sequences)
+        if producer.sequence is not None:
+            if sequences or len(batches) != 1:
+                raise InvalidRequestError(
+                    "a single producer sequence needs every record in one partition; "
+                    f"this request spans partitions {sorted(batches)}: give sequences per partition"
+                )
+            sequences = {next(iter(batches)): producer.sequence}
+        missing = [p for p in batches if p not in sequences]
         if missing:
             raise InvalidRequestError(f"producer sequences missing for partitions {missing}")
         for partition, batch in batches.items():
-            sequence = producer.sequences[partition]
+            sequence = sequences[partition]
             if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
                 raise InvalidRequestError(
                     f"producer sequence for partition {partition} must be a non-negative int"

@@ -15,6 +15,8 @@ Catalog deleted topic
     the topic attributes above plus ``name`` S and ``deleted_ms`` N.
 Catalog counter
     ``value`` N.
+Catalog access rule
+    ``principal`` S, ``topic`` S, ``effect`` S, ``operations`` SS.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ from botocore.exceptions import ClientError
 from lakelog.errors import ThrottledError
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import (
+    CATALOG_ACL_PK,
     CATALOG_COUNTER_PK,
     CATALOG_DELETED_TOPIC_PK,
     CATALOG_TOPIC_PK,
     HEAD_SK,
     PRODUCER_ID_SK,
+    acl_sort_key,
 )
 from lakelog.storage.ports import (
+    AclEntry,
     AppendConflict,
     Entry,
     Head,
@@ -429,3 +434,55 @@ class DynamoCatalogStore:
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["value"]["N"])
+
+    @translate_client_errors
+    def list_acls(self) -> list[AclEntry]:
+        return [
+            AclEntry(
+                principal=item["principal"]["S"],
+                topic=item["topic"]["S"],
+                effect=item["effect"]["S"],
+                operations=frozenset(item["operations"]["SS"]),
+            )
+            for item in self._query_pk(CATALOG_ACL_PK)
+        ]
+
+    def _acl_key(self, entry: AclEntry) -> Item:
+        return self._key(CATALOG_ACL_PK, acl_sort_key(entry.topic, entry.effect, entry.principal))
+
+    @translate_client_errors
+    def add_acl(self, entry: AclEntry) -> None:
+        self._ddb.update_item(
+            TableName=self._table,
+            Key=self._acl_key(entry),
+            UpdateExpression="SET principal = :p, topic = :t, effect = :e ADD operations :ops",
+            ExpressionAttributeValues={
+                ":p": {"S": entry.principal},
+                ":t": {"S": entry.topic},
+                ":e": {"S": entry.effect},
+                ":ops": {"SS": sorted(entry.operations)},
+            },
+        )
+
+    @translate_client_errors
+    def remove_acl(self, entry: AclEntry) -> bool:
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=self._acl_key(entry),
+                UpdateExpression="DELETE operations :ops",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":ops": {"SS": sorted(entry.operations)}},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        if "operations" not in response.get("Attributes", {}):
+            self._ddb.delete_item(
+                TableName=self._table,
+                Key=self._acl_key(entry),
+                ConditionExpression="attribute_not_exists(operations)",
+            )
+        return True

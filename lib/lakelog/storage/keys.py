@@ -27,6 +27,8 @@ Catalog table (``pk`` string, ``sk`` string)
         A deleted topic whose ledger items and segments gc still has to remove.
     ``pk = "counter"``, ``sk = "producer_id"``
         The last producer id handed out.
+    ``pk = "acl"``, ``sk = "{topic pattern}|{effect}|{principal pattern}"``
+        An access rule and its operations (a topic pattern never contains ``|``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "CATALOG_ACL_PK",
     "CATALOG_COUNTER_PK",
     "CATALOG_DELETED_TOPIC_PK",
     "CATALOG_TOPIC_PK",
     "HEAD_SK",
     "PRODUCER_ID_SK",
     "ResourceNames",
+    "acl_sort_key",
     "l0_segment_key",
     "partition_pk",
     "segment_created_ms",
@@ -55,6 +59,7 @@ HEAD_SK: Final = 2**63 - 1
 CATALOG_TOPIC_PK: Final = "topic"
 CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
 CATALOG_COUNTER_PK: Final = "counter"
+CATALOG_ACL_PK: Final = "acl"
 PRODUCER_ID_SK: Final = "producer_id"
 
 
@@ -97,3 +102,8 @@ def segment_created_ms(key: str) -> int | None:
     name = key.rsplit("/", 1)[-1]
     stamp = name.split("-", 1)[0]
     return int(stamp) if stamp.isdigit() else None
+
+
+def acl_sort_key(topic: str, effect: str, principal: str) -> str:
+    """Catalog sort key of the access rule for ``topic``, ``effect`` and ``principal``."""
+    return f"{topic}|{effect}|{principal}"

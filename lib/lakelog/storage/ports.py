@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "AclEntry",
     "AppendConflict",
     "CatalogStore",
     "Entry",
@@ -132,6 +133,16 @@ class TopicRecord:
     deleted_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AclEntry:
+    """One access rule: principal and topic patterns (exact, or prefix ending in ``*``)."""
+
+    principal: str
+    topic: str
+    effect: str
+    operations: frozenset[str]
+
+
 class ObjectStore(Protocol):
     """Immutable objects by key (S3)."""
 
@@ -199,3 +210,14 @@ class CatalogStore(Protocol):
 
     def next_producer_id(self) -> int:
         """A producer id never handed out before."""
+
+    def list_acls(self) -> list[AclEntry]:
+        """Every access rule."""
+
+    def add_acl(self, entry: AclEntry) -> None:
+        """Add ``entry``'s operations to the rule with its principal, topic and effect."""
+
+    def remove_acl(self, entry: AclEntry) -> bool:
+        """Remove ``entry``'s operations from its rule (the rule goes when empty).
+
+        False if no such rule existed."""

@@ -1,0 +1,336 @@
+"""The HTTP API v1 as a Powertools resolver: routes, validation, auth and error mapping.
+
+Each route checks access, calls one engine use case and shapes the reply; domain errors
+are mapped to HTTP once, in `lakelog.api.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lakelog.api.errors import error_body, error_responses, status_of
+from lakelog.api.models import (
+    AclRule,
+    AclRules,
+    FetchReply,
+    OffsetReply,
+    ProducedRecord,
+    ProduceReply,
+    ProduceRequest,
+    TopicAlter,
+    TopicCreate,
+    TopicList,
+    TopicState,
+)
+from lakelog.errors import (
+    InvalidRequestError,
+    LakelogError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+)
+from lakelog.limits import MAX_APPEND_BYTES
+from lakelog.service.acl import AccessControl
+from lakelog.service.engine import Engine
+from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
+from lakelog.storage.ports import AclEntry
+from lakelog.types import ProducerBatch
+
+__all__ = ["API_TITLE", "MAX_BODY_BYTES", "create_app", "principal_of"]
+
+API_TITLE = "lakelog HTTP API"
+API_VERSION = "1.0.0"
+MAX_BODY_BYTES = MAX_APPEND_BYTES
+"""Request bodies are at most 6 MiB (the Lambda synchronous payload limit)."""
+
+_JSON = "application/json"
+
+
+def principal_of(event: dict[str, Any]) -> str:
+    """The caller: the IAM authorizer's caller ARN, or the JWT's ``sub`` claim.
+
+    Raises
+    ------
+    UnauthorizedError
+        The request carries neither.
+    """
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    arn = (authorizer.get("iam") or {}).get("userArn")
+    if arn:
+        return str(arn)
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    subject = claims.get("sub")
+    if subject:
+        return str(subject)
+    raise UnauthorizedError("the request carries no IAM caller or JWT subject")
+
+
+def _json(status: HTTPStatus, body: Any) -> Response[Any]:
+    return Response(status_code=status, content_type=_JSON, body=body)
+
+
+def create_app(engine: Engine, access: AccessControl, metrics: Metrics) -> APIGatewayHttpResolver:
+    """The resolver serving every route of the HTTP API v1 on ``engine``.
+
+    Parameters
+    ----------
+    engine
+        The engine the routes call.
+    access
+        ACL decisions for each request's principal.
+    metrics
+        Where records and bytes in and out are counted.
+    """
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    def caller() -> str:
+        return principal_of(app.current_event.raw_event)
+
+    def body_limit(app_: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+        body = app_.current_event.raw_event.get("body") or ""
+        size = (
+            len(body) * 3 // 4
+            if app_.current_event.raw_event.get("isBase64Encoded")
+            else len(body.encode())
+        )
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLargeError(
+                f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
+            )
+        return next_middleware(app_)
+
+    app.use([body_limit])
+
+    @app.exception_handler(LakelogError)
+    def _domain_error(error: LakelogError) -> Response[Any]:
+        metrics.add_metric(name=f"Errors.{error.code}", unit=MetricUnit.Count, value=1)
+        return _json(status_of(error), error_body(error))
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(error: RequestValidationError) -> Response[Any]:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: "
+            f"{err.get('msg', 'invalid')}"
+            for err in error.errors()
+        )
+        metrics.add_metric(name="Errors.invalid_request", unit=MetricUnit.Count, value=1)
+        return _json(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            {"error": "invalid_request", "message": details or "invalid request"},
+        )
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response[Any]:
+        return _json(
+            HTTPStatus.NOT_FOUND,
+            {"error": "not_found", "message": f"no route {app.current_event.path}"},
+        )
+
+    _register_topic_routes(app, engine, access, caller)
+    _register_record_routes(app, engine, access, caller, metrics)
+    _register_acl_routes(app, access, caller)
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    def openapi() -> Response[str]:
+        schema = app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION)
+        return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=schema)
+
+    app.enable_swagger(path="/v1/docs", title=API_TITLE, version=API_VERSION)
+    return app
+
+
+def _register_topic_routes(
+    app: APIGatewayHttpResolver,
+    engine: Engine,
+    access: AccessControl,
+    caller: Callable[[], str],
+) -> None:
+    @app.post(
+        "/v1/topics",
+        tags=["topics"],
+        summary="Create a topic",
+        responses={201: {"description": "Created", "content": {_JSON: {"model": TopicState}}}}
+        | error_responses(400, 401, 403, 409, 422),
+    )
+    def create_topic(request: Annotated[TopicCreate, Body()]) -> Response[Any]:
+        access.check(caller(), "admin", request.name)
+        created = engine.create_topic(request.name, request.partitions, request.config)
+        return _json(HTTPStatus.CREATED, TopicState.of(created).model_dump(mode="json"))
+
+    @app.get("/v1/topics", tags=["topics"], summary="List topics", responses=error_responses(401))
+    def list_topics() -> TopicList:
+        return TopicList(topics=access.visible(caller(), engine.list_topics()))
+
+    @app.get(
+        "/v1/topics/<topic>",
+        tags=["topics"],
+        summary="Describe a topic",
+        responses=error_responses(400, 401, 403, 404),
+    )
+    def describe_topic(topic: str) -> TopicState:
+        principal = caller()
+        if not access.visible(principal, [topic]):
+            access.check(principal, "consume", topic)
+        return TopicState.of(engine.describe_topic(topic))
+
+    @app.patch(
+        "/v1/topics/<topic>",
+        tags=["topics"],
+        summary="Alter config or add partitions",
+        responses=error_responses(400, 401, 403, 404, 422),
+    )
+    def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> TopicState:
+        access.check(caller(), "admin", topic)
+        return TopicState.of(engine.alter_topic(topic, request.config, request.partitions))
+
+    @app.delete(
+        "/v1/topics/<topic>",
+        tags=["topics"],
+        summary="Delete a topic",
+        responses={204: {"description": "Deleted"}} | error_responses(400, 401, 403, 404),
+    )
+    def delete_topic(topic: str) -> Response[Any]:
+        access.check(caller(), "admin", topic)
+        engine.delete_topic(topic)
+        return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+def _register_record_routes(
+    app: APIGatewayHttpResolver,
+    engine: Engine,
+    access: AccessControl,
+    caller: Callable[[], str],
+    metrics: Metrics,
+) -> None:
+    @app.post(
+        "/v1/topics/<topic>/records",
+        tags=["records"],
+        summary="Append records",
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    )
+    def produce(topic: str, request: Annotated[ProduceRequest, Body()]) -> ProduceReply:
+        access.check(caller(), "produce", topic)
+        records = [record.to_record(i) for i, record in enumerate(request.records)]
+        producer = None
+        if request.producer is not None:
+            info = request.producer
+            producer = ProducerBatch(
+                producer_id=info.id,
+                epoch=info.epoch,
+                sequences={int(p): s for p, s in (info.sequences or {}).items()},
+                sequence=info.sequence,
+            )
+        acks = engine.append(topic, records, producer)
+        metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))
+        metrics.add_metric(
+            name="BytesIn",
+            unit=MetricUnit.Bytes,
+            value=sum(len(r.key or b"") + len(r.value or b"") for r in records),
+        )
+        return ProduceReply(
+            results=[
+                ProducedRecord(partition=a.partition, offset=a.offset, timestamp_ms=a.timestamp)
+                for a in acks
+            ]
+        )
+
+    @app.get(
+        "/v1/topics/<topic>/partitions/<partition>/records",
+        tags=["records"],
+        summary="Fetch records from an offset",
+        responses=error_responses(400, 401, 403, 404, 416, 422, 503),
+    )
+    def fetch(
+        topic: str,
+        partition: int,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        max_records: Annotated[int, Query(ge=1)] = DEFAULT_FETCH_RECORDS,
+        max_bytes: Annotated[int, Query(ge=1)] = DEFAULT_FETCH_BYTES,
+    ) -> FetchReply:
+        access.check(caller(), "consume", topic)
+        result = engine.fetch(topic, partition, offset, max_records, max_bytes)
+        metrics.add_metric(name="RecordsOut", unit=MetricUnit.Count, value=len(result.records))
+        metrics.add_metric(
+            name="BytesOut",
+            unit=MetricUnit.Bytes,
+            value=sum(len(r.key or b"") + len(r.value or b"") for r in result.records),
+        )
+        return FetchReply.of(result)
+
+    @app.get(
+        "/v1/topics/<topic>/partitions/<partition>/offsets",
+        tags=["records"],
+        summary="Earliest, latest or first offset at a time",
+        responses=error_responses(400, 401, 403, 404, 422),
+    )
+    def offsets(
+        topic: str,
+        partition: int,
+        spec: Annotated[Literal["earliest", "latest"] | None, Query()] = None,
+        timestamp_ms: Annotated[int | None, Query(ge=0)] = None,
+    ) -> OffsetReply:
+        access.check(caller(), "consume", topic)
+        if (spec is None) == (timestamp_ms is None):
+            raise InvalidRequestError("give exactly one of spec=earliest|latest or timestamp_ms")
+        if timestamp_ms is not None:
+            found = engine.offset_for_time(topic, partition, timestamp_ms)
+            if found is not None:
+                return OffsetReply(offset=found)
+            spec = "latest"
+        assert spec is not None
+        return OffsetReply(offset=engine.list_offset(topic, partition, spec))
+
+
+def _register_acl_routes(
+    app: APIGatewayHttpResolver, access: AccessControl, caller: Callable[[], str]
+) -> None:
+    def entry(rule: AclRule) -> AclEntry:
+        return AclEntry(rule.principal, rule.topic, rule.effect, frozenset(rule.operations))
+
+    @app.put(
+        "/v1/acls",
+        tags=["acls"],
+        summary="Add an access rule",
+        responses=error_responses(400, 401, 403, 422),
+    )
+    def put_acl(rule: Annotated[AclRule, Body()]) -> AclRule:
+        access.check_cluster_admin(caller())
+        access.add(entry(rule))
+        return rule
+
+    @app.get(
+        "/v1/acls", tags=["acls"], summary="List access rules", responses=error_responses(401, 403)
+    )
+    def list_acls() -> AclRules:
+        access.check_cluster_admin(caller())
+        return AclRules(
+            acls=[
+                AclRule(
+                    principal=r.principal,
+                    topic=r.topic,
+                    operations=sorted(r.operations),  # type: ignore[arg-type]
+                    effect=r.effect,  # type: ignore[arg-type]
+                )
+                for r in access.rules()
+            ]
+        )
+
+    @app.delete(
+        "/v1/acls",
+        tags=["acls"],
+        summary="Remove operations from an access rule",
+        responses={204: {"description": "Removed"}} | error_responses(400, 401, 403, 404, 422),
+    )
+    def delete_acl(rule: Annotated[AclRule, Body()]) -> Response[Any]:
+        access.check_cluster_admin(caller())
+        if not access.remove(entry(rule)):
+            return _json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": "no such rule"})
+        return Response(status_code=HTTPStatus.NO_CONTENT, body="")

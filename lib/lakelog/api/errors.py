@@ -1,0 +1,68 @@
+"""Domain errors -> HTTP status and the ``{"error", "message"}`` body, in one place."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from lakelog.errors import (
+    CorruptSegmentError,
+    ForbiddenError,
+    InvalidRequestError,
+    LakelogError,
+    OffsetOutOfRangeError,
+    PayloadTooLargeError,
+    ProducerFencedError,
+    ThrottledError,
+    TopicExistsError,
+    TopicNotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+)
+
+__all__ = ["STATUS_BY_ERROR", "error_body", "error_responses", "status_of"]
+
+STATUS_BY_ERROR: tuple[tuple[type[LakelogError], HTTPStatus], ...] = (
+    (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (InvalidRequestError, HTTPStatus.BAD_REQUEST),
+    (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
+    (ForbiddenError, HTTPStatus.FORBIDDEN),
+    (TopicNotFoundError, HTTPStatus.NOT_FOUND),
+    (TopicExistsError, HTTPStatus.CONFLICT),
+    (ProducerFencedError, HTTPStatus.CONFLICT),
+    (OffsetOutOfRangeError, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE),
+    (ThrottledError, HTTPStatus.TOO_MANY_REQUESTS),
+    (UnavailableError, HTTPStatus.SERVICE_UNAVAILABLE),
+    (CorruptSegmentError, HTTPStatus.INTERNAL_SERVER_ERROR),
+)
+"""First match wins: subclasses come before their bases."""
+
+
+def status_of(error: LakelogError) -> HTTPStatus:
+    """The HTTP status of a domain error (500 for an unexpected one)."""
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def error_body(error: LakelogError) -> dict[str, Any]:
+    """The reply body of a domain error; out-of-range errors carry both bounds."""
+    body: dict[str, Any] = {"error": error.code, "message": error.message}
+    if isinstance(error, OffsetOutOfRangeError):
+        body["log_start_offset"] = error.log_start_offset
+        body["high_watermark"] = error.high_watermark
+    return body
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` entries for the error statuses a route can return."""
+    from lakelog.api.models import ErrorBody  # noqa: PLC0415 - avoid a models<->errors cycle
+
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+        for status in statuses
+    }

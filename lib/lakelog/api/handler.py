@@ -1,0 +1,58 @@
+"""The API function's handler: Powertools logging, tracing and metrics around the resolver.
+
+`make_handler` builds it once per process (at cold start in Lambda, at start-up in the local
+server), so both run the same code on the same kind of event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lakelog.api.app import create_app
+from lakelog.api.settings import ApiSettings
+from lakelog.service.acl import AccessControl
+from lakelog.service.engine import Engine
+
+__all__ = ["SERVICE", "Handler", "make_handler"]
+
+SERVICE = "lakelog-api"
+NAMESPACE = "lakelog"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def make_handler(settings: ApiSettings, engine: Engine | None = None) -> Handler:
+    """The Lambda handler of the HTTP API for one deployment.
+
+    Parameters
+    ----------
+    settings
+        Names of the deployment's resources and its default ACL policy.
+    engine
+        The engine to serve; by default one on boto3's default session.
+    """
+    logger = Logger(service=SERVICE)
+    tracer = Tracer(service=SERVICE)
+    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+    engine = engine or Engine.from_session(settings.names)
+    access = AccessControl(engine.context.catalog, settings.default_acl)
+    app = create_app(engine, access, metrics)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            return app.resolve(event, context)
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed)
+
+    return handler
