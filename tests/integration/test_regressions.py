@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from lakelog import (
     CorruptSegmentError,
@@ -16,11 +17,15 @@ from lakelog import (
     ResourceNames,
 )
 from lakelog.config import TopicConfig
+from lakelog.errors import UnavailableError
 from lakelog.limits import MAX_TIMESTAMP_MS
 from lakelog.log.codec import SegmentBuilder, SegmentReader
 from lakelog.log.ledger import contiguous_run
+from lakelog.service.produce import MAX_UPLOAD_AGE_MS
+from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.storage.ports import Entry
+from tests.conftest import new_client
 
 
 @pytest.mark.parametrize("raw", ["abc", ["x"], 5])
@@ -166,3 +171,83 @@ def test_config_values_of_the_wrong_type_are_not_coerced() -> None:
     for raw in ({"retention_ms": "1000"}, {"max_record_bytes": True}, {"retention_bytes": 1.0}):
         with pytest.raises(InvalidRequestError):
             TopicConfig.parse(raw)
+
+
+def test_idempotent_producer_moving_between_processes_is_not_rejected_on_a_stale_cache(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Given process A cached the head after the producer's first batch
+    a, b = make_engine(), make_engine()
+    a.create_topic("t")
+    pid = a.init_producer_id()
+    a.append("t", [Record(value=b"0")], ProducerBatch(pid, 0, {0: 0}))
+    # And the producer's next batch went through process B
+    b.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+
+    # When its third batch reaches A again, and then B retries its batch through A
+    third = a.append("t", [Record(value=b"2")], ProducerBatch(pid, 0, {0: 2}))
+    retried = a.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+
+    # Then A confirms against the ledger instead of trusting its stale head
+    assert [m.offset for m in third] == [2]
+    assert [m.offset for m in retried] == [1]
+    assert [r.value for r in a.fetch("t", 0, 0).records] == [b"0", b"1", b"2"]
+
+
+def test_fetch_of_many_small_batches_fills_max_records_in_one_call(engine: Engine) -> None:
+    engine.create_topic("t")
+    for i in range(25):
+        engine.append("t", [Record(value=str(i).encode())])
+
+    result = engine.fetch("t", 0, 0, max_records=22)
+
+    assert [r.offset for r in result.records] == list(range(22))
+    assert result.next_offset == 22
+
+
+class _ClockBumpingStore:
+    """An object store that lets time jump forward right after each PUT (a stalled append)."""
+
+    def __init__(self, inner: Any, now: list[int], jump_ms: int) -> None:
+        self.inner, self.now, self.jump_ms = inner, now, jump_ms
+
+    def put(self, key: str, body: bytes) -> None:
+        self.inner.put(key, body)
+        self.now[0] += self.jump_ms
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
+    resources: ResourceNames,
+) -> None:
+
+    now = [1_000_000]
+    dynamodb = new_client("dynamodb")
+    engine = Engine(
+        _ClockBumpingStore(
+            S3ObjectStore(new_client("s3"), resources.bucket), now, MAX_UPLOAD_AGE_MS + 1
+        ),
+        DynamoLedgerStore(dynamodb, resources.ledger_table),
+        DynamoCatalogStore(dynamodb, resources.catalog_table),
+        clock_ms=lambda: now[0],
+    )
+    engine.create_topic("t")
+
+    with pytest.raises(UnavailableError, match="stalled"):
+        engine.append("t", [Record(value=b"late")])
+
+    assert engine.list_offset("t", 0, "latest") == 0
+
+
+def test_a_transaction_cancelled_for_another_reason_is_reported_not_retried() -> None:
+
+    error = ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": "ValidationError"}, {"Code": "None"}],
+        },
+        "TransactWriteItems",
+    )
+    assert isinstance(DynamoLedgerStore._conflict([], error), UnavailableError)

@@ -68,6 +68,7 @@ class Fetcher:
         pk = self._ctx.partition_pk(topic, partition)
         entries, head = self._ctx.ledger.query(pk, offset, QUERY_ENTRIES)
         run = contiguous_run(entries, offset)
+        at_end = head is not None
         if head is not None:
             self._ctx.caches.heads.update({pk: head})
         else:
@@ -85,22 +86,31 @@ class Fetcher:
         records: list[StoredRecord] = []
         budget = max_bytes
         next_offset = offset
-        for entry in run:
-            start = next_offset - entry.base_offset
-            rows = self._read(entry, start, max_records - len(records))
-            for index, row in enumerate(rows, start=next_offset):
-                size = record_size(row.key, row.value, row.headers)
-                if records and size > budget:
-                    return self._result(topic, partition, records, index, head)
-                budget -= size
-                records.append(
-                    StoredRecord(
-                        partition, index, row.timestamp_ms, row.key, row.value, row.headers
+        while run:
+            for entry in run:
+                start = next_offset - entry.base_offset
+                rows = self._read(entry, start, max_records - len(records))
+                for index, row in enumerate(rows, start=next_offset):
+                    size = record_size(row.key, row.value, row.headers)
+                    if records and size > budget:
+                        return self._result(topic, partition, records, index, head)
+                    budget -= size
+                    records.append(
+                        StoredRecord(
+                            partition, index, row.timestamp_ms, row.key, row.value, row.headers
+                        )
                     )
-                )
-            next_offset += len(rows)
-            if len(records) >= max_records or budget <= 0:
+                next_offset += len(rows)
+                if len(records) >= max_records or budget <= 0:
+                    return self._result(topic, partition, records, next_offset, head)
+            if at_end or len(run) < QUERY_ENTRIES:
                 break
+            # Many small batches: the budget is not spent, ask the ledger for more of them.
+            entries, tail = self._ctx.ledger.query(pk, next_offset, QUERY_ENTRIES)
+            if tail is not None:
+                head, at_end = tail, True
+                self._ctx.caches.heads.update({pk: tail})
+            run = contiguous_run(entries, next_offset)
         return self._result(topic, partition, records, next_offset, head)
 
     @staticmethod

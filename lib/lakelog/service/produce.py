@@ -11,8 +11,11 @@ from lakelog.config import TopicConfig
 from lakelog.errors import (
     InvalidRequestError,
     LedgerConflictError,
+    OutOfOrderSequenceError,
     PayloadTooLargeError,
+    ProducerFencedError,
     ThrottledError,
+    UnavailableError,
 )
 from lakelog.limits import (
     MAX_APPEND_BYTES,
@@ -30,6 +33,11 @@ from lakelog.storage.ports import AppendConflict, Head, PartitionWrite, TopicRec
 from lakelog.types import ProducerBatch, Record, RecordMetadata
 
 __all__ = ["AppendRetryPolicy", "Appender"]
+
+
+MAX_UPLOAD_AGE_MS = 5 * 60 * 1000
+"""Longest time between a segment's PUT and the transaction that references it: well
+inside gc's grace period, so gc never deletes a segment an append is about to commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,7 @@ class _Request:
     producer: ProducerBatch | None
     batches: dict[int, _PartitionBatch]
     results: list[RecordMetadata | None]
+    uploaded_ms: int = 0
 
     def check_producer(self, head: Head, partition: int) -> Duplicate | None:
         """Whether the batch for ``partition`` is new or a retry of one already written."""
@@ -204,21 +213,44 @@ class Appender:
         self._bind_sequences(producer, batches)
         request = _Request(topic, records, producer, batches, [None] * len(records))
         pks = {p: self._ctx.partition_pk(topic, p) for p in batches}
-        heads = self._ctx.caches.heads.get_many(self._ctx.ledger, list(pks.values()))
-
-        # Answer retried batches from the heads we have; encode only the new ones.
-        pending: list[int] = []
-        for partition in batches:
-            duplicate = request.check_producer(self._head(heads, pks[partition], topic), partition)
-            if duplicate is None:
-                pending.append(partition)
-            else:
-                request.fill(partition, duplicate.base_offset, duplicate)
+        pending = self._new_batches(request, pks)
         if pending:
             planned = self._upload(request, config, pending, pks)
             for start in range(0, len(planned), MAX_PARTITIONS_PER_TRANSACTION):
                 self._commit(request, planned[start : start + MAX_PARTITIONS_PER_TRANSACTION])
         return [result for result in request.results if result is not None]
+
+    def _new_batches(self, request: _Request, pks: dict[int, str]) -> list[int]:
+        """Partitions whose batch is new; retried ones are answered with their offsets.
+
+        The cached heads decide only the common case (every batch new). A duplicate or a
+        sequence error is confirmed on heads read from the ledger first: a cached head may
+        be older than the producer's latest batches (another process appended since).
+        """
+        heads = self._ctx.caches.heads.get_many(self._ctx.ledger, list(pks.values()))
+        try:
+            decisions = {
+                p: request.check_producer(self._head(heads, pks[p], request.topic), p)
+                for p in request.batches
+            }
+        except (OutOfOrderSequenceError, ProducerFencedError, InvalidRequestError):
+            decisions = {}
+        if request.producer is not None and (
+            not decisions or any(d is not None for d in decisions.values())
+        ):
+            fresh = self._ctx.ledger.read_heads(list(pks.values()))
+            self._ctx.caches.heads.update(fresh)
+            decisions = {
+                p: request.check_producer(self._head(fresh, pks[p], request.topic), p)
+                for p in request.batches
+            }
+        pending: list[int] = []
+        for partition, duplicate in decisions.items():
+            if duplicate is None:
+                pending.append(partition)
+            else:
+                request.fill(partition, duplicate.base_offset, duplicate)
+        return pending
 
     def _assign(
         self, topic: TopicRecord, records: Sequence[Record], max_record_bytes: int
@@ -314,8 +346,10 @@ class Appender:
                 ],
             )
         segment = builder.build()
-        key = l0_segment_key(topic_id, self._ctx.clock_ms())
+        uploaded_ms = self._ctx.clock_ms()
+        key = l0_segment_key(topic_id, uploaded_ms)
         self._ctx.objects.put(key, segment.body)
+        request.uploaded_ms = uploaded_ms
         return [
             PlannedBatch(
                 pk=pks[location.partition],
@@ -356,6 +390,7 @@ class Appender:
                 planned.append(batch)
             if not writes:
                 return
+            self._check_segment_still_safe(request)
             try:
                 self._ctx.ledger.append(writes)
             except AppendConflict as conflict:
@@ -375,6 +410,20 @@ class Appender:
             f"append to {topic.name!r} kept conflicting with other appends for "
             f"{attempt + 1} attempts; nothing was written, retry later"
         )
+
+    def _check_segment_still_safe(self, request: _Request) -> None:
+        """Refuse to reference a segment gc may already consider an orphan.
+
+        gc deletes unreferenced segments older than its grace period (an hour by default);
+        an append that stalled (a paused process, a suspended laptop) for longer than
+        `MAX_UPLOAD_AGE_MS` after its PUT gives up instead of committing a dangling entry.
+        """
+        age = self._ctx.clock_ms() - request.uploaded_ms
+        if age > MAX_UPLOAD_AGE_MS:
+            raise UnavailableError(
+                f"append stalled {age} ms after uploading its segment; nothing was written, "
+                "retry the append"
+            )
 
     def _refresh(
         self, topic: TopicRecord, heads: dict[str, Head], conflict: AppendConflict

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lakelog.errors import ThrottledError
+from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import (
     CATALOG_ACL_PK,
@@ -236,9 +236,12 @@ class DynamoLedgerStore:
     @staticmethod
     def _conflict(writes: Sequence[PartitionWrite], exc: ClientError) -> Exception:
         reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
-        codes = {reason.get("Code") for reason in reasons}
+        codes = {reason.get("Code") for reason in reasons} - {None, "None"}
         if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
             return ThrottledError("ledger throttled the append transaction")
+        unexpected = codes - {"ConditionalCheckFailed", "TransactionConflict"}
+        if unexpected:
+            return UnavailableError(f"ledger cancelled the append: {sorted(unexpected)}")
         heads: dict[str, Head | None] = {}
         for write, reason in zip(writes, reasons[0::2], strict=False):
             if reason.get("Code") == "ConditionalCheckFailed":

@@ -38,7 +38,8 @@ def _translated() -> Iterator[None]:
             raise ThrottledError(f"storage throttled: {code}") from exc
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
             raise UnavailableError(f"storage unavailable: {code}") from exc
-        raise
+        message = exc.response.get("Error", {}).get("Message", "")
+        raise UnavailableError(f"storage refused the request: {code} {message}".strip()) from exc
     except BotoCoreError as exc:
         raise UnavailableError(f"storage unreachable: {exc}") from exc
 
@@ -46,8 +47,9 @@ def _translated() -> Iterator[None]:
 def translate_client_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Re-raise throttling as `ThrottledError` and transport failures as `UnavailableError`.
 
-    Other client errors (conditional failures, missing objects) pass through for the
-    adapter method to handle. Generator functions are translated while they iterate.
+    Expected client errors (conditional failures, missing objects) must be handled inside
+    the adapter method; any other that reaches here (a missing table, a validation error)
+    becomes `UnavailableError` too. Generator functions are translated while they iterate.
     """
     if inspect.isgeneratorfunction(func):
 
