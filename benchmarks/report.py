@@ -1,15 +1,22 @@
-"""The results table: a fixed list of rows (metric | measured | target), as Markdown."""
+"""The results table: a fixed list of rows (metric | measured | target), as Markdown.
+
+A cost through the HTTPS API reads "$total = $S3-and-DynamoDB + $API-Gateway + $Lambda",
+with API Gateway metered as AWS documents it (request size) and, in brackets, as it would
+be if reply bytes were metered too (`benchmarks.pricing`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from benchmarks.pricing import cost_per_gib
+from benchmarks.api import ApiReport, RouteReport
+from benchmarks.pricing import ApiCost, api_cost_per_gib, api_gateway_requests, cost_per_gib
 from benchmarks.recorder import Usage
 from benchmarks.workloads import MIB, AppendReport, CpuReport, FetchReport
 
 __all__ = [
+    "API_CPU_TARGET_MS",
     "CODEC_TARGET_MS",
     "READ_TARGET_USD",
     "WRITE_TARGET_USD",
@@ -27,6 +34,8 @@ READ_TARGET_USD = 0.0015
 """Request cost per GiB read once in 1 MiB fetches."""
 FETCH_MAX_GETS = 2
 """S3 GETs one fetch may make."""
+API_CPU_TARGET_MS = 20.0
+"""API handler CPU milliseconds per MiB of records, for produce and for fetch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +135,100 @@ def _cost_row(metric: str, usage: Usage, payload: float, target: float) -> Row:
     return Row(metric, f"${dollars:.5f}", f"≤ ${target:g}", dollars <= target)
 
 
+def _all_calls(usage: Usage) -> str:
+    return f"{_calls(usage, 's3')}; {_calls(usage, 'dynamodb')}"
+
+
+def _api_cpu_row(metric: str, ms_per_mib: float, *, judged: bool = True) -> Row:
+    if not judged:
+        return Row(metric, f"{ms_per_mib:.1f}")
+    target = f"≤ {API_CPU_TARGET_MS:g}"
+    return Row(metric, f"{ms_per_mib:.1f}", target, ms_per_mib <= API_CPU_TARGET_MS)
+
+
+def _route_cost(route: RouteReport, memory_mb: int) -> ApiCost:
+    return api_cost_per_gib(
+        route.usage,
+        route.payload_bytes,
+        route.request_bytes,
+        route.response_bytes,
+        route.wall_seconds,
+        memory_mb,
+    )
+
+
+def _api_cost_row(metric: str, cost: ApiCost) -> Row:
+    return Row(
+        metric,
+        f"${cost.total:.5f} = ${cost.storage:.5f} + ${cost.gateway:.5f} + "
+        f"${cost.function:.5f} (API Gateway ${cost.gateway_if_replies_count:.5f} "
+        "if replies were metered too)",
+    )
+
+
+def _api_rows(api: ApiReport) -> list[Row]:
+    produce, fetch = api.produce, api.fetch
+    metered = [
+        f"{api_gateway_requests(r.request_bytes)} "
+        f"({api_gateway_requests(r.request_bytes, r.response_bytes, count_response=True)})"
+        for r in (produce, fetch)
+    ]
+    lambda_label = f"Lambda {api.memory_mb} MB arm64"
+    return [
+        _api_cpu_row(
+            "API produce, BINARY values: handler CPU ms / MiB (botocore in, moto out)",
+            produce.cpu_ms_per_mib,
+        ),
+        _api_cpu_row(
+            "API produce, STRING values: handler CPU ms / MiB",
+            api.produce_string_cpu_ms_per_mib,
+            judged=False,
+        ),
+        _api_cpu_row(
+            "API produce, JSON values: handler CPU ms / MiB",
+            api.produce_json_cpu_ms_per_mib,
+            judged=False,
+        ),
+        _api_cpu_row(
+            "API fetch (base64 JSON reply): handler CPU ms / MiB (botocore in, moto out)",
+            fetch.cpu_ms_per_mib,
+        ),
+        Row(
+            "API produce / fetch: AWS calls per request",
+            f"{_all_calls(produce.usage)} / {_all_calls(fetch.usage)}",
+        ),
+        Row(
+            "API produce / fetch: request + reply body per request",
+            f"{produce.request_bytes / MIB:.3f} + {produce.response_bytes / MIB:.3f} MiB / "
+            f"{fetch.request_bytes / MIB:.3f} + {fetch.response_bytes / MIB:.3f} MiB",
+        ),
+        Row(
+            "API produce / fetch: API Gateway metered requests (if replies were metered too)",
+            " / ".join(metered),
+        ),
+        Row(
+            "API produce / fetch: handler wall ms per request (this machine, moto; not Lambda)",
+            f"{produce.wall_seconds * 1000:.1f} / {fetch.wall_seconds * 1000:.1f}",
+        ),
+        _api_cost_row(
+            f"$ per GiB written through the HTTPS API (1 MiB produce requests): "
+            f"S3 + DynamoDB + API Gateway + {lambda_label}",
+            _route_cost(produce, api.memory_mb),
+        ),
+        _api_cost_row(
+            f"$ per GiB read through the HTTPS API (1 MiB fetches, warm function): "
+            f"S3 + DynamoDB + API Gateway + {lambda_label}",
+            _route_cost(fetch, api.memory_mb),
+        ),
+    ]
+
+
 def build_rows(
-    single: AppendReport, multi: AppendReport, fetches: FetchReport, cpu: CpuReport
+    single: AppendReport,
+    multi: AppendReport,
+    fetches: FetchReport,
+    cpu: CpuReport,
+    api: ApiReport | None = None,
 ) -> list[Row]:
     """Every row of the table, in a fixed order.
 
@@ -139,6 +240,8 @@ def build_rows(
         Workload (c).
     cpu
         Workload (d).
+    api
+        Workload (e), the HTTP API handler; its rows come last (none when None).
 
     Returns
     -------
@@ -175,6 +278,7 @@ def build_rows(
             fetches.payload_bytes,
             READ_TARGET_USD,
         ),
+        *(_api_rows(api) if api is not None else []),
     ]
 
 

@@ -1,7 +1,9 @@
-"""Run every workload on moto in-process and print the results table (`make bench`).
+"""Run every workload on moto and print the results table (`make bench`).
 
-AWS is emulated by moto (``mock_aws``) with fake credentials: nothing leaves the process.
-The table goes to stdout and, with a one-line header, to ``benchmarks/results.md``.
+AWS is emulated by moto with fake credentials: in-process (``mock_aws``) for the engine
+workloads, and as a server in a child process on 127.0.0.1 for the HTTP API workload
+(`benchmarks.api`), whose CPU must not include moto's. Nothing reaches AWS. The table
+goes to stdout and, with a one-line header, to ``benchmarks/results.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
+from benchmarks.api import ApiWorkload, run_api
 from benchmarks.report import build_rows, render, verdict
 from benchmarks.workloads import (
     Bench,
@@ -59,13 +62,15 @@ def _date_u(now: datetime) -> str:
     return f"{now:%a %b} {now.day:2d} {now:%H:%M:%S} UTC {now.year}"
 
 
-def run(workload: Workload) -> str:
-    """Run the workloads on a fresh moto deployment; the table and its verdict line.
+def run(workload: Workload, api_workload: ApiWorkload | None = None) -> str:
+    """Run the workloads on fresh moto deployments; the table and its verdict line.
 
     Parameters
     ----------
     workload
-        Sizes of the workloads.
+        Sizes of the engine workloads.
+    api_workload
+        Sizes of the HTTP API workload (`ApiWorkload` defaults when None).
 
     Returns
     -------
@@ -73,6 +78,8 @@ def run(workload: Workload) -> str:
         The Markdown table followed by a line saying which targets were met.
     """
     _use_fake_credentials()
+    # First, in a process that holds nothing else yet, like a fresh Lambda.
+    api = run_api(api_workload or ApiWorkload(seed=workload.seed))
     values = make_values(workload.records_per_append, workload.value_bytes, workload.seed)
     with mock_aws():
         session = boto3.Session(region_name=REGION)
@@ -87,7 +94,7 @@ def run(workload: Workload) -> str:
         engine_append, engine_fetch = run_engine_cpu(bench, values, workload.cpu_appends)
     encode, decode = run_codec_cpu(values, workload.codec_repetitions)
     rows = build_rows(
-        single, multi, fetches, CpuReport(encode, decode, engine_append, engine_fetch)
+        single, multi, fetches, CpuReport(encode, decode, engine_append, engine_fetch), api
     )
     return f"{render(rows)}\n\n{verdict(rows)}\n"
 
@@ -114,7 +121,8 @@ def main() -> int:
     table = run(Workload())
     header = (
         f"Produced by `make bench` (python -m benchmarks.run), AWS emulated by moto "
-        f"in-process, on {_date_u(datetime.now(UTC))}.\n\n"
+        f"in-process (API rows: moto server in a child process), "
+        f"on {_date_u(datetime.now(UTC))}.\n\n"
     )
     RESULTS_PATH.write_text(header + table, encoding="utf-8")
     update_readme(header + table)

@@ -51,6 +51,10 @@ API_VERSION = "1.0.0"
 MAX_BODY_BYTES = MAX_APPEND_BYTES
 """Request bodies are at most 6 MiB (the Lambda synchronous payload limit)."""
 
+MAX_API_FETCH_BYTES = 4 * 1024 * 1024
+"""Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
+whole reply must stay under Lambda's 6 MB response limit."""
+
 _JSON = "application/json"
 
 
@@ -246,15 +250,16 @@ def _register_record_routes(
         "/v1/topics/<topic>/partitions/<partition>/records",
         tags=["records"],
         summary="Fetch records from an offset",
-        responses=error_responses(400, 401, 403, 404, 416, 422, 503),
+        responses={200: {"description": "Records", "content": {_JSON: {"model": FetchReply}}}}
+        | error_responses(400, 401, 403, 404, 416, 422, 503),
     )
     def fetch(
         topic: str,
         partition: int,
         offset: Annotated[int, Query(ge=0)] = 0,
         max_records: Annotated[int, Query(ge=1)] = DEFAULT_FETCH_RECORDS,
-        max_bytes: Annotated[int, Query(ge=1)] = DEFAULT_FETCH_BYTES,
-    ) -> FetchReply:
+        max_bytes: Annotated[int, Query(ge=1, le=MAX_API_FETCH_BYTES)] = DEFAULT_FETCH_BYTES,
+    ) -> Response[str]:
         access.check(caller(), "consume", topic)
         result = engine.fetch(topic, partition, offset, max_records, max_bytes)
         metrics.add_metric(name="RecordsOut", unit=MetricUnit.Count, value=len(result.records))
@@ -263,7 +268,11 @@ def _register_record_routes(
             unit=MetricUnit.Bytes,
             value=sum(len(r.key or b"") + len(r.value or b"") for r in result.records),
         )
-        return FetchReply.of(result)
+        return Response(
+            status_code=HTTPStatus.OK,
+            content_type=_JSON,
+            body=FetchReply.json_of(result).decode(),
+        )
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/offsets",

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from lakelog.api.app import create_app
 from lakelog.api.settings import ApiSettings
@@ -54,5 +55,9 @@ def make_handler(settings: ApiSettings, engine: Engine | None = None) -> Handler
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=elapsed)
+            if is_metrics_disabled():
+                # Disabled metrics are neither flushed nor cleared by Powertools; drop them
+                # so they do not pile up (and print) in a long-lived local process.
+                metrics.clear_metrics()
 
     return handler

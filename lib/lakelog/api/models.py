@@ -13,6 +13,7 @@ import binascii
 import json
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakelog.errors import InvalidRequestError
@@ -98,7 +99,9 @@ class RecordIn(_Strict):
 
     key: TypedData | None = None
     value: TypedData | None = None
-    headers: Annotated[list[HeaderIn], Field(max_length=MAX_HEADERS_PER_RECORD)] = []
+    headers: Annotated[
+        list[HeaderIn], Field(default_factory=list, max_length=MAX_HEADERS_PER_RECORD)
+    ]
     partition: Annotated[int, Field(ge=0, lt=MAX_PARTITIONS)] | None = None
     timestamp_ms: Annotated[int, Field(ge=0)] | None = None
 
@@ -142,6 +145,13 @@ class ProduceRequest(_Strict):
 
     records: Annotated[list[RecordIn], Field(min_length=1, max_length=MAX_APPEND_RECORDS)]
     producer: ProducerIn | None = None
+
+    def __repr__(self) -> str:
+        # Frameworks log route arguments; printing a megabyte of records would cost more
+        # CPU than appending them.
+        return f"ProduceRequest(<{len(self.records)} records>, producer={self.producer!r})"
+
+    __str__ = __repr__
 
 
 class ProducedRecord(BaseModel):
@@ -202,6 +212,31 @@ class FetchReply(BaseModel):
             records=[FetchedRecord.of(r) for r in result.records],
             next_offset=result.next_offset,
             high_watermark=result.high_watermark,
+        )
+
+    @staticmethod
+    def json_of(result: FetchResult) -> bytes:
+        """The reply body of a fetch result, serialized without building a model per record.
+
+        Produces exactly what ``FetchReply.of(result).model_dump_json()`` would, several
+        times faster: a fetch reply holds up to thousands of records.
+        """
+        return pydantic_core.to_json(
+            {
+                "records": [
+                    {
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "timestamp_ms": r.timestamp_ms,
+                        "key": b64(r.key),
+                        "value": b64(r.value),
+                        "headers": [{"key": k, "value": b64(v)} for k, v in r.headers],
+                    }
+                    for r in result.records
+                ],
+                "next_offset": result.next_offset,
+                "high_watermark": result.high_watermark,
+            }
         )
 
 

@@ -1,0 +1,36 @@
+"""The HTTP contract models: fast paths equal the models they shortcut."""
+
+from __future__ import annotations
+
+import json
+
+from lakelog.api.models import FetchReply, ProduceRequest
+from lakelog.types import FetchResult, StoredRecord
+
+
+def test_fetch_reply_fast_serialization_equals_the_model() -> None:
+    result = FetchResult(
+        topic="t",
+        partition=2,
+        records=[
+            StoredRecord(2, 7, 1_000, b"k", b"\x00\xffv", (("h", b"x"), ("n", None))),
+            StoredRecord(2, 8, 1_001, None, None, ()),
+        ],
+        next_offset=9,
+        high_watermark=12,
+        log_start_offset=0,
+    )
+
+    fast = json.loads(FetchReply.json_of(result))
+
+    assert fast == json.loads(FetchReply.of(result).model_dump_json())
+    assert fast["records"][0]["value"] == "AP92"
+
+
+def test_produce_request_repr_does_not_print_every_record() -> None:
+    request = ProduceRequest.model_validate(
+        {"records": [{"value": {"type": "STRING", "data": "x" * 10_000}}] * 100}
+    )
+
+    assert repr(request) == "ProduceRequest(<100 records>, producer=None)"
+    assert str(request) == repr(request)
