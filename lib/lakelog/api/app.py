@@ -10,14 +10,16 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools import Metrics
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lakelog.api.errors import error_body, error_responses, status_of
+from lakelog.api.errors import error_body, error_responses, status_of, success
 from lakelog.api.models import (
     AclRule,
     AclRules,
@@ -44,7 +46,7 @@ from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
 from lakelog.storage.ports import AclEntry
 from lakelog.types import ProducerBatch
 
-__all__ = ["API_TITLE", "MAX_BODY_BYTES", "create_app", "principal_of"]
+__all__ = ["API_TITLE", "MAX_BODY_BYTES", "PUBLIC_PATHS", "create_app", "precheck", "principal_of"]
 
 API_TITLE = "lakelog HTTP API"
 API_VERSION = "1.0.0"
@@ -77,11 +79,37 @@ def principal_of(event: dict[str, Any]) -> str:
     raise UnauthorizedError("the request carries no IAM caller or JWT subject")
 
 
+PUBLIC_PATHS = frozenset({"/v1/openapi.json", "/v1/docs"})
+"""Paths served without a principal: the API's own description."""
+
+
+def precheck(event: dict[str, Any]) -> LakelogError | None:
+    """What must be refused before a request is parsed: an oversized body, no principal.
+
+    Runs ahead of routing and validation, so a 6 MiB body is not decoded to be refused and
+    an anonymous request learns nothing about the shape of a valid one.
+    """
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size > MAX_BODY_BYTES:
+        return PayloadTooLargeError(
+            f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
+        )
+    if event.get("rawPath") not in PUBLIC_PATHS:
+        try:
+            principal_of(event)
+        except UnauthorizedError as error:
+            return error
+    return None
+
+
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=_JSON, body=body)
 
 
-def create_app(engine: Engine, access: AccessControl, metrics: Metrics) -> APIGatewayHttpResolver:
+def create_app(
+    engine: Engine, access: AccessControl, metrics: Metrics, logger: Logger | None = None
+) -> APIGatewayHttpResolver:
     """The resolver serving every route of the HTTP API v1 on ``engine``.
 
     Parameters
@@ -92,26 +120,14 @@ def create_app(engine: Engine, access: AccessControl, metrics: Metrics) -> APIGa
         ACL decisions for each request's principal.
     metrics
         Where records and bytes in and out are counted.
+    logger
+        Where unexpected errors are logged.
     """
+    logger = logger or Logger(service="lakelog-api")
     app = APIGatewayHttpResolver(enable_validation=True)
 
     def caller() -> str:
         return principal_of(app.current_event.raw_event)
-
-    def body_limit(app_: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
-        body = app_.current_event.raw_event.get("body") or ""
-        size = (
-            len(body) * 3 // 4
-            if app_.current_event.raw_event.get("isBase64Encoded")
-            else len(body.encode())
-        )
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(
-                f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
-            )
-        return next_middleware(app_)
-
-    app.use([body_limit])
 
     @app.exception_handler(LakelogError)
     def _domain_error(error: LakelogError) -> Response[Any]:
@@ -129,6 +145,23 @@ def create_app(engine: Engine, access: AccessControl, metrics: Metrics) -> APIGa
         return _json(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             {"error": "invalid_request", "message": details or "invalid request"},
+        )
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_content_type(error: RequestUnsupportedContentType) -> Response[Any]:
+        metrics.add_metric(name="Errors.invalid_request", unit=MetricUnit.Count, value=1)
+        return _json(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            {"error": "invalid_request", "message": "request bodies must be application/json"},
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[Any]:
+        logger.exception("unexpected error")
+        metrics.add_metric(name="Errors.internal", unit=MetricUnit.Count, value=1)
+        return _json(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            {"error": "internal", "message": f"unexpected {type(error).__name__}; see the logs"},
         )
 
     @app.not_found
@@ -161,15 +194,19 @@ def _register_topic_routes(
         "/v1/topics",
         tags=["topics"],
         summary="Create a topic",
-        responses={201: {"description": "Created", "content": {_JSON: {"model": TopicState}}}}
-        | error_responses(400, 401, 403, 409, 422),
+        responses=success(TopicState, 201, "Created") | error_responses(403, 409, 413),
     )
     def create_topic(request: Annotated[TopicCreate, Body()]) -> Response[Any]:
         access.check(caller(), "admin", request.name)
         created = engine.create_topic(request.name, request.partitions, request.config)
         return _json(HTTPStatus.CREATED, TopicState.of(created).model_dump(mode="json"))
 
-    @app.get("/v1/topics", tags=["topics"], summary="List topics", responses=error_responses(401))
+    @app.get(
+        "/v1/topics",
+        tags=["topics"],
+        summary="List topics",
+        responses=success(TopicList) | error_responses(),
+    )
     def list_topics() -> TopicList:
         return TopicList(topics=access.visible(caller(), engine.list_topics()))
 
@@ -177,7 +214,7 @@ def _register_topic_routes(
         "/v1/topics/<topic>",
         tags=["topics"],
         summary="Describe a topic",
-        responses=error_responses(400, 401, 403, 404),
+        responses=success(TopicState) | error_responses(403, 404),
     )
     def describe_topic(topic: str) -> TopicState:
         principal = caller()
@@ -189,7 +226,7 @@ def _register_topic_routes(
         "/v1/topics/<topic>",
         tags=["topics"],
         summary="Alter config or add partitions",
-        responses=error_responses(400, 401, 403, 404, 422),
+        responses=success(TopicState) | error_responses(403, 404, 413),
     )
     def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> TopicState:
         access.check(caller(), "admin", topic)
@@ -199,7 +236,7 @@ def _register_topic_routes(
         "/v1/topics/<topic>",
         tags=["topics"],
         summary="Delete a topic",
-        responses={204: {"description": "Deleted"}} | error_responses(400, 401, 403, 404),
+        responses={204: {"description": "Deleted"}} | error_responses(403, 404),
     )
     def delete_topic(topic: str) -> Response[Any]:
         access.check(caller(), "admin", topic)
@@ -218,7 +255,7 @@ def _register_record_routes(
         "/v1/topics/<topic>/records",
         tags=["records"],
         summary="Append records",
-        responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+        responses=success(ProduceReply) | error_responses(403, 404, 409, 413, 429, 503),
     )
     def produce(topic: str, request: Annotated[ProduceRequest, Body()]) -> ProduceReply:
         access.check(caller(), "produce", topic)
@@ -250,8 +287,7 @@ def _register_record_routes(
         "/v1/topics/<topic>/partitions/<partition>/records",
         tags=["records"],
         summary="Fetch records from an offset",
-        responses={200: {"description": "Records", "content": {_JSON: {"model": FetchReply}}}}
-        | error_responses(400, 401, 403, 404, 416, 422, 503),
+        responses=success(FetchReply) | error_responses(403, 404, 416, 429, 503),
     )
     def fetch(
         topic: str,
@@ -278,7 +314,7 @@ def _register_record_routes(
         "/v1/topics/<topic>/partitions/<partition>/offsets",
         tags=["records"],
         summary="Earliest, latest or first offset at a time",
-        responses=error_responses(400, 401, 403, 404, 422),
+        responses=success(OffsetReply) | error_responses(403, 404, 503),
     )
     def offsets(
         topic: str,
@@ -308,7 +344,7 @@ def _register_acl_routes(
         "/v1/acls",
         tags=["acls"],
         summary="Add an access rule",
-        responses=error_responses(400, 401, 403, 422),
+        responses=success(AclRule) | error_responses(403, 413),
     )
     def put_acl(rule: Annotated[AclRule, Body()]) -> AclRule:
         access.check_cluster_admin(caller())
@@ -316,7 +352,10 @@ def _register_acl_routes(
         return rule
 
     @app.get(
-        "/v1/acls", tags=["acls"], summary="List access rules", responses=error_responses(401, 403)
+        "/v1/acls",
+        tags=["acls"],
+        summary="List access rules",
+        responses=success(AclRules) | error_responses(403),
     )
     def list_acls() -> AclRules:
         access.check_cluster_admin(caller())
@@ -336,7 +375,7 @@ def _register_acl_routes(
         "/v1/acls",
         tags=["acls"],
         summary="Remove operations from an access rule",
-        responses={204: {"description": "Removed"}} | error_responses(400, 401, 403, 404, 422),
+        responses={204: {"description": "Removed"}} | error_responses(403, 404, 413),
     )
     def delete_acl(rule: Annotated[AclRule, Body()]) -> Response[Any]:
         access.check_cluster_admin(caller())

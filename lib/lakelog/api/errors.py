@@ -10,6 +10,7 @@ from lakelog.errors import (
     ForbiddenError,
     InvalidRequestError,
     LakelogError,
+    LedgerConflictError,
     OffsetOutOfRangeError,
     PayloadTooLargeError,
     ProducerFencedError,
@@ -20,7 +21,7 @@ from lakelog.errors import (
     UnavailableError,
 )
 
-__all__ = ["STATUS_BY_ERROR", "error_body", "error_responses", "status_of"]
+__all__ = ["STATUS_BY_ERROR", "error_body", "error_responses", "status_of", "success"]
 
 STATUS_BY_ERROR: tuple[tuple[type[LakelogError], HTTPStatus], ...] = (
     (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: tuple[tuple[type[LakelogError], HTTPStatus], ...] = (
     (ProducerFencedError, HTTPStatus.CONFLICT),
     (OffsetOutOfRangeError, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE),
     (ThrottledError, HTTPStatus.TOO_MANY_REQUESTS),
+    (LedgerConflictError, HTTPStatus.SERVICE_UNAVAILABLE),
     (UnavailableError, HTTPStatus.SERVICE_UNAVAILABLE),
     (CorruptSegmentError, HTTPStatus.INTERNAL_SERVER_ERROR),
 )
@@ -56,7 +58,11 @@ def error_body(error: LakelogError) -> dict[str, Any]:
 
 
 def error_responses(*statuses: int) -> dict[int, Any]:
-    """OpenAPI ``responses`` entries for the error statuses a route can return."""
+    """OpenAPI ``responses`` entries for the error statuses a route can return.
+
+    400, 401, 422 and 500 are always included: any request may be malformed, anonymous,
+    or meet an unexpected failure.
+    """
     from lakelog.api.models import ErrorBody  # noqa: PLC0415 - avoid a models<->errors cycle
 
     return {
@@ -64,5 +70,10 @@ def error_responses(*statuses: int) -> dict[int, Any]:
             "description": HTTPStatus(status).phrase,
             "content": {"application/json": {"model": ErrorBody}},
         }
-        for status in statuses
+        for status in sorted({400, 401, 422, 500, *statuses})
     }
+
+
+def success(model: Any, status: int = 200, description: str = "OK") -> dict[int, Any]:
+    """The OpenAPI ``responses`` entry of a route's success reply."""
+    return {status: {"description": description, "content": {"application/json": {"model": model}}}}

@@ -72,7 +72,7 @@ class TypedData(_Strict):
     """A key or value in Confluent v3 form."""
 
     type: Literal["BINARY", "JSON", "STRING"]
-    data: Any = None
+    data: Any
 
     def to_bytes(self, what: str) -> bytes:
         """The bytes this key or value stands for."""
@@ -135,7 +135,7 @@ class ProducerIn(_Strict):
     @field_validator("sequences")
     @classmethod
     def _partition_keys(cls, value: dict[str, int] | None) -> dict[str, int] | None:
-        if value is not None and not all(key.isdigit() for key in value):
+        if value is not None and not all(key.isascii() and key.isdigit() for key in value):
             raise ValueError("sequences keys must be partition numbers")
         return value
 
@@ -307,10 +307,15 @@ Operation = Literal["produce", "consume", "admin"]
 class AclRule(_Strict):
     """A rule: principal and topic are exact names or prefixes ending in ``*``."""
 
-    principal: Annotated[str, Field(min_length=1, max_length=2048)]
+    principal: Annotated[str, Field(min_length=1, max_length=700)]
     topic: Annotated[str, Field(min_length=1, max_length=250)]
     operations: Annotated[list[Operation], Field(min_length=1, max_length=3)]
     effect: Literal["allow", "deny"]
+
+    @field_validator("operations")
+    @classmethod
+    def _distinct(cls, value: list[Operation]) -> list[Operation]:
+        return sorted(set(value))
 
 
 class AclRules(BaseModel):

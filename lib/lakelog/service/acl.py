@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from lakelog.errors import ForbiddenError, InvalidRequestError
+from lakelog.storage.keys import acl_sort_key
 from lakelog.storage.ports import AclEntry, CatalogStore
 
 __all__ = ["ACL_CACHE_SECONDS", "OPERATIONS", "AccessControl", "matches"]
@@ -17,6 +18,9 @@ ACL_CACHE_SECONDS = 10.0
 """How long a process trusts the rules it read; a changed rule applies everywhere after."""
 CLUSTER = "*"
 """The resource name of cluster-wide operations (managing ACLs): admin on ``*``."""
+
+MAX_RULE_KEY_BYTES = 1024
+"""DynamoDB's sort key limit, which a rule's key (topic, effect, principal) must fit."""
 
 Effect = Literal["allow", "deny"]
 
@@ -40,6 +44,10 @@ def _validate(entry: AclEntry) -> AclEntry:
             )
     if "|" in entry.topic:
         raise InvalidRequestError("topic pattern cannot contain '|'")
+    if len(acl_sort_key(entry.topic, entry.effect, entry.principal).encode()) > MAX_RULE_KEY_BYTES:
+        raise InvalidRequestError(
+            f"principal and topic patterns together exceed {MAX_RULE_KEY_BYTES - 8} bytes"
+        )
     return entry
 
 

@@ -476,16 +476,23 @@ class DynamoCatalogStore:
                 UpdateExpression="DELETE operations :ops",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":ops": {"SS": sorted(entry.operations)}},
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if _condition_failed(exc):
                 return False
             raise
-        if "operations" not in response.get("Attributes", {}):
-            self._ddb.delete_item(
-                TableName=self._table,
-                Key=self._acl_key(entry),
-                ConditionExpression="attribute_not_exists(operations)",
-            )
+        before = set(response.get("Attributes", {}).get("operations", {}).get("SS", []))
+        if not before & entry.operations:
+            return False
+        if not before - entry.operations:
+            try:
+                self._ddb.delete_item(
+                    TableName=self._table,
+                    Key=self._acl_key(entry),
+                    ConditionExpression="attribute_not_exists(operations)",
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):  # re-granted meanwhile: keep the rule
+                    raise
         return True

@@ -1,0 +1,658 @@
+"""The local dev server: the HTTP API v1 on 127.0.0.1 over AWS emulated in-process by moto.
+
+`LocalService` starts moto's threaded server on a free loopback port, creates the bucket
+and tables there, and serves the API with a stdlib ``ThreadingHTTPServer`` that turns each
+HTTP request into the API Gateway HTTP API (payload 2.0) event the deployed API function
+receives, calls the same handler `lakelog.api.make_handler` builds for Lambda, and writes
+its reply back as the HTTP response.
+
+Concurrency follows Lambda's model. A Powertools resolver keeps the current event on the
+resolver object, so one handler must serve one request at a time, as one Lambda execution
+environment does. The server keeps a pool of handlers ("warm environments"), each with its
+own engine and boto3 clients, and lends one to each request; concurrent requests get
+different handlers, and a request waits when all ``concurrency`` handlers are busy.
+
+The process environment is adjusted in `LocalService.start` and restored by `stop`:
+Powertools metrics and tracing are disabled (there is no CloudWatch or X-Ray locally) and
+the Powertools log level defaults to ``WARNING`` (set ``POWERTOOLS_LOG_LEVEL`` to see more).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
+
+import boto3
+from botocore.config import Config
+
+from lakelog.api import ApiSettings, make_handler
+from lakelog.api.handler import Handler
+from lakelog.local.emulation import serialize_moto_dynamodb
+from lakelog.local.events import LocalContext, http_event
+from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
+from lakelog.storage.resources import create_resources
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_PREFIX",
+    "DEFAULT_PRINCIPAL",
+    "MAX_REQUEST_BYTES",
+    "LocalDependencyError",
+    "LocalService",
+]
+
+DEFAULT_PORT: Final = 8080
+DEFAULT_PREFIX: Final = "lakelog-local"
+"""Resource name prefix of the local deployment (bucket ``lakelog-local-segments``)."""
+DEFAULT_PRINCIPAL: Final = "arn:aws:iam::000000000000:user/local-developer"
+"""The IAM caller every local request is made as (``requestContext.authorizer.iam``)."""
+MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
+"""Bodies above this are refused with 413 before being read (the handler's own limit,
+6 MiB, applies below it, as in API Gateway + Lambda)."""
+REGION: Final = "us-east-1"
+FAKE_CREDENTIALS: Final = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "aws_session_token": "testing",
+}
+"""moto accepts any credentials; these make sure boto3 never looks for real ones."""
+DEFAULT_CONCURRENCY: Final = 8
+LINGER_SECONDS: Final = 2.0
+"""How long a refused oversized body is read and dropped before the connection closes."""
+DRAIN_SECONDS: Final = 5.0
+"""How long `LocalService.stop` waits for requests in flight before stopping moto."""
+
+_POWERTOOLS_ENV: Final = {
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+_HOP_BY_HOP: Final = frozenset(
+    {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
+)
+
+
+class LocalDependencyError(RuntimeError):
+    """A package the local server needs (moto) is not installed."""
+
+
+class _HandlerPool:
+    """Lends each request a handler no other request is using (Lambda's concurrency model).
+
+    Handlers are made on demand by ``factory``, at most ``size`` of them; a request that
+    finds them all busy waits for one to be returned.
+    """
+
+    def __init__(self, factory: Callable[[], Handler], size: int) -> None:
+        self._factory = factory
+        self._size = size
+        self._idle: list[Handler] = []
+        self._created = 0
+        self._busy = 0
+        self._changed = threading.Condition()
+
+    def warm(self) -> None:
+        """Make the first handler now, so that configuration errors surface at start-up."""
+        with self.lease():
+            pass
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Handler]:
+        """A handler for the duration of one request."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._idle) or self._created < self._size)
+            handler = self._idle.pop() if self._idle else None
+            if handler is None:
+                self._created += 1
+            self._busy += 1
+        try:
+            if handler is None:
+                try:
+                    handler = self._factory()
+                except BaseException:
+                    with self._changed:
+                        self._created -= 1
+                    raise
+            yield handler
+        finally:
+            with self._changed:
+                if handler is not None:
+                    self._idle.append(handler)
+                self._busy -= 1
+                self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request holds a handler; False if ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+
+
+class _ApiServer(ThreadingHTTPServer):
+    """The HTTP server; request threads find the handler pool and settings here."""
+
+    daemon_threads = True
+    block_on_close = False  # idle keep-alive connections must not delay shutdown
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        pool: _HandlerPool,
+        principal: str | None,
+        access_log: TextIO | None,
+    ) -> None:
+        self.pool = pool
+        self.principal = principal
+        self.access_log = access_log
+        self.stopping = threading.Event()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _ApiRequestHandler)
+
+    def server_bind(self) -> None:
+        """Bind without ``HTTPServer``'s reverse DNS lookup (seconds on some laptops)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+class _ApiRequestHandler(BaseHTTPRequestHandler):
+    """HTTP request -> API Gateway v2 event -> handler -> HTTP response."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "lakelog-dev"
+    sys_version = ""
+
+    @property
+    def api(self) -> _ApiServer:
+        """The server this request arrived on."""
+        server = self.server
+        assert isinstance(server, _ApiServer)
+        return server
+
+    # Every method goes to the handler, which answers 404 for routes it does not have.
+    def do_GET(self) -> None:
+        """Serve a GET."""
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        """Serve a HEAD."""
+        self._serve()
+
+    def do_POST(self) -> None:
+        """Serve a POST."""
+        self._serve()
+
+    def do_PUT(self) -> None:
+        """Serve a PUT."""
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        """Serve a PATCH."""
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        """Serve a DELETE."""
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
+        """Serve an OPTIONS."""
+        self._serve()
+
+    def do_TRACE(self) -> None:
+        """Serve a TRACE (the handler answers it; the stdlib's default is a 501 page)."""
+        self._serve()
+
+    def handle_expect_100(self) -> bool:
+        """Refuse an oversized body before the client sends it (``Expect: 100-continue``)."""
+        length = self._declared_length()
+        if length is not None and length > MAX_REQUEST_BYTES:
+            self._refuse_too_large(length, unread=0)  # the client waits for our answer
+            return False
+        return super().handle_expect_100()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Access log lines are written by `_serve`, with the request's duration."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Protocol errors from the stdlib go to the access log too."""
+        if self.api.access_log is not None:
+            print(f"lakelog dev: {format % args}", file=self.api.access_log, flush=True)
+
+    # ------------------------------------------------------------------------------------
+    def _declared_length(self) -> int | None:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            return -1
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        if self.api.stopping.is_set():
+            self.close_connection = True
+            self._send_json(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": "unavailable", "message": "the local server is stopping"},
+            )
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        status = self._dispatch(body)
+        if self.api.access_log is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            print(
+                f"{self.command} {self.path} -> {status} ({elapsed:.0f} ms)",
+                file=self.api.access_log,
+                flush=True,
+            )
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after replying with an error (connection closed)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self._declared_length()
+        if length is None:
+            return b""
+        if length < 0:
+            self.close_connection = True
+            self._send_json(
+                HTTPStatus.BAD_REQUEST,
+                {"error": "invalid_request", "message": "invalid Content-Length header"},
+            )
+            return None
+        if length > MAX_REQUEST_BYTES:
+            self._refuse_too_large(length, unread=length)
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                self._send_json(
+                    HTTPStatus.BAD_REQUEST,
+                    {"error": "invalid_request", "message": "malformed chunked body"},
+                )
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > MAX_REQUEST_BYTES:
+                self._refuse_too_large(total, unread=sys.maxsize)
+                return None
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
+    def _refuse_too_large(self, length: int, *, unread: int) -> None:
+        """Answer 413 and close; ``unread``: body bytes the client may still be sending."""
+        self.close_connection = True
+        self._send_json(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            {
+                "error": "payload_too_large",
+                "message": (
+                    f"request body is at least {length} bytes; "
+                    f"the local server refuses bodies over {MAX_REQUEST_BYTES} bytes"
+                ),
+            },
+        )
+        if unread > 0:
+            self._discard_unread(unread)
+
+    def _discard_unread(self, limit: int) -> None:
+        """Drop what the client still sends, for a moment, so that it reads the 413.
+
+        Closing a socket with unread data makes the peer see a reset instead of the reply
+        (clients that send the whole body before reading, like urllib, then report a
+        broken pipe). Nothing is kept; this gives up after ``LINGER_SECONDS``.
+        """
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while limit > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(limit, 1 << 16))
+                if not chunk:
+                    break
+                limit -= len(chunk)
+        except OSError:
+            pass
+
+    def _event(self, body: bytes) -> dict[str, Any]:
+        path, _, query = self.path.partition("?")
+        headers: dict[str, str] = {}
+        for name in dict.fromkeys(k.lower() for k in self.headers):
+            headers[name] = ",".join(self.headers.get_all(name) or ())
+        cookies = headers.pop("cookie", None)
+        event = http_event(
+            self.command,
+            path or "/",
+            query=query,
+            body=body,
+            headers=headers,
+            principal=self.api.principal,
+            source_ip=self.client_address[0],
+        )
+        if cookies:
+            event["cookies"] = [c.strip() for c in cookies.split(";") if c.strip()]
+        return event
+
+    def _dispatch(self, body: bytes) -> int:
+        event = self._event(body)
+        try:
+            with self.api.pool.lease() as handler:
+                reply = handler(event, LocalContext())
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            self._send_json(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": "internal_error", "message": "the API handler raised; see the log"},
+            )
+            return HTTPStatus.INTERNAL_SERVER_ERROR
+        return self._send_reply(reply)
+
+    def _send_reply(self, reply: Any) -> int:
+        if not isinstance(reply, dict) or "statusCode" not in reply:
+            # API Gateway's payload 2.0 inference: any other value is a JSON 200 body.
+            self._send(HTTPStatus.OK, {"content-type": "application/json"}, [], _dumps(reply))
+            return HTTPStatus.OK
+        raw = reply.get("body") or ""
+        data = base64.b64decode(raw) if reply.get("isBase64Encoded") else str(raw).encode()
+        headers = {
+            str(k).lower(): ", ".join(v) if isinstance(v, list) else str(v)
+            for k, v in (reply.get("headers") or {}).items()
+        }
+        for k, values in (reply.get("multiValueHeaders") or {}).items():
+            headers[str(k).lower()] = ", ".join(str(v) for v in values)
+        status = int(reply["statusCode"])
+        self._send(status, headers, [str(c) for c in reply.get("cookies") or ()], data)
+        return status
+
+    def _send_json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        self._send(status, {"content-type": "application/json"}, [], _dumps(body))
+
+    def _send(self, status: int, headers: dict[str, str], cookies: list[str], data: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        no_body = status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED) or status < 200
+        if not no_body:
+            self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not no_body and self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class LocalService:
+    """lakelog on one machine: moto in-process, the bucket and tables, and the HTTP API.
+
+    Parameters
+    ----------
+    host
+        Address the API listens on (loopback by default: the server has no authentication).
+    port
+        Port of the API; 0 picks a free one (see `api_url` after `start`).
+    principal
+        IAM caller ARN every request is made as; None sends requests with no caller
+        (the API then answers 401).
+    default_acl
+        What the API decides when no ACL rule matches.
+    prefix
+        Resource name prefix (see `ResourceNames.for_prefix`).
+    concurrency
+        Handlers (Lambda execution environments) serving requests at the same time.
+    access_log
+        Where one line per request is written; None for no access log.
+
+    Examples
+    --------
+    >>> with LocalService(port=0) as service:  # doctest: +SKIP
+    ...     print(service.api_url)
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        principal: str | None = DEFAULT_PRINCIPAL,
+        default_acl: Literal["allow", "deny"] = "allow",
+        prefix: str = DEFAULT_PREFIX,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        access_log: TextIO | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.principal = principal
+        self.default_acl: Literal["allow", "deny"] = default_acl
+        self.names = ResourceNames.for_prefix(prefix)
+        self.concurrency = concurrency
+        self.access_log = access_log
+        self._moto: Any = None
+        self._moto_url: str | None = None
+        self._api: _ApiServer | None = None
+        self._api_thread: threading.Thread | None = None
+        self._session: boto3.Session | None = None
+        self._session_lock = threading.Lock()
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_log_level: int | None = None
+
+    # URLs -------------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        """Base URL of the API (no ``/v1``), with the real port."""
+        if self._api is None:
+            raise RuntimeError("the local service is not running; call start() first")
+        host, port = self._api.server_address[:2]
+        return f"http://{_url_host(str(host))}:{port}"
+
+    @property
+    def docs_url(self) -> str:
+        """The Swagger UI."""
+        return f"{self.api_url}/v1/docs"
+
+    @property
+    def openapi_url(self) -> str:
+        """The OpenAPI document."""
+        return f"{self.api_url}/v1/openapi.json"
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        """moto's endpoint: give it to boto3, DuckDB or pyarrow to read the segments."""
+        if self._moto_url is None:
+            raise RuntimeError("the local service is not running; call start() first")
+        return self._moto_url
+
+    @property
+    def bucket(self) -> str:
+        """The bucket holding the segments."""
+        return self.names.bucket
+
+    @property
+    def running(self) -> bool:
+        """Whether the API is being served."""
+        return self._api is not None
+
+    # Life cycle -------------------------------------------------------------------------
+    def start(self) -> LocalService:
+        """Start moto, create the resources and serve the API; returns self.
+
+        The API's port is bound first, so a port in use fails fast.
+
+        Raises
+        ------
+        LocalDependencyError
+            moto (with its server extra) is not installed.
+        OSError
+            The API's port cannot be bound (in use, or not allowed).
+        """
+        if self._api is not None:
+            return self
+        try:
+            import moto.server  # noqa: F401, PLC0415 - moto is optional
+        except ImportError as exc:
+            raise LocalDependencyError(
+                f"the local server needs moto[server] ({exc}): pip install 'lakelog[local]'"
+            ) from None
+        self._adjust_process()
+        try:
+            pool = _HandlerPool(self._make_handler, self.concurrency)
+            self._api = _ApiServer((self.host, self.port), pool, self.principal, self.access_log)
+            self._start_moto()
+            create_resources(self._s3_client(), self._dynamodb_client(), self.names)
+            pool.warm()
+        except BaseException:
+            self.stop()
+            raise
+        self._api_thread = threading.Thread(
+            target=self._api.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="lakelog-dev-api",
+            daemon=True,
+        )
+        self._api_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, let requests in flight finish (a few seconds at most), stop moto.
+
+        Safe to call more than once, and after a failed `start`. The process environment
+        and log levels `start` changed are restored.
+        """
+        api, self._api = self._api, None
+        thread, self._api_thread = self._api_thread, None
+        if api is not None:
+            api.stopping.set()
+            if thread is not None:
+                api.shutdown()  # returns once serve_forever has; never call it before
+                thread.join(DRAIN_SECONDS)
+            api.server_close()
+            api.pool.wait_idle(DRAIN_SECONDS)
+        moto, self._moto = self._moto, None
+        if moto is not None:
+            moto.stop()
+        self._moto_url = None
+        self._restore_process()
+
+    def __enter__(self) -> LocalService:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # Internals --------------------------------------------------------------------------
+    def _adjust_process(self) -> None:
+        """Powertools without CloudWatch or X-Ray, quiet logs; remember what was there."""
+        wanted = {**_POWERTOOLS_ENV, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        self._saved_env = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(_POWERTOOLS_ENV)
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        # werkzeug logs every S3 and DynamoDB call to moto at INFO; only problems matter.
+        werkzeug = logging.getLogger("werkzeug")
+        self._saved_log_level = werkzeug.level
+        werkzeug.setLevel(logging.WARNING)
+
+    def _restore_process(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        if self._saved_log_level is not None:
+            logging.getLogger("werkzeug").setLevel(self._saved_log_level)
+            self._saved_log_level = None
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is optional
+
+        serialize_moto_dynamodb()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self._moto_url = f"http://{host}:{port}"
+
+    def _client(self, service: Literal["s3", "dynamodb"]) -> Any:
+        # Creating clients from one session is not thread-safe; handlers are made lazily.
+        with self._session_lock:
+            if self._session is None:
+                self._session = boto3.Session(
+                    aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+                    aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
+                    aws_session_token=FAKE_CREDENTIALS["aws_session_token"],
+                    region_name=REGION,
+                )
+            return self._session.client(
+                service,
+                endpoint_url=self.s3_endpoint_url,
+                config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+            )
+
+    def _s3_client(self) -> S3Client:
+        client: S3Client = self._client("s3")
+        return client
+
+    def _dynamodb_client(self) -> DynamoDBClient:
+        client: DynamoDBClient = self._client("dynamodb")
+        return client
+
+    def _make_handler(self) -> Handler:
+        settings = ApiSettings(
+            bucket=self.names.bucket,
+            ledger_table=self.names.ledger_table,
+            catalog_table=self.names.catalog_table,
+            default_acl=self.default_acl,
+            env="local",
+        )
+        engine = Engine.from_clients(self._s3_client(), self._dynamodb_client(), self.names)
+        return make_handler(settings, engine=engine)
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
