@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakelog.errors import InvalidRequestError
 from lakelog.limits import MAX_RECORD_BYTES
+from lakelog.validation import summarize
 
 __all__ = ["DEFAULT_RETENTION_MS", "Compression", "TopicConfig"]
 
@@ -51,8 +52,5 @@ class TopicConfig(BaseModel):
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-                for err in exc.errors()
-            )
+            details = summarize(exc.errors())
             raise InvalidRequestError(f"invalid topic config: {details}") from None

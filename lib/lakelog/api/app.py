@@ -45,6 +45,7 @@ from lakelog.service.engine import Engine
 from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
 from lakelog.storage.ports import AclEntry
 from lakelog.types import ProducerBatch
+from lakelog.validation import summarize
 
 __all__ = ["API_TITLE", "MAX_BODY_BYTES", "PUBLIC_PATHS", "create_app", "precheck", "principal_of"]
 
@@ -136,11 +137,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response[Any]:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: "
-            f"{err.get('msg', 'invalid')}"
-            for err in error.errors()
-        )
+        details = summarize(error.errors(), skip=frozenset({"body"}))
         metrics.add_metric(name="Errors.invalid_request", unit=MetricUnit.Count, value=1)
         return _json(
             HTTPStatus.UNPROCESSABLE_ENTITY,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakelog.storage.keys import ResourceNames
+from lakelog.validation import summarize
 
 __all__ = ["ApiSettings", "SettingsError"]
 
@@ -49,8 +50,8 @@ class ApiSettings(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"LAKELOG_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-                for err in exc.errors()
+            problems = summarize(
+                [{**err, "loc": (str(err["loc"][0]).upper(),)} for err in exc.errors()],
+                prefix="LAKELOG_",
             )
             raise SettingsError(f"invalid API function environment: {problems}") from None

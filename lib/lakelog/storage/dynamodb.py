@@ -356,13 +356,14 @@ class DynamoCatalogStore:
     def list_topics(self) -> list[TopicRecord]:
         return [_topic_from_item(item) for item in self._query_pk(CATALOG_TOPIC_PK)]
 
-    @translate_client_errors
-    def create_topic(self, topic: TopicRecord) -> bool:
+    def _put_topic_if(self, topic: TopicRecord, condition: str, values: Item) -> bool:
+        """Put the topic's item if ``condition`` holds; False if it did not."""
         try:
             self._ddb.put_item(
                 TableName=self._table,
                 Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
             )
         except ClientError as exc:
             if _condition_failed(exc):
@@ -371,22 +372,16 @@ class DynamoCatalogStore:
         return True
 
     @translate_client_errors
+    def create_topic(self, topic: TopicRecord) -> bool:
+        return self._put_topic_if(topic, "attribute_not_exists(pk)", {})
+
+    @translate_client_errors
     def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
-                ConditionExpression="version = :v AND topic_id = :id",
-                ExpressionAttributeValues={
-                    ":v": _n(expected_version),
-                    ":id": {"S": topic.topic_id},
-                },
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return self._put_topic_if(
+            topic,
+            "version = :v AND topic_id = :id",
+            {":v": _n(expected_version), ":id": {"S": topic.topic_id}},
+        )
 
     @translate_client_errors
     def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
