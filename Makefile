@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ENV ?= dev
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install dev test unit lint format bench synth deploy clean
+.PHONY: install dev test unit lint format bench synth deploy cdk-cli clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The local API over in-process moto; e.g. `make dev DEV_ARGS="--port 0 --default-acl deny"`.
+DEV_ARGS ?=
 dev: $(STAMP)
-	@echo "lakelog dev: the local API server arrives with the HTTP API."
-	@echo "It will start moto in-process with the bucket and tables and serve the API on 127.0.0.1."
+	$(BIN)/lakelog dev $(DEV_ARGS)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 tests
@@ -28,16 +29,32 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests benchmarks
-	$(BIN)/ruff format --check lib tests benchmarks
+	$(BIN)/ruff check lib functions cdk tests benchmarks
+	$(BIN)/ruff format --check lib functions cdk tests benchmarks
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format lib tests benchmarks
-	$(BIN)/ruff check --fix lib tests benchmarks
+	$(BIN)/ruff format lib functions cdk tests benchmarks
+	$(BIN)/ruff check --fix lib functions cdk tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# The AWS CDK CLI, pinned in package.json/package-lock.json, installed into ./node_modules.
+CDK := node_modules/.bin/cdk
+CDK_QUIET := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20,22
+
+$(CDK): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(CDK)
+
+cdk-cli: $(CDK)
+
+synth: $(STAMP) $(CDK)
+	AWS_EC2_METADATA_DISABLED=true $(CDK_QUIET) $(CDK) synth -c env=$(ENV) --quiet --no-notices
+
+deploy: $(STAMP) $(CDK)
+	$(CDK_QUIET) $(CDK) deploy -c env=$(ENV) --no-notices --require-approval broadening
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lakelog.environment import (
+    ENV_BUCKET,
+    ENV_CATALOG_TABLE,
+    ENV_DEFAULT_ACL_EFFECT,
+    ENV_ENVIRONMENT,
+    ENV_LEDGER_TABLE,
+)
 from lakelog.storage.keys import ResourceNames
 from lakelog.validation import summarize
 
@@ -20,8 +27,8 @@ class SettingsError(RuntimeError):
 class ApiSettings(BaseModel):
     """What the API function needs to know about its deployment.
 
-    Read from ``LAKELOG_BUCKET``, ``LAKELOG_LEDGER_TABLE``, ``LAKELOG_CATALOG_TABLE``,
-    ``LAKELOG_DEFAULT_ACL`` (``allow``|``deny``) and ``LAKELOG_ENV``.
+    Read from the variables `lakelog.environment` names: the bucket and table names, the
+    default ACL effect (``allow``|``deny``) and the environment's name.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -40,18 +47,18 @@ class ApiSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
         """Parse the environment; raise `SettingsError` naming what is wrong."""
-        raw = {
-            "bucket": environ.get("LAKELOG_BUCKET"),
-            "ledger_table": environ.get("LAKELOG_LEDGER_TABLE"),
-            "catalog_table": environ.get("LAKELOG_CATALOG_TABLE"),
-            "default_acl": environ.get("LAKELOG_DEFAULT_ACL", "deny"),
-            "env": environ.get("LAKELOG_ENV", "dev"),
+        variables = {
+            "bucket": ENV_BUCKET,
+            "ledger_table": ENV_LEDGER_TABLE,
+            "catalog_table": ENV_CATALOG_TABLE,
+            "default_acl": ENV_DEFAULT_ACL_EFFECT,
+            "env": ENV_ENVIRONMENT,
         }
+        raw = {field: environ[name] for field, name in variables.items() if name in environ}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = summarize(
-                [{**err, "loc": (str(err["loc"][0]).upper(),)} for err in exc.errors()],
-                prefix="LAKELOG_",
+                [{**err, "loc": (variables[str(err["loc"][0])],)} for err in exc.errors()]
             )
             raise SettingsError(f"invalid API function environment: {problems}") from None

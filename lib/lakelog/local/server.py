@@ -6,11 +6,12 @@ HTTP request into the API Gateway HTTP API (payload 2.0) event the deployed API 
 receives, calls the same handler `lakelog.api.make_handler` builds for Lambda, and writes
 its reply back as the HTTP response.
 
-Concurrency follows Lambda's model. A Powertools resolver keeps the current event on the
-resolver object, so one handler must serve one request at a time, as one Lambda execution
-environment does. The server keeps a pool of handlers ("warm environments"), each with its
-own engine and boto3 clients, and lends one to each request; concurrent requests get
-different handlers, and a request waits when all ``concurrency`` handlers are busy.
+One invocation at a time. Powertools' resolver keeps the request it is resolving in a
+class attribute (``BaseRouter.current_event``), shared by every resolver in the process, and
+its validation reads the body from there; two invocations running at once in one process
+would read each other's bodies and callers. So, as in one Lambda execution environment, the
+handler runs one request at a time: connections are accepted and bodies read and written
+concurrently by the server's threads, while handler invocations queue for one lock.
 
 The process environment is adjusted in `LocalService.start` and restored by `stop`:
 Powertools metrics and tracing are disabled (there is no CloudWatch or X-Ray locally) and
@@ -20,7 +21,6 @@ the Powertools log level defaults to ``WARNING`` (set ``POWERTOOLS_LOG_LEVEL`` t
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -75,7 +74,6 @@ FAKE_CREDENTIALS: Final = {
     "aws_session_token": "testing",
 }
 """moto accepts any credentials; these make sure boto3 never looks for real ones."""
-DEFAULT_CONCURRENCY: Final = 8
 LINGER_SECONDS: Final = 2.0
 """How long a refused oversized body is read and dropped before the connection closes."""
 DRAIN_SECONDS: Final = 5.0
@@ -94,59 +92,30 @@ class LocalDependencyError(RuntimeError):
     """A package the local server needs (moto) is not installed."""
 
 
-class _HandlerPool:
-    """Lends each request a handler no other request is using (Lambda's concurrency model).
+class _Invoker:
+    """Calls the handler with one event at a time (see the module docstring for why)."""
 
-    Handlers are made on demand by ``factory``, at most ``size`` of them; a request that
-    finds them all busy waits for one to be returned.
-    """
+    def __init__(self) -> None:
+        self.handler: Handler | None = None
+        self._lock = threading.Lock()
 
-    def __init__(self, factory: Callable[[], Handler], size: int) -> None:
-        self._factory = factory
-        self._size = size
-        self._idle: list[Handler] = []
-        self._created = 0
-        self._busy = 0
-        self._changed = threading.Condition()
-
-    def warm(self) -> None:
-        """Make the first handler now, so that configuration errors surface at start-up."""
-        with self.lease():
-            pass
-
-    @contextlib.contextmanager
-    def lease(self) -> Iterator[Handler]:
-        """A handler for the duration of one request."""
-        with self._changed:
-            self._changed.wait_for(lambda: bool(self._idle) or self._created < self._size)
-            handler = self._idle.pop() if self._idle else None
-            if handler is None:
-                self._created += 1
-            self._busy += 1
-        try:
-            if handler is None:
-                try:
-                    handler = self._factory()
-                except BaseException:
-                    with self._changed:
-                        self._created -= 1
-                    raise
-            yield handler
-        finally:
-            with self._changed:
-                if handler is not None:
-                    self._idle.append(handler)
-                self._busy -= 1
-                self._changed.notify_all()
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The handler's reply to ``event``, invoked with a fresh `LocalContext`."""
+        with self._lock:
+            if self.handler is None:
+                raise RuntimeError("the local server has no handler yet")
+            return self.handler(event, LocalContext())
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no request holds a handler; False if ``timeout`` passed first."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+        """Wait until no invocation runs; False if ``timeout`` passed first."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._lock.release()
+        return True
 
 
 class _ApiServer(ThreadingHTTPServer):
-    """The HTTP server; request threads find the handler pool and settings here."""
+    """The HTTP server; request threads find the handler and settings here."""
 
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not delay shutdown
@@ -154,11 +123,11 @@ class _ApiServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        pool: _HandlerPool,
+        invoke: _Invoker,
         principal: str | None,
         access_log: TextIO | None,
     ) -> None:
-        self.pool = pool
+        self.invoke = invoke
         self.principal = principal
         self.access_log = access_log
         self.stopping = threading.Event()
@@ -370,8 +339,7 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self, body: bytes) -> int:
         event = self._event(body)
         try:
-            with self.api.pool.lease() as handler:
-                reply = handler(event, LocalContext())
+            reply = self.api.invoke(event)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             self._send_json(
@@ -438,8 +406,6 @@ class LocalService:
         What the API decides when no ACL rule matches.
     prefix
         Resource name prefix (see `ResourceNames.for_prefix`).
-    concurrency
-        Handlers (Lambda execution environments) serving requests at the same time.
     access_log
         Where one line per request is written; None for no access log.
 
@@ -457,7 +423,6 @@ class LocalService:
         principal: str | None = DEFAULT_PRINCIPAL,
         default_acl: Literal["allow", "deny"] = "allow",
         prefix: str = DEFAULT_PREFIX,
-        concurrency: int = DEFAULT_CONCURRENCY,
         access_log: TextIO | None = None,
     ) -> None:
         self.host = host
@@ -465,7 +430,6 @@ class LocalService:
         self.principal = principal
         self.default_acl: Literal["allow", "deny"] = default_acl
         self.names = ResourceNames.for_prefix(prefix)
-        self.concurrency = concurrency
         self.access_log = access_log
         self._moto: Any = None
         self._moto_url: str | None = None
@@ -535,11 +499,11 @@ class LocalService:
             ) from None
         self._adjust_process()
         try:
-            pool = _HandlerPool(self._make_handler, self.concurrency)
-            self._api = _ApiServer((self.host, self.port), pool, self.principal, self.access_log)
+            invoke = _Invoker()
+            self._api = _ApiServer((self.host, self.port), invoke, self.principal, self.access_log)
             self._start_moto()
             create_resources(self._s3_client(), self._dynamodb_client(), self.names)
-            pool.warm()
+            invoke.handler = self._make_handler()
         except BaseException:
             self.stop()
             raise
@@ -566,7 +530,7 @@ class LocalService:
                 api.shutdown()  # returns once serve_forever has; never call it before
                 thread.join(DRAIN_SECONDS)
             api.server_close()
-            api.pool.wait_idle(DRAIN_SECONDS)
+            api.invoke.wait_idle(DRAIN_SECONDS)
         moto, self._moto = self._moto, None
         if moto is not None:
             moto.stop()
@@ -617,7 +581,7 @@ class LocalService:
         self._moto_url = f"http://{host}:{port}"
 
     def _client(self, service: Literal["s3", "dynamodb"]) -> Any:
-        # Creating clients from one session is not thread-safe; handlers are made lazily.
+        # Creating clients from one session is not thread-safe.
         with self._session_lock:
             if self._session is None:
                 self._session = boto3.Session(

@@ -1,0 +1,166 @@
+"""The settings one deployment environment (dev, staging, prod, ...) is built with."""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.settings import (
+    DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+    MAX_FUNCTION_NAME_LENGTH,
+    resource_prefix,
+    stack_name,
+)
+
+__all__ = ["LOG_RETENTION_DAYS", "EnvironmentConfig"]
+
+LOG_RETENTION_DAYS: Final = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
+    | {2922, 3288, 3653}
+)
+"""Retention periods CloudWatch Logs accepts, in days."""
+
+_SCHEDULE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+
+
+class EnvironmentConfig(BaseModel):
+    """Everything that differs between two deployments of lakelog.
+
+    Parameters
+    ----------
+    name
+        Environment name, as given to ``cdk deploy -c env=<name>``.
+    region
+        AWS region the stack deploys to; it picks the managed layer versions.
+    account
+        AWS account id, or None to deploy to the account of the caller's credentials.
+    function_memory_mb
+        Memory of every function unless a component asks for more (CPU scales with it).
+    function_timeout_seconds
+        Timeout of every function unless a component asks otherwise.
+    log_level
+        Level of the functions' Powertools logger (and Lambda's application log filter).
+    log_retention_days
+        How long function logs are kept.
+    removal_policy
+        ``destroy``: deleting the stack deletes the bucket (emptied first) and the tables.
+        ``retain``: they outlive the stack and must be removed by hand.
+    point_in_time_recovery
+        Continuous backups of both tables (35 days).
+    deletion_protection
+        DynamoDB refuses to delete a table while this is on.
+    alarms_enabled
+        Create CloudWatch alarms (each costs money beyond the free tier).
+    alarm_notifications
+        Send alarm state changes to an encrypted SNS topic.
+    access_logging
+        Server access logs of the segments bucket, into a separate log bucket.
+    access_log_retention_days
+        How long server access logs are kept.
+    default_acl_effect
+        What the HTTP API does when no ACL rule matches a request: ``allow`` (open) or
+        ``deny`` (deny unless a rule allows).
+    compactor_schedule
+        EventBridge schedule expression that starts the compactor.
+    tracing
+        Active X-Ray tracing of the functions.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    region: str
+    account: str | None = None
+    function_memory_mb: int = Field(ge=128, le=10240)
+    function_timeout_seconds: int = Field(default=DEFAULT_FUNCTION_TIMEOUT_SECONDS, ge=1, le=900)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    log_retention_days: int
+    removal_policy: Literal["destroy", "retain"]
+    point_in_time_recovery: bool
+    deletion_protection: bool
+    alarms_enabled: bool
+    alarm_notifications: bool
+    access_logging: bool
+    access_log_retention_days: int = Field(default=90, ge=1)
+    default_acl_effect: Literal["allow", "deny"]
+    compactor_schedule: str
+    tracing: bool
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-16 lowercase letters or digits, starting with a letter")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        if not _REGION.fullmatch(value):
+            raise ValueError(f"{value!r} is not an AWS region name such as 'eu-west-1'")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _check_account(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCOUNT.fullmatch(value):
+            raise ValueError("must be a 12-digit AWS account id, or None")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _check_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(str(days) for days in sorted(LOG_RETENTION_DAYS))
+            raise ValueError(f"CloudWatch Logs accepts only: {allowed}")
+        return value
+
+    @field_validator("compactor_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        if not _SCHEDULE.fullmatch(value):
+            raise ValueError("must be an EventBridge 'rate(N unit)' or 'cron(...)' expression")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> EnvironmentConfig:
+        if self.alarm_notifications and not self.alarms_enabled:
+            raise ValueError("alarm_notifications needs alarms_enabled")
+        if self.deletion_protection and self.removal_policy == "destroy":
+            raise ValueError("deletion_protection would make removal_policy 'destroy' fail")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every resource name (``lakelog-<env>``)."""
+        return resource_prefix(self.name)
+
+    @property
+    def stack_name(self) -> str:
+        """CloudFormation stack name (``lakelog-<env>``)."""
+        return stack_name(self.name)
+
+    @property
+    def destroys_data(self) -> bool:
+        """True when deleting the stack deletes the bucket and the tables."""
+        return self.removal_policy == "destroy"
+
+    def function_name(self, short_name: str) -> str:
+        """Full name of the function ``short_name`` (``lakelog-<env>-<short_name>``).
+
+        Raises
+        ------
+        ValueError
+            If the name is longer than Lambda allows.
+        """
+        full = f"{self.prefix}-{short_name}"
+        if len(full) > MAX_FUNCTION_NAME_LENGTH:
+            raise ValueError(
+                f"function name {full!r} is longer than {MAX_FUNCTION_NAME_LENGTH} characters"
+            )
+        return full

@@ -1,0 +1,22 @@
+"""Names of the environment variables every lakelog function reads at cold start.
+
+The CDK app sets exactly these; each function's pydantic settings model reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ENV_BUCKET",
+    "ENV_CATALOG_TABLE",
+    "ENV_DEFAULT_ACL_EFFECT",
+    "ENV_ENVIRONMENT",
+    "ENV_LEDGER_TABLE",
+]
+
+ENV_ENVIRONMENT: Final = "LAKELOG_ENVIRONMENT"
+ENV_BUCKET: Final = "LAKELOG_BUCKET"
+ENV_LEDGER_TABLE: Final = "LAKELOG_LEDGER_TABLE"
+ENV_CATALOG_TABLE: Final = "LAKELOG_CATALOG_TABLE"
+ENV_DEFAULT_ACL_EFFECT: Final = "LAKELOG_DEFAULT_ACL_EFFECT"
