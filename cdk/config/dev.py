@@ -18,6 +18,8 @@ CONFIG = EnvironmentConfig(
     alarm_notifications=False,
     access_logging=False,
     default_acl_effect="allow",
+    api_throttle_rate=50,
+    api_throttle_burst=100,
     compactor_schedule="rate(1 hour)",
     tracing=False,
 )

@@ -88,6 +88,10 @@ class EnvironmentConfig(BaseModel):
     access_logging: bool
     access_log_retention_days: int = Field(default=90, ge=1)
     default_acl_effect: Literal["allow", "deny"]
+    api_throttle_rate: float = Field(default=100.0, gt=0)
+    """Steady requests per second the HTTP API stage accepts before answering 429."""
+    api_throttle_burst: int = Field(default=200, gt=0)
+    """Requests the stage accepts in a burst above the steady rate."""
     compactor_schedule: str
     tracing: bool
 

@@ -19,6 +19,8 @@ CONFIG = EnvironmentConfig(
     access_logging=True,
     access_log_retention_days=365,
     default_acl_effect="deny",
+    api_throttle_rate=1000,
+    api_throttle_burst=2000,
     compactor_schedule="rate(15 minutes)",
     tracing=True,
 )

@@ -18,6 +18,8 @@ CONFIG = EnvironmentConfig(
     alarm_notifications=False,
     access_logging=False,
     default_acl_effect="deny",
+    api_throttle_rate=200,
+    api_throttle_burst=400,
     compactor_schedule="rate(30 minutes)",
     tracing=True,
 )

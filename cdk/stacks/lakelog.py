@@ -9,6 +9,7 @@ from typing import Final
 from aws_cdk import App, Environment, Stack, Tags
 from constructs import Construct
 
+from components.api import HttpApi
 from components.monitoring import Monitoring
 from components.nag import add_aws_solutions_checks
 from components.outputs import StableOutputs
@@ -21,8 +22,9 @@ from lakelog.storage.keys import ResourceNames
 __all__ = ["COMPONENTS", "FEATURE_FLAGS", "LakelogStack", "build_app"]
 
 COMPONENTS: Final[Sequence[tuple[str, Component]]] = (
-    # One line per component, built in this order on the shared platform, e.g.
-    # ("Api", HttpApi), ("Compactor", Compactor), ("Triggers", TriggerDispatcher).
+    # One line per component, built in this order on the shared platform; the compactor
+    # and the trigger dispatcher join here as ("Compactor", ...), ("Triggers", ...).
+    ("Api", HttpApi),
 )
 """The components every environment gets, as (construct id, component)."""
 

@@ -48,7 +48,13 @@ def test_alarms_exist_only_where_enabled(env_stack: Synthesized) -> None:
     prefix = env_stack.config.prefix
 
     if env_stack.config.alarms_enabled:
-        assert set(alarms) == {f"{prefix}-Ledger-throttles", f"{prefix}-Catalog-throttles"}
+        assert set(alarms) == {
+            f"{prefix}-Ledger-throttles",
+            f"{prefix}-Catalog-throttles",
+            f"{prefix}-api-errors",
+            f"{prefix}-api-throttles",
+            f"{prefix}-Api-5xx",
+        }
     else:
         assert alarms == {}
 
