@@ -6,6 +6,8 @@ are mapped to HTTP once, in `lakelog.api.errors`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -19,7 +21,15 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lakelog.api.errors import error_body, error_responses, status_of, success
+from lakelog.api.errors import (
+    BODY_ERRORS,
+    NO_CONTENT,
+    UnsupportedMediaTypeError,
+    error_body,
+    error_responses,
+    status_of,
+    success,
+)
 from lakelog.api.models import (
     AclRule,
     AclRules,
@@ -96,6 +106,18 @@ def precheck(event: dict[str, Any]) -> LakelogError | None:
         return PayloadTooLargeError(
             f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
         )
+    if body:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        content_type = headers.get("content-type", "application/json").split(";")[0].strip()
+        if content_type.lower() != "application/json":
+            return UnsupportedMediaTypeError(
+                f"request bodies must be application/json, not {content_type or 'unspecified'}"
+            )
+        if event.get("isBase64Encoded"):
+            try:
+                base64.b64decode(body, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                return UnsupportedMediaTypeError("request body is not UTF-8 encoded JSON")
     if event.get("rawPath") not in PUBLIC_PATHS:
         try:
             principal_of(event)
@@ -191,7 +213,7 @@ def _register_topic_routes(
         "/v1/topics",
         tags=["topics"],
         summary="Create a topic",
-        responses=success(TopicState, 201, "Created") | error_responses(403, 409, 413),
+        responses=success(TopicState, 201, "Created") | error_responses(403, 409, *BODY_ERRORS),
     )
     def create_topic(request: Annotated[TopicCreate, Body()]) -> Response[Any]:
         access.check(caller(), "admin", request.name)
@@ -223,7 +245,7 @@ def _register_topic_routes(
         "/v1/topics/<topic>",
         tags=["topics"],
         summary="Alter config or add partitions",
-        responses=success(TopicState) | error_responses(403, 404, 413),
+        responses=success(TopicState) | error_responses(403, 404, *BODY_ERRORS),
     )
     def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> TopicState:
         access.check(caller(), "admin", topic)
@@ -233,7 +255,7 @@ def _register_topic_routes(
         "/v1/topics/<topic>",
         tags=["topics"],
         summary="Delete a topic",
-        responses={204: {"description": "Deleted"}} | error_responses(403, 404),
+        responses=NO_CONTENT | error_responses(403, 404),
     )
     def delete_topic(topic: str) -> Response[Any]:
         access.check(caller(), "admin", topic)
@@ -252,7 +274,7 @@ def _register_record_routes(
         "/v1/topics/<topic>/records",
         tags=["records"],
         summary="Append records",
-        responses=success(ProduceReply) | error_responses(403, 404, 409, 413, 429, 503),
+        responses=success(ProduceReply) | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
     )
     def produce(topic: str, request: Annotated[ProduceRequest, Body()]) -> ProduceReply:
         access.check(caller(), "produce", topic)
@@ -341,7 +363,7 @@ def _register_acl_routes(
         "/v1/acls",
         tags=["acls"],
         summary="Add an access rule",
-        responses=success(AclRule) | error_responses(403, 413),
+        responses=success(AclRule) | error_responses(403, *BODY_ERRORS),
     )
     def put_acl(rule: Annotated[AclRule, Body()]) -> AclRule:
         access.check_cluster_admin(caller())
@@ -372,7 +394,7 @@ def _register_acl_routes(
         "/v1/acls",
         tags=["acls"],
         summary="Remove operations from an access rule",
-        responses={204: {"description": "Removed"}} | error_responses(403, 404, 413),
+        responses=NO_CONTENT | error_responses(403, 404, *BODY_ERRORS),
     )
     def delete_acl(rule: Annotated[AclRule, Body()]) -> Response[Any]:
         access.check_cluster_admin(caller())

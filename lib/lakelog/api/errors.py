@@ -21,10 +21,25 @@ from lakelog.errors import (
     UnavailableError,
 )
 
-__all__ = ["STATUS_BY_ERROR", "error_body", "error_responses", "status_of", "success"]
+__all__ = [
+    "BODY_ERRORS",
+    "NO_CONTENT",
+    "STATUS_BY_ERROR",
+    "UnsupportedMediaTypeError",
+    "error_body",
+    "error_responses",
+    "status_of",
+    "success",
+]
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """A request body that is not UTF-8 ``application/json``."""
+
 
 STATUS_BY_ERROR: tuple[tuple[type[LakelogError], HTTPStatus], ...] = (
     (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
     (InvalidRequestError, HTTPStatus.BAD_REQUEST),
     (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
     (ForbiddenError, HTTPStatus.FORBIDDEN),
@@ -72,6 +87,13 @@ def error_responses(*statuses: int) -> dict[int, Any]:
         }
         for status in sorted({400, 401, 422, 500, *statuses})
     }
+
+
+NO_CONTENT: dict[int, Any] = {204: {"description": "Done; no body", "content": {}}}
+"""The OpenAPI entry of a 204 reply (an explicit empty ``content``: no body at all)."""
+
+BODY_ERRORS = (413, 415)
+"""Statuses every route that takes a request body can answer besides the usual ones."""
 
 
 def success(model: Any, status: int = 200, description: str = "OK") -> dict[int, Any]:
