@@ -13,7 +13,13 @@ from moto import mock_aws
 
 from lakelog import Engine, ResourceNames
 from lakelog.local import serialize_moto_dynamodb
-from lakelog.storage import create_resources
+from lakelog.storage import (
+    DynamoCatalogStore,
+    DynamoLedgerStore,
+    S3ObjectStore,
+    create_resources,
+)
+from lakelog.storage.faults import FaultInjector, FaultyLedgerStore, FaultyObjectStore
 
 REGION = "us-east-1"
 
@@ -86,3 +92,24 @@ def make_engine(resources: ResourceNames) -> Callable[..., Engine]:
 @pytest.fixture
 def engine(make_engine: Callable[..., Engine]) -> Engine:
     return make_engine(sleep=lambda _seconds: None)
+
+
+MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
+
+
+@pytest.fixture
+def make_faulty(resources: ResourceNames) -> MakeFaulty:
+    """Engines whose object store and ledger fail where their injector says."""
+
+    def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
+        dynamodb = new_client("dynamodb")
+        injector = FaultInjector(seed)
+        engine = Engine(
+            FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
+            FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
+            DynamoCatalogStore(dynamodb, resources.catalog_table),
+            **{"sleep": lambda _seconds: None, **kwargs},
+        )
+        return engine, injector
+
+    return make

@@ -47,6 +47,7 @@ __all__ = [
     "SynthCache",
     "Synthesized",
     "bare_stack_factory",
+    "policy_actions",
 ]
 
 PROBE_HANDLER = "lakelog.storage.keys.partition_pk"
@@ -204,3 +205,12 @@ class SynthCache:
 def bare_stack_factory() -> Stack:
     """An empty stack in a fresh app, for construct-level checks that never synthesize."""
     return Stack(App(), "Bare", env=Environment(region="eu-west-1"))
+
+
+def policy_actions(statements: list[dict[str, Any]]) -> set[str]:
+    """Every IAM action the policy ``statements`` name."""
+    actions: set[str] = set()
+    for statement in statements:
+        value = statement["Action"]
+        actions.update([value] if isinstance(value, str) else value)
+    return actions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lakelog.api.settings import ApiSettings
-from tests.infra.synth import Synthesized
+from tests.infra.synth import Synthesized, policy_actions
 
 _DATA_ACTIONS = ("s3:", "dynamodb:")
 
@@ -23,14 +23,6 @@ def _api_statements(stack: Synthesized) -> list[dict[str, Any]]:
         if attached & roles:
             statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     return statements
-
-
-def _actions(statements: list[dict[str, Any]]) -> set[str]:
-    actions: set[str] = set()
-    for statement in statements:
-        value = statement["Action"]
-        actions.update([value] if isinstance(value, str) else value)
-    return actions
 
 
 def test_every_route_requires_iam_authorization(env_stack: Synthesized) -> None:
@@ -84,7 +76,7 @@ def test_api_function_reads_its_settings_from_the_environment(env_stack: Synthes
 
 
 def test_api_function_role_has_only_the_data_actions_it_uses(env_stack: Synthesized) -> None:
-    actions = {a for a in _actions(_api_statements(env_stack)) if a.startswith(_DATA_ACTIONS)}
+    actions = {a for a in policy_actions(_api_statements(env_stack)) if a.startswith(_DATA_ACTIONS)}
 
     assert "s3:PutObject" in actions and "s3:GetObject" in actions
     assert "dynamodb:TransactWriteItems" in actions or "dynamodb:PutItem" in actions

@@ -13,7 +13,7 @@ from components.packaging import PackagingError, stage_code, validate_handler
 from config import load_environment
 from config.settings import POWERTOOLS_LAYER, SDK_FOR_PANDAS_LAYER
 from lakelog import ResourceNames
-from tests.infra.synth import PROBE_HANDLER, REPO_ROOT, SynthCache, Synthesized
+from tests.infra.synth import PROBE_HANDLER, REPO_ROOT, SynthCache, Synthesized, policy_actions
 
 pytestmark = pytest.mark.infra
 
@@ -41,14 +41,6 @@ def _role_statements(stack: Synthesized, function: dict[str, Any]) -> list[dict[
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
             statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     return statements
-
-
-def _actions(statements: list[dict[str, Any]]) -> set[str]:
-    actions: set[str] = set()
-    for statement in statements:
-        value = statement["Action"]
-        actions.update([value] if isinstance(value, str) else value)
-    return actions
 
 
 def test_function_runs_python_312_on_arm64_with_the_regions_managed_layers(
@@ -147,7 +139,7 @@ def test_reader_gets_reads_only(probe: Synthesized) -> None:
     }
     if probe.config.tracing:
         expected |= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    assert _actions(statements) == expected
+    assert policy_actions(statements) == expected
 
 
 def test_writer_gets_exactly_what_it_was_granted(probe: Synthesized) -> None:
@@ -171,7 +163,7 @@ def test_writer_gets_exactly_what_it_was_granted(probe: Synthesized) -> None:
     }
     if probe.config.tracing:
         expected |= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    assert _actions(statements) == expected
+    assert policy_actions(statements) == expected
 
 
 def test_object_grants_stop_at_the_segments_prefix(probe: Synthesized) -> None:

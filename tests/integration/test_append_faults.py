@@ -8,41 +8,17 @@ from typing import Any
 
 import pytest
 
-from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
+from lakelog import Engine, ProducerBatch, Record, StoredRecord
 from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.service.produce import AppendRetryPolicy
-from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
-    FaultyLedgerStore,
-    FaultyObjectStore,
     InjectedFaultError,
 )
-from tests.conftest import new_client
+from tests.conftest import MakeFaulty
 
 TOPIC = "faults"
-
-MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
-
-
-@pytest.fixture
-def make_faulty(resources: ResourceNames) -> MakeFaulty:
-    """Engines whose object store and ledger fail where the injector says."""
-
-    def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
-        dynamodb = new_client("dynamodb")
-        injector = FaultInjector(seed)
-        engine = Engine(
-            FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
-            FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
-            DynamoCatalogStore(dynamodb, resources.catalog_table),
-            sleep=lambda _seconds: None,
-            **kwargs,
-        )
-        return engine, injector
-
-    return make
 
 
 def _objects(s3_client: Any, bucket: str) -> set[str]:

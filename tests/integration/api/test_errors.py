@@ -10,28 +10,19 @@ import json
 
 import pytest
 
-from lakelog import Engine, ResourceNames
+from lakelog import Engine
 from lakelog.service.produce import AppendRetryPolicy
-from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
-from lakelog.storage.faults import FailPoint, FaultInjector, FaultyLedgerStore, FaultyObjectStore
-from tests.conftest import new_client
+from lakelog.storage.faults import FailPoint, FaultInjector
+from tests.conftest import MakeFaulty
 from tests.integration.api.conftest import Api, MakeApi, assert_error, grant, load_event
 
 FaultyApi = tuple[Api, FaultInjector]
 
 
 @pytest.fixture
-def faulty(resources: ResourceNames, make_api: MakeApi) -> FaultyApi:
+def faulty(make_faulty: MakeFaulty, make_api: MakeApi) -> FaultyApi:
     """The API on stores that fail where the injector says, with one append attempt."""
-    dynamodb = new_client("dynamodb")
-    injector = FaultInjector(seed=7)
-    engine = Engine(
-        FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
-        FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
-        DynamoCatalogStore(dynamodb, resources.catalog_table),
-        retry=AppendRetryPolicy(max_attempts=1),
-        sleep=lambda _seconds: None,
-    )
+    engine, injector = make_faulty(seed=7, retry=AppendRetryPolicy(max_attempts=1))
     api = make_api("allow", engine)
     assert api.send("create_topic").status == 201
     return api, injector

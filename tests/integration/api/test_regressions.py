@@ -7,26 +7,16 @@ import warnings
 
 import pytest
 
-from lakelog import Engine, ResourceNames
 from lakelog.service.produce import AppendRetryPolicy
-from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
-from lakelog.storage.faults import FailPoint, FaultInjector, FaultyLedgerStore, FaultyObjectStore
-from tests.conftest import new_client
+from lakelog.storage.faults import FailPoint
+from tests.conftest import MakeFaulty
 from tests.integration.api.conftest import Api, MakeApi, assert_error
 
 
 def test_ledger_conflict_after_the_retry_budget_is_503_not_500(
-    resources: ResourceNames, make_api: MakeApi
+    make_faulty: MakeFaulty, make_api: MakeApi
 ) -> None:
-    dynamodb = new_client("dynamodb")
-    injector = FaultInjector()
-    engine = Engine(
-        FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
-        FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
-        DynamoCatalogStore(dynamodb, resources.catalog_table),
-        retry=AppendRetryPolicy(max_attempts=1),
-        sleep=lambda _s: None,
-    )
+    engine, injector = make_faulty(retry=AppendRetryPolicy(max_attempts=1))
     api = make_api("allow", engine)
     assert api.send("create_topic").status == 201
     injector.arm(FailPoint.CONFLICT)
