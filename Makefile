@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ENV ?= dev
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install dev test unit lint format bench synth deploy cdk-cli clean
+.PHONY: install dev test test-py312 unit lint format bench synth deploy cdk-cli clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ dev: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 tests
+
+# Lambda runs Python 3.12: the unit and integration suites run on it too, in .venv312.
+PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) $(shell command -v python3.12 2>/dev/null))
+VENV312 := .venv312
+
+test-py312: pyproject.toml
+	@if [ -z "$(PYTHON312)" ]; then echo "python3.12 not found: the Lambda-runtime check did not run"; exit 0; fi; \
+	test -x $(VENV312)/bin/python || $(PYTHON312) -m venv $(VENV312); \
+	$(VENV312)/bin/python -m pip install --quiet --upgrade pip; \
+	$(VENV312)/bin/python -m pip install --quiet -e '.[dev]'; \
+	$(VENV312)/bin/python -m pytest -n 2 -q tests/unit tests/integration
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -57,4 +68,4 @@ deploy: $(STAMP) $(CDK)
 	$(CDK_QUIET) $(CDK) deploy -c env=$(ENV) --no-notices --require-approval broadening
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) .pytest_cache .mypy_cache .ruff_cache
