@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from lakelog.api.errors import (
     BODY_ERRORS,
@@ -275,10 +276,20 @@ def _register_record_routes(
         tags=["records"],
         summary="Append records",
         responses=success(ProduceReply) | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
+        openapi_extensions={
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": ProduceRequest.openapi_schema()}},
+            }
+        },
     )
-    def produce(topic: str, request: Annotated[ProduceRequest, Body()]) -> ProduceReply:
+    def produce(topic: str) -> ProduceReply:
         access.check(caller(), "produce", topic)
-        records = [record.to_record(i) for i, record in enumerate(request.records)]
+        try:
+            request = ProduceRequest.parse_body(app.current_event.decoded_body or "")
+        except ValidationError as error:
+            raise RequestValidationError(list(error.errors())) from None
+        records = [record.to_record() for record in request.records]
         producer = None
         if request.producer is not None:
             info = request.producer

@@ -9,24 +9,24 @@ Header values are base64 both ways.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from typing import Annotated, Any, Literal
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lakelog.errors import InvalidRequestError
 from lakelog.limits import MAX_APPEND_RECORDS, MAX_HEADERS_PER_RECORD, MAX_PARTITIONS
 from lakelog.types import FetchResult, Header, Record, StoredRecord, TopicDescription
 
 __all__ = [
     "AclRule",
     "AclRules",
+    "BinaryData",
     "ErrorBody",
     "FetchReply",
     "FetchedRecord",
     "HeaderIn",
+    "JsonData",
     "OffsetReply",
     "PartitionState",
     "ProduceReply",
@@ -34,6 +34,7 @@ __all__ = [
     "ProducedRecord",
     "ProducerIn",
     "RecordIn",
+    "StringData",
     "TopicAlter",
     "TopicCreate",
     "TopicList",
@@ -52,13 +53,6 @@ def b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError(f"{what} is not valid base64") from None
-
-
 class ErrorBody(BaseModel):
     """Every error reply: a stable code and a message for people."""
 
@@ -68,30 +62,54 @@ class ErrorBody(BaseModel):
     high_watermark: int | None = None
 
 
-class TypedData(_Strict):
-    """A key or value in Confluent v3 form."""
+class _Bytes(_Strict):
+    """Models whose ``bytes`` fields are base64 text in JSON (decoded while parsing)."""
 
-    type: Literal["BINARY", "JSON", "STRING"]
+    model_config = ConfigDict(extra="forbid", strict=True, val_json_bytes="base64")
+
+
+class BinaryData(_Bytes):
+    """``{"type": "BINARY", "data": "<base64>"}``."""
+
+    type: Literal["BINARY"]
+    data: bytes
+
+    def to_bytes(self) -> bytes:
+        """The bytes this key or value stands for."""
+        return self.data
+
+
+class StringData(_Strict):
+    """``{"type": "STRING", "data": "text"}``: the UTF-8 bytes of the text."""
+
+    type: Literal["STRING"]
+    data: str
+
+    def to_bytes(self) -> bytes:
+        """The bytes this key or value stands for."""
+        return self.data.encode()
+
+
+class JsonData(_Strict):
+    """``{"type": "JSON", "data": <any JSON>}``: the compact JSON text of ``data``."""
+
+    type: Literal["JSON"]
     data: Any
 
-    def to_bytes(self, what: str) -> bytes:
+    def to_bytes(self) -> bytes:
         """The bytes this key or value stands for."""
-        if self.type == "BINARY":
-            if not isinstance(self.data, str):
-                raise InvalidRequestError(f"{what}: BINARY data must be a base64 string")
-            return _unb64(self.data, what)
-        if self.type == "STRING":
-            if not isinstance(self.data, str):
-                raise InvalidRequestError(f"{what}: STRING data must be a string")
-            return self.data.encode()
         return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class HeaderIn(_Strict):
+TypedData = Annotated[BinaryData | StringData | JsonData, Field(discriminator="type")]
+"""A key or value in Confluent v3 form."""
+
+
+class HeaderIn(_Bytes):
     """A record header: name and base64 value (null allowed)."""
 
     key: Annotated[str, Field(min_length=1, max_length=1024)]
-    value: str | None = None
+    value: bytes | None = None
 
 
 class RecordIn(_Strict):
@@ -105,16 +123,13 @@ class RecordIn(_Strict):
     partition: Annotated[int, Field(ge=0, lt=MAX_PARTITIONS)] | None = None
     timestamp_ms: Annotated[int, Field(ge=0)] | None = None
 
-    def to_record(self, position: int) -> Record:
+    def to_record(self) -> Record:
         """The engine's record."""
-        headers: list[Header] = [
-            (h.key, None if h.value is None else _unb64(h.value, f"record {position} header"))
-            for h in self.headers
-        ]
+        headers: tuple[Header, ...] = tuple((h.key, h.value) for h in self.headers)
         return Record(
-            key=self.key.to_bytes(f"record {position} key") if self.key else None,
-            value=self.value.to_bytes(f"record {position} value") if self.value else None,
-            headers=tuple(headers),
+            key=self.key.to_bytes() if self.key else None,
+            value=self.value.to_bytes() if self.value else None,
+            headers=headers,
             partition=self.partition,
             timestamp_ms=self.timestamp_ms,
         )
@@ -141,10 +156,37 @@ class ProducerIn(_Strict):
 
 
 class ProduceRequest(_Strict):
-    """``POST /v1/topics/{topic}/records``."""
+    """``POST /v1/topics/{topic}/records``.
+
+    Parse it with `ProduceRequest.parse_body`: one pass from JSON text, base64 decoded
+    while parsing, several times faster than parsing JSON and then validating objects.
+    """
 
     records: Annotated[list[RecordIn], Field(min_length=1, max_length=MAX_APPEND_RECORDS)]
     producer: ProducerIn | None = None
+
+    @classmethod
+    def parse_body(cls, body: str | bytes) -> ProduceRequest:
+        """The request in ``body`` (JSON text); raises pydantic's ``ValidationError``."""
+        return cls.model_validate_json(body)
+
+    @classmethod
+    def openapi_schema(cls) -> dict[str, Any]:
+        """The JSON schema of the body with its definitions inlined (for OpenAPI)."""
+        schema = cls.model_json_schema(mode="validation")
+        definitions = schema.pop("$defs", {})
+
+        def inline(node: Any) -> Any:
+            if isinstance(node, dict):
+                ref = node.get("$ref")
+                if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                    return inline(definitions[ref.removeprefix("#/$defs/")])
+                return {key: inline(value) for key, value in node.items()}
+            if isinstance(node, list):
+                return [inline(item) for item in node]
+            return node
+
+        return dict(inline(schema))
 
     def __repr__(self) -> str:
         # Frameworks log route arguments; printing a megabyte of records would cost more

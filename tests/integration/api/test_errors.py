@@ -144,7 +144,7 @@ def test_stale_producer_epoch_returns_409_fenced_and_appends_nothing(orders: Api
         ("create_topic_invalid_name", 400, "invalid_request"),
         ("create_topic_bad_body", 422, "invalid_request"),
         ("offsets_both", 400, "invalid_request"),
-        ("produce_bad_base64", 400, "invalid_request"),
+        ("produce_bad_base64", 422, "invalid_request"),
         ("alter_topic_fewer_partitions", 400, "invalid_request"),
         ("unauthenticated", 401, "unauthorized"),
         ("describe_topic_unknown", 404, "topic_not_found"),
