@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lakelog.api.models import FetchReply, ProduceRequest
-from lakelog.types import FetchResult, StoredRecord
+from lakelog.api.models import FetchReply, ProducedRecord, ProduceReply, ProduceRequest
+from lakelog.types import FetchResult, RecordMetadata, StoredRecord
 
 
 def test_fetch_reply_fast_serialization_equals_the_model() -> None:
@@ -34,3 +34,17 @@ def test_produce_request_repr_does_not_print_every_record() -> None:
 
     assert repr(request) == "ProduceRequest(<100 records>, producer=None)"
     assert str(request) == repr(request)
+
+
+def test_produce_reply_fast_serialization_equals_the_model() -> None:
+    acks = [RecordMetadata("t", 1, 7, 1_000), RecordMetadata("t", 0, 3, 1_001)]
+
+    fast = json.loads(ProduceReply.json_of(acks))
+
+    model = ProduceReply(
+        results=[
+            ProducedRecord(partition=a.partition, offset=a.offset, timestamp_ms=a.timestamp)
+            for a in acks
+        ]
+    )
+    assert fast == json.loads(model.model_dump_json())

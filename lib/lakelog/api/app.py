@@ -36,7 +36,6 @@ from lakelog.api.models import (
     AclRules,
     FetchReply,
     OffsetReply,
-    ProducedRecord,
     ProduceReply,
     ProduceRequest,
     TopicAlter,
@@ -283,10 +282,11 @@ def _register_record_routes(
             }
         },
     )
-    def produce(topic: str) -> ProduceReply:
+    def produce(topic: str) -> Response[str]:
         access.check(caller(), "produce", topic)
         try:
-            request = ProduceRequest.parse_body(app.current_event.decoded_body or "")
+            body = app.current_event.decoded_body or ""
+            request = ProduceRequest.parse_body(body)
         except ValidationError as error:
             raise RequestValidationError(list(error.errors())) from None
         records = [record.to_record() for record in request.records]
@@ -300,18 +300,10 @@ def _register_record_routes(
                 sequence=info.sequence,
             )
         acks = engine.append(topic, records, producer)
+        reply = ProduceReply.json_of(acks).decode()
         metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))
-        metrics.add_metric(
-            name="BytesIn",
-            unit=MetricUnit.Bytes,
-            value=sum(len(r.key or b"") + len(r.value or b"") for r in records),
-        )
-        return ProduceReply(
-            results=[
-                ProducedRecord(partition=a.partition, offset=a.offset, timestamp_ms=a.timestamp)
-                for a in acks
-            ]
-        )
+        metrics.add_metric(name="BytesIn", unit=MetricUnit.Bytes, value=len(body))
+        return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/records",
@@ -328,17 +320,10 @@ def _register_record_routes(
     ) -> Response[str]:
         access.check(caller(), "consume", topic)
         result = engine.fetch(topic, partition, offset, max_records, max_bytes)
+        reply = FetchReply.json_of(result).decode()
         metrics.add_metric(name="RecordsOut", unit=MetricUnit.Count, value=len(result.records))
-        metrics.add_metric(
-            name="BytesOut",
-            unit=MetricUnit.Bytes,
-            value=sum(len(r.key or b"") + len(r.value or b"") for r in result.records),
-        )
-        return Response(
-            status_code=HTTPStatus.OK,
-            content_type=_JSON,
-            body=FetchReply.json_of(result).decode(),
-        )
+        metrics.add_metric(name="BytesOut", unit=MetricUnit.Bytes, value=len(reply))
+        return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/offsets",

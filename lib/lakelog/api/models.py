@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakelog.limits import MAX_APPEND_RECORDS, MAX_HEADERS_PER_RECORD, MAX_PARTITIONS
-from lakelog.types import FetchResult, Header, Record, StoredRecord, TopicDescription
+from lakelog.types import (
+    FetchResult,
+    Header,
+    Record,
+    RecordMetadata,
+    StoredRecord,
+    TopicDescription,
+)
 
 __all__ = [
     "AclRule",
@@ -125,7 +133,9 @@ class RecordIn(_Strict):
 
     def to_record(self) -> Record:
         """The engine's record."""
-        headers: tuple[Header, ...] = tuple((h.key, h.value) for h in self.headers)
+        headers: tuple[Header, ...] = (
+            tuple((h.key, h.value) for h in self.headers) if self.headers else ()
+        )
         return Record(
             key=self.key.to_bytes() if self.key else None,
             value=self.value.to_bytes() if self.value else None,
@@ -208,6 +218,21 @@ class ProduceReply(BaseModel):
     """Results in request order."""
 
     results: list[ProducedRecord]
+
+    @staticmethod
+    def json_of(acks: Sequence[RecordMetadata]) -> bytes:
+        """The reply body for ``acks``, serialized without a model per record.
+
+        Produces exactly what the model would serialize to, several times faster.
+        """
+        return pydantic_core.to_json(
+            {
+                "results": [
+                    {"partition": a.partition, "offset": a.offset, "timestamp_ms": a.timestamp}
+                    for a in acks
+                ]
+            }
+        )
 
 
 class FetchedHeader(BaseModel):

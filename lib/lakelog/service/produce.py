@@ -110,20 +110,42 @@ class _Request:
 
 
 def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
-    """Check one record against the documented rules; its size in bytes."""
-    if not isinstance(record, Record):
+    """Check one record against the documented rules; its size in bytes.
+
+    Runs once per record of every append: the common case (bytes key and value, no
+    headers, no timestamp) is decided with exact type checks before anything slower.
+    """
+    if type(record) is not Record and not isinstance(record, Record):
         raise InvalidRequestError(f"record {position} is not a Record")
-    for name, data in (("key", record.key), ("value", record.value)):
-        if data is not None and not isinstance(data, bytes | bytearray):
+    key, value, headers, timestamp = record.key, record.value, record.headers, record.timestamp_ms
+    for name, data in (("key", key), ("value", value)):
+        if data is not None and type(data) is not bytes and not isinstance(data, bytearray):
             raise InvalidRequestError(f"record {position}: {name} must be bytes or None")
-    if not isinstance(record.headers, tuple | list):
-        raise InvalidRequestError(f"record {position}: headers must be a list of pairs")
-    if len(record.headers) > MAX_HEADERS_PER_RECORD:
+    if headers or not isinstance(headers, tuple | list):
+        _check_headers(headers, position)
+    if timestamp is not None and (
+        type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP_MS
+    ):
         raise InvalidRequestError(
-            f"record {position} has {len(record.headers)} headers; "
-            f"the limit is {MAX_HEADERS_PER_RECORD}"
+            f"record {position}: timestamp_ms must be an integer from 0 to {MAX_TIMESTAMP_MS}"
         )
-    for header in record.headers:
+    size = record_size(key, value, headers)
+    if size > max_record_bytes:
+        raise PayloadTooLargeError(
+            f"record {position} is {size} bytes; the topic's max_record_bytes is {max_record_bytes}"
+        )
+    return size
+
+
+def _check_headers(headers: object, position: int) -> None:
+    """Raise `InvalidRequestError` unless ``headers`` is a short list of (str, bytes) pairs."""
+    if not isinstance(headers, tuple | list):
+        raise InvalidRequestError(f"record {position}: headers must be a list of pairs")
+    if len(headers) > MAX_HEADERS_PER_RECORD:
+        raise InvalidRequestError(
+            f"record {position} has {len(headers)} headers; the limit is {MAX_HEADERS_PER_RECORD}"
+        )
+    for header in headers:
         if (
             not isinstance(header, tuple)
             or len(header) != 2
@@ -137,21 +159,6 @@ def _validate_record(record: object, position: int, max_record_bytes: int) -> in
             raise InvalidRequestError(
                 f"record {position}: header name {header[0]!r} is not valid UTF-8"
             ) from None
-    timestamp = record.timestamp_ms
-    if timestamp is not None and (
-        isinstance(timestamp, bool)
-        or not isinstance(timestamp, int)
-        or not 0 <= timestamp <= MAX_TIMESTAMP_MS
-    ):
-        raise InvalidRequestError(
-            f"record {position}: timestamp_ms must be an integer from 0 to {MAX_TIMESTAMP_MS}"
-        )
-    size = record_size(record.key, record.value, record.headers)
-    if size > max_record_bytes:
-        raise PayloadTooLargeError(
-            f"record {position} is {size} bytes; the topic's max_record_bytes is {max_record_bytes}"
-        )
-    return size
 
 
 class Appender:
