@@ -97,16 +97,14 @@ class _Request:
 
     def fill(self, partition: int, base_offset: int, duplicate: Duplicate | None = None) -> None:
         """Record where the batch for ``partition`` landed."""
-        batch = self.batches[partition]
+        batch, topic, results = self.batches[partition], self.topic.name, self.results
         for index, (position, timestamp) in enumerate(
-            zip(batch.positions, batch.timestamps, strict=True)
+            zip(batch.positions, batch.timestamps, strict=True), start=base_offset
         ):
             appended_at = timestamp
             if duplicate is not None and self.records[position].timestamp_ms is None:
                 appended_at = duplicate.append_time_ms
-            self.results[position] = RecordMetadata(
-                self.topic.name, partition, base_offset + index, appended_at
-            )
+            results[position] = RecordMetadata(topic, partition, index, appended_at)
 
 
 def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
@@ -284,7 +282,9 @@ class Appender:
                 if sticky is None:
                     sticky = self._sticky.next_partition(topic.name, topic.partitions)
                 partition = sticky
-            batch = batches.setdefault(partition, _PartitionBatch(partition, now))
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = _PartitionBatch(partition, now)
             batch.positions.append(position)
             batch.timestamps.append(now if record.timestamp_ms is None else record.timestamp_ms)
             batch.size_bytes += size
