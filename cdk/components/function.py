@@ -25,6 +25,7 @@ from components.packaging import stage_code, validate_handler
 from components.storage import removal_policy
 from config.environment import EnvironmentConfig
 from config.settings import (
+    ENV_ADMIN_PRINCIPALS,
     ENV_DEFAULT_ACL_EFFECT,
     ENV_ENVIRONMENT,
     LAMBDA_ARCHITECTURE,
@@ -187,6 +188,11 @@ class LakelogFunction(Construct):
             environment={
                 ENV_ENVIRONMENT: config.name,
                 ENV_DEFAULT_ACL_EFFECT: config.default_acl_effect,
+                **(
+                    {ENV_ADMIN_PRINCIPALS: ",".join(config.admin_principals)}
+                    if config.admin_principals
+                    else {}
+                ),
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": config.log_level,

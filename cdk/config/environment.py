@@ -65,6 +65,11 @@ class EnvironmentConfig(BaseModel):
     default_acl_effect
         What the HTTP API does when no ACL rule matches a request: ``allow`` (open) or
         ``deny`` (deny unless a rule allows).
+    admin_principals
+        Principal patterns (exact, or prefix ending in ``*``) that always hold ``admin`` in
+        the HTTP API: the bootstrap administrators who write the first ACL rules under a
+        deny default. Set them per account, e.g. the deploying role's
+        ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/*``.
     compactor_schedule
         EventBridge schedule expression that starts the compactor.
     tracing
@@ -88,6 +93,7 @@ class EnvironmentConfig(BaseModel):
     access_logging: bool
     access_log_retention_days: int = Field(default=90, ge=1)
     default_acl_effect: Literal["allow", "deny"]
+    admin_principals: tuple[str, ...] = ()
     api_throttle_rate: float = Field(default=100.0, gt=0)
     """Steady requests per second the HTTP API stage accepts before answering 429."""
     api_throttle_burst: int = Field(default=200, gt=0)

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Final
 
 from lakelog.environment import (
+    ENV_ADMIN_PRINCIPALS,
     ENV_BUCKET,
     ENV_CATALOG_TABLE,
     ENV_DEFAULT_ACL_EFFECT,
@@ -25,6 +26,7 @@ __all__ = [
     "ALARM_EVALUATION_PERIODS",
     "ALARM_PERIOD_MINUTES",
     "DEFAULT_FUNCTION_TIMEOUT_SECONDS",
+    "ENV_ADMIN_PRINCIPALS",
     "ENV_BUCKET",
     "ENV_CATALOG_TABLE",
     "ENV_DEFAULT_ACL_EFFECT",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ENV_ADMIN_PRINCIPALS",
     "ENV_BUCKET",
     "ENV_CATALOG_TABLE",
     "ENV_DEFAULT_ACL_EFFECT",
@@ -20,3 +21,5 @@ ENV_BUCKET: Final = "LAKELOG_BUCKET"
 ENV_LEDGER_TABLE: Final = "LAKELOG_LEDGER_TABLE"
 ENV_CATALOG_TABLE: Final = "LAKELOG_CATALOG_TABLE"
 ENV_DEFAULT_ACL_EFFECT: Final = "LAKELOG_DEFAULT_ACL_EFFECT"
+ENV_ADMIN_PRINCIPALS: Final = "LAKELOG_ADMIN_PRINCIPALS"
+"""Comma-separated principal patterns that always hold ``admin`` (bootstrap administrators)."""

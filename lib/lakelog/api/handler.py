@@ -44,7 +44,9 @@ def make_handler(settings: ApiSettings, engine: Engine | None = None) -> Handler
     tracer = Tracer(service=SERVICE)
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
     engine = engine or Engine.from_session(settings.names)
-    access = AccessControl(engine.context.catalog, settings.default_acl)
+    access = AccessControl(
+        engine.context.catalog, settings.default_acl, admins=settings.admin_principals
+    )
     app = create_app(engine, access, metrics, logger)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakelog.environment import (
+    ENV_ADMIN_PRINCIPALS,
     ENV_BUCKET,
     ENV_CATALOG_TABLE,
     ENV_DEFAULT_ACL_EFFECT,
@@ -28,7 +29,8 @@ class ApiSettings(BaseModel):
     """What the API function needs to know about its deployment.
 
     Read from the variables `lakelog.environment` names: the bucket and table names, the
-    default ACL effect (``allow``|``deny``) and the environment's name.
+    default ACL effect (``allow``|``deny``), the bootstrap administrators (comma-separated
+    principal patterns) and the environment's name.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,6 +39,7 @@ class ApiSettings(BaseModel):
     ledger_table: str = Field(min_length=3)
     catalog_table: str = Field(min_length=3)
     default_acl: Literal["allow", "deny"] = "deny"
+    admin_principals: tuple[str, ...] = ()
     env: str = "dev"
 
     @property
@@ -53,8 +56,14 @@ class ApiSettings(BaseModel):
             "catalog_table": ENV_CATALOG_TABLE,
             "default_acl": ENV_DEFAULT_ACL_EFFECT,
             "env": ENV_ENVIRONMENT,
+            "admin_principals": ENV_ADMIN_PRINCIPALS,
         }
-        raw = {field: environ[name] for field, name in variables.items() if name in environ}
+        raw: dict[str, object] = {
+            field: environ[name] for field, name in variables.items() if name in environ
+        }
+        if "admin_principals" in raw:
+            text = str(raw["admin_principals"])
+            raw["admin_principals"] = tuple(p.strip() for p in text.split(",") if p.strip())
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

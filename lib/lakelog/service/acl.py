@@ -56,7 +56,9 @@ class AccessControl:
 
     A rule matches when its principal and topic patterns match and it lists the operation.
     Any matching deny rule forbids; otherwise any matching allow rule permits; otherwise
-    ``default`` decides.
+    ``default`` decides. Principals matching ``admins`` (bootstrap administrators, set by
+    the deployment) always hold ``admin``, whatever the rules say: under a deny default
+    someone must be able to write the first rule, and to repair a wrong one.
     """
 
     def __init__(
@@ -65,9 +67,11 @@ class AccessControl:
         default: Effect,
         cache_seconds: float = ACL_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        admins: Iterable[str] = (),
     ) -> None:
         self._catalog = catalog
         self._default = default
+        self._admins = tuple(admins)
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._rules: tuple[float, list[AclEntry]] | None = None
@@ -85,6 +89,8 @@ class AccessControl:
 
     def allowed(self, principal: str, operation: str, topic: str) -> bool:
         """Whether ``principal`` may ``operation`` on ``topic``."""
+        if operation == "admin" and any(matches(p, principal) for p in self._admins):
+            return True
         verdicts = {
             rule.effect
             for rule in self._current_rules()
