@@ -25,15 +25,17 @@ from components.packaging import stage_code, validate_handler
 from components.storage import removal_policy
 from config.environment import EnvironmentConfig
 from config.settings import (
-    ENV_ADMIN_PRINCIPALS,
-    ENV_DEFAULT_ACL_EFFECT,
-    ENV_ENVIRONMENT,
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
     POWERTOOLS_LAYER,
     POWERTOOLS_METRICS_NAMESPACE,
     POWERTOOLS_SERVICE_NAME,
     SDK_FOR_PANDAS_LAYER,
+)
+from lakelog.environment import (
+    ENV_ADMIN_PRINCIPALS,
+    ENV_DEFAULT_ACL_EFFECT,
+    ENV_ENVIRONMENT,
 )
 
 __all__ = ["RETENTION", "LakelogFunction", "retention_days"]

@@ -20,10 +20,12 @@ from constructs import Construct
 from components.nag import acknowledge
 from config.environment import EnvironmentConfig
 from config.settings import (
+    SEGMENTS_PREFIX,
+)
+from lakelog.environment import (
     ENV_BUCKET,
     ENV_CATALOG_TABLE,
     ENV_LEDGER_TABLE,
-    SEGMENTS_PREFIX,
 )
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.resources import TABLES, TableSpec

@@ -13,25 +13,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from lakelog.environment import (
-    ENV_ADMIN_PRINCIPALS,
-    ENV_BUCKET,
-    ENV_CATALOG_TABLE,
-    ENV_DEFAULT_ACL_EFFECT,
-    ENV_ENVIRONMENT,
-    ENV_LEDGER_TABLE,
-)
-
 __all__ = [
     "ALARM_EVALUATION_PERIODS",
     "ALARM_PERIOD_MINUTES",
     "DEFAULT_FUNCTION_TIMEOUT_SECONDS",
-    "ENV_ADMIN_PRINCIPALS",
-    "ENV_BUCKET",
-    "ENV_CATALOG_TABLE",
-    "ENV_DEFAULT_ACL_EFFECT",
-    "ENV_ENVIRONMENT",
-    "ENV_LEDGER_TABLE",
     "LAMBDA_ARCHITECTURE",
     "LAMBDA_RUNTIME",
     "MAX_FUNCTION_NAME_LENGTH",
@@ -69,8 +54,6 @@ components (the compactor's tasks) may ask for more."""
 POWERTOOLS_SERVICE_NAME: Final = PROJECT
 POWERTOOLS_METRICS_NAMESPACE: Final = PROJECT
 
-# Environment variables every lakelog function receives: named once, in lakelog.environment,
-# which the functions' settings models read at cold start.
 
 ALARM_PERIOD_MINUTES: Final = 5
 """Length of one alarm evaluation period."""
