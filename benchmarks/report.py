@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from benchmarks.api import ApiReport, RouteReport
 from benchmarks.pricing import ApiCost, api_cost_per_gib, api_gateway_requests, cost_per_gib
 from benchmarks.recorder import Usage
+from benchmarks.sdk import SdkReport
 from benchmarks.workloads import MIB, AppendReport, CpuReport, FetchReport
 
 __all__ = [
@@ -223,12 +224,35 @@ def _api_rows(api: ApiReport) -> list[Row]:
     ]
 
 
+def _sdk_rows(sdk: SdkReport) -> list[Row]:
+    rows: list[Row] = []
+    for label, result in (
+        ("SDK over the local dev server (HTTP)", sdk.http),
+        ("SDK direct mode (engine in-process)", sdk.direct),
+    ):
+        size = f"{result.records:,} x {result.record_bytes} B, {result.partitions} partitions"
+        producer, consumer = result.producer, result.consumer
+        rows += [
+            Row(
+                f"{label}: producer records/s, MiB/s ({size}, moto)",
+                f"{producer.records_per_s:,.0f} rec/s, {producer.mib_per_s:.1f} MiB/s",
+            ),
+            Row(f"{label}: appends per 1,000 records", _number(producer.appends_per_1000)),
+            Row(
+                f"{label}: consumer records/s, MiB/s",
+                f"{consumer.records_per_s:,.0f} rec/s, {consumer.mib_per_s:.1f} MiB/s",
+            ),
+        ]
+    return rows
+
+
 def build_rows(
     single: AppendReport,
     multi: AppendReport,
     fetches: FetchReport,
     cpu: CpuReport,
     api: ApiReport | None = None,
+    sdk: SdkReport | None = None,
 ) -> list[Row]:
     """Every row of the table, in a fixed order.
 
@@ -241,7 +265,9 @@ def build_rows(
     cpu
         Workload (d).
     api
-        Workload (e), the HTTP API handler; its rows come last (none when None).
+        Workload (e), the HTTP API handler (no rows when None).
+    sdk
+        Workload (f), the SDK's producer and consumer; its rows come last (none when None).
 
     Returns
     -------
@@ -279,6 +305,7 @@ def build_rows(
             READ_TARGET_USD,
         ),
         *(_api_rows(api) if api is not None else []),
+        *(_sdk_rows(sdk) if sdk is not None else []),
     ]
 
 

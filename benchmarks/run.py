@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from benchmarks.api import ApiWorkload, run_api
 from benchmarks.report import build_rows, render, verdict
+from benchmarks.sdk import SdkWorkload, run_sdk
 from benchmarks.workloads import (
     Bench,
     CpuReport,
@@ -62,7 +63,11 @@ def _date_u(now: datetime) -> str:
     return f"{now:%a %b} {now.day:2d} {now:%H:%M:%S} UTC {now.year}"
 
 
-def run(workload: Workload, api_workload: ApiWorkload | None = None) -> str:
+def run(
+    workload: Workload,
+    api_workload: ApiWorkload | None = None,
+    sdk_workload: SdkWorkload | None = None,
+) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
     Parameters
@@ -71,6 +76,8 @@ def run(workload: Workload, api_workload: ApiWorkload | None = None) -> str:
         Sizes of the engine workloads.
     api_workload
         Sizes of the HTTP API workload (`ApiWorkload` defaults when None).
+    sdk_workload
+        Sizes of the SDK workload (`SdkWorkload` defaults when None).
 
     Returns
     -------
@@ -80,6 +87,7 @@ def run(workload: Workload, api_workload: ApiWorkload | None = None) -> str:
     _use_fake_credentials()
     # First, in a process that holds nothing else yet, like a fresh Lambda.
     api = run_api(api_workload or ApiWorkload(seed=workload.seed))
+    sdk = run_sdk(sdk_workload)
     values = make_values(workload.records_per_append, workload.value_bytes, workload.seed)
     with mock_aws():
         session = boto3.Session(region_name=REGION)
@@ -94,7 +102,12 @@ def run(workload: Workload, api_workload: ApiWorkload | None = None) -> str:
         engine_append, engine_fetch = run_engine_cpu(bench, values, workload.cpu_appends)
     encode, decode = run_codec_cpu(values, workload.codec_repetitions)
     rows = build_rows(
-        single, multi, fetches, CpuReport(encode, decode, engine_append, engine_fetch), api
+        single,
+        multi,
+        fetches,
+        CpuReport(encode, decode, engine_append, engine_fetch),
+        api,
+        sdk,
     )
     return f"{render(rows)}\n\n{verdict(rows)}\n"
 
@@ -121,7 +134,8 @@ def main() -> int:
     table = run(Workload())
     header = (
         f"Produced by `make bench` (python -m benchmarks.run), AWS emulated by moto "
-        f"in-process (API rows: moto server in a child process), "
+        f"in-process (API rows: moto server in a child process; SDK rows: `lakelog dev` "
+        f"in a child process), "
         f"on {_date_u(datetime.now(UTC))}.\n\n"
     )
     RESULTS_PATH.write_text(header + table, encoding="utf-8")

@@ -15,11 +15,17 @@ from lakelog import Engine, ResourceNames
 from lakelog.local import serialize_moto_dynamodb
 from lakelog.storage import (
     DynamoCatalogStore,
+    DynamoGroupStore,
     DynamoLedgerStore,
     S3ObjectStore,
     create_resources,
 )
-from lakelog.storage.faults import FaultInjector, FaultyLedgerStore, FaultyObjectStore
+from lakelog.storage.faults import (
+    FaultInjector,
+    FaultyGroupStore,
+    FaultyLedgerStore,
+    FaultyObjectStore,
+)
 
 REGION = "us-east-1"
 
@@ -99,7 +105,10 @@ MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
 
 @pytest.fixture
 def make_faulty(resources: ResourceNames) -> MakeFaulty:
-    """Engines whose object store and ledger fail where their injector says."""
+    """Engines whose object store, ledger and group store fail where their injector says.
+
+    The group store (``engine.groups.store``) is a `FaultyGroupStore` on the same injector.
+    """
 
     def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
         dynamodb = new_client("dynamodb")
@@ -108,6 +117,7 @@ def make_faulty(resources: ResourceNames) -> MakeFaulty:
             FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
             FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
             DynamoCatalogStore(dynamodb, resources.catalog_table),
+            FaultyGroupStore(DynamoGroupStore(dynamodb, resources.catalog_table), injector),
             **{"sleep": lambda _seconds: None, **kwargs},
         )
         return engine, injector

@@ -67,7 +67,7 @@ class HttpApi(Construct):
             "Function",
             short_name="api",
             handler=API_HANDLER,
-            description="lakelog HTTP API v1: topics, records, offsets and ACLs",
+            description="lakelog HTTP API v1: topics, records, offsets, groups and ACLs",
         )
         grantee = self.function.function
         storage = platform.storage

@@ -5,8 +5,11 @@ from __future__ import annotations
 from lakelog.config import TopicConfig
 from lakelog.errors import (
     CorruptSegmentError,
+    GroupNotEmptyError,
+    GroupNotFoundError,
     InvalidRequestError,
     LakelogError,
+    LeaseFencedError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
     PayloadTooLargeError,
@@ -17,8 +20,14 @@ from lakelog.errors import (
 from lakelog.service.engine import Engine
 from lakelog.storage.keys import ResourceNames
 from lakelog.types import (
+    Assignment,
     FetchResult,
+    GroupDescription,
+    MemberInfo,
+    Membership,
+    OffsetCommit,
     PartitionInfo,
+    PartitionLag,
     ProducerBatch,
     Record,
     RecordMetadata,
@@ -28,14 +37,23 @@ from lakelog.types import (
 )
 
 __all__ = [
+    "Assignment",
     "CorruptSegmentError",
     "Engine",
     "FetchResult",
+    "GroupDescription",
+    "GroupNotEmptyError",
+    "GroupNotFoundError",
     "InvalidRequestError",
     "LakelogError",
+    "LeaseFencedError",
+    "MemberInfo",
+    "Membership",
+    "OffsetCommit",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PartitionInfo",
+    "PartitionLag",
     "PayloadTooLargeError",
     "ProducerBatch",
     "ProducerFencedError",

@@ -5,8 +5,11 @@ from __future__ import annotations
 __all__ = [
     "CorruptSegmentError",
     "ForbiddenError",
+    "GroupNotEmptyError",
+    "GroupNotFoundError",
     "InvalidRequestError",
     "LakelogError",
+    "LeaseFencedError",
     "LedgerConflictError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
@@ -113,6 +116,50 @@ class OutOfOrderSequenceError(InvalidRequestError):
         self.partition = partition
         self.sequence = sequence
         self.expected = expected
+
+
+class LeaseFencedError(LakelogError):
+    """A commit whose member no longer holds a lease at the epoch it gave; nothing changed.
+
+    ``partitions`` are the ``(topic, partition)`` pairs whose lease moved, when known.
+    """
+
+    code = "fenced"
+
+    def __init__(
+        self, group: str, member_id: str, partitions: tuple[tuple[str, int], ...] = ()
+    ) -> None:
+        moved = ", ".join(f"{topic}-{partition}" for topic, partition in partitions)
+        super().__init__(
+            f"member {member_id!r} of group {group!r} no longer holds the lease"
+            + (f" of {moved}" if moved else "")
+            + " at the epoch it gave; join again to get its current leases"
+        )
+        self.group = group
+        self.member_id = member_id
+        self.partitions = partitions
+
+
+class GroupNotEmptyError(LakelogError):
+    """The operation needs a group with no live member, and it has one (or one joined)."""
+
+    code = "group_not_empty"
+
+    def __init__(self, group: str, members: tuple[str, ...] = ()) -> None:
+        names = f" ({', '.join(members)})" if members else ""
+        super().__init__(f"group {group!r} has live members{names}; stop them first")
+        self.group = group
+        self.members = members
+
+
+class GroupNotFoundError(LakelogError):
+    """The group has no member and no lease."""
+
+    code = "group_not_found"
+
+    def __init__(self, group: str) -> None:
+        super().__init__(f"group {group!r} does not exist")
+        self.group = group
 
 
 class CorruptSegmentError(LakelogError):

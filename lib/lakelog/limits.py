@@ -8,16 +8,23 @@ from typing import Final
 from lakelog.errors import InvalidRequestError
 
 __all__ = [
+    "DEFAULT_SESSION_TIMEOUT_MS",
     "MAX_APPEND_BYTES",
     "MAX_APPEND_RECORDS",
     "MAX_FETCH_BYTES",
     "MAX_FETCH_RECORDS",
     "MAX_HEADERS_PER_RECORD",
+    "MAX_OFFSETS_PER_COMMIT",
     "MAX_PARTITIONS",
     "MAX_PARTITIONS_PER_TRANSACTION",
     "MAX_RECORD_BYTES",
+    "MAX_SESSION_TIMEOUT_MS",
     "MAX_TIMESTAMP_MS",
+    "MAX_TOPICS_PER_MEMBER",
     "MAX_TOPIC_NAME_LENGTH",
+    "MIN_SESSION_TIMEOUT_MS",
+    "validate_group_id",
+    "validate_member_id",
     "validate_topic_name",
 ]
 
@@ -54,21 +61,50 @@ MAX_FETCH_RECORDS: Final = 10_000
 MAX_FETCH_BYTES: Final = 6 * 1024 * 1024
 """Upper bound of ``max_bytes`` in one fetch (one record is returned even if larger)."""
 
-_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+MIN_SESSION_TIMEOUT_MS: Final = 1_000
+"""Shortest session a group member may ask for (it is live this long after a heartbeat)."""
+
+MAX_SESSION_TIMEOUT_MS: Final = 300_000
+"""Longest session a group member may ask for."""
+
+DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
+"""A group member's session when it asks for none; it heartbeats every third of it."""
+
+MAX_OFFSETS_PER_COMMIT: Final = 100
+"""Offsets one commit carries: one DynamoDB transaction of at most 100 items."""
+
+MAX_TOPICS_PER_MEMBER: Final = 100
+"""Topics one group member subscribes to."""
+
+_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+
+
+def _validate_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidRequestError(f"{kind} must be a non-empty string")
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise InvalidRequestError(
+            f"{kind} is {len(name)} characters; the limit is {MAX_TOPIC_NAME_LENGTH}"
+        )
+    if name in (".", ".."):
+        raise InvalidRequestError(f"{kind} cannot be '.' or '..'")
+    if not _NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"{kind} {name!r} may contain only ASCII letters, digits, '.', '_' and '-'"
+        )
+    return name
 
 
 def validate_topic_name(name: object) -> str:
     """Return ``name`` if it is a legal topic name, else raise `InvalidRequestError`."""
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("topic name must be a non-empty string")
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise InvalidRequestError(
-            f"topic name is {len(name)} characters; the limit is {MAX_TOPIC_NAME_LENGTH}"
-        )
-    if name in (".", ".."):
-        raise InvalidRequestError("topic name cannot be '.' or '..'")
-    if not _TOPIC_NAME.fullmatch(name):
-        raise InvalidRequestError(
-            f"topic name {name!r} may contain only ASCII letters, digits, '.', '_' and '-'"
-        )
-    return name
+    return _validate_name("topic name", name)
+
+
+def validate_group_id(group: object) -> str:
+    """Return ``group`` if it is a legal group id (the topic-name rules), else raise."""
+    return _validate_name("group id", group)
+
+
+def validate_member_id(member_id: object) -> str:
+    """Return ``member_id`` if it is a legal member id (the topic-name rules), else raise."""
+    return _validate_name("member id", member_id)

@@ -6,9 +6,15 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 __all__ = [
+    "Assignment",
     "FetchResult",
+    "GroupDescription",
     "Header",
+    "MemberInfo",
+    "Membership",
+    "OffsetCommit",
     "PartitionInfo",
+    "PartitionLag",
     "ProducerBatch",
     "Record",
     "RecordMetadata",
@@ -104,3 +110,77 @@ class TopicDescription:
     topic_id: str
     config: dict[str, object]
     partitions: list[PartitionInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A lease a group member holds: where to read from and the epoch to commit with.
+
+    ``committed_offset`` is the next offset to read (Kafka's convention), None when the
+    group has committed nothing for this partition.
+    """
+
+    topic: str
+    partition: int
+    lease_epoch: int
+    committed_offset: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The reply to a join or heartbeat: the member's id, session and leases.
+
+    Heartbeat again within ``heartbeat_interval_ms``; leases lapse with the session after
+    ``session_timeout_ms`` without a heartbeat.
+    """
+
+    member_id: str
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    assignments: tuple[Assignment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommit:
+    """One offset to commit: the next offset to read, fenced by the lease's epoch."""
+
+    topic: str
+    partition: int
+    offset: int
+    lease_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A live member of a group: its subscription, session end and leases."""
+
+    member_id: str
+    topics: tuple[str, ...]
+    expires_ms: int
+    assignments: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """One partition as a group sees it.
+
+    ``owner`` is None when the lease is free or its owner is not live; ``lag`` is
+    ``high_watermark - committed_offset``, None when nothing is committed.
+    """
+
+    topic: str
+    partition: int
+    owner: str | None
+    lease_epoch: int
+    committed_offset: int | None
+    high_watermark: int
+    lag: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """A consumer group: its live members and every partition it has a lease on."""
+
+    group: str
+    members: tuple[MemberInfo, ...]
+    partitions: tuple[PartitionLag, ...]

@@ -55,11 +55,17 @@ OPERATIONS = (
     ("PATCH", "/v1/topics/{topic}"),
     ("DELETE", "/v1/topics/{topic}"),
     ("POST", "/v1/topics/{topic}/records"),
+    ("POST", "/v1/producers"),
     ("GET", "/v1/topics/{topic}/partitions/{partition}/records"),
     ("GET", "/v1/topics/{topic}/partitions/{partition}/offsets"),
     ("GET", "/v1/acls"),
     ("PUT", "/v1/acls"),
     ("DELETE", "/v1/acls"),
+    ("POST", "/v1/groups/{group}/members"),
+    ("DELETE", "/v1/groups/{group}/members/{member_id}"),
+    ("POST", "/v1/groups/{group}/offsets"),
+    ("GET", "/v1/groups/{group}"),
+    ("POST", "/v1/groups/{group}/offsets/reset"),
 )
 
 
@@ -271,6 +277,117 @@ def test_delete_acl_204_conforms(schema: Any, dev_server: DevProcess, http: Any)
     call(schema, dev_server, http, "DELETE", "/v1/acls", body=rule)
 
 
+def _joined(schema: Any, dev: DevProcess, http: Any, partitions: int = 2) -> tuple[str, Any]:
+    """A fresh topic and group, and the reply of the group's first member."""
+    topic = unique("g")
+    call(schema, dev, http, "POST", "/v1/topics", body={"name": topic, "partitions": partitions})
+    group = unique("grp")
+    reply = call(
+        schema,
+        dev,
+        http,
+        "POST",
+        "/v1/groups/{group}/members",
+        path_parameters={"group": group},
+        body={"topics": [topic], "session_timeout_ms": 60_000},
+    )
+    assert reply.status_code == 200
+    return group, reply.json()
+
+
+def test_join_group_200_and_unknown_topic_404_conform(
+    schema: Any, dev_server: DevProcess, http: Any
+) -> None:
+    _, member = _joined(schema, dev_server, http)
+    assert len(member["assignments"]) == 2
+
+    reply = call(
+        schema,
+        dev_server,
+        http,
+        "POST",
+        "/v1/groups/{group}/members",
+        path_parameters={"group": unique("grp")},
+        body={"topics": [unique("missing")]},
+    )
+    assert reply.status_code == 404
+
+
+def test_commit_204_fenced_409_and_describe_200_conform(
+    schema: Any, dev_server: DevProcess, http: Any
+) -> None:
+    group, member = _joined(schema, dev_server, http)
+    lease = member["assignments"][0]
+    offsets = [{**{k: lease[k] for k in ("topic", "partition", "lease_epoch")}, "offset": 0}]
+    path = {"group": group}
+    body = {"member_id": member["member_id"], "offsets": offsets}
+
+    ok = call(
+        schema,
+        dev_server,
+        http,
+        "POST",
+        "/v1/groups/{group}/offsets",
+        path_parameters=path,
+        body=body,
+    )
+    assert ok.status_code == 204
+    stale = {**body, "offsets": [{**offsets[0], "lease_epoch": lease["lease_epoch"] + 1}]}
+    fenced = call(
+        schema,
+        dev_server,
+        http,
+        "POST",
+        "/v1/groups/{group}/offsets",
+        path_parameters=path,
+        body=stale,
+    )
+    assert fenced.status_code == 409
+    described = call(schema, dev_server, http, "GET", "/v1/groups/{group}", path_parameters=path)
+    assert described.json()["partitions"][0]["committed_offset"] == 0
+
+
+def test_describe_unknown_group_404_conforms(
+    schema: Any, dev_server: DevProcess, http: Any
+) -> None:
+    path = {"group": unique("nobody")}
+    reply = call(schema, dev_server, http, "GET", "/v1/groups/{group}", path_parameters=path)
+    assert reply.status_code == 404
+
+
+def test_reset_409_leave_204_and_reset_200_conform(
+    schema: Any, dev_server: DevProcess, http: Any
+) -> None:
+    group, member = _joined(schema, dev_server, http)
+    topic = member["assignments"][0]["topic"]
+
+    def reset() -> requests.Response:
+        return call(
+            schema,
+            dev_server,
+            http,
+            "POST",
+            "/v1/groups/{group}/offsets/reset",
+            path_parameters={"group": group},
+            body={"topic": topic, "to": {"timestamp_ms": 0}},
+        )
+
+    assert reset().status_code == 409
+    left = call(
+        schema,
+        dev_server,
+        http,
+        "DELETE",
+        "/v1/groups/{group}/members/{member_id}",
+        path_parameters={"group": group, "member_id": member["member_id"]},
+    )
+    assert left.status_code == 204
+    assert reset().json()["partitions"] == [
+        {"partition": 0, "offset": 0},
+        {"partition": 1, "offset": 0},
+    ]
+
+
 # Bad input schemathesis found, replayed exactly -------------------------------------------------
 
 BODY_ROUTES = (
@@ -279,11 +396,14 @@ BODY_ROUTES = (
     ("POST", "/v1/topics/{topic}/records"),
     ("PUT", "/v1/acls"),
     ("DELETE", "/v1/acls"),
+    ("POST", "/v1/groups/{group}/members"),
+    ("POST", "/v1/groups/{group}/offsets"),
+    ("POST", "/v1/groups/{group}/offsets/reset"),
 )
 
 
 def _raw(dev: DevProcess, http: requests.Session, method: str, path: str) -> Callable[..., Any]:
-    url = dev.api_url + path.replace("{topic}", "e2e-raw")
+    url = dev.api_url + path.replace("{topic}", "e2e-raw").replace("{group}", "e2e-raw")
 
     def send(data: bytes, content_type: str) -> requests.Response:
         return http.request(

@@ -22,7 +22,12 @@ from lakelog.limits import MAX_TIMESTAMP_MS
 from lakelog.log.codec import SegmentBuilder, SegmentReader
 from lakelog.log.ledger import contiguous_run
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS
-from lakelog.storage import DynamoCatalogStore, DynamoLedgerStore, S3ObjectStore
+from lakelog.storage import (
+    DynamoCatalogStore,
+    DynamoGroupStore,
+    DynamoLedgerStore,
+    S3ObjectStore,
+)
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.storage.ports import Entry
 from tests.conftest import new_client
@@ -231,6 +236,7 @@ def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
         ),
         DynamoLedgerStore(dynamodb, resources.ledger_table),
         DynamoCatalogStore(dynamodb, resources.catalog_table),
+        DynamoGroupStore(dynamodb, resources.catalog_table),
         clock_ms=lambda: now[0],
     )
     engine.create_topic("t")

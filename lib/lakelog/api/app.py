@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
@@ -34,10 +35,18 @@ from lakelog.api.errors import (
 from lakelog.api.models import (
     AclRule,
     AclRules,
+    CommitRequest,
     FetchReply,
+    GroupReply,
+    JoinRequest,
+    MembershipReply,
     OffsetReply,
     ProduceReply,
     ProduceRequest,
+    ProducerIdReply,
+    ResetPartition,
+    ResetReply,
+    ResetRequest,
     TopicAlter,
     TopicCreate,
     TopicList,
@@ -57,7 +66,15 @@ from lakelog.storage.ports import AclEntry
 from lakelog.types import ProducerBatch
 from lakelog.validation import summarize
 
-__all__ = ["API_TITLE", "MAX_BODY_BYTES", "PUBLIC_PATHS", "create_app", "precheck", "principal_of"]
+__all__ = [
+    "API_TITLE",
+    "MAX_BODY_BYTES",
+    "PUBLIC_PATHS",
+    "create_app",
+    "inflate",
+    "precheck",
+    "principal_of",
+]
 
 API_TITLE = "lakelog HTTP API"
 API_VERSION = "1.0.0"
@@ -94,12 +111,52 @@ PUBLIC_PATHS = frozenset({"/v1/openapi.json", "/v1/docs"})
 """Paths served without a principal: the API's own description."""
 
 
+def inflate(event: dict[str, Any]) -> LakelogError | None:
+    """Replace a ``Content-Encoding: gzip`` body by its decompressed text, in place.
+
+    The decompressed body is held to the same 6 MiB as any other (413 beyond it, without
+    inflating the rest); a body that is not gzip is refused with 400.
+    """
+    headers = event.get("headers") or {}
+    encoding = next((k for k in headers if k.lower() == "content-encoding"), None)
+    if encoding is None or headers[encoding].strip().lower() != "gzip" or not event.get("body"):
+        return None
+    body = event["body"]
+    try:
+        raw = (
+            base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+        )
+        inflater = zlib.decompressobj(wbits=31)
+        text = inflater.decompress(raw, MAX_BODY_BYTES + 1)
+        if len(text) > MAX_BODY_BYTES or inflater.unconsumed_tail:
+            return PayloadTooLargeError(
+                f"decompressed request body exceeds the limit of {MAX_BODY_BYTES} bytes"
+            )
+        if not inflater.eof:
+            raise zlib.error("truncated gzip stream")
+    except (binascii.Error, ValueError, zlib.error) as error:
+        return InvalidRequestError(f"request body is not valid gzip: {error}")
+    try:
+        event["body"] = text.decode("utf-8")
+        event["isBase64Encoded"] = False
+    except UnicodeDecodeError:
+        event["body"] = base64.b64encode(text).decode()
+        event["isBase64Encoded"] = True
+    event["headers"] = {k: v for k, v in headers.items() if k != encoding}
+    return None
+
+
 def precheck(event: dict[str, Any]) -> LakelogError | None:
     """What must be refused before a request is parsed: an oversized body, no principal.
+
+    A gzip body is decompressed first (`inflate`), so routes only ever see JSON text.
 
     Runs ahead of routing and validation, so a 6 MiB body is not decoded to be refused and
     an anonymous request learns nothing about the shape of a valid one.
     """
+    refused = inflate(event)
+    if refused is not None:
+        return refused
     body = event.get("body") or ""
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
     if size > MAX_BODY_BYTES:
@@ -192,6 +249,7 @@ def create_app(
 
     _register_topic_routes(app, engine, access, caller)
     _register_record_routes(app, engine, access, caller, metrics)
+    _register_group_routes(app, engine, access, caller)
     _register_acl_routes(app, access, caller)
 
     @app.get("/v1/openapi.json", include_in_schema=False)
@@ -305,6 +363,16 @@ def _register_record_routes(
         metrics.add_metric(name="BytesIn", unit=MetricUnit.Bytes, value=len(body))
         return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
 
+    @app.post(
+        "/v1/producers",
+        tags=["records"],
+        summary="A fresh idempotent producer id",
+        responses=success(ProducerIdReply) | error_responses(429, 503),
+    )
+    def init_producer() -> ProducerIdReply:
+        caller()
+        return ProducerIdReply(id=engine.init_producer_id(), epoch=0)
+
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/records",
         tags=["records"],
@@ -347,6 +415,84 @@ def _register_record_routes(
             spec = "latest"
         assert spec is not None
         return OffsetReply(offset=engine.list_offset(topic, partition, spec))
+
+
+def _register_group_routes(
+    app: APIGatewayHttpResolver,
+    engine: Engine,
+    access: AccessControl,
+    caller: Callable[[], str],
+) -> None:
+    """Consumer groups (ADR 0009): members need ``consume`` on the topics they touch."""
+
+    def check_consume(topics: Iterable[str]) -> None:
+        principal = caller()
+        for topic in sorted(set(topics)):
+            access.check(principal, "consume", topic)
+
+    @app.post(
+        "/v1/groups/<group>/members",
+        tags=["groups"],
+        summary="Join a group, or heartbeat in it",
+        responses=success(MembershipReply) | error_responses(403, 404, 429, 503, *BODY_ERRORS),
+    )
+    def join_group(group: str, request: Annotated[JoinRequest, Body()]) -> MembershipReply:
+        check_consume(request.topics)
+        membership = engine.join_group(
+            group, request.topics, request.member_id, request.session_timeout_ms
+        )
+        return MembershipReply.of(membership)
+
+    @app.delete(
+        "/v1/groups/<group>/members/<member_id>",
+        tags=["groups"],
+        summary="Leave a group, releasing the member's leases at once",
+        responses=NO_CONTENT | error_responses(403, 429, 503),
+    )
+    def leave_group(group: str, member_id: str) -> Response[Any]:
+        check_consume(engine.member_topics(group, member_id))
+        engine.leave_group(group, member_id)
+        return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+    @app.post(
+        "/v1/groups/<group>/offsets",
+        tags=["groups"],
+        summary="Commit offsets, fenced by lease epochs",
+        responses=NO_CONTENT | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
+    )
+    def commit_offsets(group: str, request: Annotated[CommitRequest, Body()]) -> Response[Any]:
+        check_consume(commit.topic for commit in request.offsets)
+        offsets = [commit.to_commit() for commit in request.offsets]
+        engine.commit_offsets(group, request.member_id, offsets)
+        return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+    @app.get(
+        "/v1/groups/<group>",
+        tags=["groups"],
+        summary="Members, leases, committed offsets and lag",
+        responses=success(GroupReply) | error_responses(403, 404, 429, 503),
+    )
+    def describe_group(group: str) -> GroupReply:
+        description = engine.describe_group(group)
+        check_consume(
+            [p.topic for p in description.partitions]
+            + [topic for member in description.members for topic in member.topics]
+        )
+        return GroupReply.of(description)
+
+    @app.post(
+        "/v1/groups/<group>/offsets/reset",
+        tags=["groups"],
+        summary="Move committed offsets of a topic; only with no live member",
+        responses=success(ResetReply) | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
+    )
+    def reset_offsets(group: str, request: Annotated[ResetRequest, Body()]) -> ResetReply:
+        access.check(caller(), "admin", request.topic)
+        offsets = engine.reset_offsets(group, request.topic, **request.target())
+        return ResetReply(
+            topic=request.topic,
+            partitions=[ResetPartition(partition=p, offset=o) for p, o in sorted(offsets.items())],
+        )
 
 
 def _register_acl_routes(

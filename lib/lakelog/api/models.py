@@ -16,10 +16,21 @@ from typing import Annotated, Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lakelog.limits import MAX_APPEND_RECORDS, MAX_HEADERS_PER_RECORD, MAX_PARTITIONS
+from lakelog.limits import (
+    MAX_APPEND_RECORDS,
+    MAX_HEADERS_PER_RECORD,
+    MAX_OFFSETS_PER_COMMIT,
+    MAX_PARTITIONS,
+    MAX_SESSION_TIMEOUT_MS,
+    MAX_TOPICS_PER_MEMBER,
+    MIN_SESSION_TIMEOUT_MS,
+)
 from lakelog.types import (
     FetchResult,
+    GroupDescription,
     Header,
+    Membership,
+    OffsetCommit,
     Record,
     RecordMetadata,
     StoredRecord,
@@ -29,23 +40,37 @@ from lakelog.types import (
 __all__ = [
     "AclRule",
     "AclRules",
+    "AssignmentState",
     "BinaryData",
+    "CommitRequest",
     "ErrorBody",
     "FetchReply",
     "FetchedRecord",
+    "GroupReply",
     "HeaderIn",
+    "JoinRequest",
     "JsonData",
+    "MemberState",
+    "MembershipReply",
+    "OffsetCommitIn",
     "OffsetReply",
+    "PartitionLagState",
     "PartitionState",
     "ProduceReply",
     "ProduceRequest",
     "ProducedRecord",
     "ProducerIn",
     "RecordIn",
+    "ResetPartition",
+    "ResetReply",
+    "ResetRequest",
+    "ResetToOffset",
+    "ResetToTimestamp",
     "StringData",
     "TopicAlter",
     "TopicCreate",
     "TopicList",
+    "TopicPartitionState",
     "TopicState",
     "TypedData",
     "b64",
@@ -307,6 +332,13 @@ class FetchReply(BaseModel):
         )
 
 
+class ProducerIdReply(BaseModel):
+    """``POST /v1/producers``: an id no producer had before, at epoch 0."""
+
+    id: int
+    epoch: int
+
+
 class OffsetReply(BaseModel):
     """``GET .../offsets``."""
 
@@ -389,3 +421,141 @@ class AclRules(BaseModel):
     """``GET /v1/acls``."""
 
     acls: list[AclRule]
+
+
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class JoinRequest(_Strict):
+    """``POST /v1/groups/{group}/members``: join, or heartbeat with ``member_id``."""
+
+    topics: Annotated[list[str], Field(min_length=1, max_length=MAX_TOPICS_PER_MEMBER)]
+    member_id: str | None = None
+    session_timeout_ms: (
+        Annotated[int, Field(ge=MIN_SESSION_TIMEOUT_MS, le=MAX_SESSION_TIMEOUT_MS)] | None
+    ) = None
+
+
+class AssignmentState(BaseModel):
+    """A lease the member holds; ``committed_offset`` is where to read from (null: none)."""
+
+    topic: str
+    partition: int
+    lease_epoch: int
+    committed_offset: int | None
+
+
+class MembershipReply(BaseModel):
+    """The member's id, session and leases; heartbeat within ``heartbeat_interval_ms``."""
+
+    member_id: str
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    assignments: list[AssignmentState]
+
+    @classmethod
+    def of(cls, membership: Membership) -> MembershipReply:
+        """The reply form of a membership (its fields have the same names)."""
+        return cls.model_validate(membership, from_attributes=True)
+
+
+class OffsetCommitIn(_Strict):
+    """One offset to commit: the next offset to read, at the lease's epoch."""
+
+    topic: str
+    partition: NonNegative
+    offset: NonNegative
+    lease_epoch: NonNegative
+
+    def to_commit(self) -> OffsetCommit:
+        """The engine's offset commit."""
+        return OffsetCommit(self.topic, self.partition, self.offset, self.lease_epoch)
+
+
+class CommitRequest(_Strict):
+    """``POST /v1/groups/{group}/offsets``: all offsets are committed, or none."""
+
+    member_id: str
+    offsets: Annotated[list[OffsetCommitIn], Field(max_length=MAX_OFFSETS_PER_COMMIT)]
+
+
+class TopicPartitionState(BaseModel):
+    """One partition of one topic."""
+
+    topic: str
+    partition: int
+
+
+class MemberState(BaseModel):
+    """A live member: its topics, the end of its session and the partitions it holds."""
+
+    member_id: str
+    topics: list[str]
+    expires_ms: int
+    assignments: list[TopicPartitionState]
+
+
+class PartitionLagState(BaseModel):
+    """A partition as the group sees it; ``lag`` is null when nothing is committed."""
+
+    topic: str
+    partition: int
+    owner: str | None
+    lease_epoch: int
+    committed_offset: int | None
+    high_watermark: int
+    lag: int | None
+
+
+class GroupReply(BaseModel):
+    """``GET /v1/groups/{group}``."""
+
+    group: str
+    members: list[MemberState]
+    partitions: list[PartitionLagState]
+
+    @classmethod
+    def of(cls, description: GroupDescription) -> GroupReply:
+        """The reply form of a group description (its fields have the same names)."""
+        return cls.model_validate(description, from_attributes=True)
+
+
+class ResetToTimestamp(_Strict):
+    """Reset to the first offset at or after a time (the high watermark if none)."""
+
+    timestamp_ms: NonNegative
+
+
+class ResetToOffset(_Strict):
+    """Reset to an offset, clamped to each partition's log start and high watermark."""
+
+    offset: NonNegative
+
+
+class ResetRequest(_Strict):
+    """``POST /v1/groups/{group}/offsets/reset``."""
+
+    topic: str
+    to: Literal["earliest", "latest"] | ResetToTimestamp | ResetToOffset
+
+    def target(self) -> dict[str, Any]:
+        """The keyword argument of `Engine.reset_offsets` that ``to`` stands for."""
+        if isinstance(self.to, ResetToTimestamp):
+            return {"timestamp_ms": self.to.timestamp_ms}
+        if isinstance(self.to, ResetToOffset):
+            return {"offset": self.to.offset}
+        return {"to": self.to}
+
+
+class ResetPartition(BaseModel):
+    """A partition's new committed offset."""
+
+    partition: int
+    offset: int
+
+
+class ResetReply(BaseModel):
+    """The committed offsets a reset wrote."""
+
+    topic: str
+    partitions: list[ResetPartition]

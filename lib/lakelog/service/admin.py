@@ -64,13 +64,7 @@ class TopicAdmin:
 
     def describe_topic(self, name: str) -> TopicDescription:
         """A topic's config and the state of each partition (read strongly)."""
-        validate_topic_name(name)
-        topic = self._ctx.catalog.get_topic(name)
-        if topic is None:
-            self._ctx.caches.topics.invalidate(name)
-            raise TopicNotFoundError(name)
-        self._ctx.caches.topics.put(topic)
-        return self._describe(topic)
+        return self._describe(self._ctx.current_topic(name))
 
     def _describe(self, topic: TopicRecord) -> TopicDescription:
         pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]

@@ -177,6 +177,17 @@ class EngineContext:
             )
         return partition_pk(topic.topic_id, partition)
 
+    def current_topic(self, name: str) -> TopicRecord:
+        """The topic ``name`` read strongly from the catalog (and cached), for use cases
+        that must not act on a stale copy; raises `TopicNotFoundError`."""
+        validate_topic_name(name)
+        topic = self.catalog.get_topic(name)
+        if topic is None:
+            self.caches.topics.invalidate(name)
+            raise TopicNotFoundError(name)
+        self.caches.topics.put(topic)
+        return topic
+
     def head(self, topic: TopicRecord, partition: int) -> Head:
         """The current head of one partition, read strongly; `StaleTopicError` if gone."""
         pk = self.partition_pk(topic, partition)

@@ -12,12 +12,23 @@ from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext, _now_ms
 from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, Fetcher
 from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
+from lakelog.service.groups import GroupCoordinator
 from lakelog.service.produce import Appender, AppendRetryPolicy
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
+from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
-from lakelog.storage.ports import CatalogStore, LedgerStore, ObjectStore
+from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.s3 import S3ObjectStore
-from lakelog.types import FetchResult, ProducerBatch, Record, RecordMetadata, TopicDescription
+from lakelog.types import (
+    FetchResult,
+    GroupDescription,
+    Membership,
+    OffsetCommit,
+    ProducerBatch,
+    Record,
+    RecordMetadata,
+    TopicDescription,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -27,11 +38,11 @@ __all__ = ["Engine"]
 
 
 class Engine:
-    """Topics, append and fetch on an object store, a ledger and a catalog.
+    """Topics, append, fetch and consumer groups on an object store, a ledger and a catalog.
 
     Parameters
     ----------
-    objects, ledger, catalog
+    objects, ledger, catalog, groups
         The storage ports (see `Engine.from_clients` for the AWS adapters).
     retry
         Backoff of ledger conflicts and throttles during appends.
@@ -46,6 +57,7 @@ class Engine:
         objects: ObjectStore,
         ledger: LedgerStore,
         catalog: CatalogStore,
+        groups: GroupStore,
         *,
         retry: AppendRetryPolicy | None = None,
         grace_ms: int = DEFAULT_GRACE_MS,
@@ -58,6 +70,7 @@ class Engine:
         self.appender = Appender(self.context, retry, sleep or time.sleep, seed)
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
+        self.groups = GroupCoordinator(self.context, groups, self.fetcher)
 
     @classmethod
     def from_clients(
@@ -72,6 +85,7 @@ class Engine:
             S3ObjectStore(s3_client, names.bucket),
             DynamoLedgerStore(dynamodb_client, names.ledger_table),
             DynamoCatalogStore(dynamodb_client, names.catalog_table),
+            DynamoGroupStore(dynamodb_client, names.catalog_table),
             **kwargs,
         )
 
@@ -137,3 +151,42 @@ class Engine:
     def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
         """First offset with a timestamp >= ``timestamp_ms``, or None."""
         return self.fetcher.offset_for_time(topic, partition, timestamp_ms)
+
+    # Consumer groups ----------------------------------------------------------------
+    def join_group(
+        self,
+        group: str,
+        topics: Sequence[str],
+        member_id: str | None = None,
+        session_timeout_ms: int | None = None,
+    ) -> Membership:
+        """Join a group or heartbeat in it; see `GroupCoordinator.join`."""
+        return self.groups.join(group, topics, member_id, session_timeout_ms)
+
+    def leave_group(self, group: str, member_id: str) -> None:
+        """Leave a group, releasing the member's leases at once."""
+        self.groups.leave(group, member_id)
+
+    def member_topics(self, group: str, member_id: str) -> tuple[str, ...]:
+        """Topics a member subscribes to or holds leases on (for access checks)."""
+        return self.groups.member_topics(group, member_id)
+
+    def commit_offsets(self, group: str, member_id: str, offsets: Sequence[OffsetCommit]) -> None:
+        """Commit offsets, all or none; raises `LeaseFencedError` if a lease moved."""
+        self.groups.commit(group, member_id, offsets)
+
+    def describe_group(self, group: str) -> GroupDescription:
+        """Members, leases, committed offsets and lag; see `GroupCoordinator.describe`."""
+        return self.groups.describe(group)
+
+    def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        *,
+        to: Literal["earliest", "latest"] | None = None,
+        offset: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> dict[int, int]:
+        """Move a group's committed offsets of a topic; see `GroupCoordinator.reset`."""
+        return self.groups.reset(group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms)

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lakelog.errors import ThrottledError, UnavailableError
+from lakelog.storage.attributes import (
+    Item,
+    cancellation_codes,
+    cancellation_error,
+    condition_failed,
+    get_int,
+    num,
+    transaction_cancelled,
+)
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import (
     CATALOG_ACL_PK,
@@ -53,8 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DynamoCatalogStore", "DynamoLedgerStore"]
 
-Item = dict[str, Any]
-
 _ENTRY_NUMBERS = (
     "base_offset",
     "row_group",
@@ -71,21 +77,12 @@ _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 
 
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _int(item: Item, name: str, default: int = 0) -> int:
-    attr = item.get(name)
-    return int(attr["N"]) if attr else default
-
-
 def _producer_to_item(state: ProducerState) -> Item:
     return {
         "M": {
-            "epoch": _n(state.epoch),
-            "last_sequence": _n(state.last_sequence),
-            "batches": {"L": [{"L": [_n(v) for v in batch]} for batch in state.batches]},
+            "epoch": num(state.epoch),
+            "last_sequence": num(state.last_sequence),
+            "batches": {"L": [{"L": [num(v) for v in batch]} for batch in state.batches]},
         }
     }
 
@@ -103,10 +100,10 @@ def _producer_from_item(attr: Item) -> ProducerState:
 def _head_from_item(item: Item) -> Head:
     producers = item.get("producers", {}).get("M", {})
     return Head(
-        high_watermark=_int(item, "high_watermark"),
-        log_start_offset=_int(item, "log_start_offset"),
-        size_bytes=_int(item, "size_bytes"),
-        max_timestamp=_int(item, "max_timestamp", -1),
+        high_watermark=get_int(item, "high_watermark"),
+        log_start_offset=get_int(item, "log_start_offset"),
+        size_bytes=get_int(item, "size_bytes"),
+        max_timestamp=get_int(item, "max_timestamp", -1),
         producers={int(pid): _producer_from_item(attr) for pid, attr in producers.items()},
     )
 
@@ -114,10 +111,10 @@ def _head_from_item(item: Item) -> Head:
 def _entry_to_item(pk: str, entry: Entry) -> Item:
     item: Item = {
         "pk": {"S": pk},
-        "sk": _n(entry.last_offset),
+        "sk": num(entry.last_offset),
         "segment_key": {"S": entry.segment_key},
     }
-    item.update({name: _n(getattr(entry, name)) for name in _ENTRY_NUMBERS})
+    item.update({name: num(getattr(entry, name)) for name in _ENTRY_NUMBERS})
     return item
 
 
@@ -133,10 +130,6 @@ def _is_head(item: Item) -> bool:
     return int(item["sk"]["N"]) == HEAD_SK
 
 
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class DynamoLedgerStore:
     """The ledger table, through an injected boto3 DynamoDB client."""
 
@@ -145,7 +138,7 @@ class DynamoLedgerStore:
         self._table = table
 
     def _head_key(self, pk: str) -> Item:
-        return {"pk": {"S": pk}, "sk": _n(HEAD_SK)}
+        return {"pk": {"S": pk}, "sk": num(HEAD_SK)}
 
     @translate_client_errors
     def create_heads(self, pks: Sequence[str]) -> None:
@@ -155,16 +148,16 @@ class DynamoLedgerStore:
                     TableName=self._table,
                     Item={
                         **self._head_key(pk),
-                        "high_watermark": _n(0),
-                        "log_start_offset": _n(0),
-                        "size_bytes": _n(0),
-                        "max_timestamp": _n(-1),
+                        "high_watermark": num(0),
+                        "log_start_offset": num(0),
+                        "size_bytes": num(0),
+                        "max_timestamp": num(-1),
                         "producers": {"M": {}},
                     },
                     ConditionExpression="attribute_not_exists(pk)",
                 )
             except ClientError as exc:
-                if not _condition_failed(exc):
+                if not condition_failed(exc):
                     raise
 
     @translate_client_errors
@@ -190,10 +183,10 @@ class DynamoLedgerStore:
         for write in writes:
             names = {"#hw": "high_watermark"}
             values: Item = {
-                ":expected": _n(write.expected_high_watermark),
-                ":hw": _n(write.new_high_watermark),
-                ":ts": _n(write.new_max_timestamp),
-                ":bytes": _n(write.entry.size_bytes),
+                ":expected": num(write.expected_high_watermark),
+                ":hw": num(write.new_high_watermark),
+                ":ts": num(write.new_max_timestamp),
+                ":bytes": num(write.entry.size_bytes),
             }
             update = "SET #hw = :hw, max_timestamp = :ts"
             if write.producer_id is not None and write.producer_state is not None:
@@ -229,19 +222,17 @@ class DynamoLedgerStore:
         try:
             self._ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            if not transaction_cancelled(exc):
                 raise
             raise self._conflict(writes, exc) from None
 
     @staticmethod
     def _conflict(writes: Sequence[PartitionWrite], exc: ClientError) -> Exception:
+        codes = cancellation_codes(exc)
+        error = cancellation_error(codes, "append transaction")
+        if error is not None:
+            return error
         reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
-        codes = {reason.get("Code") for reason in reasons} - {None, "None"}
-        if codes & {"ThrottlingError", "ProvisionedThroughputExceeded"}:
-            return ThrottledError("ledger throttled the append transaction")
-        unexpected = codes - {"ConditionalCheckFailed", "TransactionConflict"}
-        if unexpected:
-            return UnavailableError(f"ledger cancelled the append: {sorted(unexpected)}")
         heads: dict[str, Head | None] = {}
         for write, reason in zip(writes, reasons[0::2], strict=False):
             if reason.get("Code") == "ConditionalCheckFailed":
@@ -254,7 +245,7 @@ class DynamoLedgerStore:
         response = self._ddb.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND sk >= :offset",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":offset": _n(from_offset)},
+            ExpressionAttributeValues={":pk": {"S": pk}, ":offset": num(from_offset)},
             ConsistentRead=True,
             Limit=limit + 1,
         )
@@ -305,21 +296,21 @@ def _topic_from_item(item: Item) -> TopicRecord:
     return TopicRecord(
         name=item["name"]["S"] if "name" in item else item["sk"]["S"],
         topic_id=item["topic_id"]["S"],
-        partitions=_int(item, "partitions"),
+        partitions=get_int(item, "partitions"),
         config=json.loads(item["config"]["S"]),
-        created_ms=_int(item, "created_ms"),
-        version=_int(item, "version", 1),
-        deleted_ms=_int(item, "deleted_ms") if "deleted_ms" in item else None,
+        created_ms=get_int(item, "created_ms"),
+        version=get_int(item, "version", 1),
+        deleted_ms=get_int(item, "deleted_ms") if "deleted_ms" in item else None,
     )
 
 
 def _topic_attributes(topic: TopicRecord) -> Item:
     return {
         "topic_id": {"S": topic.topic_id},
-        "partitions": _n(topic.partitions),
+        "partitions": num(topic.partitions),
         "config": {"S": json.dumps(topic.config, sort_keys=True)},
-        "created_ms": _n(topic.created_ms),
-        "version": _n(topic.version),
+        "created_ms": num(topic.created_ms),
+        "version": num(topic.version),
     }
 
 
@@ -366,7 +357,7 @@ class DynamoCatalogStore:
                 **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -380,7 +371,7 @@ class DynamoCatalogStore:
         return self._put_topic_if(
             topic,
             "version = :v AND topic_id = :id",
-            {":v": _n(expected_version), ":id": {"S": topic.topic_id}},
+            {":v": num(expected_version), ":id": {"S": topic.topic_id}},
         )
 
     @translate_client_errors
@@ -389,7 +380,7 @@ class DynamoCatalogStore:
             **self._key(CATALOG_DELETED_TOPIC_PK, topic.topic_id),
             **_topic_attributes(topic),
             "name": {"S": topic.name},
-            "deleted_ms": _n(deleted_ms),
+            "deleted_ms": num(deleted_ms),
         }
         try:
             self._ddb.transact_write_items(
@@ -406,7 +397,7 @@ class DynamoCatalogStore:
                 ]
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if transaction_cancelled(exc):
                 return False
             raise
         return True
@@ -428,7 +419,7 @@ class DynamoCatalogStore:
             Key=self._key(CATALOG_COUNTER_PK, PRODUCER_ID_SK),
             UpdateExpression="ADD #v :one",
             ExpressionAttributeNames={"#v": "value"},
-            ExpressionAttributeValues={":one": _n(1)},
+            ExpressionAttributeValues={":one": num(1)},
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["value"]["N"])
@@ -474,7 +465,7 @@ class DynamoCatalogStore:
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         before = set(response.get("Attributes", {}).get("operations", {}).get("SS", []))
@@ -488,6 +479,6 @@ class DynamoCatalogStore:
                     ConditionExpression="attribute_not_exists(operations)",
                 )
             except ClientError as exc:
-                if not _condition_failed(exc):  # re-granted meanwhile: keep the rule
+                if not condition_failed(exc):  # re-granted meanwhile: keep the rule
                     raise
         return True

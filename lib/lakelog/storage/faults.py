@@ -11,23 +11,29 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.storage.ports import (
     AppendConflict,
     Entry,
+    GroupState,
+    GroupStore,
     Head,
+    LeaseRecord,
     LedgerStore,
+    MemberRecord,
     ObjectInfo,
     ObjectStore,
     PartitionWrite,
 )
+from lakelog.types import OffsetCommit
 
 __all__ = [
     "FailPoint",
     "FaultInjector",
+    "FaultyGroupStore",
     "FaultyLedgerStore",
     "FaultyObjectStore",
     "InjectedFaultError",
@@ -44,6 +50,10 @@ class FailPoint(StrEnum):
     CONFLICT = "conflict"
     THROTTLE = "throttle"
     GET_TIMEOUT = "get_timeout"
+    BEFORE_LEASE = "before_lease"
+    AFTER_LEASE = "after_lease"
+    BEFORE_COMMIT = "before_commit"
+    AFTER_COMMIT = "after_commit"
 
 
 class InjectedFaultError(UnavailableError):
@@ -157,3 +167,58 @@ class FaultyLedgerStore:
 
     def delete_partition(self, pk: str) -> None:
         self.inner.delete_partition(pk)
+
+
+class FaultyGroupStore:
+    """A `GroupStore` that fails around lease moves (take, give up) and commits.
+
+    ``on_lease`` and ``on_commit``, when set, are called just before each lease move and
+    each commit reaches the inner store: a test uses them to interleave another member's
+    request at exactly that point.
+    """
+
+    def __init__(self, inner: GroupStore, injector: FaultInjector) -> None:
+        self.inner = inner
+        self.injector = injector
+        self.on_lease: Callable[[LeaseRecord], None] | None = None
+        self.on_commit: Callable[[Sequence[OffsetCommit]], None] | None = None
+
+    def put_member(self, group: str, member: MemberRecord) -> None:
+        self.inner.put_member(group, member)
+
+    def delete_member(self, group: str, member_id: str) -> None:
+        self.inner.delete_member(group, member_id)
+
+    def read_group(self, group: str) -> GroupState:
+        return self.inner.read_group(group)
+
+    def _moving(self, seen: LeaseRecord) -> None:
+        self.injector.check(FailPoint.BEFORE_LEASE)
+        if self.on_lease is not None:
+            self.on_lease(seen)
+
+    def take_lease(
+        self, group: str, seen: LeaseRecord, owner: str, topic_id: str
+    ) -> LeaseRecord | None:
+        self._moving(seen)
+        taken = self.inner.take_lease(group, seen, owner, topic_id)
+        self.injector.check(FailPoint.AFTER_LEASE)
+        return taken
+
+    def give_up_lease(self, group: str, seen: LeaseRecord) -> bool:
+        self._moving(seen)
+        given_up = self.inner.give_up_lease(group, seen)
+        self.injector.check(FailPoint.AFTER_LEASE)
+        return given_up
+
+    def commit(
+        self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
+    ) -> None:
+        self.injector.check(FailPoint.BEFORE_COMMIT)
+        if self.on_commit is not None:
+            self.on_commit(offsets)
+        self.inner.commit(group, member_id, offsets, committed_ms)
+        self.injector.check(FailPoint.AFTER_COMMIT)
+
+    def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
+        return self.inner.reset_leases(group, resets)

@@ -29,6 +29,17 @@ Catalog table (``pk`` string, ``sk`` string)
         The last producer id handed out.
     ``pk = "acl"``, ``sk = "{topic pattern}|{effect}|{principal pattern}"``
         An access rule and its operations (a topic pattern never contains ``|``).
+    ``pk = "g#{group}"``, ``sk = "m#{member_id}"``
+        A consumer group member: its topics, session timeout and session end
+        (``expires_ms``, and the TTL attribute a day later). Written by each join or
+        heartbeat, deleted by leave (or by TTL). ADR 0009.
+    ``pk = "g#{group}"``, ``sk = "l#{topic}#{partition:05d}"``
+        The group's lease on one partition: topic id, owner (absent when free), fencing
+        ``lease_epoch`` and committed offset. Taken and given up by heartbeats (each moves
+        the epoch), committed by the owner at its epoch, rewritten by offset resets.
+        Group ids, member ids and topic names never contain ``#``, and the zero-padded
+        partition keeps a topic's leases in partition order; one ``Query pk`` reads the
+        whole group.
 """
 
 from __future__ import annotations
@@ -47,7 +58,11 @@ __all__ = [
     "PRODUCER_ID_SK",
     "ResourceNames",
     "acl_sort_key",
+    "group_pk",
     "l0_segment_key",
+    "lease_sort_key",
+    "member_sort_key",
+    "parse_group_sort_key",
     "partition_pk",
     "segment_created_ms",
     "topic_segments_prefix",
@@ -107,3 +122,34 @@ def segment_created_ms(key: str) -> int | None:
 def acl_sort_key(topic: str, effect: str, principal: str) -> str:
     """Catalog sort key of the access rule for ``topic``, ``effect`` and ``principal``."""
     return f"{topic}|{effect}|{principal}"
+
+
+_GROUP_PREFIX: Final = "g#"
+_MEMBER_PREFIX: Final = "m#"
+_LEASE_PREFIX: Final = "l#"
+
+
+def group_pk(group: str) -> str:
+    """Catalog partition key of every item of consumer group ``group``."""
+    return f"{_GROUP_PREFIX}{group}"
+
+
+def member_sort_key(member_id: str) -> str:
+    """Catalog sort key of a group member's item."""
+    return f"{_MEMBER_PREFIX}{member_id}"
+
+
+def lease_sort_key(topic: str, partition: int) -> str:
+    """Catalog sort key of a group's lease on ``partition`` of ``topic``."""
+    return f"{_LEASE_PREFIX}{topic}#{partition:05d}"
+
+
+def parse_group_sort_key(sk: str) -> str | tuple[str, int] | None:
+    """What a group item's sort key names: a member id, ``(topic, partition)``, or None."""
+    if sk.startswith(_MEMBER_PREFIX):
+        return sk.removeprefix(_MEMBER_PREFIX)
+    if sk.startswith(_LEASE_PREFIX):
+        topic, _, partition = sk.removeprefix(_LEASE_PREFIX).rpartition("#")
+        if topic and partition.isdigit():
+            return topic, int(partition)
+    return None

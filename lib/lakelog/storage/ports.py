@@ -1,7 +1,8 @@
 """Ports: the few primitive operations the engine needs from object storage and the ledger.
 
 Adapters implement them on injected boto3 clients (`lakelog.storage.s3`,
-`lakelog.storage.dynamodb`); `lakelog.storage.faults` wraps any of them with fail points.
+`lakelog.storage.dynamodb`, `lakelog.storage.groups`); `lakelog.storage.faults` wraps any of
+them with fail points.
 The records below are what the ledger persists; `lakelog.storage.keys` says where.
 """
 
@@ -9,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lakelog.types import OffsetCommit
 
 __all__ = [
     "AclEntry",
     "AppendConflict",
     "CatalogStore",
     "Entry",
+    "GroupState",
+    "GroupStore",
     "Head",
+    "LeaseRecord",
     "LedgerStore",
+    "MemberRecord",
     "ObjectInfo",
     "ObjectStore",
     "PartitionWrite",
@@ -143,6 +151,48 @@ class AclEntry:
     operations: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """A consumer group member as the catalog stores it; live while now < ``expires_ms``."""
+
+    member_id: str
+    topics: tuple[str, ...]
+    session_timeout_ms: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A group's lease on one partition as the catalog stores it.
+
+    ``lease_epoch`` moves by one at every change of owner; 0 stands for a lease that has no
+    item yet (`LeaseRecord.missing`). ``owner`` is None when the lease is free;
+    ``topic_id`` is the id of the topic the lease was taken on, so a lease of a deleted
+    topic is told from one of the topic re-created under the same name.
+    """
+
+    topic: str
+    partition: int
+    topic_id: str
+    lease_epoch: int
+    owner: str | None = None
+    committed_offset: int | None = None
+    committed_ms: int | None = None
+
+    @classmethod
+    def missing(cls, topic: str, partition: int) -> LeaseRecord:
+        """The lease of a partition nobody ever took: no item, epoch 0."""
+        return cls(topic=topic, partition=partition, topic_id="", lease_epoch=0)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """Everything a group holds, read at once: members and leases, in key order."""
+
+    members: tuple[MemberRecord, ...] = ()
+    leases: tuple[LeaseRecord, ...] = ()
+
+
 class ObjectStore(Protocol):
     """Immutable objects by key (S3)."""
 
@@ -221,3 +271,53 @@ class CatalogStore(Protocol):
         """Remove ``entry``'s operations from its rule (the rule goes when empty).
 
         False if no such rule existed."""
+
+
+class GroupStore(Protocol):
+    """Consumer group members and leases (DynamoDB catalog table, one key per group).
+
+    Every change of a lease's owner is conditional on the epoch read and moves it, so a
+    member can commit only while nobody else took its lease since it got it (ADR 0009).
+    """
+
+    def put_member(self, group: str, member: MemberRecord) -> None:
+        """Store (or refresh) a member's item."""
+
+    def delete_member(self, group: str, member_id: str) -> None:
+        """Remove a member's item; a missing one is not an error."""
+
+    def read_group(self, group: str) -> GroupState:
+        """Every member and lease of ``group``, read strongly."""
+
+    def take_lease(
+        self, group: str, seen: LeaseRecord, owner: str, topic_id: str
+    ) -> LeaseRecord | None:
+        """Make ``owner`` hold the lease ``seen`` describes, at epoch ``seen.lease_epoch + 1``.
+
+        Applies only while the stored epoch is still ``seen.lease_epoch`` (no item for 0).
+        The committed offset is kept when the lease belongs to ``topic_id`` already and
+        dropped otherwise. Returns the lease as written (with the committed offset it
+        holds at that instant), or None when the condition failed.
+        """
+
+    def give_up_lease(self, group: str, seen: LeaseRecord) -> bool:
+        """Free the lease ``seen`` describes, moving its epoch; keep its committed offset.
+
+        Applies only while its owner and epoch are still those of ``seen``; False if not.
+        """
+
+    def commit(
+        self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
+    ) -> None:
+        """Set each lease's committed offset, all or none (at most 100 offsets).
+
+        Each lease must be owned by ``member_id`` at the given epoch; raises
+        `lakelog.errors.LeaseFencedError` (and changes nothing) when one is not.
+        """
+
+    def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
+        """Replace each ``seen`` lease by its ``new`` one while its epoch is still seen's.
+
+        Written in transactions of up to 100 leases; False when a condition failed (the
+        transactions before it are applied, the failed one and those after it are not).
+        """

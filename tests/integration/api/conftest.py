@@ -32,11 +32,11 @@ EVENTS_DIR = Path(__file__).resolve().parents[3] / "events" / "api"
 
 ACCOUNT = "123456789012"
 ADMIN = f"arn:aws:sts::{ACCOUNT}:assumed-role/lakelog-admin/ops-session"
-"""The caller of the sample events of admin routes (topics and ACLs)."""
+"""The caller of the sample events of admin routes (topics, ACLs and offset resets)."""
 PRODUCER = f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-producer/checkout-service"
 """The caller of the sample produce events."""
 CONSUMER = f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-consumer/billing-service"
-"""The caller of the sample fetch, offsets, list and describe events."""
+"""The caller of the sample fetch, offsets, list, describe and consumer group events."""
 
 DefaultAcl = Literal["allow", "deny"]
 
@@ -74,6 +74,7 @@ def load_event(
     principal: str | _Unset | None = UNSET,
     topic: str | None = None,
     partition: int | str | None = None,
+    path: Mapping[str, str] | None = None,
     query: Mapping[str, str | int] | _Unset | None = UNSET,
     body: Any = UNSET,
     raw_body: str | None = None,
@@ -91,6 +92,8 @@ def load_event(
         authorizer context, as for a request that was not authenticated.
     topic, partition
         New path parameters; the raw path is rebuilt from the route key's template.
+    path
+        Other new path parameters by name (``{"group": ..., "member_id": ...}``).
     query
         New query string parameters (None or empty removes the query string).
     body
@@ -119,16 +122,17 @@ def load_event(
                     "userId": f"AROAEXAMPLEROLEID:{role_session}",
                 }
             }
-    if topic is not None or partition is not None:
+    if topic is not None or partition is not None or path:
         params = dict(event.get("pathParameters") or {})
+        params.update(path or {})
         if topic is not None:
             params["topic"] = topic
         if partition is not None:
             params["partition"] = str(partition)
-        path = route_template(event).format(**params)
+        raw_path = route_template(event).format(**params)
         event["pathParameters"] = params
-        event["rawPath"] = path
-        context["http"]["path"] = path
+        event["rawPath"] = raw_path
+        context["http"]["path"] = raw_path
     if not isinstance(query, _Unset):
         event.pop("queryStringParameters", None)
         event["rawQueryString"] = urlencode(dict(query or {}))

@@ -12,9 +12,15 @@ ROUTES = {
     "/v1/topics": {"get", "post"},
     "/v1/topics/{topic}": {"get", "patch", "delete"},
     "/v1/topics/{topic}/records": {"post"},
+    "/v1/producers": {"post"},
     "/v1/topics/{topic}/partitions/{partition}/records": {"get"},
     "/v1/topics/{topic}/partitions/{partition}/offsets": {"get"},
     "/v1/acls": {"put", "get", "delete"},
+    "/v1/groups/{group}": {"get"},
+    "/v1/groups/{group}/members": {"post"},
+    "/v1/groups/{group}/members/{member_id}": {"delete"},
+    "/v1/groups/{group}/offsets": {"post"},
+    "/v1/groups/{group}/offsets/reset": {"post"},
 }
 """Every route the API serves besides the document and the docs themselves."""
 

@@ -1,0 +1,158 @@
+"""`Client`: topics, producers and consumers over HTTPS or in-process."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import boto3
+
+from lakelog.client.consumer import Consumer, OffsetReset
+from lakelog.client.http import HttpTransport
+from lakelog.client.producer import Producer
+from lakelog.client.transport import Transport
+from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
+from lakelog.types import GroupDescription, TopicDescription
+
+__all__ = ["Client"]
+
+
+class Client:
+    """The entry point of the SDK.
+
+    ``Client(endpoint)`` talks to the HTTP API (SigV4-signed with the session's credentials
+    unless the endpoint is a loopback address); ``Client.direct(...)`` runs the engine
+    in-process on the deployment's bucket and tables. Both expose the same methods.
+
+    Examples
+    --------
+    >>> c = Client("http://127.0.0.1:8080")                      # doctest: +SKIP
+    >>> c.create_topic("orders", partitions=6)                    # doctest: +SKIP
+    >>> with c.producer(linger_ms=5) as p:                        # doctest: +SKIP
+    ...     p.send("orders", value=b"{}", key=b"42").get(timeout=10)
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        session: boto3.Session | None = None,
+        region: str | None = None,
+        sign: bool | None = None,
+        timeout_s: float = 30.0,
+        transport: Transport | None = None,
+    ) -> None:
+        if transport is None:
+            if endpoint is None:
+                raise TypeError("give an endpoint URL, or use Client.direct(...)")
+            transport = HttpTransport(
+                endpoint, session=session, region=region, sign=sign, timeout_s=timeout_s
+            )
+        self.transport = transport
+
+    @classmethod
+    def direct(
+        cls,
+        bucket: str | None = None,
+        ledger_table: str | None = None,
+        catalog_table: str | None = None,
+        *,
+        names: ResourceNames | None = None,
+        session: boto3.Session | None = None,
+        s3_client: Any = None,
+        dynamodb_client: Any = None,
+    ) -> Client:
+        """A client running the engine in this process, on the names the stack outputs.
+
+        Give ``bucket``, ``ledger_table`` and ``catalog_table`` (the ``BucketName``,
+        ``LedgerTableName`` and ``CatalogTableName`` outputs) or ``names``; clients come from
+        ``session`` (the default session when None) unless given.
+        """
+        if names is None:
+            if not (bucket and ledger_table and catalog_table):
+                raise TypeError("give bucket, ledger_table and catalog_table, or names=")
+            names = ResourceNames(bucket, ledger_table, catalog_table)
+        session = session or boto3.Session()
+        engine = Engine.from_clients(
+            s3_client or session.client("s3"),
+            dynamodb_client or session.client("dynamodb"),
+            names,
+        )
+        return cls(transport=engine)
+
+    # Topics ------------------------------------------------------------------------------
+    def create_topic(
+        self, name: str, partitions: int = 1, config: dict[str, Any] | None = None
+    ) -> TopicDescription:
+        """Create a topic; raises `TopicExistsError` if it exists."""
+        return self.transport.create_topic(name, partitions, config)
+
+    def list_topics(self) -> list[str]:
+        """Names of every topic the caller may see."""
+        return self.transport.list_topics()
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """Config and per-partition offsets and bytes."""
+        return self.transport.describe_topic(name)
+
+    def alter_topic(
+        self, name: str, config: dict[str, Any] | None = None, partitions: int | None = None
+    ) -> TopicDescription:
+        """Change config keys and/or grow the partition count."""
+        return self.transport.alter_topic(name, config, partitions)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and (through gc) its data."""
+        self.transport.delete_topic(name)
+
+    # Groups ------------------------------------------------------------------------------
+    def describe_group(self, group: str) -> GroupDescription:
+        """Members, leases, committed offsets and lag of a group."""
+        return self.transport.describe_group(group)
+
+    def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        *,
+        to: Literal["earliest", "latest"] | None = None,
+        offset: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> dict[int, int]:
+        """Move a group's committed offsets of ``topic`` (only with no live member)."""
+        return self.transport.reset_offsets(
+            group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms
+        )
+
+    # Producers and consumers ---------------------------------------------------------------
+    def producer(self, **options: Any) -> Producer:
+        """A `Producer` on this client; options as `Producer` takes them."""
+        return Producer(self.transport, **options)
+
+    def consumer(
+        self,
+        *topics: str,
+        group_id: str | None = None,
+        auto_offset_reset: OffsetReset = "latest",
+        **options: Any,
+    ) -> Consumer:
+        """A `Consumer` of ``topics`` (in ``group_id`` when given); options as `Consumer`."""
+        return Consumer(
+            self.transport,
+            *topics,
+            group_id=group_id,
+            auto_offset_reset=auto_offset_reset,
+            **options,
+        )
+
+    def close(self) -> None:
+        """Release the transport's connections."""
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,412 @@
+"""`Producer`: batches records per partition in the background and appends them.
+
+``send`` picks the partition (explicit, Kafka's murmur2 of the key, or sticky for keyless
+records), queues the record and returns a future. One sender thread drains the queues:
+when a partition's batch reaches ``batch_bytes`` or its oldest record has waited
+``linger_ms``, every queued batch of that topic goes out in one append (one segment and
+one ledger transaction), up to the transport's request limits. Requests go one at a time,
+so records of a partition keep their order through retries. An idempotent producer sends
+its id, epoch and per-partition base sequences: a retried append never duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from lakelog.client.transport import Transport
+from lakelog.errors import (
+    InvalidRequestError,
+    LakelogError,
+    LedgerConflictError,
+    PayloadTooLargeError,
+    ThrottledError,
+    UnavailableError,
+)
+from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS
+from lakelog.log.codec import record_size
+from lakelog.log.partitioner import StickyPartitioner, partition_for_key
+from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
+
+__all__ = ["FutureRecordMetadata", "Producer", "ProducerMetrics"]
+
+RETRYABLE: Final = (ThrottledError, UnavailableError, LedgerConflictError)
+"""Errors after which the same append is sent again (same sequences: no duplicates)."""
+
+METADATA_MAX_AGE_S: Final = 60.0
+"""How long a topic's partition count is trusted before it is read again."""
+
+
+class FutureRecordMetadata(Future[RecordMetadata]):
+    """Where a sent record landed, once its append is acknowledged."""
+
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        """The record's metadata; raises the append's error or `TimeoutError`."""
+        return self.result(timeout)
+
+
+@dataclass
+class ProducerMetrics:
+    """Counters of a producer's work (read with `Producer.metrics`)."""
+
+    appends: int = 0
+    records: int = 0
+    bytes: int = 0
+    retries: int = 0
+    errors: int = 0
+
+
+@dataclass
+class _Batch:
+    """Records queued for one partition, oldest first."""
+
+    created: float
+    records: list[Record] = field(default_factory=list)
+    futures: list[FutureRecordMetadata] = field(default_factory=list)
+    size: int = 0
+
+
+class Producer:
+    """Send records to topics; see the module docstring.
+
+    Parameters
+    ----------
+    transport
+        Where appends go (`lakelog.Client.producer` passes the client's).
+    linger_ms
+        How long a record may wait for others to join its batch.
+    batch_bytes
+        A partition's batch is sent once it holds this many record bytes.
+    idempotent
+        Send producer id, epoch and sequences, so retries never duplicate.
+    retries, retry_backoff_ms, delivery_timeout_ms
+        Retries of throttled, unavailable or conflicting appends: full-jitter exponential
+        backoff from ``retry_backoff_ms``, given up after ``retries`` attempts or once
+        ``delivery_timeout_ms`` has passed since the first.
+    buffer_bytes, max_block_ms
+        ``send`` blocks while this many record bytes wait, for at most ``max_block_ms``.
+    compression_type
+        ``"gzip"`` compresses request bodies over HTTP (fewer bytes on the wire and fewer
+        billed API Gateway request units); in direct mode segments are always compressed
+        with the topic's codec, so it changes nothing there.
+    seed
+        Seeds the sticky partitioner and the backoff jitter (tests).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        linger_ms: float = 5,
+        batch_bytes: int = 1 << 20,
+        idempotent: bool = True,
+        retries: int = 20,
+        retry_backoff_ms: float = 100,
+        delivery_timeout_ms: float = 120_000,
+        buffer_bytes: int = 32 << 20,
+        max_block_ms: float = 60_000,
+        compression_type: Literal["gzip"] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if linger_ms < 0 or batch_bytes < 1 or buffer_bytes < 1:
+            raise InvalidRequestError("linger_ms must be >= 0, batch_bytes and buffer_bytes > 0")
+        if compression_type not in (None, "gzip"):
+            raise InvalidRequestError(f"compression_type {compression_type!r}: use 'gzip' or None")
+        compressed = getattr(transport, "compressed", None)
+        self._transport: Transport = (
+            compressed(compression_type) if compression_type and compressed else transport
+        )
+        self._linger_s = linger_ms / 1000
+        self._batch_bytes = batch_bytes
+        self._idempotent = idempotent
+        self._retries = retries
+        self._backoff_s = retry_backoff_ms / 1000
+        self._delivery_timeout_s = delivery_timeout_ms / 1000
+        self._buffer_bytes = buffer_bytes
+        self._max_block_s = max_block_ms / 1000
+        self._request_bytes = min(
+            int(getattr(transport, "max_append_bytes", MAX_APPEND_BYTES)), MAX_APPEND_BYTES
+        )
+        self._random = random.Random(seed)
+        self._partitioner = StickyPartitioner(seed)
+        self._sticky: dict[str, int] = {}
+        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._batches: dict[str, dict[int, _Batch]] = {}
+        self._buffered = 0
+        self._incomplete = 0
+        self._flushing = 0
+        self._closed = False
+        self._producer_id: int | None = None
+        self._epoch = 0
+        self._sequences: dict[tuple[str, int], int] = {}
+        self._metrics = ProducerMetrics()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._sender = threading.Thread(target=self._run, name="lakelog-producer", daemon=True)
+        self._sender.start()
+
+    # Public API ----------------------------------------------------------------------
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Iterable[Header] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> FutureRecordMetadata:
+        """Queue one record; the future resolves to its `RecordMetadata`.
+
+        Raises at once for what can never succeed (closed producer, unknown topic,
+        partition out of range, a record larger than one request); other errors arrive
+        through the future.
+        """
+        header_tuple = tuple(headers or ())
+        size = record_size(key, value, header_tuple)
+        if size > self._request_bytes:
+            raise PayloadTooLargeError(
+                f"record is {size} bytes; one request carries at most {self._request_bytes}"
+            )
+        chosen = self._partition(topic, key, partition)
+        record = Record(
+            value=value,
+            key=key,
+            headers=header_tuple,
+            partition=chosen,
+            timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        )
+        future = FutureRecordMetadata()
+        deadline = time.monotonic() + self._max_block_s
+        with self._wake:
+            while self._buffered + size > self._buffer_bytes and self._buffered > 0:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    raise TimeoutError(f"send blocked {self._max_block_s:.1f}s on a full buffer")
+                self._wake.wait(left)
+            if self._closed:
+                raise InvalidRequestError("the producer is closed")
+            batch = self._batches.setdefault(topic, {}).get(chosen)
+            if batch is None:
+                batch = self._batches[topic][chosen] = _Batch(created=time.monotonic())
+            batch.records.append(record)
+            batch.futures.append(future)
+            batch.size += size
+            self._buffered += size
+            self._incomplete += 1
+            if batch.size >= self._batch_bytes or len(batch.records) == 1:
+                self._wake.notify_all()
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything queued now and wait until each record is acknowledged or failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._wake:
+            self._flushing += 1
+            self._wake.notify_all()
+            try:
+                while self._incomplete:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError(f"{self._incomplete} records still in flight")
+                    self._wake.wait(left)
+            finally:
+                self._flushing -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the sender thread; later sends raise."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            with self._wake:
+                self._closed = True
+                self._wake.notify_all()
+            self._sender.join(timeout)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partitions of ``topic``."""
+        return set(range(self._partition_count(topic)))
+
+    def metrics(self) -> ProducerMetrics:
+        """A copy of the producer's counters."""
+        with self._lock:
+            return ProducerMetrics(**vars(self._metrics))
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Partitioning --------------------------------------------------------------------
+    def _partition_count(self, topic: str, refresh: bool = False) -> int:
+        cached = self._partition_counts.get(topic)
+        now = time.monotonic()
+        if cached is None or refresh or now - cached[1] > METADATA_MAX_AGE_S:
+            count = len(self._transport.describe_topic(topic).partitions)
+            self._partition_counts[topic] = cached = (count, now)
+        return cached[0]
+
+    def _partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
+        count = self._partition_count(topic)
+        if partition is not None:
+            if not 0 <= partition < count:
+                count = self._partition_count(topic, refresh=True)
+            if not 0 <= partition < count:
+                raise InvalidRequestError(
+                    f"partition {partition} of {topic!r} does not exist (it has {count})"
+                )
+            return partition
+        if key is not None:
+            return partition_for_key(key, count)
+        with self._lock:
+            sticky = self._sticky.get(topic)
+            if sticky is None or sticky >= count:
+                sticky = self._sticky[topic] = self._partitioner.next_partition(topic, count)
+            return sticky
+
+    # Sender --------------------------------------------------------------------------
+    def _ready_topic(self, now: float) -> tuple[str | None, float | None]:
+        """A topic with a batch ready to go, else how long until one is."""
+        wait: float | None = None
+        for topic, batches in self._batches.items():
+            for batch in batches.values():
+                due = batch.created + self._linger_s
+                if self._flushing or self._closed or batch.size >= self._batch_bytes or due <= now:
+                    return topic, None
+                wait = due - now if wait is None else min(wait, due - now)
+        return None, wait
+
+    def _drain(self, topic: str) -> dict[int, _Batch]:
+        """Take up to one request's worth of the topic's queued records, per partition."""
+        batches = self._batches[topic]
+        taken: dict[int, _Batch] = {}
+        total_bytes = total_records = 0
+        for partition in sorted(batches):
+            batch = batches[partition]
+            count = size = 0
+            for record in batch.records:
+                record_bytes = record_size(record.key, record.value, record.headers)
+                fits = total_bytes + record_bytes <= self._request_bytes
+                if total_records >= MAX_APPEND_RECORDS or not (fits or total_records == 0):
+                    break
+                if count and size + record_bytes > self._batch_bytes:
+                    break
+                count += 1
+                size += record_bytes
+                total_bytes += record_bytes
+                total_records += 1
+            if count:
+                taken[partition] = _Batch(
+                    batch.created, batch.records[:count], batch.futures[:count], size
+                )
+                del batch.records[:count], batch.futures[:count]
+                batch.size -= size
+            if not batch.records:
+                del batches[partition]
+        if not batches:
+            del self._batches[topic]
+        self._sticky.pop(topic, None)
+        return taken
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while True:
+                    topic, wait = self._ready_topic(time.monotonic())
+                    if topic is not None or (self._closed and not self._batches):
+                        break
+                    self._wake.wait(wait)
+                if topic is None:
+                    return
+                taken = self._drain(topic)
+            self._send(topic, taken)
+
+    def _send(self, topic: str, taken: dict[int, _Batch]) -> None:
+        records: list[Record] = []
+        futures: list[FutureRecordMetadata] = []
+        for batch in taken.values():
+            records += batch.records
+            futures += batch.futures
+        size = sum(b.size for b in taken.values())
+        try:
+            acks = self._append(topic, records, {p: len(b.records) for p, b in taken.items()})
+        except Exception as error:  # every failure reaches the futures, never the thread
+            self._finish(futures, size, error=error)
+        else:
+            self._finish(futures, size, acks=acks)
+
+    def _append(
+        self, topic: str, records: Sequence[Record], counts: dict[int, int]
+    ) -> list[RecordMetadata]:
+        started = time.monotonic()
+        attempt = 0
+        sequences: dict[int, int] | None = None
+        while True:
+            try:
+                producer: ProducerBatch | None = None
+                if self._idempotent:
+                    if self._producer_id is None:
+                        self._producer_id, self._epoch = self._transport.init_producer_id(), 0
+                        self._sequences.clear()
+                        sequences = None
+                    if sequences is None:
+                        sequences = {p: self._sequences.get((topic, p), 0) for p in counts}
+                    producer = ProducerBatch(self._producer_id, self._epoch, sequences=sequences)
+                acks = self._transport.append(topic, records, producer)
+            except RETRYABLE:
+                attempt += 1
+                pause = self._random.uniform(0, min(self._backoff_s * 2**attempt, 5.0))
+                if (
+                    attempt > self._retries
+                    or time.monotonic() + pause - started > self._delivery_timeout_s
+                ):
+                    self._forget_identity()
+                    raise
+                with self._lock:
+                    self._metrics.retries += 1
+                time.sleep(pause)
+            except LakelogError:
+                self._forget_identity()
+                raise
+            else:
+                for partition, count in counts.items():
+                    key = (topic, partition)
+                    self._sequences[key] = self._sequences.get(key, 0) + count
+                return acks
+
+    def _forget_identity(self) -> None:
+        """After an append whose outcome is unknown, continue under a fresh producer id."""
+        self._producer_id = None
+
+    def _finish(
+        self,
+        futures: list[FutureRecordMetadata],
+        size: int,
+        acks: list[RecordMetadata] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        for index, future in enumerate(futures):
+            if acks is not None:
+                future.set_result(acks[index])
+            else:
+                future.set_exception(error)
+        with self._wake:
+            self._buffered -= size
+            self._incomplete -= len(futures)
+            if acks is not None:
+                self._metrics.appends += 1
+                self._metrics.records += len(futures)
+                self._metrics.bytes += size
+            else:
+                self._metrics.errors += 1
+            self._wake.notify_all()
+
+    def __repr__(self) -> str:
+        return f"Producer(transport={type(self._transport).__name__})"

@@ -1,0 +1,119 @@
+"""``lakelog dev`` as a child process: for end-to-end tests and benchmarks.
+
+`DevProcess` starts ``python -m lakelog.cli dev ARGS``, reads the banner it prints (API URL,
+docs URL, S3 endpoint, bucket) and keeps reading its output, so the access log can never
+fill the pipe and block the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from typing import Final
+
+__all__ = ["DevProcess", "start_dev"]
+
+START_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 10.0
+_BANNER: Final = {
+    "api_url": re.compile(r"^\s*API\s+(http://\S+)\s*$"),
+    "docs_url": re.compile(r"^\s*Docs\s+(http://\S+)\s*$"),
+    "s3_endpoint_url": re.compile(r"^\s*S3 endpoint\s+(http://\S+)\s*$"),
+    "bucket": re.compile(r"^\s*Bucket\s+(\S+)\s*$"),
+}
+
+
+class DevProcess:
+    """One ``lakelog dev`` child process and what its banner said."""
+
+    def __init__(self, *args: str, cwd: str | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("AWS_ENDPOINT_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lakelog.cli", "dev", *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.info: dict[str, str] = {}
+        self._ready = threading.Event()
+        self._drain = threading.Thread(target=self._read, daemon=True)
+        self._drain.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            for name, pattern in _BANNER.items():
+                match = pattern.match(line)
+                if match:
+                    self.info[name] = match.group(1)
+            if len(self.info) == len(_BANNER):
+                self._ready.set()
+        self._ready.set()  # the process ended: stop waiting
+
+    @property
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        return "\n".join(self.lines)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> DevProcess:
+        """Wait until the banner is printed; raise with the output if it never is."""
+        if not self._ready.wait(timeout) or len(self.info) < len(_BANNER):
+            self.kill()
+            raise RuntimeError(f"lakelog dev did not start:\n{self.output}")
+        return self
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        """The exit code, once the process has ended and its output is read."""
+        code = self.process.wait(timeout)
+        self._drain.join(timeout)
+        return code
+
+    def interrupt(self, sig: signal.Signals = signal.SIGINT) -> None:
+        """Send ``sig`` (Ctrl-C by default)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def kill(self) -> None:
+        """Make sure the process is gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(STOP_TIMEOUT)
+        self._drain.join(STOP_TIMEOUT)
+
+    def stop(self) -> int:
+        """Ctrl-C, wait for the exit (kill after `STOP_TIMEOUT`); the exit code."""
+        self.interrupt()
+        try:
+            return self.wait_exit()
+        finally:
+            self.kill()
+
+    @property
+    def api_url(self) -> str:
+        """The API's base URL."""
+        return self.info["api_url"]
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        """moto's endpoint (S3 and DynamoDB)."""
+        return self.info["s3_endpoint_url"]
+
+    @property
+    def bucket(self) -> str:
+        """The segment bucket."""
+        return self.info["bucket"]
+
+
+def start_dev(*args: str) -> DevProcess:
+    """``lakelog dev --port 0 ARGS`` started and ready."""
+    return DevProcess("--port", "0", *args).wait_ready()

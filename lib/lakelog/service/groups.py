@@ -1,0 +1,437 @@
+"""Consumer groups: join and heartbeat, balanced leases, fenced commits, describe, reset.
+
+The protocol is ADR 0009. There is no coordinator process: each heartbeat reads the whole
+group in one query and moves only the caller's own leases, by conditional writes on their
+epochs. Every member computes the same targets from the same view, so the group converges
+on ``floor(P / M)`` or ``ceil(P / M)`` partitions per member within about two rounds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from lakelog.errors import (
+    GroupNotEmptyError,
+    GroupNotFoundError,
+    InvalidRequestError,
+    TopicNotFoundError,
+)
+from lakelog.limits import (
+    DEFAULT_SESSION_TIMEOUT_MS,
+    MAX_OFFSETS_PER_COMMIT,
+    MAX_SESSION_TIMEOUT_MS,
+    MAX_TOPICS_PER_MEMBER,
+    MIN_SESSION_TIMEOUT_MS,
+    validate_group_id,
+    validate_member_id,
+    validate_topic_name,
+)
+from lakelog.service.context import EngineContext, retry_if_stale
+from lakelog.service.fetch import Fetcher
+from lakelog.storage.keys import partition_pk
+from lakelog.storage.ports import (
+    GroupState,
+    GroupStore,
+    Head,
+    LeaseRecord,
+    MemberRecord,
+    TopicRecord,
+)
+from lakelog.types import (
+    Assignment,
+    GroupDescription,
+    MemberInfo,
+    Membership,
+    OffsetCommit,
+    PartitionLag,
+    TopicPartition,
+)
+
+__all__ = ["GroupCoordinator", "GroupView", "balanced_target"]
+
+ResetTo = Literal["earliest", "latest"]
+
+
+def balanced_target(member_id: str, partitions: int, held: Mapping[str, int]) -> int:
+    """How many of a topic's ``partitions`` ``member_id`` should hold.
+
+    ``held`` maps every live member subscribed to the topic (``member_id`` included) to
+    the number of its partitions it holds now. With ``q, r = divmod(partitions,
+    len(held))``, the first ``r`` members ordered by (holds more than ``q`` first, then
+    member id) get ``q + 1`` and the others ``q``: members that already hold a ceiling
+    keep it, so no partition moves only to come back.
+    """
+    floor, extra = divmod(partitions, len(held))
+    order = sorted(held, key=lambda member: (held[member] <= floor, member))
+    return floor + 1 if order.index(member_id) < extra else floor
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """A group as one read saw it at ``now_ms``: who is live and who holds what."""
+
+    live: Mapping[str, MemberRecord]
+    leases: Mapping[tuple[str, int], LeaseRecord]
+
+    @classmethod
+    def of(cls, state: GroupState, now_ms: int) -> GroupView:
+        """The view of ``state`` at ``now_ms``: members whose session has not ended."""
+        return cls(
+            live={m.member_id: m for m in state.members if m.expires_ms > now_ms},
+            leases={(lease.topic, lease.partition): lease for lease in state.leases},
+        )
+
+    def lease(self, topic: str, partition: int) -> LeaseRecord:
+        """The stored lease of a partition, or the lease of a partition nobody took yet."""
+        return self.leases.get((topic, partition)) or LeaseRecord.missing(topic, partition)
+
+    def owner(self, lease: LeaseRecord, topic: TopicRecord) -> str | None:
+        """Who holds ``lease`` of the current ``topic``: its owner while that is live.
+
+        A lease of another topic id (a deleted topic of the same name) is free.
+        """
+        if lease.topic_id != topic.topic_id or lease.owner not in self.live:
+            return None
+        return lease.owner
+
+    def committed(self, lease: LeaseRecord, topic: TopicRecord) -> int | None:
+        """The committed offset of ``lease`` for the current ``topic`` (None if other id)."""
+        return lease.committed_offset if lease.topic_id == topic.topic_id else None
+
+    def subscribers(self, topic: str) -> list[str]:
+        """Live members subscribed to ``topic``, by member id."""
+        return sorted(m.member_id for m in self.live.values() if topic in m.topics)
+
+
+def _non_negative_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"{name} must be an integer, not {value!r}")
+    if value < 0:
+        raise InvalidRequestError(f"{name} must be non-negative, not {value}")
+    return value
+
+
+def _subscription(topics: object) -> tuple[str, ...]:
+    if isinstance(topics, str | bytes) or not isinstance(topics, Collection):
+        raise InvalidRequestError("topics must be a list of topic names")
+    names = tuple(sorted({validate_topic_name(topic) for topic in topics}))
+    if not names:
+        raise InvalidRequestError("topics must name at least one topic")
+    if len(names) > MAX_TOPICS_PER_MEMBER:
+        raise InvalidRequestError(
+            f"a member subscribes to at most {MAX_TOPICS_PER_MEMBER} topics, not {len(names)}"
+        )
+    return names
+
+
+def _session_timeout(value: object) -> int:
+    if value is None:
+        return DEFAULT_SESSION_TIMEOUT_MS
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"session_timeout_ms must be an integer, not {value!r}")
+    if not MIN_SESSION_TIMEOUT_MS <= value <= MAX_SESSION_TIMEOUT_MS:
+        raise InvalidRequestError(
+            f"session_timeout_ms must be between {MIN_SESSION_TIMEOUT_MS} and "
+            f"{MAX_SESSION_TIMEOUT_MS}, not {value}"
+        )
+    return value
+
+
+def _assignment(lease: LeaseRecord) -> Assignment:
+    return Assignment(lease.topic, lease.partition, lease.lease_epoch, lease.committed_offset)
+
+
+class GroupCoordinator:
+    """The group use cases over a `GroupStore`, on the engine's topics and ledger."""
+
+    def __init__(self, context: EngineContext, groups: GroupStore, fetcher: Fetcher) -> None:
+        self._ctx = context
+        self._groups = groups
+        self._fetcher = fetcher
+
+    @property
+    def store(self) -> GroupStore:
+        """The group store the coordinator writes to."""
+        return self._groups
+
+    # Join, heartbeat and leave --------------------------------------------------------
+    def join(
+        self,
+        group: str,
+        topics: Sequence[str],
+        member_id: str | None = None,
+        session_timeout_ms: int | None = None,
+    ) -> Membership:
+        """Join ``group`` (or heartbeat in it) subscribed to ``topics``; ADR 0009 steps 1-7.
+
+        Without ``member_id`` the member gets a fresh id; an id the group does not know is
+        accepted as a rejoin under that id. Raises `TopicNotFoundError` for an unknown
+        topic and `InvalidRequestError` for bad input, before anything is written.
+        """
+        group = validate_group_id(group)
+        subscription = _subscription(topics)
+        member_id = uuid.uuid4().hex if member_id is None else validate_member_id(member_id)
+        timeout = _session_timeout(session_timeout_ms)
+        cached = {name: self._ctx.caches.topics.get(name) for name in subscription}
+        now = self._ctx.clock_ms()
+        self._groups.put_member(
+            group, MemberRecord(member_id, subscription, timeout, now + timeout)
+        )
+        state = self._groups.read_group(group)
+        view = GroupView.of(state, now)
+        current = self._confirmed(cached, view)
+        stray = [
+            lease
+            for lease in state.leases
+            if lease.owner == member_id
+            and (lease.topic not in current or lease.partition >= current[lease.topic].partitions)
+        ]
+        for lease in stray:
+            self._groups.give_up_lease(group, lease)
+        held: list[LeaseRecord] = []
+        for topic in current.values():
+            held.extend(self._balance(group, member_id, topic, view))
+        return Membership(
+            member_id=member_id,
+            session_timeout_ms=timeout,
+            heartbeat_interval_ms=timeout // 3,
+            assignments=tuple(_assignment(lease) for lease in held),
+        )
+
+    def _balance(
+        self, group: str, member_id: str, topic: TopicRecord, view: GroupView
+    ) -> list[LeaseRecord]:
+        """Give up leases beyond the target or take free ones up to it; the leases held."""
+        leases = [view.lease(topic.name, p) for p in range(topic.partitions)]
+        owners = [view.owner(lease, topic) for lease in leases]
+        held = dict.fromkeys(view.subscribers(topic.name), 0)
+        for owner in owners:
+            if owner in held:
+                held[owner] += 1
+        target = balanced_target(member_id, topic.partitions, held)
+        mine = [lease for lease, owner in zip(leases, owners, strict=True) if owner == member_id]
+        for lease in reversed(mine[target:]):  # highest partition first
+            self._groups.give_up_lease(group, lease)
+        mine = mine[:target]
+        free = (lease for lease, owner in zip(leases, owners, strict=True) if owner is None)
+        for lease in free:
+            if len(mine) >= target:
+                break
+            taken = self._groups.take_lease(group, lease, member_id, topic.topic_id)
+            if taken is not None:  # None: another member moved first; skip it this round
+                mine.append(taken)
+        return sorted(mine, key=lambda lease: lease.partition)
+
+    def _confirmed(
+        self, cached: Mapping[str, TopicRecord], view: GroupView
+    ) -> dict[str, TopicRecord]:
+        """The ``cached`` topics, re-read from the catalog where a lease names another id.
+
+        Either the lease belongs to a deleted topic of that name (the catalog confirms the
+        cached id) or this process cached a topic since deleted and re-created (the
+        catalog corrects it); treating a current lease as stale would drop its offset.
+        Raises `StaleTopicError` for a topic deleted meanwhile.
+        """
+        topics = dict(cached)
+        for name, topic in cached.items():
+            if any(
+                view.lease(name, p).topic_id not in ("", topic.topic_id)
+                for p in range(topic.partitions)
+            ):
+                try:
+                    topics[name] = self._ctx.current_topic(name)
+                except TopicNotFoundError:
+                    raise self._ctx.stale(topic) from None
+        return topics
+
+    def leave(self, group: str, member_id: str) -> None:
+        """Give up every lease of ``member_id`` and remove it; the others take over at
+        their next heartbeat. Leaving twice, or as an unknown member, changes nothing."""
+        group = validate_group_id(group)
+        member_id = validate_member_id(member_id)
+        for lease in self._groups.read_group(group).leases:
+            if lease.owner == member_id:
+                self._groups.give_up_lease(group, lease)
+        self._groups.delete_member(group, member_id)
+
+    def member_topics(self, group: str, member_id: str) -> tuple[str, ...]:
+        """Topics ``member_id`` subscribes to or holds leases on (what leaving touches)."""
+        group = validate_group_id(group)
+        member_id = validate_member_id(member_id)
+        state = self._groups.read_group(group)
+        topics = {lease.topic for lease in state.leases if lease.owner == member_id}
+        for member in state.members:
+            if member.member_id == member_id:
+                topics.update(member.topics)
+        return tuple(sorted(topics))
+
+    # Commit -----------------------------------------------------------------------------
+    def commit(self, group: str, member_id: str, offsets: Sequence[OffsetCommit]) -> None:
+        """Commit ``offsets`` (next offsets to read), all or none.
+
+        Raises
+        ------
+        LeaseFencedError
+            A lease is no longer ``member_id``'s at the given epoch; nothing changed.
+        """
+        group = validate_group_id(group)
+        member_id = validate_member_id(member_id)
+        if isinstance(offsets, str | bytes) or not isinstance(offsets, Sequence):
+            raise InvalidRequestError("offsets must be a list of offset commits")
+        if len(offsets) > MAX_OFFSETS_PER_COMMIT:
+            raise InvalidRequestError(
+                f"a commit carries at most {MAX_OFFSETS_PER_COMMIT} offsets, not {len(offsets)}"
+            )
+        seen: set[tuple[str, int]] = set()
+        for commit in offsets:
+            if not isinstance(commit, OffsetCommit):
+                raise InvalidRequestError(f"not an offset commit: {commit!r}")
+            partition = _non_negative_int("partition", commit.partition)
+            _non_negative_int("offset", commit.offset)
+            _non_negative_int("lease_epoch", commit.lease_epoch)
+            topic = self._ctx.caches.topics.get(commit.topic, partition + 1)
+            self._ctx.partition_pk(topic, partition)
+            if (commit.topic, partition) in seen:
+                raise InvalidRequestError(f"{commit.topic}-{partition} is committed twice")
+            seen.add((commit.topic, partition))
+        self._groups.commit(group, member_id, offsets, self._ctx.clock_ms())
+
+    # Describe and reset -----------------------------------------------------------------
+    @retry_if_stale
+    def describe(self, group: str) -> GroupDescription:
+        """Live members and, for every topic with a lease or a live subscriber, each
+        partition's owner, epoch, committed offset, high watermark and lag.
+
+        Leases of topics that no longer exist are left out. Raises `GroupNotFoundError`
+        for a group with no item at all.
+        """
+        group = validate_group_id(group)
+        state = self._groups.read_group(group)
+        if not state.members and not state.leases:
+            raise GroupNotFoundError(group)
+        view = GroupView.of(state, self._ctx.clock_ms())
+        names = {lease.topic for lease in state.leases}
+        for member in view.live.values():
+            names.update(member.topics)
+        topics = self._confirmed(self._existing(sorted(names)), view)
+        heads = self._heads(list(topics.values()))
+        partitions: list[PartitionLag] = []
+        owned: dict[str, list[TopicPartition]] = {member: [] for member in view.live}
+        for topic in topics.values():
+            for partition in range(topic.partitions):
+                lease = view.lease(topic.name, partition)
+                owner = view.owner(lease, topic)
+                committed = view.committed(lease, topic)
+                high_watermark = heads[topic.name][partition].high_watermark
+                if owner is not None:
+                    owned[owner].append(TopicPartition(topic.name, partition))
+                partitions.append(
+                    PartitionLag(
+                        topic=topic.name,
+                        partition=partition,
+                        owner=owner,
+                        lease_epoch=lease.lease_epoch,
+                        committed_offset=committed,
+                        high_watermark=high_watermark,
+                        lag=None if committed is None else high_watermark - committed,
+                    )
+                )
+        members = tuple(
+            MemberInfo(m.member_id, m.topics, m.expires_ms, tuple(owned[m.member_id]))
+            for m in sorted(view.live.values(), key=lambda m: m.member_id)
+        )
+        return GroupDescription(group=group, members=members, partitions=tuple(partitions))
+
+    def _existing(self, names: Sequence[str]) -> dict[str, TopicRecord]:
+        """The topics of ``names`` that exist, by name."""
+        found: dict[str, TopicRecord] = {}
+        for name in names:
+            try:
+                found[name] = self._ctx.caches.topics.get(name)
+            except TopicNotFoundError:
+                continue
+        return found
+
+    def _heads(self, topics: Sequence[TopicRecord]) -> dict[str, list[Head]]:
+        """Every partition head of ``topics`` in one batch read; stale if one is gone."""
+        pks = {
+            topic.name: [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
+            for topic in topics
+        }
+        heads = self._ctx.ledger.read_heads([pk for names in pks.values() for pk in names])
+        self._ctx.caches.heads.update(heads)
+        result: dict[str, list[Head]] = {}
+        for topic in topics:
+            if any(pk not in heads for pk in pks[topic.name]):
+                raise self._ctx.stale(topic)
+            result[topic.name] = [heads[pk] for pk in pks[topic.name]]
+        return result
+
+    @retry_if_stale
+    def reset(
+        self,
+        group: str,
+        topic_name: str,
+        *,
+        to: ResetTo | None = None,
+        offset: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> dict[int, int]:
+        """Set the group's committed offset of every partition of a topic; give exactly one
+        of ``to`` (earliest or latest), ``offset`` (clamped to each partition's
+        ``[log_start_offset, high_watermark]``) or ``timestamp_ms`` (the first offset at
+        or after it, the high watermark when there is none).
+
+        Each lease is written free at its next epoch. Returns partition -> new committed
+        offset. A group that does not exist yet is created with these offsets.
+
+        Raises
+        ------
+        GroupNotEmptyError
+            A member of the group is live, or one joined during the reset.
+        """
+        group = validate_group_id(group)
+        if sum(value is not None for value in (to, offset, timestamp_ms)) != 1:
+            raise InvalidRequestError("give exactly one of to, offset or timestamp_ms")
+        if to is not None and to not in ("earliest", "latest"):
+            raise InvalidRequestError(f"to must be 'earliest' or 'latest', not {to!r}")
+        if offset is not None:
+            _non_negative_int("offset", offset)
+        if timestamp_ms is not None:
+            _non_negative_int("timestamp_ms", timestamp_ms)
+        topic = self._ctx.current_topic(topic_name)
+        now = self._ctx.clock_ms()
+        state = self._groups.read_group(group)
+        view = GroupView.of(state, now)
+        if view.live:
+            raise GroupNotEmptyError(group, tuple(sorted(view.live)))
+        heads = self._heads([topic])[topic.name]
+        targets: dict[int, int] = {}
+        for partition, head in enumerate(heads):
+            if to is not None:
+                target = head.log_start_offset if to == "earliest" else head.high_watermark
+            elif offset is not None:
+                target = max(head.log_start_offset, min(offset, head.high_watermark))
+            else:
+                assert timestamp_ms is not None
+                found = self._fetcher.offset_for_time(topic.name, partition, timestamp_ms)
+                target = head.high_watermark if found is None else found
+            targets[partition] = target
+        resets = []
+        for partition, target in targets.items():
+            seen = view.lease(topic.name, partition)
+            new = LeaseRecord(
+                topic=topic.name,
+                partition=partition,
+                topic_id=topic.topic_id,
+                lease_epoch=seen.lease_epoch + 1,
+                committed_offset=target,
+                committed_ms=now,
+            )
+            resets.append((seen, new))
+        if not self._groups.reset_leases(group, resets):
+            raise GroupNotEmptyError(group)
+        return targets

@@ -1,0 +1,85 @@
+"""What the consumer group tests share: a settable clock, heartbeat rounds, ownership checks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from lakelog import Engine, Membership, TopicPartition
+from lakelog.storage.groups import DynamoGroupStore
+from lakelog.storage.ports import GroupState
+
+START_MS = 1_741_774_530_000
+"""The fake clock's first instant (2025-03-12T10:15:30Z, the sample events' time)."""
+
+
+class Clock:
+    """Milliseconds that move only when a test says so (pass it as ``clock_ms``)."""
+
+    def __init__(self, now_ms: int = START_MS) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        """Let ``ms`` milliseconds pass."""
+        self.now_ms += ms
+
+
+def heartbeat(
+    engine: Engine,
+    group: str,
+    subscriptions: Mapping[str, Sequence[str]],
+    rounds: int = 2,
+    session_timeout_ms: int | None = None,
+) -> dict[str, Membership]:
+    """Heartbeat every member (member id -> topics), in id order, ``rounds`` times.
+
+    Returns the last reply of each member.
+    """
+    replies: dict[str, Membership] = {}
+    for _ in range(rounds):
+        for member_id in sorted(subscriptions):
+            replies[member_id] = engine.join_group(
+                group, subscriptions[member_id], member_id, session_timeout_ms
+            )
+    return replies
+
+
+def held(membership: Membership) -> set[TopicPartition]:
+    """The partitions a reply says the member holds."""
+    return {TopicPartition(a.topic, a.partition) for a in membership.assignments}
+
+
+def assert_disjoint_and_complete(
+    replies: Mapping[str, Membership], partitions: Iterable[TopicPartition]
+) -> None:
+    """Every partition is held by exactly one member, as the replies tell it."""
+    counts = Counter(tp for reply in replies.values() for tp in held(reply))
+    assert set(counts) == set(partitions), counts
+    assert all(count == 1 for count in counts.values()), counts
+
+
+def assert_balanced(replies: Mapping[str, Membership], topic: str, partitions: int) -> None:
+    """Each member holds the floor or the ceiling of its share of ``topic``."""
+    floor, extra = divmod(partitions, len(replies))
+    counts = sorted(sum(a.topic == topic for a in r.assignments) for r in replies.values())
+    assert set(counts) <= {floor, floor + (1 if extra else 0)}, counts
+    assert sum(counts) == partitions, counts
+
+
+def read_group(dynamodb_client: Any, table: str, group: str) -> GroupState:
+    """What the catalog holds for ``group``, read directly."""
+    return DynamoGroupStore(dynamodb_client, table).read_group(group)
+
+
+def catalog_items(dynamodb_client: Any, table: str) -> list[dict[str, Any]]:
+    """Every item of the catalog table, in key order (to prove a refusal changed nothing)."""
+    items: list[dict[str, Any]] = []
+    for page in dynamodb_client.get_paginator("scan").paginate(
+        TableName=table, ConsistentRead=True
+    ):
+        items.extend(page["Items"])
+    return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))

@@ -1,0 +1,120 @@
+"""Consumer without a group: assign, poll, iterate, seek, offsets for times."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lakelog import TopicPartition
+from lakelog.client import Client, OffsetAndTimestamp
+from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError
+
+TP0 = TopicPartition("events", 0)
+TP1 = TopicPartition("events", 1)
+
+
+@pytest.fixture
+def events(client: Client) -> Client:
+    """``events``: 2 partitions, 20 records each, timestamps 1000 + 10 * i."""
+    client.create_topic("events", partitions=2)
+    with client.producer(linger_ms=1) as producer:
+        for i in range(20):
+            for partition in (0, 1):
+                producer.send(
+                    "events",
+                    key=b"k%d" % i,
+                    value=json.dumps({"i": i, "p": partition}).encode(),
+                    headers=[("trace", b"t%d" % i)],
+                    partition=partition,
+                    timestamp_ms=1000 + 10 * i,
+                )
+    return client
+
+
+def test_poll_returns_records_by_partition_in_order(events: Client) -> None:
+    consumer = events.consumer(auto_offset_reset="earliest", value_deserializer=json.loads)
+    consumer.assign([TP0, TP1])
+    seen: dict[TopicPartition, list[int]] = {TP0: [], TP1: []}
+    while sum(map(len, seen.values())) < 40:
+        for tp, records in consumer.poll(timeout_ms=5000, max_records=7).items():
+            assert len(records) <= 7
+            for record in records:
+                assert record.value == {"i": record.offset, "p": tp.partition}
+                assert record.key == b"k%d" % record.offset
+                assert record.headers == [("trace", b"t%d" % record.offset)]
+                assert record.timestamp == 1000 + 10 * record.offset
+                seen[tp].append(record.offset)
+    assert seen == {TP0: list(range(20)), TP1: list(range(20))}
+    assert consumer.poll(timeout_ms=100) == {}
+    assert consumer.position(TP0) == 20
+    consumer.close()
+
+
+def test_latest_skips_what_is_there(events: Client) -> None:
+    consumer = events.consumer(auto_offset_reset="latest")
+    consumer.assign([TP0])
+    assert consumer.position(TP0) == 20
+    with events.producer() as producer:
+        producer.send("events", value=b"new", partition=0)
+    records = consumer.poll(timeout_ms=5000)[TP0]
+    assert [(r.offset, r.value) for r in records] == [(20, b"new")]
+
+
+def test_iteration_stops_after_consumer_timeout(events: Client) -> None:
+    consumer = events.consumer(auto_offset_reset="earliest", consumer_timeout_ms=300)
+    consumer.assign([TP1])
+    assert [r.offset for r in consumer] == list(range(20))
+
+
+def test_seek_and_seek_to_beginning_and_end(events: Client) -> None:
+    consumer = events.consumer(auto_offset_reset="latest")
+    consumer.assign([TP0, TP1])
+    consumer.seek(TP0, 15)
+    assert [r.offset for r in consumer.poll(timeout_ms=5000)[TP0]] == [15, 16, 17, 18, 19]
+    consumer.seek_to_beginning(TP1)
+    assert consumer.position(TP1) == 0
+    consumer.seek_to_end()
+    assert consumer.position(TP0) == consumer.position(TP1) == 20
+    assert consumer.beginning_offsets([TP0]) == {TP0: 0}
+    assert consumer.end_offsets([TP0, TP1]) == {TP0: 20, TP1: 20}
+    with pytest.raises(InvalidRequestError, match="not assigned"):
+        consumer.seek(TopicPartition("events", 7), 0)
+    with pytest.raises(InvalidRequestError):
+        consumer.seek(TP0, -1)
+
+
+def test_offsets_for_times(events: Client) -> None:
+    consumer = events.consumer()
+    found = consumer.offsets_for_times({TP0: 1055, TP1: 0, TopicPartition("events", 0): 1055})
+    assert found[TP0] == OffsetAndTimestamp(6, 1060)
+    assert found[TP1] == OffsetAndTimestamp(0, 1000)
+    assert consumer.offsets_for_times({TP0: 10**12}) == {TP0: None}
+
+
+def test_a_position_past_the_end_follows_auto_offset_reset(events: Client) -> None:
+    consumer = events.consumer(auto_offset_reset="earliest")
+    consumer.assign([TP0])
+    consumer.seek(TP0, 500)
+    records = consumer.poll(timeout_ms=5000).get(TP0, [])
+    assert consumer.position(TP0) <= 20
+    strict = events.consumer(auto_offset_reset="none")
+    with pytest.raises(OffsetOutOfRangeError):
+        strict.assign([TP0])
+    assert all(r.offset < 20 for r in records)
+
+
+def test_misuse_is_refused(events: Client) -> None:
+    with pytest.raises(InvalidRequestError):
+        events.consumer(auto_offset_reset="middle")  # type: ignore[arg-type]
+    plain = events.consumer()
+    with pytest.raises(InvalidRequestError, match="group_id"):
+        plain.subscribe(["events"])
+    with pytest.raises(InvalidRequestError, match="group"):
+        plain.commit()
+    grouped = events.consumer("events", group_id="g")
+    with pytest.raises(InvalidRequestError, match="mixed"):
+        grouped.assign([TP0])
+    plain.close()
+    with pytest.raises(InvalidRequestError, match="closed"):
+        plain.poll()
