@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from lakelog.client import (
+    Client,
+    CommitFailedError,
+    Consumer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    FutureRecordMetadata,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    Producer,
+)
 from lakelog.config import TopicConfig
 from lakelog.errors import (
     CorruptSegmentError,
@@ -38,9 +49,15 @@ from lakelog.types import (
 
 __all__ = [
     "Assignment",
+    "Client",
+    "CommitFailedError",
+    "Consumer",
+    "ConsumerRebalanceListener",
+    "ConsumerRecord",
     "CorruptSegmentError",
     "Engine",
     "FetchResult",
+    "FutureRecordMetadata",
     "GroupDescription",
     "GroupNotEmptyError",
     "GroupNotFoundError",
@@ -49,12 +66,15 @@ __all__ = [
     "LeaseFencedError",
     "MemberInfo",
     "Membership",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "OffsetCommit",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PartitionInfo",
     "PartitionLag",
     "PayloadTooLargeError",
+    "Producer",
     "ProducerBatch",
     "ProducerFencedError",
     "Record",

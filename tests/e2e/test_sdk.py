@@ -10,8 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from lakelog import ResourceNames, TopicPartition
-from lakelog.client import Client, ConsumerRecord
+from lakelog import Client, ConsumerRecord, ResourceNames, TopicPartition
 from lakelog.client.http import HttpTransport
 from lakelog.errors import (
     OffsetOutOfRangeError,
