@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
-from lakelog.client.transport import Transport
+from lakelog.client.transport import RETRYABLE, Transport
 from lakelog.errors import (
     GroupNotFoundError,
     InvalidRequestError,
@@ -181,7 +182,7 @@ class Consumer:
         self._last_heartbeat = 0.0
         self._next_auto_commit = time.monotonic() + self._auto_commit_s
         self._rotation = 0
-        self._buffer: list[ConsumerRecord] = []
+        self._buffer: deque[ConsumerRecord] = deque()
         self._closed = False
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -266,7 +267,7 @@ class Consumer:
             timeout = 1.0 if self._consumer_timeout_s is None else self._consumer_timeout_s - waited
             for records in self.poll(timeout_ms=timeout * 1000).values():
                 self._buffer.extend(records)
-        return self._buffer.pop(0)
+        return self._buffer.popleft()
 
     def _fetch(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
         found: dict[TopicPartition, list[ConsumerRecord]] = {}
@@ -292,11 +293,12 @@ class Consumer:
                     raise
                 state.position = self._reset_position(tp)
                 continue
+            except RETRYABLE as error:  # try this partition again after a pause
+                logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, error)
+                self._idle(state, now)
+                continue
             if not result.records:
-                state.idle_wait = min(
-                    max(state.idle_wait * 2, IDLE_BACKOFF_S), self._fetch_max_wait_s
-                )
-                state.idle_until = now + state.idle_wait
+                self._idle(state, now)
                 state.position = max(state.position, result.next_offset)
                 continue
             state.idle_wait = state.idle_until = 0.0
@@ -304,6 +306,11 @@ class Consumer:
             state.position = result.next_offset
             limit -= len(result.records)
         return found
+
+    def _idle(self, state: _PartitionState, now: float) -> None:
+        """Ask this partition again after a pause that doubles up to ``fetch_max_wait_ms``."""
+        state.idle_wait = min(max(state.idle_wait * 2, IDLE_BACKOFF_S), self._fetch_max_wait_s)
+        state.idle_until = now + state.idle_wait
 
     def _consumer_record(self, topic: str, record: Any) -> ConsumerRecord:
         key, value = record.key, record.value
@@ -480,7 +487,11 @@ class Consumer:
             self._auto_commit_now()
             self._next_auto_commit = now + self._auto_commit_s
         if heartbeat_due:
-            self._heartbeat()
+            try:
+                self._heartbeat()
+            except RETRYABLE as error:  # keep polling what is held; try again soon
+                logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
+                self._last_heartbeat = now - self._heartbeat_s * 3 / 4
         if self._membership is not self._applied and self._membership is not None:
             self._apply(self._membership)
 

@@ -19,14 +19,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from lakelog.client.transport import Transport
+from lakelog.client.transport import RETRYABLE, Transport
 from lakelog.errors import (
     InvalidRequestError,
     LakelogError,
-    LedgerConflictError,
     PayloadTooLargeError,
-    ThrottledError,
-    UnavailableError,
 )
 from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS
 from lakelog.log.codec import record_size
@@ -34,9 +31,6 @@ from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
 
 __all__ = ["FutureRecordMetadata", "Producer", "ProducerMetrics"]
-
-RETRYABLE: Final = (ThrottledError, UnavailableError, LedgerConflictError)
-"""Errors after which the same append is sent again (same sequences: no duplicates)."""
 
 METADATA_MAX_AGE_S: Final = 60.0
 """How long a topic's partition count is trusted before it is read again."""

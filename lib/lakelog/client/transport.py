@@ -8,8 +8,9 @@ Client depend on nothing else, so both modes run the same client code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
+from lakelog.errors import LedgerConflictError, ThrottledError, UnavailableError
 from lakelog.types import (
     FetchResult,
     GroupDescription,
@@ -21,7 +22,10 @@ from lakelog.types import (
     TopicDescription,
 )
 
-__all__ = ["Transport"]
+__all__ = ["RETRYABLE", "Transport"]
+
+RETRYABLE: Final = (ThrottledError, UnavailableError, LedgerConflictError)
+"""Errors after which the same request may simply be sent again (429, 503, no connection)."""
 
 
 class Transport(Protocol):

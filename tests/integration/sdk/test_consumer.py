@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client, OffsetAndTimestamp
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError
+from tests.integration.sdk.conftest import Wire
 
 TP0 = TopicPartition("events", 0)
 TP1 = TopicPartition("events", 1)
@@ -118,3 +120,20 @@ def test_misuse_is_refused(events: Client) -> None:
     plain.close()
     with pytest.raises(InvalidRequestError, match="closed"):
         plain.poll()
+
+
+def test_poll_rides_out_an_unavailable_service(
+    make_client: Callable[[], tuple[Client, Wire]],
+) -> None:
+    client, wire = make_client()
+    client.create_topic("flaky", partitions=2)
+    consumer = client.consumer(auto_offset_reset="earliest")
+    consumer.assign([TopicPartition("flaky", 0), TopicPartition("flaky", 1)])
+    wire.cut = True
+    assert consumer.poll(timeout_ms=300) == {}  # no exception: 503s are retried
+    wire.cut = False
+    with client.producer() as producer:
+        producer.send("flaky", value=b"after", partition=1)
+    records = consumer.poll(timeout_ms=5000)
+    assert [r.value for r in records[TopicPartition("flaky", 1)]] == [b"after"]
+    assert wire.calls["fetch"] >= 2

@@ -255,3 +255,21 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
     assert by_member[id(joiner)] > 0 and by_member[id(leaver)] > 0, by_member
     duplicates = sum(delivered.values()) - total
     assert duplicates <= total // 10, duplicates  # redelivery only around the rebalances
+
+
+def test_a_group_member_rides_out_an_unavailable_service(make_client: MakeClient) -> None:
+    client, _ = make_client()
+    client.create_topic("outage", partitions=2)
+    consumer, wire = member(make_client, "outage", "g3")
+    wait_until(lambda: len(consumer.assignment()) == 2, 10, lambda: poll_all([consumer]))
+    wire.cut = True
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # heartbeats and fetches fail: polls return nothing
+        assert consumer.poll(timeout_ms=100) == {}
+    wire.cut = False
+    with client.producer() as producer:
+        producer.send("outage", value=b"back", partition=0)
+    got: list[ConsumerRecord] = []
+    wait_until(lambda: bool(got), 10, lambda: got.extend(_flat(consumer.poll(100))))
+    assert [r.value for r in got] == [b"back"]
+    consumer.close()
