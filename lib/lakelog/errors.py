@@ -105,7 +105,13 @@ class ProducerFencedError(LakelogError):
 
 
 class OutOfOrderSequenceError(InvalidRequestError):
-    """An idempotent batch's sequence does not follow the last one written."""
+    """An idempotent batch's sequence does not follow the last one written; nothing was.
+
+    Its own code (400 ``out_of_order_sequence``, Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER) lets
+    a producer tell it from other bad input: it starts again under a fresh producer id.
+    """
+
+    code = "out_of_order_sequence"
 
     def __init__(self, producer_id: int, partition: int, sequence: int, expected: int) -> None:
         super().__init__(

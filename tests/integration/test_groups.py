@@ -571,7 +571,11 @@ BAD_JOINS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"topics": "orders"}, InvalidRequestError, "list of topic names"),
     ({"topics": None}, InvalidRequestError, "list of topic names"),
     ({"topics": ["orders", "bad name"]}, InvalidRequestError, "topic name"),
-    ({"topics": ["orders", "missing"]}, TopicNotFoundError, "'missing' does not exist"),
+    (
+        {"topics": ["orders", "missing"], "member_id": None},
+        TopicNotFoundError,
+        "'missing' does not exist",
+    ),
     (
         {"topics": [f"t{i}" for i in range(MAX_TOPICS_PER_MEMBER + 1)]},
         InvalidRequestError,
@@ -667,3 +671,18 @@ def test_bad_member_ids_on_leave_raise_and_change_nothing(
         for member_id in ["", "m#a", "a b", None]:
             with pytest.raises(InvalidRequestError, match="member id"):
                 engine.leave_group("g", member_id)  # type: ignore[arg-type]
+
+
+def test_a_heartbeat_leaves_out_a_deleted_topic_and_keeps_the_others(engine: Engine) -> None:
+    engine.create_topic("short-lived", partitions=2)
+    joined = engine.join_group("g", ["orders", "short-lived"], "a")
+    assert len(joined.assignments) == 8
+    engine.delete_topic("short-lived")
+    beat = engine.join_group("g", ["orders", "short-lived"], "a")
+    assert {a.topic for a in beat.assignments} == {"orders"}
+    assert [a.lease_epoch for a in beat.assignments] == [
+        a.lease_epoch for a in joined.assignments if a.topic == "orders"
+    ]
+    engine.delete_topic("orders")
+    with pytest.raises(TopicNotFoundError):
+        engine.join_group("g", ["orders", "short-lived"], "a")

@@ -326,7 +326,8 @@ def test_sequence_gap_raises_out_of_order_sequence() -> None:
         check_producer(head, PRODUCER, 0, 4, 1, 0)
 
     assert caught.value.expected == 3
-    assert caught.value.code == "invalid_request"
+    assert caught.value.code == "out_of_order_sequence"
+    assert isinstance(caught.value, InvalidRequestError)  # a 400: nothing was written
 
 
 def test_stale_epoch_is_fenced() -> None:

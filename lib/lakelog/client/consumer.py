@@ -80,9 +80,12 @@ class CommitFailedError(LeaseFencedError):
     """A commit was refused because a lease moved to another member; nothing changed."""
 
 
-def _commit_failed(message: str) -> CommitFailedError:
+def _commit_failed(
+    message: str, group: str, member_id: str, partitions: tuple[tuple[str, int], ...] = ()
+) -> CommitFailedError:
     error = CommitFailedError.__new__(CommitFailedError)
     LakelogError.__init__(error, message)
+    error.group, error.member_id, error.partitions = group, member_id, partitions
     return error
 
 
@@ -97,10 +100,14 @@ class ConsumerRebalanceListener(Protocol):
 
 
 class _PartitionState:
-    __slots__ = ("epoch", "idle_until", "idle_wait", "position", "start")
+    """One assigned partition: ``position`` is past the last record handed to the caller,
+    ``fetched`` past the last record fetched (ahead while iteration buffers records)."""
+
+    __slots__ = ("epoch", "fetched", "idle_until", "idle_wait", "position", "start")
 
     def __init__(self, position: int, epoch: int = 0) -> None:
         self.position = position
+        self.fetched = position
         self.start = position
         self.epoch = epoch
         self.idle_until = 0.0
@@ -239,13 +246,29 @@ class Consumer:
         self, timeout_ms: float = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records of the assigned partitions, waiting up to ``timeout_ms`` for some."""
+        if self._buffer:  # records iteration fetched but has not handed over yet
+            found: dict[TopicPartition, list[ConsumerRecord]] = {}
+            while self._buffer:
+                record = self._buffer.popleft()
+                found.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+            self._handed_over()
+            return found
+        return self._poll(timeout_ms, max_records or self._max_poll_records, returned=True)
+
+    def _poll(
+        self, timeout_ms: float, limit: int, *, returned: bool
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Fetch up to ``limit`` records; ``returned``: they count as handed over (their
+        partitions' positions move past them), else iteration moves positions per record."""
         self._check_open()
         deadline = time.monotonic() + timeout_ms / 1000
-        limit = max_records or self._max_poll_records
         while True:
             with self._lock:
                 self._maintain()
                 found = self._fetch(limit)
+                if returned:
+                    for state in self._partitions.values():
+                        state.position = state.fetched
                 wake = min((s.idle_until for s in self._partitions.values()), default=0.0)
             if found:
                 return found
@@ -261,51 +284,86 @@ class Consumer:
     def __next__(self) -> ConsumerRecord:
         started = time.monotonic()
         while not self._buffer:
+            self._handed_over()
             waited = time.monotonic() - started
             if self._consumer_timeout_s is not None and waited >= self._consumer_timeout_s:
                 raise StopIteration
             timeout = 1.0 if self._consumer_timeout_s is None else self._consumer_timeout_s - waited
-            for records in self.poll(timeout_ms=timeout * 1000).values():
+            polled = self._poll(timeout * 1000, self._max_poll_records, returned=False)
+            for records in polled.values():
                 self._buffer.extend(records)
-        return self._buffer.popleft()
+        record = self._buffer.popleft()
+        with self._lock:
+            state = self._partitions.get(TopicPartition(record.topic, record.partition))
+            if state is not None:
+                state.position = record.offset + 1
+        return record
+
+    def _handed_over(self) -> None:
+        """Nothing is buffered: every partition's position catches up with its fetches."""
+        with self._lock:
+            for state in self._partitions.values():
+                state.position = state.fetched
+
+    def _discard_buffered(self, partitions: set[TopicPartition]) -> None:
+        """Forget iteration's buffered records of ``partitions`` (sought, revoked, rewound)."""
+        if self._buffer:
+            self._buffer = deque(
+                r for r in self._buffer if TopicPartition(r.topic, r.partition) not in partitions
+            )
 
     def _fetch(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One round over the assigned partitions. If a fetch raises, every partition of
+        the round is put back where it was, so no record is skipped."""
         found: dict[TopicPartition, list[ConsumerRecord]] = {}
         order = sorted(self._partitions)
         if not order:
             return found
         self._rotation = (self._rotation + 1) % len(order)
         now = time.monotonic()
-        for tp in order[self._rotation :] + order[: self._rotation]:
-            state = self._partitions[tp]
-            if limit <= 0 or state.idle_until > now:
-                continue
-            try:
-                result = self._transport.fetch(
-                    tp.topic,
-                    tp.partition,
-                    state.position,
-                    min(limit, MAX_FETCH_RECORDS),
-                    self._fetch_max_bytes,
-                )
-            except OffsetOutOfRangeError:
-                if self._reset == "none":
-                    raise
-                state.position = self._reset_position(tp)
-                continue
-            except RETRYABLE as error:  # try this partition again after a pause
-                logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, error)
-                self._idle(state, now)
-                continue
-            if not result.records:
-                self._idle(state, now)
-                state.position = max(state.position, result.next_offset)
-                continue
-            state.idle_wait = state.idle_until = 0.0
-            found[tp] = [self._consumer_record(tp.topic, r) for r in result.records]
-            state.position = result.next_offset
-            limit -= len(result.records)
+        before = {tp: s.fetched for tp, s in self._partitions.items()}
+        try:
+            for tp in order[self._rotation :] + order[: self._rotation]:
+                state = self._partitions[tp]
+                if limit <= 0 or state.idle_until > now:
+                    continue
+                records = self._fetch_partition(tp, state, limit, now)
+                if records:
+                    found[tp] = records
+                    limit -= len(records)
+        except BaseException:
+            for tp, fetched in before.items():
+                self._partitions[tp].fetched = fetched
+            raise
         return found
+
+    def _fetch_partition(
+        self, tp: TopicPartition, state: _PartitionState, limit: int, now: float
+    ) -> list[ConsumerRecord]:
+        try:
+            result = self._transport.fetch(
+                tp.topic,
+                tp.partition,
+                state.fetched,
+                min(limit, MAX_FETCH_RECORDS),
+                self._fetch_max_bytes,
+            )
+        except OffsetOutOfRangeError:
+            if self._reset == "none":
+                raise
+            state.fetched = state.position = self._reset_position(tp)
+            return []
+        except RETRYABLE as error:  # try this partition again after a pause
+            logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, error)
+            self._idle(state, now)
+            return []
+        if not result.records:
+            self._idle(state, now)
+            state.fetched = max(state.fetched, result.next_offset)
+            return []
+        state.idle_wait = state.idle_until = 0.0
+        state.fetched = result.next_offset
+        return [self._consumer_record(tp.topic, r) for r in result.records]
 
     def _idle(self, state: _PartitionState, now: float) -> None:
         """Ask this partition again after a pause that doubles up to ``fetch_max_wait_ms``."""
@@ -339,7 +397,9 @@ class Consumer:
             raise InvalidRequestError(f"offset must be >= 0, not {offset}")
         with self._lock:
             state = self._state(partition)
-            state.position, state.idle_until = offset, 0.0
+            state.position = state.fetched = offset
+            state.idle_until = 0.0
+            self._discard_buffered({TopicPartition(*partition)})
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         """Read from each partition's log start (every assigned one when none given)."""
@@ -408,6 +468,7 @@ class Consumer:
         """
         if self.group_id is None or self._member_id is None:
             raise InvalidRequestError("commit needs a group_id and a joined group")
+        group, member_id = self.group_id, self._member_id
         with self._lock:
             if offsets is None:  # what moved since the last commit
                 wanted = {
@@ -425,17 +486,22 @@ class Consumer:
                 state = self._partitions.get(tp)
                 if state is None:
                     raise _commit_failed(
-                        f"{tp.topic}-{tp.partition} is not assigned to this member"
+                        f"{tp.topic}-{tp.partition} is not assigned to this member",
+                        group,
+                        member_id,
+                        ((tp.topic, tp.partition),),
                     )
                 commits.append(OffsetCommit(tp.topic, tp.partition, offset, state.epoch))
             for start in range(0, len(commits), COMMIT_CHUNK):
                 chunk = commits[start : start + COMMIT_CHUNK]
                 try:
-                    self._transport.commit_offsets(self.group_id, self._member_id, chunk)
+                    self._transport.commit_offsets(group, member_id, chunk)
                 except LeaseFencedError as error:
                     self._rewind(chunk)
                     self._last_heartbeat = 0.0  # learn the new assignment at once
-                    raise _commit_failed(error.message) from error
+                    raise _commit_failed(
+                        error.message, group, member_id, getattr(error, "partitions", ())
+                    ) from error
                 for c in chunk:
                     self._committed[TopicPartition(c.topic, c.partition)] = c.offset
 
@@ -450,8 +516,9 @@ class Consumer:
             tp = TopicPartition(commit.topic, commit.partition)
             state = self._partitions.get(tp)
             if state is not None:
-                state.position = self._committed.get(tp, state.start)
+                state.position = state.fetched = self._committed.get(tp, state.start)
                 state.idle_until = 0.0
+                self._discard_buffered({tp})
 
     def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition``, or None."""
@@ -474,9 +541,15 @@ class Consumer:
 
     # Group membership ------------------------------------------------------------------
     def _maintain(self) -> None:
-        """Heartbeat and auto-commit when due; apply a new assignment."""
+        """Apply an assignment a background heartbeat brought, auto-commit and heartbeat
+        when due, and apply what that heartbeat brought.
+
+        Applying first keeps auto-commit from naming a lease the member already gave up
+        (the whole commit would be refused and its other partitions rewound)."""
         if not self._subscription:
             return
+        if self._membership is not self._applied and self._membership is not None:
+            self._apply(self._membership)
         now = time.monotonic()
         heartbeat_due = now - self._last_heartbeat >= self._heartbeat_s
         if (
@@ -513,6 +586,8 @@ class Consumer:
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self._heartbeat_s / 4):
             with self._lock:
+                if self._stop.is_set() or self._closed:
+                    return  # close() ran while this thread waited for the lock
                 if (
                     self._subscription
                     and time.monotonic() - self._last_heartbeat >= self._heartbeat_s
@@ -535,6 +610,7 @@ class Consumer:
             for tp in revoked:
                 del self._partitions[tp]
                 self._committed.pop(tp, None)
+            self._discard_buffered(revoked)
             if self._listener:
                 self._listener.on_partitions_revoked(revoked)
         assigned = set(leases) - set(self._partitions)
@@ -571,6 +647,7 @@ class Consumer:
                 self._leave()
             finally:
                 self._closed = True
+                self._subscription = ()
         if self._heartbeater is not None:
             self._heartbeater.join(timeout=5)
 

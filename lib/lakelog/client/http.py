@@ -26,6 +26,7 @@ from lakelog.errors import (
     LakelogError,
     LeaseFencedError,
     OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
     PayloadTooLargeError,
     ProducerFencedError,
     ThrottledError,
@@ -34,6 +35,7 @@ from lakelog.errors import (
     UnauthorizedError,
     UnavailableError,
 )
+from lakelog.limits import MAX_APPEND_BYTES
 from lakelog.types import (
     Assignment,
     FetchResult,
@@ -64,6 +66,7 @@ _ERRORS: Final[dict[str, type[LakelogError]]] = {
         TopicNotFoundError,
         TopicExistsError,
         OffsetOutOfRangeError,
+        OutOfOrderSequenceError,
         ThrottledError,
         UnavailableError,
         CorruptSegmentError,
@@ -137,6 +140,16 @@ def error_from_reply(status: int, body: bytes, path: str) -> LakelogError:
     return error
 
 
+_RECORD_JSON_BYTES: Final = 160
+"""Field names, types, braces, partition and timestamp of one record in a produce body."""
+_HEADER_JSON_BYTES: Final = 24
+"""Braces and field names of one header."""
+
+
+def _b64_length(data: bytes | None) -> int:
+    return 0 if data is None else 4 * ((len(data) + 2) // 3)
+
+
 def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
@@ -189,8 +202,17 @@ class HttpTransport:
         Connect and read timeout of each request.
     """
 
-    max_append_bytes: Final = 4 * 1024 * 1024
-    """Record bytes per append: base64 makes 4 MiB about 5.4 MB, under the 6 MB body limit."""
+    max_request_bytes: Final = MAX_APPEND_BYTES - 64 * 1024
+    """JSON bytes of the records of one append (`request_bytes` each): the 6 MiB body limit
+    less room for the envelope and the producer's sequences."""
+
+    @staticmethod
+    def request_bytes(record: Record) -> int:
+        """An upper bound of the bytes ``record`` takes in a produce body (base64 JSON)."""
+        size = _RECORD_JSON_BYTES + _b64_length(record.key) + _b64_length(record.value)
+        for name, value in record.headers:
+            size += _HEADER_JSON_BYTES + len(json.dumps(name)) + _b64_length(value)
+        return size
 
     def __init__(
         self,
@@ -275,7 +297,10 @@ class HttpTransport:
             raise error_from_reply(response.status, response.data, path)
         if response.status == 204 or not response.data:
             return None
-        return json.loads(response.data)
+        try:
+            return json.loads(response.data)
+        except ValueError as error:  # an answer cut short or not from the API
+            raise UnavailableError(f"{method} {url}: reply is not JSON: {error}") from error
 
     @staticmethod
     def _path(*segments: object) -> str:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from lakelog.client.transport import RETRYABLE, Transport
 from lakelog.errors import (
     InvalidRequestError,
-    LakelogError,
+    OutOfOrderSequenceError,
     PayloadTooLargeError,
 )
 from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS
@@ -63,6 +63,10 @@ class _Batch:
     records: list[Record] = field(default_factory=list)
     futures: list[FutureRecordMetadata] = field(default_factory=list)
     size: int = 0
+
+
+def _record_bytes(record: Record) -> int:
+    return record_size(record.key, record.value, record.headers)
 
 
 class Producer:
@@ -123,16 +127,16 @@ class Producer:
         self._delivery_timeout_s = delivery_timeout_ms / 1000
         self._buffer_bytes = buffer_bytes
         self._max_block_s = max_block_ms / 1000
-        self._request_bytes = min(
-            int(getattr(transport, "max_append_bytes", MAX_APPEND_BYTES)), MAX_APPEND_BYTES
-        )
+        # What one request may carry, in the transport's own measure (HTTP: encoded JSON).
+        self._request_limit = int(getattr(transport, "max_request_bytes", MAX_APPEND_BYTES))
+        self._cost: Callable[[Record], int] = getattr(transport, "request_bytes", _record_bytes)
         self._random = random.Random(seed)
         self._partitioner = StickyPartitioner(seed)
         self._sticky: dict[str, int] = {}
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._batches: dict[str, dict[int, _Batch]] = {}
+        self._in_flight: list[FutureRecordMetadata] = []
         self._buffered = 0
-        self._incomplete = 0
         self._flushing = 0
         self._closed = False
         self._producer_id: int | None = None
@@ -158,22 +162,22 @@ class Producer:
 
         Raises at once for what can never succeed (closed producer, unknown topic,
         partition out of range, a record larger than one request); other errors arrive
-        through the future.
+        through the future. A future cancelled before its record is sent is not sent.
         """
-        header_tuple = tuple(headers or ())
-        size = record_size(key, value, header_tuple)
-        if size > self._request_bytes:
-            raise PayloadTooLargeError(
-                f"record is {size} bytes; one request carries at most {self._request_bytes}"
-            )
         chosen = self._partition(topic, key, partition)
         record = Record(
             value=value,
             key=key,
-            headers=header_tuple,
+            headers=tuple(headers or ()),
             partition=chosen,
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
+        cost = self._cost(record)
+        if cost > self._request_limit:
+            raise PayloadTooLargeError(
+                f"record takes {cost} bytes of a request; one carries at most {self._request_limit}"
+            )
+        size = _record_bytes(record)
         future = FutureRecordMetadata()
         deadline = time.monotonic() + self._max_block_s
         with self._wake:
@@ -191,25 +195,24 @@ class Producer:
             batch.futures.append(future)
             batch.size += size
             self._buffered += size
-            self._incomplete += 1
             if batch.size >= self._batch_bytes or len(batch.records) == 1:
                 self._wake.notify_all()
         return future
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send everything queued now and wait until each record is acknowledged or failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Send what is queued now and wait until each of those records is acknowledged or
+        failed (records sent meanwhile by other threads are not waited for)."""
         with self._wake:
+            waiting = [f for b in self._queued() for f in b.futures] + self._in_flight
             self._flushing += 1
             self._wake.notify_all()
-            try:
-                while self._incomplete:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise TimeoutError(f"{self._incomplete} records still in flight")
-                    self._wake.wait(left)
-            finally:
+        try:
+            _, left = wait(waiting, timeout)
+        finally:
+            with self._wake:
                 self._flushing -= 1
+        if left:
+            raise TimeoutError(f"{len(left)} records still in flight")
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the sender thread; later sends raise."""
@@ -266,42 +269,57 @@ class Producer:
             return sticky
 
     # Sender --------------------------------------------------------------------------
+    def _queued(self) -> Iterator[_Batch]:
+        for batches in self._batches.values():
+            yield from batches.values()
+
     def _ready_topic(self, now: float) -> tuple[str | None, float | None]:
-        """A topic with a batch ready to go, else how long until one is."""
-        wait: float | None = None
+        """A topic with a batch ready to go (oldest first), else how long until one is."""
+        ready: tuple[float, str] | None = None
+        wait_s: float | None = None
         for topic, batches in self._batches.items():
             for batch in batches.values():
                 due = batch.created + self._linger_s
                 if self._flushing or self._closed or batch.size >= self._batch_bytes or due <= now:
-                    return topic, None
-                wait = due - now if wait is None else min(wait, due - now)
-        return None, wait
+                    if ready is None or batch.created < ready[0]:
+                        ready = (batch.created, topic)
+                else:
+                    wait_s = due - now if wait_s is None else min(wait_s, due - now)
+        return (ready[1], None) if ready else (None, wait_s)
 
     def _drain(self, topic: str) -> dict[int, _Batch]:
-        """Take up to one request's worth of the topic's queued records, per partition."""
+        """Take up to one request's worth of the topic's queued records, per partition.
+
+        Records whose future was cancelled are dropped here; the others can no longer be
+        cancelled.
+        """
         batches = self._batches[topic]
         taken: dict[int, _Batch] = {}
-        total_bytes = total_records = 0
+        total_cost = total_records = 0
         for partition in sorted(batches):
             batch = batches[partition]
-            count = size = 0
-            for record in batch.records:
-                record_bytes = record_size(record.key, record.value, record.headers)
-                fits = total_bytes + record_bytes <= self._request_bytes
-                if total_records >= MAX_APPEND_RECORDS or not (fits or total_records == 0):
+            part = _Batch(batch.created)
+            count = 0
+            for record, future in zip(batch.records, batch.futures, strict=True):
+                size, cost = _record_bytes(record), self._cost(record)
+                fits = total_cost + cost <= self._request_limit or total_records == 0
+                if total_records >= MAX_APPEND_RECORDS or not fits:
                     break
-                if count and size + record_bytes > self._batch_bytes:
+                if part.records and part.size + size > self._batch_bytes:
                     break
                 count += 1
-                size += record_bytes
-                total_bytes += record_bytes
-                total_records += 1
-            if count:
-                taken[partition] = _Batch(
-                    batch.created, batch.records[:count], batch.futures[:count], size
-                )
-                del batch.records[:count], batch.futures[:count]
                 batch.size -= size
+                if not future.set_running_or_notify_cancel():
+                    self._buffered -= size
+                    continue
+                part.records.append(record)
+                part.futures.append(future)
+                part.size += size
+                total_cost += cost
+                total_records += 1
+            del batch.records[:count], batch.futures[:count]
+            if part.records:
+                taken[partition] = part
             if not batch.records:
                 del batches[partition]
         if not batches:
@@ -313,21 +331,21 @@ class Producer:
         while True:
             with self._wake:
                 while True:
-                    topic, wait = self._ready_topic(time.monotonic())
+                    topic, wait_s = self._ready_topic(time.monotonic())
                     if topic is not None or (self._closed and not self._batches):
                         break
-                    self._wake.wait(wait)
+                    self._wake.wait(wait_s)
                 if topic is None:
                     return
                 taken = self._drain(topic)
-            self._send(topic, taken)
+                self._in_flight = [f for b in taken.values() for f in b.futures]
+                self._wake.notify_all()
+            if taken:
+                self._send(topic, taken)
 
     def _send(self, topic: str, taken: dict[int, _Batch]) -> None:
-        records: list[Record] = []
-        futures: list[FutureRecordMetadata] = []
-        for batch in taken.values():
-            records += batch.records
-            futures += batch.futures
+        records = [r for b in taken.values() for r in b.records]
+        futures = [f for b in taken.values() for f in b.futures]
         size = sum(b.size for b in taken.values())
         try:
             acks = self._append(topic, records, {p: len(b.records) for p, b in taken.items()})
@@ -339,8 +357,12 @@ class Producer:
     def _append(
         self, topic: str, records: Sequence[Record], counts: dict[int, int]
     ) -> list[RecordMetadata]:
+        """One append, retried with the same sequences; a fresh producer id when the
+        service has forgotten this one (topic re-created, 24 h idle) or after a failure
+        whose outcome is unknown."""
         started = time.monotonic()
         attempt = 0
+        renewed = False
         sequences: dict[int, int] | None = None
         while True:
             try:
@@ -366,7 +388,13 @@ class Producer:
                 with self._lock:
                     self._metrics.retries += 1
                 time.sleep(pause)
-            except LakelogError:
+            except OutOfOrderSequenceError:
+                # Nothing of this request was written: start over under a fresh id, once.
+                self._forget_identity()
+                if renewed:
+                    raise
+                renewed = True
+            except Exception:
                 self._forget_identity()
                 raise
             else:
@@ -376,7 +404,7 @@ class Producer:
                 return acks
 
     def _forget_identity(self) -> None:
-        """After an append whose outcome is unknown, continue under a fresh producer id."""
+        """Continue under a fresh producer id from the next append."""
         self._producer_id = None
 
     def _finish(
@@ -386,14 +414,9 @@ class Producer:
         acks: list[RecordMetadata] | None = None,
         error: BaseException | None = None,
     ) -> None:
-        for index, future in enumerate(futures):
-            if acks is not None:
-                future.set_result(acks[index])
-            else:
-                future.set_exception(error)
         with self._wake:
             self._buffered -= size
-            self._incomplete -= len(futures)
+            self._in_flight = []
             if acks is not None:
                 self._metrics.appends += 1
                 self._metrics.records += len(futures)
@@ -401,6 +424,11 @@ class Producer:
             else:
                 self._metrics.errors += 1
             self._wake.notify_all()
+        for index, future in enumerate(futures):
+            if acks is not None:
+                future.set_result(acks[index])
+            else:
+                future.set_exception(error)
 
     def __repr__(self) -> str:
         return f"Producer(transport={type(self._transport).__name__})"

@@ -169,20 +169,24 @@ class GroupCoordinator:
 
         Without ``member_id`` the member gets a fresh id; an id the group does not know is
         accepted as a rejoin under that id. Raises `TopicNotFoundError` for an unknown
-        topic and `InvalidRequestError` for bad input, before anything is written.
+        topic and `InvalidRequestError` for bad input, before anything is written. A
+        heartbeat (``member_id`` given) leaves out topics deleted since, as Kafka keeps
+        consuming the others; it raises only when none of its topics is left.
         """
         group = validate_group_id(group)
         subscription = _subscription(topics)
+        heartbeat = member_id is not None
         member_id = uuid.uuid4().hex if member_id is None else validate_member_id(member_id)
         timeout = _session_timeout(session_timeout_ms)
-        cached = {name: self._ctx.caches.topics.get(name) for name in subscription}
+        cached = self._existing_topics(subscription, drop_missing=heartbeat)
+        subscription = tuple(cached)
         now = self._ctx.clock_ms()
         self._groups.put_member(
             group, MemberRecord(member_id, subscription, timeout, now + timeout)
         )
         state = self._groups.read_group(group)
         view = GroupView.of(state, now)
-        current = self._confirmed(cached, view)
+        current = self._confirmed(cached, view, drop_missing=heartbeat)
         stray = [
             lease
             for lease in state.leases
@@ -225,8 +229,26 @@ class GroupCoordinator:
                 mine.append(taken)
         return sorted(mine, key=lambda lease: lease.partition)
 
+    def _existing_topics(
+        self, names: Sequence[str], *, drop_missing: bool
+    ) -> dict[str, TopicRecord]:
+        """The topics named (cached); missing ones raise, or are left out if
+        ``drop_missing`` and at least one exists."""
+        found: dict[str, TopicRecord] = {}
+        missing: TopicNotFoundError | None = None
+        for name in names:
+            try:
+                found[name] = self._ctx.caches.topics.get(name)
+            except TopicNotFoundError as error:
+                if not drop_missing:
+                    raise
+                missing = missing or error
+        if missing is not None and not found:
+            raise missing
+        return found
+
     def _confirmed(
-        self, cached: Mapping[str, TopicRecord], view: GroupView
+        self, cached: Mapping[str, TopicRecord], view: GroupView, *, drop_missing: bool = False
     ) -> dict[str, TopicRecord]:
         """The ``cached`` topics, re-read from the catalog where a lease names another id.
 
@@ -236,7 +258,17 @@ class GroupCoordinator:
         Raises `StaleTopicError` for a topic deleted meanwhile.
         """
         topics = dict(cached)
-        for name, topic in cached.items():
+        for name, cached_topic in cached.items():
+            topic = cached_topic
+            leased = [
+                lease.partition
+                for (lease_topic, _), lease in view.leases.items()
+                if lease_topic == name and lease.topic_id == topic.topic_id
+            ]
+            if leased and max(leased) >= topic.partitions:
+                # Partitions were added since this process cached the topic: never give
+                # up their leases for a stale count.
+                topics[name] = topic = self._ctx.caches.topics.get(name, max(leased) + 1)
             if any(
                 view.lease(name, p).topic_id not in ("", topic.topic_id)
                 for p in range(topic.partitions)
@@ -244,7 +276,9 @@ class GroupCoordinator:
                 try:
                     topics[name] = self._ctx.current_topic(name)
                 except TopicNotFoundError:
-                    raise self._ctx.stale(topic) from None
+                    if not drop_missing:
+                        raise self._ctx.stale(topic) from None
+                    del topics[name]
         return topics
 
     def leave(self, group: str, member_id: str) -> None:

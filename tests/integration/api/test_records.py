@@ -417,7 +417,7 @@ def test_idempotent_producer_with_a_sequence_gap_returns_400(orders: Api) -> Non
     request = json.loads(load_event("produce_idempotent")["body"])
     request["producer"]["sequence"] = 9
 
-    body = assert_error(orders.send("produce", body=request), 400, "invalid_request")
+    body = assert_error(orders.send("produce", body=request), 400, "out_of_order_sequence")
 
     assert "expected 2" in body["message"]
     assert _high_watermarks(orders) == [2, 0, 0]

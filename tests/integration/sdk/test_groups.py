@@ -104,8 +104,10 @@ def test_a_silent_member_loses_its_partitions_and_cannot_commit(make_client: Mak
     assert [r.offset for r in taken_over if r.partition == first.partition] == [5, 6, 7, 8, 9]
     # The victim comes back: its commit for the lease it lost is fenced and changes nothing.
     victim_wire.cut = False
-    with pytest.raises(CommitFailedError):
+    with pytest.raises(CommitFailedError) as refused:
         victim.commit({first: 50})
+    assert refused.value.code == "fenced" and refused.value.group == "g"
+    assert (first.topic, first.partition) in refused.value.partitions
     committed = {
         (p.topic, p.partition): p.committed_offset for p in client.describe_group("g").partitions
     }

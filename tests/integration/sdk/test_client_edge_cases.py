@@ -1,0 +1,296 @@
+"""Edge cases of the SDK and the group protocol: cancelled futures, lost replies, body
+limits, flush under load, re-created topics, iteration positions, races with the heartbeat
+thread, failed polls, deleted topics and stale partition counts."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lakelog import TopicPartition
+from lakelog.client import Client
+from lakelog.errors import TopicNotFoundError
+from lakelog.local.server import LocalService
+from tests.integration.group_support import Clock
+from tests.integration.sdk.conftest import Wire
+
+MakeClient = Callable[[], tuple[Client, Wire]]
+
+
+def _values(client: Client, topic: str, partition: int = 0) -> list[bytes | None]:
+    high = client.describe_topic(topic).partitions[partition].high_watermark
+    result = client.transport.fetch(topic, partition, 0, 10_000, 1 << 20)
+    assert result.next_offset == high
+    return [r.value for r in result.records]
+
+
+class _MangledReply(Wire):
+    """Appends land, then the reply cannot be read (a non-domain error, e.g. bad JSON)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.mangle = 0
+
+    def __getattr__(self, name: str) -> Any:
+        call = super().__getattr__(name)
+        if name != "append":
+            return call
+
+        def append(*args: Any, **kwargs: Any) -> Any:
+            result = call(*args, **kwargs)
+            if self.mangle:
+                self.mangle -= 1
+                raise ValueError("Expecting value: line 1 column 1 (char 0)")
+            return result
+
+        return append
+
+
+# Producer -----------------------------------------------------------------------------------
+def test_a_cancelled_future_does_not_kill_the_sender_thread(client: Client) -> None:
+    client.create_topic("cancel")
+    producer = client.producer(linger_ms=200)
+    cancelled = producer.send("cancel", value=b"a")
+    assert cancelled.cancel()
+    kept = producer.send("cancel", value=b"b")
+    producer.flush(timeout=5)
+    assert kept.get(timeout=0).partition == 0
+    assert producer.send("cancel", value=b"c").get(timeout=5).topic == "cancel"
+    producer.close(timeout=5)
+
+
+def test_an_unexpected_error_after_an_append_landed_never_acks_a_later_record_as_duplicate(
+    make_engine: Callable[..., Any],
+) -> None:
+    wire = _MangledReply(make_engine())
+    client = Client(transport=wire)  # type: ignore[arg-type]
+    client.create_topic("mangled")
+    producer = client.producer(linger_ms=0)
+    wire.mangle = 1
+    with pytest.raises(ValueError, match="Expecting value"):
+        producer.send("mangled", value=b"one").get(timeout=10)
+    second = producer.send("mangled", value=b"two").get(timeout=10)
+    producer.close(timeout=10)
+    assert b"two" in _values(client, "mangled")  # acknowledged, so it must be in the log
+    assert second.offset == 1
+
+
+@pytest.fixture
+def http_client() -> Iterator[Client]:
+    """The SDK over HTTP, on a `LocalService` (moto and the API in this process)."""
+    with LocalService(port=0) as service, Client(service.api_url) as client:
+        yield client
+
+
+def test_an_http_batch_within_the_producer_limits_fits_the_request_body_limit(
+    http_client: Client,
+) -> None:
+    http_client.create_topic("wide", partitions=6)
+    with http_client.producer(linger_ms=60_000) as producer:
+        futures = [
+            producer.send("wide", key=b"k%014d" % i, value=bytes(400), partition=i % 6)
+            for i in range(10_000)
+        ]
+        producer.flush(timeout=120)
+    assert [f.exception() for f in futures if f.exception() is not None][:1] == []
+    assert sum(p.high_watermark for p in http_client.describe_topic("wide").partitions) == 10_000
+
+
+def test_flush_returns_while_other_threads_keep_sending(client: Client) -> None:
+    client.create_topic("busy")
+    producer = client.producer(linger_ms=5)
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        while not stop.is_set():
+            producer.send("busy", value=b"x")
+            time.sleep(0.001)
+
+    other = threading.Thread(target=keep_sending)
+    other.start()
+    try:
+        mine = producer.send("busy", value=b"mine")
+        producer.flush(timeout=5)  # waits for what was sent before it, as Kafka's does
+        assert mine.done()
+    finally:
+        stop.set()
+        other.join()
+        producer.close(timeout=30)
+
+
+def test_the_first_send_to_a_re_created_topic_succeeds(client: Client) -> None:
+    client.create_topic("again")
+    with client.producer(linger_ms=0) as producer:
+        producer.send("again", value=b"old").get(timeout=10)
+        client.delete_topic("again")
+        client.create_topic("again")
+        assert producer.send("again", value=b"new").get(timeout=10).offset == 0
+
+
+# Consumer -----------------------------------------------------------------------------------
+def _produce(client: Client, topic: str, count: int, partitions: int = 1) -> None:
+    with client.producer(linger_ms=0) as producer:
+        for i in range(count):
+            producer.send(topic, value=b"%d" % i, partition=i % partitions)
+        producer.flush()
+
+
+def _first_offset(client: Client, topic: str, group: str) -> int | None:
+    """The offset a new member of ``group`` starts reading ``topic``-0 at (None: nothing)."""
+    consumer = client.consumer(
+        topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    try:
+        records = consumer.poll(timeout_ms=2000).get(TopicPartition(topic, 0), [])
+        return records[0].offset if records else None
+    finally:
+        consumer.close()
+
+
+def test_commit_while_iterating_commits_only_the_records_returned(client: Client) -> None:
+    client.create_topic("iter")
+    _produce(client, "iter", 10)
+    consumer = client.consumer(
+        "iter", group_id="gi", auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    try:
+        assert next(consumer).offset == 0
+        consumer.commit()
+    finally:
+        consumer.close()
+    assert _first_offset(client, "iter", "gi") == 1  # not 10: records 1-9 were never returned
+
+
+def test_close_after_breaking_out_of_iteration_does_not_skip_records(client: Client) -> None:
+    client.create_topic("brk")
+    _produce(client, "brk", 10)
+    consumer = client.consumer("brk", group_id="gb", auto_offset_reset="earliest")
+    for record in consumer:
+        if record.offset == 3:
+            break
+    consumer.close()  # auto-commit
+    assert _first_offset(client, "brk", "gb") == 4  # not 10: records 4-9 were never returned
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def _owners(client: Client, group: str) -> list[str | None]:
+    return [p.owner for p in client.describe_group(group).partitions]
+
+
+def test_auto_commit_after_a_background_heartbeat_moved_a_lease_keeps_the_others(
+    make_client: MakeClient,
+) -> None:
+    client, _ = make_client()
+    client.create_topic("moved", partitions=2)
+    _produce(client, "moved", 10, partitions=2)
+    options: dict[str, Any] = {
+        "group_id": "gm",
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 1000,
+        "auto_commit_interval_ms": 100,
+    }
+    first = make_client()[0].consumer("moved", **options)
+    second = make_client()[0].consumer("moved", **options)
+    try:
+        got = first.poll(timeout_ms=5000)  # joins alone: both partitions
+        assert {tp.partition for tp in got} == {0, 1}
+        second.poll(timeout_ms=0)  # joins; nothing is free yet
+        # first's heartbeat thread gives partition 1 up (no poll meanwhile)
+        _wait(lambda: _owners(client, "gm")[0] != _owners(client, "gm")[1], 5)
+        again = first.poll(timeout_ms=300)
+        # partition 0 never moved and its records were returned: not again
+        assert again.get(TopicPartition("moved", 0), []) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_close_leaves_no_member_behind_when_the_heartbeat_thread_waits_for_the_lock(
+    make_client: MakeClient,
+) -> None:
+    """Takes about 5 s: close() joins the heartbeat thread for 5 s while the lock is held."""
+    client, _ = make_client()
+    client.create_topic("zombie", partitions=2)
+    consumer = make_client()[0].consumer(
+        "zombie", group_id="gz", enable_auto_commit=False, session_timeout_ms=1000
+    )
+    consumer.poll(timeout_ms=0)  # joins; the heartbeat thread starts
+    heartbeater = consumer._heartbeater
+    assert heartbeater is not None
+    with consumer._lock:  # held as by a poll in progress on another thread
+        time.sleep(0.5)  # a heartbeat falls due; the thread now waits for the lock
+        consumer.close()
+    heartbeater.join(timeout=5)
+    assert not heartbeater.is_alive()
+    assert client.describe_group("gz").members == ()  # no member re-joined after close
+
+
+def test_a_poll_that_raises_does_not_move_positions_past_records_it_never_returned(
+    client: Client,
+) -> None:
+    client.create_topic("kept")
+    client.create_topic("dropped")
+    kept = TopicPartition("kept", 0)
+    consumer = client.consumer(auto_offset_reset="earliest")
+    consumer.assign([TopicPartition("dropped", 0), kept])
+    client.delete_topic("dropped")
+    _produce(client, "kept", 3)
+    returned: list[int] = []
+    for _ in range(4):
+        with contextlib.suppress(TopicNotFoundError):
+            returned += [r.offset for r in consumer.poll(timeout_ms=200).get(kept, [])]
+    assert consumer.position(kept) == len(returned)  # 3 == 0: records 0-2 were skipped
+    consumer.close()
+
+
+def test_a_member_subscribed_to_a_deleted_topic_keeps_its_other_topics(
+    make_client: MakeClient,
+) -> None:
+    client, _ = make_client()
+    client.create_topic("stays")
+    client.create_topic("goes")
+    consumer = make_client()[0].consumer(
+        "stays", "goes", group_id="gd", auto_offset_reset="earliest", session_timeout_ms=1000
+    )
+    try:
+        consumer.poll(timeout_ms=0)
+        client.delete_topic("goes")
+        _produce(client, "stays", 3)
+        returned: list[int] = []
+        deadline = time.monotonic() + 3  # three session timeouts
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TopicNotFoundError):
+                for records in consumer.poll(timeout_ms=100).values():
+                    returned += [r.offset for r in records]
+        assert [m.topics for m in client.describe_group("gd").members] != []  # still live
+        assert returned == [0, 1, 2]
+    finally:
+        consumer.close()
+
+
+# Group service ------------------------------------------------------------------------------
+def test_a_heartbeat_served_with_a_stale_partition_count_keeps_the_new_partitions(
+    make_engine: Callable[..., Any],
+) -> None:
+    """Over HTTP, successive heartbeats of one member reach different Lambda containers."""
+    clock = Clock()
+    fresh, stale = make_engine(clock_ms=clock), make_engine(clock_ms=clock)
+    fresh.create_topic("grown", partitions=2)
+    stale.join_group("gg", ["grown"], "m1")  # this container caches 2 partitions (30 s)
+    fresh.alter_topic("grown", partitions=4)
+    assert len(fresh.join_group("gg", ["grown"], "m1").assignments) == 4
+    epochs = [p.lease_epoch for p in fresh.describe_group("gg").partitions]
+    reply = stale.join_group("gg", ["grown"], "m1")
+    assert [p.lease_epoch for p in fresh.describe_group("gg").partitions] == epochs
+    assert [a.partition for a in reply.assignments] == [0, 1, 2, 3]
