@@ -12,6 +12,7 @@ from lakelog.errors import (
     InvalidRequestError,
     LeaseFencedError,
     OffsetOutOfRangeError,
+    PayloadTooLargeError,
     ProducerFencedError,
     ThrottledError,
     TopicNotFoundError,
@@ -61,3 +62,8 @@ def test_non_json_gateway_errors_are_retryable_kinds() -> None:
         error_from_reply(502, b"<html>bad gateway</html>", "/v1/topics"), UnavailableError
     )
     assert isinstance(error_from_reply(429, b"", "/v1/topics"), ThrottledError)
+
+
+def test_a_gateway_413_without_a_code_is_payload_too_large() -> None:
+    error = error_from_reply(413, b'{"message":"Request Entity Too Large"}', "/v1/topics/t/records")
+    assert isinstance(error, PayloadTooLargeError)

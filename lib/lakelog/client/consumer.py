@@ -122,7 +122,8 @@ class Consumer:
     transport
         Where records and groups live (`lakelog.Client.consumer` passes the client's).
     topics
-        Topics to subscribe to (with ``group_id``); or call `subscribe` or `assign` later.
+        Topics to subscribe to with ``group_id``; without one, every partition of them is
+        assigned (as kafka-python does). Or call `subscribe` or `assign` later.
     group_id
         The consumer group; None reads manually assigned partitions without commits.
     auto_offset_reset
@@ -194,7 +195,15 @@ class Consumer:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._heartbeater: threading.Thread | None = None
-        if topics:
+        if topics and group_id is None:  # kafka-python: every partition, no group
+            self.assign(
+                [
+                    TopicPartition(topic, info.partition)
+                    for topic in dict.fromkeys(topics)
+                    for info in transport.describe_topic(topic).partitions
+                ]
+            )
+        elif topics:
             self.subscribe(topics, listener)
 
     # Subscription and assignment -----------------------------------------------------

@@ -123,6 +123,8 @@ def error_from_reply(status: int, body: bytes, path: str) -> LakelogError:
         kind: type[LakelogError] = LeaseFencedError if "/groups/" in path else ProducerFencedError
     elif code in _ERRORS:
         kind = _ERRORS[code]
+    elif status == 413:
+        kind = PayloadTooLargeError
     elif status in (429, 503, 502, 504):
         kind = ThrottledError if status == 429 else UnavailableError
     elif 400 <= status < 500:

@@ -55,6 +55,14 @@ class ProducerMetrics:
     errors: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _TopicLimits:
+    """What the producer checks before queueing a record for a topic."""
+
+    partitions: int
+    max_record_bytes: int
+
+
 @dataclass
 class _Batch:
     """Records queued for one partition, oldest first."""
@@ -133,7 +141,7 @@ class Producer:
         self._random = random.Random(seed)
         self._partitioner = StickyPartitioner(seed)
         self._sticky: dict[str, int] = {}
-        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._topics: dict[str, tuple[_TopicLimits, float]] = {}
         self._batches: dict[str, dict[int, _Batch]] = {}
         self._in_flight: list[FutureRecordMetadata] = []
         self._buffered = 0
@@ -161,14 +169,21 @@ class Producer:
         """Queue one record; the future resolves to its `RecordMetadata`.
 
         Raises at once for what can never succeed (closed producer, unknown topic,
-        partition out of range, a record larger than one request); other errors arrive
+        partition out of range, a record over the topic's ``max_record_bytes`` or larger
+        than one request); other errors arrive
         through the future. A future cancelled before its record is sent is not sent.
         """
+        header_tuple = tuple(headers or ())
         chosen = self._partition(topic, key, partition)
+        limit = self._topic(topic).max_record_bytes
+        if record_size(key, value, header_tuple) > limit:
+            raise PayloadTooLargeError(
+                f"record is larger than {topic!r}'s max_record_bytes ({limit})"
+            )
         record = Record(
             value=value,
             key=key,
-            headers=tuple(headers or ()),
+            headers=header_tuple,
             partition=chosen,
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
@@ -228,7 +243,7 @@ class Producer:
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partitions of ``topic``."""
-        return set(range(self._partition_count(topic)))
+        return set(range(self._topic(topic).partitions))
 
     def metrics(self) -> ProducerMetrics:
         """A copy of the producer's counters."""
@@ -242,19 +257,23 @@ class Producer:
         self.close()
 
     # Partitioning --------------------------------------------------------------------
-    def _partition_count(self, topic: str, refresh: bool = False) -> int:
-        cached = self._partition_counts.get(topic)
+    def _topic(self, topic: str, refresh: bool = False) -> _TopicLimits:
+        cached = self._topics.get(topic)
         now = time.monotonic()
         if cached is None or refresh or now - cached[1] > METADATA_MAX_AGE_S:
-            count = len(self._transport.describe_topic(topic).partitions)
-            self._partition_counts[topic] = cached = (count, now)
+            description = self._transport.describe_topic(topic)
+            limits = _TopicLimits(
+                len(description.partitions),
+                int(str(description.config.get("max_record_bytes", MAX_APPEND_BYTES))),
+            )
+            self._topics[topic] = cached = (limits, now)
         return cached[0]
 
     def _partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
-        count = self._partition_count(topic)
+        count = self._topic(topic).partitions
         if partition is not None:
             if not 0 <= partition < count:
-                count = self._partition_count(topic, refresh=True)
+                count = self._topic(topic, refresh=True).partitions
             if not 0 <= partition < count:
                 raise InvalidRequestError(
                     f"partition {partition} of {topic!r} does not exist (it has {count})"

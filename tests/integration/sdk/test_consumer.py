@@ -137,3 +137,9 @@ def test_poll_rides_out_an_unavailable_service(
     records = consumer.poll(timeout_ms=5000)
     assert [r.value for r in records[TopicPartition("flaky", 1)]] == [b"after"]
     assert wire.calls["fetch"] >= 2
+
+
+def test_topics_without_a_group_are_read_from_every_partition(events: Client) -> None:
+    consumer = events.consumer("events", auto_offset_reset="earliest", consumer_timeout_ms=500)
+    assert consumer.assignment() == {TP0, TP1}
+    assert len(list(consumer)) == 40

@@ -149,15 +149,26 @@ def test_unknown_topic_and_partition_raise_at_send(client: Client) -> None:
             producer.send("two", value=bytes(7 << 20))
 
 
-def test_server_side_rejection_reaches_the_future(client: Client) -> None:
+def test_a_record_over_the_topics_limit_is_refused_at_send(client: Client) -> None:
     client.create_topic("strict", config={"max_record_bytes": 100})
     with client.producer() as producer:
-        future = producer.send("strict", value=bytes(500))
-        ok = producer.send("strict", value=bytes(10))
+        with pytest.raises(PayloadTooLargeError, match="max_record_bytes"):
+            producer.send("strict", value=bytes(500), headers=iter([("h", b"v")]))
+        ok = producer.send("strict", value=bytes(10), headers=iter([("h", b"v")]))
+    assert ok.get().offset == 0
+    assert client.transport.fetch("strict", 0, 0, 1, 1000).records[0].headers == (("h", b"v"),)
+
+
+def test_server_side_rejection_reaches_the_future(wired: tuple[Client, Wire]) -> None:
+    client, _ = wired
+    client.create_topic("shrinks", config={"max_record_bytes": 1000})
+    with client.producer() as producer:
+        producer.partitions_for("shrinks")  # caches the limit of 1000
+        client.alter_topic("shrinks", config={"max_record_bytes": 100})
+        future = producer.send("shrinks", value=bytes(500))
         producer.flush()
     with pytest.raises(PayloadTooLargeError):
         future.get()
-    assert ok.exception() is not None or ok.get().offset == 0
 
 
 def test_send_after_close_raises_and_close_is_idempotent(client: Client) -> None:
