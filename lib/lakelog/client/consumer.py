@@ -557,8 +557,7 @@ class Consumer:
         (the whole commit would be refused and its other partitions rewound)."""
         if not self._subscription:
             return
-        if self._membership is not self._applied and self._membership is not None:
-            self._apply(self._membership)
+        self._apply_pending()
         now = time.monotonic()
         heartbeat_due = now - self._last_heartbeat >= self._heartbeat_s
         if (
@@ -574,7 +573,10 @@ class Consumer:
             except RETRYABLE as error:  # keep polling what is held; try again soon
                 logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
                 self._last_heartbeat = now - self._heartbeat_s * 3 / 4
-        if self._membership is not self._applied and self._membership is not None:
+        self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        if self._membership is not None and self._membership is not self._applied:
             self._apply(self._membership)
 
     def _heartbeat(self) -> None:
