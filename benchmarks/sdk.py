@@ -60,8 +60,7 @@ def run_sdk(workload: SdkWorkload | None = None) -> SdkReport:
     """Producer then consumer throughput, over HTTP and in direct mode."""
     workload = workload or SdkWorkload()
     options = {"linger_ms": workload.linger_ms}
-    server = start_dev()
-    try:
+    with start_dev() as server:
         results = [
             run(
                 client,
@@ -72,8 +71,6 @@ def run_sdk(workload: SdkWorkload | None = None) -> SdkReport:
             )
             for client in (Client(server.api_url), direct_client(server))
         ]
-    finally:
-        server.stop()
     return SdkReport(http=results[0], direct=results[1])
 
 

@@ -97,6 +97,7 @@ EXIT_FAILED: Final = 1
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _F = TypeVar("_F", bound=Callable[..., Any])
+_D = TypeVar("_D", TopicDescription, GroupDescription)
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -269,6 +270,14 @@ def _progress_option(function: _F) -> _F:
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
+
+
+def _show(value: _D, as_json: bool, printer: Callable[[_D], None]) -> None:
+    """A result dataclass as JSON, or through ``printer`` for people."""
+    if as_json:
+        _print_json(dataclasses.asdict(value))
+    else:
+        printer(value)
 
 
 def _table(*columns: str, numeric: Sequence[str] = ()) -> Table:
@@ -447,10 +456,6 @@ def topic() -> None:
     """Create, list, describe, alter and delete topics."""
 
 
-def _topic_json(description: TopicDescription) -> dict[str, Any]:
-    return dataclasses.asdict(description)
-
-
 def _print_topic(description: TopicDescription) -> None:
     out = _output()
     count = len(description.partitions)
@@ -512,7 +517,7 @@ def topic_create(
     """Create topic NAME."""
     description = settings.client().create_topic(name, partitions, _config(configs) or None)
     if as_json or settings.json:
-        _print_json(_topic_json(description))
+        _print_json(dataclasses.asdict(description))
     else:
         count = len(description.partitions)
         click.echo(f"created topic {name} ({count} partition{'s' if count != 1 else ''})")
@@ -538,10 +543,7 @@ def topic_list(settings: _Settings, as_json: bool) -> None:
 def topic_describe(settings: _Settings, name: str, as_json: bool) -> None:
     """Show each partition's offsets and bytes, and the config of topic NAME."""
     description = settings.client().describe_topic(name)
-    if as_json or settings.json:
-        _print_json(_topic_json(description))
-    else:
-        _print_topic(description)
+    _show(description, as_json or settings.json, _print_topic)
 
 
 @topic.command("alter")
@@ -577,10 +579,7 @@ def topic_alter(
     description = settings.client().alter_topic(
         name, config=_config(configs) or None, partitions=partitions
     )
-    if as_json or settings.json:
-        _print_json(_topic_json(description))
-    else:
-        _print_topic(description)
+    _show(description, as_json or settings.json, _print_topic)
 
 
 @topic.command("delete")
@@ -1059,10 +1058,6 @@ def group() -> None:
     """Describe consumer groups and move their committed offsets."""
 
 
-def _group_json(description: GroupDescription) -> dict[str, Any]:
-    return dataclasses.asdict(description)
-
-
 def _print_group(description: GroupDescription) -> None:
     out = _output()
     members = len(description.members)
@@ -1105,10 +1100,7 @@ def _print_group(description: GroupDescription) -> None:
 def group_describe(settings: _Settings, group_id: str, as_json: bool) -> None:
     """Show the live members of GROUP and, per partition, owner, committed offset and lag."""
     description = settings.client().describe_group(group_id)
-    if as_json or settings.json:
-        _print_json(_group_json(description))
-    else:
-        _print_group(description)
+    _show(description, as_json or settings.json, _print_group)
 
 
 @group.command("reset")

@@ -39,12 +39,9 @@ class Run(Protocol):
 @pytest.fixture(scope="session")
 def dev_server() -> Iterator[DevProcess]:
     """One ``lakelog dev`` for the session; it must stop cleanly on Ctrl-C afterwards."""
-    dev = start_dev("--quiet")
-    try:
+    with start_dev("--quiet") as dev:
         yield dev
-    finally:
-        code = dev.stop()
-    assert code == 0, dev.output
+    assert dev.exit_code == 0, dev.output
 
 
 @pytest.fixture(scope="session")

@@ -28,12 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def dev_server() -> Iterator[DevProcess]:
     """One ``lakelog dev`` per test module; it must stop cleanly on Ctrl-C afterwards."""
-    dev = start_dev()
-    try:
+    with start_dev() as dev:
         yield dev
-    finally:
-        code = dev.stop()
-    assert code == 0, dev.output
+    assert dev.exit_code == 0, dev.output
 
 
 @pytest.fixture(scope="module")

@@ -65,11 +65,13 @@ class _TopicLimits:
 
 @dataclass
 class _Batch:
-    """Records queued for one partition, oldest first."""
+    """Records queued for one partition, oldest first, with each one's record bytes and
+    request bytes (measured once, at send)."""
 
     created: float
     records: list[Record] = field(default_factory=list)
     futures: list[FutureRecordMetadata] = field(default_factory=list)
+    weights: list[tuple[int, int]] = field(default_factory=list)
     size: int = 0
 
 
@@ -176,7 +178,8 @@ class Producer:
         header_tuple = tuple(headers or ())
         chosen = self._partition(topic, key, partition)
         limit = self._topic(topic).max_record_bytes
-        if record_size(key, value, header_tuple) > limit:
+        size = record_size(key, value, header_tuple)
+        if size > limit:
             raise PayloadTooLargeError(
                 f"record is larger than {topic!r}'s max_record_bytes ({limit})"
             )
@@ -192,7 +195,6 @@ class Producer:
             raise PayloadTooLargeError(
                 f"record takes {cost} bytes of a request; one carries at most {self._request_limit}"
             )
-        size = _record_bytes(record)
         future = FutureRecordMetadata()
         deadline = time.monotonic() + self._max_block_s
         with self._wake:
@@ -208,6 +210,7 @@ class Producer:
                 batch = self._batches[topic][chosen] = _Batch(created=time.monotonic())
             batch.records.append(record)
             batch.futures.append(future)
+            batch.weights.append((size, cost))
             batch.size += size
             self._buffered += size
             if batch.size >= self._batch_bytes or len(batch.records) == 1:
@@ -319,8 +322,9 @@ class Producer:
             batch = batches[partition]
             part = _Batch(batch.created)
             count = 0
-            for record, future in zip(batch.records, batch.futures, strict=True):
-                size, cost = _record_bytes(record), self._cost(record)
+            for record, future, (size, cost) in zip(
+                batch.records, batch.futures, batch.weights, strict=True
+            ):
                 fits = total_cost + cost <= self._request_limit or total_records == 0
                 if total_records >= MAX_APPEND_RECORDS or not fits:
                     break
@@ -333,10 +337,11 @@ class Producer:
                     continue
                 part.records.append(record)
                 part.futures.append(future)
+                part.weights.append((size, cost))
                 part.size += size
                 total_cost += cost
                 total_records += 1
-            del batch.records[:count], batch.futures[:count]
+            del batch.records[:count], batch.futures[:count], batch.weights[:count]
             if part.records:
                 taken[partition] = part
             if not batch.records:

@@ -44,6 +44,7 @@ class DevProcess:
         )
         self.lines: list[str] = []
         self.info: dict[str, str] = {}
+        self.exit_code: int | None = None
         self._ready = threading.Event()
         self._drain = threading.Thread(target=self._read, daemon=True)
         self._drain.start()
@@ -94,9 +95,17 @@ class DevProcess:
         """Ctrl-C, wait for the exit (kill after `STOP_TIMEOUT`); the exit code."""
         self.interrupt()
         try:
-            return self.wait_exit()
+            self.exit_code = self.wait_exit()
+            return self.exit_code
         finally:
             self.kill()
+
+    def __enter__(self) -> DevProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """`stop`; the exit code is then in ``exit_code``."""
+        self.stop()
 
     @property
     def api_url(self) -> str:
