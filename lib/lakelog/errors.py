@@ -10,7 +10,6 @@ __all__ = [
     "InvalidRequestError",
     "LakelogError",
     "LeaseFencedError",
-    "LedgerConflictError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
     "PayloadTooLargeError",
@@ -93,9 +92,13 @@ class OffsetOutOfRangeError(LakelogError):
 
 
 class ProducerFencedError(LakelogError):
-    """A producer with a newer epoch exists for this producer id."""
+    """A producer with a newer epoch exists for this producer id.
 
-    code = "fenced"
+    Its own code (409 ``producer_fenced``, Kafka's PRODUCER_FENCED), apart from a group
+    member's `LeaseFencedError` (409 ``fenced``).
+    """
+
+    code = "producer_fenced"
 
     def __init__(self, producer_id: int, epoch: int, current_epoch: int) -> None:
         super().__init__(f"producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")
@@ -179,12 +182,6 @@ class CorruptSegmentError(LakelogError):
         self.reason = reason
 
 
-class LedgerConflictError(LakelogError):
-    """A conditional ledger write kept conflicting after every retry."""
-
-    code = "unavailable"
-
-
 class ThrottledError(LakelogError):
     """Storage throttled the request; the caller may retry later."""
 
@@ -192,7 +189,11 @@ class ThrottledError(LakelogError):
 
 
 class UnavailableError(LakelogError):
-    """Storage failed or timed out; the outcome of a write is unknown."""
+    """Storage failed, timed out or kept conflicting; the caller may retry.
+
+    The outcome of a write that failed this way is unknown unless the message says
+    nothing was written (an append that lost to other appends for its whole retry budget).
+    """
 
     code = "unavailable"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 
 from lakelog import Client, ConsumerRecord, ResourceNames, TopicPartition
-from lakelog.client.http import HttpTransport
+from lakelog.client.http import HttpReply, HttpTransport
 from lakelog.errors import (
     OffsetOutOfRangeError,
     TopicExistsError,
@@ -155,21 +155,19 @@ def test_a_group_over_http_shares_commits_and_replays(http: Client, topic_name: 
     replay.close()
 
 
-def test_requests_are_sigv4_signed_for_execute_api(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requests_are_sigv4_signed_for_execute_api() -> None:
     session = boto3.Session(
         aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", region_name="us-east-1"
     )
-    transport = HttpTransport("https://abc123.execute-api.eu-west-1.amazonaws.com", session=session)
     sent: dict[str, Any] = {}
 
-    class Reply:
-        status, data = 200, b'{"topics": []}'
+    def send(method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> HttpReply:
+        sent.update(headers, url=url)
+        return HttpReply(200, b'{"topics": []}')
 
-    def request(method: str, url: str, **kwargs: Any) -> Reply:
-        sent.update(kwargs["headers"], url=url)
-        return Reply()
-
-    monkeypatch.setattr(transport._pool, "request", request)
+    transport = HttpTransport(
+        "https://abc123.execute-api.eu-west-1.amazonaws.com", session=session, sender=send
+    )
     assert transport.list_topics() == []
     assert sent["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in sent["Authorization"]

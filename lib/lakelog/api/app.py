@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import zlib
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -32,7 +35,8 @@ from lakelog.api.errors import (
     status_of,
     success,
 )
-from lakelog.api.models import (
+from lakelog.contract.models import (
+    MAX_API_FETCH_BYTES,
     AclRule,
     AclRules,
     CommitRequest,
@@ -63,7 +67,6 @@ from lakelog.service.acl import AccessControl
 from lakelog.service.engine import Engine
 from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
 from lakelog.storage.ports import AclEntry
-from lakelog.types import ProducerBatch
 from lakelog.validation import summarize
 
 __all__ = [
@@ -72,6 +75,7 @@ __all__ = [
     "PUBLIC_PATHS",
     "create_app",
     "inflate",
+    "parse_json",
     "precheck",
     "principal_of",
 ]
@@ -81,9 +85,6 @@ API_VERSION = "1.0.0"
 MAX_BODY_BYTES = MAX_APPEND_BYTES
 """Request bodies are at most 6 MiB (the Lambda synchronous payload limit)."""
 
-MAX_API_FETCH_BYTES = 4 * 1024 * 1024
-"""Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
-whole reply must stay under Lambda's 6 MB response limit."""
 
 _JSON = "application/json"
 
@@ -183,6 +184,33 @@ def precheck(event: dict[str, Any]) -> LakelogError | None:
     return None
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
+
+
+def parse_json(text: str | bytes) -> Any:
+    """A request body's JSON, refusing what JSON cannot hold or a parser should not try.
+
+    ``NaN``, ``Infinity``, numbers beyond a double's range (``1e400``), integers of more
+    than 4,300 digits and nesting deeper than 200 levels are refused with
+    `json.JSONDecodeError`, which the resolver answers with 422 ``invalid_request``
+    (Python's ``json`` would accept the first three and fail with a 500 on the others).
+    """
+    try:
+        value = pydantic_core.from_json(text, allow_inf_nan=False)
+    except ValueError as error:
+        raise json.JSONDecodeError(str(error), str(text), 0) from None
+    if not _finite(value):
+        raise json.JSONDecodeError("numbers must be finite", str(text), 0)
+    return value
+
+
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=_JSON, body=body)
 
@@ -204,7 +232,7 @@ def create_app(
         Where unexpected errors are logged.
     """
     logger = logger or Logger(service="lakelog-api")
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=parse_json)
 
     def caller() -> str:
         return principal_of(app.current_event.raw_event)
@@ -348,16 +376,7 @@ def _register_record_routes(
         except ValidationError as error:
             raise RequestValidationError(list(error.errors())) from None
         records = [record.to_record() for record in request.records]
-        producer = None
-        if request.producer is not None:
-            info = request.producer
-            producer = ProducerBatch(
-                producer_id=info.id,
-                epoch=info.epoch,
-                sequences={int(p): s for p, s in (info.sequences or {}).items()},
-                sequence=info.sequence,
-            )
-        acks = engine.append(topic, records, producer)
+        acks = engine.append(topic, records, request.to_producer())
         reply = ProduceReply.json_of(acks).decode()
         metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))
         metrics.add_metric(name="BytesIn", unit=MetricUnit.Bytes, value=len(body))
@@ -404,17 +423,18 @@ def _register_record_routes(
         partition: int,
         spec: Annotated[Literal["earliest", "latest"] | None, Query()] = None,
         timestamp_ms: Annotated[int | None, Query(ge=0)] = None,
-    ) -> OffsetReply:
+    ) -> Response[Any]:
         access.check(caller(), "consume", topic)
         if (spec is None) == (timestamp_ms is None):
             raise InvalidRequestError("give exactly one of spec=earliest|latest or timestamp_ms")
-        if timestamp_ms is not None:
-            found = engine.offset_for_time(topic, partition, timestamp_ms)
-            if found is not None:
-                return OffsetReply(offset=found)
-            spec = "latest"
-        assert spec is not None
-        return OffsetReply(offset=engine.list_offset(topic, partition, spec))
+        if timestamp_ms is None:
+            assert spec is not None
+            reply = OffsetReply(offset=engine.list_offset(topic, partition, spec))
+        elif (found := engine.offset_for_time(topic, partition, timestamp_ms)) is not None:
+            reply = OffsetReply(offset=found, found=True)
+        else:
+            reply = OffsetReply(offset=engine.list_offset(topic, partition, "latest"), found=False)
+        return _json(HTTPStatus.OK, reply.model_dump(mode="json", exclude_none=True))
 
 
 def _register_group_routes(

@@ -1,33 +1,20 @@
-"""Domain errors -> HTTP status and the ``{"error", "message"}`` body, in one place."""
+"""Domain errors -> HTTP replies, and the OpenAPI entries of error and success replies.
+
+Which status and fields each code has is the contract's (`lakelog.contract.errors`); this
+module only shapes Powertools replies and OpenAPI documentation from it.
+"""
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
 
-from lakelog.errors import (
-    CorruptSegmentError,
-    ForbiddenError,
-    GroupNotEmptyError,
-    GroupNotFoundError,
-    InvalidRequestError,
-    LakelogError,
-    LeaseFencedError,
-    LedgerConflictError,
-    OffsetOutOfRangeError,
-    PayloadTooLargeError,
-    ProducerFencedError,
-    ThrottledError,
-    TopicExistsError,
-    TopicNotFoundError,
-    UnauthorizedError,
-    UnavailableError,
-)
+from lakelog.contract.errors import UnsupportedMediaTypeError, error_body, status_of
+from lakelog.contract.models import ErrorBody
 
 __all__ = [
     "BODY_ERRORS",
     "NO_CONTENT",
-    "STATUS_BY_ERROR",
     "UnsupportedMediaTypeError",
     "error_body",
     "error_responses",
@@ -36,56 +23,12 @@ __all__ = [
 ]
 
 
-class UnsupportedMediaTypeError(InvalidRequestError):
-    """A request body that is not UTF-8 ``application/json``."""
-
-
-STATUS_BY_ERROR: tuple[tuple[type[LakelogError], HTTPStatus], ...] = (
-    (PayloadTooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
-    (UnsupportedMediaTypeError, HTTPStatus.UNSUPPORTED_MEDIA_TYPE),
-    (InvalidRequestError, HTTPStatus.BAD_REQUEST),
-    (UnauthorizedError, HTTPStatus.UNAUTHORIZED),
-    (ForbiddenError, HTTPStatus.FORBIDDEN),
-    (TopicNotFoundError, HTTPStatus.NOT_FOUND),
-    (GroupNotFoundError, HTTPStatus.NOT_FOUND),
-    (TopicExistsError, HTTPStatus.CONFLICT),
-    (ProducerFencedError, HTTPStatus.CONFLICT),
-    (LeaseFencedError, HTTPStatus.CONFLICT),
-    (GroupNotEmptyError, HTTPStatus.CONFLICT),
-    (OffsetOutOfRangeError, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE),
-    (ThrottledError, HTTPStatus.TOO_MANY_REQUESTS),
-    (LedgerConflictError, HTTPStatus.SERVICE_UNAVAILABLE),
-    (UnavailableError, HTTPStatus.SERVICE_UNAVAILABLE),
-    (CorruptSegmentError, HTTPStatus.INTERNAL_SERVER_ERROR),
-)
-"""First match wins: subclasses come before their bases."""
-
-
-def status_of(error: LakelogError) -> HTTPStatus:
-    """The HTTP status of a domain error (500 for an unexpected one)."""
-    for kind, status in STATUS_BY_ERROR:
-        if isinstance(error, kind):
-            return status
-    return HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-def error_body(error: LakelogError) -> dict[str, Any]:
-    """The reply body of a domain error; out-of-range errors carry both bounds."""
-    body: dict[str, Any] = {"error": error.code, "message": error.message}
-    if isinstance(error, OffsetOutOfRangeError):
-        body["log_start_offset"] = error.log_start_offset
-        body["high_watermark"] = error.high_watermark
-    return body
-
-
 def error_responses(*statuses: int) -> dict[int, Any]:
     """OpenAPI ``responses`` entries for the error statuses a route can return.
 
     400, 401, 422 and 500 are always included: any request may be malformed, anonymous,
     or meet an unexpected failure.
     """
-    from lakelog.api.models import ErrorBody  # noqa: PLC0415 - avoid a models<->errors cycle
-
     return {
         status: {
             "description": HTTPStatus(status).phrase,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, Literal, Protocol
 
-from lakelog.errors import LedgerConflictError, ThrottledError, UnavailableError
+from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.types import (
     FetchResult,
     GroupDescription,
@@ -24,8 +24,9 @@ from lakelog.types import (
 
 __all__ = ["RETRYABLE", "Transport"]
 
-RETRYABLE: Final = (ThrottledError, UnavailableError, LedgerConflictError)
-"""Errors after which the same request may simply be sent again (429, 503, no connection)."""
+RETRYABLE: Final = (ThrottledError, UnavailableError)
+"""Errors after which the same request may simply be sent again (429, 503, no connection,
+an append that kept losing to other appends)."""
 
 
 class Transport(Protocol):

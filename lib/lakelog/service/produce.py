@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from lakelog.config import TopicConfig
 from lakelog.errors import (
     InvalidRequestError,
-    LedgerConflictError,
     OutOfOrderSequenceError,
     PayloadTooLargeError,
     ProducerFencedError,
@@ -205,7 +204,7 @@ class Appender:
             The topic does not exist.
         ProducerFencedError, OutOfOrderSequenceError
             The idempotent producer is stale or skipped sequences; nothing was written.
-        LedgerConflictError, ThrottledError, UnavailableError
+        ThrottledError, UnavailableError
             The ledger could not be moved; nothing acknowledged (retry idempotently).
         """
         if not isinstance(records, Sequence) or isinstance(records, str | bytes):
@@ -413,7 +412,7 @@ class Appender:
             if time.monotonic() > deadline:
                 break
             self._sleep(self._retry.delay(attempt, self._rng))
-        raise LedgerConflictError(
+        raise UnavailableError(
             f"append to {topic.name!r} kept conflicting with other appends for "
             f"{attempt + 1} attempts; nothing was written, retry later"
         )

@@ -25,6 +25,7 @@ from aws_lambda_powertools import Metrics
 from lakelog import Engine, ResourceNames
 from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import NAMESPACE, SERVICE, Handler
+from lakelog.contract.errors import ERRORS
 from lakelog.local.events import LocalContext
 from lakelog.storage.ports import AclEntry
 
@@ -39,6 +40,8 @@ CONSUMER = f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-consumer/billing-service
 """The caller of the sample fetch, offsets, list, describe and consumer group events."""
 
 DefaultAcl = Literal["allow", "deny"]
+
+FIELDS_BY_CODE = {kind.code: kind.fields for kind in ERRORS}
 
 
 class _Unset(Enum):
@@ -190,16 +193,13 @@ MakeApi = Callable[..., Api]
 
 
 def assert_error(reply: ApiReply, status: int, code: str) -> dict[str, Any]:
-    """Check an error reply: its status, and a body of exactly ``{"error", "message"}``.
-
-    Out-of-range replies also carry ``log_start_offset`` and ``high_watermark``.
+    """Check an error reply: its status, and a body of ``{"error", "message"}`` plus
+    exactly the fields the contract's error registry gives its code.
     """
     assert reply.status == status, reply.text
     assert reply.headers.get("Content-Type", "").startswith("application/json"), reply.headers
     body: dict[str, Any] = reply.json
-    expected_keys = {"error", "message"}
-    if code == "offset_out_of_range":
-        expected_keys |= {"log_start_offset", "high_watermark"}
+    expected_keys = {"error", "message", *FIELDS_BY_CODE.get(code, ())}
     assert set(body) == expected_keys, body
     assert body["error"] == code, body
     assert isinstance(body["message"], str), body
@@ -223,7 +223,7 @@ def grant(
 
 
 @pytest.fixture(autouse=True)
-def _quiet_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def quiet_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No metrics flushed to stdout and no X-Ray segments in tests.
 
     Disabled metrics are not cleared by a flush, and Powertools keeps them in one set per

@@ -124,17 +124,20 @@ def test_storage_timeout_during_a_fetch_returns_503(faulty: FaultyApi) -> None:
     assert len(api.send("fetch").json["records"]) == 2
 
 
-def test_stale_producer_epoch_returns_409_fenced_and_appends_nothing(orders: Api) -> None:
+def test_stale_producer_epoch_returns_409_producer_fenced_and_appends_nothing(
+    orders: Api,
+) -> None:
     # Given producer 4242 wrote with epoch 1
     assert orders.send("produce_idempotent").status == 200
     stale = json.loads(load_event("produce_idempotent")["body"])
     stale["producer"] = {"id": 4242, "epoch": 0, "sequence": 2}
 
     # When an older instance of it (epoch 0) appends
-    body = assert_error(orders.send("produce", body=stale), 409, "fenced")
+    body = assert_error(orders.send("produce", body=stale), 409, "producer_fenced")
 
-    # Then it is fenced and nothing was written
+    # Then it is fenced (the reply names the producer and both epochs) and nothing written
     assert "epoch 0" in body["message"]
+    assert (body["producer_id"], body["epoch"], body["current_epoch"]) == (4242, 0, 1)
     assert _high_watermark(orders) == 2
 
 

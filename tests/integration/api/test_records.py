@@ -46,7 +46,7 @@ def _fetch(api: Api, partition: int, offset: int = 0, **query: int) -> dict[str,
 def _offset(api: Api, partition: int = 0, **query: str | int) -> int:
     reply = api.send("offsets_earliest", partition=partition, query=query)
     assert reply.status == 200, reply.text
-    assert set(reply.json) == {"offset"}
+    assert set(reply.json) == ({"offset", "found"} if "timestamp_ms" in query else {"offset"})
     offset: int = reply.json["offset"]
     return offset
 
@@ -176,7 +176,7 @@ def test_fetch_pages_by_max_records_and_reports_next_offset(orders: Api) -> None
     assert first["next_offset"] == 2
     assert first["high_watermark"] == 5
     assert [r["offset"] for r in second["records"]] == [2, 3, 4]
-    assert at_end == {"records": [], "next_offset": 5, "high_watermark": 5}
+    assert at_end == {"records": [], "next_offset": 5, "high_watermark": 5, "log_start_offset": 0}
 
 
 def test_fetch_with_a_small_max_bytes_still_returns_one_record(orders: Api) -> None:
@@ -267,7 +267,7 @@ def test_replay_from_a_timestamp_starts_at_the_first_record_at_or_after_it(
     reply = orders.send("offsets_timestamp")
 
     # Then it is the record stamped T, and fetching from there replays T and T + 1 s
-    assert reply.json == {"offset": 2}
+    assert reply.json == {"offset": 2, "found": True}
     records = _fetch(orders, 0, reply.json["offset"])["records"]
     assert [r["timestamp_ms"] for r in records] == stamps[2:]
     assert _offset(orders, timestamp_ms=PRODUCE_TIMESTAMP - 1500) == 1
@@ -278,6 +278,8 @@ def test_offset_for_a_timestamp_after_every_record_is_the_high_watermark(orders:
     _produce(orders, [{"value": _string("a"), "partition": 0, "timestamp_ms": 1000}])
 
     assert _offset(orders, timestamp_ms=PRODUCE_TIMESTAMP) == 1
+    reply = orders.send("offsets_timestamp", partition=0)
+    assert reply.json == {"offset": 1, "found": False}
 
 
 def test_offsets_needs_exactly_one_of_spec_and_timestamp(orders: Api) -> None:

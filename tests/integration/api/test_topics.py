@@ -36,6 +36,7 @@ def test_create_topic_returns_201_with_its_config_and_empty_partitions(api: Api)
     assert reply.headers["Content-Type"] == "application/json"
     assert reply.json == {
         "name": "orders",
+        "topic_id": api.engine.describe_topic("orders").topic_id,
         "config": CREATED_CONFIG,
         "partitions": _empty_partitions(3),
     }
@@ -126,6 +127,7 @@ def test_alter_topic_adds_partitions_and_changes_only_the_given_config(orders: A
     assert reply.status == 200, reply.text
     assert reply.json == {
         "name": "orders",
+        "topic_id": orders.engine.describe_topic("orders").topic_id,
         "config": CREATED_CONFIG | {"retention_ms": 86400000},
         "partitions": _empty_partitions(6),
     }
@@ -175,15 +177,22 @@ def test_delete_unknown_topic_returns_404(api: Api) -> None:
 def test_topic_created_again_after_delete_starts_empty(orders: Api) -> None:
     # Given a deleted topic that held a record
     assert orders.send("produce").status == 200
+    old_id = _describe(orders)["topic_id"]
     assert orders.send("delete_topic").status == 204
 
     # When a topic of the same name is created
     assert orders.send("create_topic").status == 201
 
-    # Then it has none of the old records
+    # Then it is another topic (a new id) with none of the old records
+    assert _describe(orders)["topic_id"] != old_id
     assert [p["high_watermark"] for p in _describe(orders)["partitions"]] == [0, 0, 0]
     fetched = orders.send("fetch")
-    assert fetched.json == {"records": [], "next_offset": 0, "high_watermark": 0}
+    assert fetched.json == {
+        "records": [],
+        "next_offset": 0,
+        "high_watermark": 0,
+        "log_start_offset": 0,
+    }
 
 
 def _without_body(event: dict[str, Any]) -> dict[str, Any]:

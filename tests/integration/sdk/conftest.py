@@ -1,24 +1,83 @@
-"""SDK fixtures: clients in direct mode on moto, and a transport that counts and cuts calls."""
+"""SDK fixtures: clients on both transports, and a transport that counts and cuts calls.
+
+Every test that takes ``client``, ``wired`` or ``make_client`` runs twice: in direct mode
+(the engine in-process) and over HTTP (`HttpTransport` whose requests go, without a socket,
+to the real API handler as API Gateway v2 events, each client with its own handler and
+engine, as separate processes would have). Both run on the same moto storage.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pytest
 
-from lakelog import Engine
+from lakelog import Engine, ResourceNames
+from lakelog.api import ApiSettings, make_handler
+from lakelog.api.handler import Handler
 from lakelog.client import Client, Transport
+from lakelog.client.http import HttpReply, HttpTransport
 from lakelog.errors import UnavailableError
+from lakelog.local.events import LocalContext, http_event
+from tests.integration.api.conftest import quiet_powertools
+
+__all__ = ["HandlerSender", "Wire", "quiet_powertools"]
+
+PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/sdk-tests/session"
+ENDPOINT = "http://api.in-process.test"
+
+Mode = Literal["direct", "http"]
+
+
+class HandlerSender:
+    """Sends each request to the API handler in-process, as API Gateway would deliver it.
+
+    Requests become HTTP API payload 2.0 events (`lakelog.local.events.http_event`) with
+    ``principal`` as the IAM caller; the handler's proxy reply becomes the HTTP reply.
+    ``before`` runs ahead of each request (a hook for tests that need something to happen
+    between two requests).
+    """
+
+    def __init__(self, handler: Handler, principal: str = PRINCIPAL) -> None:
+        self.handler = handler
+        self.principal = principal
+        self.before: Callable[[str, str], None] | None = None
+
+    def __call__(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> HttpReply:
+        if self.before is not None:
+            self.before(method, url)
+        parts = urlsplit(url)
+        event = http_event(
+            method,
+            parts.path,
+            query=parts.query,
+            body=body or b"",
+            headers=headers,
+            principal=self.principal,
+        )
+        reply = self.handler(event, LocalContext())
+        text = reply.get("body") or ""
+        data = base64.b64decode(text) if reply.get("isBase64Encoded") else text.encode()
+        return HttpReply(int(reply["statusCode"]), data)
+
+
+OPERATIONS = frozenset(name for name in vars(Transport) if not name.startswith("_"))
+"""The calls that cross the network: the `Transport` protocol's operations."""
 
 
 class Wire:
     """A transport in front of another that counts calls and can be cut like a network.
 
-    ``cut = True`` makes every call fail with `UnavailableError` (a crashed or partitioned
-    client, as far as the service can tell); ``fail_next[name] = n`` fails the next ``n``
-    calls of ``name`` *after* they reached the service (an ambiguous outcome).
+    ``cut = True`` makes every operation fail with `UnavailableError` (a crashed or
+    partitioned client, as far as the service can tell); ``fail_next[name] = n`` fails the
+    next ``n`` calls of ``name`` *after* they reached the service (an ambiguous outcome).
+    Anything else of the transport (request size estimates, ``compressed``) passes through.
     """
 
     def __init__(self, inner: Transport) -> None:
@@ -29,7 +88,7 @@ class Wire:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
-        if not callable(target):
+        if name not in OPERATIONS:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -45,12 +104,41 @@ class Wire:
         return call
 
 
+@pytest.fixture(params=["direct", "http"])
+def transport_mode(request: pytest.FixtureRequest) -> Mode:
+    """Which transport the SDK fixtures use: every SDK test runs on both."""
+    mode: Mode = request.param
+    return mode
+
+
 @pytest.fixture
-def make_client(make_engine: Callable[..., Engine]) -> Callable[[], tuple[Client, Wire]]:
-    """Direct-mode clients, each on its own engine (as separate processes would be)."""
+def make_transport(
+    transport_mode: Mode, make_engine: Callable[..., Engine], resources: ResourceNames
+) -> Callable[[], Transport]:
+    """Transports of the chosen mode, each on its own engine (as separate processes)."""
+    settings = ApiSettings(
+        bucket=resources.bucket,
+        ledger_table=resources.ledger_table,
+        catalog_table=resources.catalog_table,
+        default_acl="allow",
+        env="test",
+    )
+
+    def make() -> Transport:
+        engine = make_engine()
+        if transport_mode == "direct":
+            return engine
+        return HttpTransport(ENDPOINT, sender=HandlerSender(make_handler(settings, engine)))
+
+    return make
+
+
+@pytest.fixture
+def make_client(make_transport: Callable[[], Transport]) -> Callable[[], tuple[Client, Wire]]:
+    """Clients of the chosen mode, each with its own transport, behind a `Wire`."""
 
     def make() -> tuple[Client, Wire]:
-        wire = Wire(make_engine())
+        wire = Wire(make_transport())
         return Client(transport=wire), wire  # type: ignore[arg-type]
 
     return make

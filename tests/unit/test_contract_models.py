@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lakelog.api.models import FetchReply, ProducedRecord, ProduceReply, ProduceRequest
+from lakelog.contract.models import FetchReply, ProducedRecord, ProduceReply, ProduceRequest
 from lakelog.types import FetchResult, RecordMetadata, StoredRecord
 
 

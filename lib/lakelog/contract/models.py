@@ -1,5 +1,11 @@
 """The HTTP API v1 contract: request and reply bodies, shared by the server and the SDK.
 
+The server validates requests with these models and serializes replies from them; the SDK
+(`lakelog.client.http`) builds its requests from the same models and reads replies with
+them (``to_...`` methods give the engine's types), so neither side can drift. The hot
+paths (produce and fetch) have ``json_of``/``..._of`` shortcuts that skip building a model
+per record; unit tests hold each shortcut equal to its model.
+
 Keys and values travel in the Confluent REST Proxy v3 typed form on the way in
 (``{"type": "BINARY", "data": "<base64>"}``, ``{"type": "JSON", "data": <any JSON>}``,
 ``{"type": "STRING", "data": "text"}``) and as base64 strings (or null) on the way out.
@@ -11,11 +17,20 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from lakelog.errors import InvalidRequestError
 from lakelog.limits import (
     MAX_APPEND_RECORDS,
     MAX_HEADERS_PER_RECORD,
@@ -26,18 +41,26 @@ from lakelog.limits import (
     MIN_SESSION_TIMEOUT_MS,
 )
 from lakelog.types import (
+    Assignment,
     FetchResult,
     GroupDescription,
     Header,
+    MemberInfo,
     Membership,
     OffsetCommit,
+    PartitionInfo,
+    PartitionLag,
+    ProducerBatch,
     Record,
     RecordMetadata,
     StoredRecord,
     TopicDescription,
+    TopicPartition,
 )
+from lakelog.validation import summarize
 
 __all__ = [
+    "MAX_API_FETCH_BYTES",
     "AclRule",
     "AclRules",
     "AssignmentState",
@@ -45,6 +68,7 @@ __all__ = [
     "CommitRequest",
     "ErrorBody",
     "FetchReply",
+    "FetchedHeader",
     "FetchedRecord",
     "GroupReply",
     "HeaderIn",
@@ -59,6 +83,7 @@ __all__ = [
     "ProduceReply",
     "ProduceRequest",
     "ProducedRecord",
+    "ProducerIdReply",
     "ProducerIn",
     "RecordIn",
     "ResetPartition",
@@ -74,7 +99,16 @@ __all__ = [
     "TopicState",
     "TypedData",
     "b64",
+    "build",
+    "request_body",
+    "unb64",
 ]
+
+
+MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
+"""Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
+whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
+much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
 
 
 class _Strict(BaseModel):
@@ -86,13 +120,59 @@ def b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
+def unb64(text: str | None) -> bytes | None:
+    """The bytes of base64 ``text``, or None."""
+    return None if text is None else base64.b64decode(text)
+
+
+def request_body(model: BaseModel) -> dict[str, Any]:
+    """The JSON body of a request model (fields left at None are not sent)."""
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def build(model: type[_Model], **fields: Any) -> _Model:
+    """A request model of ``fields``, validated as the server will validate it.
+
+    Raises
+    ------
+    InvalidRequestError
+        The request breaks the contract (the server would answer 422).
+    """
+    try:
+        return model(**fields)
+    except ValidationError as error:
+        raise InvalidRequestError(summarize(error.errors()) or "invalid request") from None
+
+
 class ErrorBody(BaseModel):
-    """Every error reply: a stable code and a message for people."""
+    """Every error reply: a stable code, a message for people, and the code's fields.
+
+    Which fields come with which code is `lakelog.contract.errors.ERRORS`.
+    """
 
     error: str
     message: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
     log_start_offset: int | None = None
     high_watermark: int | None = None
+    group: str | None = None
+    member_id: str | None = None
+    partitions: list[tuple[str, int]] | None = None
+    members: list[str] | None = None
+    producer_id: int | None = None
+    epoch: int | None = None
+    current_epoch: int | None = None
+    sequence: int | None = None
+    expected: int | None = None
+    principal: str | None = None
+    operation: str | None = None
+    segment_key: str | None = None
+    reason: str | None = None
 
 
 class _Bytes(_Strict):
@@ -124,14 +204,30 @@ class StringData(_Strict):
 
 
 class JsonData(_Strict):
-    """``{"type": "JSON", "data": <any JSON>}``: the compact JSON text of ``data``."""
+    """``{"type": "JSON", "data": <any JSON>}``: the compact JSON text of ``data``.
+
+    ``NaN``, ``Infinity`` and numbers too large for a double (``1e400``) are refused: their
+    text would not be JSON.
+    """
 
     type: Literal["JSON"]
     data: Any
+    _text: bytes = PrivateAttr(default=b"")
+
+    @model_validator(mode="after")
+    def _json_text(self) -> Self:
+        try:
+            text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError as error:
+            raise ValueError(
+                "JSON data must not hold NaN, Infinity or numbers beyond a double's range"
+            ) from error
+        self._text = text.encode()
+        return self
 
     def to_bytes(self) -> bytes:
         """The bytes this key or value stands for."""
-        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._text
 
 
 TypedData = Annotated[BinaryData | StringData | JsonData, Field(discriminator="type")]
@@ -189,6 +285,16 @@ class ProducerIn(_Strict):
             raise ValueError("sequences keys must be partition numbers")
         return value
 
+    @classmethod
+    def of(cls, batch: ProducerBatch) -> ProducerIn:
+        """The wire form of an engine producer identity (not validated: the server does)."""
+        return cls.model_construct(
+            id=batch.producer_id,
+            epoch=batch.epoch,
+            sequence=batch.sequence,
+            sequences={str(p): s for p, s in batch.sequences.items()} or None,
+        )
+
 
 class ProduceRequest(_Strict):
     """``POST /v1/topics/{topic}/records``.
@@ -222,6 +328,44 @@ class ProduceRequest(_Strict):
             return node
 
         return dict(inline(schema))
+
+    @staticmethod
+    def json_of(records: Sequence[Record], producer: ProducerBatch | None = None) -> bytes:
+        """The request body for ``records``, serialized without a model per record.
+
+        Keys, values and header values go as BINARY (base64); fields left at None are not
+        sent. Parses back to exactly the request the models would build.
+        """
+        items: list[dict[str, Any]] = []
+        for record in records:
+            item: dict[str, Any] = {}
+            if record.key is not None:
+                item["key"] = {"type": "BINARY", "data": b64(record.key)}
+            if record.value is not None:
+                item["value"] = {"type": "BINARY", "data": b64(record.value)}
+            if record.headers:
+                item["headers"] = [{"key": k, "value": b64(v)} for k, v in record.headers]
+            if record.partition is not None:
+                item["partition"] = record.partition
+            if record.timestamp_ms is not None:
+                item["timestamp_ms"] = record.timestamp_ms
+            items.append(item)
+        body: dict[str, Any] = {"records": items}
+        if producer is not None:
+            body["producer"] = request_body(ProducerIn.of(producer))
+        return pydantic_core.to_json(body)
+
+    def to_producer(self) -> ProducerBatch | None:
+        """The engine's producer identity, if the request has one."""
+        info = self.producer
+        if info is None:
+            return None
+        return ProducerBatch(
+            producer_id=info.id,
+            epoch=info.epoch,
+            sequences={int(p): s for p, s in (info.sequences or {}).items()},
+            sequence=info.sequence,
+        )
 
     def __repr__(self) -> str:
         # Frameworks log route arguments; printing a megabyte of records would cost more
@@ -259,6 +403,14 @@ class ProduceReply(BaseModel):
             }
         )
 
+    @staticmethod
+    def metadata_of(reply: bytes, topic: str) -> list[RecordMetadata]:
+        """Where each record landed, read from a reply body without a model per record."""
+        return [
+            RecordMetadata(topic, r["partition"], r["offset"], r["timestamp_ms"])
+            for r in json.loads(reply)["results"]
+        ]
+
 
 class FetchedHeader(BaseModel):
     """A header as fetched: name and base64 value."""
@@ -291,11 +443,12 @@ class FetchedRecord(BaseModel):
 
 
 class FetchReply(BaseModel):
-    """``GET .../records``: records, where to read next, and the high watermark."""
+    """``GET .../records``: records, where to read next, and the partition's bounds."""
 
     records: list[FetchedRecord]
     next_offset: int
     high_watermark: int
+    log_start_offset: int
 
     @classmethod
     def of(cls, result: FetchResult) -> FetchReply:
@@ -304,6 +457,7 @@ class FetchReply(BaseModel):
             records=[FetchedRecord.of(r) for r in result.records],
             next_offset=result.next_offset,
             high_watermark=result.high_watermark,
+            log_start_offset=result.log_start_offset,
         )
 
     @staticmethod
@@ -328,7 +482,31 @@ class FetchReply(BaseModel):
                 ],
                 "next_offset": result.next_offset,
                 "high_watermark": result.high_watermark,
+                "log_start_offset": result.log_start_offset,
             }
+        )
+
+    @staticmethod
+    def result_of(reply: bytes, topic: str, partition: int) -> FetchResult:
+        """The fetch result of a reply body, read without a model per record."""
+        body = json.loads(reply)
+        return FetchResult(
+            topic=topic,
+            partition=partition,
+            records=[
+                StoredRecord(
+                    partition=r["partition"],
+                    offset=r["offset"],
+                    timestamp_ms=r["timestamp_ms"],
+                    key=unb64(r["key"]),
+                    value=unb64(r["value"]),
+                    headers=tuple((h["key"], unb64(h["value"])) for h in r["headers"]),
+                )
+                for r in body["records"]
+            ],
+            next_offset=body["next_offset"],
+            high_watermark=body["high_watermark"],
+            log_start_offset=body["log_start_offset"],
         )
 
 
@@ -340,9 +518,16 @@ class ProducerIdReply(BaseModel):
 
 
 class OffsetReply(BaseModel):
-    """``GET .../offsets``."""
+    """``GET .../offsets``.
+
+    For ``timestamp_ms=``, ``found`` tells whether a record at or after that time exists:
+    true, ``offset`` is the first such record's; false, ``offset`` is the high watermark
+    (where such a record would be appended). Both come from one request, so no append can
+    land between them. Absent for ``spec=``.
+    """
 
     offset: int
+    found: bool | None = None
 
 
 class TopicCreate(_Strict):
@@ -370,9 +555,10 @@ class PartitionState(BaseModel):
 
 
 class TopicState(BaseModel):
-    """``GET /v1/topics/{topic}``."""
+    """``GET /v1/topics/{topic}``; ``topic_id`` changes when a topic is deleted and re-created."""
 
     name: str
+    topic_id: str
     config: dict[str, Any]
     partitions: list[PartitionState]
 
@@ -381,6 +567,7 @@ class TopicState(BaseModel):
         """The reply form of a topic description."""
         return cls(
             name=topic.name,
+            topic_id=topic.topic_id,
             config=topic.config,
             partitions=[
                 PartitionState(
@@ -391,6 +578,15 @@ class TopicState(BaseModel):
                 )
                 for p in topic.partitions
             ],
+        )
+
+    def to_description(self) -> TopicDescription:
+        """The engine's topic description."""
+        return TopicDescription(
+            name=self.name,
+            topic_id=self.topic_id,
+            config=self.config,
+            partitions=[PartitionInfo(**p.model_dump()) for p in self.partitions],
         )
 
 
@@ -458,6 +654,15 @@ class MembershipReply(BaseModel):
         """The reply form of a membership (its fields have the same names)."""
         return cls.model_validate(membership, from_attributes=True)
 
+    def to_membership(self) -> Membership:
+        """The engine's membership."""
+        return Membership(
+            member_id=self.member_id,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            assignments=tuple(Assignment(**a.model_dump()) for a in self.assignments),
+        )
+
 
 class OffsetCommitIn(_Strict):
     """One offset to commit: the next offset to read, at the lease's epoch."""
@@ -470,6 +675,16 @@ class OffsetCommitIn(_Strict):
     def to_commit(self) -> OffsetCommit:
         """The engine's offset commit."""
         return OffsetCommit(self.topic, self.partition, self.offset, self.lease_epoch)
+
+    @classmethod
+    def of(cls, commit: OffsetCommit) -> OffsetCommitIn:
+        """The wire form of an engine offset commit."""
+        return cls(
+            topic=commit.topic,
+            partition=commit.partition,
+            offset=commit.offset,
+            lease_epoch=commit.lease_epoch,
+        )
 
 
 class CommitRequest(_Strict):
@@ -519,6 +734,22 @@ class GroupReply(BaseModel):
         """The reply form of a group description (its fields have the same names)."""
         return cls.model_validate(description, from_attributes=True)
 
+    def to_description(self) -> GroupDescription:
+        """The engine's group description."""
+        return GroupDescription(
+            group=self.group,
+            members=tuple(
+                MemberInfo(
+                    member_id=m.member_id,
+                    topics=tuple(m.topics),
+                    expires_ms=m.expires_ms,
+                    assignments=tuple(TopicPartition(a.topic, a.partition) for a in m.assignments),
+                )
+                for m in self.members
+            ),
+            partitions=tuple(PartitionLag(**p.model_dump()) for p in self.partitions),
+        )
+
 
 class ResetToTimestamp(_Strict):
     """Reset to the first offset at or after a time (the high watermark if none)."""
@@ -546,6 +777,24 @@ class ResetRequest(_Strict):
             return {"offset": self.to.offset}
         return {"to": self.to}
 
+    @classmethod
+    def of(
+        cls,
+        topic: str,
+        to: Literal["earliest", "latest"] | None = None,
+        offset: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> ResetRequest:
+        """The request for `Engine.reset_offsets`'s keyword arguments (exactly one given)."""
+        if sum(value is not None for value in (to, offset, timestamp_ms)) != 1:
+            raise InvalidRequestError("give exactly one of to, offset or timestamp_ms")
+        target: Any = to
+        if offset is not None:
+            target = build(ResetToOffset, offset=offset)
+        elif timestamp_ms is not None:
+            target = build(ResetToTimestamp, timestamp_ms=timestamp_ms)
+        return build(cls, topic=topic, to=target)
+
 
 class ResetPartition(BaseModel):
     """A partition's new committed offset."""
@@ -559,3 +808,7 @@ class ResetReply(BaseModel):
 
     topic: str
     partitions: list[ResetPartition]
+
+    def to_offsets(self) -> dict[int, int]:
+        """Partition -> new committed offset."""
+        return {p.partition: p.offset for p in self.partitions}
