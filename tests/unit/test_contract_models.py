@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
+import lakelog.contract
 from lakelog.contract.models import FetchReply, ProducedRecord, ProduceReply, ProduceRequest
-from lakelog.types import FetchResult, RecordMetadata, StoredRecord
+from lakelog.types import FetchResult, ProducerBatch, Record, RecordMetadata, StoredRecord
+
+LIB = Path(lakelog.contract.__file__).resolve().parents[1]
 
 
 def test_fetch_reply_fast_serialization_equals_the_model() -> None:
@@ -48,3 +57,64 @@ def test_produce_reply_fast_serialization_equals_the_model() -> None:
         ]
     )
     assert fast == json.loads(model.model_dump_json())
+
+
+def test_the_contract_imports_neither_the_engine_nor_aws_nor_the_lambda_runtime() -> None:
+    # The package's __init__ is left out: the contract must be light on its own.
+    script = (
+        "import sys, types\n"
+        f"package = types.ModuleType('lakelog'); package.__path__ = [{str(LIB)!r}]\n"
+        "sys.modules['lakelog'] = package\n"
+        "import lakelog.contract.models, lakelog.contract.errors\n"
+        "heavy = ('boto3', 'botocore', 'pyarrow', 'aws_lambda_powertools', 'lakelog.service')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_produce_request_fast_serialization_parses_back_to_the_records() -> None:
+    records = [
+        Record(b"\x00v", key=b"k", headers=(("h", b"x"), ("n", None)), partition=2),
+        Record(None, timestamp_ms=1_000),
+    ]
+    producer = ProducerBatch(7, 1, {2: 5, 0: 3})
+
+    request = ProduceRequest.parse_body(ProduceRequest.json_of(records, producer))
+
+    assert [r.to_record() for r in request.records] == records
+    assert request.to_producer() == producer
+
+
+def test_fetch_reply_fast_parsing_reads_back_the_result() -> None:
+    result = FetchResult(
+        topic="t",
+        partition=2,
+        records=[StoredRecord(2, 7, 1_000, b"k", b"\x00\xff", (("h", b"x"), ("n", None)))],
+        next_offset=8,
+        high_watermark=12,
+        log_start_offset=3,
+    )
+
+    assert FetchReply.result_of(FetchReply.json_of(result), "t", 2) == result
+
+
+def test_produce_reply_fast_parsing_reads_back_the_acks() -> None:
+    acks = [RecordMetadata("t", 1, 7, 1_000), RecordMetadata("t", 0, 3, 1_001)]
+    assert ProduceReply.metadata_of(ProduceReply.json_of(acks), "t") == acks
+
+
+@pytest.mark.parametrize("data", ["NaN", "Infinity", "-Infinity", "1e400", '{"a":[1,NaN]}'])
+def test_json_data_that_would_not_be_json_text_is_refused(data: str) -> None:
+    body = '{"records":[{"value":{"type":"JSON","data":' + data + "}}]}"
+    with pytest.raises(ValidationError, match="NaN, Infinity"):
+        ProduceRequest.parse_body(body)
+
+
+def test_json_data_is_stored_as_its_compact_text() -> None:
+    body = '{"records":[{"value":{"type":"JSON","data":{"a": [1, 2.5, "é"]}}}]}'
+    assert ProduceRequest.parse_body(body).records[0].to_record().value == (
+        '{"a":[1,2.5,"é"]}'.encode()
+    )

@@ -337,7 +337,7 @@ def test_stale_epoch_is_fenced() -> None:
         check_producer(head, PRODUCER, 2, 1, 1, 0)
 
     assert (caught.value.epoch, caught.value.current_epoch) == (2, 3)
-    assert caught.value.code == "fenced"
+    assert caught.value.code == "producer_fenced"
 
 
 def test_stale_epoch_is_fenced_even_when_its_batch_was_written_before() -> None:

@@ -37,6 +37,7 @@ from lakelog.api.errors import (
 )
 from lakelog.contract.models import (
     MAX_API_FETCH_BYTES,
+    MAX_INT64,
     AclRule,
     AclRules,
     CommitRequest,
@@ -184,30 +185,37 @@ def precheck(event: dict[str, Any]) -> LakelogError | None:
     return None
 
 
-def _finite(value: Any) -> bool:
+def _portable(value: Any) -> bool:
+    """Whether every number in ``value`` is a finite double or a signed 64-bit integer."""
     if isinstance(value, float):
         return math.isfinite(value)
+    if isinstance(value, int):
+        return -MAX_INT64 - 1 <= value <= MAX_INT64
     if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
+        return all(_portable(item) for item in value.values())
     if isinstance(value, list):
-        return all(_finite(item) for item in value)
+        return all(_portable(item) for item in value)
     return True
 
 
 def parse_json(text: str | bytes) -> Any:
     """A request body's JSON, refusing what JSON cannot hold or a parser should not try.
 
-    ``NaN``, ``Infinity``, numbers beyond a double's range (``1e400``), integers of more
-    than 4,300 digits and nesting deeper than 200 levels are refused with
+    ``NaN``, ``Infinity``, numbers beyond a double's range (``1e400``), integers outside
+    the signed 64-bit range and nesting deeper than 200 levels are refused with
     `json.JSONDecodeError`, which the resolver answers with 422 ``invalid_request``
-    (Python's ``json`` would accept the first three and fail with a 500 on the others).
+    (Python's ``json`` accepts the non-numbers and fails with a 500 on deep nesting or
+    integers of more than 4,300 digits). Produce bodies are parsed by
+    `ProduceRequest.parse_body` instead, whose models hold the same rules.
     """
     try:
         value = pydantic_core.from_json(text, allow_inf_nan=False)
     except ValueError as error:
         raise json.JSONDecodeError(str(error), str(text), 0) from None
-    if not _finite(value):
-        raise json.JSONDecodeError("numbers must be finite", str(text), 0)
+    if not _portable(value):
+        raise json.JSONDecodeError(
+            "numbers must be finite, and integers fit in 64 bits", str(text), 0
+        )
     return value
 
 
@@ -401,8 +409,8 @@ def _register_record_routes(
     def fetch(
         topic: str,
         partition: int,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        max_records: Annotated[int, Query(ge=1)] = DEFAULT_FETCH_RECORDS,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
+        max_records: Annotated[int, Query(ge=1, le=MAX_INT64)] = DEFAULT_FETCH_RECORDS,
         max_bytes: Annotated[int, Query(ge=1, le=MAX_API_FETCH_BYTES)] = DEFAULT_FETCH_BYTES,
     ) -> Response[str]:
         access.check(caller(), "consume", topic)
@@ -422,7 +430,7 @@ def _register_record_routes(
         topic: str,
         partition: int,
         spec: Annotated[Literal["earliest", "latest"] | None, Query()] = None,
-        timestamp_ms: Annotated[int | None, Query(ge=0)] = None,
+        timestamp_ms: Annotated[int | None, Query(ge=0, le=MAX_INT64)] = None,
     ) -> Response[Any]:
         access.check(caller(), "consume", topic)
         if (spec is None) == (timestamp_ms is None):

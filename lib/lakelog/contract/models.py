@@ -61,6 +61,7 @@ from lakelog.validation import summarize
 
 __all__ = [
     "MAX_API_FETCH_BYTES",
+    "MAX_INT64",
     "AclRule",
     "AclRules",
     "AssignmentState",
@@ -109,6 +110,13 @@ MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
 """Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
 whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
 much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
+
+
+MAX_INT64: Final = 2**63 - 1
+"""Largest integer of any field: offsets, epochs, ids and sequences are signed 64-bit."""
+
+NonNegative = Annotated[int, Field(ge=0, le=MAX_INT64)]
+"""An integer from 0 to `MAX_INT64`."""
 
 
 class _Strict(BaseModel):
@@ -250,7 +258,7 @@ class RecordIn(_Strict):
         list[HeaderIn], Field(default_factory=list, max_length=MAX_HEADERS_PER_RECORD)
     ]
     partition: Annotated[int, Field(ge=0, lt=MAX_PARTITIONS)] | None = None
-    timestamp_ms: Annotated[int, Field(ge=0)] | None = None
+    timestamp_ms: NonNegative | None = None
 
     def to_record(self) -> Record:
         """The engine's record."""
@@ -273,10 +281,10 @@ class ProducerIn(_Strict):
     ``sequences`` maps partition (as a string) to base sequence otherwise.
     """
 
-    id: Annotated[int, Field(ge=0)]
-    epoch: Annotated[int, Field(ge=0)]
-    sequence: Annotated[int, Field(ge=0)] | None = None
-    sequences: dict[str, Annotated[int, Field(ge=0)]] | None = None
+    id: NonNegative
+    epoch: NonNegative
+    sequence: NonNegative | None = None
+    sequences: dict[str, NonNegative] | None = None
 
     @field_validator("sequences")
     @classmethod
@@ -617,9 +625,6 @@ class AclRules(BaseModel):
     """``GET /v1/acls``."""
 
     acls: list[AclRule]
-
-
-NonNegative = Annotated[int, Field(ge=0)]
 
 
 class JoinRequest(_Strict):

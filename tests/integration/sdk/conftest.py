@@ -111,11 +111,18 @@ def transport_mode(request: pytest.FixtureRequest) -> Mode:
     return mode
 
 
+MakeServed = Callable[[], tuple[Transport, Engine]]
+
+
 @pytest.fixture
-def make_transport(
+def make_served(
     transport_mode: Mode, make_engine: Callable[..., Engine], resources: ResourceNames
-) -> Callable[[], Transport]:
-    """Transports of the chosen mode, each on its own engine (as separate processes)."""
+) -> MakeServed:
+    """Transports of the chosen mode, each with the engine that serves it.
+
+    Direct: the engine is the transport. HTTP: the engine behind the transport's own API
+    handler (its own Lambda container, as far as the test can tell).
+    """
     settings = ApiSettings(
         bucket=resources.bucket,
         ledger_table=resources.ledger_table,
@@ -124,13 +131,20 @@ def make_transport(
         env="test",
     )
 
-    def make() -> Transport:
+    def make() -> tuple[Transport, Engine]:
         engine = make_engine()
         if transport_mode == "direct":
-            return engine
-        return HttpTransport(ENDPOINT, sender=HandlerSender(make_handler(settings, engine)))
+            return engine, engine
+        sender = HandlerSender(make_handler(settings, engine))
+        return HttpTransport(ENDPOINT, sender=sender), engine
 
     return make
+
+
+@pytest.fixture
+def make_transport(make_served: MakeServed) -> Callable[[], Transport]:
+    """Transports of the chosen mode, each on its own engine (as separate processes)."""
+    return lambda: make_served()[0]
 
 
 @pytest.fixture

@@ -65,9 +65,9 @@ def test_a_cancelled_future_does_not_kill_the_sender_thread(client: Client) -> N
 
 
 def test_an_unexpected_error_after_an_append_landed_never_acks_a_later_record_as_duplicate(
-    make_engine: Callable[..., Any],
+    make_transport: Callable[[], Any],
 ) -> None:
-    wire = _MangledReply(make_engine())
+    wire = _MangledReply(make_transport())
     client = Client(transport=wire)  # type: ignore[arg-type]
     client.create_topic("mangled")
     producer = client.producer(linger_ms=0)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client, OffsetAndTimestamp
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError
-from tests.integration.sdk.conftest import Wire
+from lakelog.types import Record
+from tests.integration.sdk.conftest import MakeServed, Wire
 
 TP0 = TopicPartition("events", 0)
 TP1 = TopicPartition("events", 1)
@@ -143,3 +145,32 @@ def test_topics_without_a_group_are_read_from_every_partition(events: Client) ->
     consumer = events.consumer("events", auto_offset_reset="earliest", consumer_timeout_ms=500)
     assert consumer.assignment() == {TP0, TP1}
     assert len(list(consumer)) == 40
+
+
+def test_offsets_for_times_cannot_be_changed_by_an_append_landing_meanwhile(
+    make_served: MakeServed,
+) -> None:
+    # Given a partition whose only record is older than T
+    transport, engine = make_served()
+    client = Client(transport=transport)
+    client.create_topic("late", partitions=1)
+    client.transport.append("late", [Record(value=b"old", partition=0, timestamp_ms=1_000)])
+    # ... and an append of another old record that lands right after the service has read
+    # the high watermark to answer the lookup (between two requests, had it made two)
+    read_latest = engine.list_offset
+    appended: list[Any] = []
+
+    def latest_then_append(topic: str, partition: int, spec: Any) -> int:
+        found = read_latest(topic, partition, spec)
+        if spec == "latest" and not appended:
+            appended.extend(engine.append("late", [Record(b"x", partition=0, timestamp_ms=500)]))
+        return found
+
+    engine.list_offset = latest_then_append  # type: ignore[method-assign]
+    consumer = client.consumer()
+
+    # When the offset for T = 2,000 is looked up
+    found = consumer.offsets_for_times({TopicPartition("late", 0): 2_000})
+
+    # Then there is none: no record is that recent, before or after the append
+    assert found == {TopicPartition("late", 0): None}
