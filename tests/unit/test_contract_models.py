@@ -59,15 +59,26 @@ def test_produce_reply_fast_serialization_equals_the_model() -> None:
     assert fast == json.loads(model.model_dump_json())
 
 
-def test_the_contract_imports_neither_the_engine_nor_aws_nor_the_lambda_runtime() -> None:
-    # The package's __init__ is left out: the contract must be light on its own.
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        (
+            "lakelog.contract.models, lakelog.contract.errors",
+            ("boto3", "botocore", "pyarrow", "aws_lambda_powertools", "lakelog.service"),
+        ),
+        ("lakelog.client.http", ("boto3", "botocore", "pyarrow", "aws_lambda_powertools")),
+    ],
+)
+def test_the_contract_and_the_http_transport_load_light(modules: str, heavy: tuple[str]) -> None:
+    # The packages' __init__ modules are left out: these modules must be light on their own.
     script = (
         "import sys, types\n"
-        f"package = types.ModuleType('lakelog'); package.__path__ = [{str(LIB)!r}]\n"
-        "sys.modules['lakelog'] = package\n"
-        "import lakelog.contract.models, lakelog.contract.errors\n"
-        "heavy = ('boto3', 'botocore', 'pyarrow', 'aws_lambda_powertools', 'lakelog.service')\n"
-        "print(sorted(name for name in heavy if name in sys.modules))\n"
+        "for name in ('lakelog', 'lakelog.client'):\n"
+        "    package = types.ModuleType(name)\n"
+        f"    package.__path__ = [{str(LIB)!r} + name[len('lakelog'):].replace('.', '/')]\n"
+        "    sys.modules[name] = package\n"
+        f"import {modules}\n"
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules))\n"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True

@@ -119,8 +119,16 @@ NonNegative = Annotated[int, Field(ge=0, le=MAX_INT64)]
 """An integer from 0 to `MAX_INT64`."""
 
 
+class _Reply(BaseModel):
+    """Reply bodies; validators are built at first use, so importing the contract is cheap."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """Request bodies: unknown fields and loose types are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def b64(data: bytes | None) -> str | None:
@@ -155,7 +163,7 @@ def build(model: type[_Model], **fields: Any) -> _Model:
         raise InvalidRequestError(summarize(error.errors()) or "invalid request") from None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Reply):
     """Every error reply: a stable code, a message for people, and the code's fields.
 
     Which fields come with which code is `lakelog.contract.errors.ERRORS`.
@@ -186,7 +194,9 @@ class ErrorBody(BaseModel):
 class _Bytes(_Strict):
     """Models whose ``bytes`` fields are base64 text in JSON (decoded while parsing)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, val_json_bytes="base64")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, val_json_bytes="base64", defer_build=True
+    )
 
 
 class BinaryData(_Bytes):
@@ -383,7 +393,7 @@ class ProduceRequest(_Strict):
     __str__ = __repr__
 
 
-class ProducedRecord(BaseModel):
+class ProducedRecord(_Reply):
     """Where one record landed."""
 
     partition: int
@@ -391,7 +401,7 @@ class ProducedRecord(BaseModel):
     timestamp_ms: int
 
 
-class ProduceReply(BaseModel):
+class ProduceReply(_Reply):
     """Results in request order."""
 
     results: list[ProducedRecord]
@@ -420,14 +430,14 @@ class ProduceReply(BaseModel):
         ]
 
 
-class FetchedHeader(BaseModel):
+class FetchedHeader(_Reply):
     """A header as fetched: name and base64 value."""
 
     key: str
     value: str | None
 
 
-class FetchedRecord(BaseModel):
+class FetchedRecord(_Reply):
     """A record as fetched: key, value and header values in base64 (null when absent)."""
 
     partition: int
@@ -450,7 +460,7 @@ class FetchedRecord(BaseModel):
         )
 
 
-class FetchReply(BaseModel):
+class FetchReply(_Reply):
     """``GET .../records``: records, where to read next, and the partition's bounds."""
 
     records: list[FetchedRecord]
@@ -518,14 +528,14 @@ class FetchReply(BaseModel):
         )
 
 
-class ProducerIdReply(BaseModel):
+class ProducerIdReply(_Reply):
     """``POST /v1/producers``: an id no producer had before, at epoch 0."""
 
     id: int
     epoch: int
 
 
-class OffsetReply(BaseModel):
+class OffsetReply(_Reply):
     """``GET .../offsets``.
 
     For ``timestamp_ms=``, ``found`` tells whether a record at or after that time exists:
@@ -553,7 +563,7 @@ class TopicAlter(_Strict):
     config: dict[str, Any] | None = None
 
 
-class PartitionState(BaseModel):
+class PartitionState(_Reply):
     """One partition of a described topic."""
 
     partition: int
@@ -562,7 +572,7 @@ class PartitionState(BaseModel):
     bytes: int
 
 
-class TopicState(BaseModel):
+class TopicState(_Reply):
     """``GET /v1/topics/{topic}``; ``topic_id`` changes when a topic is deleted and re-created."""
 
     name: str
@@ -598,7 +608,7 @@ class TopicState(BaseModel):
         )
 
 
-class TopicList(BaseModel):
+class TopicList(_Reply):
     """``GET /v1/topics``."""
 
     topics: list[str]
@@ -621,7 +631,7 @@ class AclRule(_Strict):
         return sorted(set(value))
 
 
-class AclRules(BaseModel):
+class AclRules(_Reply):
     """``GET /v1/acls``."""
 
     acls: list[AclRule]
@@ -637,7 +647,7 @@ class JoinRequest(_Strict):
     ) = None
 
 
-class AssignmentState(BaseModel):
+class AssignmentState(_Reply):
     """A lease the member holds; ``committed_offset`` is where to read from (null: none)."""
 
     topic: str
@@ -646,7 +656,7 @@ class AssignmentState(BaseModel):
     committed_offset: int | None
 
 
-class MembershipReply(BaseModel):
+class MembershipReply(_Reply):
     """The member's id, session and leases; heartbeat within ``heartbeat_interval_ms``."""
 
     member_id: str
@@ -699,14 +709,14 @@ class CommitRequest(_Strict):
     offsets: Annotated[list[OffsetCommitIn], Field(max_length=MAX_OFFSETS_PER_COMMIT)]
 
 
-class TopicPartitionState(BaseModel):
+class TopicPartitionState(_Reply):
     """One partition of one topic."""
 
     topic: str
     partition: int
 
 
-class MemberState(BaseModel):
+class MemberState(_Reply):
     """A live member: its topics, the end of its session and the partitions it holds."""
 
     member_id: str
@@ -715,7 +725,7 @@ class MemberState(BaseModel):
     assignments: list[TopicPartitionState]
 
 
-class PartitionLagState(BaseModel):
+class PartitionLagState(_Reply):
     """A partition as the group sees it; ``lag`` is null when nothing is committed."""
 
     topic: str
@@ -727,7 +737,7 @@ class PartitionLagState(BaseModel):
     lag: int | None
 
 
-class GroupReply(BaseModel):
+class GroupReply(_Reply):
     """``GET /v1/groups/{group}``."""
 
     group: str
@@ -801,14 +811,14 @@ class ResetRequest(_Strict):
         return build(cls, topic=topic, to=target)
 
 
-class ResetPartition(BaseModel):
+class ResetPartition(_Reply):
     """A partition's new committed offset."""
 
     partition: int
     offset: int
 
 
-class ResetReply(BaseModel):
+class ResetReply(_Reply):
     """The committed offsets a reset wrote."""
 
     topic: str
