@@ -99,7 +99,7 @@ def test_produce_request_fast_serialization_parses_back_to_the_records() -> None
     assert request.to_producer() == producer
 
 
-def test_fetch_reply_fast_parsing_reads_back_the_result() -> None:
+def test_the_fetch_reply_model_reads_back_the_fast_serialization() -> None:
     result = FetchResult(
         topic="t",
         partition=2,
@@ -109,7 +109,7 @@ def test_fetch_reply_fast_parsing_reads_back_the_result() -> None:
         log_start_offset=3,
     )
 
-    assert FetchReply.result_of(FetchReply.json_of(result), "t", 2) == result
+    assert FetchReply.model_validate_json(FetchReply.json_of(result)).to_result("t", 2) == result
 
 
 def test_produce_reply_fast_parsing_reads_back_the_acks() -> None:

@@ -316,7 +316,7 @@ class HttpTransport:
                 "max_bytes": min(max_bytes, MAX_API_FETCH_BYTES),
             },
         )
-        return FetchReply.result_of(reply, topic, partition)
+        return FetchReply.model_validate_json(reply).to_result(topic, partition)
 
     def _offset(self, topic: str, partition: int, **query: Any) -> OffsetReply:
         path = self._path("topics", topic, "partitions", partition, "offsets")

@@ -24,8 +24,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -102,7 +104,6 @@ __all__ = [
     "b64",
     "build",
     "request_body",
-    "unb64",
 ]
 
 
@@ -134,11 +135,6 @@ class _Strict(BaseModel):
 def b64(data: bytes | None) -> str | None:
     """Base64 text of ``data``, or None."""
     return None if data is None else base64.b64encode(data).decode("ascii")
-
-
-def unb64(text: str | None) -> bytes | None:
-    """The bytes of base64 ``text``, or None."""
-    return None if text is None else base64.b64decode(text)
 
 
 def request_body(model: BaseModel) -> dict[str, Any]:
@@ -178,7 +174,8 @@ class ErrorBody(_Reply):
     high_watermark: int | None = None
     group: str | None = None
     member_id: str | None = None
-    partitions: list[tuple[str, int]] | None = None
+    partitions: list[Annotated[list[str | int], Field(min_length=2, max_length=2)]] | None = None
+    """``[topic, partition]`` pairs."""
     members: list[str] | None = None
     producer_id: int | None = None
     epoch: int | None = None
@@ -430,21 +427,37 @@ class ProduceReply(_Reply):
         ]
 
 
-class FetchedHeader(_Reply):
+def _b64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+Base64 = Annotated[
+    bytes,
+    PlainSerializer(_b64_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
+"""Bytes as standard base64 text in JSON (decoded while parsing, in pydantic's core)."""
+
+
+class _Fetched(_Reply):
+    model_config = ConfigDict(defer_build=True, val_json_bytes="base64")
+
+
+class FetchedHeader(_Fetched):
     """A header as fetched: name and base64 value."""
 
     key: str
-    value: str | None
+    value: Base64 | None
 
 
-class FetchedRecord(_Reply):
+class FetchedRecord(_Fetched):
     """A record as fetched: key, value and header values in base64 (null when absent)."""
 
     partition: int
     offset: int
     timestamp_ms: int
-    key: str | None
-    value: str | None
+    key: Base64 | None
+    value: Base64 | None
     headers: list[FetchedHeader]
 
     @classmethod
@@ -454,14 +467,29 @@ class FetchedRecord(_Reply):
             partition=record.partition,
             offset=record.offset,
             timestamp_ms=record.timestamp_ms,
-            key=b64(record.key),
-            value=b64(record.value),
-            headers=[FetchedHeader(key=k, value=b64(v)) for k, v in record.headers],
+            key=record.key,
+            value=record.value,
+            headers=[FetchedHeader(key=k, value=v) for k, v in record.headers],
+        )
+
+    def to_record(self) -> StoredRecord:
+        """The engine's stored record."""
+        return StoredRecord(
+            self.partition,
+            self.offset,
+            self.timestamp_ms,
+            self.key,
+            self.value,
+            tuple((h.key, h.value) for h in self.headers),
         )
 
 
-class FetchReply(_Reply):
-    """``GET .../records``: records, where to read next, and the partition's bounds."""
+class FetchReply(_Fetched):
+    """``GET .../records``: records, where to read next, and the partition's bounds.
+
+    The SDK reads it with the model (base64 is decoded in pydantic's core, faster than
+    parsing JSON and decoding in Python); the server writes it with `json_of`.
+    """
 
     records: list[FetchedRecord]
     next_offset: int
@@ -504,27 +532,15 @@ class FetchReply(_Reply):
             }
         )
 
-    @staticmethod
-    def result_of(reply: bytes, topic: str, partition: int) -> FetchResult:
-        """The fetch result of a reply body, read without a model per record."""
-        body = json.loads(reply)
+    def to_result(self, topic: str, partition: int) -> FetchResult:
+        """The engine's fetch result."""
         return FetchResult(
             topic=topic,
             partition=partition,
-            records=[
-                StoredRecord(
-                    partition=r["partition"],
-                    offset=r["offset"],
-                    timestamp_ms=r["timestamp_ms"],
-                    key=unb64(r["key"]),
-                    value=unb64(r["value"]),
-                    headers=tuple((h["key"], unb64(h["value"])) for h in r["headers"]),
-                )
-                for r in body["records"]
-            ],
-            next_offset=body["next_offset"],
-            high_watermark=body["high_watermark"],
-            log_start_offset=body["log_start_offset"],
+            records=[r.to_record() for r in self.records],
+            next_offset=self.next_offset,
+            high_watermark=self.high_watermark,
+            log_start_offset=self.log_start_offset,
         )
 
 
