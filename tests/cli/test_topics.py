@@ -62,7 +62,8 @@ def test_topic_describe_prints_aligned_partition_and_config_tables(
 
     assert described.returncode == 0, described.stderr
     lines = described.stdout.splitlines()
-    assert lines[0].split() == ["topic", topic_name, "3", "partitions"]
+    topic_id = client.describe_topic(topic_name).topic_id
+    assert lines[0].split() == ["topic", topic_name, "3", "partitions,", "id", topic_id]
     assert lines[1].split() == ["partition", "log_start_offset", "high_watermark", "bytes"]
     rows = lines[3:6]
     assert [row.split()[:3] for row in rows] == [["0", "0", "0"], ["1", "0", "0"], ["2", "0", "2"]]

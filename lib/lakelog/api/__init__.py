@@ -1,4 +1,4 @@
-"""The HTTP API v1: contract models, the resolver and the Lambda handler factory."""
+"""The HTTP API v1: the resolver and the Lambda handler factory (bodies: `lakelog.contract`)."""
 
 from __future__ import annotations
 
