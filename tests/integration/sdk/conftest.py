@@ -111,17 +111,16 @@ def transport_mode(request: pytest.FixtureRequest) -> Mode:
     return mode
 
 
+Serve = Callable[[Engine], Transport]
 MakeServed = Callable[[], tuple[Transport, Engine]]
 
 
 @pytest.fixture
-def make_served(
-    transport_mode: Mode, make_engine: Callable[..., Engine], resources: ResourceNames
-) -> MakeServed:
-    """Transports of the chosen mode, each with the engine that serves it.
+def serve(transport_mode: Mode, resources: ResourceNames) -> Serve:
+    """A transport of the chosen mode served by a given engine.
 
-    Direct: the engine is the transport. HTTP: the engine behind the transport's own API
-    handler (its own Lambda container, as far as the test can tell).
+    Direct: the engine itself. HTTP: a transport whose requests reach the engine through
+    its own API handler (its own Lambda container, as far as the test can tell).
     """
     settings = ApiSettings(
         bucket=resources.bucket,
@@ -131,12 +130,21 @@ def make_served(
         env="test",
     )
 
+    def transport(engine: Engine) -> Transport:
+        if transport_mode == "direct":
+            return engine
+        return HttpTransport(ENDPOINT, sender=HandlerSender(make_handler(settings, engine)))
+
+    return transport
+
+
+@pytest.fixture
+def make_served(serve: Serve, make_engine: Callable[..., Engine]) -> MakeServed:
+    """Transports of the chosen mode, each on its own engine, with that engine."""
+
     def make() -> tuple[Transport, Engine]:
         engine = make_engine()
-        if transport_mode == "direct":
-            return engine, engine
-        sender = HandlerSender(make_handler(settings, engine))
-        return HttpTransport(ENDPOINT, sender=sender), engine
+        return serve(engine), engine
 
     return make
 

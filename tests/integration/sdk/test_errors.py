@@ -19,10 +19,16 @@ from lakelog.errors import (
     OutOfOrderSequenceError,
     PayloadTooLargeError,
     ProducerFencedError,
+    ThrottledError,
     TopicExistsError,
     TopicNotFoundError,
+    UnavailableError,
 )
+from lakelog.service.produce import AppendRetryPolicy
+from lakelog.storage.faults import FailPoint
 from lakelog.types import OffsetCommit, ProducerBatch, Record
+from tests.conftest import MakeFaulty
+from tests.integration.sdk.conftest import Serve
 
 
 def _raised(call: Callable[[], Any]) -> LakelogError:
@@ -114,3 +120,22 @@ def test_group_errors(client: Client) -> None:
         members=(member.member_id,),
     )
     _check(_raised(lambda: client.describe_group("nobody")), GroupNotFoundError, group="nobody")
+
+
+@pytest.mark.parametrize(
+    ("point", "kind"),
+    [(FailPoint.CONFLICT, UnavailableError), (FailPoint.THROTTLE, ThrottledError)],
+)
+def test_storage_errors(
+    make_faulty: MakeFaulty, serve: Serve, point: FailPoint, kind: type[LakelogError]
+) -> None:
+    engine, injector = make_faulty(retry=AppendRetryPolicy(max_attempts=1))
+    transport = serve(engine)
+    transport.create_topic("busy")
+    injector.arm(point)
+
+    error = _raised(lambda: transport.append("busy", [Record(b"x", partition=0)]))
+
+    assert isinstance(error, kind)
+    assert error.code == kind.code
+    assert transport.describe_topic("busy").partitions[0].high_watermark == 0
