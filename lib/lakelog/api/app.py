@@ -383,7 +383,7 @@ def _register_record_routes(
             request = ProduceRequest.parse_body(body)
         except ValidationError as error:
             raise RequestValidationError(list(error.errors())) from None
-        records = [record.to_record() for record in request.records]
+        records = request.to_records()
         acks = engine.append(topic, records, request.to_producer())
         reply = ProduceReply.json_of(acks).decode()
         metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import pydantic_core
 from pydantic import (
@@ -25,11 +25,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from lakelog.errors import InvalidRequestError
@@ -221,28 +219,29 @@ class StringData(_Strict):
 class JsonData(_Strict):
     """``{"type": "JSON", "data": <any JSON>}``: the compact JSON text of ``data``.
 
-    ``NaN``, ``Infinity`` and numbers too large for a double (``1e400``) are refused: their
-    text would not be JSON.
+    ``NaN``, ``Infinity`` and numbers too large for a double (``1e400``) are refused when
+    the text is written (`to_bytes`), the one pass over ``data`` a record needs: their text
+    would not be JSON.
     """
 
     type: Literal["JSON"]
     data: Any
-    _text: bytes = PrivateAttr(default=b"")
-
-    @model_validator(mode="after")
-    def _json_text(self) -> Self:
-        try:
-            text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        except ValueError as error:
-            raise ValueError(
-                "JSON data must not hold NaN, Infinity or numbers beyond a double's range"
-            ) from error
-        self._text = text.encode()
-        return self
 
     def to_bytes(self) -> bytes:
-        """The bytes this key or value stands for."""
-        return self._text
+        """The bytes this key or value stands for.
+
+        Raises
+        ------
+        InvalidRequestError
+            ``data`` holds a number JSON text cannot (NaN, an infinity).
+        """
+        try:
+            text = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise InvalidRequestError(
+                "JSON data must not hold NaN, Infinity or numbers beyond a double's range"
+            ) from None
+        return text.encode()
 
 
 TypedData = Annotated[BinaryData | StringData | JsonData, Field(discriminator="type")]
@@ -369,6 +368,16 @@ class ProduceRequest(_Strict):
         if producer is not None:
             body["producer"] = request_body(ProducerIn.of(producer))
         return pydantic_core.to_json(body)
+
+    def to_records(self) -> list[Record]:
+        """The engine's records; raises `InvalidRequestError` naming a record that has none."""
+        records: list[Record] = []
+        for index, record in enumerate(self.records):
+            try:
+                records.append(record.to_record())
+            except InvalidRequestError as error:
+                raise InvalidRequestError(f"record {index}: {error.message}") from None
+        return records
 
     def to_producer(self) -> ProducerBatch | None:
         """The engine's producer identity, if the request has one."""
