@@ -8,6 +8,8 @@ from typing import Final
 from lakelog.errors import InvalidRequestError
 
 __all__ = [
+    "DEFAULT_FETCH_BYTES",
+    "DEFAULT_FETCH_RECORDS",
     "DEFAULT_SESSION_TIMEOUT_MS",
     "MAX_APPEND_BYTES",
     "MAX_APPEND_RECORDS",
@@ -54,6 +56,12 @@ An append touching more partitions is split into several transactions, each atom
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 """Latest record timestamp: 9999-12-31T23:59:59.999Z, the last instant Parquet readers
 (pyarrow, DuckDB, Spark) can represent as a date."""
+
+DEFAULT_FETCH_RECORDS: Final = 500
+"""``max_records`` of a fetch that does not say."""
+
+DEFAULT_FETCH_BYTES: Final = 1024 * 1024
+"""``max_bytes`` of a fetch that does not say."""
 
 MAX_FETCH_RECORDS: Final = 10_000
 """Upper bound of ``max_records`` in one fetch."""
