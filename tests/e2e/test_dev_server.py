@@ -10,7 +10,6 @@ import io
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -496,13 +495,11 @@ def test_segments_are_readable_from_the_printed_s3_endpoint(
 
 
 def test_requests_are_logged_one_line_each(api: httpx.Client, dev_server: DevProcess) -> None:
+    # The server writes the line before its reply, so once the reply is here the line is
+    # in the pipe and only waits for the reader thread.
     api.get("/v1/topics", params={"probe": "access-log"})
 
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any(
-        "probe=access-log" in line for line in dev_server.lines
-    ):
-        time.sleep(0.05)
-    assert any("GET /v1/topics?probe=access-log -> 200" in line for line in dev_server.lines), (
-        dev_server.output
-    )
+    line = dev_server.wait_for_line(lambda printed: "probe=access-log" in printed)
+
+    assert "GET /v1/topics?probe=access-log -> 200" in line, dev_server.output
+    assert sum("probe=access-log" in printed for printed in dev_server.lines) == 1
