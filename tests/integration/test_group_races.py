@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -252,6 +253,24 @@ COMMITS = 8
 """Offsets 1 to 8 that a dead member commits, one after another, while it is taken over."""
 
 
+@dataclass
+class _Commits:
+    """Commits of member "a" to partition 0 of "orders" at ``epoch``, by outcome."""
+
+    engine: Engine
+    epoch: int
+    landed: list[int] = field(default_factory=list)
+    fenced: list[int] = field(default_factory=list)
+
+    def __call__(self, offset: int) -> None:
+        try:
+            self.engine.commit_offsets("g", "a", [OffsetCommit("orders", 0, offset, self.epoch)])
+        except LeaseFencedError:
+            self.fenced.append(offset)
+        else:
+            self.landed.append(offset)
+
+
 @pytest.mark.parametrize("cut", [1, 4, COMMITS])
 @pytest.mark.parametrize("first", ["takeover", "commit"])
 def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
@@ -263,17 +282,8 @@ def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
     # commit lands between b's read of the group and b's take ("commit")
     clock = Clock()
     a, b, a_store, b_store, epoch = _dead_owner(make_faulty, clock, committed=None)
-    landed: list[int] = []
-    fenced: list[int] = []
+    commit = _Commits(a, epoch)
     took: list[Membership] = []
-
-    def commit(offset: int) -> None:
-        try:
-            a.commit_offsets("g", "a", [OffsetCommit("orders", 0, offset, epoch)])
-        except LeaseFencedError:
-            fenced.append(offset)
-        else:
-            landed.append(offset)
 
     def takeover(_seen: Any = None) -> None:
         a_store.on_commit = None
@@ -295,7 +305,8 @@ def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
 
     # Then the commits before the takeover landed and every one after it was fenced
     last = cut if first == "commit" else cut - 1
-    assert (landed, fenced) == (list(range(1, last + 1)), list(range(last + 1, COMMITS + 1)))
+    assert commit.landed == list(range(1, last + 1))
+    assert commit.fenced == list(range(last + 1, COMMITS + 1))
     # and b starts at the last commit that landed, as the lease says from then on
     starts_at = last or None
     assert [(x.committed_offset, x.lease_epoch) for x in took[0].assignments] == [
@@ -306,17 +317,11 @@ def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
 
 @pytest.mark.slow
 def test_commits_racing_a_takeover_in_threads_are_a_landed_run_then_fenced(
-    make_engine: Callable[..., Engine],
+    make_faulty: MakeFaulty,
 ) -> None:
     # Given a dead member "a" that keeps committing increasing offsets from a thread
-    clock = Clock()
-    a = make_engine(clock_ms=clock)
-    b = make_engine(clock_ms=clock)
-    a.create_topic("orders", partitions=1)
-    epoch = a.join_group("g", ["orders"], "a").assignments[0].lease_epoch
-    clock.advance(SESSION)
-    landed: list[int] = []
-    fenced: list[int] = []
+    a, b, _, _, epoch = _dead_owner(make_faulty, Clock(), committed=None)
+    commit = _Commits(a, epoch)
     took: list[Membership] = []
 
     def race(index: int) -> None:
@@ -324,13 +329,8 @@ def test_commits_racing_a_takeover_in_threads_are_a_landed_run_then_fenced(
             took.append(b.join_group("g", ["orders"], "b"))
             return
         for offset in range(1, 100):
-            try:
-                a.commit_offsets("g", "a", [OffsetCommit("orders", 0, offset, epoch)])
-            except LeaseFencedError:
-                fenced.append(offset)
-            else:
-                landed.append(offset)
-            if len(fenced) >= 5:
+            commit(offset)
+            if len(commit.fenced) >= 5:
                 return
 
     # When b takes the lease over while a commits, in whatever order the threads run
@@ -338,8 +338,9 @@ def test_commits_racing_a_takeover_in_threads_are_a_landed_run_then_fenced(
 
     # Then, however they interleaved, a run of commits landed and every later one was
     # fenced (either run may be empty), and b starts at the last commit that landed
-    assert landed + fenced == list(range(1, len(landed) + len(fenced) + 1))
-    starts_at = landed[-1] if landed else None
+    sent = commit.landed + commit.fenced
+    assert sent == list(range(1, len(sent) + 1))
+    starts_at = commit.landed[-1] if commit.landed else None
     assert took[0].assignments[0].committed_offset == starts_at
     assert b.describe_group("g").partitions[0].committed_offset == starts_at
 
