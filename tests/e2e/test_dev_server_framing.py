@@ -113,7 +113,11 @@ def assert_refused(reply: Reply, status: int, code: str) -> None:
     assert reply.headers.get("connection") == "close", reply
 
 
-def assert_not_created(service: LocalService, address: tuple[str, int], topic: str) -> None:
+def assert_invalid(
+    address: tuple[str, int], request: bytes, topic: str, *, close_write: bool = False
+) -> None:
+    """``request`` (which would create ``topic``) is refused as 400 and creates nothing."""
+    assert_refused(exchange(address, request, close_write=close_write), 400, "invalid_request")
     described = exchange(address, f"GET /v1/topics/{topic} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     assert described.status == 404, described
 
@@ -155,17 +159,14 @@ def test_chunk_sizes_are_hex_in_either_case_with_leading_zeros(
 
 
 def test_a_negative_chunk_size_is_400_without_reading_on(
-    service: LocalService, address: tuple[str, int], topic_name: str
+    address: tuple[str, int], topic_name: str
 ) -> None:
     # Given a chunk that says it is -1 bytes long, followed by more bytes than that
     request = head("Transfer-Encoding: chunked") + b"-1\r\n" + create_body(topic_name)
 
-    # When the client waits for the answer without closing its side
-    reply = exchange(address, request)
-
-    # Then the server answers at once instead of reading until the client stops sending
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    # When the client waits for the answer without closing its side, then the server
+    # answers at once instead of reading until the client stops sending
+    assert_invalid(address, request, topic_name)
 
 
 @pytest.mark.parametrize(
@@ -174,16 +175,13 @@ def test_a_negative_chunk_size_is_400_without_reading_on(
     ids=["0x", "plus", "leading-space", "underscore", "minus", "not-hex", "empty", "ext-only"],
 )
 def test_a_chunk_size_that_is_not_hex_digits_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str, size: bytes
+    address: tuple[str, int], topic_name: str, size: bytes
 ) -> None:
     body = create_body(topic_name)
     line = size % len(body) if b"%" in size else size
     request = head("Transfer-Encoding: chunked") + line + b"\r\n" + body + b"\r\n" + LAST_CHUNK
 
-    reply = exchange(address, request)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request, topic_name)
 
 
 @pytest.mark.parametrize(
@@ -195,21 +193,18 @@ def test_a_chunk_size_that_is_not_hex_digits_is_400(
     ids=["leading-zeros", "extension"],
 )
 def test_a_chunk_size_line_over_the_line_limit_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str, line: Any
+    address: tuple[str, int], topic_name: str, line: Any
 ) -> None:
     body = create_body(topic_name)
     request = (
         head("Transfer-Encoding: chunked") + line(len(body)) + b"\r\n" + body + b"\r\n" + LAST_CHUNK
     )
 
-    reply = exchange(address, request)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request, topic_name)
 
 
 def test_chunk_extensions_past_their_limit_are_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
+    address: tuple[str, int], topic_name: str
 ) -> None:
     # Given many one-byte chunks, each line within the line limit, with a long extension
     extension = b";" + b"e" * (MAX_CHUNK_LINE_BYTES // 2)
@@ -219,25 +214,17 @@ def test_chunk_extensions_past_their_limit_are_400(
         chunk(body[i : i + 1], extension) for i in range(len(body))
     )
 
-    reply = exchange(address, request + LAST_CHUNK)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request + LAST_CHUNK, topic_name)
 
 
-def test_trailers_past_their_limit_are_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
-) -> None:
+def test_trailers_past_their_limit_are_400(address: tuple[str, int], topic_name: str) -> None:
     trailer = b"X-Padding: " + b"p" * (MAX_CHUNK_LINE_BYTES // 2) + b"\r\n"
     trailers = trailer * (MAX_CHUNK_METADATA_BYTES // len(trailer) + 1)
     request = (
         head("Transfer-Encoding: chunked") + chunk(create_body(topic_name)) + b"0\r\n" + trailers
     )
 
-    reply = exchange(address, request + b"\r\n")
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request + b"\r\n", topic_name)
 
 
 # The body limit ----------------------------------------------------------------------------
@@ -290,56 +277,42 @@ def test_negative_chunks_do_not_lower_the_running_total(address: tuple[str, int]
     ids=["in-data", "before-crlf", "before-last-chunk", "before-end", "in-trailer", "in-size"],
 )
 def test_a_chunked_body_that_ends_early_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str, tail: Any
+    address: tuple[str, int], topic_name: str, tail: Any
 ) -> None:
     request = head("Transfer-Encoding: chunked") + tail(create_body(topic_name))
 
-    reply = exchange(address, request, close_write=True)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request, topic_name, close_write=True)
 
 
-def test_chunk_data_longer_than_its_size_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
-) -> None:
+def test_chunk_data_longer_than_its_size_is_400(address: tuple[str, int], topic_name: str) -> None:
     body = create_body(topic_name)
     request = head("Transfer-Encoding: chunked") + b"%x\r\n%sX\r\n" % (len(body), body)
 
-    reply = exchange(address, request + LAST_CHUNK)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request + LAST_CHUNK, topic_name)
 
 
 # Headers that disagree ----------------------------------------------------------------------
 
 
 def test_content_length_with_transfer_encoding_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
+    address: tuple[str, int], topic_name: str
 ) -> None:
     body = create_body(topic_name)
     request = head("Content-Length: 3", "Transfer-Encoding: chunked") + chunk(body) + LAST_CHUNK
 
-    reply = exchange(address, request)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request, topic_name)
 
 
 @pytest.mark.parametrize(
     "coding", ["gzip, chunked", "chunked, gzip", "identity", "xchunked", "chunked, chunked"]
 )
 def test_a_transfer_coding_other_than_chunked_alone_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str, coding: str
+    address: tuple[str, int], topic_name: str, coding: str
 ) -> None:
     body = create_body(topic_name)
     request = head(f"Transfer-Encoding: {coding}") + chunk(body) + LAST_CHUNK
 
-    reply = exchange(address, request)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request, topic_name)
 
 
 # Content-Length ----------------------------------------------------------------------------
@@ -361,27 +334,21 @@ def test_a_transfer_coding_other_than_chunked_alone_is_400(
     ],
 )
 def test_a_content_length_that_is_not_decimal_digits_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str, declared: str
+    address: tuple[str, int], topic_name: str, declared: str
 ) -> None:
     body = create_body(topic_name)
     value = declared.format(n=len(body), m=len(body) + 1)
 
-    reply = exchange(address, head(f"Content-Length: {value}") + body)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, head(f"Content-Length: {value}") + body, topic_name)
 
 
 def test_two_content_lengths_that_disagree_are_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
+    address: tuple[str, int], topic_name: str
 ) -> None:
     body = create_body(topic_name)
     request = head(f"Content-Length: {len(body)}", f"Content-Length: {len(body) + 1}") + body
 
-    reply = exchange(address, request + b" ")
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(address, request + b" ", topic_name)
 
 
 def test_the_same_content_length_twice_is_read(address: tuple[str, int], topic_name: str) -> None:
@@ -403,14 +370,13 @@ def test_a_content_length_too_large_for_any_body_is_413(
 
 
 def test_a_body_shorter_than_its_content_length_is_400(
-    service: LocalService, address: tuple[str, int], topic_name: str
+    address: tuple[str, int], topic_name: str
 ) -> None:
     body = create_body(topic_name)
 
-    reply = exchange(address, head(f"Content-Length: {len(body) + 5}") + body, close_write=True)
-
-    assert_refused(reply, 400, "invalid_request")
-    assert_not_created(service, address, topic_name)
+    assert_invalid(
+        address, head(f"Content-Length: {len(body) + 5}") + body, topic_name, close_write=True
+    )
 
 
 # The handler -------------------------------------------------------------------------------
