@@ -20,7 +20,11 @@ from typing import Final
 __all__ = ["DevProcess", "start_dev"]
 
 START_TIMEOUT: Final = 60.0
-STOP_TIMEOUT: Final = 10.0
+"""How long `wait_ready` and `wait_for_line` wait: a backstop for a server that never
+prints, not a measure of how fast it starts."""
+STOP_TIMEOUT: Final = 60.0
+"""How long `stop` waits for the exit before it kills: a backstop for a hung server (the
+server's own drain takes a few seconds at most; tests of promptness time it themselves)."""
 _BANNER: Final = {
     "api_url": re.compile(r"^\s*API\s+(http://\S+)\s*$"),
     "docs_url": re.compile(r"^\s*Docs\s+(http://\S+)\s*$"),
