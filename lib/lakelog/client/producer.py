@@ -25,8 +25,7 @@ from lakelog.errors import (
     OutOfOrderSequenceError,
     PayloadTooLargeError,
 )
-from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS
-from lakelog.log.codec import record_size
+from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
 
