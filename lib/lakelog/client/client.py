@@ -154,9 +154,7 @@ class Client:
 
     def close(self) -> None:
         """Release the transport's connections."""
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            close()
+        self.transport.close()
 
     def __enter__(self) -> Client:
         return self
