@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from lakelog.client.consumer import Consumer, OffsetReset
+from lakelog.client.consumer import Consumer
 from lakelog.client.http import HttpTransport
 from lakelog.client.producer import Producer
+from lakelog.client.subscription import OffsetReset
 from lakelog.client.transport import Transport
 from lakelog.types import GroupDescription, TopicDescription
 
