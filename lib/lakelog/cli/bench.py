@@ -6,7 +6,6 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import click
-from rich.text import Text
 
 from lakelog import bench as benchmark
 from lakelog.cli.common import (
@@ -20,6 +19,7 @@ from lakelog.cli.common import (
     progress_display,
     progress_option,
     showing,
+    styled,
     table_console,
     wants_progress,
 )
@@ -126,7 +126,7 @@ def _print_bench(endpoint: str, result: benchmark.BenchResult) -> None:
     out = table_console()
     count = result.partitions
     out.print(
-        Text.assemble(
+        styled(
             ("bench ", "bold"),
             (result.topic, "bold cyan"),
             f"  {count} partition{'s' if count != 1 else ''}, {result.records} records of "

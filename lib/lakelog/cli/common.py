@@ -1,7 +1,7 @@
 """What every command shares: settings, errors, parameter types, options and output.
 
-Only click, rich (console, table, text) and the SDK load here; a command that needs more
-(``dev``: the local server; progress displays: ``rich.progress``) imports it when it runs.
+Only click and the SDK load with the command line; rich loads when something is printed
+with it, the local server when ``dev`` runs.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 import urllib3
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from lakelog.client import Client
 from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.types import GroupDescription, TopicDescription
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
+    from rich.table import Table
+    from rich.text import Text
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -50,6 +50,7 @@ __all__ = [
     "progress_option",
     "show",
     "showing",
+    "styled",
     "table_console",
     "topic_config",
     "wants_progress",
@@ -66,12 +67,17 @@ _D = TypeVar("_D", TopicDescription, GroupDescription)
 
 
 def console(*, stderr: bool = False) -> Console:
+    """A console for messages (on stderr when asked)."""
+    from rich.console import Console  # noqa: PLC0415 - rich loads when a command prints
+
     # soft_wrap: URLs and SQL must stay on one line even in a narrow terminal or a pipe.
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
 
 
 def table_console() -> Console:
     """The console tables go to: never wrapped or cut when stdout is a pipe or a file."""
+    from rich.console import Console  # noqa: PLC0415 - rich loads when a command prints
+
     return Console(
         soft_wrap=True,
         highlight=False,
@@ -246,10 +252,21 @@ def show(value: _D, as_json: bool, printer: Callable[[_D], None]) -> None:
 
 
 def make_table(*columns: str, numeric: Sequence[str] = ()) -> Table:
+    """A table with ``columns``, the ``numeric`` ones aligned right."""
+    from rich import box  # noqa: PLC0415 - rich loads when a command prints
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for name in columns:
         table.add_column(name, justify="right" if name in numeric else "left", no_wrap=True)
     return table
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text of ``parts``, each plain or ``(text, style)`` (`rich.text.Text.assemble`)."""
+    from rich.text import Text  # noqa: PLC0415 - rich loads when a command prints
+
+    return Text.assemble(*parts)
 
 
 def cell(value: object) -> str:

@@ -14,12 +14,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, Final, Literal
 
 import click
-from rich.console import Console
-from rich.text import Text
 
-from lakelog.cli.common import DEFAULT_PORT, console
+from lakelog.cli.common import DEFAULT_PORT, console, styled
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from lakelog.local.server import LocalService
 
 __all__ = ["DEFAULT_PRINCIPAL", "dev"]
@@ -137,5 +137,5 @@ def _print_banner(out: Console, service: LocalService) -> None:
     )
     out.print("lakelog dev: local API over in-process moto (Ctrl-C to stop)", style="bold")
     for label, value in rows:
-        out.print(Text.assemble("  ", (f"{label:<12}", "bold cyan"), value))
+        out.print(styled("  ", (f"{label:<12}", "bold cyan"), value))
     out.file.flush()

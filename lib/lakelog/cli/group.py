@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 
 import click
-from rich.text import Text
 
 from lakelog.cli.common import (
     Settings,
@@ -17,6 +16,7 @@ from lakelog.cli.common import (
     make_table,
     print_json,
     show,
+    styled,
     table_console,
 )
 from lakelog.types import GroupDescription
@@ -32,7 +32,7 @@ def group() -> None:
 def _print_group(description: GroupDescription) -> None:
     out = table_console()
     members = len(description.members)
-    heading = Text.assemble(("group ", "bold"), (description.group, "bold cyan"))
+    heading = styled(("group ", "bold"), (description.group, "bold cyan"))
     heading.append(f"  {members} live member{'s' if members != 1 else ''}")
     lags = [p.lag for p in description.partitions if p.lag is not None]
     heading.append(f", total lag {sum(lags)}" if lags else "")
@@ -141,7 +141,7 @@ def group_reset(
         print_json({"group": group_id, "topic": topic_name, "partitions": rows})
         return
     out = table_console()
-    out.print(Text.assemble(("group ", "bold"), (group_id, "bold cyan"), f"  topic {topic_name}"))
+    out.print(styled(("group ", "bold"), (group_id, "bold cyan"), f"  topic {topic_name}"))
     table = make_table("partition", "committed_offset", numeric=("partition", "committed_offset"))
     for row in rows:
         table.add_row(str(row["partition"]), str(row["offset"]))

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Final
 
 import click
-from rich.text import Text
 
 from lakelog.cli.common import (
     Settings,
@@ -16,6 +15,7 @@ from lakelog.cli.common import (
     make_table,
     print_json,
     show,
+    styled,
     table_console,
     topic_config,
 )
@@ -32,7 +32,7 @@ def topic() -> None:
 def _print_topic(description: TopicDescription) -> None:
     out = table_console()
     count = len(description.partitions)
-    heading = Text.assemble(("topic ", "bold"), (description.name, "bold cyan"))
+    heading = styled(("topic ", "bold"), (description.name, "bold cyan"))
     heading.append(f"  {count} partition{'s' if count != 1 else ''}")
     if description.topic_id:
         heading.append(f", id {description.topic_id}")
