@@ -51,7 +51,7 @@ def test_leases_at_another_epoch_are_revoked_and_new_ones_added() -> None:
     leases = {TP0: _lease(TP0, 1), TP1: _lease(TP1, 2)}  # TP1 moved away and back
     assert state.revoke(leases) == {TP1}
     assert TP1 not in state.committed
-    assert state.new_leases(leases) == [leases[TP1]]
+    assert state.new_leases(leases) == {TP1: leases[TP1]}
 
 
 def test_assign_is_refused_while_subscribed() -> None:

@@ -196,18 +196,11 @@ class ConsumerCoordinator:
         revoked = sub.revoke(leases)
         if revoked and sub.listener:
             sub.listener.on_partitions_revoked(revoked)
-        starts = {
-            TopicPartition(lease.topic, lease.partition): (
-                (lease.committed_offset, lease.lease_epoch, True)
-                if lease.committed_offset is not None
-                else (
-                    self._start_of(TopicPartition(lease.topic, lease.partition)),
-                    lease.lease_epoch,
-                    False,
-                )
-            )
-            for lease in sub.new_leases(leases)
-        }
+        starts: dict[TopicPartition, tuple[int, int, bool]] = {}
+        for tp, lease in sub.new_leases(leases).items():
+            committed = lease.committed_offset
+            position = self._start_of(tp) if committed is None else committed
+            starts[tp] = (position, lease.lease_epoch, committed is not None)
         sub.add_leases(starts)
         with self._lock:
             self._applied = membership

@@ -132,10 +132,12 @@ class SubscriptionState:
                 self.committed.pop(tp, None)
             return revoked
 
-    def new_leases(self, leases: Mapping[TopicPartition, Assignment]) -> list[Assignment]:
+    def new_leases(
+        self, leases: Mapping[TopicPartition, Assignment]
+    ) -> dict[TopicPartition, Assignment]:
         """The leases whose partitions are not assigned yet."""
         with self.lock:
-            return [lease for tp, lease in leases.items() if tp not in self.partitions]
+            return {tp: lease for tp, lease in leases.items() if tp not in self.partitions}
 
     def add_leases(self, starts: Mapping[TopicPartition, tuple[int, int, bool]]) -> None:
         """Assign leased partitions: ``(position, epoch, committed)`` each."""
