@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from lakelog.errors import InvalidRequestError
+from lakelog.types import Header
 
 __all__ = [
     "DEFAULT_FETCH_BYTES",
@@ -25,6 +27,7 @@ __all__ = [
     "MAX_TOPICS_PER_MEMBER",
     "MAX_TOPIC_NAME_LENGTH",
     "MIN_SESSION_TIMEOUT_MS",
+    "record_size",
     "validate_group_id",
     "validate_member_id",
     "validate_topic_name",
@@ -116,3 +119,11 @@ def validate_group_id(group: object) -> str:
 def validate_member_id(member_id: object) -> str:
     """Return ``member_id`` if it is a legal member id (the topic-name rules), else raise."""
     return _validate_name("member id", member_id)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header]) -> int:
+    """Bytes a record counts against size limits: key + value + header keys and values."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name.encode()) + len(data or b"")
+    return size

@@ -8,14 +8,10 @@ import gzip
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-import boto3
 import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from lakelog.errors import (
     CorruptSegmentError,
@@ -53,6 +49,10 @@ from lakelog.types import (
     TopicDescription,
     TopicPartition,
 )
+
+if TYPE_CHECKING:  # boto3 loads only when a request is signed (see `HttpTransport`)
+    import boto3
+    from botocore.credentials import Credentials
 
 __all__ = ["HttpTransport", "error_from_reply"]
 
@@ -241,6 +241,8 @@ class HttpTransport:
         host = parts.hostname
         if sign is False or (sign is None and host in _LOOPBACK):
             return
+        import boto3  # noqa: PLC0415 - only a signing transport needs it
+
         session = session or boto3.Session()
         credentials = session.get_credentials()
         if credentials is None:
@@ -284,11 +286,9 @@ class HttpTransport:
                 data = gzip.compress(data, compresslevel=1)
                 headers["Content-Encoding"] = "gzip"
         if self._credentials is not None:
-            signed = AWSRequest(method=method, url=url, data=data or b"", headers=headers)
-            SigV4Auth(
-                self._credentials.get_frozen_credentials(), "execute-api", self._region
-            ).add_auth(signed)
-            headers = dict(signed.headers.items())
+            headers = _signed_headers(
+                self._credentials, self._region, method, url, data or b"", headers
+            )
         try:
             response = self._pool.request(
                 method, url, body=data, headers=headers, retries=False, preload_content=True
@@ -499,6 +499,23 @@ class HttpTransport:
     def close(self) -> None:
         """Close pooled connections."""
         self._pool.clear()
+
+
+def _signed_headers(
+    credentials: Credentials,
+    region: str,
+    method: str,
+    url: str,
+    data: bytes,
+    headers: dict[str, str],
+) -> dict[str, str]:
+    """``headers`` with SigV4 ``execute-api`` signature headers added (botocore loads here)."""
+    from botocore.auth import SigV4Auth  # noqa: PLC0415 - only signing needs botocore
+    from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+
+    signed = AWSRequest(method=method, url=url, data=data, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(signed)
+    return dict(signed.headers.items())
 
 
 def _header(item: Mapping[str, Any]) -> Header:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
 
-from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
+from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_APPEND_BYTES, record_size
 from lakelog.service.acl import AccessControl, Effect
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext, now_ms
@@ -196,3 +196,19 @@ class Engine:
     ) -> dict[int, int]:
         """Move a group's committed offsets of a topic; see `GroupCoordinator.reset`."""
         return self.groups.reset(group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms)
+
+    # What the SDK needs of a transport besides the operations ------------------------------
+    max_request_bytes: Final = MAX_APPEND_BYTES
+    """Bytes of the records of one append, each measured by `request_bytes`."""
+
+    @staticmethod
+    def request_bytes(record: Record) -> int:
+        """Bytes ``record`` counts against `max_request_bytes` (`record_size`)."""
+        return record_size(record.key, record.value, record.headers)
+
+    def compressed(self, compression: Literal["gzip"] | None) -> Engine:
+        """This engine: segments are compressed with each topic's codec whatever is asked."""
+        return self
+
+    def close(self) -> None:
+        """Nothing to release: the AWS clients belong to whoever made them."""

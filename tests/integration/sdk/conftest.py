@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -18,8 +18,11 @@ class Wire:
 
     ``cut = True`` makes every call fail with `UnavailableError` (a crashed or partitioned
     client, as far as the service can tell); ``fail_next[name] = n`` fails the next ``n``
-    calls of ``name`` *after* they reached the service (an ambiguous outcome).
+    calls of ``name`` *after* they reached the service (an ambiguous outcome). What sends no
+    request (``request_bytes``, ``max_request_bytes``, ``close``) passes through uncounted.
     """
+
+    _LOCAL = frozenset({"request_bytes", "close"})
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
@@ -29,7 +32,7 @@ class Wire:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
-        if not callable(target):
+        if not callable(target) or name in self._LOCAL:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +46,11 @@ class Wire:
             return result
 
         return call
+
+    def compressed(self, compression: Literal["gzip"] | None) -> Wire:
+        """This wire, now in front of ``inner.compressed(compression)``."""
+        self.inner = self.inner.compressed(compression)
+        return self
 
 
 @pytest.fixture
