@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from benchmarks.api import ApiReport, RouteReport
 from benchmarks.pricing import ApiCost, api_cost_per_gib, api_gateway_requests, cost_per_gib
 from benchmarks.recorder import Usage
 from benchmarks.sdk import SdkReport
+from benchmarks.startup import StartupReport
 from benchmarks.workloads import MIB, AppendReport, CpuReport, FetchReport
 
 __all__ = [
@@ -246,6 +248,26 @@ def _sdk_rows(sdk: SdkReport) -> list[Row]:
     return rows
 
 
+STARTUP_TARGET_S: Final = 0.3
+"""An HTTP-only ``lakelog`` command starts (and fails to connect) well under this."""
+
+
+def _startup_rows(startup: StartupReport) -> list[Row]:
+    runs = f"median of {startup.runs}"
+    return [
+        Row(
+            f"start-up wall s ({runs}): python -c pass / import lakelog / lakelog --help",
+            f"{startup.python_s:.3f} / {startup.import_s:.3f} / {startup.help_s:.3f}",
+        ),
+        Row(
+            f"start-up wall s ({runs}): lakelog topic list over HTTP (connection refused)",
+            f"{startup.http_command_s:.3f}",
+            f"< {STARTUP_TARGET_S}",
+            startup.http_command_s < STARTUP_TARGET_S,
+        ),
+    ]
+
+
 def build_rows(
     single: AppendReport,
     multi: AppendReport,
@@ -253,6 +275,7 @@ def build_rows(
     cpu: CpuReport,
     api: ApiReport | None = None,
     sdk: SdkReport | None = None,
+    startup: StartupReport | None = None,
 ) -> list[Row]:
     """Every row of the table, in a fixed order.
 
@@ -267,7 +290,10 @@ def build_rows(
     api
         Workload (e), the HTTP API handler (no rows when None).
     sdk
-        Workload (f), the SDK's producer and consumer; its rows come last (none when None).
+        Workload (f), the SDK's producer and consumer (no rows when None).
+    startup
+        Workload (g), start-up of ``import lakelog`` and the CLI; its rows come last
+        (none when None).
 
     Returns
     -------
@@ -306,6 +332,7 @@ def build_rows(
         ),
         *(_api_rows(api) if api is not None else []),
         *(_sdk_rows(sdk) if sdk is not None else []),
+        *(_startup_rows(startup) if startup is not None else []),
     ]
 
 

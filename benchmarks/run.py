@@ -20,6 +20,7 @@ from moto import mock_aws
 from benchmarks.api import ApiWorkload, run_api
 from benchmarks.report import build_rows, render, verdict
 from benchmarks.sdk import SdkWorkload, run_sdk
+from benchmarks.startup import StartupWorkload, run_startup
 from benchmarks.workloads import (
     Bench,
     CpuReport,
@@ -67,6 +68,7 @@ def run(
     workload: Workload,
     api_workload: ApiWorkload | None = None,
     sdk_workload: SdkWorkload | None = None,
+    startup_workload: StartupWorkload | None = None,
 ) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
@@ -78,6 +80,8 @@ def run(
         Sizes of the HTTP API workload (`ApiWorkload` defaults when None).
     sdk_workload
         Sizes of the SDK workload (`SdkWorkload` defaults when None).
+    startup_workload
+        Runs of the start-up workload (`StartupWorkload` defaults when None).
 
     Returns
     -------
@@ -88,6 +92,7 @@ def run(
     # First, in a process that holds nothing else yet, like a fresh Lambda.
     api = run_api(api_workload or ApiWorkload(seed=workload.seed))
     sdk = run_sdk(sdk_workload)
+    startup = run_startup(startup_workload)
     values = make_values(workload.records_per_append, workload.value_bytes, workload.seed)
     with mock_aws():
         session = boto3.Session(region_name=REGION)
@@ -108,6 +113,7 @@ def run(
         CpuReport(encode, decode, engine_append, engine_fetch),
         api,
         sdk,
+        startup,
     )
     return f"{render(rows)}\n\n{verdict(rows)}\n"
 

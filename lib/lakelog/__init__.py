@@ -1,6 +1,14 @@
-"""lakelog: Kafka-style topics on S3 and DynamoDB."""
+"""lakelog: Kafka-style topics on S3 and DynamoDB.
+
+``import lakelog`` loads the SDK and its value types only. `Engine` (with pyarrow and
+boto3), `ResourceNames` and `TopicConfig` (pydantic) load on first use, so a program
+that talks to the HTTP API never imports the engine.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from lakelog.client import (
     Client,
@@ -13,7 +21,6 @@ from lakelog.client import (
     OffsetAndTimestamp,
     Producer,
 )
-from lakelog.config import TopicConfig
 from lakelog.errors import (
     CorruptSegmentError,
     GroupNotEmptyError,
@@ -28,8 +35,6 @@ from lakelog.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from lakelog.service.engine import Engine
-from lakelog.storage.keys import ResourceNames
 from lakelog.types import (
     Assignment,
     FetchResult,
@@ -46,6 +51,18 @@ from lakelog.types import (
     TopicDescription,
     TopicPartition,
 )
+
+if TYPE_CHECKING:
+    from lakelog.config import TopicConfig
+    from lakelog.service.engine import Engine
+    from lakelog.storage.keys import ResourceNames
+
+_LAZY: dict[str, str] = {
+    "Engine": "lakelog.service.engine",
+    "ResourceNames": "lakelog.storage.keys",
+    "TopicConfig": "lakelog.config",
+}
+"""Names whose modules load only when the name is first used."""
 
 __all__ = [
     "Assignment",
@@ -87,3 +104,13 @@ __all__ = [
     "TopicNotFoundError",
     "TopicPartition",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load `Engine`, `ResourceNames` and `TopicConfig` on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakelog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

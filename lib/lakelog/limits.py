@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 from lakelog.errors import InvalidRequestError
+from lakelog.types import Header
 
 __all__ = [
+    "DEFAULT_FETCH_BYTES",
+    "DEFAULT_FETCH_RECORDS",
     "DEFAULT_SESSION_TIMEOUT_MS",
     "MAX_APPEND_BYTES",
     "MAX_APPEND_RECORDS",
@@ -23,6 +27,7 @@ __all__ = [
     "MAX_TOPICS_PER_MEMBER",
     "MAX_TOPIC_NAME_LENGTH",
     "MIN_SESSION_TIMEOUT_MS",
+    "record_size",
     "validate_group_id",
     "validate_member_id",
     "validate_topic_name",
@@ -54,6 +59,12 @@ An append touching more partitions is split into several transactions, each atom
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 """Latest record timestamp: 9999-12-31T23:59:59.999Z, the last instant Parquet readers
 (pyarrow, DuckDB, Spark) can represent as a date."""
+
+DEFAULT_FETCH_RECORDS: Final = 500
+"""``max_records`` of a fetch that does not say."""
+
+DEFAULT_FETCH_BYTES: Final = 1024 * 1024
+"""``max_bytes`` of a fetch that does not say."""
 
 MAX_FETCH_RECORDS: Final = 10_000
 """Upper bound of ``max_records`` in one fetch."""
@@ -108,3 +119,11 @@ def validate_group_id(group: object) -> str:
 def validate_member_id(member_id: object) -> str:
     """Return ``member_id`` if it is a legal member id (the topic-name rules), else raise."""
     return _validate_name("member id", member_id)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header]) -> int:
+    """Bytes a record counts against size limits: key + value + header keys and values."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name.encode()) + len(data or b"")
+    return size

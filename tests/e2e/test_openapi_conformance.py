@@ -99,18 +99,27 @@ def call(
     http: requests.Session,
     method: str,
     path: str,
+    status: int,
     **case: Any,
 ) -> requests.Response:
-    """One request built by schemathesis from the document, validated by the three checks."""
+    """One request built by schemathesis from the document: it must answer ``status``, and
+    the three checks must pass (the status is documented, the body matches its schema)."""
     built = operation(schema, method, path).Case(**case)
     response: requests.Response = built.call_and_validate(
         base_url=dev.api_url, session=http, checks=list(CHECKS.values()), timeout=30
     )
+    assert response.status_code == status, f"{method} {path}: {response.text}"
     return response
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create(schema: Any, dev: DevProcess, http: requests.Session, **body: Any) -> str:
+    """A topic created through the document's ``POST /v1/topics`` (201); its name."""
+    call(schema, dev, http, "POST", "/v1/topics", 201, body=body)
+    return str(body["name"])
 
 
 def test_every_documented_operation_is_checked(schema: Any) -> None:
@@ -127,25 +136,37 @@ def test_every_documented_operation_is_checked(schema: Any) -> None:
 
 
 def test_create_topic_201_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    reply = call(schema, dev_server, http, "POST", "/v1/topics", body={"name": unique("c")})
-    assert reply.status_code == 201
+    name = unique("c")
+
+    reply = call(schema, dev_server, http, "POST", "/v1/topics", 201, body={"name": name})
+
+    assert reply.json()["name"] == name
 
 
 def test_create_existing_topic_409_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("dup")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    reply = call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    assert reply.status_code == 409
+    name = create(schema, dev_server, http, name=unique("dup"))
+
+    reply = call(schema, dev_server, http, "POST", "/v1/topics", 409, body={"name": name})
+
+    assert reply.json()["error"] == "topic_exists"
 
 
 def test_list_topics_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    call(schema, dev_server, http, "GET", "/v1/topics")
+    name = create(schema, dev_server, http, name=unique("l"))
+
+    reply = call(schema, dev_server, http, "GET", "/v1/topics", 200)
+
+    assert name in reply.json()["topics"]
 
 
 def test_describe_topic_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("d")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(schema, dev_server, http, "GET", "/v1/topics/{topic}", path_parameters={"topic": name})
+    name = create(schema, dev_server, http, name=unique("d"), partitions=2)
+
+    reply = call(
+        schema, dev_server, http, "GET", "/v1/topics/{topic}", 200, path_parameters={"topic": name}
+    )
+
+    assert (reply.json()["name"], len(reply.json()["partitions"])) == (name, 2)
 
 
 def test_describe_unknown_topic_404_conforms(
@@ -157,130 +178,166 @@ def test_describe_unknown_topic_404_conforms(
         http,
         "GET",
         "/v1/topics/{topic}",
+        404,
         path_parameters={"topic": unique("missing")},
     )
-    assert reply.status_code == 404
+
+    assert reply.json()["error"] == "topic_not_found"
 
 
 def test_alter_topic_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("a")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(
+    name = create(schema, dev_server, http, name=unique("a"))
+
+    reply = call(
         schema,
         dev_server,
         http,
         "PATCH",
         "/v1/topics/{topic}",
+        200,
         path_parameters={"topic": name},
         body={"partitions": 2},
     )
 
+    assert len(reply.json()["partitions"]) == 2
+
 
 def test_delete_topic_204_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("del")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(schema, dev_server, http, "DELETE", "/v1/topics/{topic}", path_parameters={"topic": name})
+    name = create(schema, dev_server, http, name=unique("del"))
+
+    reply = call(
+        schema,
+        dev_server,
+        http,
+        "DELETE",
+        "/v1/topics/{topic}",
+        204,
+        path_parameters={"topic": name},
+    )
+
+    assert reply.content == b""
 
 
 def test_produce_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("p")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(
+    name = create(schema, dev_server, http, name=unique("p"))
+
+    reply = call(
         schema,
         dev_server,
         http,
         "POST",
         "/v1/topics/{topic}/records",
+        200,
         path_parameters={"topic": name},
         body={"records": [{"value": {"type": "STRING", "data": "x"}}]},
     )
 
+    assert [(r["partition"], r["offset"]) for r in reply.json()["results"]] == [(0, 0)]
+
 
 def test_produce_413_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("big")
-    call(
-        schema,
-        dev_server,
-        http,
-        "POST",
-        "/v1/topics",
-        body={"name": name, "config": {"max_record_bytes": 10}},
-    )
+    name = create(schema, dev_server, http, name=unique("big"), config={"max_record_bytes": 10})
+
     reply = call(
         schema,
         dev_server,
         http,
         "POST",
         "/v1/topics/{topic}/records",
+        413,
         path_parameters={"topic": name},
         body={"records": [{"value": {"type": "STRING", "data": "x" * 100}}]},
     )
-    assert reply.status_code == 413
+
+    assert reply.json()["error"] == "payload_too_large"
 
 
 def test_fetch_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("f")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(
-        schema,
-        dev_server,
-        http,
-        "GET",
-        "/v1/topics/{topic}/partitions/{partition}/records",
-        path_parameters={"topic": name, "partition": 0},
-        query={"offset": 0},
-    )
+    name = create(schema, dev_server, http, name=unique("f"))
 
-
-def test_fetch_416_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("oor")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
     reply = call(
         schema,
         dev_server,
         http,
         "GET",
         "/v1/topics/{topic}/partitions/{partition}/records",
+        200,
+        path_parameters={"topic": name, "partition": 0},
+        query={"offset": 0},
+    )
+
+    assert (reply.json()["records"], reply.json()["high_watermark"]) == ([], 0)
+
+
+def test_fetch_416_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
+    name = create(schema, dev_server, http, name=unique("oor"))
+
+    reply = call(
+        schema,
+        dev_server,
+        http,
+        "GET",
+        "/v1/topics/{topic}/partitions/{partition}/records",
+        416,
         path_parameters={"topic": name, "partition": 0},
         query={"offset": 5},
     )
-    assert reply.status_code == 416
+
     assert reply.json()["high_watermark"] == 0
 
 
 def test_offsets_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    name = unique("o")
-    call(schema, dev_server, http, "POST", "/v1/topics", body={"name": name})
-    call(
+    name = create(schema, dev_server, http, name=unique("o"))
+
+    reply = call(
         schema,
         dev_server,
         http,
         "GET",
         "/v1/topics/{topic}/partitions/{partition}/offsets",
+        200,
         path_parameters={"topic": name, "partition": 0},
         query={"spec": "earliest"},
     )
 
+    assert reply.json()["offset"] == 0
+
+
+def _rule() -> dict[str, Any]:
+    return {"principal": unique("p"), "topic": "t*", "operations": ["consume"], "effect": "allow"}
+
 
 def test_put_acl_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    rule = {"principal": unique("p"), "topic": "t*", "operations": ["consume"], "effect": "allow"}
-    call(schema, dev_server, http, "PUT", "/v1/acls", body=rule)
+    rule = _rule()
+
+    reply = call(schema, dev_server, http, "PUT", "/v1/acls", 200, body=rule)
+
+    assert reply.json() == rule
 
 
 def test_list_acls_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    call(schema, dev_server, http, "GET", "/v1/acls")
+    rule = _rule()
+    call(schema, dev_server, http, "PUT", "/v1/acls", 200, body=rule)
+
+    reply = call(schema, dev_server, http, "GET", "/v1/acls", 200)
+
+    assert rule in reply.json()["acls"]
 
 
 def test_delete_acl_204_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
-    rule = {"principal": unique("p"), "topic": "t*", "operations": ["consume"], "effect": "allow"}
-    http.put(f"{dev_server.api_url}/v1/acls", json=rule, timeout=30).raise_for_status()
-    call(schema, dev_server, http, "DELETE", "/v1/acls", body=rule)
+    rule = _rule()
+    call(schema, dev_server, http, "PUT", "/v1/acls", 200, body=rule)
+
+    reply = call(schema, dev_server, http, "DELETE", "/v1/acls", 204, body=rule)
+
+    assert reply.content == b""
+    listed = call(schema, dev_server, http, "GET", "/v1/acls", 200)
+    assert rule not in listed.json()["acls"]
 
 
 def _joined(schema: Any, dev: DevProcess, http: Any, partitions: int = 2) -> tuple[str, Any]:
     """A fresh topic and group, and the reply of the group's first member."""
-    topic = unique("g")
-    call(schema, dev, http, "POST", "/v1/topics", body={"name": topic, "partitions": partitions})
+    topic = create(schema, dev, http, name=unique("g"), partitions=partitions)
     group = unique("grp")
     reply = call(
         schema,
@@ -288,10 +345,10 @@ def _joined(schema: Any, dev: DevProcess, http: Any, partitions: int = 2) -> tup
         http,
         "POST",
         "/v1/groups/{group}/members",
+        200,
         path_parameters={"group": group},
         body={"topics": [topic], "session_timeout_ms": 60_000},
     )
-    assert reply.status_code == 200
     return group, reply.json()
 
 
@@ -307,10 +364,12 @@ def test_join_group_200_and_unknown_topic_404_conform(
         http,
         "POST",
         "/v1/groups/{group}/members",
+        404,
         path_parameters={"group": unique("grp")},
         body={"topics": [unique("missing")]},
     )
-    assert reply.status_code == 404
+
+    assert reply.json()["error"] == "topic_not_found"
 
 
 def test_commit_204_fenced_409_and_describe_200_conform(
@@ -322,16 +381,16 @@ def test_commit_204_fenced_409_and_describe_200_conform(
     path = {"group": group}
     body = {"member_id": member["member_id"], "offsets": offsets}
 
-    ok = call(
+    call(
         schema,
         dev_server,
         http,
         "POST",
         "/v1/groups/{group}/offsets",
+        204,
         path_parameters=path,
         body=body,
     )
-    assert ok.status_code == 204
     stale = {**body, "offsets": [{**offsets[0], "lease_epoch": lease["lease_epoch"] + 1}]}
     fenced = call(
         schema,
@@ -339,11 +398,14 @@ def test_commit_204_fenced_409_and_describe_200_conform(
         http,
         "POST",
         "/v1/groups/{group}/offsets",
+        409,
         path_parameters=path,
         body=stale,
     )
-    assert fenced.status_code == 409
-    described = call(schema, dev_server, http, "GET", "/v1/groups/{group}", path_parameters=path)
+    assert fenced.json()["error"] == "fenced"
+    described = call(
+        schema, dev_server, http, "GET", "/v1/groups/{group}", 200, path_parameters=path
+    )
     assert described.json()["partitions"][0]["committed_offset"] == 0
 
 
@@ -351,8 +413,10 @@ def test_describe_unknown_group_404_conforms(
     schema: Any, dev_server: DevProcess, http: Any
 ) -> None:
     path = {"group": unique("nobody")}
-    reply = call(schema, dev_server, http, "GET", "/v1/groups/{group}", path_parameters=path)
-    assert reply.status_code == 404
+
+    reply = call(schema, dev_server, http, "GET", "/v1/groups/{group}", 404, path_parameters=path)
+
+    assert reply.json()["error"] == "group_not_found"
 
 
 def test_reset_409_leave_204_and_reset_200_conform(
@@ -361,28 +425,29 @@ def test_reset_409_leave_204_and_reset_200_conform(
     group, member = _joined(schema, dev_server, http)
     topic = member["assignments"][0]["topic"]
 
-    def reset() -> requests.Response:
+    def reset(status: int) -> requests.Response:
         return call(
             schema,
             dev_server,
             http,
             "POST",
             "/v1/groups/{group}/offsets/reset",
+            status,
             path_parameters={"group": group},
             body={"topic": topic, "to": {"timestamp_ms": 0}},
         )
 
-    assert reset().status_code == 409
-    left = call(
+    assert reset(409).json()["error"] == "group_not_empty"
+    call(
         schema,
         dev_server,
         http,
         "DELETE",
         "/v1/groups/{group}/members/{member_id}",
+        204,
         path_parameters={"group": group, "member_id": member["member_id"]},
     )
-    assert left.status_code == 204
-    assert reset().json()["partitions"] == [
+    assert reset(200).json()["partitions"] == [
         {"partition": 0, "offset": 0},
         {"partition": 1, "offset": 0},
     ]

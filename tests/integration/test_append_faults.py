@@ -7,16 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from lakelog import Engine, ProducerBatch, Record, StoredRecord
+from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
 from lakelog.errors import ThrottledError, UnavailableError
-from lakelog.service.produce import AppendRetryPolicy
+from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
+from lakelog.storage import (
+    DynamoCatalogStore,
+    DynamoGroupStore,
+    DynamoLedgerStore,
+    S3ObjectStore,
+)
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
     InjectedFaultError,
 )
-from tests.conftest import MakeFaulty
+from tests.conftest import MakeFaulty, new_client
 
 TOPIC = "faults"
 
@@ -251,3 +258,53 @@ def _rewrap(make_faulty: MakeFaulty, old: FaultInjector, seed: int) -> tuple[Eng
         injector.set_probability(point, 0.15)
     injector.hits.update(old.hits)
     return engine, injector
+
+
+class _ClockJumpingStore:
+    """An object store after whose every PUT the clock jumps forward (a stalled append)."""
+
+    def __init__(self, inner: Any, now: list[int], jump_ms: int) -> None:
+        self.inner, self.now, self.jump_ms = inner, now, jump_ms
+
+    def put(self, key: str, body: bytes) -> None:
+        self.inner.put(key, body)
+        self.now[0] += self.jump_ms
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
+    resources: ResourceNames,
+) -> None:
+    # Given an append whose upload is followed by a stall longer than MAX_UPLOAD_AGE_MS
+    now = [1_000_000]
+    dynamodb = new_client("dynamodb")
+    engine = Engine(
+        _ClockJumpingStore(
+            S3ObjectStore(new_client("s3"), resources.bucket), now, MAX_UPLOAD_AGE_MS + 1
+        ),
+        DynamoLedgerStore(dynamodb, resources.ledger_table),
+        DynamoCatalogStore(dynamodb, resources.catalog_table),
+        DynamoGroupStore(dynamodb, resources.catalog_table),
+        clock_ms=lambda: now[0],
+    )
+    engine.create_topic("t")
+
+    # When it goes on, then it refuses to commit the old upload and nothing is visible
+    with pytest.raises(UnavailableError, match="stalled"):
+        engine.append("t", [Record(value=b"late")])
+    assert engine.list_offset("t", 0, "latest") == 0
+
+
+def test_a_ledger_transaction_cancelled_for_another_reason_than_a_conflict_is_not_retried() -> None:
+    # A cancellation whose reasons are not conditional-check failures is not a lost race
+    error = ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": "ValidationError"}, {"Code": "None"}],
+        },
+        "TransactWriteItems",
+    )
+
+    assert isinstance(DynamoLedgerStore._conflict([], error), UnavailableError)

@@ -38,6 +38,7 @@ from lakelog.limits import (
     MAX_FETCH_RECORDS,
     MAX_HEADERS_PER_RECORD,
     MAX_PARTITIONS,
+    MAX_TIMESTAMP_MS,
 )
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.types import Header
@@ -203,6 +204,11 @@ def test_create_topic_with_bad_config_creates_nothing(
                 pytest.raises(InvalidRequestError, match="invalid topic config"),
             ):
                 world.engine.create_topic("new", config=config)
+
+
+def test_create_topic_with_a_config_that_is_not_a_mapping_creates_nothing(world: World) -> None:
+    with changes_nothing(world), pytest.raises(InvalidRequestError, match="must be an object"):
+        world.engine.create_topic("new", config=["retention_ms"])  # type: ignore[arg-type]
 
 
 def test_alter_to_fewer_partitions_changes_nothing(world: World) -> None:
@@ -416,6 +422,35 @@ def test_bad_timestamps_are_rejected(world: World, subtests: pytest.Subtests) ->
                 world.engine.append("orders", [record])
 
 
+def test_headers_that_are_none_instead_of_a_sequence_are_rejected(world: World) -> None:
+    record = Record(value=b"v", headers=None)  # type: ignore[arg-type]
+
+    with changes_nothing(world), pytest.raises(InvalidRequestError, match="headers"):
+        world.engine.append("orders", [record])
+
+
+def test_a_header_name_that_cannot_be_utf8_encoded_is_rejected(world: World) -> None:
+    record = Record(value=b"v", headers=(("\udc80", b"x"),))  # a lone surrogate
+
+    with changes_nothing(world), pytest.raises(InvalidRequestError):
+        world.engine.append("orders", [record])
+
+
+def test_timestamps_beyond_the_year_9999_are_rejected_and_9999_is_accepted(
+    world: World, subtests: pytest.Subtests
+) -> None:
+    with changes_nothing(world):
+        for timestamp in [MAX_TIMESTAMP_MS + 1, 2**63 - 1]:
+            with (
+                subtests.test(timestamp=timestamp),
+                pytest.raises(InvalidRequestError, match="timestamp_ms"),
+            ):
+                world.engine.append("orders", [Record(value=b"v", timestamp_ms=timestamp)])
+
+    [ack] = world.engine.append("orders", [Record(value=b"v", timestamp_ms=MAX_TIMESTAMP_MS)])
+    assert ack.timestamp == MAX_TIMESTAMP_MS
+
+
 # Idempotent producers -------------------------------------------------------------------------
 
 
@@ -618,5 +653,48 @@ def test_segment_swapped_for_another_valid_segment_is_detected(
     world.overwrite(first, body)
 
     # When the first batch is read, then the mismatch is caught
+    with pytest.raises(CorruptSegmentError):
+        make_engine().fetch("victim", 0, 0)
+
+
+def test_fetch_of_a_segment_whose_header_key_is_not_utf8_raises_corrupt_segment(
+    world: World, make_engine: Callable[..., Engine]
+) -> None:
+    # Given an uncompressed segment whose header key bytes are made invalid UTF-8 in S3
+    world.engine.create_topic("victim", config={"compression": "none"})
+    world.engine.append("victim", [Record(value=b"v", headers=(("KEYMARK", b"x"),))])
+    [key] = world.topic_segments("victim")
+    body = world.s3_client.get_object(Bucket=world.names.bucket, Key=key)["Body"].read()
+    index = body.index(b"KEYMARK")
+    world.overwrite(key, body[:index] + b"\xff" + body[index + 1 :])
+
+    # When a fresh engine reads it, then the error is named, not a UnicodeDecodeError
+    with pytest.raises(CorruptSegmentError):
+        make_engine().fetch("victim", 0, 0)
+
+
+@pytest.mark.parametrize("body", [b"", b"short"], ids=["empty", "five-bytes"])
+def test_fetch_of_a_segment_truncated_below_its_footer_raises_corrupt_segment(
+    world: World, make_engine: Callable[..., Engine], body: bytes
+) -> None:
+    world.engine.create_topic("victim", partitions=2)
+    world.engine.append(
+        "victim", [Record(value=b"a" * 50, partition=0), Record(value=b"b", partition=1)]
+    )
+    [key] = world.topic_segments("victim")
+    world.overwrite(key, body)
+
+    with pytest.raises(CorruptSegmentError):
+        make_engine().fetch("victim", 1, 0)
+
+
+def test_fetch_of_a_deleted_segment_raises_corrupt_segment(
+    world: World, make_engine: Callable[..., Engine]
+) -> None:
+    world.engine.create_topic("victim")
+    world.engine.append("victim", [Record(value=b"a")])
+    [key] = world.topic_segments("victim")
+    world.s3_client.delete_object(Bucket=world.names.bucket, Key=key)
+
     with pytest.raises(CorruptSegmentError):
         make_engine().fetch("victim", 0, 0)

@@ -540,3 +540,14 @@ def test_segments_in_the_bucket_read_back_with_duckdb_give_the_same_records(
             for r in read_all(engine, "orders", partition)
         ]
         assert from_duckdb == fetched
+
+
+def test_fetch_over_many_small_batches_fills_max_records_in_one_call(engine: Engine) -> None:
+    engine.create_topic("t")
+    for i in range(25):
+        engine.append("t", [Record(value=str(i).encode())])
+
+    result = engine.fetch("t", 0, 0, max_records=22)
+
+    assert [r.offset for r in result.records] == list(range(22))
+    assert result.next_offset == 22

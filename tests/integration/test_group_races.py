@@ -4,6 +4,10 @@ Members race on their own engines (own clients and caches) in threads; moto's Dy
 serialized (`lakelog.local.serialize_moto_dynamodb`, applied by the ``aws`` fixture), so
 each request is atomic as in DynamoDB. The fault injector's group store hooks interleave
 one member's request at an exact point of another's.
+
+No test here needs the threads to interleave one way: an outcome that depends on the order
+is forced with the hooks (and barriers), and the threaded tests assert only what holds in
+every order.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -33,6 +38,26 @@ MEMBERS = 6
 PARTITIONS = 12
 ROUNDS = 8
 SESSION = DEFAULT_SESSION_TIMEOUT_MS
+
+
+RACE_TIMEOUT = 60.0
+"""Seconds a forced race waits for its other party (only reached if a member never gets
+there: a broken barrier then fails the test instead of hanging it)."""
+
+
+def _first_waits(
+    barrier: threading.Barrier, then: Callable[[LeaseRecord], None]
+) -> Callable[[LeaseRecord], None]:
+    """An ``on_lease`` hook: every move goes to ``then``; the first then waits at ``barrier``."""
+    waited = threading.Event()
+
+    def hook(seen: LeaseRecord) -> None:
+        then(seen)
+        if not waited.is_set():
+            waited.set()
+            barrier.wait()
+
+    return hook
 
 
 def _run_threads(count: int, work: Callable[[int], None]) -> None:
@@ -68,10 +93,13 @@ def test_members_joining_at_once_never_hold_one_lease_together_and_converge(
     lock = threading.Lock()
     barrier = threading.Barrier(MEMBERS)
     moves: list[LeaseRecord] = []  # every take or give-up a member attempted
+    # The race is forced, not hoped for: each member's first move waits until all six have
+    # read the group, so all six first try the lowest free partition with the same view.
+    first_moves = threading.Barrier(MEMBERS, timeout=RACE_TIMEOUT)
     for engine in engines:
         store = engine.groups.store
         assert isinstance(store, FaultyGroupStore)
-        store.on_lease = moves.append
+        store.on_lease = _first_waits(first_moves, then=moves.append)
 
     def member(index: int) -> None:
         for _ in range(ROUNDS):
@@ -84,8 +112,10 @@ def test_members_joining_at_once_never_hold_one_lease_together_and_converge(
     # When they join and heartbeat concurrently, round after round
     _run_threads(MEMBERS, member)
 
-    # Then members did race for leases (more attempts than leases handed out)
-    assert len(moves) > len(grants)
+    # Then all six raced for partition 0, as nobody had taken it yet, and one won
+    assert [m.partition for m in moves[:MEMBERS]] == [0] * MEMBERS
+    assert len({m.lease_epoch for m in moves[:MEMBERS]}) == 1
+    assert len(grants[(0, moves[0].lease_epoch + 1)]) == 1
     # and no lease at one epoch was ever handed to two members
     shared = {lease: owners for lease, owners in grants.items() if len(owners) > 1}
     assert not shared, shared
@@ -152,9 +182,9 @@ def test_members_racing_for_the_free_leases_of_a_dead_member_take_each_exactly_o
 
 
 def _dead_owner(
-    make_faulty: MakeFaulty, clock: Clock
+    make_faulty: MakeFaulty, clock: Clock, committed: int | None = 5
 ) -> tuple[Engine, Engine, FaultyGroupStore, FaultyGroupStore, int]:
-    """Members "a" (holding partition 0 of "orders", committed 5, session over) and "b".
+    """Members "a" (holding partition 0 of "orders", ``committed``, session over) and "b".
 
     Returns both engines, their group stores and a's lease epoch.
     """
@@ -162,7 +192,8 @@ def _dead_owner(
     b, _ = make_faulty(seed=2, clock_ms=clock)
     a.create_topic("orders", partitions=1)
     epoch = a.join_group("g", ["orders"], "a").assignments[0].lease_epoch
-    a.commit_offsets("g", "a", [OffsetCommit("orders", 0, 5, epoch)])
+    if committed is not None:
+        a.commit_offsets("g", "a", [OffsetCommit("orders", 0, committed, epoch)])
     clock.advance(SESSION)
     stores = a.groups.store, b.groups.store
     assert isinstance(stores[0], FaultyGroupStore) and isinstance(stores[1], FaultyGroupStore)
@@ -218,45 +249,100 @@ def test_a_commit_that_arrives_just_after_a_takeover_is_fenced_and_changes_nothi
     assert (partition.owner, partition.committed_offset) == ("b", 5)
 
 
-@pytest.mark.slow
+COMMITS = 8
+"""Offsets 1 to 8 that a dead member commits, one after another, while it is taken over."""
+
+
+@dataclass
+class _Commits:
+    """Commits of member "a" to partition 0 of "orders" at ``epoch``, by outcome."""
+
+    engine: Engine
+    epoch: int
+    landed: list[int] = field(default_factory=list)
+    fenced: list[int] = field(default_factory=list)
+
+    def __call__(self, offset: int) -> None:
+        try:
+            self.engine.commit_offsets("g", "a", [OffsetCommit("orders", 0, offset, self.epoch)])
+        except LeaseFencedError:
+            self.fenced.append(offset)
+        else:
+            self.landed.append(offset)
+
+
+@pytest.mark.parametrize("cut", [1, 4, COMMITS])
+@pytest.mark.parametrize("first", ["takeover", "commit"])
 def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
-    make_engine: Callable[..., Engine],
+    make_faulty: MakeFaulty, first: str, cut: int
+) -> None:
+    # Given a dead member "a" that commits offsets 1, 2, ... one after another, and a
+    # takeover by "b" that meets a's commit of offset ``cut`` in one of the two orders:
+    # b takes the lease between a's decision to commit and its write ("takeover"), or a's
+    # commit lands between b's read of the group and b's take ("commit")
+    clock = Clock()
+    a, b, a_store, b_store, epoch = _dead_owner(make_faulty, clock, committed=None)
+    commit = _Commits(a, epoch)
+    took: list[Membership] = []
+
+    def takeover(_seen: Any = None) -> None:
+        a_store.on_commit = None
+        took.append(b.join_group("g", ["orders"], "b"))
+
+    def commit_cut(_seen: LeaseRecord) -> None:
+        b_store.on_lease = None
+        commit(cut)
+
+    # When a commits every offset and b takes over at ``cut``, in the order chosen
+    for offset in range(1, COMMITS + 1):
+        if offset == cut and first == "commit":
+            b_store.on_lease = commit_cut
+            takeover()
+            continue
+        if offset == cut:
+            a_store.on_commit = takeover
+        commit(offset)
+
+    # Then the commits before the takeover landed and every one after it was fenced
+    last = cut if first == "commit" else cut - 1
+    assert commit.landed == list(range(1, last + 1))
+    assert commit.fenced == list(range(last + 1, COMMITS + 1))
+    # and b starts at the last commit that landed, as the lease says from then on
+    starts_at = last or None
+    assert [(x.committed_offset, x.lease_epoch) for x in took[0].assignments] == [
+        (starts_at, epoch + 1)
+    ]
+    assert b.describe_group("g").partitions[0].committed_offset == starts_at
+
+
+@pytest.mark.slow
+def test_commits_racing_a_takeover_in_threads_are_a_landed_run_then_fenced(
+    make_faulty: MakeFaulty,
 ) -> None:
     # Given a dead member "a" that keeps committing increasing offsets from a thread
-    clock = Clock()
-    a = make_engine(clock_ms=clock)
-    b = make_engine(clock_ms=clock)
-    a.create_topic("orders", partitions=1)
-    epoch = a.join_group("g", ["orders"], "a").assignments[0].lease_epoch
-    clock.advance(SESSION)
-    landed: list[int] = []
-    fenced: list[int] = []
+    a, b, _, _, epoch = _dead_owner(make_faulty, Clock(), committed=None)
+    commit = _Commits(a, epoch)
     took: list[Membership] = []
 
     def race(index: int) -> None:
-        if index == 0:
-            for offset in range(1, 200):
-                try:
-                    a.commit_offsets("g", "a", [OffsetCommit("orders", 0, offset, epoch)])
-                except LeaseFencedError:
-                    fenced.append(offset)
-                else:
-                    landed.append(offset)
-                if fenced and len(fenced) >= 5:
-                    return
-        else:
-            for _ in range(20):  # let some commits land first
-                a.describe_group("g")
+        if index == 1:
             took.append(b.join_group("g", ["orders"], "b"))
+            return
+        for offset in range(1, 100):
+            commit(offset)
+            if len(commit.fenced) >= 5:
+                return
 
-    # When b takes the lease over while a commits
+    # When b takes the lease over while a commits, in whatever order the threads run
     _run_threads(2, race)
 
-    # Then every commit after the takeover was fenced, and b starts at the last that landed
-    assert landed and fenced
-    assert max(landed) < min(fenced)
-    assert took[0].assignments[0].committed_offset == max(landed)
-    assert b.describe_group("g").partitions[0].committed_offset == max(landed)
+    # Then, however they interleaved, a run of commits landed and every later one was
+    # fenced (either run may be empty), and b starts at the last commit that landed
+    sent = commit.landed + commit.fenced
+    assert sent == list(range(1, len(sent) + 1))
+    starts_at = commit.landed[-1] if commit.landed else None
+    assert took[0].assignments[0].committed_offset == starts_at
+    assert b.describe_group("g").partitions[0].committed_offset == starts_at
 
 
 # Faults ------------------------------------------------------------------------------------

@@ -160,3 +160,35 @@ def test_append_over_more_partitions_than_one_transaction_holds(
     described = engine.describe_topic("wide")
     assert all(p.high_watermark == 1 for p in described.partitions)
     assert engine.fetch("wide", 59, 0).records[0].value == b"59"
+
+
+def test_a_retry_with_a_different_record_count_is_rejected_naming_the_original(
+    engine: Engine,
+) -> None:
+    engine.create_topic("t")
+    pid = engine.init_producer_id()
+    engine.append("t", [Record(value=b"a"), Record(value=b"b")], ProducerBatch(pid, 0, {0: 0}))
+
+    with pytest.raises(InvalidRequestError, match="original batch had 2"):
+        engine.append("t", [Record(value=b"a")], ProducerBatch(pid, 0, {0: 0}))
+
+
+def test_a_producer_moving_between_processes_is_checked_against_the_ledger_not_a_stale_head(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Given process A cached the head after the producer's first batch
+    a, b = make_engine(), make_engine()
+    a.create_topic("t")
+    pid = a.init_producer_id()
+    a.append("t", [Record(value=b"0")], ProducerBatch(pid, 0, {0: 0}))
+    # And the producer's next batch went through process B
+    b.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+
+    # When its third batch reaches A again, and then B retries its batch through A
+    third = a.append("t", [Record(value=b"2")], ProducerBatch(pid, 0, {0: 2}))
+    retried = a.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+
+    # Then A confirms against the ledger instead of trusting its stale head
+    assert [m.offset for m in third] == [2]
+    assert [m.offset for m in retried] == [1]
+    assert [r.value for r in a.fetch("t", 0, 0).records] == [b"0", b"1", b"2"]

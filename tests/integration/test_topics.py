@@ -388,3 +388,20 @@ def test_second_engine_with_a_cached_topic_cannot_append_after_delete(
     with pytest.raises(TopicNotFoundError):
         append_values(b, "orders", 0, b"late")
     assert a.list_topics() == []
+
+
+def test_an_append_to_a_partition_another_engine_added_is_accepted(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Given engine b caches the topic with one partition (its topic cache keeps it 30 s)
+    a, b = make_engine(), make_engine()
+    a.create_topic("t", partitions=1)
+    b.append("t", [Record(value=b"cached")])
+
+    # When engine a adds a partition and b appends to it by number
+    a.alter_topic("t", partitions=2)
+    [ack] = b.append("t", [Record(value=b"new", partition=1)])
+
+    # Then b re-reads the topic instead of refusing the partition as out of range
+    assert (ack.partition, ack.offset) == (1, 0)
+    assert [r.value for r in a.fetch("t", 1, 0).records] == [b"new"]

@@ -177,6 +177,11 @@ def test_a_segment_needs_at_least_one_batch() -> None:
         SegmentBuilder(TOPIC_ID).build()
 
 
+def test_a_batch_needs_at_least_one_record() -> None:
+    with pytest.raises(ValueError, match="at least one record"):
+        SegmentBuilder(TOPIC_ID).add_batch(0, [], [], [], [])
+
+
 def test_empty_header_list_and_none_header_value_round_trip() -> None:
     batch = Batch(0).add(1, b"k", b"v", []).add(2, b"k", b"v", [("h", None)])
 
@@ -327,6 +332,30 @@ def decode_or_corrupt(body: bytes) -> list[list[SegmentRow]] | None:
         return SegmentReader.from_bytes("seg", body).read_all(body)
     except CorruptSegmentError:
         return None
+
+
+def test_a_flipped_byte_in_a_data_page_fails_the_page_checksum() -> None:
+    # Given an uncompressed segment whose value bytes are then altered in place
+    builder = SegmentBuilder(TOPIC_ID, "none")
+    builder.add_batch(0, [1], [None], [b"VALUEMARK" * 4], [[]])
+    body = builder.build().body
+    index = body.index(b"VALUEMARK")
+    altered = body[:index] + b"X" + body[index + 1 :]
+
+    # Then reading it raises a named error instead of returning other bytes
+    assert decode_or_corrupt(altered) is None
+
+
+def test_a_header_key_that_is_not_utf8_raises_corrupt_segment() -> None:
+    # Given an uncompressed segment whose header key bytes are made invalid UTF-8
+    builder = SegmentBuilder(TOPIC_ID, "none")
+    builder.add_batch(0, [1], [None], [b"v"], [[("KEYMARK", b"x")]])
+    body = builder.build().body
+    index = body.index(b"KEYMARK")
+    altered = body[:index] + b"\xff" + body[index + 1 :]
+
+    # Then decoding it raises a named error, not UnicodeDecodeError
+    assert decode_or_corrupt(altered) is None
 
 
 def test_every_truncation_raises_corrupt_segment() -> None:

@@ -424,6 +424,13 @@ def test_contiguous_run_starts_with_the_batch_that_holds_the_offset() -> None:
     assert contiguous_run(entries[1:], 10) == [entry(10, 14)]
 
 
+def test_contiguous_run_stops_at_an_overlapping_entry() -> None:
+    # Given a batch 3..6 observed after 0..4: the log is not dense there
+    entries = [entry(0, 4), entry(3, 6), entry(7, 9)]
+
+    assert contiguous_run(entries, 2) == [entry(0, 4)]
+
+
 def test_contiguous_run_stops_at_a_gap() -> None:
     # Given a later batch observed without its predecessor 5..9
     entries = [entry(0, 4), entry(10, 14), entry(15, 20)]

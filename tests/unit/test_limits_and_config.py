@@ -159,6 +159,20 @@ def test_bad_config_is_rejected_with_a_message_naming_the_key(
     assert caught.value.code == "invalid_request"
 
 
+@pytest.mark.parametrize("raw", ["abc", ["x"], 5])
+def test_config_that_is_not_a_mapping_is_rejected(raw: Any) -> None:
+    with pytest.raises(InvalidRequestError, match="must be an object"):
+        TopicConfig.parse(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", [{"retention_ms": "1000"}, {"max_record_bytes": True}, {"retention_bytes": 1.0}]
+)
+def test_config_values_of_the_wrong_type_are_rejected_not_coerced(raw: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequestError):
+        TopicConfig.parse(raw)
+
+
 def test_every_bad_key_is_reported_at_once() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         TopicConfig.parse({"retention_ms": -5, "compression": "brotli", "color": "red"})

@@ -63,11 +63,9 @@ from lakelog.errors import (
     PayloadTooLargeError,
     UnauthorizedError,
 )
-from lakelog.limits import MAX_APPEND_BYTES
-from lakelog.service.acl import AccessControl
+from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_APPEND_BYTES
+from lakelog.service.acl import AccessControl, AclEntry
 from lakelog.service.engine import Engine
-from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS
-from lakelog.storage.ports import AclEntry
 from lakelog.validation import summarize
 
 __all__ = [

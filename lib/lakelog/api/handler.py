@@ -19,7 +19,6 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from lakelog.api.app import create_app, precheck
 from lakelog.api.errors import error_body, status_of
 from lakelog.api.settings import ApiSettings
-from lakelog.service.acl import AccessControl
 from lakelog.service.engine import Engine
 
 __all__ = ["SERVICE", "Handler", "make_handler"]
@@ -44,9 +43,7 @@ def make_handler(settings: ApiSettings, engine: Engine | None = None) -> Handler
     tracer = Tracer(service=SERVICE)
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
     engine = engine or Engine.from_session(settings.names)
-    access = AccessControl(
-        engine.context.catalog, settings.default_acl, admins=settings.admin_principals
-    )
+    access = engine.access_control(settings.default_acl, admins=settings.admin_principals)
     app = create_app(engine, access, metrics, logger)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-
-from lakelog.client.consumer import Consumer, OffsetReset
+from lakelog.client.consumer import Consumer
 from lakelog.client.http import HttpTransport
 from lakelog.client.producer import Producer
+from lakelog.client.subscription import OffsetReset
 from lakelog.client.transport import Transport
-from lakelog.service.engine import Engine
-from lakelog.storage.keys import ResourceNames
 from lakelog.types import GroupDescription, TopicDescription
+
+if TYPE_CHECKING:
+    import boto3
+
+    from lakelog.storage.keys import ResourceNames
 
 __all__ = ["Client"]
 
@@ -66,8 +68,14 @@ class Client:
 
         Give ``bucket``, ``ledger_table`` and ``catalog_table`` (the ``BucketName``,
         ``LedgerTableName`` and ``CatalogTableName`` outputs) or ``names``; clients come from
-        ``session`` (the default session when None) unless given.
+        ``session`` (the default session when None) unless given. The engine, boto3 and
+        pyarrow are imported here, not when the SDK is.
         """
+        import boto3  # noqa: PLC0415 - direct mode only
+
+        from lakelog.service.engine import Engine  # noqa: PLC0415 - direct mode only
+        from lakelog.storage.keys import ResourceNames  # noqa: PLC0415 - direct mode only
+
         if names is None:
             if not (bucket and ledger_table and catalog_table):
                 raise TypeError("give bucket, ledger_table and catalog_table, or names=")
@@ -147,9 +155,7 @@ class Client:
 
     def close(self) -> None:
         """Release the transport's connections."""
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            close()
+        self.transport.close()
 
     def __enter__(self) -> Client:
         return self

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -25,8 +25,7 @@ from lakelog.errors import (
     OutOfOrderSequenceError,
     PayloadTooLargeError,
 )
-from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS
-from lakelog.log.codec import record_size
+from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
 
@@ -75,10 +74,6 @@ class _Batch:
     size: int = 0
 
 
-def _record_bytes(record: Record) -> int:
-    return record_size(record.key, record.value, record.headers)
-
-
 class Producer:
     """Send records to topics; see the module docstring.
 
@@ -125,10 +120,7 @@ class Producer:
             raise InvalidRequestError("linger_ms must be >= 0, batch_bytes and buffer_bytes > 0")
         if compression_type not in (None, "gzip"):
             raise InvalidRequestError(f"compression_type {compression_type!r}: use 'gzip' or None")
-        compressed = getattr(transport, "compressed", None)
-        self._transport: Transport = (
-            compressed(compression_type) if compression_type and compressed else transport
-        )
+        self._transport = transport.compressed(compression_type) if compression_type else transport
         self._linger_s = linger_ms / 1000
         self._batch_bytes = batch_bytes
         self._idempotent = idempotent
@@ -138,8 +130,8 @@ class Producer:
         self._buffer_bytes = buffer_bytes
         self._max_block_s = max_block_ms / 1000
         # What one request may carry, in the transport's own measure (HTTP: encoded JSON).
-        self._request_limit = int(getattr(transport, "max_request_bytes", MAX_APPEND_BYTES))
-        self._cost: Callable[[Record], int] = getattr(transport, "request_bytes", _record_bytes)
+        self._request_limit = transport.max_request_bytes
+        self._cost = transport.request_bytes
         self._random = random.Random(seed)
         self._partitioner = StickyPartitioner(seed)
         self._sticky: dict[str, int] = {}

@@ -30,7 +30,21 @@ an append that kept losing to other appends)."""
 
 
 class Transport(Protocol):
-    """Topics, records and groups: the operations of the HTTP API v1."""
+    """Topics, records and groups: the operations of the HTTP API v1, and what a producer
+    needs to know of the transport (how it measures and compresses a request)."""
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Bytes the records of one append may take, each measured by `request_bytes`."""
+
+    def request_bytes(self, record: Record) -> int:
+        """Bytes ``record`` takes in an append request, in this transport's own measure."""
+
+    def compressed(self, compression: Literal["gzip"] | None) -> Transport:
+        """This transport sending append bodies with ``compression`` (or as it is)."""
+
+    def close(self) -> None:
+        """Release connections."""
 
     def create_topic(
         self, name: str, partitions: int = 1, config: dict[str, Any] | None = None

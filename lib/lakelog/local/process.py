@@ -2,7 +2,8 @@
 
 `DevProcess` starts ``python -m lakelog.cli dev ARGS``, reads the banner it prints (API URL,
 docs URL, S3 endpoint, bucket) and keeps reading its output, so the access log can never
-fill the pipe and block the server.
+fill the pipe and block the server. Callers wait for output by condition (`wait_ready`,
+`wait_for_line`), never by sleeping.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["DevProcess", "start_dev"]
 
 START_TIMEOUT: Final = 60.0
-STOP_TIMEOUT: Final = 10.0
+"""How long `wait_ready` and `wait_for_line` wait: a backstop for a server that never
+prints, not a measure of how fast it starts."""
+STOP_TIMEOUT: Final = 60.0
+"""How long `stop` waits for the exit before it kills: a backstop for a hung server (the
+server's own drain takes a few seconds at most; tests of promptness time it themselves)."""
 _BANNER: Final = {
     "api_url": re.compile(r"^\s*API\s+(http://\S+)\s*$"),
     "docs_url": re.compile(r"^\s*Docs\s+(http://\S+)\s*$"),
@@ -45,21 +51,24 @@ class DevProcess:
         self.lines: list[str] = []
         self.info: dict[str, str] = {}
         self.exit_code: int | None = None
-        self._ready = threading.Event()
+        self._printed = threading.Condition()  # notified on each line, and at the end
+        self._ended = False
         self._drain = threading.Thread(target=self._read, daemon=True)
         self._drain.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            for name, pattern in _BANNER.items():
-                match = pattern.match(line)
-                if match:
-                    self.info[name] = match.group(1)
-            if len(self.info) == len(_BANNER):
-                self._ready.set()
-        self._ready.set()  # the process ended: stop waiting
+            with self._printed:
+                self.lines.append(line.rstrip("\n"))
+                for name, pattern in _BANNER.items():
+                    match = pattern.match(line)
+                    if match:
+                        self.info[name] = match.group(1)
+                self._printed.notify_all()
+        with self._printed:
+            self._ended = True
+            self._printed.notify_all()
 
     @property
     def output(self) -> str:
@@ -68,10 +77,37 @@ class DevProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> DevProcess:
         """Wait until the banner is printed; raise with the output if it never is."""
-        if not self._ready.wait(timeout) or len(self.info) < len(_BANNER):
+        with self._printed:
+            self._printed.wait_for(lambda: self._ended or len(self.info) == len(_BANNER), timeout)
+            ready = len(self.info) == len(_BANNER)
+        if not ready:
             self.kill()
             raise RuntimeError(f"lakelog dev did not start:\n{self.output}")
         return self
+
+    def wait_for_line(self, wanted: Callable[[str], bool], timeout: float = START_TIMEOUT) -> str:
+        """The first line printed, so far or from now on, for which ``wanted`` is true.
+
+        Raises
+        ------
+        LookupError
+            The process ended, or ``timeout`` seconds passed, without printing one; the
+            message holds the output.
+        """
+        found: list[str] = []
+        checked = 0
+
+        def printed() -> bool:  # called with the condition held
+            nonlocal checked
+            found.extend(line for line in self.lines[checked:] if wanted(line))
+            checked = len(self.lines)
+            return bool(found) or self._ended
+
+        with self._printed:
+            self._printed.wait_for(printed, timeout)
+        if not found:
+            raise LookupError(f"lakelog dev printed no such line:\n{self.output}")
+        return found[0]
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """The exit code, once the process has ended and its output is read."""

@@ -13,6 +13,14 @@ would read each other's bodies and callers. So, as in one Lambda execution envir
 handler runs one request at a time: connections are accepted and bodies read and written
 concurrently by the server's threads, while handler invocations queue for one lock.
 
+The server reads each request body itself, by ``Content-Length`` or as a chunked body, before
+the handler sees it, and refuses with the API's ``{"error", "message"}`` reply (400
+``invalid_request`` or 413 ``payload_too_large``), closing the connection, any framing it
+cannot read safely: both length headers, a transfer coding other than ``chunked``, a length
+that is not plain digits, chunk sizes that are not hex digits, lines over
+`MAX_CHUNK_LINE_BYTES`, extensions and trailers over `MAX_CHUNK_METADATA_BYTES`, bodies over
+`MAX_REQUEST_BYTES` (before reading the excess) and bodies that end early.
+
 The process environment is adjusted in `LocalService.start` and restored by `stop`:
 Powertools metrics and tracing are disabled (there is no CloudWatch or X-Ray locally) and
 the Powertools log level defaults to ``WARNING`` (set ``POWERTOOLS_LOG_LEVEL`` to see more).
@@ -24,6 +32,7 @@ import base64
 import json
 import logging
 import os
+import re
 import socket
 import socketserver
 import sys
@@ -54,6 +63,8 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_PREFIX",
     "DEFAULT_PRINCIPAL",
+    "MAX_CHUNK_LINE_BYTES",
+    "MAX_CHUNK_METADATA_BYTES",
     "MAX_REQUEST_BYTES",
     "LocalDependencyError",
     "LocalService",
@@ -67,6 +78,11 @@ DEFAULT_PRINCIPAL: Final = "arn:aws:iam::000000000000:user/local-developer"
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
 """Bodies above this are refused with 413 before being read (the handler's own limit,
 6 MiB, applies below it, as in API Gateway + Lambda)."""
+MAX_CHUNK_LINE_BYTES: Final = 1024
+"""Longest line of a chunked body (a chunk size with its extensions, or a trailer field)."""
+MAX_CHUNK_METADATA_BYTES: Final = 16 * 1024
+"""Chunk extensions and trailer fields of one chunked body, together; the server ignores
+both, so this only bounds what a client can make it read past the body limit."""
 REGION: Final = "us-east-1"
 FAKE_CREDENTIALS: Final = {
     "aws_access_key_id": "testing",
@@ -83,6 +99,9 @@ _POWERTOOLS_ENV: Final = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
+_DECIMAL: Final = re.compile(r"[0-9]+")
+_HEX: Final = re.compile(rb"[0-9A-Fa-f]+")
+_LINE_ENDS: Final = (b"\r\n", b"\n")
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
 )
@@ -149,6 +168,7 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "lakelog-dev"
     sys_version = ""
+    _started: float = 0.0
 
     @property
     def api(self) -> _ApiServer:
@@ -190,16 +210,25 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         """Serve a TRACE (the handler answers it; the stdlib's default is a 501 page)."""
         self._serve()
 
+    def parse_request(self) -> bool:
+        """Note when the request arrived, for the access log."""
+        self._started = time.perf_counter()
+        return super().parse_request()
+
     def handle_expect_100(self) -> bool:
-        """Refuse an oversized body before the client sends it (``Expect: 100-continue``)."""
-        length = self._declared_length()
-        if length is not None and length > MAX_REQUEST_BYTES:
-            self._refuse_too_large(length, unread=0)  # the client waits for our answer
+        """Refuse a body the server will not read before the client sends it.
+
+        The client waits for this answer (``Expect: 100-continue``), so nothing is drained.
+        """
+        try:
+            self._body_length()
+        except _RefusedError as refusal:
+            self._refuse(refusal, unread=0)
             return False
         return super().handle_expect_100()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Access log lines are written by `_serve`, with the request's duration."""
+        """Access log lines are written by `_send`, with the request's duration."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Protocol errors from the stdlib go to the access log too."""
@@ -207,17 +236,7 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             print(f"lakelog dev: {format % args}", file=self.api.access_log, flush=True)
 
     # ------------------------------------------------------------------------------------
-    def _declared_length(self) -> int | None:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return None
-        try:
-            return int(raw)
-        except ValueError:
-            return -1
-
     def _serve(self) -> None:
-        started = time.perf_counter()
         if self.api.stopping.is_set():
             self.close_connection = True
             self._send_json(
@@ -225,80 +244,110 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 {"error": "unavailable", "message": "the local server is stopping"},
             )
             return
-        body = self._read_body()
-        if body is None:
+        try:
+            length = self._body_length()
+            body = self._read_chunked() if length is None else self._read_exactly(length)
+        except _RefusedError as refusal:
+            self._refuse(refusal)
             return
-        status = self._dispatch(body)
-        if self.api.access_log is not None:
-            elapsed = (time.perf_counter() - started) * 1000
-            print(
-                f"{self.command} {self.path} -> {status} ({elapsed:.0f} ms)",
-                file=self.api.access_log,
-                flush=True,
-            )
+        self._dispatch(body)
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or None after replying with an error (connection closed)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = self._declared_length()
-        if length is None:
-            return b""
-        if length < 0:
-            self.close_connection = True
-            self._send_json(
-                HTTPStatus.BAD_REQUEST,
-                {"error": "invalid_request", "message": "invalid Content-Length header"},
-            )
+    def _body_length(self) -> int | None:
+        """The body's length from the request's head; None for a chunked body.
+
+        Raises
+        ------
+        _RefusedError
+            The head declares no length the server can trust (RFC 9112, section 6): both
+            ``Content-Length`` and ``Transfer-Encoding``, a transfer coding other than
+            ``chunked`` alone, or a ``Content-Length`` that is not one decimal number; or
+            it declares more than `MAX_REQUEST_BYTES`.
+        """
+        codings = self.headers.get_all("Transfer-Encoding")
+        lengths = self.headers.get_all("Content-Length")
+        if codings is not None:
+            if lengths is not None:
+                raise _invalid("a request carries Content-Length or Transfer-Encoding, not both")
+            if [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
+                raise _invalid("the only Transfer-Encoding the local server reads is chunked")
             return None
+        if lengths is None:
+            return 0
+        values = {value.strip() for value in ",".join(lengths).split(",")}
+        declared = values.pop()
+        if values or not _DECIMAL.fullmatch(declared):
+            raise _invalid("Content-Length must be one decimal number of bytes")
+        if len(declared.lstrip("0")) > len(str(MAX_REQUEST_BYTES)):
+            raise _too_large(unread=sys.maxsize)
+        length = int(declared)
         if length > MAX_REQUEST_BYTES:
-            self._refuse_too_large(length, unread=length)
-            return None
-        return self.rfile.read(length)
+            raise _too_large(unread=length)
+        return length
 
-    def _read_chunked(self) -> bytes | None:
+    def _read_exactly(self, length: int) -> bytes:
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _ended_early()
+        return body
+
+    def _read_chunked(self) -> bytes:
+        """A chunked body (RFC 9112, section 7.1), its extensions and trailers dropped.
+
+        Raises
+        ------
+        _RefusedError
+            At the first line that is not chunked framing, as soon as the sizes read so far
+            add up past `MAX_REQUEST_BYTES` (before the excess is read), once extensions
+            and trailers pass `MAX_CHUNK_METADATA_BYTES`, or when the body ends early.
+        """
         parts: list[bytes] = []
-        total = 0
+        total = metadata = 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.close_connection = True
-                self._send_json(
-                    HTTPStatus.BAD_REQUEST,
-                    {"error": "invalid_request", "message": "malformed chunked body"},
-                )
-                return None
+            digits, semicolon, extension = self._framing_line().partition(b";")
+            digits = digits.rstrip(b" \t")
+            if not _HEX.fullmatch(digits):
+                raise _invalid(f"chunk size {digits[:32]!r} is not hexadecimal digits")
+            metadata += len(semicolon) + len(extension)
+            _check_metadata(metadata)
+            size = int(digits, 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
+                break
             total += size
             if total > MAX_REQUEST_BYTES:
-                self._refuse_too_large(total, unread=sys.maxsize)
-                return None
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(1024)  # the CRLF after each chunk
+                raise _too_large(unread=sys.maxsize)
+            parts.append(self._read_exactly(size))
+            end = self.rfile.readline(2)
+            if end not in _LINE_ENDS:
+                raise (
+                    _invalid("chunk data is longer than its size")
+                    if end.strip()
+                    else _ended_early()
+                )
+        while trailer := self._framing_line():
+            metadata += len(trailer)
+            _check_metadata(metadata)
+        return b"".join(parts)
 
-    def _refuse_too_large(self, length: int, *, unread: int) -> None:
-        """Answer 413 and close; ``unread``: body bytes the client may still be sending."""
+    def _framing_line(self) -> bytes:
+        """One line of chunked framing, without its line end."""
+        line = self.rfile.readline(MAX_CHUNK_LINE_BYTES)
+        if not line.endswith(b"\n"):
+            if len(line) == MAX_CHUNK_LINE_BYTES:
+                raise _invalid(f"a chunk size or trailer line is over {MAX_CHUNK_LINE_BYTES} bytes")
+            raise _ended_early()
+        line = line[:-1]
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _refuse(self, refusal: _RefusedError, *, unread: int | None = None) -> None:
+        """Answer ``refusal`` and close; ``unread``: body bytes the client may still send."""
         self.close_connection = True
-        self._send_json(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            {
-                "error": "payload_too_large",
-                "message": (
-                    f"request body is at least {length} bytes; "
-                    f"the local server refuses bodies over {MAX_REQUEST_BYTES} bytes"
-                ),
-            },
-        )
-        if unread > 0:
-            self._discard_unread(unread)
+        self._send_json(refusal.status, {"error": refusal.code, "message": str(refusal)})
+        drain = refusal.unread if unread is None else unread
+        if drain > 0:
+            self._discard_unread(drain)
 
     def _discard_unread(self, limit: int) -> None:
-        """Drop what the client still sends, for a moment, so that it reads the 413.
+        """Drop what the client still sends, for a moment, so that it reads the refusal.
 
         Closing a socket with unread data makes the peer see a reset instead of the reply
         (clients that send the whole body before reading, like urllib, then report a
@@ -336,7 +385,7 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             event["cookies"] = [c.strip() for c in cookies.split(";") if c.strip()]
         return event
 
-    def _dispatch(self, body: bytes) -> int:
+    def _dispatch(self, body: bytes) -> None:
         event = self._event(body)
         try:
             reply = self.api.invoke(event)
@@ -344,16 +393,16 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             self._send_json(
                 HTTPStatus.INTERNAL_SERVER_ERROR,
-                {"error": "internal_error", "message": "the API handler raised; see the log"},
+                {"error": "internal", "message": "the API handler raised; see the log"},
             )
-            return HTTPStatus.INTERNAL_SERVER_ERROR
-        return self._send_reply(reply)
+            return
+        self._send_reply(reply)
 
-    def _send_reply(self, reply: Any) -> int:
+    def _send_reply(self, reply: Any) -> None:
         if not isinstance(reply, dict) or "statusCode" not in reply:
             # API Gateway's payload 2.0 inference: any other value is a JSON 200 body.
             self._send(HTTPStatus.OK, {"content-type": "application/json"}, [], _dumps(reply))
-            return HTTPStatus.OK
+            return
         raw = reply.get("body") or ""
         data = base64.b64decode(raw) if reply.get("isBase64Encoded") else str(raw).encode()
         headers = {
@@ -364,7 +413,6 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             headers[str(k).lower()] = ", ".join(str(v) for v in values)
         status = int(reply["statusCode"])
         self._send(status, headers, [str(c) for c in reply.get("cookies") or ()], data)
-        return status
 
     def _send_json(self, status: HTTPStatus, body: dict[str, Any]) -> None:
         self._send(status, {"content-type": "application/json"}, [], _dumps(body))
@@ -381,9 +429,54 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
+        self._log_access(status)  # before the reply: whoever has the reply can find the line
         self.end_headers()
         if not no_body and self.command != "HEAD":
             self.wfile.write(data)
+
+    def _log_access(self, status: int) -> None:
+        if self.api.access_log is not None:
+            elapsed = (time.perf_counter() - self._started) * 1000
+            print(
+                f"{self.command} {self.path} -> {status} ({elapsed:.0f} ms)",
+                file=self.api.access_log,
+                flush=True,
+            )
+
+
+class _RefusedError(Exception):
+    """A request the server answers itself, without the handler, closing the connection.
+
+    ``unread`` is how many body bytes the client may still send (see `_discard_unread`).
+    """
+
+    def __init__(self, status: HTTPStatus, code: str, message: str, unread: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.unread = unread
+
+
+def _invalid(message: str) -> _RefusedError:
+    return _RefusedError(HTTPStatus.BAD_REQUEST, "invalid_request", message, unread=sys.maxsize)
+
+
+def _ended_early() -> _RefusedError:
+    return _invalid("the request body ended before its declared end")
+
+
+def _too_large(*, unread: int) -> _RefusedError:
+    return _RefusedError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "payload_too_large",
+        f"request body over {MAX_REQUEST_BYTES} bytes: the local server refuses it unread",
+        unread,
+    )
+
+
+def _check_metadata(length: int) -> None:
+    if length > MAX_CHUNK_METADATA_BYTES:
+        raise _invalid(f"chunk extensions and trailers over {MAX_CHUNK_METADATA_BYTES} bytes")
 
 
 def _dumps(body: Any) -> bytes:

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lakelog.errors import CorruptSegmentError
+from lakelog.limits import record_size
 from lakelog.types import Header
 
 __all__ = [
@@ -78,14 +79,6 @@ class SegmentRow:
     key: bytes | None
     value: bytes | None
     headers: tuple[Header, ...]
-
-
-def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header]) -> int:
-    """Bytes a record counts against size limits: key + value + header keys and values."""
-    size = len(key or b"") + len(value or b"")
-    for name, data in headers:
-        size += len(name.encode()) + len(data or b"")
-    return size
 
 
 @dataclass(frozen=True, slots=True)

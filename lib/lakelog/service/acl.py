@@ -11,7 +11,7 @@ from lakelog.errors import ForbiddenError, InvalidRequestError
 from lakelog.storage.keys import acl_sort_key
 from lakelog.storage.ports import AclEntry, CatalogStore
 
-__all__ = ["ACL_CACHE_SECONDS", "OPERATIONS", "AccessControl", "matches"]
+__all__ = ["ACL_CACHE_SECONDS", "OPERATIONS", "AccessControl", "AclEntry", "Effect", "matches"]
 
 OPERATIONS = frozenset({"produce", "consume", "admin"})
 ACL_CACHE_SECONDS = 10.0

@@ -22,6 +22,7 @@ __all__ = [
     "HeadCache",
     "SegmentReaderCache",
     "TopicCache",
+    "now_ms",
     "retry_if_stale",
 ]
 
@@ -33,7 +34,8 @@ TOPIC_CACHE_SECONDS = 30.0
 """How long a process trusts a cached topic (partition count, config) before re-reading."""
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch: the engine's clock unless one is injected."""
     return int(time.time() * 1000)
 
 
@@ -153,7 +155,7 @@ class EngineContext:
     ledger: LedgerStore
     catalog: CatalogStore
     caches: Caches
-    clock_ms: Callable[[], int] = _now_ms
+    clock_ms: Callable[[], int] = now_ms
 
     @classmethod
     def create(
@@ -161,7 +163,7 @@ class EngineContext:
         objects: ObjectStore,
         ledger: LedgerStore,
         catalog: CatalogStore,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> EngineContext:
         """A context with fresh caches."""
         return cls(objects, ledger, catalog, Caches(topics=TopicCache(catalog)), clock_ms)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
 
+from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_APPEND_BYTES, record_size
+from lakelog.service.acl import AccessControl, Effect
 from lakelog.service.admin import TopicAdmin
-from lakelog.service.context import EngineContext, _now_ms
-from lakelog.service.fetch import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, Fetcher
+from lakelog.service.context import EngineContext, now_ms
+from lakelog.service.fetch import Fetcher
 from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
 from lakelog.service.groups import GroupCoordinator
 from lakelog.service.produce import Appender, AppendRetryPolicy
@@ -61,7 +63,7 @@ class Engine:
         *,
         retry: AppendRetryPolicy | None = None,
         grace_ms: int = DEFAULT_GRACE_MS,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
         sleep: Callable[[float], None] | None = None,
         seed: int | None = None,
     ) -> None:
@@ -96,6 +98,10 @@ class Engine:
         """An engine on clients made from ``session`` (the default session when None)."""
         session = session or boto3.Session()
         return cls.from_clients(session.client("s3"), session.client("dynamodb"), names, **kwargs)
+
+    def access_control(self, default: Effect, admins: Iterable[str] = ()) -> AccessControl:
+        """Access rules on this engine's catalog; see `AccessControl`."""
+        return AccessControl(self.context.catalog, default, admins=admins)
 
     # Topics -------------------------------------------------------------------------
     def create_topic(
@@ -190,3 +196,19 @@ class Engine:
     ) -> dict[int, int]:
         """Move a group's committed offsets of a topic; see `GroupCoordinator.reset`."""
         return self.groups.reset(group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms)
+
+    # What the SDK needs of a transport besides the operations ------------------------------
+    max_request_bytes: Final = MAX_APPEND_BYTES
+    """Bytes of the records of one append, each measured by `request_bytes`."""
+
+    @staticmethod
+    def request_bytes(record: Record) -> int:
+        """Bytes ``record`` counts against `max_request_bytes` (`record_size`)."""
+        return record_size(record.key, record.value, record.headers)
+
+    def compressed(self, compression: Literal["gzip"] | None) -> Engine:
+        """This engine: segments are compressed with each topic's codec whatever is asked."""
+        return self
+
+    def close(self) -> None:
+        """Nothing to release: the AWS clients belong to whoever made them."""

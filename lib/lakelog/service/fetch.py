@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Literal
 
 from lakelog.errors import CorruptSegmentError, InvalidRequestError, OffsetOutOfRangeError
-from lakelog.limits import MAX_FETCH_BYTES, MAX_FETCH_RECORDS
+from lakelog.limits import (
+    DEFAULT_FETCH_BYTES,
+    DEFAULT_FETCH_RECORDS,
+    MAX_FETCH_BYTES,
+    MAX_FETCH_RECORDS,
+)
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.ledger import contiguous_run
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.ports import Entry, Head, TopicRecord
 from lakelog.types import FetchResult, StoredRecord
 
-__all__ = ["DEFAULT_FETCH_BYTES", "DEFAULT_FETCH_RECORDS", "Fetcher"]
+__all__ = ["Fetcher"]
 
-DEFAULT_FETCH_RECORDS = 500
-DEFAULT_FETCH_BYTES = 1024 * 1024
 QUERY_ENTRIES = 10
 """Entries one fetch query asks for (about one read unit of ledger items)."""
 SINGLE_GET_SLACK = 256 * 1024

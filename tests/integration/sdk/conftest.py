@@ -67,18 +67,16 @@ class HandlerSender:
         return HttpReply(int(reply["statusCode"]), data)
 
 
-OPERATIONS = frozenset(name for name in vars(Transport) if not name.startswith("_"))
-"""The calls that cross the network: the `Transport` protocol's operations."""
-
-
 class Wire:
     """A transport in front of another that counts calls and can be cut like a network.
 
-    ``cut = True`` makes every operation fail with `UnavailableError` (a crashed or
-    partitioned client, as far as the service can tell); ``fail_next[name] = n`` fails the
-    next ``n`` calls of ``name`` *after* they reached the service (an ambiguous outcome).
-    Anything else of the transport (request size estimates, ``compressed``) passes through.
+    ``cut = True`` makes every call fail with `UnavailableError` (a crashed or partitioned
+    client, as far as the service can tell); ``fail_next[name] = n`` fails the next ``n``
+    calls of ``name`` *after* they reached the service (an ambiguous outcome). What sends no
+    request (``request_bytes``, ``max_request_bytes``, ``close``) passes through uncounted.
     """
+
+    _LOCAL = frozenset({"request_bytes", "close"})
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
@@ -88,7 +86,7 @@ class Wire:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
-        if name not in OPERATIONS:
+        if not callable(target) or name in self._LOCAL:
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -102,6 +100,11 @@ class Wire:
             return result
 
         return call
+
+    def compressed(self, compression: Literal["gzip"] | None) -> Wire:
+        """This wire, now in front of ``inner.compressed(compression)``."""
+        self.inner = self.inner.compressed(compression)
+        return self
 
 
 @pytest.fixture(params=["direct", "http"])

@@ -216,26 +216,6 @@ def test_auto_commit_after_a_background_heartbeat_moved_a_lease_keeps_the_others
         second.close()
 
 
-def test_close_leaves_no_member_behind_when_the_heartbeat_thread_waits_for_the_lock(
-    make_client: MakeClient,
-) -> None:
-    """Takes about 5 s: close() joins the heartbeat thread for 5 s while the lock is held."""
-    client, _ = make_client()
-    client.create_topic("zombie", partitions=2)
-    consumer = make_client()[0].consumer(
-        "zombie", group_id="gz", enable_auto_commit=False, session_timeout_ms=1000
-    )
-    consumer.poll(timeout_ms=0)  # joins; the heartbeat thread starts
-    heartbeater = consumer._heartbeater
-    assert heartbeater is not None
-    with consumer._lock:  # held as by a poll in progress on another thread
-        time.sleep(0.5)  # a heartbeat falls due; the thread now waits for the lock
-        consumer.close()
-    heartbeater.join(timeout=5)
-    assert not heartbeater.is_alive()
-    assert client.describe_group("gz").members == ()  # no member re-joined after close
-
-
 def test_a_poll_that_raises_does_not_move_positions_past_records_it_never_returned(
     client: Client,
 ) -> None:

@@ -1,0 +1,7 @@
+"""``python -m lakelog.cli``: the ``lakelog`` command."""
+
+from __future__ import annotations
+
+from lakelog.cli import main
+
+main()

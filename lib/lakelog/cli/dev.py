@@ -1,0 +1,141 @@
+"""``lakelog dev``: the HTTP API on this machine over AWS emulated in-process by moto.
+
+The local server (and with it boto3, moto and the engine) loads when the command runs, not
+when ``lakelog`` starts.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import warnings
+from types import FrameType
+from typing import TYPE_CHECKING, Final, Literal
+
+import click
+
+from lakelog.cli.common import DEFAULT_PORT, console, styled
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lakelog.local.server import LocalService
+
+__all__ = ["DEFAULT_PRINCIPAL", "dev"]
+
+DEFAULT_PRINCIPAL: Final = "arn:aws:iam::000000000000:user/local-developer"
+"""The caller of every request (`lakelog.local.server.DEFAULT_PRINCIPAL`, which a test
+keeps equal; named here so ``lakelog --help`` does not load the server)."""
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@click.command(short_help="Serve the API locally over in-process moto.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port of the API; 0 picks a free one.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--principal",
+    default=DEFAULT_PRINCIPAL,
+    show_default=True,
+    help="IAM caller ARN every request is made as; '' sends no caller (401s).",
+)
+@click.option(
+    "--default-acl",
+    type=click.Choice(["allow", "deny"]),
+    default="allow",
+    show_default=True,
+    help="Decision when no ACL rule matches.",
+)
+@click.option("--quiet", is_flag=True, help="No access log.")
+def dev(
+    port: int, host: str, principal: str, default_acl: Literal["allow", "deny"], quiet: bool
+) -> None:
+    """Serve the HTTP API on this machine over AWS emulated in-process by moto.
+
+    Stops on Ctrl-C (SIGINT) or SIGTERM; all data lives in memory and is gone after.
+    \f
+
+    Parameters
+    ----------
+    port, host
+        Where the API listens (port 0 picks a free one; the banner shows the real one).
+    principal
+        IAM caller ARN of every request; empty for none.
+    default_acl
+        Decision when no ACL rule matches.
+    quiet
+        Whether to skip the access log (one line per request on stderr).
+    """
+    from lakelog.local.server import (  # noqa: PLC0415 - boto3, moto and the engine
+        LocalDependencyError,
+        LocalService,
+    )
+
+    out = console()
+    # Metrics are disabled locally; Powertools still warns when a request recorded none.
+    warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
+    service = LocalService(
+        host=host,
+        port=port,
+        principal=principal or None,
+        default_acl=default_acl,
+        access_log=None if quiet else sys.stderr,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    try:
+        try:
+            service.start()
+        except LocalDependencyError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
+                "pick another port with --port (0 picks a free one)"
+            ) from None
+        _print_banner(out, service)
+        stop.wait()
+        out.print("lakelog dev: stopping")
+    finally:
+        # From here a second Ctrl-C interrupts the shutdown the usual way.
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        service.stop()
+    out.print("lakelog dev: stopped")
+
+
+def _print_banner(out: Console, service: LocalService) -> None:
+    if service.host not in ("127.0.0.1", "localhost", "::1"):
+        console(stderr=True).print(
+            f"warning: listening on {service.host}: the local API has no authentication",
+            style="yellow",
+        )
+    endpoint = service.s3_endpoint_url.removeprefix("http://")
+    rows = (
+        ("API", service.api_url),
+        ("Docs", service.docs_url),
+        ("S3 endpoint", service.s3_endpoint_url),
+        ("Bucket", service.bucket),
+        ("Principal", f"{service.principal or '(none)'} (default ACL: {service.default_acl})"),
+        (
+            "DuckDB",
+            "CREATE SECRET (TYPE s3, KEY_ID 'testing', SECRET 'testing', "
+            f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false); "
+            f"SELECT * FROM 's3://{service.bucket}/segments/**/*.parquet';",
+        ),
+    )
+    out.print("lakelog dev: local API over in-process moto (Ctrl-C to stop)", style="bold")
+    for label, value in rows:
+        out.print(styled("  ", (f"{label:<12}", "bold cyan"), value))
+    out.file.flush()

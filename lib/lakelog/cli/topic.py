@@ -1,0 +1,169 @@
+"""``lakelog topic``: create, list, describe, alter and delete topics."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+import click
+
+from lakelog.cli.common import (
+    Settings,
+    cell,
+    json_option,
+    key_values,
+    make_table,
+    print_json,
+    show,
+    styled,
+    table_console,
+    topic_config,
+)
+from lakelog.types import TopicDescription
+
+__all__ = ["topic"]
+
+
+@click.group(short_help="Create, list, describe, alter and delete topics.")
+def topic() -> None:
+    """Create, list, describe, alter and delete topics."""
+
+
+def _print_topic(description: TopicDescription) -> None:
+    out = table_console()
+    count = len(description.partitions)
+    heading = styled(("topic ", "bold"), (description.name, "bold cyan"))
+    heading.append(f"  {count} partition{'s' if count != 1 else ''}")
+    if description.topic_id:
+        heading.append(f", id {description.topic_id}")
+    out.print(heading)
+    numbers = ("partition", "log_start_offset", "high_watermark", "bytes")
+    partitions = make_table(*numbers, numeric=numbers)
+    for p in description.partitions:
+        partitions.add_row(
+            str(p.partition), str(p.log_start_offset), str(p.high_watermark), str(p.bytes)
+        )
+    out.print(partitions)
+    out.print()
+    config = make_table("config", "value")
+    for key, value in sorted(description.config.items()):
+        config.add_row(key, cell(value))
+    out.print(config)
+
+
+_CONFIG_HELP: Final = (
+    "Topic config KEY=VALUE, repeatable: retention_ms, retention_bytes, cleanup_policy "
+    "(delete|compact), max_record_bytes, compression. Integer-looking values are sent as "
+    "integers."
+)
+
+
+@topic.command("create")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    "-p",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Number of partitions.",
+)
+@click.option(
+    "--config",
+    "-c",
+    "configs",
+    metavar="KEY=VALUE",
+    callback=key_values,
+    multiple=True,
+    help=_CONFIG_HELP,
+)
+@json_option
+@click.pass_obj
+def topic_create(
+    settings: Settings,
+    name: str,
+    partitions: int,
+    configs: tuple[tuple[str, str], ...],
+    as_json: bool,
+) -> None:
+    """Create topic NAME."""
+    description = settings.client().create_topic(name, partitions, topic_config(configs) or None)
+    if as_json or settings.json:
+        print_json(dataclasses.asdict(description))
+    else:
+        count = len(description.partitions)
+        click.echo(f"created topic {name} ({count} partition{'s' if count != 1 else ''})")
+
+
+@topic.command("list")
+@json_option
+@click.pass_obj
+def topic_list(settings: Settings, as_json: bool) -> None:
+    """Print the name of every topic, one a line."""
+    names = sorted(settings.client().list_topics())
+    if as_json or settings.json:
+        print_json({"topics": names})
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@topic.command("describe")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def topic_describe(settings: Settings, name: str, as_json: bool) -> None:
+    """Show each partition's offsets and bytes, and the config of topic NAME."""
+    description = settings.client().describe_topic(name)
+    show(description, as_json or settings.json, _print_topic)
+
+
+@topic.command("alter")
+@click.argument("name")
+@click.option(
+    "--partitions",
+    "-p",
+    type=int,
+    metavar="N",
+    help="New number of partitions (more, never fewer).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "configs",
+    metavar="KEY=VALUE",
+    callback=key_values,
+    multiple=True,
+    help=_CONFIG_HELP,
+)
+@json_option
+@click.pass_obj
+def topic_alter(
+    settings: Settings,
+    name: str,
+    partitions: int | None,
+    configs: tuple[tuple[str, str], ...],
+    as_json: bool,
+) -> None:
+    """Change config keys of topic NAME and/or add partitions; prints the result."""
+    if partitions is None and not configs:
+        raise click.UsageError("give --partitions and/or --config KEY=VALUE")
+    description = settings.client().alter_topic(
+        name, config=topic_config(configs) or None, partitions=partitions
+    )
+    show(description, as_json or settings.json, _print_topic)
+
+
+@topic.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def topic_delete(settings: Settings, name: str, yes: bool) -> None:
+    """Delete topic NAME and every record in it (asks first unless --yes)."""
+    client = settings.client()
+    if not yes:
+        client.describe_topic(name)  # an unknown topic fails before the question
+        click.confirm(f"Delete topic {name} and all its records?", abort=True, err=True)
+    client.delete_topic(name)
+    click.echo(f"deleted topic {name}")

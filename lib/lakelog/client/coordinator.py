@@ -1,0 +1,284 @@
+"""`ConsumerCoordinator`: a consumer's membership in its group, its leases and commits.
+
+It joins on the first ``poll`` and heartbeats every ``heartbeat_interval_ms`` the service
+asks for: from ``poll`` when it is called often enough, else from a background thread so a
+long pause in processing does not cost the session. Every heartbeat answers with the
+member's leases; the consumer applies them at the start of its next ``poll``
+(`apply_pending`). Commits carry each lease's epoch: a commit for a lease that moved raises
+`CommitFailedError` and rewinds its partitions to their last committed offsets.
+
+No lock is held during a request. One membership request (join, heartbeat or leave) is out
+at a time: a heartbeat falling due while another is out is skipped, and leaving waits for
+the one out to answer, so a member never joins again after it left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Final, NamedTuple
+
+from lakelog.client.subscription import SubscriptionState
+from lakelog.client.transport import RETRYABLE, Transport
+from lakelog.errors import GroupNotFoundError, InvalidRequestError, LakelogError, LeaseFencedError
+from lakelog.types import Membership, TopicPartition
+
+__all__ = ["COMMIT_CHUNK", "CommitFailedError", "ConsumerCoordinator", "OffsetAndMetadata"]
+
+logger = logging.getLogger("lakelog.client.consumer")
+
+COMMIT_CHUNK: Final = 100
+"""Offsets per commit request (the service's limit)."""
+
+
+class OffsetAndMetadata(NamedTuple):
+    """An offset to commit (kafka-python's shape; ``metadata`` is not stored)."""
+
+    offset: int
+    metadata: str = ""
+
+
+class CommitFailedError(LeaseFencedError):
+    """A commit was refused because a lease moved to another member; nothing changed."""
+
+    def __init__(
+        self,
+        message: str,
+        group: str,
+        member_id: str,
+        partitions: tuple[tuple[str, int], ...] = (),
+    ) -> None:
+        super().__init__(group, member_id, partitions)
+        self.message = message
+        self.args = (message,)
+
+
+class ConsumerCoordinator:
+    """Group membership, the heartbeat thread, commits and the group's committed offsets.
+
+    Parameters
+    ----------
+    transport, group_id, subscription
+        Where the group lives, its name, and the state leases are applied to.
+    start_of
+        Where a newly leased partition without a committed offset starts.
+    session_timeout_ms
+        How long the group waits for a silent member before its leases move.
+    auto_commit_s
+        Commit moved positions this often (and before each heartbeat); None: never.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        group_id: str,
+        subscription: SubscriptionState,
+        start_of: Callable[[TopicPartition], int],
+        *,
+        session_timeout_ms: int | None = None,
+        auto_commit_s: float | None = None,
+    ) -> None:
+        self._transport = transport
+        self.group_id = group_id
+        self._subscription = subscription
+        self._start_of = start_of
+        self._session_timeout_ms = session_timeout_ms
+        self._auto_commit_s = auto_commit_s
+        self._next_auto_commit = time.monotonic() + (auto_commit_s or 0.0)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._requesting = False  # a join, heartbeat or leave is out
+        self.member_id: str | None = None
+        self._membership: Membership | None = None
+        self._applied: Membership | None = None
+        self.heartbeat_s = 3.0
+        self._last_heartbeat = 0.0
+        self._stop = threading.Event()
+        self._heartbeater: threading.Thread | None = None
+
+    # Membership ------------------------------------------------------------------------
+    def heartbeat_now(self) -> None:
+        """Join or heartbeat at the next chance (a new subscription, a refused commit)."""
+        with self._lock:
+            self._last_heartbeat = 0.0
+
+    def maintain(self) -> None:
+        """Apply an assignment a background heartbeat brought, auto-commit and heartbeat
+        when due, and apply what that heartbeat brought.
+
+        Applying first keeps auto-commit from naming a lease the member already gave up
+        (the whole commit would be refused and its other partitions rewound)."""
+        if not self._subscription.topics:
+            return
+        self.apply_pending()
+        now = time.monotonic()
+        with self._lock:
+            heartbeat_due = now - self._last_heartbeat >= self.heartbeat_s
+            joined = self.member_id is not None
+        if (
+            self._auto_commit_s is not None
+            and joined
+            and (heartbeat_due or now >= self._next_auto_commit)
+        ):
+            self.auto_commit()
+            self._next_auto_commit = now + self._auto_commit_s
+        if heartbeat_due:
+            try:
+                self._heartbeat()
+            except RETRYABLE as error:  # keep polling what is held; try again soon
+                logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
+                with self._lock:
+                    self._last_heartbeat = now - self.heartbeat_s * 3 / 4
+        self.apply_pending()
+
+    def _begin_request(self, *, wait: bool) -> bool:
+        """Take the turn to send a membership request: wait for it, or give up at once."""
+        with self._lock:
+            if wait:
+                self._idle.wait_for(lambda: not self._requesting)
+            elif self._requesting:
+                return False
+            self._requesting = True
+            return True
+
+    def _end_request(self) -> None:
+        with self._lock:
+            self._requesting = False
+            self._idle.notify_all()
+
+    def _heartbeat(self) -> None:
+        """Join or heartbeat, unless another membership request is out or the consumer
+        stopped reading its topics."""
+        if not self._begin_request(wait=False):
+            return
+        try:
+            topics = self._subscription.topics
+            if not topics or self._stop.is_set():
+                return
+            membership = self._transport.join_group(
+                self.group_id, topics, self.member_id, self._session_timeout_ms
+            )
+            with self._lock:
+                self.member_id = membership.member_id
+                self.heartbeat_s = membership.heartbeat_interval_ms / 1000
+                self._last_heartbeat = time.monotonic()
+                self._membership = membership
+        finally:
+            self._end_request()
+        if self._heartbeater is None:
+            self._heartbeater = threading.Thread(
+                target=self._heartbeat_loop, name="lakelog-heartbeat", daemon=True
+            )
+            self._heartbeater.start()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_s / 4):
+            with self._lock:
+                due = time.monotonic() - self._last_heartbeat >= self.heartbeat_s
+            if due and self._subscription.topics:
+                try:
+                    self._heartbeat()
+                except Exception as error:  # the next round tries again
+                    logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
+
+    def apply_pending(self) -> None:
+        """Apply the leases of the last heartbeat if they are not applied yet: revoked
+        partitions go (``on_partitions_revoked``), new ones start at their committed offset
+        or ``auto_offset_reset`` (``on_partitions_assigned``)."""
+        with self._lock:
+            membership = self._membership
+            if membership is None or membership is self._applied:
+                return
+        sub = self._subscription
+        leases = {TopicPartition(a.topic, a.partition): a for a in membership.assignments}
+        revoked = sub.revoke(leases)
+        if revoked and sub.listener:
+            sub.listener.on_partitions_revoked(revoked)
+        starts: dict[TopicPartition, tuple[int, int, bool]] = {}
+        for tp, lease in sub.new_leases(leases).items():
+            committed = lease.committed_offset
+            position = self._start_of(tp) if committed is None else committed
+            starts[tp] = (position, lease.lease_epoch, committed is not None)
+        sub.add_leases(starts)
+        with self._lock:
+            self._applied = membership
+        if starts and sub.listener:
+            sub.listener.on_partitions_assigned(set(starts))
+
+    def leave(self) -> None:
+        """Leave the group at once (after a heartbeat that is out has answered)."""
+        self._begin_request(wait=True)
+        try:
+            member_id = self.member_id
+            if member_id is not None:
+                self._transport.leave_group(self.group_id, member_id)
+        finally:
+            with self._lock:
+                self.member_id = None
+                self._membership = self._applied = None
+            self._end_request()
+
+    def close(self) -> None:
+        """Stop heartbeating: no heartbeat starts from now on."""
+        self._stop.set()
+
+    def join_thread(self) -> None:
+        """Wait (up to 5 s) for the heartbeat thread to end after `close`."""
+        if self._heartbeater is not None:
+            self._heartbeater.join(timeout=5)
+
+    # Commits ---------------------------------------------------------------------------
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets``, or the positions that moved since the last commit.
+
+        Raises `CommitFailedError` if a lease moved: nothing is committed then, and the
+        partitions of the commit go back to their last committed offsets.
+        """
+        member_id = self.member_id
+        if member_id is None:
+            raise InvalidRequestError("commit needs a group_id and a joined group")
+        group, sub = self.group_id, self._subscription
+        commits, unassigned = sub.commits(sub.moved() if offsets is None else offsets)
+        if unassigned is not None:
+            raise CommitFailedError(
+                f"{unassigned.topic}-{unassigned.partition} is not assigned to this member",
+                group,
+                member_id,
+                ((unassigned.topic, unassigned.partition),),
+            )
+        for start in range(0, len(commits), COMMIT_CHUNK):
+            chunk = commits[start : start + COMMIT_CHUNK]
+            try:
+                self._transport.commit_offsets(group, member_id, chunk)
+            except LeaseFencedError as error:
+                sub.rewind(chunk)
+                self.heartbeat_now()  # learn the new assignment at once
+                raise CommitFailedError(
+                    error.message, group, member_id, getattr(error, "partitions", ())
+                ) from error
+            sub.mark_committed(chunk)
+
+    def auto_commit(self) -> None:
+        """Commit moved positions; a failure is logged (the next commit tries again)."""
+        try:
+            self.commit()
+        except LakelogError as error:
+            logger.warning("auto-commit of group %s failed: %s", self.group_id, error)
+
+    @property
+    def auto_commits(self) -> bool:
+        """Whether positions are committed automatically."""
+        return self._auto_commit_s is not None
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition``, or None."""
+        try:
+            group = self._transport.describe_group(self.group_id)
+        except GroupNotFoundError:
+            return None
+        for lag in group.partitions:
+            if (lag.topic, lag.partition) == tuple(partition):
+                return lag.committed_offset
+        return None
