@@ -228,26 +228,6 @@ class HttpTransport:
             raise error_from_reply(reply.status, reply.data)
         return reply.data
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """Send one request; the decoded JSON reply (None for an empty one), or a domain error.
-
-        For requests the SDK has no operation for (``/v1/acls`` and the like).
-        """
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        reply = self.send(method, path, data, query)
-        if not reply:
-            return None
-        try:
-            return json.loads(reply)
-        except ValueError as error:  # an answer cut short or not from the API
-            raise UnavailableError(f"{method} {path}: reply is not JSON: {error}") from error
-
     def _model(self, method: str, path: str, body: Any = None, **query: Any) -> bytes:
         data = None if body is None else json.dumps(request_body(body)).encode()
         return self.send(method, path, data, query)
