@@ -204,7 +204,9 @@ def parse_json(text: str | bytes) -> Any:
     `json.JSONDecodeError`, which the resolver answers with 422 ``invalid_request``
     (Python's ``json`` accepts the non-numbers and fails with a 500 on deep nesting or
     integers of more than 4,300 digits). Produce bodies are parsed by
-    `ProduceRequest.parse_body` instead, whose models hold the same rules.
+    `ProduceRequest.parse_body` instead: the same parser and depth, integer fields bounded
+    by the models, and a JSON record value refused at `JsonData.to_bytes` if it holds a
+    number JSON text cannot (it may hold any other number, kept as its text).
     """
     try:
         value = pydantic_core.from_json(text, allow_inf_nan=False)
