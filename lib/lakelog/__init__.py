@@ -47,9 +47,12 @@ from lakelog.types import (
     ProducerBatch,
     Record,
     RecordMetadata,
+    ResetTarget,
     StoredRecord,
+    ToOffset,
     TopicDescription,
     TopicPartition,
+    ToTimestamp,
 )
 
 if TYPE_CHECKING:
@@ -96,8 +99,11 @@ __all__ = [
     "ProducerFencedError",
     "Record",
     "RecordMetadata",
+    "ResetTarget",
     "ResourceNames",
     "StoredRecord",
+    "ToOffset",
+    "ToTimestamp",
     "TopicConfig",
     "TopicDescription",
     "TopicExistsError",

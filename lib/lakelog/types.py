@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeAlias
 
 __all__ = [
     "Assignment",
@@ -18,7 +18,10 @@ __all__ = [
     "ProducerBatch",
     "Record",
     "RecordMetadata",
+    "ResetTarget",
     "StoredRecord",
+    "ToOffset",
+    "ToTimestamp",
     "TopicDescription",
     "TopicPartition",
 ]
@@ -184,3 +187,23 @@ class GroupDescription:
     group: str
     members: tuple[MemberInfo, ...]
     partitions: tuple[PartitionLag, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToOffset:
+    """Reset a group to ``offset``, clamped to each partition's log start and high watermark."""
+
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToTimestamp:
+    """Reset a group to the first record at or after ``timestamp_ms`` (the high watermark
+    of a partition with none)."""
+
+    timestamp_ms: int
+
+
+ResetTarget: TypeAlias = Literal["earliest", "latest"] | ToOffset | ToTimestamp
+"""Where a group's committed offsets move: each partition's log start (``"earliest"``), its
+high watermark (``"latest"``), an offset, or a time."""

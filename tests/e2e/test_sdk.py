@@ -12,6 +12,7 @@ from botocore.config import Config
 
 from lakelog import Client, ConsumerRecord, ResourceNames, TopicPartition
 from lakelog.client.http import HttpReply, HttpTransport
+from lakelog.contract.operations import Fetch
 from lakelog.errors import (
     OffsetOutOfRangeError,
     TopicExistsError,
@@ -116,7 +117,7 @@ def test_errors_arrive_as_the_same_exceptions(client: Client, topic_name: str) -
     with pytest.raises(TopicExistsError):
         client.create_topic(topic_name)
     with pytest.raises(OffsetOutOfRangeError) as raised:
-        client.transport.fetch(topic_name, 0, 99, 10, 1 << 20)
+        client.call(Fetch(topic_name, 0, 99, 10, 1 << 20))
     assert (raised.value.log_start_offset, raised.value.high_watermark) == (0, 0)
 
 

@@ -23,8 +23,10 @@ from lakelog import (
     OffsetCommit,
     Record,
     ResourceNames,
+    ToOffset,
     TopicNotFoundError,
     TopicPartition,
+    ToTimestamp,
 )
 from lakelog.limits import (
     DEFAULT_SESSION_TIMEOUT_MS,
@@ -415,11 +417,11 @@ def test_reset_is_refused_while_a_member_is_live(
     [
         ({"to": "earliest"}, {0: 0, 1: 0}),
         ({"to": "latest"}, {0: 5, 1: 5}),
-        ({"timestamp_ms": 2500}, {0: 2, 1: 2}),
-        ({"timestamp_ms": 0}, {0: 0, 1: 0}),
-        ({"timestamp_ms": 99_999}, {0: 5, 1: 5}),
-        ({"offset": 3}, {0: 3, 1: 3}),
-        ({"offset": 1000}, {0: 5, 1: 5}),
+        ({"to": ToTimestamp(2500)}, {0: 2, 1: 2}),
+        ({"to": ToTimestamp(0)}, {0: 0, 1: 0}),
+        ({"to": ToTimestamp(99_999)}, {0: 5, 1: 5}),
+        ({"to": ToOffset(3)}, {0: 3, 1: 3}),
+        ({"to": ToOffset(1000)}, {0: 5, 1: 5}),
     ],
 )
 def test_reset_moves_committed_offsets_and_the_next_member_starts_there(
@@ -640,13 +642,13 @@ def test_bad_commits_raise_and_change_nothing(
 
 
 BAD_RESETS: list[tuple[dict[str, Any], type[Exception], str]] = [
-    ({}, InvalidRequestError, "exactly one"),
-    ({"to": "earliest", "offset": 1}, InvalidRequestError, "exactly one"),
-    ({"offset": 1, "timestamp_ms": 1}, InvalidRequestError, "exactly one"),
+    ({"to": None}, InvalidRequestError, "'earliest' or 'latest'"),
+    ({"to": 1}, InvalidRequestError, "'earliest' or 'latest'"),
+    ({"to": {"offset": 1}}, InvalidRequestError, "'earliest' or 'latest'"),
     ({"to": "sideways"}, InvalidRequestError, "'earliest' or 'latest'"),
-    ({"offset": -1}, InvalidRequestError, "non-negative"),
-    ({"timestamp_ms": -5}, InvalidRequestError, "non-negative"),
-    ({"offset": 1.5}, InvalidRequestError, "integer"),
+    ({"to": ToOffset(-1)}, InvalidRequestError, "non-negative"),
+    ({"to": ToTimestamp(-5)}, InvalidRequestError, "non-negative"),
+    ({"to": ToOffset(1.5)}, InvalidRequestError, "integer"),
     ({"topic": "missing", "to": "latest"}, TopicNotFoundError, "'missing'"),
     ({"topic": "bad name", "to": "latest"}, InvalidRequestError, "topic name"),
 ]

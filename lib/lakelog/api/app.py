@@ -1,6 +1,7 @@
 """The HTTP API v1 as a Powertools resolver: routes, validation, auth and error mapping.
 
-Each route checks access, calls one engine use case and shapes the reply; domain errors
+Each route checks access, runs one operation of the contract on the engine
+(`Engine.call`) and shapes the reply; domain errors
 are mapped to HTTP once, in `lakelog.api.errors`.
 """
 
@@ -56,6 +57,23 @@ from lakelog.contract.models import (
     TopicCreate,
     TopicList,
     TopicState,
+)
+from lakelog.contract.operations import (
+    AlterTopic,
+    Append,
+    CommitOffsets,
+    CreateTopic,
+    DeleteTopic,
+    DescribeGroup,
+    DescribeTopic,
+    Fetch,
+    InitProducerId,
+    JoinGroup,
+    LeaveGroup,
+    ListOffset,
+    ListTopics,
+    OffsetForTime,
+    ResetOffsets,
 )
 from lakelog.errors import (
     InvalidRequestError,
@@ -311,7 +329,7 @@ def _register_topic_routes(
     )
     def create_topic(request: Annotated[TopicCreate, Body()]) -> Response[Any]:
         access.check(caller(), "admin", request.name)
-        created = engine.create_topic(request.name, request.partitions, request.config)
+        created = engine.call(CreateTopic(request.name, request.partitions, request.config))
         return _json(HTTPStatus.CREATED, TopicState.of(created).model_dump(mode="json"))
 
     @app.get(
@@ -321,7 +339,7 @@ def _register_topic_routes(
         responses=success(TopicList) | error_responses(),
     )
     def list_topics() -> TopicList:
-        return TopicList(topics=access.visible(caller(), engine.list_topics()))
+        return TopicList(topics=access.visible(caller(), engine.call(ListTopics())))
 
     @app.get(
         "/v1/topics/<topic>",
@@ -333,7 +351,7 @@ def _register_topic_routes(
         principal = caller()
         if not access.visible(principal, [topic]):
             access.check(principal, "consume", topic)
-        return TopicState.of(engine.describe_topic(topic))
+        return TopicState.of(engine.call(DescribeTopic(topic)))
 
     @app.patch(
         "/v1/topics/<topic>",
@@ -343,7 +361,7 @@ def _register_topic_routes(
     )
     def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> TopicState:
         access.check(caller(), "admin", topic)
-        return TopicState.of(engine.alter_topic(topic, request.config, request.partitions))
+        return TopicState.of(engine.call(AlterTopic(topic, request.config, request.partitions)))
 
     @app.delete(
         "/v1/topics/<topic>",
@@ -353,7 +371,7 @@ def _register_topic_routes(
     )
     def delete_topic(topic: str) -> Response[Any]:
         access.check(caller(), "admin", topic)
-        engine.delete_topic(topic)
+        engine.call(DeleteTopic(topic))
         return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
 
@@ -384,7 +402,7 @@ def _register_record_routes(
         except ValidationError as error:
             raise RequestValidationError(list(error.errors())) from None
         records = request.to_records()
-        acks = engine.append(topic, records, request.to_producer())
+        acks = engine.call(Append(topic, records, request.to_producer()))
         reply = ProduceReply.json_of(acks).decode()
         metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))
         metrics.add_metric(name="BytesIn", unit=MetricUnit.Bytes, value=len(body))
@@ -398,7 +416,7 @@ def _register_record_routes(
     )
     def init_producer() -> ProducerIdReply:
         caller()
-        return ProducerIdReply(id=engine.init_producer_id(), epoch=0)
+        return ProducerIdReply(id=engine.call(InitProducerId()), epoch=0)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/records",
@@ -414,7 +432,7 @@ def _register_record_routes(
         max_bytes: Annotated[int, Query(ge=1, le=MAX_API_FETCH_BYTES)] = DEFAULT_FETCH_BYTES,
     ) -> Response[str]:
         access.check(caller(), "consume", topic)
-        result = engine.fetch(topic, partition, offset, max_records, max_bytes)
+        result = engine.call(Fetch(topic, partition, offset, max_records, max_bytes))
         reply = FetchReply.json_of(result).decode()
         metrics.add_metric(name="RecordsOut", unit=MetricUnit.Count, value=len(result.records))
         metrics.add_metric(name="BytesOut", unit=MetricUnit.Bytes, value=len(reply))
@@ -437,11 +455,12 @@ def _register_record_routes(
             raise InvalidRequestError("give exactly one of spec=earliest|latest or timestamp_ms")
         if timestamp_ms is None:
             assert spec is not None
-            reply = OffsetReply(offset=engine.list_offset(topic, partition, spec))
-        elif (found := engine.offset_for_time(topic, partition, timestamp_ms)) is not None:
+            reply = OffsetReply(offset=engine.call(ListOffset(topic, partition, spec)))
+        elif (found := engine.call(OffsetForTime(topic, partition, timestamp_ms))) is not None:
             reply = OffsetReply(offset=found, found=True)
         else:
-            reply = OffsetReply(offset=engine.list_offset(topic, partition, "latest"), found=False)
+            latest = engine.call(ListOffset(topic, partition, "latest"))
+            reply = OffsetReply(offset=latest, found=False)
         return _json(HTTPStatus.OK, reply.model_dump(mode="json", exclude_none=True))
 
 
@@ -466,8 +485,8 @@ def _register_group_routes(
     )
     def join_group(group: str, request: Annotated[JoinRequest, Body()]) -> MembershipReply:
         check_consume(request.topics)
-        membership = engine.join_group(
-            group, request.topics, request.member_id, request.session_timeout_ms
+        membership = engine.call(
+            JoinGroup(group, request.topics, request.member_id, request.session_timeout_ms)
         )
         return MembershipReply.of(membership)
 
@@ -478,8 +497,8 @@ def _register_group_routes(
         responses=NO_CONTENT | error_responses(403, 429, 503),
     )
     def leave_group(group: str, member_id: str) -> Response[Any]:
-        check_consume(engine.member_topics(group, member_id))
-        engine.leave_group(group, member_id)
+        check_consume(engine.groups.member_topics(group, member_id))
+        engine.call(LeaveGroup(group, member_id))
         return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
     @app.post(
@@ -491,7 +510,7 @@ def _register_group_routes(
     def commit_offsets(group: str, request: Annotated[CommitRequest, Body()]) -> Response[Any]:
         check_consume(commit.topic for commit in request.offsets)
         offsets = [commit.to_commit() for commit in request.offsets]
-        engine.commit_offsets(group, request.member_id, offsets)
+        engine.call(CommitOffsets(group, request.member_id, offsets))
         return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
     @app.get(
@@ -501,7 +520,7 @@ def _register_group_routes(
         responses=success(GroupReply) | error_responses(403, 404, 429, 503),
     )
     def describe_group(group: str) -> GroupReply:
-        description = engine.describe_group(group)
+        description = engine.call(DescribeGroup(group))
         check_consume(
             [p.topic for p in description.partitions]
             + [topic for member in description.members for topic in member.topics]
@@ -516,7 +535,7 @@ def _register_group_routes(
     )
     def reset_offsets(group: str, request: Annotated[ResetRequest, Body()]) -> ResetReply:
         access.check(caller(), "admin", request.topic)
-        offsets = engine.reset_offsets(group, request.topic, **request.target())
+        offsets = engine.call(ResetOffsets(group, request.topic, request.target()))
         return ResetReply(
             topic=request.topic,
             partitions=[ResetPartition(partition=p, offset=o) for p, o in sorted(offsets.items())],

@@ -19,7 +19,7 @@ from lakelog.cli.common import (
     styled,
     table_console,
 )
-from lakelog.types import GroupDescription
+from lakelog.types import GroupDescription, ResetTarget, ToOffset, ToTimestamp
 
 __all__ = ["group"]
 
@@ -126,16 +126,15 @@ def group_reset(
     chosen = [name for name, given in targets.items() if given]
     if len(chosen) != 1:
         raise click.UsageError(f"give exactly one of {', '.join(targets)}")
-    client = settings.client()
+    to: ResetTarget
     if to_earliest or to_latest:
-        offsets = client.reset_offsets(
-            group_id, topic_name, to="earliest" if to_earliest else "latest"
-        )
+        to = "earliest" if to_earliest else "latest"
     elif to_offset is not None:
-        offsets = client.reset_offsets(group_id, topic_name, offset=to_offset)
+        to = ToOffset(to_offset)
     else:
         moment = to_datetime.timestamp() if to_datetime is not None else time.time() - (since or 0)
-        offsets = client.reset_offsets(group_id, topic_name, timestamp_ms=int(moment * 1000))
+        to = ToTimestamp(int(moment * 1000))
+    offsets = settings.client().reset_offsets(group_id, topic_name, to)
     rows = [{"partition": p, "offset": o} for p, o in sorted(offsets.items())]
     if as_json or settings.json:
         print_json({"group": group_id, "topic": topic_name, "partitions": rows})

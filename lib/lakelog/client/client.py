@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakelog.client.consumer import Consumer
 from lakelog.client.http import HttpTransport
 from lakelog.client.producer import Producer
 from lakelog.client.subscription import OffsetReset
 from lakelog.client.transport import Transport
-from lakelog.types import GroupDescription, TopicDescription
+from lakelog.contract.operations import (
+    AlterTopic,
+    CreateTopic,
+    DeleteTopic,
+    DescribeGroup,
+    DescribeTopic,
+    ListTopics,
+    Operation,
+    ResetOffsets,
+)
+from lakelog.types import GroupDescription, ResetTarget, TopicDescription
 
 if TYPE_CHECKING:
     import boto3
@@ -17,6 +27,8 @@ if TYPE_CHECKING:
     from lakelog.storage.keys import ResourceNames
 
 __all__ = ["Client"]
+
+R = TypeVar("R")
 
 
 class Client:
@@ -88,49 +100,54 @@ class Client:
         )
         return cls(transport=engine)
 
+    def call(self, op: Operation[R]) -> R:
+        """Run any operation of the contract (`lakelog.contract.operations`) and return its
+        result; the methods below are the common ones by name.
+
+        Examples
+        --------
+        >>> from lakelog.contract.operations import DescribeGroup
+        >>> c.call(DescribeGroup("billing")).partitions            # doctest: +SKIP
+        """
+        return self.transport.call(op)
+
     # Topics ------------------------------------------------------------------------------
     def create_topic(
         self, name: str, partitions: int = 1, config: dict[str, Any] | None = None
     ) -> TopicDescription:
         """Create a topic; raises `TopicExistsError` if it exists."""
-        return self.transport.create_topic(name, partitions, config)
+        return self.call(CreateTopic(name, partitions, config))
 
     def list_topics(self) -> list[str]:
         """Names of every topic the caller may see."""
-        return self.transport.list_topics()
+        return self.call(ListTopics())
 
     def describe_topic(self, name: str) -> TopicDescription:
         """Config and per-partition offsets and bytes."""
-        return self.transport.describe_topic(name)
+        return self.call(DescribeTopic(name))
 
     def alter_topic(
         self, name: str, config: dict[str, Any] | None = None, partitions: int | None = None
     ) -> TopicDescription:
         """Change config keys and/or grow the partition count."""
-        return self.transport.alter_topic(name, config, partitions)
+        return self.call(AlterTopic(name, config, partitions))
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and (through gc) its data."""
-        self.transport.delete_topic(name)
+        self.call(DeleteTopic(name))
 
     # Groups ------------------------------------------------------------------------------
     def describe_group(self, group: str) -> GroupDescription:
         """Members, leases, committed offsets and lag of a group."""
-        return self.transport.describe_group(group)
+        return self.call(DescribeGroup(group))
 
-    def reset_offsets(
-        self,
-        group: str,
-        topic: str,
-        *,
-        to: Literal["earliest", "latest"] | None = None,
-        offset: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> dict[int, int]:
-        """Move a group's committed offsets of ``topic`` (only with no live member)."""
-        return self.transport.reset_offsets(
-            group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms
-        )
+    def reset_offsets(self, group: str, topic: str, to: ResetTarget) -> dict[int, int]:
+        """Move a group's committed offsets of ``topic`` (only with no live member).
+
+        ``to`` is ``"earliest"``, ``"latest"``, ``ToOffset(n)`` or ``ToTimestamp(ms)``;
+        returns partition -> new committed offset.
+        """
+        return self.call(ResetOffsets(group, topic, to))
 
     # Producers and consumers ---------------------------------------------------------------
     def producer(self, **options: Any) -> Producer:

@@ -29,6 +29,7 @@ from lakelog.client.coordinator import CommitFailedError, ConsumerCoordinator, O
 from lakelog.client.fetcher import ConsumerRecord, Fetched, Fetcher
 from lakelog.client.subscription import ConsumerRebalanceListener, OffsetReset, SubscriptionState
 from lakelog.client.transport import Transport
+from lakelog.contract.operations import DescribeTopic, Fetch, ListOffset, OffsetForTime
 from lakelog.errors import InvalidRequestError
 from lakelog.types import TopicPartition
 
@@ -133,7 +134,7 @@ class Consumer:
                 [
                     TopicPartition(topic, info.partition)
                     for topic in dict.fromkeys(topics)
-                    for info in transport.describe_topic(topic).partitions
+                    for info in transport.call(DescribeTopic(topic)).partitions
                 ]
             )
         elif topics:
@@ -246,18 +247,20 @@ class Consumer:
         self, spec: Literal["earliest", "latest"], partitions: Sequence[TopicPartition]
     ) -> None:
         for tp in partitions or sorted(self._subscription.assignment()):
-            self.seek(tp, self._transport.list_offset(tp.topic, tp.partition, spec))
+            self.seek(tp, self._transport.call(ListOffset(tp.topic, tp.partition, spec)))
 
     def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Each partition's log start offset."""
         return {
-            tp: self._transport.list_offset(tp.topic, tp.partition, "earliest") for tp in partitions
+            tp: self._transport.call(ListOffset(tp.topic, tp.partition, "earliest"))
+            for tp in partitions
         }
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """Each partition's high watermark."""
         return {
-            tp: self._transport.list_offset(tp.topic, tp.partition, "latest") for tp in partitions
+            tp: self._transport.call(ListOffset(tp.topic, tp.partition, "latest"))
+            for tp in partitions
         }
 
     def offsets_for_times(
@@ -266,11 +269,11 @@ class Consumer:
         """The first offset of each partition with a timestamp >= the given one, or None."""
         found: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for tp, timestamp in timestamps.items():
-            offset = self._transport.offset_for_time(tp.topic, tp.partition, timestamp)
+            offset = self._transport.call(OffsetForTime(tp.topic, tp.partition, timestamp))
             if offset is None:
                 found[tp] = None
                 continue
-            records = self._transport.fetch(tp.topic, tp.partition, offset, 1, 1).records
+            records = self._transport.call(Fetch(tp.topic, tp.partition, offset, 1, 1)).records
             found[tp] = OffsetAndTimestamp(
                 offset, records[0].timestamp_ms if records else timestamp
             )

@@ -22,6 +22,7 @@ from typing import Final, NamedTuple
 
 from lakelog.client.subscription import SubscriptionState
 from lakelog.client.transport import RETRYABLE, Transport
+from lakelog.contract.operations import CommitOffsets, DescribeGroup, JoinGroup, LeaveGroup
 from lakelog.errors import GroupNotFoundError, InvalidRequestError, LakelogError, LeaseFencedError
 from lakelog.types import Membership, TopicPartition
 
@@ -157,8 +158,8 @@ class ConsumerCoordinator:
             topics = self._subscription.topics
             if not topics or self._stop.is_set():
                 return
-            membership = self._transport.join_group(
-                self.group_id, topics, self.member_id, self._session_timeout_ms
+            membership = self._transport.call(
+                JoinGroup(self.group_id, topics, self.member_id, self._session_timeout_ms)
             )
             with self._lock:
                 self.member_id = membership.member_id
@@ -213,7 +214,7 @@ class ConsumerCoordinator:
         try:
             member_id = self.member_id
             if member_id is not None:
-                self._transport.leave_group(self.group_id, member_id)
+                self._transport.call(LeaveGroup(self.group_id, member_id))
         finally:
             with self._lock:
                 self.member_id = None
@@ -251,12 +252,12 @@ class ConsumerCoordinator:
         for start in range(0, len(commits), COMMIT_CHUNK):
             chunk = commits[start : start + COMMIT_CHUNK]
             try:
-                self._transport.commit_offsets(group, member_id, chunk)
+                self._transport.call(CommitOffsets(group, member_id, chunk))
             except LeaseFencedError as error:
                 sub.rewind(chunk)
                 self.heartbeat_now()  # learn the new assignment at once
                 raise CommitFailedError(
-                    error.message, group, member_id, getattr(error, "partitions", ())
+                    error.message, group, member_id, error.partitions
                 ) from error
             sub.mark_committed(chunk)
 
@@ -275,7 +276,7 @@ class ConsumerCoordinator:
     def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition``, or None."""
         try:
-            group = self._transport.describe_group(self.group_id)
+            group = self._transport.call(DescribeGroup(self.group_id))
         except GroupNotFoundError:
             return None
         for lag in group.partitions:

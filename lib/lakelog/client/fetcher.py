@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 
 from lakelog.client.subscription import OffsetReset, PartitionState, SubscriptionState
 from lakelog.client.transport import RETRYABLE, Transport
+from lakelog.contract.operations import Fetch, ListOffset
 from lakelog.errors import OffsetOutOfRangeError
 from lakelog.limits import MAX_FETCH_RECORDS
 from lakelog.types import Header, StoredRecord, TopicPartition
@@ -91,7 +92,7 @@ class Fetcher:
         """Where ``tp`` starts under ``auto_offset_reset`` (``none`` raises)."""
         if self.reset == "none":
             raise OffsetOutOfRangeError(tp.topic, tp.partition, -1, 0, 0)
-        return self._transport.list_offset(tp.topic, tp.partition, self.reset)
+        return self._transport.call(ListOffset(tp.topic, tp.partition, self.reset))
 
     # Fetching --------------------------------------------------------------------------
     def fetch(self, limit: int) -> list[Fetched]:
@@ -134,8 +135,14 @@ class Fetcher:
                 return None
             offset, seeks = state.fetched, state.seeks
         try:
-            result = self._transport.fetch(
-                tp.topic, tp.partition, offset, min(limit, MAX_FETCH_RECORDS), self._fetch_max_bytes
+            result = self._transport.call(
+                Fetch(
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    min(limit, MAX_FETCH_RECORDS),
+                    self._fetch_max_bytes,
+                )
             )
         except OffsetOutOfRangeError:
             if self.reset == "none":

@@ -12,46 +12,18 @@ import copy
 import gzip
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
-from urllib.parse import quote, urlencode, urlsplit
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar, cast
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 
 from lakelog.contract.errors import error_from_reply
-from lakelog.contract.models import (
-    MAX_API_FETCH_BYTES,
-    CommitRequest,
-    FetchReply,
-    GroupReply,
-    JoinRequest,
-    MembershipReply,
-    OffsetCommitIn,
-    OffsetReply,
-    ProduceReply,
-    ProduceRequest,
-    ProducerIdReply,
-    ResetReply,
-    ResetRequest,
-    TopicAlter,
-    TopicCreate,
-    TopicList,
-    TopicState,
-    build,
-    request_body,
-)
+from lakelog.contract.operations import Operation
 from lakelog.errors import InvalidRequestError, UnavailableError
 from lakelog.limits import MAX_APPEND_BYTES
-from lakelog.types import (
-    FetchResult,
-    GroupDescription,
-    Membership,
-    OffsetCommit,
-    ProducerBatch,
-    Record,
-    RecordMetadata,
-    TopicDescription,
-)
+from lakelog.types import Record
 
 if TYPE_CHECKING:
     import boto3
@@ -71,6 +43,20 @@ _HEADER_JSON_BYTES: Final = 24
 
 def _b64_length(data: bytes | None) -> int:
     return 0 if data is None else 4 * ((len(data) + 2) // 3)
+
+
+R = TypeVar("R")
+
+
+def _contract_models() -> ModuleType:
+    """The contract's pydantic models, loaded at the first request (not at import)."""
+    from lakelog.contract import models  # noqa: PLC0415 - pydantic loads at first use
+
+    return models
+
+
+def _nothing() -> None:
+    """Nothing to release."""
 
 
 class HttpReply(NamedTuple):
@@ -160,7 +146,13 @@ class HttpTransport:
             raise InvalidRequestError(f"endpoint {endpoint!r} must not include /v1")
         self.endpoint = endpoint.rstrip("/")
         self.compression = compression
-        self._send: Sender = sender or _PoolSender(timeout_s)
+        self._send: Sender
+        self._close: Callable[[], None]
+        if sender is None:
+            pool = _PoolSender(timeout_s)
+            self._send, self._close = pool, pool.close
+        else:
+            self._send, self._close = sender, _nothing
         self._credentials: Credentials | None = None
         self._region = ""
         host = parts.hostname
@@ -228,143 +220,18 @@ class HttpTransport:
             raise error_from_reply(reply.status, reply.data)
         return reply.data
 
-    def _model(self, method: str, path: str, body: Any = None, **query: Any) -> bytes:
-        data = None if body is None else json.dumps(request_body(body)).encode()
-        return self.send(method, path, data, query)
-
-    @staticmethod
-    def _path(*segments: object) -> str:
-        return "/v1/" + "/".join(quote(str(s), safe="") for s in segments)
-
-    # Topics --------------------------------------------------------------------------
-    def create_topic(
-        self, name: str, partitions: int = 1, config: dict[str, Any] | None = None
-    ) -> TopicDescription:
-        """``POST /v1/topics``."""
-        request = build(TopicCreate, name=name, partitions=partitions, config=config or None)
-        reply = self._model("POST", "/v1/topics", request)
-        return TopicState.model_validate_json(reply).to_description()
-
-    def list_topics(self) -> list[str]:
-        """``GET /v1/topics``."""
-        return TopicList.model_validate_json(self._model("GET", "/v1/topics")).topics
-
-    def describe_topic(self, name: str) -> TopicDescription:
-        """``GET /v1/topics/{topic}``."""
-        reply = self._model("GET", self._path("topics", name))
-        return TopicState.model_validate_json(reply).to_description()
-
-    def alter_topic(
-        self, name: str, config: dict[str, Any] | None = None, partitions: int | None = None
-    ) -> TopicDescription:
-        """``PATCH /v1/topics/{topic}``."""
-        request = build(TopicAlter, config=config, partitions=partitions)
-        reply = self._model("PATCH", self._path("topics", name), request)
-        return TopicState.model_validate_json(reply).to_description()
-
-    def delete_topic(self, name: str) -> None:
-        """``DELETE /v1/topics/{topic}``."""
-        self._model("DELETE", self._path("topics", name))
-
-    # Records -------------------------------------------------------------------------
-    def init_producer_id(self) -> int:
-        """``POST /v1/producers``."""
-        return ProducerIdReply.model_validate_json(self.send("POST", "/v1/producers", b"{}")).id
-
-    def append(
-        self, topic: str, records: Sequence[Record], producer: ProducerBatch | None = None
-    ) -> list[RecordMetadata]:
-        """``POST /v1/topics/{topic}/records``."""
-        reply = self.send(
-            "POST",
-            self._path("topics", topic, "records"),
-            ProduceRequest.json_of(records, producer),
-            compress=self.compression == "gzip",
-        )
-        return ProduceReply.metadata_of(reply, topic)
-
-    def fetch(
-        self, topic: str, partition: int, offset: int, max_records: int, max_bytes: int
-    ) -> FetchResult:
-        """``GET /v1/topics/{topic}/partitions/{p}/records``."""
-        reply = self.send(
-            "GET",
-            self._path("topics", topic, "partitions", partition, "records"),
-            query={
-                "offset": offset,
-                "max_records": max_records,
-                "max_bytes": min(max_bytes, MAX_API_FETCH_BYTES),
-            },
-        )
-        return FetchReply.model_validate_json(reply).to_result(topic, partition)
-
-    def _offset(self, topic: str, partition: int, **query: Any) -> OffsetReply:
-        path = self._path("topics", topic, "partitions", partition, "offsets")
-        return OffsetReply.model_validate_json(self._model("GET", path, **query))
-
-    def list_offset(self, topic: str, partition: int, spec: Literal["earliest", "latest"]) -> int:
-        """``GET .../offsets?spec=``."""
-        return self._offset(topic, partition, spec=spec).offset
-
-    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
-        """``GET .../offsets?timestamp_ms=``; None when no record is that recent.
-
-        One request answers both "which offset" and "is there such a record", so an append
-        landing meanwhile cannot change the answer.
-        """
-        reply = self._offset(topic, partition, timestamp_ms=timestamp_ms)
-        return reply.offset if reply.found else None
-
-    # Groups --------------------------------------------------------------------------
-    def join_group(
-        self,
-        group: str,
-        topics: Sequence[str],
-        member_id: str | None = None,
-        session_timeout_ms: int | None = None,
-    ) -> Membership:
-        """``POST /v1/groups/{group}/members``."""
-        request = build(
-            JoinRequest,
-            topics=list(topics),
-            member_id=member_id,
-            session_timeout_ms=session_timeout_ms,
-        )
-        reply = self._model("POST", self._path("groups", group, "members"), request)
-        return MembershipReply.model_validate_json(reply).to_membership()
-
-    def leave_group(self, group: str, member_id: str) -> None:
-        """``DELETE /v1/groups/{group}/members/{member_id}``."""
-        self._model("DELETE", self._path("groups", group, "members", member_id))
-
-    def commit_offsets(self, group: str, member_id: str, offsets: Sequence[OffsetCommit]) -> None:
-        """``POST /v1/groups/{group}/offsets``."""
-        request = build(
-            CommitRequest, member_id=member_id, offsets=[OffsetCommitIn.of(o) for o in offsets]
-        )
-        self._model("POST", self._path("groups", group, "offsets"), request)
-
-    def describe_group(self, group: str) -> GroupDescription:
-        """``GET /v1/groups/{group}``."""
-        reply = self._model("GET", self._path("groups", group))
-        return GroupReply.model_validate_json(reply).to_description()
-
-    def reset_offsets(
-        self,
-        group: str,
-        topic: str,
-        *,
-        to: Literal["earliest", "latest"] | None = None,
-        offset: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> dict[int, int]:
-        """``POST /v1/groups/{group}/offsets/reset``."""
-        request = ResetRequest.of(topic, to=to, offset=offset, timestamp_ms=timestamp_ms)
-        reply = self._model("POST", self._path("groups", group, "offsets", "reset"), request)
-        return ResetReply.model_validate_json(reply).to_offsets()
+    def call(self, op: Operation[R]) -> R:
+        """Send ``op`` as its binding says (`lakelog.contract.operations.Http`): the body
+        from the contract's request model, the result from its reply model."""
+        binding = op.http
+        models = _contract_models()
+        body = None if binding.request is None else getattr(models, binding.request).encode(op)
+        compress = binding.compressible and self.compression == "gzip"
+        data = self.send(binding.method, op.url_path(), body, op.url_query(), compress=compress)
+        if binding.reply is None:
+            return cast("R", None)
+        return cast("R", getattr(models, binding.reply).decode(data, op))
 
     def close(self) -> None:
-        """Close pooled connections."""
-        close = getattr(self._send, "close", None)
-        if close is not None:
-            close()
+        """Close pooled connections (a `Sender` passed in belongs to whoever made it)."""
+        self._close()

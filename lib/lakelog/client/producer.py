@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from lakelog.client.transport import RETRYABLE, Transport
+from lakelog.contract.operations import Append, DescribeTopic, InitProducerId
 from lakelog.errors import (
     InvalidRequestError,
     OutOfOrderSequenceError,
@@ -256,7 +257,7 @@ class Producer:
         cached = self._topics.get(topic)
         now = time.monotonic()
         if cached is None or refresh or now - cached[1] > METADATA_MAX_AGE_S:
-            description = self._transport.describe_topic(topic)
+            description = self._transport.call(DescribeTopic(topic))
             limits = _TopicLimits(
                 len(description.partitions),
                 int(str(description.config.get("max_record_bytes", MAX_APPEND_BYTES))),
@@ -385,13 +386,13 @@ class Producer:
                 producer: ProducerBatch | None = None
                 if self._idempotent:
                     if self._producer_id is None:
-                        self._producer_id, self._epoch = self._transport.init_producer_id(), 0
+                        self._producer_id, self._epoch = self._transport.call(InitProducerId()), 0
                         self._sequences.clear()
                         sequences = None
                     if sequences is None:
                         sequences = {p: self._sequences.get((topic, p), 0) for p in counts}
                     producer = ProducerBatch(self._producer_id, self._epoch, sequences=sequences)
-                acks = self._transport.append(topic, records, producer)
+                acks = self._transport.call(Append(topic, records, producer))
             except RETRYABLE:
                 attempt += 1
                 pause = self._random.uniform(0, min(self._backoff_s * 2**attempt, 5.0))

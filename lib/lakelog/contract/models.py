@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Self, TypeVar
 
 import pydantic_core
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
 
 from lakelog.errors import InvalidRequestError
 from lakelog.limits import (
+    MAX_API_FETCH_BYTES,
     MAX_APPEND_RECORDS,
     MAX_HEADERS_PER_RECORD,
     MAX_OFFSETS_PER_COMMIT,
@@ -53,11 +54,26 @@ from lakelog.types import (
     ProducerBatch,
     Record,
     RecordMetadata,
+    ResetTarget,
     StoredRecord,
+    ToOffset,
     TopicDescription,
     TopicPartition,
+    ToTimestamp,
 )
 from lakelog.validation import summarize
+
+if TYPE_CHECKING:
+    from lakelog.contract.operations import (
+        AlterTopic,
+        Append,
+        CommitOffsets,
+        CreateTopic,
+        Fetch,
+        JoinGroup,
+        OffsetForTime,
+        ResetOffsets,
+    )
 
 __all__ = [
     "MAX_API_FETCH_BYTES",
@@ -93,6 +109,7 @@ __all__ = [
     "ResetToOffset",
     "ResetToTimestamp",
     "StringData",
+    "TimeOffsetReply",
     "TopicAlter",
     "TopicCreate",
     "TopicList",
@@ -105,12 +122,6 @@ __all__ = [
 ]
 
 
-MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
-"""Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
-whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
-much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
-
-
 MAX_INT64: Final = 2**63 - 1
 """Largest integer of any field: offsets, epochs, ids and sequences are signed 64-bit."""
 
@@ -119,15 +130,48 @@ NonNegative = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 class _Reply(BaseModel):
-    """Reply bodies; validators are built at first use, so importing the contract is cheap."""
+    """Reply bodies; validators are built at first use, so importing the contract is cheap.
+
+    A reply to an operation (`lakelog.contract.operations`) gives its result with
+    `decode`, which reads the body with the model and calls `result`.
+    """
 
     model_config = ConfigDict(defer_build=True)
+
+    @classmethod
+    def decode(cls, data: bytes, op: Any) -> Any:
+        """The result of ``op`` that the reply body ``data`` holds."""
+        return cls.model_validate_json(data).result(op)
+
+    def result(self, op: Any) -> Any:
+        """The result of ``op`` this reply stands for (replies to operations define it)."""
+        raise NotImplementedError(f"{type(self).__name__} answers no operation")
 
 
 class _Strict(BaseModel):
     """Request bodies: unknown fields and loose types are refused."""
 
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+
+class _Request(_Strict):
+    """The body of an operation's request: `encode` writes it from the operation."""
+
+    @classmethod
+    def of_operation(cls, op: Any) -> Self:
+        """The body of ``op``, validated as the server will validate it."""
+        raise NotImplementedError(f"{cls.__name__} is built from no operation")
+
+    @classmethod
+    def encode(cls, op: Any) -> bytes:
+        """The JSON body of ``op``'s request.
+
+        Raises
+        ------
+        InvalidRequestError
+            The request breaks the contract (the server would answer 422).
+        """
+        return json.dumps(request_body(cls.of_operation(op))).encode()
 
 
 def b64(data: bytes | None) -> str | None:
@@ -310,7 +354,7 @@ class ProducerIn(_Strict):
         )
 
 
-class ProduceRequest(_Strict):
+class ProduceRequest(_Request):
     """``POST /v1/topics/{topic}/records``.
 
     Parse it with `ProduceRequest.parse_body`: one pass from JSON text, base64 decoded
@@ -368,6 +412,11 @@ class ProduceRequest(_Strict):
         if producer is not None:
             body["producer"] = request_body(ProducerIn.of(producer))
         return pydantic_core.to_json(body)
+
+    @classmethod
+    def encode(cls, op: Append) -> bytes:
+        """The body of an append (`json_of`)."""
+        return cls.json_of(op.records, op.producer)
 
     def to_records(self) -> list[Record]:
         """The engine's records; raises `InvalidRequestError` naming a record that has none."""
@@ -434,6 +483,11 @@ class ProduceReply(_Reply):
             RecordMetadata(topic, r["partition"], r["offset"], r["timestamp_ms"])
             for r in json.loads(reply)["results"]
         ]
+
+    @classmethod
+    def decode(cls, data: bytes, op: Append) -> list[RecordMetadata]:
+        """Where each record of an append landed (`metadata_of`)."""
+        return cls.metadata_of(data, op.topic)
 
 
 def _b64_text(data: bytes) -> str:
@@ -541,6 +595,10 @@ class FetchReply(_Fetched):
             }
         )
 
+    def result(self, op: Fetch) -> FetchResult:
+        """The result of a fetch."""
+        return self.to_result(op.topic, op.partition)
+
     def to_result(self, topic: str, partition: int) -> FetchResult:
         """The engine's fetch result."""
         return FetchResult(
@@ -559,6 +617,10 @@ class ProducerIdReply(_Reply):
     id: int
     epoch: int
 
+    def result(self, op: Any) -> int:
+        """The producer id."""
+        return self.id
+
 
 class OffsetReply(_Reply):
     """``GET .../offsets``.
@@ -572,20 +634,42 @@ class OffsetReply(_Reply):
     offset: int
     found: bool | None = None
 
+    def result(self, op: Any) -> int | None:
+        """The offset asked for with ``spec=``."""
+        return self.offset
 
-class TopicCreate(_Strict):
+
+class TimeOffsetReply(OffsetReply):
+    """`OffsetReply` to ``timestamp_ms=``: its result is None when ``found`` is false."""
+
+    def result(self, op: OffsetForTime) -> int | None:
+        """The first offset at or after the time, or None."""
+        return self.offset if self.found else None
+
+
+class TopicCreate(_Request):
     """``POST /v1/topics``."""
 
     name: str
     partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] = 1
     config: dict[str, Any] | None = None
 
+    @classmethod
+    def of_operation(cls, op: CreateTopic) -> TopicCreate:
+        """The body of a topic creation."""
+        return build(cls, name=op.name, partitions=op.partitions, config=op.config or None)
 
-class TopicAlter(_Strict):
+
+class TopicAlter(_Request):
     """``PATCH /v1/topics/{topic}``: grow partitions and/or change config keys."""
 
     partitions: Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] | None = None
     config: dict[str, Any] | None = None
+
+    @classmethod
+    def of_operation(cls, op: AlterTopic) -> TopicAlter:
+        """The body of a topic change."""
+        return build(cls, config=op.config, partitions=op.partitions)
 
 
 class PartitionState(_Reply):
@@ -623,6 +707,10 @@ class TopicState(_Reply):
             ],
         )
 
+    def result(self, op: Any) -> TopicDescription:
+        """The topic's description."""
+        return self.to_description()
+
     def to_description(self) -> TopicDescription:
         """The engine's topic description."""
         return TopicDescription(
@@ -637,6 +725,10 @@ class TopicList(_Reply):
     """``GET /v1/topics``."""
 
     topics: list[str]
+
+    def result(self, op: Any) -> list[str]:
+        """The names."""
+        return self.topics
 
 
 Operation = Literal["produce", "consume", "admin"]
@@ -662,7 +754,7 @@ class AclRules(_Reply):
     acls: list[AclRule]
 
 
-class JoinRequest(_Strict):
+class JoinRequest(_Request):
     """``POST /v1/groups/{group}/members``: join, or heartbeat with ``member_id``."""
 
     topics: Annotated[list[str], Field(min_length=1, max_length=MAX_TOPICS_PER_MEMBER)]
@@ -670,6 +762,16 @@ class JoinRequest(_Strict):
     session_timeout_ms: (
         Annotated[int, Field(ge=MIN_SESSION_TIMEOUT_MS, le=MAX_SESSION_TIMEOUT_MS)] | None
     ) = None
+
+    @classmethod
+    def of_operation(cls, op: JoinGroup) -> JoinRequest:
+        """The body of a join or heartbeat."""
+        return build(
+            cls,
+            topics=list(op.topics),
+            member_id=op.member_id,
+            session_timeout_ms=op.session_timeout_ms,
+        )
 
 
 class AssignmentState(_Reply):
@@ -693,6 +795,10 @@ class MembershipReply(_Reply):
     def of(cls, membership: Membership) -> MembershipReply:
         """The reply form of a membership (its fields have the same names)."""
         return cls.model_validate(membership, from_attributes=True)
+
+    def result(self, op: Any) -> Membership:
+        """The member's membership."""
+        return self.to_membership()
 
     def to_membership(self) -> Membership:
         """The engine's membership."""
@@ -727,11 +833,17 @@ class OffsetCommitIn(_Strict):
         )
 
 
-class CommitRequest(_Strict):
+class CommitRequest(_Request):
     """``POST /v1/groups/{group}/offsets``: all offsets are committed, or none."""
 
     member_id: str
     offsets: Annotated[list[OffsetCommitIn], Field(max_length=MAX_OFFSETS_PER_COMMIT)]
+
+    @classmethod
+    def of_operation(cls, op: CommitOffsets) -> CommitRequest:
+        """The body of a commit."""
+        offsets = [OffsetCommitIn.of(o) for o in op.offsets]
+        return build(cls, member_id=op.member_id, offsets=offsets)
 
 
 class TopicPartitionState(_Reply):
@@ -774,6 +886,10 @@ class GroupReply(_Reply):
         """The reply form of a group description (its fields have the same names)."""
         return cls.model_validate(description, from_attributes=True)
 
+    def result(self, op: Any) -> GroupDescription:
+        """The group's description."""
+        return self.to_description()
+
     def to_description(self) -> GroupDescription:
         """The engine's group description."""
         return GroupDescription(
@@ -803,37 +919,29 @@ class ResetToOffset(_Strict):
     offset: NonNegative
 
 
-class ResetRequest(_Strict):
+class ResetRequest(_Request):
     """``POST /v1/groups/{group}/offsets/reset``."""
 
     topic: str
     to: Literal["earliest", "latest"] | ResetToTimestamp | ResetToOffset
 
-    def target(self) -> dict[str, Any]:
-        """The keyword argument of `Engine.reset_offsets` that ``to`` stands for."""
+    def target(self) -> ResetTarget:
+        """Where the offsets move, as the engine takes it."""
         if isinstance(self.to, ResetToTimestamp):
-            return {"timestamp_ms": self.to.timestamp_ms}
+            return ToTimestamp(self.to.timestamp_ms)
         if isinstance(self.to, ResetToOffset):
-            return {"offset": self.to.offset}
-        return {"to": self.to}
+            return ToOffset(self.to.offset)
+        return self.to
 
     @classmethod
-    def of(
-        cls,
-        topic: str,
-        to: Literal["earliest", "latest"] | None = None,
-        offset: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> ResetRequest:
-        """The request for `Engine.reset_offsets`'s keyword arguments (exactly one given)."""
-        if sum(value is not None for value in (to, offset, timestamp_ms)) != 1:
-            raise InvalidRequestError("give exactly one of to, offset or timestamp_ms")
-        target: Any = to
-        if offset is not None:
-            target = build(ResetToOffset, offset=offset)
-        elif timestamp_ms is not None:
-            target = build(ResetToTimestamp, timestamp_ms=timestamp_ms)
-        return build(cls, topic=topic, to=target)
+    def of_operation(cls, op: ResetOffsets) -> ResetRequest:
+        """The body of a reset."""
+        to: Any = op.to
+        if isinstance(to, ToOffset):
+            to = build(ResetToOffset, offset=to.offset)
+        elif isinstance(to, ToTimestamp):
+            to = build(ResetToTimestamp, timestamp_ms=to.timestamp_ms)
+        return build(cls, topic=op.topic, to=to)
 
 
 class ResetPartition(_Reply):
@@ -848,6 +956,10 @@ class ResetReply(_Reply):
 
     topic: str
     partitions: list[ResetPartition]
+
+    def result(self, op: Any) -> dict[int, int]:
+        """Partition -> new committed offset."""
+        return self.to_offsets()
 
     def to_offsets(self) -> dict[int, int]:
         """Partition -> new committed offset."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import boto3
 
-from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_APPEND_BYTES, record_size
+from lakelog.contract import operations as ops
+from lakelog.contract.operations import Operation
+from lakelog.errors import InvalidRequestError
+from lakelog.limits import MAX_APPEND_BYTES, record_size
 from lakelog.service.acl import AccessControl, Effect
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext, now_ms
@@ -21,22 +24,46 @@ from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.s3 import S3ObjectStore
-from lakelog.types import (
-    FetchResult,
-    GroupDescription,
-    Membership,
-    OffsetCommit,
-    ProducerBatch,
-    Record,
-    RecordMetadata,
-    TopicDescription,
-)
+from lakelog.types import Record
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["Engine"]
+
+R = TypeVar("R")
+
+Handler = Callable[[Any], Any]
+
+
+def _handlers(
+    admin: TopicAdmin, appender: Appender, fetcher: Fetcher, groups: GroupCoordinator
+) -> dict[type[Operation[Any]], Handler]:
+    """Each operation of the contract, and the service method that implements it."""
+    return {
+        ops.CreateTopic: lambda op: admin.create_topic(op.name, op.partitions, op.config),
+        ops.ListTopics: lambda op: admin.list_topics(),
+        ops.DescribeTopic: lambda op: admin.describe_topic(op.topic),
+        ops.AlterTopic: lambda op: admin.alter_topic(op.topic, op.config, op.partitions),
+        ops.DeleteTopic: lambda op: admin.delete_topic(op.topic),
+        ops.InitProducerId: lambda op: admin.init_producer_id(),
+        ops.Append: lambda op: appender.append(op.topic, op.records, op.producer),
+        ops.Fetch: lambda op: fetcher.fetch(
+            op.topic, op.partition, op.offset, op.max_records, op.max_bytes
+        ),
+        ops.ListOffset: lambda op: fetcher.list_offset(op.topic, op.partition, op.spec),
+        ops.OffsetForTime: lambda op: fetcher.offset_for_time(
+            op.topic, op.partition, op.timestamp_ms
+        ),
+        ops.JoinGroup: lambda op: groups.join(
+            op.group, op.topics, op.member_id, op.session_timeout_ms
+        ),
+        ops.LeaveGroup: lambda op: groups.leave(op.group, op.member_id),
+        ops.CommitOffsets: lambda op: groups.commit(op.group, op.member_id, op.offsets),
+        ops.DescribeGroup: lambda op: groups.describe(op.group),
+        ops.ResetOffsets: lambda op: groups.reset(op.group, op.topic, op.to),
+    }
 
 
 class Engine:
@@ -73,6 +100,24 @@ class Engine:
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)
+        self._handlers = _handlers(self.admin, self.appender, self.fetcher, self.groups)
+        # The use cases by the names of their operations, for callers in this process
+        self.create_topic = self.admin.create_topic
+        self.list_topics = self.admin.list_topics
+        self.describe_topic = self.admin.describe_topic
+        self.alter_topic = self.admin.alter_topic
+        self.delete_topic = self.admin.delete_topic
+        self.init_producer_id = self.admin.init_producer_id
+        self.append = self.appender.append
+        self.fetch = self.fetcher.fetch
+        self.list_offset = self.fetcher.list_offset
+        self.offset_for_time = self.fetcher.offset_for_time
+        self.join_group = self.groups.join
+        self.leave_group = self.groups.leave
+        self.member_topics = self.groups.member_topics
+        self.commit_offsets = self.groups.commit
+        self.describe_group = self.groups.describe
+        self.reset_offsets = self.groups.reset
 
     @classmethod
     def from_clients(
@@ -103,99 +148,13 @@ class Engine:
         """Access rules on this engine's catalog; see `AccessControl`."""
         return AccessControl(self.context.catalog, default, admins=admins)
 
-    # Topics -------------------------------------------------------------------------
-    def create_topic(
-        self, name: str, partitions: int = 1, config: dict[str, Any] | None = None
-    ) -> TopicDescription:
-        """Create a topic; see `TopicAdmin.create_topic`."""
-        return self.admin.create_topic(name, partitions, config)
-
-    def describe_topic(self, name: str) -> TopicDescription:
-        """Config and per-partition state of a topic."""
-        return self.admin.describe_topic(name)
-
-    def list_topics(self) -> list[str]:
-        """Names of every topic."""
-        return self.admin.list_topics()
-
-    def alter_topic(
-        self, name: str, config: dict[str, Any] | None = None, partitions: int | None = None
-    ) -> TopicDescription:
-        """Change config and/or add partitions."""
-        return self.admin.alter_topic(name, config, partitions)
-
-    def delete_topic(self, name: str) -> None:
-        """Delete a topic; its segments go to gc."""
-        self.admin.delete_topic(name)
-
-    def init_producer_id(self) -> int:
-        """A fresh idempotent producer id."""
-        return self.admin.init_producer_id()
-
-    # Records ------------------------------------------------------------------------
-    def append(
-        self, topic: str, records: Sequence[Record], producer: ProducerBatch | None = None
-    ) -> list[RecordMetadata]:
-        """Append records; see `Appender.append`."""
-        return self.appender.append(topic, records, producer)
-
-    def fetch(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        max_records: int = DEFAULT_FETCH_RECORDS,
-        max_bytes: int = DEFAULT_FETCH_BYTES,
-    ) -> FetchResult:
-        """Read records from an offset; see `Fetcher.fetch`."""
-        return self.fetcher.fetch(topic, partition, offset, max_records, max_bytes)
-
-    def list_offset(self, topic: str, partition: int, spec: Literal["earliest", "latest"]) -> int:
-        """Earliest (log start) or latest (high watermark) offset."""
-        return self.fetcher.list_offset(topic, partition, spec)
-
-    def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
-        """First offset with a timestamp >= ``timestamp_ms``, or None."""
-        return self.fetcher.offset_for_time(topic, partition, timestamp_ms)
-
-    # Consumer groups ----------------------------------------------------------------
-    def join_group(
-        self,
-        group: str,
-        topics: Sequence[str],
-        member_id: str | None = None,
-        session_timeout_ms: int | None = None,
-    ) -> Membership:
-        """Join a group or heartbeat in it; see `GroupCoordinator.join`."""
-        return self.groups.join(group, topics, member_id, session_timeout_ms)
-
-    def leave_group(self, group: str, member_id: str) -> None:
-        """Leave a group, releasing the member's leases at once."""
-        self.groups.leave(group, member_id)
-
-    def member_topics(self, group: str, member_id: str) -> tuple[str, ...]:
-        """Topics a member subscribes to or holds leases on (for access checks)."""
-        return self.groups.member_topics(group, member_id)
-
-    def commit_offsets(self, group: str, member_id: str, offsets: Sequence[OffsetCommit]) -> None:
-        """Commit offsets, all or none; raises `LeaseFencedError` if a lease moved."""
-        self.groups.commit(group, member_id, offsets)
-
-    def describe_group(self, group: str) -> GroupDescription:
-        """Members, leases, committed offsets and lag; see `GroupCoordinator.describe`."""
-        return self.groups.describe(group)
-
-    def reset_offsets(
-        self,
-        group: str,
-        topic: str,
-        *,
-        to: Literal["earliest", "latest"] | None = None,
-        offset: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> dict[int, int]:
-        """Move a group's committed offsets of a topic; see `GroupCoordinator.reset`."""
-        return self.groups.reset(group, topic, to=to, offset=offset, timestamp_ms=timestamp_ms)
+    def call(self, op: Operation[R]) -> R:
+        """Run ``op`` on the service that implements it (`Transport.call`, direct mode)."""
+        handler = self._handlers.get(type(op))
+        if handler is None:
+            raise InvalidRequestError(f"the engine runs no operation {type(op).__name__}")
+        result: R = handler(op)
+        return result
 
     # What the SDK needs of a transport besides the operations ------------------------------
     max_request_bytes: Final = MAX_APPEND_BYTES

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from lakelog.errors import (
     GroupNotEmptyError,
@@ -47,12 +46,13 @@ from lakelog.types import (
     Membership,
     OffsetCommit,
     PartitionLag,
+    ResetTarget,
+    ToOffset,
     TopicPartition,
+    ToTimestamp,
 )
 
 __all__ = ["GroupCoordinator", "GroupView", "balanced_target"]
-
-ResetTo = Literal["earliest", "latest"]
 
 
 def balanced_target(member_id: str, partitions: int, held: Mapping[str, int]) -> int:
@@ -405,19 +405,11 @@ class GroupCoordinator:
         return result
 
     @retry_if_stale
-    def reset(
-        self,
-        group: str,
-        topic_name: str,
-        *,
-        to: ResetTo | None = None,
-        offset: int | None = None,
-        timestamp_ms: int | None = None,
-    ) -> dict[int, int]:
-        """Set the group's committed offset of every partition of a topic; give exactly one
-        of ``to`` (earliest or latest), ``offset`` (clamped to each partition's
-        ``[log_start_offset, high_watermark]``) or ``timestamp_ms`` (the first offset at
-        or after it, the high watermark when there is none).
+    def reset(self, group: str, topic_name: str, to: ResetTarget) -> dict[int, int]:
+        """Set the group's committed offset of every partition of a topic to ``to``: the
+        log start (``"earliest"``), the high watermark (``"latest"``), a `ToOffset`
+        (clamped to each partition's ``[log_start_offset, high_watermark]``) or a
+        `ToTimestamp` (the first offset at or after it, the high watermark when none is).
 
         Each lease is written free at its next epoch. Returns partition -> new committed
         offset. A group that does not exist yet is created with these offsets.
@@ -428,14 +420,14 @@ class GroupCoordinator:
             A member of the group is live, or one joined during the reset.
         """
         group = validate_group_id(group)
-        if sum(value is not None for value in (to, offset, timestamp_ms)) != 1:
-            raise InvalidRequestError("give exactly one of to, offset or timestamp_ms")
-        if to is not None and to not in ("earliest", "latest"):
-            raise InvalidRequestError(f"to must be 'earliest' or 'latest', not {to!r}")
-        if offset is not None:
-            _non_negative_int("offset", offset)
-        if timestamp_ms is not None:
-            _non_negative_int("timestamp_ms", timestamp_ms)
+        if isinstance(to, ToOffset):
+            _non_negative_int("offset", to.offset)
+        elif isinstance(to, ToTimestamp):
+            _non_negative_int("timestamp_ms", to.timestamp_ms)
+        elif to not in ("earliest", "latest"):
+            raise InvalidRequestError(
+                f"to must be 'earliest' or 'latest', a ToOffset or a ToTimestamp, not {to!r}"
+            )
         topic = self._ctx.current_topic(topic_name)
         now = self._ctx.clock_ms()
         state = self._groups.read_group(group)
@@ -445,14 +437,13 @@ class GroupCoordinator:
         heads = self._heads([topic])[topic.name]
         targets: dict[int, int] = {}
         for partition, head in enumerate(heads):
-            if to is not None:
-                target = head.log_start_offset if to == "earliest" else head.high_watermark
-            elif offset is not None:
-                target = max(head.log_start_offset, min(offset, head.high_watermark))
-            else:
-                assert timestamp_ms is not None
-                found = self._fetcher.offset_for_time(topic.name, partition, timestamp_ms)
+            if isinstance(to, ToOffset):
+                target = max(head.log_start_offset, min(to.offset, head.high_watermark))
+            elif isinstance(to, ToTimestamp):
+                found = self._fetcher.offset_for_time(topic.name, partition, to.timestamp_ms)
                 target = head.high_watermark if found is None else found
+            else:
+                target = head.log_start_offset if to == "earliest" else head.high_watermark
             targets[partition] = target
         resets = []
         for partition, target in targets.items():

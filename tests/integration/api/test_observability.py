@@ -62,7 +62,7 @@ def test_an_unexpected_error_is_500_and_logged_with_the_request_id(
     def broken() -> list[str]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(api.engine, "list_topics", broken)
+    monkeypatch.setattr(api.engine.admin, "list_topics", broken)
     event = load_event("list_topics")
     (handler,) = [h for h in logging.getLogger(SERVICE).handlers if hasattr(h, "setStream")]
     lines = io.StringIO()

@@ -9,9 +9,10 @@ engine, as separate processes would have). Both run on the same moto storage.
 from __future__ import annotations
 
 import base64
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,16 +22,19 @@ from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
 from lakelog.client import Client, Transport
 from lakelog.client.http import HttpReply, HttpTransport
+from lakelog.contract.operations import Operation
 from lakelog.errors import UnavailableError
 from lakelog.local.events import LocalContext, http_event
+from lakelog.types import Record
 from tests.integration.api.conftest import quiet_powertools
 
-__all__ = ["HandlerSender", "Wire", "quiet_powertools"]
+__all__ = ["HandlerSender", "Wire", "operation_name", "quiet_powertools"]
 
 PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/sdk-tests/session"
 ENDPOINT = "http://api.in-process.test"
 
 Mode = Literal["direct", "http"]
+R = TypeVar("R")
 
 
 class HandlerSender:
@@ -67,16 +71,20 @@ class HandlerSender:
         return HttpReply(int(reply["statusCode"]), data)
 
 
+def operation_name(op: Operation[Any]) -> str:
+    """``append`` for `Append`, ``init_producer_id`` for `InitProducerId`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(op).__name__).lower()
+
+
 class Wire:
     """A transport in front of another that counts calls and can be cut like a network.
 
     ``cut = True`` makes every call fail with `UnavailableError` (a crashed or partitioned
     client, as far as the service can tell); ``fail_next[name] = n`` fails the next ``n``
-    calls of ``name`` *after* they reached the service (an ambiguous outcome). What sends no
-    request (``request_bytes``, ``max_request_bytes``, ``close``) passes through uncounted.
+    calls of operation ``name`` (`operation_name`) *after* they reached the service (an
+    ambiguous outcome). What sends no request (``request_bytes``, ``max_request_bytes``,
+    ``close``) passes through uncounted.
     """
-
-    _LOCAL = frozenset({"request_bytes", "close"})
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
@@ -84,22 +92,27 @@ class Wire:
         self.cut = False
         self.fail_next: Counter[str] = Counter()
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target) or name in self._LOCAL:
-            return target
+    def call(self, op: Operation[R]) -> R:
+        """``op`` on the inner transport, counted, unless the wire is cut."""
+        name = operation_name(op)
+        if self.cut:
+            raise UnavailableError(f"{name}: connection refused (cut)")
+        self.calls[name] += 1
+        result = self.inner.call(op)
+        if self.fail_next[name]:
+            self.fail_next[name] -= 1
+            raise UnavailableError(f"{name}: reply lost after the service acted")
+        return result
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self.cut:
-                raise UnavailableError(f"{name}: connection refused (cut)")
-            self.calls[name] += 1
-            result = target(*args, **kwargs)
-            if self.fail_next[name]:
-                self.fail_next[name] -= 1
-                raise UnavailableError(f"{name}: reply lost after the service acted")
-            return result
+    @property
+    def max_request_bytes(self) -> int:
+        return self.inner.max_request_bytes
 
-        return call
+    def request_bytes(self, record: Record) -> int:
+        return self.inner.request_bytes(record)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def compressed(self, compression: Literal["gzip"] | None) -> Wire:
         """This wire, now in front of ``inner.compressed(compression)``."""
@@ -164,7 +177,7 @@ def make_client(make_transport: Callable[[], Transport]) -> Callable[[], tuple[C
 
     def make() -> tuple[Client, Wire]:
         wire = Wire(make_transport())
-        return Client(transport=wire), wire  # type: ignore[arg-type]
+        return Client(transport=wire), wire
 
     return make
 

@@ -8,23 +8,26 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client
+from lakelog.contract.operations import Append, Fetch, Operation
 from lakelog.errors import TopicNotFoundError
 from lakelog.local.server import LocalService
 from tests.integration.group_support import Clock
 from tests.integration.sdk.conftest import Wire
+
+R = TypeVar("R")
 
 MakeClient = Callable[[], tuple[Client, Wire]]
 
 
 def _values(client: Client, topic: str, partition: int = 0) -> list[bytes | None]:
     high = client.describe_topic(topic).partitions[partition].high_watermark
-    result = client.transport.fetch(topic, partition, 0, 10_000, 1 << 20)
+    result = client.call(Fetch(topic, partition, 0, 10_000, 1 << 20))
     assert result.next_offset == high
     return [r.value for r in result.records]
 
@@ -36,19 +39,12 @@ class _MangledReply(Wire):
         super().__init__(inner)
         self.mangle = 0
 
-    def __getattr__(self, name: str) -> Any:
-        call = super().__getattr__(name)
-        if name != "append":
-            return call
-
-        def append(*args: Any, **kwargs: Any) -> Any:
-            result = call(*args, **kwargs)
-            if self.mangle:
-                self.mangle -= 1
-                raise ValueError("Expecting value: line 1 column 1 (char 0)")
-            return result
-
-        return append
+    def call(self, op: Operation[R]) -> R:
+        result = super().call(op)
+        if isinstance(op, Append) and self.mangle:
+            self.mangle -= 1
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        return result
 
 
 # Producer -----------------------------------------------------------------------------------
@@ -68,7 +64,7 @@ def test_an_unexpected_error_after_an_append_landed_never_acks_a_later_record_as
     make_transport: Callable[[], Any],
 ) -> None:
     wire = _MangledReply(make_transport())
-    client = Client(transport=wire)  # type: ignore[arg-type]
+    client = Client(transport=wire)
     client.create_topic("mangled")
     producer = client.producer(linger_ms=0)
     wire.mangle = 1

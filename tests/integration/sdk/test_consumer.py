@@ -10,6 +10,7 @@ import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client, OffsetAndTimestamp
+from lakelog.contract.operations import Append
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError
 from lakelog.types import Record
 from tests.integration.sdk.conftest import MakeServed, Wire
@@ -154,7 +155,7 @@ def test_offsets_for_times_cannot_be_changed_by_an_append_landing_meanwhile(
     transport, engine = make_served()
     client = Client(transport=transport)
     client.create_topic("late", partitions=1)
-    client.transport.append("late", [Record(value=b"old", partition=0, timestamp_ms=1_000)])
+    client.call(Append("late", [Record(value=b"old", partition=0, timestamp_ms=1_000)]))
     # ... and an append of another old record that lands right after the service has read
     # the high watermark to answer the lookup (between two requests, had it made two)
     read_latest = engine.list_offset

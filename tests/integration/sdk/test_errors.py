@@ -9,6 +9,15 @@ from typing import Any
 import pytest
 
 from lakelog.client import Client
+from lakelog.contract.operations import (
+    Append,
+    CommitOffsets,
+    CreateTopic,
+    DescribeTopic,
+    Fetch,
+    InitProducerId,
+    JoinGroup,
+)
 from lakelog.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
@@ -51,7 +60,7 @@ def test_topic_errors(client: Client) -> None:
     _check(_raised(lambda: client.create_topic("t")), TopicExistsError, topic="t")
     _check(_raised(lambda: client.create_topic("u", partitions=0)), InvalidRequestError)
     _check(
-        _raised(lambda: client.transport.fetch("t", 1, 7, 10, 1 << 20)),
+        _raised(lambda: client.call(Fetch("t", 1, 7, 10, 1 << 20))),
         OffsetOutOfRangeError,
         topic="t",
         partition=1,
@@ -67,17 +76,19 @@ def test_topic_errors(client: Client) -> None:
 def test_record_errors(client: Client) -> None:
     client.create_topic("small", config={"max_record_bytes": 1024})
     transport = client.transport
-    producer_id = transport.init_producer_id()
-    transport.append("small", [Record(b"a", partition=0)], ProducerBatch(producer_id, 1, {0: 0}))
+    producer_id = transport.call(InitProducerId())
+    transport.call(
+        Append("small", [Record(b"a", partition=0)], ProducerBatch(producer_id, 1, {0: 0}))
+    )
 
     _check(
-        _raised(lambda: transport.append("small", [Record(b"x" * 2048, partition=0)])),
+        _raised(lambda: transport.call(Append("small", [Record(b"x" * 2048, partition=0)]))),
         PayloadTooLargeError,
     )
     _check(
         _raised(
-            lambda: transport.append(
-                "small", [Record(b"b", partition=0)], ProducerBatch(producer_id, 0, {0: 1})
+            lambda: transport.call(
+                Append("small", [Record(b"b", partition=0)], ProducerBatch(producer_id, 0, {0: 1}))
             )
         ),
         ProducerFencedError,
@@ -87,8 +98,8 @@ def test_record_errors(client: Client) -> None:
     )
     _check(
         _raised(
-            lambda: transport.append(
-                "small", [Record(b"c", partition=0)], ProducerBatch(producer_id, 1, {0: 5})
+            lambda: transport.call(
+                Append("small", [Record(b"c", partition=0)], ProducerBatch(producer_id, 1, {0: 5}))
             )
         ),
         OutOfOrderSequenceError,
@@ -102,12 +113,12 @@ def test_record_errors(client: Client) -> None:
 def test_group_errors(client: Client) -> None:
     client.create_topic("g-topic", partitions=2)
     transport = client.transport
-    member = transport.join_group("g", ["g-topic"])
+    member = transport.call(JoinGroup("g", ["g-topic"]))
     held = sorted(member.assignments, key=lambda a: a.partition)
     stale = [OffsetCommit("g-topic", a.partition, 0, a.lease_epoch + 1) for a in held]
 
     _check(
-        _raised(lambda: transport.commit_offsets("g", member.member_id, stale)),
+        _raised(lambda: transport.call(CommitOffsets("g", member.member_id, stale))),
         LeaseFencedError,
         group="g",
         member_id=member.member_id,
@@ -131,11 +142,11 @@ def test_storage_errors(
 ) -> None:
     engine, injector = make_faulty(retry=AppendRetryPolicy(max_attempts=1))
     transport = serve(engine)
-    transport.create_topic("busy")
+    transport.call(CreateTopic("busy"))
     injector.arm(point)
 
-    error = _raised(lambda: transport.append("busy", [Record(b"x", partition=0)]))
+    error = _raised(lambda: transport.call(Append("busy", [Record(b"x", partition=0)])))
 
     assert isinstance(error, kind)
     assert error.code == kind.code
-    assert transport.describe_topic("busy").partitions[0].high_watermark == 0
+    assert transport.call(DescribeTopic("busy")).partitions[0].high_watermark == 0

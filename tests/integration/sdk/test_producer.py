@@ -9,6 +9,7 @@ import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client
+from lakelog.contract.operations import Fetch
 from lakelog.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
@@ -24,7 +25,7 @@ def read_all(client: Client, topic: str) -> dict[int, list[tuple[int, bytes | No
     for info in client.describe_topic(topic).partitions:
         offset, rows = 0, []
         while offset < info.high_watermark:
-            result = client.transport.fetch(topic, info.partition, offset, 10_000, 6 << 20)
+            result = client.call(Fetch(topic, info.partition, offset, 10_000, 6 << 20))
             rows += [(r.offset, r.key, r.value) for r in result.records]
             offset = result.next_offset
         found[info.partition] = rows
@@ -156,7 +157,7 @@ def test_a_record_over_the_topics_limit_is_refused_at_send(client: Client) -> No
             producer.send("strict", value=bytes(500), headers=iter([("h", b"v")]))
         ok = producer.send("strict", value=bytes(10), headers=iter([("h", b"v")]))
     assert ok.get().offset == 0
-    assert client.transport.fetch("strict", 0, 0, 1, 1000).records[0].headers == (("h", b"v"),)
+    assert client.call(Fetch("strict", 0, 0, 1, 1000)).records[0].headers == (("h", b"v"),)
 
 
 def test_server_side_rejection_reaches_the_future(wired: tuple[Client, Wire]) -> None:
