@@ -20,11 +20,15 @@ HEAVY = ("pyarrow", "boto3", "botocore", "moto", "lakelog.service", "lakelog.log
 """Modules (and packages, with everything under them) only direct mode and ``dev`` need."""
 
 
-def loaded_after(program: str) -> list[str]:
-    """The modules of `HEAVY` that are loaded after running ``program`` in a new process."""
+CONTRACT_MODELS = ("pydantic", "pydantic_core", "lakelog.contract.models")
+"""What the SDK loads at its first HTTP reply (or request body), not before."""
+
+
+def loaded_after(program: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The modules of ``heavy`` that are loaded after running ``program`` in a new process."""
     probe = (
         "import json, sys\n"
-        f"heavy = {HEAVY!r}\n"
+        f"heavy = {heavy!r}\n"
         "try:\n"
         + "".join(f"    {line}\n" for line in program.splitlines())
         + "except SystemExit:\n"
@@ -58,8 +62,7 @@ def test_the_sdk_over_http_loads_no_engine_pyarrow_or_boto3(program: str) -> Non
 
 
 def test_lakelog_help_loads_no_engine_pyarrow_or_boto3() -> None:
-    program = "import sys\nsys.argv = ['lakelog', '--help']\nfrom lakelog.cli import main\nmain()"
-    assert loaded_after(program) == []
+    assert loaded_after(HELP) == []
 
 
 def test_an_http_command_loads_no_engine_pyarrow_or_boto3() -> None:
@@ -73,6 +76,36 @@ def test_an_http_command_loads_no_engine_pyarrow_or_boto3() -> None:
     )
 
     assert loaded_after(program) == []
+
+
+HELP = "import sys\nsys.argv = ['lakelog', '--help']\nfrom lakelog.cli import main\nmain()"
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import lakelog",
+        HELP,
+        "from lakelog import Client\nClient('http://127.0.0.1:8080').close()",
+        "from lakelog import ToOffset\nfrom lakelog.contract.operations import ResetOffsets",
+    ],
+)
+def test_pydantic_and_the_contract_models_wait_for_the_first_request(program: str) -> None:
+    assert loaded_after(program, CONTRACT_MODELS) == []
+
+
+def test_the_first_reply_loads_the_contract_models_to_read_it() -> None:
+    # Given a transport whose sender answers a topic list without a network
+    program = (
+        "from lakelog.client.http import HttpReply, HttpTransport\n"
+        "from lakelog.contract.operations import ListTopics\n"
+        "def send(method, url, body, headers):\n"
+        '    return HttpReply(200, b\'{"topics": ["orders"]}\')\n'
+        "transport = HttpTransport('http://127.0.0.1:8080', sender=send)\n"
+        "assert transport.call(ListTopics()) == ['orders']\n"
+    )
+
+    assert loaded_after(program, CONTRACT_MODELS) == sorted(CONTRACT_MODELS)
 
 
 def test_direct_mode_loads_the_engine_when_asked_for() -> None:

@@ -17,8 +17,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
-
 from lakelog.contract.errors import error_from_reply
 from lakelog.contract.operations import Operation
 from lakelog.errors import InvalidRequestError, UnavailableError
@@ -72,12 +70,18 @@ when no reply came (the default sends with urllib3; tests send to a handler in-p
 
 
 class _PoolSender:
-    """The default `Sender`: pooled urllib3 connections, no automatic retries."""
+    """The default `Sender`: pooled urllib3 connections, no automatic retries.
+
+    urllib3 loads when the first transport is made, not when the SDK is imported.
+    """
 
     def __init__(self, timeout_s: float) -> None:
+        import urllib3  # noqa: PLC0415 - loaded with the first transport
+
         self._pool = urllib3.PoolManager(
             maxsize=16, timeout=urllib3.Timeout(connect=min(timeout_s, 10.0), read=timeout_s)
         )
+        self._failed = urllib3.exceptions.HTTPError
 
     def __call__(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
@@ -86,7 +90,7 @@ class _PoolSender:
             response = self._pool.request(
                 method, url, body=body, headers=dict(headers), retries=False, preload_content=True
             )
-        except urllib3.exceptions.HTTPError as error:
+        except self._failed as error:
             raise UnavailableError(f"{method} {url}: {error}") from error
         return HttpReply(response.status, response.data)
 
@@ -224,13 +228,14 @@ class HttpTransport:
         """Send ``op`` as its binding says (`lakelog.contract.operations.Http`): the body
         from the contract's request model, the result from its reply model."""
         binding = op.http
-        models = _contract_models()
-        body = None if binding.request is None else getattr(models, binding.request).encode(op)
+        body = None
+        if binding.request is not None:
+            body = getattr(_contract_models(), binding.request).encode(op)
         compress = binding.compressible and self.compression == "gzip"
         data = self.send(binding.method, op.url_path(), body, op.url_query(), compress=compress)
         if binding.reply is None:
             return cast("R", None)
-        return cast("R", getattr(models, binding.reply).decode(data, op))
+        return cast("R", getattr(_contract_models(), binding.reply).decode(data, op))
 
     def close(self) -> None:
         """Close pooled connections (a `Sender` passed in belongs to whoever made it)."""

@@ -148,6 +148,11 @@ class Engine:
         """Access rules on this engine's catalog; see `AccessControl`."""
         return AccessControl(self.context.catalog, default, admins=admins)
 
+    @property
+    def operations(self) -> frozenset[type[Operation[Any]]]:
+        """The operations `call` runs: every one the contract declares."""
+        return frozenset(self._handlers)
+
     def call(self, op: Operation[R]) -> R:
         """Run ``op`` on the service that implements it (`Transport.call`, direct mode)."""
         handler = self._handlers.get(type(op))

@@ -1,0 +1,114 @@
+"""The operations of the contract: each is declared once and every layer agrees on it.
+
+Every operation has an HTTP binding whose models exist and whose path and query name its
+fields; the engine runs every one of them; the types make a bad reset target a type
+error rather than a run-time "exactly one of" check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from lakelog import ToOffset, ToTimestamp
+from lakelog.contract import models
+from lakelog.contract.operations import (
+    DescribeTopic,
+    Fetch,
+    LeaveGroup,
+    ListOffset,
+    Operation,
+    ResetOffsets,
+)
+from lakelog.limits import MAX_API_FETCH_BYTES
+
+OPERATIONS: list[type[Operation[Any]]] = sorted(
+    Operation.__subclasses__(), key=lambda kind: kind.__name__
+)
+
+
+def test_the_contract_declares_the_operations_of_the_http_api() -> None:
+    assert [kind.__name__ for kind in OPERATIONS] == [
+        "AlterTopic",
+        "Append",
+        "CommitOffsets",
+        "CreateTopic",
+        "DeleteTopic",
+        "DescribeGroup",
+        "DescribeTopic",
+        "Fetch",
+        "InitProducerId",
+        "JoinGroup",
+        "LeaveGroup",
+        "ListOffset",
+        "ListTopics",
+        "OffsetForTime",
+        "ResetOffsets",
+    ]
+
+
+@pytest.mark.parametrize("kind", OPERATIONS, ids=lambda kind: kind.__name__)
+def test_each_binding_names_fields_and_models_that_exist(kind: type[Operation[Any]]) -> None:
+    binding = kind.http
+    fields = {field.name for field in dataclasses.fields(kind)}  # type: ignore[arg-type]
+
+    assert set(binding.path_fields) <= fields
+    assert set(binding.query) <= fields
+    assert not set(binding.path_fields) & set(binding.query)
+    if binding.request is not None:
+        assert issubclass(getattr(models, binding.request), models._Request)
+    if binding.reply is not None:
+        assert issubclass(getattr(models, binding.reply), models._Reply)
+
+
+@pytest.mark.parametrize("kind", OPERATIONS, ids=lambda kind: kind.__name__)
+def test_operations_are_frozen_values(kind: type[Operation[Any]]) -> None:
+    assert dataclasses.is_dataclass(kind)
+    assert kind.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_path_fields_are_url_quoted() -> None:
+    assert LeaveGroup("g 1", "a/b").url_path() == "/v1/groups/g%201/members/a%2Fb"
+    assert DescribeTopic("orders").url_path() == "/v1/topics/orders"
+
+
+def test_a_fetch_over_http_asks_for_at_most_the_api_limit() -> None:
+    query = Fetch("t", 0, 7, 10, 64 << 20).url_query()
+
+    assert query == {"offset": 7, "max_records": 10, "max_bytes": MAX_API_FETCH_BYTES}
+    assert Fetch("t", 0, 7).url_path() == "/v1/topics/t/partitions/0/records"
+
+
+def test_query_fields_at_none_are_not_sent() -> None:
+    assert ListOffset("t", 1, "latest").url_query() == {"spec": "latest"}
+
+
+@pytest.mark.parametrize(
+    ("to", "body"),
+    [
+        ("earliest", {"topic": "t", "to": "earliest"}),
+        ("latest", {"topic": "t", "to": "latest"}),
+        (ToOffset(5), {"topic": "t", "to": {"offset": 5}}),
+        (ToTimestamp(1_000), {"topic": "t", "to": {"timestamp_ms": 1_000}}),
+    ],
+)
+def test_a_reset_target_is_one_value_that_round_trips_the_wire(to: Any, body: Any) -> None:
+    op = ResetOffsets("g", "t", to)
+
+    encoded = models.ResetRequest.encode(op)
+
+    assert models.ResetRequest.model_validate_json(encoded).model_dump(exclude_none=True) == body
+    assert models.ResetRequest.model_validate_json(encoded).target() == to
+
+
+def test_replies_give_each_operation_its_result() -> None:
+    found = b'{"offset": 4, "found": true}'
+    missing = b'{"offset": 9, "found": false}'
+    spec = b'{"offset": 3}'
+
+    assert models.TimeOffsetReply.decode(found, None) == 4
+    assert models.TimeOffsetReply.decode(missing, None) is None
+    assert models.OffsetReply.decode(spec, None) == 3
+    assert models.ProducerIdReply.decode(b'{"id": 7, "epoch": 0}', None) == 7
