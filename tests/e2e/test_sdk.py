@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from lakelog import Client, ConsumerRecord, ResourceNames, TopicPartition
 from lakelog.client.http import HttpReply, HttpTransport
-from lakelog.contract.operations import Fetch
+from lakelog.contract.operations import Fetch, ListTopics
 from lakelog.errors import (
     OffsetOutOfRangeError,
     TopicExistsError,
@@ -169,7 +169,7 @@ def test_requests_are_sigv4_signed_for_execute_api() -> None:
     transport = HttpTransport(
         "https://abc123.execute-api.eu-west-1.amazonaws.com", session=session, sender=send
     )
-    assert transport.list_topics() == []
+    assert transport.call(ListTopics()) == []
     assert sent["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in sent["Authorization"]
     assert sent["url"] == "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/topics"

@@ -13,8 +13,7 @@ import gzip
 import json
 import re
 from collections.abc import Callable, Mapping
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from lakelog.contract.errors import error_from_reply
@@ -44,13 +43,6 @@ def _b64_length(data: bytes | None) -> int:
 
 
 R = TypeVar("R")
-
-
-def _contract_models() -> ModuleType:
-    """The contract's pydantic models, loaded at the first request (not at import)."""
-    from lakelog.contract import models  # noqa: PLC0415 - pydantic loads at first use
-
-    return models
 
 
 def _nothing() -> None:
@@ -226,16 +218,13 @@ class HttpTransport:
 
     def call(self, op: Operation[R]) -> R:
         """Send ``op`` as its binding says (`lakelog.contract.operations.Http`): the body
-        from the contract's request model, the result from its reply model."""
+        written and the reply read by the contract's models, errors by its registry."""
         binding = op.http
-        body = None
-        if binding.request is not None:
-            body = getattr(_contract_models(), binding.request).encode(op)
         compress = binding.compressible and self.compression == "gzip"
-        data = self.send(binding.method, op.url_path(), body, op.url_query(), compress=compress)
-        if binding.reply is None:
-            return cast("R", None)
-        return cast("R", getattr(_contract_models(), binding.reply).decode(data, op))
+        data = self.send(
+            binding.method, op.url_path(), op.encode(), op.url_query(), compress=compress
+        )
+        return op.decode(data)
 
     def close(self) -> None:
         """Close pooled connections (a `Sender` passed in belongs to whoever made it)."""

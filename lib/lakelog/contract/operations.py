@@ -8,7 +8,9 @@ its binding (`Http`) says and reads the reply with the contract's models, and
 `lakelog.contract.models`, its service method (and one line in the engine's table), its
 route and its CLI command (docs/adr/0011-operations.md).
 
-This module is plain dataclasses: importing it loads neither pydantic nor the engine.
+This module is plain dataclasses: importing it loads neither pydantic nor the engine; the
+models load when an operation first writes a body or reads a reply (`Operation.encode`,
+`Operation.decode`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 from urllib.parse import quote
 
 from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_API_FETCH_BYTES
@@ -105,6 +107,26 @@ class Operation(Generic[R_co]):
         """The query parameters (fields left at None are not sent)."""
         values = ((name, getattr(self, name)) for name in self.http.query)
         return {name: value for name, value in values if value is not None}
+
+    def encode(self) -> bytes | None:
+        """The request body, written by the binding's request model (None: no body)."""
+        if self.http.request is None:
+            return None
+        body: bytes = _model(self.http.request).encode(self)
+        return body
+
+    def decode(self, data: bytes) -> R_co:
+        """The result in the reply body ``data``, read by the binding's reply model."""
+        if self.http.reply is None:
+            return cast("R_co", None)
+        return cast("R_co", _model(self.http.reply).decode(data, self))
+
+
+def _model(name: str) -> Any:
+    """The model ``name`` of `lakelog.contract.models` (pydantic loads at the first use)."""
+    from lakelog.contract import models  # noqa: PLC0415 - the models load at first use
+
+    return getattr(models, name)
 
 
 # Topics ------------------------------------------------------------------------------

@@ -35,39 +35,58 @@ __all__ = ["Engine"]
 R = TypeVar("R")
 
 Handler = Callable[[Any], Any]
+Op = TypeVar("Op", bound=Operation[Any])
+
+
+def _on(kind: type[Op], run: Callable[[Op], object]) -> tuple[type[Operation[Any]], Handler]:
+    """``kind`` and what runs it (typed: ``run`` reads the fields ``kind`` has)."""
+    return kind, run
 
 
 def _handlers(
     admin: TopicAdmin, appender: Appender, fetcher: Fetcher, groups: GroupCoordinator
 ) -> dict[type[Operation[Any]], Handler]:
     """Each operation of the contract, and the service method that implements it."""
-    return {
-        ops.CreateTopic: lambda op: admin.create_topic(op.name, op.partitions, op.config),
-        ops.ListTopics: lambda op: admin.list_topics(),
-        ops.DescribeTopic: lambda op: admin.describe_topic(op.topic),
-        ops.AlterTopic: lambda op: admin.alter_topic(op.topic, op.config, op.partitions),
-        ops.DeleteTopic: lambda op: admin.delete_topic(op.topic),
-        ops.InitProducerId: lambda op: admin.init_producer_id(),
-        ops.Append: lambda op: appender.append(op.topic, op.records, op.producer),
-        ops.Fetch: lambda op: fetcher.fetch(
-            op.topic, op.partition, op.offset, op.max_records, op.max_bytes
-        ),
-        ops.ListOffset: lambda op: fetcher.list_offset(op.topic, op.partition, op.spec),
-        ops.OffsetForTime: lambda op: fetcher.offset_for_time(
-            op.topic, op.partition, op.timestamp_ms
-        ),
-        ops.JoinGroup: lambda op: groups.join(
-            op.group, op.topics, op.member_id, op.session_timeout_ms
-        ),
-        ops.LeaveGroup: lambda op: groups.leave(op.group, op.member_id),
-        ops.CommitOffsets: lambda op: groups.commit(op.group, op.member_id, op.offsets),
-        ops.DescribeGroup: lambda op: groups.describe(op.group),
-        ops.ResetOffsets: lambda op: groups.reset(op.group, op.topic, op.to),
-    }
+    return dict(
+        [
+            _on(ops.CreateTopic, lambda op: admin.create_topic(op.name, op.partitions, op.config)),
+            _on(ops.ListTopics, lambda op: admin.list_topics()),
+            _on(ops.DescribeTopic, lambda op: admin.describe_topic(op.topic)),
+            _on(ops.AlterTopic, lambda op: admin.alter_topic(op.topic, op.config, op.partitions)),
+            _on(ops.DeleteTopic, lambda op: admin.delete_topic(op.topic)),
+            _on(ops.InitProducerId, lambda op: admin.init_producer_id()),
+            _on(ops.Append, lambda op: appender.append(op.topic, op.records, op.producer)),
+            _on(
+                ops.Fetch,
+                lambda op: fetcher.fetch(
+                    op.topic, op.partition, op.offset, op.max_records, op.max_bytes
+                ),
+            ),
+            _on(ops.ListOffset, lambda op: fetcher.list_offset(op.topic, op.partition, op.spec)),
+            _on(
+                ops.OffsetForTime,
+                lambda op: fetcher.offset_for_time(op.topic, op.partition, op.timestamp_ms),
+            ),
+            _on(
+                ops.JoinGroup,
+                lambda op: groups.join(op.group, op.topics, op.member_id, op.session_timeout_ms),
+            ),
+            _on(ops.LeaveGroup, lambda op: groups.leave(op.group, op.member_id)),
+            _on(ops.CommitOffsets, lambda op: groups.commit(op.group, op.member_id, op.offsets)),
+            _on(ops.DescribeGroup, lambda op: groups.describe(op.group)),
+            _on(ops.ResetOffsets, lambda op: groups.reset(op.group, op.topic, op.to)),
+        ]
+    )
 
 
 class Engine:
     """Topics, append, fetch and consumer groups on an object store, a ledger and a catalog.
+
+    `call` runs any operation of the contract (`lakelog.contract.operations`) on the
+    service method that implements it, which makes the engine a `Transport`. For programs
+    in this process, each use case is also an attribute named after its operation
+    (``engine.append`` is ``engine.appender.append``, ``engine.reset_offsets`` is
+    ``engine.groups.reset``).
 
     Parameters
     ----------
@@ -101,7 +120,7 @@ class Engine:
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)
         self._handlers = _handlers(self.admin, self.appender, self.fetcher, self.groups)
-        # The use cases by the names of their operations, for callers in this process
+        # The use cases by the names of their operations (aliases, not wrappers)
         self.create_topic = self.admin.create_topic
         self.list_topics = self.admin.list_topics
         self.describe_topic = self.admin.describe_topic
