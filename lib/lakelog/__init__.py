@@ -1,8 +1,9 @@
 """lakelog: Kafka-style topics on S3 and DynamoDB.
 
-``import lakelog`` loads the SDK and its value types only. `Engine` (with pyarrow and
-boto3), `ResourceNames` and `TopicConfig` (pydantic) load on first use, so a program
-that talks to the HTTP API never imports the engine.
+``import lakelog`` loads the value types and errors only. The SDK (`Client`, `Producer`,
+`Consumer`, ...), `Engine` (with pyarrow and boto3), `ResourceNames` and `TopicConfig`
+(pydantic) load on first use, so ``lakelog --help`` loads no SDK and a program that talks
+to the HTTP API never imports the engine.
 """
 
 from __future__ import annotations
@@ -10,17 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lakelog.client import (
-    Client,
-    CommitFailedError,
-    Consumer,
-    ConsumerRebalanceListener,
-    ConsumerRecord,
-    FutureRecordMetadata,
-    OffsetAndMetadata,
-    OffsetAndTimestamp,
-    Producer,
-)
 from lakelog.errors import (
     CorruptSegmentError,
     GroupNotEmptyError,
@@ -56,11 +46,31 @@ from lakelog.types import (
 )
 
 if TYPE_CHECKING:
+    from lakelog.client import (
+        Client,
+        CommitFailedError,
+        Consumer,
+        ConsumerRebalanceListener,
+        ConsumerRecord,
+        FutureRecordMetadata,
+        OffsetAndMetadata,
+        OffsetAndTimestamp,
+        Producer,
+    )
     from lakelog.config import TopicConfig
     from lakelog.service.engine import Engine
     from lakelog.storage.keys import ResourceNames
 
 _LAZY: dict[str, str] = {
+    "Client": "lakelog.client",
+    "CommitFailedError": "lakelog.client",
+    "Consumer": "lakelog.client",
+    "ConsumerRebalanceListener": "lakelog.client",
+    "ConsumerRecord": "lakelog.client",
+    "FutureRecordMetadata": "lakelog.client",
+    "OffsetAndMetadata": "lakelog.client",
+    "OffsetAndTimestamp": "lakelog.client",
+    "Producer": "lakelog.client",
     "Engine": "lakelog.service.engine",
     "ResourceNames": "lakelog.storage.keys",
     "TopicConfig": "lakelog.config",
@@ -113,7 +123,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Load `Engine`, `ResourceNames` and `TopicConfig` on first use."""
+    """Load the SDK, `Engine`, `ResourceNames` and `TopicConfig` on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lakelog' has no attribute {name!r}")

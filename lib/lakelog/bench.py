@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from lakelog.client import Client
 from lakelog.errors import LakelogError
 from lakelog.types import RecordMetadata, TopicPartition
+
+if TYPE_CHECKING:
+    from lakelog.client import Client
 
 __all__ = [
     "BenchResult",

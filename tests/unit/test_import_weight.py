@@ -94,6 +94,10 @@ def test_pydantic_and_the_contract_models_wait_for_the_first_request(program: st
     assert loaded_after(program, CONTRACT_MODELS) == []
 
 
+def test_lakelog_help_loads_no_sdk_and_no_http_client() -> None:
+    assert loaded_after(HELP, ("lakelog.client", "urllib3")) == []
+
+
 def test_the_first_reply_loads_the_contract_models_to_read_it() -> None:
     # Given a transport whose sender answers a topic list without a network
     program = (

@@ -16,9 +16,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-import urllib3
 
-from lakelog.client import Client
 from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.types import GroupDescription, TopicDescription
 
@@ -27,6 +25,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
     from rich.text import Text
+
+    from lakelog.client import Client
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -105,6 +105,8 @@ class CommandError(click.ClickException):
 
 def _network_reason(cause: BaseException) -> str:
     """``connection refused`` out of urllib3's long description of a failed request."""
+    import urllib3  # noqa: PLC0415 - loaded already by the request that failed
+
     text = str(cause)
     found = re.search(r"\[Errno -?\d+\] ([^)'\"]+)", text)
     if found:
@@ -117,6 +119,8 @@ def _network_reason(cause: BaseException) -> str:
 
 
 def _command_error(error: LakelogError, endpoint: str) -> CommandError:
+    import urllib3  # noqa: PLC0415 - loaded already when a request failed to send
+
     cause = error.__cause__
     if isinstance(cause, urllib3.exceptions.HTTPError):
         return CommandError(error.code, f"cannot reach {endpoint}: {_network_reason(cause)}")
@@ -147,6 +151,8 @@ class Settings:
     def client(self) -> Client:
         """The SDK client on ``endpoint`` (made once, on first use)."""
         if self._client is None:
+            from lakelog.client import Client  # noqa: PLC0415 - `--help` needs no SDK
+
             try:
                 self._client = Client(self.endpoint)
             except InvalidRequestError as error:

@@ -11,14 +11,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from lakelog.cli.common import Settings, check_partition, duration, json_option
-from lakelog.client import Client, Consumer, ConsumerRecord
 from lakelog.errors import LakelogError
 from lakelog.types import TopicPartition
+
+if TYPE_CHECKING:
+    from lakelog.client import Client, Consumer, ConsumerRecord
 
 __all__ = ["consume"]
 
