@@ -14,7 +14,6 @@ from lakelog import (
     InvalidRequestError,
     ProducerBatch,
     Record,
-    ResourceNames,
 )
 from lakelog.config import TopicConfig
 from lakelog.errors import UnavailableError
@@ -22,15 +21,11 @@ from lakelog.limits import MAX_TIMESTAMP_MS
 from lakelog.log.codec import SegmentBuilder, SegmentReader
 from lakelog.log.ledger import contiguous_run
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS
-from lakelog.storage import (
-    DynamoCatalogStore,
-    DynamoGroupStore,
-    DynamoLedgerStore,
-    S3ObjectStore,
-)
+from lakelog.storage import DynamoLedgerStore
 from lakelog.storage.keys import topic_segments_prefix
-from lakelog.storage.ports import Entry
-from tests.conftest import new_client
+from lakelog.storage.ports import Entry, ObjectInfo
+from lakelog.types import TopicDescription
+from tests.contract.backends import Backend
 
 
 @pytest.mark.parametrize("raw", ["abc", ["x"], 5])
@@ -70,51 +65,47 @@ def test_invalid_utf8_in_a_header_key_raises_corrupt_segment() -> None:
         SegmentReader.from_bytes("seg", body).read_all(body)
 
 
+def _segment_keys(backend: Backend, topic: TopicDescription) -> list[ObjectInfo]:
+    objects, *_ = backend.stores()
+    return list(objects.list(topic_segments_prefix(topic.topic_id)))
+
+
 def test_fetch_of_a_segment_with_invalid_utf8_header_key_raises_corrupt_segment(
-    make_engine: Callable[..., Engine], s3_client: Any, resources: ResourceNames
+    make_engine: Callable[..., Engine], backend: Backend
 ) -> None:
     engine = make_engine()
     topic = engine.create_topic("t", config={"compression": "none"})
     engine.append("t", [Record(value=b"v", headers=(("KEYMARK", b"x"),))])
-    listing = s3_client.list_objects_v2(
-        Bucket=resources.bucket, Prefix=topic_segments_prefix(topic.topic_id)
-    )
-    key = listing["Contents"][0]["Key"]
-    body = s3_client.get_object(Bucket=resources.bucket, Key=key)["Body"].read()
+    (info,) = _segment_keys(backend, topic)
+    objects, *_ = backend.stores()
+    body = objects.get_range(info.key, 0, info.size)
     index = body.index(b"KEYMARK")
-    s3_client.put_object(
-        Bucket=resources.bucket, Key=key, Body=body[:index] + b"\xff" + body[index + 1 :]
-    )
+    objects.put(info.key, body[:index] + b"\xff" + body[index + 1 :])
     with pytest.raises(CorruptSegmentError):
         make_engine().fetch("t", 0, 0)
 
 
 @pytest.mark.parametrize("body", [b"", b"short"])
 def test_fetch_of_a_truncated_segment_raises_corrupt_segment(
-    make_engine: Callable[..., Engine], s3_client: Any, resources: ResourceNames, body: bytes
+    make_engine: Callable[..., Engine], backend: Backend, body: bytes
 ) -> None:
     engine = make_engine()
     topic = engine.create_topic("t", partitions=2)
     engine.append("t", [Record(value=b"a" * 50, partition=0), Record(value=b"b", partition=1)])
-    listing = s3_client.list_objects_v2(
-        Bucket=resources.bucket, Prefix=topic_segments_prefix(topic.topic_id)
-    )
-    key = listing["Contents"][0]["Key"]
-    s3_client.put_object(Bucket=resources.bucket, Key=key, Body=body)
+    (info,) = _segment_keys(backend, topic)
+    backend.stores()[0].put(info.key, body)
     with pytest.raises(CorruptSegmentError):
         make_engine().fetch("t", 1, 0)
 
 
 def test_fetch_of_a_missing_segment_raises_a_lakelog_error(
-    make_engine: Callable[..., Engine], s3_client: Any, resources: ResourceNames
+    make_engine: Callable[..., Engine], backend: Backend
 ) -> None:
     engine = make_engine()
     topic = engine.create_topic("t")
     engine.append("t", [Record(value=b"a")])
-    listing = s3_client.list_objects_v2(
-        Bucket=resources.bucket, Prefix=topic_segments_prefix(topic.topic_id)
-    )
-    s3_client.delete_object(Bucket=resources.bucket, Key=listing["Contents"][0]["Key"])
+    (info,) = _segment_keys(backend, topic)
+    backend.stores()[0].delete([info.key])
     with pytest.raises(CorruptSegmentError):
         make_engine().fetch("t", 0, 0)
 
@@ -225,18 +216,16 @@ class _ClockBumpingStore:
 
 
 def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
-    resources: ResourceNames,
+    backend: Backend,
 ) -> None:
 
     now = [1_000_000]
-    dynamodb = new_client("dynamodb")
+    objects, ledger, catalog, groups = backend.stores()
     engine = Engine(
-        _ClockBumpingStore(
-            S3ObjectStore(new_client("s3"), resources.bucket), now, MAX_UPLOAD_AGE_MS + 1
-        ),
-        DynamoLedgerStore(dynamodb, resources.ledger_table),
-        DynamoCatalogStore(dynamodb, resources.catalog_table),
-        DynamoGroupStore(dynamodb, resources.catalog_table),
+        _ClockBumpingStore(objects, now, MAX_UPLOAD_AGE_MS + 1),
+        ledger,
+        catalog,
+        groups,
         clock_ms=lambda: now[0],
     )
     engine.create_topic("t")
