@@ -1,4 +1,7 @@
-"""Make moto's DynamoDB behave like DynamoDB where lakelog depends on it.
+"""Make moto's DynamoDB behave like DynamoDB where lakelog depends on it (ADR 0006).
+
+Part of the dev server (``lakelog dev``) and of the tests of the AWS adapters; never
+imported by a Lambda function.
 
 Atomicity. DynamoDB applies a ``TransactWriteItems`` atomically and in isolation from
 every other write. moto checks and applies the items one by one, and on a cancelled
