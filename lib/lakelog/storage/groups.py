@@ -41,7 +41,7 @@ from lakelog.storage.ports import GroupState, LeaseRecord, MemberRecord
 from lakelog.storage.resources import TTL_ATTRIBUTE
 from lakelog.storage.rules import (
     TRANSACTION_ITEMS,
-    check_commit_size,
+    commit_needed,
     fenced,
     keeps_commit,
     transaction_chunks,
@@ -198,9 +198,8 @@ class DynamoGroupStore:
     def commit(
         self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
     ) -> None:
-        if not offsets:
+        if not commit_needed(offsets):
             return
-        check_commit_size(offsets)
         updates: list[Any] = [
             {
                 "TableName": self._table,

@@ -50,7 +50,7 @@ from lakelog.storage.ports import (
 )
 from lakelog.storage.rules import (
     at_seen_epoch,
-    check_commit_size,
+    commit_needed,
     decode_config,
     encode_config,
     fenced,
@@ -392,9 +392,8 @@ class MemoryGroupStore:
     def commit(
         self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
     ) -> None:
-        if not offsets:
+        if not commit_needed(offsets):
             return
-        check_commit_size(offsets)
         _check_distinct([(commit.topic, commit.partition) for commit in offsets])
         with self._s.lock:
             current = [self._lease(group, c.topic, c.partition) for c in offsets]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSACTION_ITEMS",
     "at_seen_epoch",
-    "check_commit_size",
+    "commit_needed",
     "decode_config",
     "encode_config",
     "fenced",
@@ -108,10 +108,14 @@ def taken(current: LeaseRecord | None, seen: LeaseRecord, owner: str, topic_id: 
     )
 
 
-def check_commit_size(offsets: Sequence[OffsetCommit]) -> None:
-    """Refuse a commit of more offsets than one transaction can write."""
+def commit_needed(offsets: Sequence[OffsetCommit]) -> bool:
+    """Whether a commit of ``offsets`` writes anything (an empty one does not).
+
+    Raises ValueError when there are more offsets than one transaction can write.
+    """
     if len(offsets) > TRANSACTION_ITEMS:
         raise ValueError(f"at most {TRANSACTION_ITEMS} offsets per commit")
+    return bool(offsets)
 
 
 def fenced(
