@@ -1,5 +1,13 @@
 """The backends every contract test runs on: memory and moto always, real AWS on request.
 
+The tests of this directory state what a storage backend must do for the engine: every
+method of the four ports (`lakelog.storage.ports`), the conditional and all-or-nothing
+writes, writes racing from threads (``test_races.py``), missing keys, empty listings, and
+listings and batch reads past one page (S3 lists 1,000 keys a page, ``BatchGetItem`` reads
+100 keys, ``BatchWriteItem`` deletes 25). Not covered: a DynamoDB query past its 1 MB page
+(about 4,000 ledger entries, too slow to write on moto for every run); the adapters read
+every query through botocore's paginator, and ``query`` asks for one page on purpose.
+
 Set ``LAKELOG_CONTRACT_AWS=<prefix>`` to run the suite on the deployed bucket and tables of
 that prefix too (``<prefix>-segments``, ``<prefix>-ledger``, ``<prefix>-catalog``, as
 ``cdk deploy`` names them), with the default AWS credentials. Every test works under its
