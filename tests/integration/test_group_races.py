@@ -219,7 +219,6 @@ def test_a_commit_that_arrives_just_after_a_takeover_is_fenced_and_changes_nothi
 
 
 @pytest.mark.slow
-@pytest.mark.moto  # relies on moto's pace to let commits land before the takeover
 def test_commits_racing_a_takeover_either_land_before_it_or_are_fenced(
     make_engine: Callable[..., Engine],
 ) -> None:
