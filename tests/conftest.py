@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+# moto must be imported before any botocore session or client is made, so that it can hook
+# into them: keep it at the top, before the backends.
 from moto import mock_aws
 
 from lakelog import Engine, ResourceNames
