@@ -112,9 +112,11 @@ class _Partition:
         self.entries[entry.last_offset] = entry
         bisect.insort(self.offsets, entry.last_offset)
 
-    def from_offset(self, offset: int) -> list[Entry]:
+    def from_offset(self, offset: int, limit: int | None = None) -> list[Entry]:
+        """Entries with ``last_offset >= offset`` in order, at most ``limit`` of them."""
         start = bisect.bisect_left(self.offsets, offset)
-        return [self.entries[last] for last in self.offsets[start:]]
+        end = None if limit is None else start + limit
+        return [self.entries[last] for last in self.offsets[start:end]]
 
 
 class MemoryStorage:
@@ -237,8 +239,8 @@ class MemoryLedgerStore:
             partition = self._s.partitions.get(pk)
             if partition is None:
                 return [], None
-            entries = partition.from_offset(from_offset)
             # As one DynamoDB query of limit + 1 items, the head sorting after every entry.
+            entries = partition.from_offset(from_offset, limit + 1)
             head = partition.head if len(entries) < limit + 1 else None
             return entries[:limit], None if head is None else _copy_head(head)
 
