@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from lakelog import Engine, Membership, TopicPartition
-from lakelog.storage.groups import DynamoGroupStore
-from lakelog.storage.ports import GroupState
 
 START_MS = 1_741_774_530_000
 """The fake clock's first instant (2025-03-12T10:15:30Z, the sample events' time)."""
@@ -68,18 +65,3 @@ def assert_balanced(replies: Mapping[str, Membership], topic: str, partitions: i
     counts = sorted(sum(a.topic == topic for a in r.assignments) for r in replies.values())
     assert set(counts) <= {floor, floor + (1 if extra else 0)}, counts
     assert sum(counts) == partitions, counts
-
-
-def read_group(dynamodb_client: Any, table: str, group: str) -> GroupState:
-    """What the catalog holds for ``group``, read directly."""
-    return DynamoGroupStore(dynamodb_client, table).read_group(group)
-
-
-def catalog_items(dynamodb_client: Any, table: str) -> list[dict[str, Any]]:
-    """Every item of the catalog table, in key order (to prove a refusal changed nothing)."""
-    items: list[dict[str, Any]] = []
-    for page in dynamodb_client.get_paginator("scan").paginate(
-        TableName=table, ConsistentRead=True
-    ):
-        items.extend(page["Items"])
-    return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))

@@ -443,21 +443,5 @@ class Appender:
         self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
 
     def _remember(self, heads: dict[str, Head], writes: Sequence[PartitionWrite]) -> None:
-        fresh: dict[str, Head] = {}
-        for write in writes:
-            old = heads[write.pk]
-            producers = {
-                pid: state
-                for pid, state in old.producers.items()
-                if pid not in write.expired_producers
-            }
-            if write.producer_id is not None and write.producer_state is not None:
-                producers[write.producer_id] = write.producer_state
-            fresh[write.pk] = Head(
-                high_watermark=write.new_high_watermark,
-                log_start_offset=old.log_start_offset,
-                size_bytes=old.size_bytes + write.entry.size_bytes,
-                max_timestamp=write.new_max_timestamp,
-                producers=producers,
-            )
+        fresh = {write.pk: write.applied_to(heads[write.pk]) for write in writes}
         self._ctx.caches.heads.update(fresh)

@@ -1,8 +1,11 @@
 """Ports: the few primitive operations the engine needs from object storage and the ledger.
 
 Adapters implement them on injected boto3 clients (`lakelog.storage.s3`,
-`lakelog.storage.dynamodb`, `lakelog.storage.groups`); `lakelog.storage.faults` wraps any of
-them with fail points.
+`lakelog.storage.dynamodb`, `lakelog.storage.groups`) and in memory
+(`lakelog.storage.memory`); `lakelog.storage.faults` wraps any of them with fail points.
+What a backend must do is stated once, as tests every backend passes: ``tests/contract/``.
+The rules the backends share (chunking, lease changes, error shapes) are in
+`lakelog.storage.rules`.
 The records below are what the ledger persists; `lakelog.storage.keys` says where.
 """
 
@@ -111,6 +114,25 @@ class PartitionWrite:
     producer_id: int | None = None
     producer_state: ProducerState | None = None
     expired_producers: tuple[int, ...] = ()
+
+    def applied_to(self, head: Head) -> Head:
+        """The head after this write moved ``head`` (the ledger applies exactly this).
+
+        The high watermark and max timestamp are set, ``size_bytes`` grows by the entry's,
+        the expired producers go and the writing producer's state is set.
+        """
+        producers = {
+            pid: state for pid, state in head.producers.items() if pid not in self.expired_producers
+        }
+        if self.producer_id is not None and self.producer_state is not None:
+            producers[self.producer_id] = self.producer_state
+        return Head(
+            high_watermark=self.new_high_watermark,
+            log_start_offset=head.log_start_offset,
+            size_bytes=head.size_bytes + self.entry.size_bytes,
+            max_timestamp=self.new_max_timestamp,
+            producers=producers,
+        )
 
 
 class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
