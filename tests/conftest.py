@@ -53,8 +53,6 @@ PACED_BY_MOTO = frozenset(
     {
         "tests/integration/sdk/test_groups.py::"
         "test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves",
-        "tests/integration/test_group_races.py::"
-        "test_commits_racing_a_takeover_either_land_before_it_or_are_fenced",
     }
 )
 """Tests that rely on moto's pace (a rebalance must happen before a count is reached) and
