@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from lakelog.storage.ports import Entry, PartitionWrite
+from lakelog.log.records import Entry, PartitionWrite
 
 __all__ = ["entry", "race", "write"]
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lakelog.errors import UnavailableError
-from lakelog.storage.ports import (
-    AppendConflict,
-    Head,
-    LedgerStore,
-    PartitionWrite,
-    ProducerState,
-)
+from lakelog.log.records import Head, PartitionWrite, ProducerState
+from lakelog.storage.ports import AppendConflict, LedgerStore
 from tests.contract.backends import Backend, Stores
 from tests.contract.support import entry, write
 

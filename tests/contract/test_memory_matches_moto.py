@@ -15,15 +15,8 @@ from typing import Any
 import pytest
 
 from lakelog.errors import LakelogError
-from lakelog.storage.ports import (
-    AppendConflict,
-    GroupStore,
-    LeaseRecord,
-    LedgerStore,
-    MemberRecord,
-    PartitionWrite,
-    ProducerState,
-)
+from lakelog.log.records import PartitionWrite, ProducerState
+from lakelog.storage.ports import AppendConflict, GroupStore, LeaseRecord, LedgerStore, MemberRecord
 from lakelog.types import OffsetCommit
 from tests.contract.backends import AwsBackend, MemoryBackend, Stores
 from tests.contract.support import entry

@@ -13,8 +13,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
+from lakelog.log.records import Head
 from lakelog.storage.keys import partition_pk
-from lakelog.storage.ports import CatalogStore, Head, LedgerStore, ObjectStore, TopicRecord
+from lakelog.storage.ports import CatalogStore, LedgerStore, ObjectStore, TopicRecord
 
 __all__ = [
     "Caches",

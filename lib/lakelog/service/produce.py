@@ -26,9 +26,10 @@ from lakelog.limits import (
 from lakelog.log.codec import SegmentBuilder, record_size
 from lakelog.log.ledger import Duplicate, PlannedBatch, check_producer, plan_write
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
+from lakelog.log.records import Head, PartitionWrite
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.keys import l0_segment_key
-from lakelog.storage.ports import AppendConflict, Head, PartitionWrite, TopicRecord
+from lakelog.storage.ports import AppendConflict, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
 
 __all__ = ["AppendRetryPolicy", "Appender"]

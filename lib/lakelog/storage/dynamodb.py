@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 from lakelog.storage.attributes import (
     Item,
     cancellation_codes,
@@ -45,15 +46,7 @@ from lakelog.storage.keys import (
     PRODUCER_ID_SK,
     acl_sort_key,
 )
-from lakelog.storage.ports import (
-    AclEntry,
-    AppendConflict,
-    Entry,
-    Head,
-    PartitionWrite,
-    ProducerState,
-    TopicRecord,
-)
+from lakelog.storage.ports import AclEntry, AppendConflict, TopicRecord
 from lakelog.storage.rules import decode_config, encode_config
 
 if TYPE_CHECKING:

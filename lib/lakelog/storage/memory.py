@@ -35,17 +35,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from lakelog.errors import UnavailableError
+from lakelog.log.records import Entry, Head, PartitionWrite
 from lakelog.storage.keys import acl_sort_key, lease_sort_key, member_sort_key
 from lakelog.storage.ports import (
     AclEntry,
     AppendConflict,
-    Entry,
     GroupState,
-    Head,
     LeaseRecord,
     MemberRecord,
     ObjectInfo,
-    PartitionWrite,
     TopicRecord,
 )
 from lakelog.storage.rules import (
