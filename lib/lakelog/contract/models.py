@@ -32,6 +32,7 @@ from pydantic import (
 
 from lakelog.errors import InvalidRequestError
 from lakelog.limits import (
+    MAX_API_FETCH_BYTES,
     MAX_APPEND_RECORDS,
     MAX_HEADERS_PER_RECORD,
     MAX_OFFSETS_PER_COMMIT,
@@ -103,12 +104,6 @@ __all__ = [
     "build",
     "request_body",
 ]
-
-
-MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
-"""Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
-whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
-much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
 
 
 MAX_INT64: Final = 2**63 - 1
