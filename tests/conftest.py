@@ -31,6 +31,7 @@ from lakelog.storage.faults import (
     FaultyObjectStore,
 )
 from tests.contract.backends import REGION, AwsBackend, Backend, MemoryBackend, new_client
+from tests.support import unique_topic_name
 
 __all__ = ["MakeFaulty", "new_client"]
 
@@ -167,3 +168,9 @@ def make_faulty(backend: Backend) -> MakeFaulty:
         return engine, injector
 
     return make
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test uses (tests against one long-lived server share its topics)."""
+    return unique_topic_name(request.node.name)

@@ -26,7 +26,7 @@ from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectS
 
 __all__ = ["AWS_PREFIX_VARIABLE", "Backend", "Stores", "aws_backend", "new_client"]
 
-REGION = "us-east-1"
+from tests.support import REGION
 
 AWS_PREFIX_VARIABLE = "LAKELOG_CONTRACT_AWS"
 """Names the resource prefix of a deployed bucket and tables to run the contract on."""

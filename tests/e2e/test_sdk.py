@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
 
 from lakelog import Client, ConsumerRecord, ResourceNames, TopicPartition
 from lakelog.client.http import HttpReply, HttpTransport
@@ -18,17 +17,7 @@ from lakelog.errors import (
     TopicNotFoundError,
 )
 from tests.e2e.conftest import DevProcess
-
-
-def _aws(service: str, endpoint: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+from tests.support import emulated_client
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +32,8 @@ def direct(dev_server: DevProcess) -> Client:
     prefix = dev_server.bucket.removesuffix("-segments")
     return Client.direct(
         names=ResourceNames.for_prefix(prefix),
-        s3_client=_aws("s3", dev_server.s3_endpoint_url),
-        dynamodb_client=_aws("dynamodb", dev_server.s3_endpoint_url),
+        s3_client=emulated_client("s3", dev_server.s3_endpoint_url),
+        dynamodb_client=emulated_client("dynamodb", dev_server.s3_endpoint_url),
     )
 
 
