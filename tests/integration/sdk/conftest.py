@@ -24,6 +24,7 @@ from lakelog.client.http import HttpReply, HttpTransport
 from lakelog.errors import UnavailableError
 from lakelog.local.events import LocalContext, http_event
 from tests.integration.api.conftest import quiet_powertools
+from tests.integration.group_support import Clock
 
 __all__ = ["HandlerSender", "Wire", "quiet_powertools"]
 
@@ -158,15 +159,29 @@ def make_transport(make_served: MakeServed) -> Callable[[], Transport]:
     return lambda: make_served()[0]
 
 
+def _wired(transport: Transport) -> tuple[Client, Wire]:
+    wire = Wire(transport)
+    return Client(transport=wire), wire  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def make_client(make_transport: Callable[[], Transport]) -> Callable[[], tuple[Client, Wire]]:
     """Clients of the chosen mode, each with its own transport, behind a `Wire`."""
+    return lambda: _wired(make_transport())
 
-    def make() -> tuple[Client, Wire]:
-        wire = Wire(make_transport())
-        return Client(transport=wire), wire  # type: ignore[arg-type]
 
-    return make
+@pytest.fixture
+def clock() -> Clock:
+    """A fake clock: give it to consumers as ``_clock`` to share `make_timed_client`'s time."""
+    return Clock()
+
+
+@pytest.fixture
+def make_timed_client(
+    serve: Serve, make_engine: Callable[..., Engine], clock: Clock
+) -> Callable[[], tuple[Client, Wire]]:
+    """Clients like `make_client`'s whose engines keep time on ``clock``."""
+    return lambda: _wired(serve(make_engine(clock_ms=clock)))
 
 
 @pytest.fixture
