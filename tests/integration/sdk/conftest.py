@@ -9,8 +9,9 @@ engine, as separate processes would have). Both run on the same moto storage.
 from __future__ import annotations
 
 import base64
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,19 +20,79 @@ import pytest
 from lakelog import Engine, ResourceNames
 from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
-from lakelog.client import Client, Transport
+from lakelog.client import Client, Consumer, ConsumerRecord, Transport
 from lakelog.client.http import HttpReply, HttpTransport
 from lakelog.errors import UnavailableError
 from lakelog.local.events import LocalContext, http_event
 from tests.integration.api.conftest import quiet_powertools
 from tests.integration.group_support import Clock
 
-__all__ = ["HandlerSender", "Wire", "quiet_powertools"]
+__all__ = [
+    "BACKSTOP_S",
+    "HandlerSender",
+    "Wire",
+    "pause",
+    "quiet_powertools",
+    "tick",
+    "wait_until",
+]
 
 PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/sdk-tests/session"
 ENDPOINT = "http://api.in-process.test"
 
 Mode = Literal["direct", "http"]
+
+BACKSTOP_S = 60
+"""Longest wait for something that must happen; only a broken or hung test reaches it."""
+
+
+def pause() -> None:
+    """A short real pause while another thread is expected to act."""
+    time.sleep(0.01)
+
+
+def wait_until(
+    condition: Callable[[], bool], step: Callable[[], None] = pause, timeout: float = BACKSTOP_S
+) -> None:
+    """Run ``step`` until ``condition`` holds; ``timeout`` seconds is a backstop, never what
+    a test waits for."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        step()
+
+
+def heartbeated(consumer: Consumer, clock: Clock) -> bool:
+    """Whether ``consumer`` joined or heartbeat at the clock's current time (or closed)."""
+    coordinator = consumer._coordinator
+    assert coordinator is not None
+    if consumer._closed:
+        return True
+    return coordinator.member_id is not None and coordinator._last_heartbeat >= clock.monotonic()
+
+
+def tick(
+    clock: Clock,
+    ms: int,
+    consumers: Sequence[Consumer],
+    sink: list[ConsumerRecord] | None = None,
+    *,
+    poll: bool = True,
+) -> None:
+    """Move time ``ms`` (a heartbeat interval) and wait until each consumer heartbeated at
+    the new time, from a poll or its heartbeat thread.
+
+    With ``poll``, the test polls each consumer before and after (applying what its
+    heartbeat brought), its records going to ``sink``; without, the consumers are polled
+    by their own threads."""
+    clock.advance(ms)
+    polled = consumers if poll else ()
+    for _ in range(2):  # after the wait: apply what a heartbeat thread brought
+        for consumer in polled:
+            records = consumer.poll(timeout_ms=0)
+            if sink is not None:
+                sink.extend(r for batch in records.values() for r in batch)
+        wait_until(lambda: all(heartbeated(c, clock) for c in consumers))
 
 
 class HandlerSender:

@@ -1,7 +1,7 @@
 """Consumer groups through the SDK: balance, crash takeover, fencing, exactly-once effects.
 
 Engines and consumers share a fake clock (`make_timed_client`, ``_clock=clock``): sessions
-lapse and heartbeats fall due only when a test moves time with `tick`, which then waits
+lapse and heartbeats fall due only when a test moves time with ``tick``, which then waits
 until every live member has heartbeated at the new time. No member can miss its session
 because the machine was slow, and no assertion depends on how long anything took.
 """
@@ -9,38 +9,20 @@ because the machine was slow, and no assertion depends on how long anything took
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client, CommitFailedError, Consumer, ConsumerRecord
 from tests.integration.group_support import Clock
-from tests.integration.sdk.conftest import Wire
+from tests.integration.sdk.conftest import BACKSTOP_S, Wire, tick, wait_until
 
 SESSION_MS = 1500
 HEARTBEAT_MS = SESSION_MS // 3
 """The heartbeat interval the service asks for: a third of the session."""
-BACKSTOP_S = 60
-"""Longest wait for something that must happen; only a hung test ever reaches it."""
-
 MakeClient = Callable[[], tuple[Client, Wire]]
-
-
-def wait_until(
-    condition: Callable[[], bool], step: Callable[[], None], timeout: float = BACKSTOP_S
-) -> None:
-    """Run ``step`` until ``condition`` holds (failing after ``timeout`` s, a backstop)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        step()
-
-
-def pause() -> None:
-    time.sleep(0.01)
 
 
 def member(
@@ -57,41 +39,6 @@ def member(
     return consumer, wire
 
 
-def heartbeated(consumer: Consumer, clock: Clock) -> bool:
-    """Whether ``consumer`` joined or heartbeat at the clock's current time (or closed)."""
-    coordinator = consumer._coordinator
-    assert coordinator is not None
-    if consumer._closed:
-        return True
-    return coordinator.member_id is not None and coordinator._last_heartbeat >= clock.monotonic()
-
-
-def tick(
-    clock: Clock,
-    consumers: Sequence[Consumer],
-    sink: list[ConsumerRecord] | None = None,
-    *,
-    poll: bool = True,
-) -> None:
-    """Move time one heartbeat interval and wait until each consumer has heartbeated at
-    the new time (from a poll or its heartbeat thread).
-
-    With ``poll``, the test polls each consumer before and after (applying what its
-    heartbeat brought) into ``sink``; without, the consumers are polled by their own
-    threads."""
-    clock.advance(HEARTBEAT_MS)
-    polled = consumers if poll else ()
-    for consumer in polled:
-        records = _flat(consumer.poll(timeout_ms=0))
-        if sink is not None:
-            sink.extend(records)
-    wait_until(lambda: all(heartbeated(c, clock) for c in consumers), pause)
-    for consumer in polled:  # apply what a heartbeat thread brought
-        records = _flat(consumer.poll(timeout_ms=0))
-        if sink is not None:
-            sink.extend(records)
-
-
 def test_three_members_get_two_of_six_partitions_each(
     make_timed_client: MakeClient, clock: Clock
 ) -> None:
@@ -99,7 +46,8 @@ def test_three_members_get_two_of_six_partitions_each(
     client.create_topic("six", partitions=6)
     members = [member(make_timed_client, clock, "six", "g")[0] for _ in range(3)]
     wait_until(
-        lambda: [len(m.assignment()) for m in members] == [2, 2, 2], lambda: tick(clock, members)
+        lambda: [len(m.assignment()) for m in members] == [2, 2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, members),
     )
     owned = [tp for m in members for tp in m.assignment()]
     assert sorted(owned) == [TopicPartition("six", p) for p in range(6)]
@@ -121,7 +69,7 @@ def test_a_silent_member_loses_its_partitions_and_cannot_commit(
     consumers = [c for c, _ in members]
     wait_until(
         lambda: [len(c.assignment()) for c in consumers] == [2, 2, 2],
-        lambda: tick(clock, consumers),
+        lambda: tick(clock, HEARTBEAT_MS, consumers),
     )
     with client.producer() as producer:
         for i in range(60):
@@ -142,12 +90,12 @@ def test_a_silent_member_loses_its_partitions_and_cannot_commit(
     taken_over: list[ConsumerRecord] = []
     # Within its session, the silent member keeps its leases.
     while clock() + HEARTBEAT_MS < silent_since + SESSION_MS:
-        tick(clock, survivors, taken_over)
+        tick(clock, HEARTBEAT_MS, survivors, taken_over)
         assert not set().union(*(c.assignment() for c in survivors)) & lost
     # Once the session lapsed, the survivors take them over at their next heartbeats.
     wait_until(
         lambda: set().union(*(c.assignment() for c in survivors)) >= lost,
-        lambda: tick(clock, survivors, taken_over),
+        lambda: tick(clock, HEARTBEAT_MS, survivors, taken_over),
     )
     assert clock() - silent_since <= SESSION_MS + 2 * HEARTBEAT_MS
     assert sorted(len(c.assignment()) for c in survivors) == [3, 3]
@@ -192,16 +140,19 @@ def test_join_and_leave_rebalance_and_call_the_listener(
     client.create_topic("moves", partitions=4)
     first_listener = Rebalances()
     first, _ = member(make_timed_client, clock, "moves", "g", listener=first_listener)
-    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, [first]))
+    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, HEARTBEAT_MS, [first]))
     assert first_listener.assigned == [{TopicPartition("moves", p) for p in range(4)}]
     second, _ = member(make_timed_client, clock, "moves", "g")
     both = [first, second]
-    wait_until(lambda: [len(c.assignment()) for c in both] == [2, 2], lambda: tick(clock, both))
+    wait_until(
+        lambda: [len(c.assignment()) for c in both] == [2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, both),
+    )
     assert len(first_listener.revoked) >= 1
     assert set().union(*first_listener.revoked) == second.assignment()
     second.close()  # leaving releases at once: the first takes them at its next heartbeat
     left_at = clock()
-    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, [first]))
+    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, HEARTBEAT_MS, [first]))
     assert clock() - left_at == HEARTBEAT_MS  # not a session later
     first.close()
 
@@ -305,7 +256,10 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
     leaver = started(member(make_timed_client, clock, "ledger", "exact")[0])
     live = [*stayers, leaver]
     # Given three members sharing the six partitions (the test polls them until then)
-    wait_until(lambda: [len(c.assignment()) for c in live] == [2, 2, 2], lambda: tick(clock, live))
+    wait_until(
+        lambda: [len(c.assignment()) for c in live] == [2, 2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, live),
+    )
     producers = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
     for thread in producers:
         thread.start()
@@ -314,22 +268,24 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
     threads.append(start(leaver, lambda: leaving.is_set() or done()))
     # When half is produced and a quarter processed, a fourth member joins
     halfway.wait(timeout=BACKSTOP_S)
-    wait_until(lambda: count() >= total // 4, pause)
+    wait_until(lambda: count() >= total // 4)
     joiner = member(make_timed_client, clock, "ledger", "exact")[0]
     threads.append(start(joiner, done))
     live.append(joiner)
-    wait_until(lambda: bool(joiner.assignment()), lambda: tick(clock, live, poll=False))
+    wait_until(
+        lambda: bool(joiner.assignment()), lambda: tick(clock, HEARTBEAT_MS, live, poll=False)
+    )
     resume.set()
     # And once both it and the leaver have committed a batch, the leaver leaves
-    wait_until(committed_once[id(joiner)].is_set, pause)
-    wait_until(committed_once[id(leaver)].is_set, pause)
+    wait_until(committed_once[id(joiner)].is_set)
+    wait_until(committed_once[id(leaver)].is_set)
     leaving.set()
     threads[2].join(timeout=BACKSTOP_S)
     live.remove(leaver)
     for thread in producers:
         thread.join(timeout=BACKSTOP_S)
     try:  # the others take the leaver's partitions at their next heartbeats
-        wait_until(lambda: count() >= total, lambda: tick(clock, live, poll=False))
+        wait_until(lambda: count() >= total, lambda: tick(clock, HEARTBEAT_MS, live, poll=False))
     except AssertionError:
         print("processed", count(), "delivered", sum(delivered.values()))
         print(client.describe_group("exact"))
@@ -354,7 +310,9 @@ def test_a_group_member_rides_out_an_unavailable_service(
     client, _ = make_timed_client()
     client.create_topic("outage", partitions=2)
     consumer, wire = member(make_timed_client, clock, "outage", "g3")
-    wait_until(lambda: len(consumer.assignment()) == 2, lambda: tick(clock, [consumer]))
+    wait_until(
+        lambda: len(consumer.assignment()) == 2, lambda: tick(clock, HEARTBEAT_MS, [consumer])
+    )
     wire.cut = True
     for _ in range(SESSION_MS // HEARTBEAT_MS - 1):  # heartbeats and fetches fail: nothing
         clock.advance(HEARTBEAT_MS)
