@@ -9,6 +9,7 @@ engine, as separate processes would have). Both run on the same moto storage.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -101,13 +102,15 @@ class HandlerSender:
     Requests become HTTP API payload 2.0 events (`lakelog.local.events.http_event`) with
     ``principal`` as the IAM caller; the handler's proxy reply becomes the HTTP reply.
     ``before`` runs ahead of each request (a hook for tests that need something to happen
-    between two requests).
+    between two requests). Like a Lambda container (and ``lakelog dev``), the handler takes
+    one event at a time: requests from several threads queue for it.
     """
 
     def __init__(self, handler: Handler, principal: str = PRINCIPAL) -> None:
         self.handler = handler
         self.principal = principal
         self.before: Callable[[str, str], None] | None = None
+        self._invoking = threading.Lock()
 
     def __call__(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
@@ -123,7 +126,8 @@ class HandlerSender:
             headers=headers,
             principal=self.principal,
         )
-        reply = self.handler(event, LocalContext())
+        with self._invoking:
+            reply = self.handler(event, LocalContext())
         text = reply.get("body") or ""
         data = base64.b64decode(text) if reply.get("isBase64Encoded") else text.encode()
         return HttpReply(int(reply["statusCode"]), data)
