@@ -37,7 +37,8 @@ class Clock:
             self._moved.notify_all()
 
     def monotonic(self) -> float:
-        """The time in seconds."""
+        """The time in seconds. Tests move it by multiples of 500 ms: those differences are
+        exact in floating point, so a heartbeat interval of 500 ms falls due exactly."""
         return self.now_ms / 1000
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
