@@ -44,7 +44,8 @@ class AppendRetryPolicy:
     """Jittered exponential backoff for ledger conflicts and throttles (full jitter).
 
     A conflict means another append to the partition won, so the log is progressing; an
-    append gives up only after ``max_attempts`` or ``deadline_seconds``, whichever first.
+    append gives up only after ``max_attempts`` or ``deadline_seconds`` (on the engine's clock),
+    whichever first.
     """
 
     max_attempts: int = 1000
