@@ -50,23 +50,6 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-PACED_BY_MOTO = frozenset(
-    {
-        "tests/integration/sdk/test_groups.py::"
-        "test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves",
-    }
-)
-"""Tests that rely on moto's pace (a rebalance must happen before a count is reached) and
-fail now and then on the faster memory backend: they run on moto until they wait for the
-state they need instead."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid in PACED_BY_MOTO:
-            item.add_marker(MOTO_MARKER)
-
-
 @pytest.fixture(autouse=True)
 def _aws_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never let a test reach real AWS: fake credentials, a fixed region.

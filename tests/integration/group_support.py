@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -12,17 +13,38 @@ START_MS = 1_741_774_530_000
 
 
 class Clock:
-    """Milliseconds that move only when a test says so (pass it as ``clock_ms``)."""
+    """Milliseconds that move only when a test says so.
+
+    Pass it as an engine's ``clock_ms`` and as a consumer's ``_clock`` (a
+    `lakelog.client.clock.GroupClock`): engines and consumers then share one time, and
+    sessions lapse and heartbeats fall due only when the test calls `advance`.
+    """
 
     def __init__(self, now_ms: int = START_MS) -> None:
         self.now_ms = now_ms
+        self._moved = threading.Condition()
 
     def __call__(self) -> int:
         return self.now_ms
 
     def advance(self, ms: int) -> None:
-        """Let ``ms`` milliseconds pass."""
-        self.now_ms += ms
+        """Let ``ms`` milliseconds pass (and wake whoever waits on this clock)."""
+        with self._moved:
+            self.now_ms += ms
+            self._moved.notify_all()
+
+    def monotonic(self) -> float:
+        """The time in seconds. Tests move it by multiples of 500 ms: those differences are
+        exact in floating point, so a heartbeat interval of 500 ms falls due exactly."""
+        return self.now_ms / 1000
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set or ``seconds`` passed on this clock."""
+        until = self.now_ms + seconds * 1000
+        with self._moved:
+            while not event.is_set() and self.now_ms < until:
+                self._moved.wait(0.05)  # also notices ``event``, which does not notify
+        return event.is_set()
 
 
 def heartbeat(

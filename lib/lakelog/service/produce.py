@@ -45,7 +45,8 @@ class AppendRetryPolicy:
     """Jittered exponential backoff for ledger conflicts and throttles (full jitter).
 
     A conflict means another append to the partition won, so the log is progressing; an
-    append gives up only after ``max_attempts`` or ``deadline_seconds``, whichever first.
+    append gives up only after ``max_attempts`` or ``deadline_seconds`` (on the engine's clock),
+    whichever first.
     """
 
     max_attempts: int = 1000
@@ -382,7 +383,7 @@ class Appender:
         topic, producer = request.topic, request.producer
         identity = (producer.producer_id, producer.epoch) if producer else None
         heads = self._ctx.caches.heads.get_many(self._ctx.ledger, [b.pk for b in chunk])
-        deadline = time.monotonic() + self._retry.deadline_seconds
+        deadline_ms = self._ctx.clock_ms() + self._retry.deadline_seconds * 1000
         for attempt in range(self._retry.max_attempts):
             writes: list[PartitionWrite] = []
             planned: list[PlannedBatch] = []
@@ -403,14 +404,14 @@ class Appender:
             except AppendConflict as conflict:
                 self._refresh(topic, heads, conflict)
             except ThrottledError:
-                if attempt + 1 == self._retry.max_attempts or time.monotonic() > deadline:
+                if attempt + 1 == self._retry.max_attempts or self._ctx.clock_ms() > deadline_ms:
                     raise
             else:
                 self._remember(heads, writes)
                 for batch, write in zip(planned, writes, strict=True):
                     request.fill(batch.partition, write.entry.base_offset)
                 return
-            if time.monotonic() > deadline:
+            if self._ctx.clock_ms() > deadline_ms:
                 break
             self._sleep(self._retry.delay(attempt, self._rng))
         raise UnavailableError(
