@@ -1,50 +1,63 @@
-"""Shared fixtures: moto-backed AWS clients, the bucket and tables, and engines on them."""
+"""Shared fixtures: the storage backend, engines on it, and moto-backed AWS clients.
+
+Engines (`engine`, `make_engine`, `make_faulty`) run on the in-memory backend
+(`lakelog.storage.memory`) unless the test is marked ``moto`` or uses a moto fixture
+(``s3_client``, ``dynamodb_client``, ``resources``): then they run on the S3 and DynamoDB
+adapters against moto, with the DynamoDB emulation of ADR 0006. Tests that check the
+adapters, the emulation, the items DynamoDB holds or an end-to-end path are the ones on
+moto; ``tests/contract/`` proves that both backends behave alike in everything the engine
+relies on.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import botocore.session
 import pytest
+
+# moto must be imported before any botocore session or client is made, so that it can hook
+# into them: keep it at the top, before the backends.
 from moto import mock_aws
 
 from lakelog import Engine, ResourceNames
 from lakelog.local import serialize_moto_dynamodb
-from lakelog.storage import (
-    DynamoCatalogStore,
-    DynamoGroupStore,
-    DynamoLedgerStore,
-    S3ObjectStore,
-    create_resources,
-)
+from lakelog.storage import create_resources
 from lakelog.storage.faults import (
     FaultInjector,
     FaultyGroupStore,
     FaultyLedgerStore,
     FaultyObjectStore,
 )
+from tests.contract.backends import REGION, AwsBackend, Backend, MemoryBackend, new_client
+from tests.support import unique_topic_name
 
-REGION = "us-east-1"
+__all__ = ["MakeFaulty", "new_client"]
 
-# One botocore session parses the S3 and DynamoDB service models once per process; every
-# client made from it is still its own object with its own connection pool, as separate
-# Lambda containers' clients would be. Creating clients from a session is not thread-safe.
-_SESSION = botocore.session.get_session()
-_SESSION_LOCK = threading.Lock()
+MOTO_MARKER = "moto"
+REAL_AWS_MARKER = "real_aws"
 
 
-def new_client(service: str) -> Any:
-    """A new boto3-compatible client of ``service`` (moto answers it inside ``aws``)."""
-    with _SESSION_LOCK:
-        return _SESSION.create_client(service, region_name=REGION)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MOTO_MARKER}: run the test's engines on moto's S3 and DynamoDB instead of in memory",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{REAL_AWS_MARKER}: the test talks to real AWS; keep the caller's credentials",
+    )
 
 
 @pytest.fixture(autouse=True)
-def _aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never let a test reach real AWS: fake credentials, a fixed region."""
+def _aws_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never let a test reach real AWS: fake credentials, a fixed region.
+
+    Only the opt-in contract run on real AWS (marked ``real_aws``) keeps the caller's.
+    """
+    if request.node.get_closest_marker(REAL_AWS_MARKER) is not None:
+        return
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -85,12 +98,27 @@ def resources(s3_client: Any, dynamodb_client: Any, names: ResourceNames) -> Res
     return names
 
 
+MOTO_FIXTURES = frozenset({"aws", "s3_client", "dynamodb_client", "resources"})
+"""Fixtures that reach moto: a test using any of them runs its engines on moto too, so it
+reads the very storage its engines write (never an empty moto beside a memory backend)."""
+
+
 @pytest.fixture
-def make_engine(resources: ResourceNames) -> Callable[..., Engine]:
-    """Engines on their own boto3 clients (as separate Lambda containers would be)."""
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Where the test's engines keep their data: in memory, or on moto for a test marked
+    ``moto`` or using a moto fixture (`MOTO_FIXTURES`)."""
+    marked = request.node.get_closest_marker(MOTO_MARKER) is not None
+    if marked or MOTO_FIXTURES & set(request.fixturenames):
+        return AwsBackend(request.getfixturevalue("resources"))
+    return MemoryBackend()
+
+
+@pytest.fixture
+def make_engine(backend: Backend) -> Callable[..., Engine]:
+    """Engines on their own stores of one backend (as separate Lambda containers would be)."""
 
     def make(**kwargs: Any) -> Engine:
-        return Engine.from_clients(new_client("s3"), new_client("dynamodb"), resources, **kwargs)
+        return Engine(*backend.stores(), **kwargs)
 
     return make
 
@@ -104,22 +132,28 @@ MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
 
 
 @pytest.fixture
-def make_faulty(resources: ResourceNames) -> MakeFaulty:
+def make_faulty(backend: Backend) -> MakeFaulty:
     """Engines whose object store, ledger and group store fail where their injector says.
 
     The group store (``engine.groups.store``) is a `FaultyGroupStore` on the same injector.
     """
 
     def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
-        dynamodb = new_client("dynamodb")
+        objects, ledger, catalog, groups = backend.stores()
         injector = FaultInjector(seed)
         engine = Engine(
-            FaultyObjectStore(S3ObjectStore(new_client("s3"), resources.bucket), injector),
-            FaultyLedgerStore(DynamoLedgerStore(dynamodb, resources.ledger_table), injector),
-            DynamoCatalogStore(dynamodb, resources.catalog_table),
-            FaultyGroupStore(DynamoGroupStore(dynamodb, resources.catalog_table), injector),
+            FaultyObjectStore(objects, injector),
+            FaultyLedgerStore(ledger, injector),
+            catalog,
+            FaultyGroupStore(groups, injector),
             **{"sleep": lambda _seconds: None, **kwargs},
         )
         return engine, injector
 
     return make
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test uses (tests against one long-lived server share its topics)."""
+    return unique_topic_name(request.node.name)

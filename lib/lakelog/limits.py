@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_FETCH_BYTES",
     "DEFAULT_FETCH_RECORDS",
     "DEFAULT_SESSION_TIMEOUT_MS",
+    "MAX_ACL_RULE_KEY_BYTES",
     "MAX_API_FETCH_BYTES",
     "MAX_APPEND_BYTES",
     "MAX_APPEND_RECORDS",
@@ -77,6 +78,10 @@ MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
 """Largest ``max_bytes`` of a fetch over HTTP: base64 inflates record bytes by 4/3 and the
 whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
 much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
+
+MAX_ACL_RULE_KEY_BYTES: Final = 1024
+"""An ACL rule's principal and topic patterns together (DynamoDB's sort key limit, which the
+rule's key must fit, less its 8 bytes of separators and effect)."""
 
 MIN_SESSION_TIMEOUT_MS: Final = 1_000
 """Shortest session a group member may ask for (it is live this long after a heartbeat)."""

@@ -8,7 +8,6 @@ names, so they share the server without interfering.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -101,13 +100,6 @@ def run(endpoint: str) -> Run:
 def unique() -> Callable[[str], str]:
     """``unique("orders")`` -> ``orders-1a2b3c4d``: a name no other test uses."""
     return lambda base: f"{base}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def topic_name(request: pytest.FixtureRequest) -> str:
-    """A topic name no other test uses."""
-    base = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:60].strip("-")
-    return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
 def closed_port() -> int:

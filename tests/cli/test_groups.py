@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from lakelog.client import Client
+from lakelog.errors import GroupNotFoundError
 from tests.cli.conftest import REPO, Run, cli_command, cli_env, error_line
 
 
@@ -19,6 +20,18 @@ def produce_values(client: Client, topic: str, count: int, partitions: int) -> s
         for i, value in enumerate(values):
             producer.send(topic, value=value.encode(), partition=i % partitions)
     return set(values)
+
+
+def _sole_owner(client: Client, group: str, partitions: int) -> str | None:
+    """The id of ``group``'s one live member if it holds all ``partitions``, else None."""
+    try:
+        described = client.describe_group(group)
+    except GroupNotFoundError:
+        return None
+    if len(described.members) != 1 or len(described.partitions) != partitions:
+        return None
+    member_id = described.members[0].member_id
+    return member_id if {p.owner for p in described.partitions} == {member_id} else None
 
 
 def test_a_group_continues_where_the_previous_run_stopped_and_describe_shows_the_lag(
@@ -110,7 +123,7 @@ def test_group_describe_shows_a_live_member_and_reset_refuses_while_it_runs(
     client.create_topic(topic_name, partitions=2)
     group = unique("live")
     member = subprocess.Popen(
-        cli_command("consume", topic_name, "--group", group, "--timeout", "60", endpoint=endpoint),
+        cli_command("consume", topic_name, "--group", group, "--timeout", "600", endpoint=endpoint),
         cwd=REPO,
         env=cli_env(),
         stdin=subprocess.DEVNULL,
@@ -119,21 +132,16 @@ def test_group_describe_shows_a_live_member_and_reset_refuses_while_it_runs(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                members = client.describe_group(group).members
-            except Exception:
-                members = ()
-            if members or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert len(members) == 1, "the background consumer never joined"
+        # (it joins, then takes its leases at a heartbeat: wait until it holds both)
+        deadline = time.monotonic() + 60  # a backstop: it holds both long before
+        while (member_id := _sole_owner(client, group, partitions=2)) is None:
+            assert member.poll() is None, member.communicate()
+            assert time.monotonic() < deadline, "the background consumer never took both leases"
+            time.sleep(0.1)
 
         # Then describe lists it as the owner of both partitions
         described = run("group", "describe", group)
         assert described.returncode == 0, described.stderr
-        member_id = members[0].member_id
         assert "1 live member" in described.stdout.splitlines()[0]
         assert member_id in described.stdout
         assert f"{topic_name}-0,{topic_name}-1" in described.stdout

@@ -184,13 +184,11 @@ def test_consume_without_new_records_stops_after_the_idle_timeout(
 ) -> None:
     client.create_topic(topic_name)
 
-    started = time.monotonic()
-    consumed = run("consume", topic_name, "--timeout", "1")
+    consumed = run("consume", topic_name, "--timeout", "1")  # RUN_TIMEOUT bounds the run
 
     assert consumed.returncode == 0, consumed.stderr
     assert consumed.stdout == ""
     assert "consumed 0 records" in consumed.stderr
-    assert time.monotonic() - started < 20
 
 
 @pytest.mark.parametrize(

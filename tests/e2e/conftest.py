@@ -7,18 +7,15 @@ one per test module; tests use unique topic names so they do not interfere.
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from lakelog.local.process import DevProcess, start_dev
+from tests.support import emulated_client
 
 __all__ = ["REPO", "DevProcess", "start_dev"]
 
@@ -43,21 +40,7 @@ def api(dev_server: DevProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def s3(dev_server: DevProcess) -> Any:
     """A boto3 S3 client on the S3 endpoint the dev server printed (fake credentials)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=dev_server.s3_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
-@pytest.fixture
-def topic_name(request: pytest.FixtureRequest) -> str:
-    """A topic name no other test uses."""
-    base = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name)[:80]
-    return f"{base}-{uuid.uuid4().hex[:8]}"
+    return emulated_client("s3", dev_server.s3_endpoint_url)
 
 
 def create_topic(

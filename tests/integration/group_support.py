@@ -2,30 +2,49 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from lakelog import Engine, Membership, TopicPartition
-from lakelog.storage.groups import DynamoGroupStore
-from lakelog.storage.ports import GroupState
 
 START_MS = 1_741_774_530_000
 """The fake clock's first instant (2025-03-12T10:15:30Z, the sample events' time)."""
 
 
 class Clock:
-    """Milliseconds that move only when a test says so (pass it as ``clock_ms``)."""
+    """Milliseconds that move only when a test says so.
+
+    Pass it as an engine's ``clock_ms`` and as a consumer's ``_clock`` (a
+    `lakelog.client.clock.GroupClock`): engines and consumers then share one time, and
+    sessions lapse and heartbeats fall due only when the test calls `advance`.
+    """
 
     def __init__(self, now_ms: int = START_MS) -> None:
         self.now_ms = now_ms
+        self._moved = threading.Condition()
 
     def __call__(self) -> int:
         return self.now_ms
 
     def advance(self, ms: int) -> None:
-        """Let ``ms`` milliseconds pass."""
-        self.now_ms += ms
+        """Let ``ms`` milliseconds pass (and wake whoever waits on this clock)."""
+        with self._moved:
+            self.now_ms += ms
+            self._moved.notify_all()
+
+    def monotonic(self) -> float:
+        """The time in seconds. Tests move it by multiples of 500 ms: those differences are
+        exact in floating point, so a heartbeat interval of 500 ms falls due exactly."""
+        return self.now_ms / 1000
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set or ``seconds`` passed on this clock."""
+        until = self.now_ms + seconds * 1000
+        with self._moved:
+            while not event.is_set() and self.now_ms < until:
+                self._moved.wait(0.05)  # also notices ``event``, which does not notify
+        return event.is_set()
 
 
 def heartbeat(
@@ -68,18 +87,3 @@ def assert_balanced(replies: Mapping[str, Membership], topic: str, partitions: i
     counts = sorted(sum(a.topic == topic for a in r.assignments) for r in replies.values())
     assert set(counts) <= {floor, floor + (1 if extra else 0)}, counts
     assert sum(counts) == partitions, counts
-
-
-def read_group(dynamodb_client: Any, table: str, group: str) -> GroupState:
-    """What the catalog holds for ``group``, read directly."""
-    return DynamoGroupStore(dynamodb_client, table).read_group(group)
-
-
-def catalog_items(dynamodb_client: Any, table: str) -> list[dict[str, Any]]:
-    """Every item of the catalog table, in key order (to prove a refusal changed nothing)."""
-    items: list[dict[str, Any]] = []
-    for page in dynamodb_client.get_paginator("scan").paginate(
-        TableName=table, ConsistentRead=True
-    ):
-        items.extend(page["Items"])
-    return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))

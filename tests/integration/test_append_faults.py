@@ -24,13 +24,14 @@ from lakelog.storage.faults import (
     InjectedFaultError,
 )
 from tests.conftest import MakeFaulty, new_client
+from tests.contract.backends import Backend
 
 TOPIC = "faults"
 
 
-def _objects(s3_client: Any, bucket: str) -> set[str]:
-    listing = s3_client.list_objects_v2(Bucket=bucket)
-    return {obj["Key"] for obj in listing.get("Contents", [])}
+def _objects(backend: Backend) -> set[str]:
+    objects, *_ = backend.stores()
+    return {info.key for info in objects.list("")}
 
 
 def _log(engine: Engine, partition: int = 0) -> list[StoredRecord]:
@@ -52,15 +53,14 @@ def _batch(*values: bytes) -> list[Record]:
 def test_crash_before_the_ledger_leaves_nothing_visible_and_a_retry_appends_once(
     make_faulty: MakeFaulty,
     make_engine: Callable[..., Engine],
-    s3_client: Any,
-    resources: Any,
+    backend: Backend,
     point: FailPoint,
 ) -> None:
     # Given a partition holding one batch
     engine, injector = make_faulty()
     engine.create_topic(TOPIC)
     engine.append(TOPIC, _batch(b"a"))
-    before = _objects(s3_client, resources.bucket)
+    before = _objects(backend)
 
     # When the next append crashes at the fail point
     injector.arm(point)
@@ -71,7 +71,7 @@ def test_crash_before_the_ledger_leaves_nothing_visible_and_a_retry_appends_once
     for reader in (engine, make_engine()):
         assert [r.value for r in _log(reader)] == [b"a"]
         assert reader.list_offset(TOPIC, 0, "latest") == 1
-    orphaned = _objects(s3_client, resources.bucket) - before
+    orphaned = _objects(backend) - before
     assert len(orphaned) == (0 if point is FailPoint.BEFORE_PUT else 1)
 
     # And a retry appends the batch exactly once, at the next offsets
@@ -81,17 +81,17 @@ def test_crash_before_the_ledger_leaves_nothing_visible_and_a_retry_appends_once
 
 
 def test_crash_after_put_leaves_an_orphan_segment_that_gc_finds_and_removes(
-    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+    make_faulty: MakeFaulty, backend: Backend
 ) -> None:
     # Given an append that crashed between its PUT and its ledger transaction
     engine, injector = make_faulty(grace_ms=0)
     engine.create_topic(TOPIC)
     engine.append(TOPIC, _batch(b"kept"))
-    before = _objects(s3_client, resources.bucket)
+    before = _objects(backend)
     injector.arm(FailPoint.AFTER_PUT)
     with pytest.raises(InjectedFaultError):
         engine.append(TOPIC, _batch(b"lost"))
-    (orphan,) = _objects(s3_client, resources.bucket) - before
+    (orphan,) = _objects(backend) - before
 
     # When gc looks for segments no entry references
     found = engine.gc.orphan_segments(TOPIC)
@@ -99,7 +99,7 @@ def test_crash_after_put_leaves_an_orphan_segment_that_gc_finds_and_removes(
     # Then it finds exactly the orphan, deletes it, and the log is intact
     assert found == [orphan]
     assert engine.gc.collect_topic(TOPIC) == [orphan]
-    assert _objects(s3_client, resources.bucket) == before
+    assert _objects(backend) == before
     assert [r.value for r in _log(engine)] == [b"kept"]
 
 
@@ -144,12 +144,12 @@ def test_idempotent_retry_after_crash_after_ledger_returns_original_offsets(
 
 
 def test_ledger_conflicts_are_retried_without_a_second_upload(
-    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+    make_faulty: MakeFaulty, backend: Backend
 ) -> None:
     # Given a ledger that reports a conflict three times in a row
     engine, injector = make_faulty()
     engine.create_topic(TOPIC)
-    before = _objects(s3_client, resources.bucket)
+    before = _objects(backend)
     injector.arm(FailPoint.CONFLICT, times=3)
 
     # When an append goes through
@@ -158,22 +158,22 @@ def test_ledger_conflicts_are_retried_without_a_second_upload(
     # Then it was retried and uploaded its segment exactly once
     assert injector.hits[FailPoint.CONFLICT] == 3
     assert [a.offset for a in acks] == [0, 1]
-    assert len(_objects(s3_client, resources.bucket) - before) == 1
+    assert len(_objects(backend) - before) == 1
 
 
 def test_throttled_ledger_transactions_are_retried_without_a_second_upload(
-    make_faulty: MakeFaulty, s3_client: Any, resources: Any
+    make_faulty: MakeFaulty, backend: Backend
 ) -> None:
     engine, injector = make_faulty()
     engine.create_topic(TOPIC)
-    before = _objects(s3_client, resources.bucket)
+    before = _objects(backend)
     injector.arm(FailPoint.THROTTLE, times=2)
 
     acks = engine.append(TOPIC, _batch(b"a"))
 
     assert injector.hits[FailPoint.THROTTLE] == 2
     assert [a.offset for a in acks] == [0]
-    assert len(_objects(s3_client, resources.bucket) - before) == 1
+    assert len(_objects(backend) - before) == 1
 
 
 def test_throttling_that_outlasts_the_retry_budget_is_reported_and_writes_nothing(

@@ -1,10 +1,10 @@
 """Invariant 7: bad input gets the named error and changes nothing.
 
-Every test takes a snapshot of what storage holds (high watermarks, configs, the number of
-objects in the bucket and of items in both tables) before the bad calls and compares it
+Every test takes a snapshot of what storage holds (high watermarks, configs, and every
+object, ledger item and catalog item of the backend) before the bad calls and compares it
 after: a rejected request must not leave a segment, a ledger item or a moved head behind.
 Families of bad values run as subtests of one test, so each is reported on its own while
-the moto setup is paid once.
+the setup is paid once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from lakelog import (
     PayloadTooLargeError,
     ProducerBatch,
     Record,
-    ResourceNames,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -41,7 +40,9 @@ from lakelog.limits import (
     MAX_TIMESTAMP_MS,
 )
 from lakelog.storage.keys import topic_segments_prefix
+from lakelog.storage.ports import ObjectInfo
 from lakelog.types import Header
+from tests.contract.backends import Backend
 
 MIB = 1024 * 1024
 SMALL_LIMIT = 100
@@ -53,14 +54,7 @@ SMALL_LIMIT = 100
 class Snapshot:
     high_watermarks: dict[str, list[int]]
     configs: dict[str, dict[str, object]]
-    objects: int
-    ledger_items: int
-    catalog_items: int
-
-
-def _count(dynamodb_client: Any, table: str) -> int:
-    response = dynamodb_client.scan(TableName=table, Select="COUNT", ConsistentRead=True)
-    return int(response["Count"])
+    stored: Any
 
 
 @dataclass
@@ -68,44 +62,44 @@ class World:
     """Two topics with data, and a way to see everything storage holds."""
 
     engine: Engine
-    s3_client: Any
-    dynamodb_client: Any
-    names: ResourceNames
+    backend: Backend
 
     def snapshot(self) -> Snapshot:
         descriptions = [self.engine.describe_topic(t) for t in self.engine.list_topics()]
-        listing = self.s3_client.list_objects_v2(Bucket=self.names.bucket)
         return Snapshot(
             high_watermarks={
                 d.name: [p.high_watermark for p in d.partitions] for d in descriptions
             },
             configs={d.name: d.config for d in descriptions},
-            objects=int(listing["KeyCount"]),
-            ledger_items=_count(self.dynamodb_client, self.names.ledger_table),
-            catalog_items=_count(self.dynamodb_client, self.names.catalog_table),
+            stored=self.backend.contents(),
         )
 
-    def topic_segments(self, topic: str) -> list[str]:
+    def _segments(self, topic: str) -> list[ObjectInfo]:
         prefix = topic_segments_prefix(self.engine.describe_topic(topic).topic_id)
-        listing = self.s3_client.list_objects_v2(Bucket=self.names.bucket, Prefix=prefix)
-        return [obj["Key"] for obj in listing.get("Contents", [])]
+        return list(self.backend.stores()[0].list(prefix))
+
+    def topic_segments(self, topic: str) -> list[str]:
+        return [info.key for info in self._segments(topic)]
 
     def object_size(self, key: str) -> int:
-        head = self.s3_client.head_object(Bucket=self.names.bucket, Key=key)
-        return int(head["ContentLength"])
+        (size,) = [info.size for info in self.backend.stores()[0].list(key) if info.key == key]
+        return size
+
+    def read(self, key: str) -> bytes:
+        return self.backend.stores()[0].get_range(key, 0, self.object_size(key))
 
     def overwrite(self, key: str, body: bytes) -> None:
-        self.s3_client.put_object(Bucket=self.names.bucket, Key=key, Body=body)
+        self.backend.stores()[0].put(key, body)
 
 
 @pytest.fixture
-def world(engine: Engine, s3_client: Any, dynamodb_client: Any, resources: ResourceNames) -> World:
+def world(engine: Engine, backend: Backend) -> World:
     engine.create_topic("orders", partitions=3)
     engine.append("orders", [Record(value=b"a", partition=0), Record(value=b"b", partition=1)])
     engine.append("orders", [Record(value=b"c", partition=0)])
     engine.create_topic("small", config={"max_record_bytes": SMALL_LIMIT})
     engine.append("small", [Record(value=b"s")])
-    return World(engine, s3_client, dynamodb_client, resources)
+    return World(engine, backend)
 
 
 @contextmanager
@@ -649,7 +643,7 @@ def test_segment_swapped_for_another_valid_segment_is_detected(
     [first] = world.topic_segments("victim")
     engine.append("victim", [Record(value=b"two"), Record(value=b"three")])
     [second] = [key for key in world.topic_segments("victim") if key != first]
-    body = world.s3_client.get_object(Bucket=world.names.bucket, Key=second)["Body"].read()
+    body = world.read(second)
     world.overwrite(first, body)
 
     # When the first batch is read, then the mismatch is caught
@@ -664,7 +658,7 @@ def test_fetch_of_a_segment_whose_header_key_is_not_utf8_raises_corrupt_segment(
     world.engine.create_topic("victim", config={"compression": "none"})
     world.engine.append("victim", [Record(value=b"v", headers=(("KEYMARK", b"x"),))])
     [key] = world.topic_segments("victim")
-    body = world.s3_client.get_object(Bucket=world.names.bucket, Key=key)["Body"].read()
+    body = world.read(key)
     index = body.index(b"KEYMARK")
     world.overwrite(key, body[:index] + b"\xff" + body[index + 1 :])
 
@@ -694,7 +688,7 @@ def test_fetch_of_a_deleted_segment_raises_corrupt_segment(
     world.engine.create_topic("victim")
     world.engine.append("victim", [Record(value=b"a")])
     [key] = world.topic_segments("victim")
-    world.s3_client.delete_object(Bucket=world.names.bucket, Key=key)
+    world.backend.stores()[0].delete([key])
 
     with pytest.raises(CorruptSegmentError):
         make_engine().fetch("victim", 0, 0)

@@ -12,12 +12,13 @@ from typing import Any, cast
 import duckdb
 import pytest
 
-from lakelog import Engine, Record, ResourceNames, StoredRecord
+from lakelog import Engine, Record, StoredRecord
 from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.log.partitioner import partition_for_key
 from lakelog.service.fetch import QUERY_ENTRIES
 from lakelog.storage.keys import partition_pk, topic_segments_prefix
 from lakelog.types import Header
+from tests.contract.backends import Backend
 
 NOW_MS = 1_700_000_000_000
 
@@ -498,7 +499,7 @@ def test_append_over_more_partitions_than_one_transaction_keeps_request_order(
 
 
 def test_segments_in_the_bucket_read_back_with_duckdb_give_the_same_records(
-    engine: Engine, s3_client: Any, resources: ResourceNames, tmp_path: Path
+    engine: Engine, backend: Backend, tmp_path: Path
 ) -> None:
     # Given a few appends over three partitions, keyed, keyless and explicit, with headers
     topic = engine.create_topic("orders", partitions=3)
@@ -509,16 +510,12 @@ def test_segments_in_the_bucket_read_back_with_duckdb_give_the_same_records(
     engine.append("orders", [Record(value=None, key=b"k1", partition=2, timestamp_ms=42)])
 
     # When every segment object is downloaded and read with DuckDB
-    listing = s3_client.list_objects_v2(
-        Bucket=resources.bucket, Prefix=topic_segments_prefix(topic.topic_id)
-    )
+    objects, *_ = backend.stores()
     paths: dict[str, Path] = {}
-    for index, obj in enumerate(listing["Contents"]):
+    for index, info in enumerate(objects.list(topic_segments_prefix(topic.topic_id))):
         path = tmp_path / f"segment-{index}.parquet"
-        path.write_bytes(
-            s3_client.get_object(Bucket=resources.bucket, Key=obj["Key"])["Body"].read()
-        )
-        paths[obj["Key"]] = path
+        path.write_bytes(objects.get_range(info.key, 0, info.size))
+        paths[info.key] = path
     assert len(paths) == 3  # one segment per append
 
     # Then placing each row at entry.base_offset + row index gives exactly what fetch returns

@@ -33,6 +33,7 @@ from tests.integration.group_support import (
     heartbeat,
     held,
 )
+from tests.support import run_in_threads
 
 MEMBERS = 6
 PARTITIONS = 12
@@ -58,26 +59,6 @@ def _first_waits(
             barrier.wait()
 
     return hook
-
-
-def _run_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` for each i in ``count`` threads started together; re-raise failures."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            work(index)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
 
 
 @pytest.mark.slow
@@ -110,7 +91,7 @@ def test_members_joining_at_once_never_hold_one_lease_together_and_converge(
                     grants[(a.partition, a.lease_epoch)].add(reply.member_id)
 
     # When they join and heartbeat concurrently, round after round
-    _run_threads(MEMBERS, member)
+    run_in_threads(MEMBERS, member)
 
     # Then all six raced for partition 0, as nobody had taken it yet, and one won
     assert [m.partition for m in moves[:MEMBERS]] == [0] * MEMBERS
@@ -162,7 +143,7 @@ def test_members_racing_for_the_free_leases_of_a_dead_member_take_each_exactly_o
             name = survivors[index]
             replies[name].append(engines[index].join_group("g", ["orders"], name))
 
-    _run_threads(len(survivors), member)
+    run_in_threads(len(survivors), member)
 
     # Then each of the dead member's leases was taken once, by one member, at the next epoch
     grants: dict[tuple[int, int], set[str]] = defaultdict(set)
@@ -334,7 +315,7 @@ def test_commits_racing_a_takeover_in_threads_are_a_landed_run_then_fenced(
                 return
 
     # When b takes the lease over while a commits, in whatever order the threads run
-    _run_threads(2, race)
+    run_in_threads(2, race)
 
     # Then, however they interleaved, a run of commits landed and every later one was
     # fenced (either run may be empty), and b starts at the last commit that landed

@@ -35,16 +35,15 @@ from lakelog.limits import (
     MAX_TOPICS_PER_MEMBER,
     MIN_SESSION_TIMEOUT_MS,
 )
-from lakelog.storage.groups import MEMBER_TTL_GRACE_MS
+from lakelog.storage.groups import MEMBER_TTL_GRACE_MS, DynamoGroupStore
 from lakelog.storage.keys import group_pk, member_sort_key
+from tests.contract.backends import Backend
 from tests.integration.group_support import (
     Clock,
     assert_balanced,
     assert_disjoint_and_complete,
-    catalog_items,
     heartbeat,
     held,
-    read_group,
 )
 
 SESSION = DEFAULT_SESSION_TIMEOUT_MS
@@ -271,16 +270,16 @@ def test_an_unknown_member_id_is_accepted_as_a_rejoin(engine: Engine) -> None:
 
 
 def test_leave_is_idempotent_and_leaving_an_unknown_member_changes_nothing(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames
+    engine: Engine, backend: Backend
 ) -> None:
     engine.join_group("g", ["orders"], "a")
     engine.leave_group("g", "a")
-    before = catalog_items(dynamodb_client, resources.catalog_table)
+    before = backend.contents()
 
     engine.leave_group("g", "a")
     engine.leave_group("g", "never-joined")
 
-    assert catalog_items(dynamodb_client, resources.catalog_table) == before
+    assert backend.contents() == before
 
 
 def test_member_item_carries_its_session_end_and_a_ttl_a_day_later(
@@ -294,7 +293,7 @@ def test_member_item_carries_its_session_end_and_a_ttl_a_day_later(
     )["Item"]
     assert int(item["expires_ms"]["N"]) == clock.now_ms + 20_000
     assert int(item["expires_at"]["N"]) == (clock.now_ms + 20_000 + MEMBER_TTL_GRACE_MS) // 1000
-    state = read_group(dynamodb_client, resources.catalog_table, "g")
+    state = DynamoGroupStore(dynamodb_client, resources.catalog_table).read_group("g")
     assert [(m.member_id, m.topics) for m in state.members] == [("a", ("orders",))]
     assert len(state.leases) == 6
 
@@ -394,18 +393,18 @@ def timed(engine: Engine) -> Engine:
 
 
 def test_reset_is_refused_while_a_member_is_live(
-    timed: Engine, clock: Clock, dynamodb_client: Any, resources: ResourceNames
+    timed: Engine, clock: Clock, backend: Backend
 ) -> None:
     # Given a live member (subscribed to another topic, even)
     timed.join_group("g", ["orders"], "a")
-    before = catalog_items(dynamodb_client, resources.catalog_table)
+    before = backend.contents()
 
     # Then a reset is refused and changes nothing
     with pytest.raises(GroupNotEmptyError) as error:
         timed.reset_offsets("g", "timed", to="earliest")
     assert error.value.code == "group_not_empty"
     assert error.value.members == ("a",)
-    assert catalog_items(dynamodb_client, resources.catalog_table) == before
+    assert backend.contents() == before
 
     # When the member's session is over, the reset goes through
     clock.advance(SESSION)
@@ -475,7 +474,7 @@ def test_a_dead_member_that_comes_back_after_a_reset_is_fenced(timed: Engine, cl
 
 
 def test_a_recreated_topic_does_not_inherit_the_old_topics_offsets(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames
+    engine: Engine, backend: Backend
 ) -> None:
     # Given a member that committed offsets on every partition of "orders"
     reply = engine.join_group("g", ["orders"], "a")
@@ -500,7 +499,7 @@ def test_a_recreated_topic_does_not_inherit_the_old_topics_offsets(
         (1, None, 2),
         (2, None, 2),
     ]
-    leases = read_group(dynamodb_client, resources.catalog_table, "g").leases
+    leases = backend.stores()[3].read_group("g").leases
     assert [(lease.partition, lease.owner) for lease in leases][3:] == [
         (3, None),
         (4, None),
@@ -537,10 +536,10 @@ def test_a_process_with_a_stale_cache_keeps_the_offsets_of_the_recreated_topic(
 
 
 @contextmanager
-def changes_nothing(dynamodb_client: Any, resources: ResourceNames) -> Iterator[None]:
-    before = catalog_items(dynamodb_client, resources.catalog_table)
+def changes_nothing(backend: Backend) -> Iterator[None]:
+    before = backend.contents()
     yield
-    assert catalog_items(dynamodb_client, resources.catalog_table) == before
+    assert backend.contents() == before
 
 
 BAD_GROUP_IDS: list[object] = ["", ".", "has space", "a/b", "g#1", "caf\u00e9", "x" * 250, None, 7]
@@ -555,10 +554,10 @@ GROUP_OPERATIONS: dict[str, Callable[[Engine, Any], object]] = {
 
 
 def test_bad_group_ids_are_rejected_by_every_operation(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames, subtests: pytest.Subtests
+    engine: Engine, backend: Backend, subtests: pytest.Subtests
 ) -> None:
     engine.join_group("g", ["orders"], "a")
-    with changes_nothing(dynamodb_client, resources):
+    with changes_nothing(backend):
         for group in BAD_GROUP_IDS:
             for operation, call in GROUP_OPERATIONS.items():
                 with (
@@ -594,10 +593,10 @@ BAD_JOINS: list[tuple[dict[str, Any], type[Exception], str]] = [
 
 
 def test_bad_joins_raise_and_change_nothing(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames, subtests: pytest.Subtests
+    engine: Engine, backend: Backend, subtests: pytest.Subtests
 ) -> None:
     engine.join_group("g", ["orders"], "a")
-    with changes_nothing(dynamodb_client, resources):
+    with changes_nothing(backend):
         for overrides, error, message in BAD_JOINS:
             arguments: dict[str, Any] = {"topics": ["orders"], "member_id": "b", **overrides}
             with subtests.test(overrides=str(overrides)[:60]), pytest.raises(error, match=message):
@@ -630,10 +629,10 @@ def _bad_commits(epoch: int) -> list[tuple[list[Any], type[Exception], str]]:
 
 
 def test_bad_commits_raise_and_change_nothing(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames, subtests: pytest.Subtests
+    engine: Engine, backend: Backend, subtests: pytest.Subtests
 ) -> None:
     epoch = engine.join_group("g", ["orders"], "a").assignments[0].lease_epoch
-    with changes_nothing(dynamodb_client, resources):
+    with changes_nothing(backend):
         for offsets, error, message in _bad_commits(epoch):
             with subtests.test(message=message), pytest.raises(error, match=message):
                 engine.commit_offsets("g", "a", offsets)
@@ -655,9 +654,9 @@ BAD_RESETS: list[tuple[dict[str, Any], type[Exception], str]] = [
 
 
 def test_bad_resets_raise_and_change_nothing(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames, subtests: pytest.Subtests
+    engine: Engine, backend: Backend, subtests: pytest.Subtests
 ) -> None:
-    with changes_nothing(dynamodb_client, resources):
+    with changes_nothing(backend):
         for arguments, error, message in BAD_RESETS:
             target = dict(arguments)
             topic = target.pop("topic", "orders")
@@ -665,11 +664,9 @@ def test_bad_resets_raise_and_change_nothing(
                 engine.reset_offsets("g", topic, **target)
 
 
-def test_bad_member_ids_on_leave_raise_and_change_nothing(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames
-) -> None:
+def test_bad_member_ids_on_leave_raise_and_change_nothing(engine: Engine, backend: Backend) -> None:
     engine.join_group("g", ["orders"], "a")
-    with changes_nothing(dynamodb_client, resources):
+    with changes_nothing(backend):
         for member_id in ["", "m#a", "a b", None]:
             with pytest.raises(InvalidRequestError, match="member id"):
                 engine.leave_group("g", member_id)  # type: ignore[arg-type]

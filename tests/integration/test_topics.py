@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -12,12 +11,12 @@ from lakelog import (
     Engine,
     InvalidRequestError,
     Record,
-    ResourceNames,
     TopicExistsError,
     TopicNotFoundError,
 )
 from lakelog.limits import MAX_PARTITIONS
 from lakelog.storage.keys import partition_pk, topic_segments_prefix
+from tests.contract.backends import Backend
 
 DEFAULT_CONFIG = {
     "retention_ms": 604_800_000,
@@ -30,13 +29,6 @@ DEFAULT_CONFIG = {
 
 def high_watermarks(engine: Engine, topic: str) -> list[int]:
     return [p.high_watermark for p in engine.describe_topic(topic).partitions]
-
-
-def ledger_item_count(dynamodb_client: Any, names: ResourceNames) -> int:
-    response = dynamodb_client.scan(
-        TableName=names.ledger_table, Select="COUNT", ConsistentRead=True
-    )
-    return int(response["Count"])
 
 
 def append_values(engine: Engine, topic: str, partition: int, *values: bytes) -> None:
@@ -76,25 +68,25 @@ def test_create_topic_with_config_keeps_the_given_keys_and_defaults_the_rest(
 
 
 def test_create_topic_twice_raises_topic_exists_and_keeps_the_first(
-    engine: Engine, dynamodb_client: Any, resources: ResourceNames
+    engine: Engine, backend: Backend
 ) -> None:
     # Given a topic with data
     first = engine.create_topic("orders", partitions=2)
     append_values(engine, "orders", 1, b"a", b"b")
-    items = ledger_item_count(dynamodb_client, resources)
+    before = backend.contents()
 
     # When it is created again, even with other settings
     with pytest.raises(TopicExistsError) as caught:
         engine.create_topic("orders", partitions=5, config={"compression": "none"})
 
-    # Then the error names it and the first topic is untouched, with no stray ledger items
+    # Then the error names it and the first topic is untouched, with nothing stored besides
     assert caught.value.topic == "orders"
     assert caught.value.code == "topic_exists"
     again = engine.describe_topic("orders")
     assert again.topic_id == first.topic_id
     assert again.config == DEFAULT_CONFIG
     assert [p.high_watermark for p in again.partitions] == [0, 2]
-    assert ledger_item_count(dynamodb_client, resources) == items
+    assert backend.contents() == before
 
 
 def test_list_topics_returns_every_name_sorted(engine: Engine) -> None:
@@ -232,9 +224,7 @@ def test_delete_topic_twice_raises_topic_not_found(engine: Engine) -> None:
         engine.delete_topic("orders")
 
 
-def test_delete_topic_leaves_its_segments_to_gc(
-    engine: Engine, s3_client: Any, resources: ResourceNames
-) -> None:
+def test_delete_topic_leaves_its_segments_to_gc(engine: Engine) -> None:
     # Given a topic with one segment
     topic = engine.create_topic("orders")
     append_values(engine, "orders", 0, b"a")
@@ -243,8 +233,7 @@ def test_delete_topic_leaves_its_segments_to_gc(
 
     # Then the segment stays until gc and the topic is marked for gc
     prefix = topic_segments_prefix(topic.topic_id)
-    listing = s3_client.list_objects_v2(Bucket=resources.bucket, Prefix=prefix)
-    assert listing["KeyCount"] == 1
+    assert len(list(engine.context.objects.list(prefix))) == 1
     marked = engine.context.catalog.deleted_topics()
     assert [t.topic_id for t in marked] == [topic.topic_id]
 

@@ -17,7 +17,7 @@ from lakelog.log.ledger import (
     contiguous_run,
     plan_write,
 )
-from lakelog.storage.ports import Entry, Head, PartitionWrite, ProducerState
+from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 
 PK = "p#topic#0"
 PRODUCER = 17

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from lakelog.client.clock import SYSTEM_CLOCK, GroupClock
 from lakelog.client.coordinator import CommitFailedError, ConsumerCoordinator, OffsetAndMetadata
 from lakelog.client.fetcher import ConsumerRecord, Fetched, Fetcher
 from lakelog.client.subscription import ConsumerRebalanceListener, OffsetReset, SubscriptionState
@@ -77,6 +78,9 @@ class Consumer:
         Iteration stops after this long without a record (None: never).
     key_deserializer, value_deserializer
         Applied to keys and values that are not None.
+    _clock
+        The clock group membership keeps (`lakelog.client.clock.GroupClock`): not a
+        kafka-python setting, for tests that move time themselves; the real one by default.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Consumer:
         listener: ConsumerRebalanceListener | None = None,
         key_deserializer: Callable[[bytes], Any] | None = None,
         value_deserializer: Callable[[bytes], Any] | None = None,
+        _clock: GroupClock = SYSTEM_CLOCK,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise InvalidRequestError("auto_offset_reset must be earliest, latest or none")
@@ -127,6 +132,7 @@ class Consumer:
                 self._fetcher.reset_position,
                 session_timeout_ms=session_timeout_ms,
                 auto_commit_s=auto_commit_interval_ms / 1000 if enable_auto_commit else None,
+                clock=_clock,
             )
         )
         if topics and group_id is None:  # kafka-python: every partition, no group

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
+from lakelog.client.clock import SYSTEM_CLOCK, GroupClock
 from lakelog.client.subscription import SubscriptionState
 from lakelog.client.transport import RETRYABLE, Transport
 from lakelog.contract.operations import CommitOffsets, DescribeGroup, JoinGroup, LeaveGroup
@@ -69,6 +69,8 @@ class ConsumerCoordinator:
         How long the group waits for a silent member before its leases move.
     auto_commit_s
         Commit moved positions this often (and before each heartbeat); None: never.
+    clock
+        When heartbeats and auto-commits fall due, and how the heartbeat thread waits.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ConsumerCoordinator:
         *,
         session_timeout_ms: int | None = None,
         auto_commit_s: float | None = None,
+        clock: GroupClock = SYSTEM_CLOCK,
     ) -> None:
         self._transport = transport
         self.group_id = group_id
@@ -87,7 +90,8 @@ class ConsumerCoordinator:
         self._start_of = start_of
         self._session_timeout_ms = session_timeout_ms
         self._auto_commit_s = auto_commit_s
-        self._next_auto_commit = time.monotonic() + (auto_commit_s or 0.0)
+        self._clock = clock
+        self._next_auto_commit = clock.monotonic() + (auto_commit_s or 0.0)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._requesting = False  # a join, heartbeat or leave is out
@@ -114,7 +118,7 @@ class ConsumerCoordinator:
         if not self._subscription.topics:
             return
         self.apply_pending()
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             heartbeat_due = now - self._last_heartbeat >= self.heartbeat_s
             joined = self.member_id is not None
@@ -164,7 +168,7 @@ class ConsumerCoordinator:
             with self._lock:
                 self.member_id = membership.member_id
                 self.heartbeat_s = membership.heartbeat_interval_ms / 1000
-                self._last_heartbeat = time.monotonic()
+                self._last_heartbeat = self._clock.monotonic()
                 self._membership = membership
         finally:
             self._end_request()
@@ -175,9 +179,9 @@ class ConsumerCoordinator:
             self._heartbeater.start()
 
     def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(self.heartbeat_s / 4):
+        while not self._clock.wait(self._stop, self.heartbeat_s / 4):
             with self._lock:
-                due = time.monotonic() - self._last_heartbeat >= self.heartbeat_s
+                due = self._clock.monotonic() - self._last_heartbeat >= self.heartbeat_s
             if due and self._subscription.topics:
                 try:
                     self._heartbeat()

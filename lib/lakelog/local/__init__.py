@@ -1,4 +1,9 @@
-"""Running lakelog on one machine: AWS emulated in-process by moto."""
+"""Running lakelog on one machine (``lakelog dev``): AWS emulated in-process by moto.
+
+Needs the ``lakelog[local]`` extra. Part of the dev server, never of a Lambda: the API
+function imports nothing from here (ADR 0006). Tests that want storage without moto use
+`lakelog.storage.memory` instead.
+"""
 
 from __future__ import annotations
 

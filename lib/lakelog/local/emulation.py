@@ -1,4 +1,7 @@
-"""Make moto's DynamoDB behave like DynamoDB where lakelog depends on it.
+"""Make moto's DynamoDB behave like DynamoDB where lakelog depends on it (ADR 0006).
+
+Part of the dev server (``lakelog dev``) and of the tests of the AWS adapters; never
+imported by a Lambda function.
 
 Atomicity. DynamoDB applies a ``TransactWriteItems`` atomically and in isolation from
 every other write. moto checks and applies the items one by one, and on a cancelled
@@ -28,11 +31,17 @@ _PATCHED = "_lakelog_serialized"
 
 
 def _failed_conditions(backend: Any, transact_items: list[dict[str, Any]]) -> list[Any] | None:
-    """moto's cancellation reasons if any condition fails, else None (nothing applied)."""
+    """moto's cancellation reasons if any condition fails, else None (nothing applied).
+
+    A transaction naming one item twice raises moto's validation error here, before
+    anything is applied, as DynamoDB refuses it as a whole.
+    """
     from moto.dynamodb.comparisons import get_filter_expression  # noqa: PLC0415
+    from moto.dynamodb.exceptions import MultipleTransactionsException  # noqa: PLC0415
 
     reasons: list[Any] = []
     failed = False
+    named: set[tuple[str, str]] = set()
     for item in transact_items:
         op_type, op = next(iter(item.items()))
         if op_type == "Put":
@@ -42,6 +51,10 @@ def _failed_conditions(backend: Any, transact_items: list[dict[str, Any]]) -> li
                 key[table.range_key_attr] = op["Item"][table.range_key_attr]
         else:
             key = op["Key"]
+        identity = (str(op["TableName"]), str(dict(sorted(key.items()))))
+        if identity in named:
+            raise MultipleTransactionsException()
+        named.add(identity)
         condition = op.get("ConditionExpression")
         if condition is None:
             reasons.append((None, None, None))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lakelog.errors import InvalidRequestError, OutOfOrderSequenceError, ProducerFencedError
-from lakelog.storage.ports import Entry, Head, PartitionWrite, ProducerState
+from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 
 __all__ = [
     "PRODUCER_BATCHES_KEPT",

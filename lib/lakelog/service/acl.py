@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from lakelog.errors import ForbiddenError, InvalidRequestError
+from lakelog.limits import MAX_ACL_RULE_KEY_BYTES
 from lakelog.storage.keys import acl_sort_key
 from lakelog.storage.ports import AclEntry, CatalogStore
 
@@ -19,8 +20,6 @@ ACL_CACHE_SECONDS = 10.0
 CLUSTER = "*"
 """The resource name of cluster-wide operations (managing ACLs): admin on ``*``."""
 
-MAX_RULE_KEY_BYTES = 1024
-"""DynamoDB's sort key limit, which a rule's key (topic, effect, principal) must fit."""
 
 Effect = Literal["allow", "deny"]
 
@@ -44,9 +43,12 @@ def _validate(entry: AclEntry) -> AclEntry:
             )
     if "|" in entry.topic:
         raise InvalidRequestError("topic pattern cannot contain '|'")
-    if len(acl_sort_key(entry.topic, entry.effect, entry.principal).encode()) > MAX_RULE_KEY_BYTES:
+    if (
+        len(acl_sort_key(entry.topic, entry.effect, entry.principal).encode())
+        > MAX_ACL_RULE_KEY_BYTES
+    ):
         raise InvalidRequestError(
-            f"principal and topic patterns together exceed {MAX_RULE_KEY_BYTES - 8} bytes"
+            f"principal and topic patterns together exceed {MAX_ACL_RULE_KEY_BYTES - 8} bytes"
         )
     return entry
 

@@ -13,8 +13,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
+from lakelog.log.records import Head
 from lakelog.storage.keys import partition_pk
-from lakelog.storage.ports import CatalogStore, Head, LedgerStore, ObjectStore, TopicRecord
+from lakelog.storage.ports import CatalogStore, LedgerStore, ObjectStore, TopicRecord
 
 __all__ = [
     "Caches",
@@ -40,12 +41,22 @@ def now_ms() -> int:
 
 
 class TopicCache:
-    """Topics by name, re-read from the catalog after `TOPIC_CACHE_SECONDS`."""
+    """Topics by name, re-read from the catalog after `TOPIC_CACHE_SECONDS`.
 
-    def __init__(self, catalog: CatalogStore, ttl_seconds: float = TOPIC_CACHE_SECONDS) -> None:
+    Ages are measured on ``clock_ms``, the engine's clock (a clock that went back counts
+    as expired).
+    """
+
+    def __init__(
+        self,
+        catalog: CatalogStore,
+        ttl_seconds: float = TOPIC_CACHE_SECONDS,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
         self._catalog = catalog
-        self._ttl = ttl_seconds
-        self._topics: dict[str, tuple[float, TopicRecord]] = {}
+        self._ttl_ms = ttl_seconds * 1000
+        self._clock_ms = clock_ms
+        self._topics: dict[str, tuple[int, TopicRecord]] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, min_partitions: object = 0) -> TopicRecord:
@@ -58,7 +69,7 @@ class TopicCache:
         with self._lock:
             cached = self._topics.get(name)
         wanted = min_partitions if isinstance(min_partitions, int) else 0
-        if cached and time.monotonic() - cached[0] < self._ttl and cached[1].partitions >= wanted:
+        if cached and self._fresh(cached[0]) and cached[1].partitions >= wanted:
             return cached[1]
         topic = self._catalog.get_topic(name)
         if topic is None:
@@ -70,7 +81,10 @@ class TopicCache:
     def put(self, topic: TopicRecord) -> None:
         """Remember ``topic`` as current."""
         with self._lock:
-            self._topics[topic.name] = (time.monotonic(), topic)
+            self._topics[topic.name] = (self._clock_ms(), topic)
+
+    def _fresh(self, cached_ms: int) -> bool:
+        return 0 <= self._clock_ms() - cached_ms < self._ttl_ms
 
     def invalidate(self, name: str) -> None:
         """Forget ``name``; the next `get` reads the catalog."""
@@ -166,7 +180,8 @@ class EngineContext:
         clock_ms: Callable[[], int] = now_ms,
     ) -> EngineContext:
         """A context with fresh caches."""
-        return cls(objects, ledger, catalog, Caches(topics=TopicCache(catalog)), clock_ms)
+        topics = TopicCache(catalog, clock_ms=clock_ms)
+        return cls(objects, ledger, catalog, Caches(topics=topics), clock_ms)
 
     def partition_pk(self, topic: TopicRecord, partition: object) -> str:
         """Ledger key of ``partition`` of ``topic``, checking that the partition exists."""

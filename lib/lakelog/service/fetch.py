@@ -13,8 +13,9 @@ from lakelog.limits import (
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.ledger import contiguous_run
+from lakelog.log.records import Entry, Head
 from lakelog.service.context import EngineContext, retry_if_stale
-from lakelog.storage.ports import Entry, Head, TopicRecord
+from lakelog.storage.ports import TopicRecord
 from lakelog.types import FetchResult, StoredRecord
 
 __all__ = ["Fetcher"]

@@ -28,17 +28,11 @@ from lakelog.limits import (
     validate_member_id,
     validate_topic_name,
 )
+from lakelog.log.records import Head
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.fetch import Fetcher
 from lakelog.storage.keys import partition_pk
-from lakelog.storage.ports import (
-    GroupState,
-    GroupStore,
-    Head,
-    LeaseRecord,
-    MemberRecord,
-    TopicRecord,
-)
+from lakelog.storage.ports import GroupState, GroupStore, LeaseRecord, MemberRecord, TopicRecord
 from lakelog.types import (
     Assignment,
     GroupDescription,

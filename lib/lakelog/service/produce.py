@@ -26,9 +26,10 @@ from lakelog.limits import (
 from lakelog.log.codec import SegmentBuilder, record_size
 from lakelog.log.ledger import Duplicate, PlannedBatch, check_producer, plan_write
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
+from lakelog.log.records import Head, PartitionWrite
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.keys import l0_segment_key
-from lakelog.storage.ports import AppendConflict, Head, PartitionWrite, TopicRecord
+from lakelog.storage.ports import AppendConflict, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
 
 __all__ = ["AppendRetryPolicy", "Appender"]
@@ -44,7 +45,8 @@ class AppendRetryPolicy:
     """Jittered exponential backoff for ledger conflicts and throttles (full jitter).
 
     A conflict means another append to the partition won, so the log is progressing; an
-    append gives up only after ``max_attempts`` or ``deadline_seconds``, whichever first.
+    append gives up only after ``max_attempts`` or ``deadline_seconds`` (on the engine's clock),
+    whichever first.
     """
 
     max_attempts: int = 1000
@@ -381,7 +383,7 @@ class Appender:
         topic, producer = request.topic, request.producer
         identity = (producer.producer_id, producer.epoch) if producer else None
         heads = self._ctx.caches.heads.get_many(self._ctx.ledger, [b.pk for b in chunk])
-        deadline = time.monotonic() + self._retry.deadline_seconds
+        deadline_ms = self._ctx.clock_ms() + self._retry.deadline_seconds * 1000
         for attempt in range(self._retry.max_attempts):
             writes: list[PartitionWrite] = []
             planned: list[PlannedBatch] = []
@@ -402,14 +404,14 @@ class Appender:
             except AppendConflict as conflict:
                 self._refresh(topic, heads, conflict)
             except ThrottledError:
-                if attempt + 1 == self._retry.max_attempts or time.monotonic() > deadline:
+                if attempt + 1 == self._retry.max_attempts or self._ctx.clock_ms() > deadline_ms:
                     raise
             else:
                 self._remember(heads, writes)
                 for batch, write in zip(planned, writes, strict=True):
                     request.fill(batch.partition, write.entry.base_offset)
                 return
-            if time.monotonic() > deadline:
+            if self._ctx.clock_ms() > deadline_ms:
                 break
             self._sleep(self._retry.delay(attempt, self._rng))
         raise UnavailableError(
@@ -443,21 +445,5 @@ class Appender:
         self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
 
     def _remember(self, heads: dict[str, Head], writes: Sequence[PartitionWrite]) -> None:
-        fresh: dict[str, Head] = {}
-        for write in writes:
-            old = heads[write.pk]
-            producers = {
-                pid: state
-                for pid, state in old.producers.items()
-                if pid not in write.expired_producers
-            }
-            if write.producer_id is not None and write.producer_state is not None:
-                producers[write.producer_id] = write.producer_state
-            fresh[write.pk] = Head(
-                high_watermark=write.new_high_watermark,
-                log_start_offset=old.log_start_offset,
-                size_bytes=old.size_bytes + write.entry.size_bytes,
-                max_timestamp=write.new_max_timestamp,
-                producers=producers,
-            )
+        fresh = {write.pk: write.applied_to(heads[write.pk]) for write in writes}
         self._ctx.caches.heads.update(fresh)

@@ -1,10 +1,11 @@
-"""Storage ports and their adapters: S3, DynamoDB and fault injection."""
+"""Storage ports and their adapters: S3, DynamoDB, in memory, and fault injection."""
 
 from __future__ import annotations
 
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
+from lakelog.storage.memory import MemoryStorage
 from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.resources import create_resources
 from lakelog.storage.s3 import S3ObjectStore
@@ -16,6 +17,7 @@ __all__ = [
     "DynamoLedgerStore",
     "GroupStore",
     "LedgerStore",
+    "MemoryStorage",
     "ObjectStore",
     "ResourceNames",
     "S3ObjectStore",

@@ -21,12 +21,12 @@ Catalog access rule
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 from lakelog.storage.attributes import (
     Item,
     cancellation_codes,
@@ -46,15 +46,8 @@ from lakelog.storage.keys import (
     PRODUCER_ID_SK,
     acl_sort_key,
 )
-from lakelog.storage.ports import (
-    AclEntry,
-    AppendConflict,
-    Entry,
-    Head,
-    PartitionWrite,
-    ProducerState,
-    TopicRecord,
-)
+from lakelog.storage.ports import AclEntry, AppendConflict, TopicRecord
+from lakelog.storage.rules import decode_config, encode_config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -297,7 +290,7 @@ def _topic_from_item(item: Item) -> TopicRecord:
         name=item["name"]["S"] if "name" in item else item["sk"]["S"],
         topic_id=item["topic_id"]["S"],
         partitions=get_int(item, "partitions"),
-        config=json.loads(item["config"]["S"]),
+        config=decode_config(item["config"]["S"]),
         created_ms=get_int(item, "created_ms"),
         version=get_int(item, "version", 1),
         deleted_ms=get_int(item, "deleted_ms") if "deleted_ms" in item else None,
@@ -308,7 +301,7 @@ def _topic_attributes(topic: TopicRecord) -> Item:
     return {
         "topic_id": {"S": topic.topic_id},
         "partitions": num(topic.partitions),
-        "config": {"S": json.dumps(topic.config, sort_keys=True)},
+        "config": {"S": encode_config(topic.config)},
         "created_ms": num(topic.created_ms),
         "version": num(topic.version),
     }

@@ -15,18 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 from lakelog.errors import ThrottledError, UnavailableError
+from lakelog.log.records import Entry, Head, PartitionWrite
 from lakelog.storage.ports import (
     AppendConflict,
-    Entry,
     GroupState,
     GroupStore,
-    Head,
     LeaseRecord,
     LedgerStore,
     MemberRecord,
     ObjectInfo,
     ObjectStore,
-    PartitionWrite,
 )
 from lakelog.types import OffsetCommit
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from lakelog.errors import LeaseFencedError, UnavailableError
+from lakelog.errors import UnavailableError
 from lakelog.storage.attributes import (
     Item,
     cancellation_codes,
@@ -39,6 +39,13 @@ from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import group_pk, lease_sort_key, member_sort_key, parse_group_sort_key
 from lakelog.storage.ports import GroupState, LeaseRecord, MemberRecord
 from lakelog.storage.resources import TTL_ATTRIBUTE
+from lakelog.storage.rules import (
+    TRANSACTION_ITEMS,
+    commit_needed,
+    fenced,
+    keeps_commit,
+    transaction_chunks,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,9 +56,6 @@ __all__ = ["MEMBER_TTL_GRACE_MS", "TRANSACTION_ITEMS", "DynamoGroupStore"]
 
 MEMBER_TTL_GRACE_MS: Final = 24 * 3600 * 1000
 """How long after its session ends a member item may be removed by DynamoDB's TTL."""
-
-TRANSACTION_ITEMS: Final = 100
-"""Items one ``TransactWriteItems`` may hold."""
 
 CONFLICT_ATTEMPTS: Final = 3
 """Times a transaction cancelled only by conflicts with other transactions is sent."""
@@ -167,7 +171,7 @@ class DynamoGroupStore:
     ) -> LeaseRecord | None:
         condition, values = _epoch_condition(seen)
         update = "SET #owner = :owner, lease_epoch = :next, topic_id = :topic_id"
-        if seen.topic_id != topic_id:
+        if not keeps_commit(seen, topic_id):
             update += " REMOVE committed_offset, committed_ms"
         values = {
             **values,
@@ -194,10 +198,8 @@ class DynamoGroupStore:
     def commit(
         self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
     ) -> None:
-        if not offsets:
+        if not commit_needed(offsets):
             return
-        if len(offsets) > TRANSACTION_ITEMS:
-            raise ValueError(f"at most {TRANSACTION_ITEMS} offsets per commit")
         updates: list[Any] = [
             {
                 "TableName": self._table,
@@ -220,25 +222,18 @@ class DynamoGroupStore:
                 self._ddb.update_item(**updates[0])
             except ClientError as exc:
                 if condition_failed(exc):
-                    raise LeaseFencedError(
-                        group, member_id, ((offsets[0].topic, offsets[0].partition),)
-                    ) from None
+                    raise fenced(group, member_id, offsets, [True]) from None
                 raise
             return
         codes = self._transact([{"Update": update} for update in updates], "offset commit")
         if codes:
-            moved = tuple(
-                (commit.topic, commit.partition)
-                for commit, code in zip(offsets, codes, strict=False)
-                if code == "ConditionalCheckFailed"
-            )
-            raise LeaseFencedError(group, member_id, moved)
+            raise fenced(group, member_id, offsets, [c == "ConditionalCheckFailed" for c in codes])
 
     @translate_client_errors
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
-        for start in range(0, len(resets), TRANSACTION_ITEMS):
+        for chunk in transaction_chunks(resets):
             items: list[Any] = []
-            for seen, new in resets[start : start + TRANSACTION_ITEMS]:
+            for seen, new in chunk:
                 condition, values = _epoch_condition(seen)
                 item: Item = {
                     **self._lease_key(group, new.topic, new.partition),

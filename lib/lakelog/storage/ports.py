@@ -1,35 +1,37 @@
 """Ports: the few primitive operations the engine needs from object storage and the ledger.
 
 Adapters implement them on injected boto3 clients (`lakelog.storage.s3`,
-`lakelog.storage.dynamodb`, `lakelog.storage.groups`); `lakelog.storage.faults` wraps any of
-them with fail points.
-The records below are what the ledger persists; `lakelog.storage.keys` says where.
+`lakelog.storage.dynamodb`, `lakelog.storage.groups`) and in memory
+(`lakelog.storage.memory`); `lakelog.storage.faults` wraps any of them with fail points.
+What a backend must do is stated once, as tests every backend passes: ``tests/contract/``.
+The rules the backends share (chunking, lease changes, error shapes) are in
+`lakelog.storage.rules`.
+The ledger's records (heads, entries, writes) are defined by the ledger protocol in
+`lakelog.log.records`; the catalog's records are below; `lakelog.storage.keys` says where
+each is stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from lakelog.log.records import Entry, Head, PartitionWrite
     from lakelog.types import OffsetCommit
 
 __all__ = [
     "AclEntry",
     "AppendConflict",
     "CatalogStore",
-    "Entry",
     "GroupState",
     "GroupStore",
-    "Head",
     "LeaseRecord",
     "LedgerStore",
     "MemberRecord",
     "ObjectInfo",
     "ObjectStore",
-    "PartitionWrite",
-    "ProducerState",
     "TopicRecord",
 ]
 
@@ -41,76 +43,6 @@ class ObjectInfo:
     key: str
     size: int
     last_modified_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ProducerState:
-    """What a partition remembers of an idempotent producer.
-
-    ``batches`` holds the most recent batches as
-    ``(first_sequence, last_sequence, base_offset, append_time_ms)``, newest last, so a
-    retried batch can be answered with its original offsets.
-    """
-
-    epoch: int
-    last_sequence: int
-    batches: tuple[tuple[int, int, int, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """The state of one partition (ledger item at ``HEAD_SK``)."""
-
-    high_watermark: int = 0
-    log_start_offset: int = 0
-    size_bytes: int = 0
-    max_timestamp: int = -1
-    producers: Mapping[int, ProducerState] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One batch of one partition: where its records live.
-
-    ``max_timestamp_cum`` is the largest timestamp of this batch and every earlier one
-    (monotone along the log): it serves offsets-for-times by binary search.
-    """
-
-    base_offset: int
-    last_offset: int
-    segment_key: str
-    row_group: int
-    byte_offset: int
-    byte_length: int
-    segment_size: int
-    footer_offset: int
-    min_timestamp: int
-    max_timestamp: int
-    max_timestamp_cum: int
-    size_bytes: int
-
-    @property
-    def record_count(self) -> int:
-        """Offsets the batch spans."""
-        return self.last_offset - self.base_offset + 1
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionWrite:
-    """One partition's part of an append transaction.
-
-    Apply only if the head's high watermark still equals ``expected_high_watermark``:
-    then put ``entry`` and move the head to ``new_high_watermark``.
-    """
-
-    pk: str
-    expected_high_watermark: int
-    new_high_watermark: int
-    new_max_timestamp: int
-    entry: Entry
-    producer_id: int | None = None
-    producer_state: ProducerState | None = None
-    expired_producers: tuple[int, ...] = ()
 
 
 class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and adapter

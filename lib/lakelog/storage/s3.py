@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from lakelog.errors import CorruptSegmentError
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.ports import ObjectInfo
+from lakelog.storage.rules import missing_object, short_read
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,13 +39,11 @@ class S3ObjectStore:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "InvalidRange"):
-                raise CorruptSegmentError(key, f"object missing or too short ({code})") from None
+                raise missing_object(key, code) from None
             raise
         data = response["Body"].read()
         if len(data) != end - start:
-            raise CorruptSegmentError(
-                key, f"asked for bytes [{start}, {end}) and got {len(data)} bytes"
-            )
+            raise short_read(key, start, end, len(data))
         return data
 
     @translate_client_errors

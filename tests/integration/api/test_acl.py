@@ -431,3 +431,28 @@ def test_separate_function_instances_see_a_rule_stored_before_their_first_reques
     # Then the first applies it at once, and a new instance reads it from the catalog
     assert _fetch(first, CONSUMER, "payments") == 200
     assert _fetch(make_api("deny", secured), CONSUMER, "payments") == 200
+
+
+def test_acl_rule_whose_key_exceeds_dynamodb_sort_key_limit_is_422(
+    api: Api,
+) -> None:
+    rule = {
+        "principal": "arn:aws:sts::123456789012:assumed-role/" + "r" * 1000,
+        "topic": "orders",
+        "operations": ["consume"],
+        "effect": "allow",
+    }
+    # DynamoDB limits the rule's sort key to 1,024 bytes: refused as invalid, never a 5xx
+    assert_error(api.send("put_acl", body=rule), 422, "invalid_request")
+
+
+def test_put_acl_echoes_the_rule_as_stored(api: Api) -> None:
+    rule = {"principal": "p", "topic": "t", "operations": ["produce", "produce"], "effect": "allow"}
+    reply = api.send("put_acl", body=rule)
+    assert reply.json["operations"] == ["produce"]
+
+
+def test_delete_acl_of_an_operation_the_rule_does_not_hold_is_404(api: Api) -> None:
+    rule = {"principal": "p", "topic": "t", "operations": ["produce"], "effect": "allow"}
+    assert api.send("put_acl", body=rule).status == 200
+    assert api.send("delete_acl", body=rule | {"operations": ["consume"]}).status == 404

@@ -170,3 +170,32 @@ def test_deleting_an_acl_rule_that_does_not_exist_returns_404_in_the_error_shape
 
     assert reply.status == 404
     assert set(reply.json) == {"error", "message"}
+
+
+def test_ledger_conflict_past_the_retry_budget_is_503_unavailable(
+    make_faulty: MakeFaulty, make_api: MakeApi
+) -> None:
+    engine, injector = make_faulty(retry=AppendRetryPolicy(max_attempts=1))
+    api = make_api("allow", engine)
+    assert api.send("create_topic").status == 201
+    injector.arm(FailPoint.CONFLICT)
+    assert_error(api.send("produce"), 503, "unavailable")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream"])
+def test_unsupported_content_type_is_answered_in_the_error_shape(
+    orders: Api, content_type: str
+) -> None:
+    reply = orders.send("produce", headers={"content-type": content_type})
+    assert set(reply.json) == {"error", "message"}, reply.text
+    assert reply.json["error"] == "invalid_request"
+
+
+def test_body_over_6_mib_is_413_before_it_is_parsed(orders: Api) -> None:
+    text = "{" + "x" * (6 * 1024 * 1024)
+    assert_error(orders.send("produce", raw_body=text), 413, "payload_too_large")
+
+
+def test_unauthenticated_request_is_401_before_its_body_is_validated(orders: Api) -> None:
+    reply = orders.send("create_topic_bad_body", principal=None)
+    assert_error(reply, 401, "unauthorized")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 from typing import Any
 
 import pytest
@@ -78,3 +79,10 @@ def test_an_unexpected_error_is_500_and_logged_with_the_request_id(
     assert errors, "the unexpected error was logged"
     assert errors[0]["correlation_id"] == event["requestContext"]["requestId"]
     assert "disk on fire" in errors[0]["exception"]
+
+
+def test_no_powertools_warning_per_request_when_metrics_are_disabled(api: Api) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # handler.py clears the disabled metrics before log_metrics flushes them
+        assert api.send("list_topics").status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -100,3 +101,25 @@ def test_openapi_and_docs_need_no_principal_even_under_default_deny(make_api: Ma
 
     assert api.send("openapi").status == 200
     assert api.send("docs").status == 200
+
+
+def test_openapi_documents_the_success_reply_of_every_route(api: Api) -> None:
+    document = api.send("openapi").json
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if not {"200", "201", "204"} & set(operation["responses"])
+    ]
+    assert missing == []
+
+
+def test_openapi_422_replies_use_the_error_body_schema(api: Api) -> None:
+    document = api.send("openapi").json
+    wrong = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if "HTTPValidationError" in json.dumps(operation["responses"].get("422", {}))
+    ]
+    assert wrong == []

@@ -442,3 +442,16 @@ def test_idempotent_producer_with_per_partition_sequences(orders: Api) -> None:
     assert again.json == reply.json
     assert _high_watermarks(orders) == [1, 1, 0]
     assert_error(single, 400, "invalid_request")
+
+
+def test_producer_sequence_keyed_by_a_non_ascii_digit_is_422(orders: Api) -> None:
+    body = {
+        "records": [{"value": {"type": "STRING", "data": "x"}, "partition": 0}],
+        "producer": {"id": 1, "epoch": 0, "sequences": {"\u00b2": 0}},
+    }
+    assert_error(orders.send("produce", body=body), 422, "invalid_request")
+
+
+def test_json_typed_value_without_data_is_rejected(orders: Api) -> None:
+    body = {"records": [{"value": {"type": "JSON"}, "partition": 0}]}
+    assert orders.send("produce", body=body).status in (400, 422)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -20,21 +22,83 @@ import pytest
 from lakelog import Engine, ResourceNames
 from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
-from lakelog.client import Client, Transport
+from lakelog.client import Client, Consumer, ConsumerRecord, Transport
 from lakelog.client.http import HttpReply, HttpTransport
 from lakelog.contract.operations import Operation
 from lakelog.errors import UnavailableError
 from lakelog.local.events import LocalContext, http_event
 from lakelog.types import Record
 from tests.integration.api.conftest import quiet_powertools
+from tests.integration.group_support import Clock
 
-__all__ = ["HandlerSender", "Wire", "operation_name", "quiet_powertools"]
+__all__ = [
+    "BACKSTOP_S",
+    "HandlerSender",
+    "Wire",
+    "operation_name",
+    "pause",
+    "quiet_powertools",
+    "tick",
+    "wait_until",
+]
 
 PRINCIPAL = "arn:aws:sts::123456789012:assumed-role/sdk-tests/session"
 ENDPOINT = "http://api.in-process.test"
 
 Mode = Literal["direct", "http"]
 R = TypeVar("R")
+
+BACKSTOP_S = 60
+"""Longest wait for something that must happen; only a broken or hung test reaches it."""
+
+
+def pause() -> None:
+    """A short real pause while another thread is expected to act."""
+    time.sleep(0.01)
+
+
+def wait_until(
+    condition: Callable[[], bool], step: Callable[[], None] = pause, timeout: float = BACKSTOP_S
+) -> None:
+    """Run ``step`` until ``condition`` holds; ``timeout`` seconds is a backstop, never what
+    a test waits for."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        step()
+
+
+def heartbeated(consumer: Consumer, clock: Clock) -> bool:
+    """Whether ``consumer`` joined or heartbeat at the clock's current time (or closed)."""
+    coordinator = consumer._coordinator
+    assert coordinator is not None
+    if consumer._closed:
+        return True
+    return coordinator.member_id is not None and coordinator._last_heartbeat >= clock.monotonic()
+
+
+def tick(
+    clock: Clock,
+    ms: int,
+    consumers: Sequence[Consumer],
+    sink: list[ConsumerRecord] | None = None,
+    *,
+    poll: bool = True,
+) -> None:
+    """Move time ``ms`` (a heartbeat interval) and wait until each consumer heartbeated at
+    the new time, from a poll or its heartbeat thread.
+
+    With ``poll``, the test polls each consumer before and after (applying what its
+    heartbeat brought), its records going to ``sink``; without, the consumers are polled
+    by their own threads."""
+    clock.advance(ms)
+    polled = consumers if poll else ()
+    for _ in range(2):  # after the wait: apply what a heartbeat thread brought
+        for consumer in polled:
+            records = consumer.poll(timeout_ms=0)
+            if sink is not None:
+                sink.extend(r for batch in records.values() for r in batch)
+        wait_until(lambda: all(heartbeated(c, clock) for c in consumers))
 
 
 class HandlerSender:
@@ -43,13 +107,15 @@ class HandlerSender:
     Requests become HTTP API payload 2.0 events (`lakelog.local.events.http_event`) with
     ``principal`` as the IAM caller; the handler's proxy reply becomes the HTTP reply.
     ``before`` runs ahead of each request (a hook for tests that need something to happen
-    between two requests).
+    between two requests). Like a Lambda container (and ``lakelog dev``), the handler takes
+    one event at a time: requests from several threads queue for it.
     """
 
     def __init__(self, handler: Handler, principal: str = PRINCIPAL) -> None:
         self.handler = handler
         self.principal = principal
         self.before: Callable[[str, str], None] | None = None
+        self._invoking = threading.Lock()
 
     def __call__(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
@@ -65,7 +131,8 @@ class HandlerSender:
             headers=headers,
             principal=self.principal,
         )
-        reply = self.handler(event, LocalContext())
+        with self._invoking:
+            reply = self.handler(event, LocalContext())
         text = reply.get("body") or ""
         data = base64.b64decode(text) if reply.get("isBase64Encoded") else text.encode()
         return HttpReply(int(reply["statusCode"]), data)
@@ -171,15 +238,29 @@ def make_transport(make_served: MakeServed) -> Callable[[], Transport]:
     return lambda: make_served()[0]
 
 
+def _wired(transport: Transport) -> tuple[Client, Wire]:
+    wire = Wire(transport)
+    return Client(transport=wire), wire
+
+
 @pytest.fixture
 def make_client(make_transport: Callable[[], Transport]) -> Callable[[], tuple[Client, Wire]]:
     """Clients of the chosen mode, each with its own transport, behind a `Wire`."""
+    return lambda: _wired(make_transport())
 
-    def make() -> tuple[Client, Wire]:
-        wire = Wire(make_transport())
-        return Client(transport=wire), wire
 
-    return make
+@pytest.fixture
+def clock() -> Clock:
+    """A fake clock: give it to consumers as ``_clock`` to share `make_timed_client`'s time."""
+    return Clock()
+
+
+@pytest.fixture
+def make_timed_client(
+    serve: Serve, make_engine: Callable[..., Engine], clock: Clock
+) -> Callable[[], tuple[Client, Wire]]:
+    """Clients like `make_client`'s whose engines keep time on ``clock``."""
+    return lambda: _wired(serve(make_engine(clock_ms=clock)))
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 import pytest
 
 from lakelog import TopicPartition
-from lakelog.client import Client
+from lakelog.client import Client, ConsumerRecord
 from lakelog.contract.operations import Append, Fetch, Operation
 from lakelog.errors import TopicNotFoundError
 from lakelog.local.server import LocalService
 from tests.integration.group_support import Clock
-from tests.integration.sdk.conftest import Wire
+from tests.integration.sdk.conftest import BACKSTOP_S, Wire, heartbeated, wait_until
 
 R = TypeVar("R")
 
@@ -50,14 +50,16 @@ class _MangledReply(Wire):
 # Producer -----------------------------------------------------------------------------------
 def test_a_cancelled_future_does_not_kill_the_sender_thread(client: Client) -> None:
     client.create_topic("cancel")
-    producer = client.producer(linger_ms=200)
+    producer = client.producer(linger_ms=60_000)  # nothing is sent before the flush
     cancelled = producer.send("cancel", value=b"a")
     assert cancelled.cancel()
     kept = producer.send("cancel", value=b"b")
-    producer.flush(timeout=5)
+    producer.flush(timeout=BACKSTOP_S)
     assert kept.get(timeout=0).partition == 0
-    assert producer.send("cancel", value=b"c").get(timeout=5).topic == "cancel"
-    producer.close(timeout=5)
+    later = producer.send("cancel", value=b"c")
+    producer.flush(timeout=BACKSTOP_S)
+    assert later.get(timeout=0).topic == "cancel"
+    producer.close(timeout=BACKSTOP_S)
 
 
 def test_an_unexpected_error_after_an_append_landed_never_acks_a_later_record_as_duplicate(
@@ -111,7 +113,7 @@ def test_flush_returns_while_other_threads_keep_sending(client: Client) -> None:
     other.start()
     try:
         mine = producer.send("busy", value=b"mine")
-        producer.flush(timeout=5)  # waits for what was sent before it, as Kafka's does
+        producer.flush(timeout=BACKSTOP_S)  # waits for what was sent before it, as Kafka's does
         assert mine.done()
     finally:
         stop.set()
@@ -136,14 +138,18 @@ def _produce(client: Client, topic: str, count: int, partitions: int = 1) -> Non
         producer.flush()
 
 
-def _first_offset(client: Client, topic: str, group: str) -> int | None:
-    """The offset a new member of ``group`` starts reading ``topic``-0 at (None: nothing)."""
+def _first_offset(client: Client, topic: str, group: str) -> int:
+    """The offset a new member of ``group`` starts reading ``topic``-0 at."""
     consumer = client.consumer(
         topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
     )
+    records: list[ConsumerRecord] = []
     try:
-        records = consumer.poll(timeout_ms=2000).get(TopicPartition(topic, 0), [])
-        return records[0].offset if records else None
+        wait_until(
+            lambda: bool(records),
+            lambda: records.extend(consumer.poll(timeout_ms=100).get(TopicPartition(topic, 0), [])),
+        )
+        return records[0].offset
     finally:
         consumer.close()
 
@@ -173,11 +179,12 @@ def test_close_after_breaking_out_of_iteration_does_not_skip_records(client: Cli
     assert _first_offset(client, "brk", "gb") == 4  # not 10: records 4-9 were never returned
 
 
-def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+def _extend(
+    found: dict[TopicPartition, list[ConsumerRecord]],
+    polled: dict[TopicPartition, list[ConsumerRecord]],
+) -> None:
+    for tp, records in polled.items():
+        found.setdefault(tp, []).extend(records)
 
 
 def _owners(client: Client, group: str) -> list[str | None]:
@@ -185,25 +192,32 @@ def _owners(client: Client, group: str) -> list[str | None]:
 
 
 def test_auto_commit_after_a_background_heartbeat_moved_a_lease_keeps_the_others(
-    make_client: MakeClient,
+    make_timed_client: MakeClient, clock: Clock
 ) -> None:
-    client, _ = make_client()
+    client, _ = make_timed_client()
     client.create_topic("moved", partitions=2)
     _produce(client, "moved", 10, partitions=2)
     options: dict[str, Any] = {
         "group_id": "gm",
         "auto_offset_reset": "earliest",
-        "session_timeout_ms": 1000,
+        "session_timeout_ms": 1500,
         "auto_commit_interval_ms": 100,
+        "_clock": clock,
     }
-    first = make_client()[0].consumer("moved", **options)
-    second = make_client()[0].consumer("moved", **options)
+    first = make_timed_client()[0].consumer("moved", **options)
+    second = make_timed_client()[0].consumer("moved", **options)
     try:
-        got = first.poll(timeout_ms=5000)  # joins alone: both partitions
+        got: dict[TopicPartition, list[ConsumerRecord]] = {}
+        wait_until(  # joins alone: both partitions
+            lambda: sum(map(len, got.values())) == 10,
+            lambda: _extend(got, first.poll(timeout_ms=100)),
+        )
         assert {tp.partition for tp in got} == {0, 1}
         second.poll(timeout_ms=0)  # joins; nothing is free yet
-        # first's heartbeat thread gives partition 1 up (no poll meanwhile)
-        _wait(lambda: _owners(client, "gm")[0] != _owners(client, "gm")[1], 5)
+        # When a heartbeat falls due, first's heartbeat thread gives partition 1 up (no
+        # poll meanwhile)
+        clock.advance(500)
+        wait_until(lambda: _owners(client, "gm")[0] != _owners(client, "gm")[1])
         again = first.poll(timeout_ms=300)
         # partition 0 never moved and its records were returned: not again
         assert again.get(TopicPartition("moved", 0), []) == []
@@ -231,24 +245,38 @@ def test_a_poll_that_raises_does_not_move_positions_past_records_it_never_return
 
 
 def test_a_member_subscribed_to_a_deleted_topic_keeps_its_other_topics(
-    make_client: MakeClient,
+    make_timed_client: MakeClient, clock: Clock
 ) -> None:
-    client, _ = make_client()
+    client, _ = make_timed_client()
     client.create_topic("stays")
     client.create_topic("goes")
-    consumer = make_client()[0].consumer(
-        "stays", "goes", group_id="gd", auto_offset_reset="earliest", session_timeout_ms=1000
+    consumer = make_timed_client()[0].consumer(
+        "stays",
+        "goes",
+        group_id="gd",
+        auto_offset_reset="earliest",
+        session_timeout_ms=1500,
+        _clock=clock,
     )
     try:
         consumer.poll(timeout_ms=0)
         client.delete_topic("goes")
         _produce(client, "stays", 3)
         returned: list[int] = []
-        deadline = time.monotonic() + 3  # three session timeouts
-        while time.monotonic() < deadline:
+        deleted_at = clock()
+
+        def poll_one_heartbeat_later() -> None:
+            clock.advance(500)
             with contextlib.suppress(TopicNotFoundError):
                 for records in consumer.poll(timeout_ms=100).values():
-                    returned += [r.offset for r in records]
+                    returned.extend(r.offset for r in records)
+            wait_until(lambda: heartbeated(consumer, clock))
+
+        # Until three sessions passed and its records came: it heartbeats all along
+        wait_until(
+            lambda: len(returned) >= 3 and clock() - deleted_at >= 3 * 1500,
+            poll_one_heartbeat_later,
+        )
         assert [m.topics for m in client.describe_group("gd").members] != []  # still live
         assert returned == [0, 1, 2]
     finally:

@@ -18,6 +18,7 @@ from lakelog import Engine, TopicPartition
 from lakelog.client import Client, Consumer
 from lakelog.contract.operations import Operation
 from lakelog.types import Record
+from tests.integration.group_support import Clock
 from tests.integration.sdk.conftest import operation_name
 
 WAIT_S = 10.0
@@ -75,9 +76,11 @@ def threads() -> Iterator[ThreadPoolExecutor]:
 
 
 @pytest.fixture
-def gated(make_engine: Callable[..., Engine]) -> Iterator[tuple[Client, Gate]]:
-    """A client whose transport is a `Gate`; topic ``gated`` holds records 0, 1 and 2."""
-    engine = make_engine()
+def gated(make_engine: Callable[..., Engine], clock: Clock) -> Iterator[tuple[Client, Gate]]:
+    """A client whose transport is a `Gate`; topic ``gated`` holds records 0, 1 and 2.
+
+    Its engine keeps time on ``clock``, which `_member` gives its consumer too."""
+    engine = make_engine(clock_ms=clock)
     engine.create_topic("gated")
     gate = Gate(engine)
     client = Client(transport=gate)
@@ -117,29 +120,36 @@ def test_position_seek_and_assignment_answer_while_a_fetch_is_out(
     consumer.close()
 
 
-def _member(client: Client) -> Consumer:
+SESSION_MS = 1500
+HEARTBEAT_MS = SESSION_MS // 3
+
+
+def _member(client: Client, clock: Clock) -> Consumer:
     consumer = client.consumer(
         "gated",
         group_id="g",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        session_timeout_ms=1000,  # a heartbeat every 333 ms
+        session_timeout_ms=SESSION_MS,  # a heartbeat every 500 ms of ``clock``
+        _clock=clock,
     )
     assert [r.offset for r in consumer.poll(timeout_ms=WAIT_S * 1000)[TP]] == [0, 1, 2]
     return consumer
 
 
 def test_the_heartbeat_thread_runs_while_a_fetch_is_out(
-    gated: tuple[Client, Gate], threads: ThreadPoolExecutor
+    gated: tuple[Client, Gate], threads: ThreadPoolExecutor, clock: Clock
 ) -> None:
     client, gate = gated
-    consumer = _member(client)
+    consumer = _member(client, clock)
     gate.held = "fetch"
     polled = threads.submit(consumer.poll, timeout_ms=0)
     assert gate.entered.wait(WAIT_S)
 
     # The heartbeat falls due while the fetch waits: the background thread sends it
-    assert gate.call_of("join_group").wait(WAIT_S)
+    heartbeat = gate.call_of("join_group")
+    clock.advance(HEARTBEAT_MS)
+    assert heartbeat.wait(WAIT_S)
 
     gate.opened.set()
     assert polled.result(timeout=WAIT_S) == {}
@@ -147,11 +157,12 @@ def test_the_heartbeat_thread_runs_while_a_fetch_is_out(
 
 
 def test_the_consumer_answers_while_a_heartbeat_is_out_and_close_waits_for_it(
-    gated: tuple[Client, Gate], threads: ThreadPoolExecutor
+    gated: tuple[Client, Gate], threads: ThreadPoolExecutor, clock: Clock
 ) -> None:
     client, gate = gated
-    consumer = _member(client)
+    consumer = _member(client, clock)
     gate.held = "join_group"
+    clock.advance(HEARTBEAT_MS)  # a heartbeat falls due
     assert gate.entered.wait(WAIT_S)  # the background heartbeat waits on the service
 
     assert _answer(threads, consumer.assignment) == {TP}

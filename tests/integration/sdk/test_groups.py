@@ -1,9 +1,14 @@
-"""Consumer groups through the SDK: balance, crash takeover, fencing, exactly-once effects."""
+"""Consumer groups through the SDK: balance, crash takeover, fencing, exactly-once effects.
+
+Engines and consumers share a fake clock (`make_timed_client`, ``_clock=clock``): sessions
+lapse and heartbeats fall due only when a test moves time with ``tick``, which then waits
+until every live member has heartbeated at the new time. No member can miss its session
+because the machine was slow, and no assertion depends on how long anything took.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -11,49 +16,38 @@ import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client, CommitFailedError, Consumer, ConsumerRecord
-from tests.integration.sdk.conftest import Wire
+from tests.integration.group_support import Clock
+from tests.integration.sdk.conftest import BACKSTOP_S, Wire, tick, wait_until
 
 SESSION_MS = 1500
-"""Short sessions keep takeover tests quick; heartbeats go every 500 ms."""
-
+HEARTBEAT_MS = SESSION_MS // 3
+"""The heartbeat interval the service asks for: a third of the session."""
 MakeClient = Callable[[], tuple[Client, Wire]]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], None]) -> None:
-    """Run ``step`` until ``condition`` holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        step()
-
-
 def member(
-    make_client: MakeClient, topic: str, group: str, **options: object
+    make_client: MakeClient, clock: Clock, topic: str, group: str, **options: object
 ) -> tuple[Consumer, Wire]:
     client, wire = make_client()
     settings: dict[str, object] = {
         "enable_auto_commit": False,
         "session_timeout_ms": SESSION_MS,
+        "_clock": clock,
         **options,
     }
     consumer = client.consumer(topic, group_id=group, auto_offset_reset="earliest", **settings)
     return consumer, wire
 
 
-def poll_all(consumers: list[Consumer], sink: list[ConsumerRecord] | None = None) -> None:
-    for consumer in consumers:
-        records = _flat(consumer.poll(timeout_ms=0))
-        if sink is not None:
-            sink.extend(records)
-    time.sleep(0.05)
-
-
-def test_three_members_get_two_of_six_partitions_each(make_client: MakeClient) -> None:
-    client, _ = make_client()
+def test_three_members_get_two_of_six_partitions_each(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, _ = make_timed_client()
     client.create_topic("six", partitions=6)
-    members = [member(make_client, "six", "g")[0] for _ in range(3)]
+    members = [member(make_timed_client, clock, "six", "g")[0] for _ in range(3)]
     wait_until(
-        lambda: [len(m.assignment()) for m in members] == [2, 2, 2], 15, lambda: poll_all(members)
+        lambda: [len(m.assignment()) for m in members] == [2, 2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, members),
     )
     owned = [tp for m in members for tp in m.assignment()]
     assert sorted(owned) == [TopicPartition("six", p) for p in range(6)]
@@ -66,41 +60,49 @@ def test_three_members_get_two_of_six_partitions_each(make_client: MakeClient) -
     assert client.describe_group("g").members == ()
 
 
-def test_a_silent_member_loses_its_partitions_and_cannot_commit(make_client: MakeClient) -> None:
-    client, _ = make_client()
+def test_a_silent_member_loses_its_partitions_and_cannot_commit(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, _ = make_timed_client()
     client.create_topic("crash", partitions=6)
-    members = [member(make_client, "crash", "g") for _ in range(3)]
+    members = [member(make_timed_client, clock, "crash", "g") for _ in range(3)]
     consumers = [c for c, _ in members]
     wait_until(
         lambda: [len(c.assignment()) for c in consumers] == [2, 2, 2],
-        15,
-        lambda: poll_all(consumers),
+        lambda: tick(clock, HEARTBEAT_MS, consumers),
     )
     with client.producer() as producer:
         for i in range(60):
             producer.send("crash", value=b"%d" % i, partition=i % 6)
     victim, victim_wire = members[0]
     # The victim reads and commits part of its partitions, then goes silent.
-    got = victim.poll(timeout_ms=5000)
-    first = sorted(got)[0]
+    got: dict[TopicPartition, list[ConsumerRecord]] = {}
+    wait_until(
+        lambda: any(len(records) >= 5 for records in got.values()),
+        lambda: got.update(victim.poll(timeout_ms=100)),
+    )
+    first = min(tp for tp, records in got.items() if len(records) >= 5)
     victim.commit({first: got[first][4].offset + 1})  # committed: offsets 0..4
     lost = victim.assignment()
     victim_wire.cut = True
+    silent_since = clock()
     survivors = consumers[1:]
-    started = time.monotonic()
     taken_over: list[ConsumerRecord] = []
+    # Within its session, the silent member keeps its leases.
+    while clock() + HEARTBEAT_MS < silent_since + SESSION_MS:
+        tick(clock, HEARTBEAT_MS, survivors, taken_over)
+        assert not set().union(*(c.assignment() for c in survivors)) & lost
+    # Once the session lapsed, the survivors take them over at their next heartbeats.
     wait_until(
         lambda: set().union(*(c.assignment() for c in survivors)) >= lost,
-        SESSION_MS / 1000 + 5,
-        lambda: poll_all(survivors, taken_over),
+        lambda: tick(clock, HEARTBEAT_MS, survivors, taken_over),
     )
-    assert time.monotonic() - started < SESSION_MS / 1000 + 3
+    assert clock() - silent_since <= SESSION_MS + 2 * HEARTBEAT_MS
     assert sorted(len(c.assignment()) for c in survivors) == [3, 3]
     # The new owner starts after what the victim committed: nothing committed comes again.
     wait_until(
         lambda: sum(r.partition == first.partition for r in taken_over) >= 5,
-        10,
-        lambda: poll_all(survivors, taken_over),
+        lambda: taken_over.extend(r for c in survivors for r in _flat(c.poll(timeout_ms=100))),
     )
     assert [r.offset for r in taken_over if r.partition == first.partition] == [5, 6, 7, 8, 9]
     # The victim comes back: its commit for the lease it lost is fenced and changes nothing.
@@ -131,41 +133,46 @@ class Rebalances:
         self.revoked.append(revoked)
 
 
-def test_join_and_leave_rebalance_and_call_the_listener(make_client: MakeClient) -> None:
-    client, _ = make_client()
+def test_join_and_leave_rebalance_and_call_the_listener(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, _ = make_timed_client()
     client.create_topic("moves", partitions=4)
     first_listener = Rebalances()
-    first, _ = member(make_client, "moves", "g", listener=first_listener)
-    wait_until(lambda: len(first.assignment()) == 4, 10, lambda: poll_all([first]))
+    first, _ = member(make_timed_client, clock, "moves", "g", listener=first_listener)
+    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, HEARTBEAT_MS, [first]))
     assert first_listener.assigned == [{TopicPartition("moves", p) for p in range(4)}]
-    second, _ = member(make_client, "moves", "g")
+    second, _ = member(make_timed_client, clock, "moves", "g")
     both = [first, second]
-    wait_until(lambda: [len(c.assignment()) for c in both] == [2, 2], 15, lambda: poll_all(both))
+    wait_until(
+        lambda: [len(c.assignment()) for c in both] == [2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, both),
+    )
     assert len(first_listener.revoked) >= 1
     assert set().union(*first_listener.revoked) == second.assignment()
     second.close()  # leaving releases at once: the first takes them at its next heartbeat
-    started = time.monotonic()
-    wait_until(lambda: len(first.assignment()) == 4, 10, lambda: poll_all([first]))
-    assert time.monotonic() - started < 3 * SESSION_MS / 1000
+    left_at = clock()
+    wait_until(lambda: len(first.assignment()) == 4, lambda: tick(clock, HEARTBEAT_MS, [first]))
+    assert clock() - left_at == HEARTBEAT_MS  # not a session later
     first.close()
 
 
-def test_auto_commit_on_close_and_resume(make_client: MakeClient) -> None:
-    client, _ = make_client()
+def test_auto_commit_on_close_and_resume(make_timed_client: MakeClient, clock: Clock) -> None:
+    client, _ = make_timed_client()
     client.create_topic("auto", partitions=1)
     with client.producer() as producer:
         for i in range(10):
             producer.send("auto", value=b"%d" % i)
-    first, _ = member(make_client, "auto", "g2", enable_auto_commit=True)
-    records = []
-    wait_until(lambda: len(records) >= 10, 10, lambda: records.extend(_flat(first.poll(100))))
+    first, _ = member(make_timed_client, clock, "auto", "g2", enable_auto_commit=True)
+    records: list[ConsumerRecord] = []
+    wait_until(lambda: len(records) >= 10, lambda: records.extend(_flat(first.poll(100))))
     first.close()
     assert client.describe_group("g2").partitions[0].committed_offset == 10
     with client.producer() as producer:
         producer.send("auto", value=b"10")
-    second, _ = member(make_client, "auto", "g2", enable_auto_commit=True)
+    second, _ = member(make_timed_client, clock, "auto", "g2", enable_auto_commit=True)
     later: list[ConsumerRecord] = []
-    wait_until(lambda: len(later) >= 1, 10, lambda: later.extend(_flat(second.poll(100))))
+    wait_until(lambda: len(later) >= 1, lambda: later.extend(_flat(second.poll(100))))
     assert [r.offset for r in later] == [10]
     assert second.committed(TopicPartition("auto", 0)) == 10
     second.close()
@@ -177,31 +184,41 @@ def _flat(polled: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRe
 
 
 def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves(
-    make_client: MakeClient,
+    make_timed_client: MakeClient, clock: Clock
 ) -> None:
     """4 producers write 10,000 records; a group commits after processing while one
     member joins and one leaves midway. A batch counts as processed only if its commit
-    succeeds (a fenced commit means another member will process those records)."""
-    client, _ = make_client()
+    succeeds (a fenced commit means another member will process those records).
+
+    The steps are gated, not timed: production starts once three members share the
+    partitions and pauses at half until the joiner holds a partition; the leaver leaves
+    only after it committed a batch and the joiner did too. Time moves only in `tick`, so
+    leases move by joins and leaves, never because a session lapsed."""
+    client, _ = make_timed_client()
     client.create_topic("ledger", partitions=6)
     total = 10_000
     processed: Counter[bytes] = Counter()
     by_member: Counter[int] = Counter()
     delivered: Counter[bytes] = Counter()
+    committed_once: dict[int, threading.Event] = {}
     lock = threading.Lock()
     stop = threading.Event()
+    halfway = threading.Barrier(5)  # the 4 producers and the test
+    resume = threading.Event()
 
     def produce(worker: int) -> None:
-        with make_client()[0].producer(linger_ms=5) as producer:
+        with make_timed_client()[0].producer(linger_ms=5) as producer:
             for i in range(total // 4):
+                if i == total // 8:
+                    producer.flush()
+                    halfway.wait()
+                    resume.wait()
                 producer.send("ledger", key=b"%d" % (i % 50), value=b"%d-%d" % (worker, i))
-                if i % 50 == 0:
-                    time.sleep(0.1)  # about 5 s of production: the joins happen midway
 
     def consume(consumer: Consumer, until: Callable[[], bool]) -> None:
         try:
             while not until():
-                batch = _flat(consumer.poll(timeout_ms=200, max_records=300))
+                batch = _flat(consumer.poll(timeout_ms=50, max_records=300))
                 with lock:
                     delivered.update(r.value for r in batch)
                 if not batch:
@@ -213,6 +230,7 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
                 with lock:
                     processed.update(r.value for r in batch)
                     by_member[id(consumer)] += len(batch)
+                committed_once[id(consumer)].set()
         finally:
             consumer.close()
 
@@ -220,38 +238,64 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
         with lock:
             return stop.is_set() or sum(processed.values()) >= total
 
+    def count() -> int:
+        with lock:
+            return sum(processed.values())
+
+    def start(consumer: Consumer, until: Callable[[], bool]) -> threading.Thread:
+        committed_once[id(consumer)] = threading.Event()
+        thread = threading.Thread(target=consume, args=(consumer, until))
+        thread.start()
+        return thread
+
+    def started(consumer: Consumer) -> Consumer:
+        consumer.poll(timeout_ms=0)  # joins
+        return consumer
+
+    stayers = [started(member(make_timed_client, clock, "ledger", "exact")[0]) for _ in range(2)]
+    leaver = started(member(make_timed_client, clock, "ledger", "exact")[0])
+    live = [*stayers, leaver]
+    # Given three members sharing the six partitions (the test polls them until then)
+    wait_until(
+        lambda: [len(c.assignment()) for c in live] == [2, 2, 2],
+        lambda: tick(clock, HEARTBEAT_MS, live),
+    )
     producers = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
     for thread in producers:
         thread.start()
-    session = {"session_timeout_ms": 6000}  # rebalances by join and leave, not by lapses
-    stayers = [member(make_client, "ledger", "exact", **session)[0] for _ in range(2)]
-    leaver = member(make_client, "ledger", "exact", **session)[0]
     leaving = threading.Event()
-    threads = [threading.Thread(target=consume, args=(c, done)) for c in stayers]
-    threads.append(
-        threading.Thread(target=consume, args=(leaver, lambda: leaving.is_set() or done()))
+    threads = [start(c, done) for c in stayers]
+    threads.append(start(leaver, lambda: leaving.is_set() or done()))
+    # When half is produced and a quarter processed, a fourth member joins
+    halfway.wait(timeout=BACKSTOP_S)
+    wait_until(lambda: count() >= total // 4)
+    joiner = member(make_timed_client, clock, "ledger", "exact")[0]
+    threads.append(start(joiner, done))
+    live.append(joiner)
+    wait_until(
+        lambda: bool(joiner.assignment()), lambda: tick(clock, HEARTBEAT_MS, live, poll=False)
     )
-    for thread in threads:
-        thread.start()
-    wait_until(lambda: sum(processed.values()) >= 2500, 120, lambda: time.sleep(0.05))
-    joiner = member(make_client, "ledger", "exact", **session)[0]
-    threads.append(threading.Thread(target=consume, args=(joiner, done)))
-    threads[-1].start()
-    wait_until(lambda: sum(processed.values()) >= 5000, 120, lambda: time.sleep(0.05))
+    resume.set()
+    # And once both it and the leaver have committed a batch, the leaver leaves
+    wait_until(committed_once[id(joiner)].is_set)
+    wait_until(committed_once[id(leaver)].is_set)
     leaving.set()
+    threads[2].join(timeout=BACKSTOP_S)
+    live.remove(leaver)
     for thread in producers:
-        thread.join()
-    try:
-        wait_until(lambda: sum(processed.values()) >= total, 120, lambda: time.sleep(0.1))
+        thread.join(timeout=BACKSTOP_S)
+    try:  # the others take the leaver's partitions at their next heartbeats
+        wait_until(lambda: count() >= total, lambda: tick(clock, HEARTBEAT_MS, live, poll=False))
     except AssertionError:
-        print("processed", sum(processed.values()), "delivered", sum(delivered.values()))
+        print("processed", count(), "delivered", sum(delivered.values()))
         print(client.describe_group("exact"))
         print(client.describe_topic("ledger"))
         raise
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=BACKSTOP_S)
+    # Then every record was processed exactly once, by each member that took part
     expected = {b"%d-%d" % (w, i) for w in range(4) for i in range(total // 4)}
     assert set(processed) == expected
     assert max(processed.values()) == 1, [v for v, n in processed.items() if n > 1][:5]
@@ -260,19 +304,24 @@ def test_ten_thousand_records_are_processed_exactly_once_across_joins_and_leaves
     assert duplicates <= total // 10, duplicates  # redelivery only around the rebalances
 
 
-def test_a_group_member_rides_out_an_unavailable_service(make_client: MakeClient) -> None:
-    client, _ = make_client()
+def test_a_group_member_rides_out_an_unavailable_service(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, _ = make_timed_client()
     client.create_topic("outage", partitions=2)
-    consumer, wire = member(make_client, "outage", "g3")
-    wait_until(lambda: len(consumer.assignment()) == 2, 10, lambda: poll_all([consumer]))
+    consumer, wire = member(make_timed_client, clock, "outage", "g3")
+    wait_until(
+        lambda: len(consumer.assignment()) == 2, lambda: tick(clock, HEARTBEAT_MS, [consumer])
+    )
     wire.cut = True
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:  # heartbeats and fetches fail: polls return nothing
+    for _ in range(SESSION_MS // HEARTBEAT_MS - 1):  # heartbeats and fetches fail: nothing
+        clock.advance(HEARTBEAT_MS)
         assert consumer.poll(timeout_ms=100) == {}
     wire.cut = False
     with client.producer() as producer:
         producer.send("outage", value=b"back", partition=0)
     got: list[ConsumerRecord] = []
-    wait_until(lambda: bool(got), 10, lambda: got.extend(_flat(consumer.poll(100))))
+    wait_until(lambda: bool(got), lambda: got.extend(_flat(consumer.poll(100))))
     assert [r.value for r in got] == [b"back"]
+    assert len(consumer.assignment()) == 2  # within its session: it kept its leases
     consumer.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -50,10 +49,10 @@ def test_a_thousand_small_sends_become_a_handful_of_appends(wired: tuple[Client,
 def test_batch_bytes_sends_before_linger_expires(wired: tuple[Client, Wire]) -> None:
     client, wire = wired
     client.create_topic("full", partitions=1)
-    with client.producer(linger_ms=60_000, batch_bytes=10_000) as producer:
+    with client.producer(linger_ms=3_600_000, batch_bytes=10_000) as producer:
         futures = [producer.send("full", value=bytes(1000)) for _ in range(30)]
         for future in futures[:20]:
-            future.get(timeout=30)  # sent by size: linger alone would wait a minute
+            future.get(timeout=60)  # sent by size: linger alone would wait an hour
         producer.flush()
     assert wire.calls["append"] >= 3
     assert [f.get().offset for f in futures] == list(range(30))
@@ -62,9 +61,7 @@ def test_batch_bytes_sends_before_linger_expires(wired: tuple[Client, Wire]) -> 
 def test_linger_sends_a_lone_record_without_flush(client: Client) -> None:
     client.create_topic("lone")
     producer = client.producer(linger_ms=20)
-    started = time.monotonic()
-    meta = producer.send("lone", value=b"x").get(timeout=30)
-    assert time.monotonic() - started < 10
+    meta = producer.send("lone", value=b"x").get(timeout=60)  # no flush: linger sends it
     assert meta == (meta.topic, 0, 0, meta.timestamp) and meta.topic == "lone"
     producer.close()
 

@@ -1,0 +1,423 @@
+"""In-memory adapters of every storage port: one deployment held in one process.
+
+`MemoryStorage` holds what the bucket and both tables would hold; its stores
+(`MemoryStorage.stores`) are the adapters. Several engines built on the stores of one
+`MemoryStorage` share its state, as Lambda containers share S3 and DynamoDB.
+
+They behave as the S3 and DynamoDB adapters do in everything the engine relies on
+(``tests/contract/`` runs the same tests on both):
+
+- every request takes effect atomically: one lock guards the whole state and each method
+  holds it from its first read to its last write, as DynamoDB applies one request (and
+  one transaction as a whole) in isolation;
+- reads are strongly consistent: they see every write that returned;
+- conditional writes check their conditions against the current state and apply all or
+  nothing: a cancelled append raises `AppendConflict` with the current heads, a refused
+  commit `lakelog.errors.LeaseFencedError`, an offset reset is applied in runs of
+  `lakelog.storage.rules.TRANSACTION_ITEMS` leases with the same partial outcome;
+- a transaction naming one item twice is refused, as DynamoDB refuses it;
+- records are copied in and out (topic configs go through the same JSON as in the
+  catalog), so a caller never shares state with the store;
+- objects carry their size and a ``last_modified_ms`` from the injectable clock, and
+  ranged GETs fail as S3's do (`lakelog.storage.rules.missing_object`, ``short_read``).
+
+No failure of the service itself is modelled (throttling, conflicts with transactions in
+flight, lost replies): `lakelog.storage.faults` injects those around any store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from lakelog.errors import UnavailableError
+from lakelog.log.records import Entry, Head, PartitionWrite
+from lakelog.storage.keys import acl_sort_key, lease_sort_key, member_sort_key
+from lakelog.storage.ports import (
+    AclEntry,
+    AppendConflict,
+    GroupState,
+    LeaseRecord,
+    MemberRecord,
+    ObjectInfo,
+    TopicRecord,
+)
+from lakelog.storage.rules import (
+    at_seen_epoch,
+    commit_needed,
+    decode_config,
+    encode_config,
+    fenced,
+    missing_object,
+    owned_at,
+    short_read,
+    taken,
+    transaction_chunks,
+)
+
+if TYPE_CHECKING:
+    from lakelog.types import OffsetCommit
+
+__all__ = [
+    "MemoryCatalogStore",
+    "MemoryGroupStore",
+    "MemoryLedgerStore",
+    "MemoryObjectStore",
+    "MemoryStorage",
+]
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _check_distinct(keys: Sequence[object]) -> None:
+    """Refuse a transaction that names one item twice, as DynamoDB does."""
+    if len(set(keys)) != len(keys):
+        raise UnavailableError(
+            "storage refused the request: ValidationException "
+            "Transaction request cannot include multiple operations on one item"
+        )
+
+
+def _copy_head(head: Head) -> Head:
+    return replace(head, producers=dict(head.producers))
+
+
+def _stored_topic(topic: TopicRecord, deleted_ms: int | None = None) -> TopicRecord:
+    """``topic`` as the catalog keeps it: config through JSON, ``deleted_ms`` on markers only."""
+    return replace(topic, config=decode_config(encode_config(topic.config)), deleted_ms=deleted_ms)
+
+
+def _copy_topic(topic: TopicRecord) -> TopicRecord:
+    return _stored_topic(topic, topic.deleted_ms)
+
+
+@dataclass
+class _Partition:
+    """One ledger partition: its head (None once deleted or never created) and entries."""
+
+    head: Head | None = None
+    entries: dict[int, Entry] = field(default_factory=dict)
+    offsets: list[int] = field(default_factory=list)
+    """The entries' last offsets, sorted."""
+
+    def put(self, entry: Entry) -> None:
+        self.entries[entry.last_offset] = entry
+        bisect.insort(self.offsets, entry.last_offset)
+
+    def from_offset(self, offset: int, limit: int | None = None) -> list[Entry]:
+        """Entries with ``last_offset >= offset`` in order, at most ``limit`` of them."""
+        start = bisect.bisect_left(self.offsets, offset)
+        end = None if limit is None else start + limit
+        return [self.entries[last] for last in self.offsets[start:end]]
+
+
+class MemoryStorage:
+    """The bucket and tables of one deployment, in memory, behind one lock.
+
+    Parameters
+    ----------
+    clock_ms
+        Gives each object's ``last_modified_ms`` when it is put (wall time by default).
+    """
+
+    def __init__(self, clock_ms: Callable[[], int] = _wall_ms) -> None:
+        self.lock = threading.RLock()
+        self.clock_ms = clock_ms
+        self.objects: dict[str, tuple[bytes, int]] = {}
+        self.partitions: dict[str, _Partition] = {}
+        self.topics: dict[str, TopicRecord] = {}
+        self.deleted_topics: dict[str, TopicRecord] = {}
+        self.last_producer_id = 0
+        self.acls: dict[str, AclEntry] = {}
+        self.groups: dict[str, dict[str, MemberRecord | LeaseRecord]] = {}
+
+    def stores(
+        self,
+    ) -> tuple[MemoryObjectStore, MemoryLedgerStore, MemoryCatalogStore, MemoryGroupStore]:
+        """An object store, ledger, catalog and group store on this state (Engine's order)."""
+        return (
+            MemoryObjectStore(self),
+            MemoryLedgerStore(self),
+            MemoryCatalogStore(self),
+            MemoryGroupStore(self),
+        )
+
+
+class MemoryObjectStore:
+    """The `ObjectStore` port on a `MemoryStorage`: S3 semantics, strongly consistent."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def put(self, key: str, body: bytes) -> None:
+        with self._s.lock:
+            self._s.objects[key] = (bytes(body), self._s.clock_ms())
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        with self._s.lock:
+            stored = self._s.objects.get(key)
+        if stored is None:
+            raise missing_object(key, "NoSuchKey")
+        body = stored[0]
+        if start >= end:
+            data = body  # S3 ignores a range whose last byte precedes its first
+        elif start >= len(body):
+            raise missing_object(key, "InvalidRange")
+        else:
+            data = body[start:end]
+        if len(data) != end - start:
+            raise short_read(key, start, end, len(data))
+        return data
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        with self._s.lock:
+            listing = [
+                ObjectInfo(key=key, size=len(body), last_modified_ms=modified)
+                for key, (body, modified) in self._s.objects.items()
+                if key.startswith(prefix)
+            ]
+        # S3 lists keys in UTF-8 byte order.
+        yield from sorted(listing, key=lambda info: info.key.encode())
+
+    def delete(self, keys: Sequence[str]) -> None:
+        with self._s.lock:
+            for key in keys:
+                self._s.objects.pop(key, None)
+
+
+class MemoryLedgerStore:
+    """The `LedgerStore` port on a `MemoryStorage`: conditional, all-or-nothing appends."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def create_heads(self, pks: Sequence[str]) -> None:
+        with self._s.lock:
+            for pk in pks:
+                partition = self._s.partitions.setdefault(pk, _Partition())
+                if partition.head is None:
+                    partition.head = Head()
+
+    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
+        with self._s.lock:
+            return {pk: _copy_head(head) for pk in pks if (head := self._head(pk)) is not None}
+
+    def _head(self, pk: str) -> Head | None:
+        partition = self._s.partitions.get(pk)
+        return None if partition is None else partition.head
+
+    def append(self, writes: Sequence[PartitionWrite]) -> None:
+        _check_distinct([write.pk for write in writes])
+        with self._s.lock:
+            failed: dict[str, Head | None] = {}
+            entry_exists = False
+            for write in writes:
+                head = self._head(write.pk)
+                if head is None or head.high_watermark != write.expected_high_watermark:
+                    failed[write.pk] = None if head is None else _copy_head(head)
+                partition = self._s.partitions.get(write.pk)
+                if partition is not None and write.entry.last_offset in partition.entries:
+                    entry_exists = True
+            if failed or entry_exists:
+                raise AppendConflict(failed)
+            for write in writes:
+                partition = self._s.partitions[write.pk]
+                assert partition.head is not None
+                partition.head = write.applied_to(partition.head)
+                partition.put(write.entry)
+
+    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
+        with self._s.lock:
+            partition = self._s.partitions.get(pk)
+            if partition is None:
+                return [], None
+            # As one DynamoDB query of limit + 1 items, the head sorting after every entry.
+            entries = partition.from_offset(from_offset, limit + 1)
+            head = partition.head if len(entries) < limit + 1 else None
+            return entries[:limit], None if head is None else _copy_head(head)
+
+    def entries(self, pk: str) -> Iterator[Entry]:
+        with self._s.lock:
+            partition = self._s.partitions.get(pk)
+            entries = [] if partition is None else partition.from_offset(0)
+        yield from entries
+
+    def delete_partition(self, pk: str) -> None:
+        with self._s.lock:
+            self._s.partitions.pop(pk, None)
+
+
+class MemoryCatalogStore:
+    """The `CatalogStore` port on a `MemoryStorage`: topics, the producer id counter, ACLs."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        with self._s.lock:
+            topic = self._s.topics.get(name)
+            return None if topic is None else _copy_topic(topic)
+
+    def list_topics(self) -> list[TopicRecord]:
+        with self._s.lock:
+            return [_copy_topic(self._s.topics[name]) for name in sorted(self._s.topics)]
+
+    def create_topic(self, topic: TopicRecord) -> bool:
+        with self._s.lock:
+            if topic.name in self._s.topics:
+                return False
+            self._s.topics[topic.name] = _stored_topic(topic)
+            return True
+
+    def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
+        with self._s.lock:
+            current = self._s.topics.get(topic.name)
+            if (
+                current is None
+                or current.version != expected_version
+                or current.topic_id != topic.topic_id
+            ):
+                return False
+            self._s.topics[topic.name] = _stored_topic(topic)
+            return True
+
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
+        with self._s.lock:
+            current = self._s.topics.get(topic.name)
+            if current is None or current.topic_id != topic.topic_id:
+                return False
+            del self._s.topics[topic.name]
+            self._s.deleted_topics[topic.topic_id] = _stored_topic(topic, deleted_ms)
+            return True
+
+    def deleted_topics(self) -> list[TopicRecord]:
+        with self._s.lock:
+            marked = self._s.deleted_topics
+            return [_copy_topic(marked[topic_id]) for topic_id in sorted(marked)]
+
+    def forget_deleted_topic(self, topic_id: str) -> None:
+        with self._s.lock:
+            self._s.deleted_topics.pop(topic_id, None)
+
+    def next_producer_id(self) -> int:
+        with self._s.lock:
+            self._s.last_producer_id += 1
+            return self._s.last_producer_id
+
+    def list_acls(self) -> list[AclEntry]:
+        with self._s.lock:
+            return [self._s.acls[key] for key in sorted(self._s.acls)]
+
+    def add_acl(self, entry: AclEntry) -> None:
+        key = acl_sort_key(entry.topic, entry.effect, entry.principal)
+        with self._s.lock:
+            current = self._s.acls.get(key)
+            operations = entry.operations | (current.operations if current else frozenset())
+            self._s.acls[key] = replace(entry, operations=frozenset(operations))
+
+    def remove_acl(self, entry: AclEntry) -> bool:
+        key = acl_sort_key(entry.topic, entry.effect, entry.principal)
+        with self._s.lock:
+            current = self._s.acls.get(key)
+            if current is None:
+                return False
+            remaining = current.operations - entry.operations
+            if remaining:
+                self._s.acls[key] = replace(current, operations=remaining)
+            else:
+                del self._s.acls[key]
+            return bool(current.operations & entry.operations)
+
+
+class MemoryGroupStore:
+    """The `GroupStore` port on a `MemoryStorage`: leases fenced by their epoch (ADR 0009)."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def _items(self, group: str) -> dict[str, MemberRecord | LeaseRecord]:
+        return self._s.groups.setdefault(group, {})
+
+    def _lease(self, group: str, topic: str, partition: int) -> LeaseRecord | None:
+        item = self._s.groups.get(group, {}).get(lease_sort_key(topic, partition))
+        return item if isinstance(item, LeaseRecord) else None
+
+    def _put_lease(self, group: str, lease: LeaseRecord) -> None:
+        self._items(group)[lease_sort_key(lease.topic, lease.partition)] = lease
+
+    def put_member(self, group: str, member: MemberRecord) -> None:
+        stored = replace(member, topics=tuple(sorted(member.topics)))
+        with self._s.lock:
+            self._items(group)[member_sort_key(member.member_id)] = stored
+
+    def delete_member(self, group: str, member_id: str) -> None:
+        with self._s.lock:
+            self._s.groups.get(group, {}).pop(member_sort_key(member_id), None)
+
+    def read_group(self, group: str) -> GroupState:
+        with self._s.lock:
+            items = sorted(self._s.groups.get(group, {}).items())
+        return GroupState(
+            members=tuple(item for _, item in items if isinstance(item, MemberRecord)),
+            leases=tuple(item for _, item in items if isinstance(item, LeaseRecord)),
+        )
+
+    def take_lease(
+        self, group: str, seen: LeaseRecord, owner: str, topic_id: str
+    ) -> LeaseRecord | None:
+        with self._s.lock:
+            current = self._lease(group, seen.topic, seen.partition)
+            if not at_seen_epoch(current, seen):
+                return None
+            lease = taken(current, seen, owner, topic_id)
+            self._put_lease(group, lease)
+            return lease
+
+    def give_up_lease(self, group: str, seen: LeaseRecord) -> bool:
+        if seen.owner is None:
+            return False
+        with self._s.lock:
+            current = self._lease(group, seen.topic, seen.partition)
+            if current is None or not owned_at(current, seen.owner, seen.lease_epoch):
+                return False
+            self._put_lease(group, replace(current, owner=None, lease_epoch=seen.lease_epoch + 1))
+            return True
+
+    def commit(
+        self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
+    ) -> None:
+        if not commit_needed(offsets):
+            return
+        _check_distinct([(commit.topic, commit.partition) for commit in offsets])
+        with self._s.lock:
+            current = [self._lease(group, c.topic, c.partition) for c in offsets]
+            failed = [
+                not owned_at(lease, member_id, commit.lease_epoch)
+                for lease, commit in zip(current, offsets, strict=True)
+            ]
+            if any(failed):
+                raise fenced(group, member_id, offsets, failed)
+            for lease, commit in zip(current, offsets, strict=True):
+                assert lease is not None
+                self._put_lease(
+                    group, replace(lease, committed_offset=commit.offset, committed_ms=committed_ms)
+                )
+
+    def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
+        for chunk in transaction_chunks(resets):
+            _check_distinct([(new.topic, new.partition) for _, new in chunk])
+            with self._s.lock:
+                if not all(
+                    at_seen_epoch(self._lease(group, new.topic, new.partition), seen)
+                    for seen, new in chunk
+                ):
+                    return False
+                for _, new in chunk:
+                    self._put_lease(group, new)
+        return True

@@ -1,0 +1,140 @@
+"""Conditional writes racing from threads, each on its own stores: exactly one wins.
+
+Every thread is released by one barrier, so the writes really overlap; whichever order the
+backend applies them in, the outcome checked is the same: one winner, the losers told so
+(with the winner's state where the port returns it), and nothing lost or half-applied.
+"""
+
+from __future__ import annotations
+
+from lakelog.errors import LeaseFencedError
+from lakelog.storage.ports import AclEntry, AppendConflict, LeaseRecord, TopicRecord
+from lakelog.types import OffsetCommit
+from tests.contract.backends import Backend
+from tests.contract.support import race, write
+
+THREADS = 8
+
+
+def test_racing_appends_at_one_head_let_exactly_one_land(backend: Backend, ns: str) -> None:
+    # Given an empty partition and writers that each append a batch of a different size
+    ledgers = [backend.stores()[1] for _ in range(THREADS)]
+    ledgers[0].create_heads([ns, f"{ns}-other"])
+
+    # When they all append at offset 0 at once, to both partitions in one transaction
+    results = race(
+        THREADS, lambda i: ledgers[i].append([write(f"{ns}-other", 0, i + 1), write(ns, 0, i + 1)])
+    )
+
+    # Then exactly one landed, and every other was cancelled with the winner's heads
+    (winner,) = [i for i, result in enumerate(results) if result is None]
+    heads = ledgers[0].read_heads([ns, f"{ns}-other"])
+    assert heads[ns].high_watermark == heads[f"{ns}-other"].high_watermark == winner + 1
+    for i, result in enumerate(results):
+        if i != winner:
+            assert isinstance(result, AppendConflict), result
+            # (real DynamoDB may cancel a transaction that overlaps one in flight instead)
+            assert result.heads == ({} if result.retryable else heads), result.heads
+    assert [e.record_count for e in ledgers[0].entries(ns)] == [winner + 1]
+
+
+def _topic(name: str, topic_id: str, version: int = 1) -> TopicRecord:
+    return TopicRecord(name, topic_id, 1, {"writer": topic_id}, 1, version)
+
+
+def test_racing_creates_of_one_topic_let_exactly_one_win(backend: Backend, ns: str) -> None:
+    catalogs = [backend.stores()[2] for _ in range(THREADS)]
+
+    results = race(THREADS, lambda i: catalogs[i].create_topic(_topic(ns, f"id-{i}")))
+
+    (winner,) = [i for i, created in enumerate(results) if created is True]
+    assert results.count(False) == THREADS - 1
+    assert catalogs[0].get_topic(ns) == _topic(ns, f"id-{winner}")
+
+
+def test_racing_updates_at_one_version_let_exactly_one_win(backend: Backend, ns: str) -> None:
+    catalogs = [backend.stores()[2] for _ in range(THREADS)]
+    catalogs[0].create_topic(_topic(ns, "id"))
+
+    def update(i: int) -> bool:
+        changed = TopicRecord(ns, "id", 1 + i, {"writer": i}, 1, version=2)
+        return catalogs[i].update_topic(changed, expected_version=1)
+
+    results = race(THREADS, update)
+
+    (winner,) = [i for i, updated in enumerate(results) if updated is True]
+    assert results.count(False) == THREADS - 1
+    assert catalogs[0].get_topic(ns) == TopicRecord(ns, "id", 1 + winner, {"writer": winner}, 1, 2)
+
+
+def test_racing_deletes_of_one_topic_let_exactly_one_win(backend: Backend, ns: str) -> None:
+    catalogs = [backend.stores()[2] for _ in range(THREADS)]
+    catalogs[0].create_topic(_topic(ns, f"{ns}-id"))
+
+    results = race(THREADS, lambda i: catalogs[i].delete_topic(_topic(ns, f"{ns}-id"), i))
+
+    (winner,) = [i for i, deleted in enumerate(results) if deleted is True]
+    assert results.count(False) == THREADS - 1
+    (marker,) = [t for t in catalogs[0].deleted_topics() if t.topic_id == f"{ns}-id"]
+    assert marker.deleted_ms == winner
+
+
+def test_racing_producer_ids_are_all_distinct(backend: Backend) -> None:
+    catalogs = [backend.stores()[2] for _ in range(THREADS)]
+
+    results = race(THREADS, lambda i: [catalogs[i].next_producer_id() for _ in range(5)])
+
+    ids = [pid for batch in results for pid in batch]  # type: ignore[union-attr]
+    assert len(set(ids)) == THREADS * 5
+    assert all(batch == sorted(batch) for batch in results)  # type: ignore[type-var]
+
+
+def test_racing_grants_on_one_rule_all_add_up(backend: Backend, ns: str) -> None:
+    catalogs = [backend.stores()[2] for _ in range(THREADS)]
+
+    race(THREADS, lambda i: catalogs[i].add_acl(AclEntry(ns, "t", "allow", frozenset({f"op{i}"}))))
+
+    (rule,) = [a for a in catalogs[0].list_acls() if a.principal == ns]
+    assert rule.operations == {f"op{i}" for i in range(THREADS)}
+
+
+def test_racing_takes_of_one_lease_let_exactly_one_member_hold_it(
+    backend: Backend, ns: str
+) -> None:
+    groups = [backend.stores()[3] for _ in range(THREADS)]
+    seen = LeaseRecord.missing("t", 0)
+
+    results = race(THREADS, lambda i: groups[i].take_lease(ns, seen, f"m{i}", "id"))
+
+    (lease,) = [r for r in results if r is not None]
+    assert results.count(None) == THREADS - 1
+    assert lease.lease_epoch == 1
+    assert groups[0].read_group(ns).leases == (lease,)
+
+
+def test_a_commit_racing_a_takeover_lands_before_it_or_is_fenced(backend: Backend, ns: str) -> None:
+    # Given member a holds a lease at epoch 1 with offset 5 committed
+    a, b = backend.stores()[3], backend.stores()[3]
+    held = a.take_lease(ns, LeaseRecord.missing("t", 0), "a", "id")
+    assert held is not None
+    a.commit(ns, "a", [OffsetCommit("t", 0, 5, 1)], committed_ms=1)
+    seen = a.read_group(ns).leases[0]
+
+    # When a commits 9 while b takes the lease over
+    def act(i: int) -> object:
+        if i == 0:
+            a.commit(ns, "a", [OffsetCommit("t", 0, 9, 1)], committed_ms=2)
+            return "committed"
+        return b.take_lease(ns, seen, "b", "id")
+
+    committed, taken = race(2, act)
+
+    # Then the takeover won, and b holds the lease with the offset a had when it took over
+    assert isinstance(taken, LeaseRecord)
+    (final,) = b.read_group(ns).leases
+    assert (final.owner, final.lease_epoch) == ("b", 2)
+    if committed == "committed":  # landed first: b's take kept it
+        assert final.committed_offset == 9 and taken.committed_offset == 9
+    else:  # came after the take: fenced, and changed nothing
+        assert isinstance(committed, LeaseFencedError)
+        assert final.committed_offset == 5 and taken.committed_offset == 5
