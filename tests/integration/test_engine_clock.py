@@ -1,4 +1,4 @@
-"""The engine keeps time on its injected clock: topic cache ages and append retry deadlines."""
+"""The engine keeps time on its injected clock: topic and ACL cache ages, append deadlines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from lakelog import Engine, Record
 from lakelog.errors import UnavailableError
+from lakelog.service.acl import ACL_CACHE_SECONDS, AclEntry
 from lakelog.service.context import TOPIC_CACHE_SECONDS
 from lakelog.service.produce import AppendRetryPolicy
 from lakelog.storage.faults import FailPoint
@@ -55,3 +56,25 @@ def test_an_append_that_keeps_conflicting_gives_up_at_its_deadline_on_the_engine
         engine.append("busy", [Record(value=b"a")])
     assert injector.hits[FailPoint.CONFLICT] == 6  # at 0, 250, ..., 1250 ms: past 1 s
     assert engine.list_offset("busy", 0, "latest") == 0
+
+
+def test_access_rules_are_read_again_once_their_age_on_the_engine_clock_passes_the_ttl(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Given access control that read the rules (none: the default deny applies), and a rule
+    # then added through another engine
+    clock = Clock()
+    engine = make_engine(clock_ms=clock)
+    access = engine.access_control("deny")
+    assert not access.allowed("alice", "produce", "orders")
+    make_engine(clock_ms=clock).access_control("deny").add(
+        AclEntry("alice", "orders", "allow", frozenset({"produce"}))
+    )
+
+    # When less than the cache time passed on the engine's clock, the cached rules decide
+    clock.advance(int(ACL_CACHE_SECONDS * 1000) - 1)
+    assert not access.allowed("alice", "produce", "orders")
+
+    # When it passed (no wall-clock time has), the new rule is read and applies
+    clock.advance(1)
+    assert access.allowed("alice", "produce", "orders")

@@ -164,8 +164,11 @@ class Engine:
         return cls.from_clients(session.client("s3"), session.client("dynamodb"), names, **kwargs)
 
     def access_control(self, default: Effect, admins: Iterable[str] = ()) -> AccessControl:
-        """Access rules on this engine's catalog; see `AccessControl`."""
-        return AccessControl(self.context.catalog, default, admins=admins)
+        """Access rules on this engine's catalog, cached on its clock; see `AccessControl`."""
+        clock_ms = self.context.clock_ms
+        return AccessControl(
+            self.context.catalog, default, clock=lambda: clock_ms() / 1000, admins=admins
+        )
 
     @property
     def operations(self) -> frozenset[type[Operation[Any]]]:
