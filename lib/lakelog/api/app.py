@@ -241,6 +241,15 @@ def _json(status: HTTPStatus, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=_JSON, body=body)
 
 
+def _records_reply(
+    metrics: Metrics, direction: Literal["In", "Out"], records: int, size: int, reply: str
+) -> Response[str]:
+    """A 200 JSON reply carrying records, counted as ``Records{In,Out}`` and ``Bytes{In,Out}``."""
+    metrics.add_metric(name=f"Records{direction}", unit=MetricUnit.Count, value=records)
+    metrics.add_metric(name=f"Bytes{direction}", unit=MetricUnit.Bytes, value=size)
+    return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
+
+
 def create_app(
     engine: Engine, access: AccessControl, metrics: Metrics, logger: Logger | None = None
 ) -> APIGatewayHttpResolver:
@@ -404,9 +413,7 @@ def _register_record_routes(
         records = request.to_records()
         acks = engine.call(Append(topic, records, request.to_producer()))
         reply = ProduceReply.json_of(acks).decode()
-        metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(records))
-        metrics.add_metric(name="BytesIn", unit=MetricUnit.Bytes, value=len(body))
-        return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
+        return _records_reply(metrics, "In", len(records), len(body), reply)
 
     @app.post(
         "/v1/producers",
@@ -434,9 +441,7 @@ def _register_record_routes(
         access.check(caller(), "consume", topic)
         result = engine.call(Fetch(topic, partition, offset, max_records, max_bytes))
         reply = FetchReply.json_of(result).decode()
-        metrics.add_metric(name="RecordsOut", unit=MetricUnit.Count, value=len(result.records))
-        metrics.add_metric(name="BytesOut", unit=MetricUnit.Bytes, value=len(reply))
-        return Response(status_code=HTTPStatus.OK, content_type=_JSON, body=reply)
+        return _records_reply(metrics, "Out", len(result.records), len(reply), reply)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/offsets",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Final
 
 import click
 
@@ -51,11 +50,18 @@ def _print_topic(description: TopicDescription) -> None:
     out.print(config)
 
 
-_CONFIG_HELP: Final = (
-    "Topic config KEY=VALUE, repeatable: retention_ms, retention_bytes, cleanup_policy "
+config_option = click.option(
+    "--config",
+    "-c",
+    "configs",
+    metavar="KEY=VALUE",
+    callback=key_values,
+    multiple=True,
+    help="Topic config KEY=VALUE, repeatable: retention_ms, retention_bytes, cleanup_policy "
     "(delete|compact), max_record_bytes, compression. Integer-looking values are sent as "
-    "integers."
+    "integers.",
 )
+"""``--config KEY=VALUE ...`` of ``topic create`` and ``topic alter``."""
 
 
 @topic.command("create")
@@ -69,15 +75,7 @@ _CONFIG_HELP: Final = (
     metavar="N",
     help="Number of partitions.",
 )
-@click.option(
-    "--config",
-    "-c",
-    "configs",
-    metavar="KEY=VALUE",
-    callback=key_values,
-    multiple=True,
-    help=_CONFIG_HELP,
-)
+@config_option
 @json_option
 @click.pass_obj
 def topic_create(
@@ -128,15 +126,7 @@ def topic_describe(settings: Settings, name: str, as_json: bool) -> None:
     metavar="N",
     help="New number of partitions (more, never fewer).",
 )
-@click.option(
-    "--config",
-    "-c",
-    "configs",
-    metavar="KEY=VALUE",
-    callback=key_values,
-    multiple=True,
-    help=_CONFIG_HELP,
-)
+@config_option
 @json_option
 @click.pass_obj
 def topic_alter(
