@@ -14,8 +14,9 @@ S3 bucket
 Ledger table (``pk`` string, ``sk`` number)
     ``pk = "p#{topic_id}#{partition}"``, ``sk = HEAD_SK``
         The partition head: high_watermark, log_start_offset, size_bytes, max_timestamp
-        and the idempotent producers' state. Sorted after every entry, so a query from an
-        offset that reaches the end of the log returns the head too.
+        and the idempotent producers' state; ``closed`` once its topic is being deleted.
+        Sorted after every entry, so a query from an offset that reaches the end of the
+        log returns the head too.
     ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
         One entry per batch: offset range -> segment key, row group and byte range.
         ``Query pk AND sk >= offset`` returns the batch holding ``offset`` first.
