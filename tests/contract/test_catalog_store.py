@@ -97,6 +97,22 @@ def test_deleting_a_topic_needs_the_version_read(catalog: CatalogStore, ns: str)
     assert catalog.get_topic(ns) is None
 
 
+def test_a_marker_put_ahead_of_a_delete_leaves_the_topic_and_is_replaced_by_the_delete(
+    catalog: CatalogStore, ns: str
+) -> None:
+    catalog.create_topic(topic(ns, f"{ns}-id-1"))
+
+    catalog.mark_deleted_topic(topic(ns, f"{ns}-id-1"), deleted_ms=5)
+    catalog.mark_deleted_topic(topic(ns, f"{ns}-id-1"), deleted_ms=6)
+
+    assert catalog.get_topic(ns) == topic(ns, f"{ns}-id-1")
+    marked = [t for t in catalog.deleted_topics() if t.topic_id.startswith(ns)]
+    assert marked == [TopicRecord(ns, f"{ns}-id-1", 3, {"retention_ms": 1000}, 42, 1, 6)]
+    assert catalog.delete_topic(topic(ns, f"{ns}-id-1"), deleted_ms=7)
+    marked = [t for t in catalog.deleted_topics() if t.topic_id.startswith(ns)]
+    assert [t.deleted_ms for t in marked] == [7]
+
+
 def test_a_name_can_be_reused_after_delete_and_markers_are_forgotten_one_by_one(
     catalog: CatalogStore, ns: str
 ) -> None:

@@ -169,3 +169,43 @@ def test_partitions_added_while_a_delete_runs_are_closed_too(
     assert [t.partitions for t in other.context.catalog.deleted_topics()] == [3]
     with pytest.raises(TopicNotFoundError):
         other.append("t", [Record(value=b"lost?", partition=2)])
+
+
+@pytest.mark.parametrize("point", BEFORE_CATALOG_CHANGE)
+def test_gc_completes_a_delete_that_crashed_after_closing_a_partition(
+    make_engine: Callable[..., Engine], make_faulty: MakeFaulty, point: FailPoint
+) -> None:
+    # Given a delete that crashed after closing partition 0, and nobody runs it again
+    admin, _, crash_delete = _old_topic(make_engine, make_faulty)
+    topic_id = admin.context.catalog.get_topic("t").topic_id  # type: ignore[union-attr]
+    crash_delete(point)
+
+    # When gc runs past the grace period, it finishes the delete (the name is free at once)
+    later = make_engine(clock_ms=lambda: NOW_MS + 2, grace_ms=1)
+    assert later.gc.purge_deleted_topics() == []
+    assert later.list_topics() == []
+    later.create_topic("t")
+    assert later.fetch("t", 0, 0).records == []
+    # And a later pass purges what is left of the old topic
+    pks = [partition_pk(topic_id, p) for p in range(2)]
+    assert later.context.ledger.read_heads(pks) == {}
+    much_later = make_engine(clock_ms=lambda: NOW_MS + 4, grace_ms=1)
+    assert much_later.gc.purge_deleted_topics() == [topic_id]
+    assert much_later.context.catalog.deleted_topics() == []
+
+
+def test_gc_drops_the_marker_of_a_delete_that_crashed_before_closing_anything(
+    make_engine: Callable[..., Engine], make_faulty: MakeFaulty
+) -> None:
+    # Given a delete that crashed after its marker, before closing any partition
+    admin, warm, crash_delete = _old_topic(make_engine, make_faulty)
+    crash_delete(FailPoint.BEFORE_PARTITION_CLOSE)
+    assert len(admin.context.catalog.deleted_topics()) == 1
+
+    # When gc runs past the grace period, the delete never took effect: the topic stays
+    later = make_engine(clock_ms=lambda: NOW_MS + 2, grace_ms=1)
+    assert later.gc.purge_deleted_topics() == []
+    assert later.context.catalog.deleted_topics() == []
+    assert len(later.fetch("t", 0, 0).records) == OLD_BATCHES
+    ack = warm.append("t", [Record(value=b"kept", partition=1)])[0]
+    assert [r.value for r in later.fetch("t", 1, ack.offset).records] == [b"kept"]

@@ -127,24 +127,36 @@ class TopicAdmin:
     def delete_topic(self, name: str) -> None:
         """Delete a topic and its ledger; its segments are left to gc.
 
+        0. Put the deleted-topic marker, so that gc can finish a deletion that stops.
         1. Close every partition: its head is marked closed (no append can commit to it
            any more, and it reads as missing), then its entries are deleted.
-        2. Swap the catalog item for a deleted-topic marker in one transaction, if the
-           topic still has the id and version read (a concurrent grow is closed too).
+        2. Swap the catalog item for the marker in one transaction, if the topic still has
+           the id and version read (partitions added meanwhile are closed too).
         3. Delete the closed heads.
 
         Once the name is free for a new topic, nothing of the old one is writable or
         readable, whatever another process has cached. A crash before step 2 leaves the
-        topic named but closed (appends and fetches raise `TopicNotFoundError`): running
-        the delete again completes it. A crash after step 2 leaves closed heads that gc
+        topic named but (partly) closed: running the delete again completes it, and so
+        does gc after its grace period. A crash after step 2 leaves closed heads that gc
         removes through the marker (ADR 0005).
         """
         validate_topic_name(name)
         self._ctx.caches.topics.invalidate(name)
+        self._delete(name, topic_id=None)
+
+    def complete_delete(self, name: str, topic_id: str) -> None:
+        """Finish an interrupted deletion of the topic ``name`` if it still has ``topic_id``.
+
+        Raises `TopicNotFoundError` when the name is gone or names another topic.
+        """
+        self._delete(name, topic_id)
+
+    def _delete(self, name: str, topic_id: str | None) -> None:
         for _attempt in range(DELETE_ATTEMPTS):
             topic = self._ctx.catalog.get_topic(name)
-            if topic is None:
+            if topic is None or topic_id not in (None, topic.topic_id):
                 raise TopicNotFoundError(name)
+            self._ctx.catalog.mark_deleted_topic(topic, self._ctx.clock_ms())
             pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
             for pk in pks:
                 self._ctx.ledger.close_partition(pk)

@@ -407,14 +407,22 @@ class DynamoCatalogStore:
             {":v": num(expected_version), ":id": {"S": topic.topic_id}},
         )
 
-    @translate_client_errors
-    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
-        marker = {
+    def _marker(self, topic: TopicRecord, deleted_ms: int) -> Item:
+        """The deleted-topic marker item of ``topic``."""
+        return {
             **self._key(CATALOG_DELETED_TOPIC_PK, topic.topic_id),
             **_topic_attributes(topic),
             "name": {"S": topic.name},
             "deleted_ms": num(deleted_ms),
         }
+
+    @translate_client_errors
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        self._ddb.put_item(TableName=self._table, Item=self._marker(topic, deleted_ms))
+
+    @translate_client_errors
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
+        marker = self._marker(topic, deleted_ms)
         try:
             self._ddb.transact_write_items(
                 TransactItems=[

@@ -214,6 +214,9 @@ class FaultyCatalogStore:
         self.injector.check(FailPoint.AFTER_TOPIC_DELETE)
         return deleted
 
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        self.inner.mark_deleted_topic(topic, deleted_ms)
+
     def deleted_topics(self) -> list[TopicRecord]:
         return self.inner.deleted_topics()
 

@@ -25,7 +25,8 @@ Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``
         A topic: its id (a uuid), partition count, config and version.
     ``pk = "deleted-topic"``, ``sk = {topic_id}``
-        A deleted topic whose ledger items and segments gc still has to remove.
+        A deleted topic whose ledger items and segments gc still has to remove, or one
+        whose deletion has begun (the ``topic`` item still exists).
     ``pk = "counter"``, ``sk = "producer_id"``
         The last producer id handed out.
     ``pk = "acl"``, ``sk = "{topic pattern}|{effect}|{principal pattern}"``

@@ -311,6 +311,10 @@ class MemoryCatalogStore:
             self._s.deleted_topics[topic.topic_id] = _stored_topic(topic, deleted_ms)
             return True
 
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        with self._s.lock:
+            self._s.deleted_topics[topic.topic_id] = _stored_topic(topic, deleted_ms)
+
     def deleted_topics(self) -> list[TopicRecord]:
         with self._s.lock:
             marked = self._s.deleted_topics

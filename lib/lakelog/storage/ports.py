@@ -200,8 +200,15 @@ class CatalogStore(Protocol):
         changed) when the stored topic is missing or has another id or version.
         """
 
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        """Put the deleted-topic marker of ``topic`` ahead of its deletion; the topic stays.
+
+        Overwrites a marker of the same id. gc completes (or, if nothing was closed yet,
+        forgets) a deletion that stopped before `delete_topic` removed the topic.
+        """
+
     def deleted_topics(self) -> list[TopicRecord]:
-        """Deleted topics whose storage gc has not removed yet."""
+        """Markers of deleted topics (or of deletions begun) that gc has not removed yet."""
 
     def forget_deleted_topic(self, topic_id: str) -> None:
         """Drop the gc marker of a deleted topic once its storage is gone."""
