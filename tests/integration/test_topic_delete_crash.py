@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import replace
 
 import pytest
 
-from lakelog import Engine, Record, TopicExistsError, TopicNotFoundError
+from lakelog import Engine, InvalidRequestError, Record, TopicExistsError, TopicNotFoundError
+from lakelog.service.admin import DELETE_ATTEMPTS
 from lakelog.storage.faults import FailPoint, FaultyCatalogStore, InjectedFaultError
 from lakelog.storage.keys import partition_pk
+from lakelog.storage.ports import TopicRecord
 from tests.conftest import MakeFaulty
 
 NOW_MS = 1_700_000_000_000
@@ -209,3 +212,38 @@ def test_gc_drops_the_marker_of_a_delete_that_crashed_before_closing_anything(
     assert len(later.fetch("t", 0, 0).records) == OLD_BATCHES
     ack = warm.append("t", [Record(value=b"kept", partition=1)])[0]
     assert [r.value for r in later.fetch("t", 1, ack.offset).records] == [b"kept"]
+
+
+def test_a_delete_that_concurrent_alters_keep_outrunning_gives_up_and_can_be_run_again(
+    make_engine: Callable[..., Engine], make_faulty: MakeFaulty
+) -> None:
+    # Given another process that changes the topic's config before each catalog removal
+    admin, _ = make_faulty(clock_ms=_clock)
+    other = make_engine(clock_ms=_clock)
+    admin.create_topic("t")
+    catalog = admin.context.catalog
+    assert isinstance(catalog, FaultyCatalogStore)
+    changes: list[int] = []
+
+    def change(_topic: object) -> None:
+        changes.append(len(changes))
+        other.context.catalog.update_topic(
+            replace(_current(other), version=len(changes) + 1), expected_version=len(changes)
+        )
+
+    catalog.on_delete = change
+
+    # Then the delete gives up after a bounded number of rounds, naming the reason
+    with pytest.raises(InvalidRequestError, match="kept changing"):
+        admin.delete_topic("t")
+    assert len(changes) == DELETE_ATTEMPTS
+    # And once the alters stop, running it again completes it
+    catalog.on_delete = None
+    admin.delete_topic("t")
+    assert admin.list_topics() == []
+
+
+def _current(engine: Engine) -> TopicRecord:
+    topic = engine.context.catalog.get_topic("t")
+    assert topic is not None
+    return topic
