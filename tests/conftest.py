@@ -26,6 +26,7 @@ from lakelog.local import serialize_moto_dynamodb
 from lakelog.storage import create_resources
 from lakelog.storage.faults import (
     FaultInjector,
+    FaultyCatalogStore,
     FaultyGroupStore,
     FaultyLedgerStore,
     FaultyObjectStore,
@@ -135,7 +136,8 @@ MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
 def make_faulty(backend: Backend) -> MakeFaulty:
     """Engines whose object store, ledger and group store fail where their injector says.
 
-    The group store (``engine.groups.store``) is a `FaultyGroupStore` on the same injector.
+    The group store (``engine.groups.store``) is a `FaultyGroupStore` and the catalog a
+    `FaultyCatalogStore` on the same injector.
     """
 
     def make(seed: int = 0, **kwargs: Any) -> tuple[Engine, FaultInjector]:
@@ -144,7 +146,7 @@ def make_faulty(backend: Backend) -> MakeFaulty:
         engine = Engine(
             FaultyObjectStore(objects, injector),
             FaultyLedgerStore(ledger, injector),
-            catalog,
+            FaultyCatalogStore(catalog, injector),
             FaultyGroupStore(groups, injector),
             **{"sleep": lambda _seconds: None, **kwargs},
         )

@@ -84,6 +84,35 @@ def test_deleting_a_topic_needs_its_id_and_leaves_a_marker_for_gc(
     assert marked == [TopicRecord(ns, f"{ns}-id-1", 3, {"retention_ms": 1000}, 42, 1, 7)]
 
 
+def test_deleting_a_topic_needs_the_version_read(catalog: CatalogStore, ns: str) -> None:
+    # Given a topic grown (version 2) after a delete read it at version 1
+    catalog.create_topic(topic(ns, f"{ns}-id-1"))
+    catalog.update_topic(topic(ns, f"{ns}-id-1", version=2), expected_version=1)
+
+    # Then the delete of version 1 changes nothing; the delete of version 2 applies
+    assert not catalog.delete_topic(topic(ns, f"{ns}-id-1"), deleted_ms=7)
+    assert catalog.get_topic(ns) == topic(ns, f"{ns}-id-1", version=2)
+    assert not [t for t in catalog.deleted_topics() if t.topic_id.startswith(ns)]
+    assert catalog.delete_topic(topic(ns, f"{ns}-id-1", version=2), deleted_ms=7)
+    assert catalog.get_topic(ns) is None
+
+
+def test_a_marker_put_ahead_of_a_delete_leaves_the_topic_and_is_replaced_by_the_delete(
+    catalog: CatalogStore, ns: str
+) -> None:
+    catalog.create_topic(topic(ns, f"{ns}-id-1"))
+
+    catalog.mark_deleted_topic(topic(ns, f"{ns}-id-1"), deleted_ms=5)
+    catalog.mark_deleted_topic(topic(ns, f"{ns}-id-1"), deleted_ms=6)
+
+    assert catalog.get_topic(ns) == topic(ns, f"{ns}-id-1")
+    marked = [t for t in catalog.deleted_topics() if t.topic_id.startswith(ns)]
+    assert marked == [TopicRecord(ns, f"{ns}-id-1", 3, {"retention_ms": 1000}, 42, 1, 6)]
+    assert catalog.delete_topic(topic(ns, f"{ns}-id-1"), deleted_ms=7)
+    marked = [t for t in catalog.deleted_topics() if t.topic_id.startswith(ns)]
+    assert [t.deleted_ms for t in marked] == [7]
+
+
 def test_a_name_can_be_reused_after_delete_and_markers_are_forgotten_one_by_one(
     catalog: CatalogStore, ns: str
 ) -> None:

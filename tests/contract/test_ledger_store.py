@@ -156,6 +156,38 @@ def test_a_query_returns_entries_from_the_offset_and_the_head_when_it_reached_th
     assert ledger.query(f"{ns}never", 0, 10) == ([], None)
 
 
+def test_a_closed_partition_takes_no_append_reads_as_missing_and_loses_its_entries(
+    backend: Backend, ns: str
+) -> None:
+    # Given a partition with 30 entries (more than one batch of deletes) and an open one
+    ledger, other = backend.stores()[1], backend.stores()[1]
+    ledger.create_heads([f"{ns}a", f"{ns}b"])
+    fill(ledger, f"{ns}a", 30)
+    ledger.append([write(f"{ns}b", 0)])
+
+    # When the first is closed (twice: closing is idempotent; a missing pk is no error)
+    ledger.close_partition(f"{ns}a")
+    ledger.close_partition(f"{ns}a")
+    ledger.close_partition(f"{ns}never")
+
+    # Then every store reads it as missing, with no entries, and no append commits to it
+    assert list(other.read_heads([f"{ns}a", f"{ns}b"])) == [f"{ns}b"]
+    assert list(other.entries(f"{ns}a")) == []
+    assert other.query(f"{ns}a", 0, 10) == ([], None)
+    with pytest.raises(AppendConflict) as conflict:
+        other.append([write(f"{ns}a", 30), write(f"{ns}b", 1)])
+    assert conflict.value.heads == {f"{ns}a": None}
+    assert list(other.entries(f"{ns}b")) == [entry(0)]
+    # And creating heads does not reopen it; deleting it removes the closed head
+    ledger.create_heads([f"{ns}a"])
+    assert other.read_heads([f"{ns}a"]) == {}
+    with pytest.raises(AppendConflict):
+        other.append([write(f"{ns}a", 0)])
+    ledger.delete_partition(f"{ns}a")
+    ledger.create_heads([f"{ns}a"])
+    assert other.read_heads([f"{ns}a"]) == {f"{ns}a": Head()}
+
+
 def test_delete_partition_removes_the_head_and_every_entry(ledger: LedgerStore, ns: str) -> None:
     ledger.create_heads([f"{ns}a", f"{ns}b"])
     fill(ledger, f"{ns}a", 30)  # more than one batch of deletes (25)

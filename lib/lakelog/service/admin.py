@@ -17,6 +17,10 @@ from lakelog.types import PartitionInfo, TopicDescription
 __all__ = ["TopicAdmin"]
 
 
+DELETE_ATTEMPTS = 5
+"""Times a delete re-reads a topic that concurrent alters keep changing before it gives up."""
+
+
 def _validate_partitions(partitions: object) -> int:
     if isinstance(partitions, bool) or not isinstance(partitions, int):
         raise InvalidRequestError(f"partitions must be an integer, not {partitions!r}")
@@ -123,18 +127,48 @@ class TopicAdmin:
     def delete_topic(self, name: str) -> None:
         """Delete a topic and its ledger; its segments are left to gc.
 
-        The catalog item is swapped for a deleted-topic marker in one transaction, so a
-        crash before the ledger is cleared leaves gc a record of what to remove.
+        0. Put the deleted-topic marker, so that gc can finish a deletion that stops.
+        1. Close every partition: its head is marked closed (no append can commit to it
+           any more, and it reads as missing), then its entries are deleted.
+        2. Swap the catalog item for the marker in one transaction, if the topic still has
+           the id and version read (partitions added meanwhile are closed too).
+        3. Delete the closed heads.
+
+        Once the name is free for a new topic, nothing of the old one is writable or
+        readable, whatever another process has cached. A crash before step 2 leaves the
+        topic named but (partly) closed: running the delete again completes it, and so
+        does gc after its grace period. A crash after step 2 leaves closed heads that gc
+        removes through the marker (ADR 0005).
         """
         validate_topic_name(name)
-        topic = self._ctx.catalog.get_topic(name)
         self._ctx.caches.topics.invalidate(name)
-        if topic is None or not self._ctx.catalog.delete_topic(topic, self._ctx.clock_ms()):
-            raise TopicNotFoundError(name)
-        pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
+        self._delete(name, topic_id=None)
+
+    def complete_delete(self, name: str, topic_id: str) -> None:
+        """Finish an interrupted deletion of the topic ``name`` if it still has ``topic_id``.
+
+        Raises `TopicNotFoundError` when the name is gone or names another topic.
+        """
+        self._delete(name, topic_id)
+
+    def _delete(self, name: str, topic_id: str | None) -> None:
+        for _attempt in range(DELETE_ATTEMPTS):
+            topic = self._ctx.catalog.get_topic(name)
+            if topic is None or topic_id not in (None, topic.topic_id):
+                raise TopicNotFoundError(name)
+            self._ctx.catalog.mark_deleted_topic(topic, self._ctx.clock_ms())
+            pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
+            for pk in pks:
+                self._ctx.ledger.close_partition(pk)
+            if self._ctx.catalog.delete_topic(topic, self._ctx.clock_ms()):
+                break
+        else:
+            raise InvalidRequestError(
+                f"topic {name!r} kept changing while it was being deleted; retry the delete"
+            )
+        self._ctx.caches.heads.forget(pks)
         for pk in pks:
             self._ctx.ledger.delete_partition(pk)
-        self._ctx.caches.heads.forget(pks)
 
     def init_producer_id(self) -> int:
         """A new idempotent producer id (epoch 0)."""

@@ -9,6 +9,10 @@ Lambda run (15 minutes).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
+from lakelog.errors import TopicNotFoundError
+from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
 from lakelog.storage.keys import partition_pk, segment_created_ms, topic_segments_prefix
 from lakelog.storage.ports import TopicRecord
@@ -62,12 +66,15 @@ class GarbageCollector:
         """Remove the ledger items and segments of topics deleted before the grace period.
 
         Returns the ids of the topics purged. Safe to run again after a crash: each step
-        is idempotent and the marker goes last.
+        is idempotent and the marker goes last. A marker whose topic still has its name
+        comes from a deletion that stopped before the catalog changed: if it had closed
+        partition 0 (the first it closes), the deletion is completed now and the topic
+        purged by a later pass; if not, it never took effect and its marker is dropped.
         """
         cutoff = self._ctx.clock_ms() - self._grace_ms
         purged = []
         for topic in self._ctx.catalog.deleted_topics():
-            if (topic.deleted_ms or 0) > cutoff:
+            if (topic.deleted_ms or 0) > cutoff or self._unfinished(topic):
                 continue
             for partition in range(topic.partitions):
                 self._ctx.ledger.delete_partition(partition_pk(topic.topic_id, partition))
@@ -76,3 +83,19 @@ class GarbageCollector:
             self._ctx.catalog.forget_deleted_topic(topic.topic_id)
             purged.append(topic.topic_id)
         return purged
+
+    def _unfinished(self, marker: TopicRecord) -> bool:
+        """Deal with the marker of a deletion that stopped while the topic kept its name.
+
+        True when the topic still had its name (the marker is then completed or dropped);
+        False when the topic is gone and the marker is ready to purge.
+        """
+        current = self._ctx.catalog.get_topic(marker.name)
+        if current is None or current.topic_id != marker.topic_id:
+            return False
+        if self._ctx.ledger.read_heads([partition_pk(marker.topic_id, 0)]):
+            self._ctx.catalog.forget_deleted_topic(marker.topic_id)
+        else:
+            with suppress(TopicNotFoundError):
+                TopicAdmin(self._ctx).complete_delete(marker.name, marker.topic_id)
+        return True

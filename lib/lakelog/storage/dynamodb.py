@@ -4,7 +4,9 @@ Item attributes (the keys are in `lakelog.storage.keys`)
 
 Ledger head (``sk = HEAD_SK``)
     ``high_watermark`` N, ``log_start_offset`` N, ``size_bytes`` N, ``max_timestamp`` N,
-    ``producers`` M: ``{producer_id: {epoch N, last_sequence N, batches L[L[N]]}}``.
+    ``producers`` M: ``{producer_id: {epoch N, last_sequence N, batches L[L[N]]}}``,
+    ``closed`` BOOL once its topic is being deleted (a closed head reads as missing and
+    fails every append's condition).
 Ledger entry (``sk = last_offset``)
     ``base_offset`` N, ``segment_key`` S, ``row_group`` N, ``byte_offset`` N,
     ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N, ``min_timestamp`` N,
@@ -123,6 +125,17 @@ def _is_head(item: Item) -> bool:
     return int(item["sk"]["N"]) == HEAD_SK
 
 
+_CLOSED = "closed"
+"""Head attribute set by `DynamoLedgerStore.close_partition`."""
+
+
+def _open_head(item: Item | None) -> Head | None:
+    """The head an item holds, or None when there is none or it is closed."""
+    if not item or _CLOSED in item:
+        return None
+    return _head_from_item(item)
+
+
 class DynamoLedgerStore:
     """The ledger table, through an injected boto3 DynamoDB client."""
 
@@ -166,7 +179,8 @@ class DynamoLedgerStore:
             while request:
                 response = self._ddb.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(self._table, []):
-                    heads[item["pk"]["S"]] = _head_from_item(item)
+                    if (head := _open_head(item)) is not None:
+                        heads[item["pk"]["S"]] = head
                 request = response.get("UnprocessedKeys") or None
         return heads
 
@@ -174,7 +188,7 @@ class DynamoLedgerStore:
     def append(self, writes: Sequence[PartitionWrite]) -> None:
         items: list[Any] = []
         for write in writes:
-            names = {"#hw": "high_watermark"}
+            names = {"#hw": "high_watermark", "#closed": _CLOSED}
             values: Item = {
                 ":expected": num(write.expected_high_watermark),
                 ":hw": num(write.new_high_watermark),
@@ -196,7 +210,7 @@ class DynamoLedgerStore:
                         "TableName": self._table,
                         "Key": self._head_key(write.pk),
                         "UpdateExpression": f"{update} ADD size_bytes :bytes",
-                        "ConditionExpression": "#hw = :expected",
+                        "ConditionExpression": "#hw = :expected AND attribute_not_exists(#closed)",
                         "ExpressionAttributeNames": names,
                         "ExpressionAttributeValues": values,
                         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -229,8 +243,7 @@ class DynamoLedgerStore:
         heads: dict[str, Head | None] = {}
         for write, reason in zip(writes, reasons[0::2], strict=False):
             if reason.get("Code") == "ConditionalCheckFailed":
-                item = reason.get("Item")
-                heads[write.pk] = _head_from_item(item) if item else None
+                heads[write.pk] = _open_head(reason.get("Item"))
         return AppendConflict(heads, retryable="TransactionConflict" in codes and not heads)
 
     @translate_client_errors
@@ -246,7 +259,7 @@ class DynamoLedgerStore:
         head: Head | None = None
         for item in response["Items"]:
             if _is_head(item):
-                head = _head_from_item(item)
+                head = _open_head(item)
             else:
                 entries.append(_entry_from_item(item))
         return entries[:limit], head
@@ -257,22 +270,49 @@ class DynamoLedgerStore:
             if not _is_head(item):
                 yield _entry_from_item(item)
 
-    def _items(self, pk: str, projection: str | None = None) -> Iterator[Item]:
+    def _items(
+        self, pk: str, projection: str | None = None, entries_only: bool = False
+    ) -> Iterator[Item]:
         paginator = self._ddb.get_paginator("query")
         kwargs: Any = {
             "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
+            "KeyConditionExpression": "pk = :pk AND sk < :head" if entries_only else "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
         }
+        if entries_only:
+            kwargs["ExpressionAttributeValues"][":head"] = num(HEAD_SK)
         if projection:
             kwargs["ProjectionExpression"] = projection
         for page in paginator.paginate(**kwargs):
             yield from page["Items"]
 
     @translate_client_errors
+    def close_partition(self, pk: str) -> None:
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._head_key(pk),
+                UpdateExpression="SET #closed = :true",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#closed": _CLOSED},
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+        self._delete_items(pk, entries_only=True)
+
+    @translate_client_errors
     def delete_partition(self, pk: str) -> None:
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._items(pk, "pk, sk")]
+        self._delete_items(pk)
+
+    def _delete_items(self, pk: str, entries_only: bool = False) -> None:
+        """Delete the partition's items (its entries only, or the head too), head last."""
+        keys = [
+            {"pk": item["pk"], "sk": item["sk"]}
+            for item in self._items(pk, "pk, sk", entries_only=entries_only)
+        ]
         for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
             request: Any = {
                 self._table: [
@@ -367,14 +407,22 @@ class DynamoCatalogStore:
             {":v": num(expected_version), ":id": {"S": topic.topic_id}},
         )
 
-    @translate_client_errors
-    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
-        marker = {
+    def _marker(self, topic: TopicRecord, deleted_ms: int) -> Item:
+        """The deleted-topic marker item of ``topic``."""
+        return {
             **self._key(CATALOG_DELETED_TOPIC_PK, topic.topic_id),
             **_topic_attributes(topic),
             "name": {"S": topic.name},
             "deleted_ms": num(deleted_ms),
         }
+
+    @translate_client_errors
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        self._ddb.put_item(TableName=self._table, Item=self._marker(topic, deleted_ms))
+
+    @translate_client_errors
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
+        marker = self._marker(topic, deleted_ms)
         try:
             self._ddb.transact_write_items(
                 TransactItems=[
@@ -382,8 +430,11 @@ class DynamoCatalogStore:
                         "Delete": {
                             "TableName": self._table,
                             "Key": self._key(CATALOG_TOPIC_PK, topic.name),
-                            "ConditionExpression": "topic_id = :id",
-                            "ExpressionAttributeValues": {":id": {"S": topic.topic_id}},
+                            "ConditionExpression": "topic_id = :id AND version = :v",
+                            "ExpressionAttributeValues": {
+                                ":id": {"S": topic.topic_id},
+                                ":v": num(topic.version),
+                            },
                         }
                     },
                     {"Put": {"TableName": self._table, "Item": marker}},

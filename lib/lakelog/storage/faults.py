@@ -17,7 +17,9 @@ from enum import StrEnum
 from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.log.records import Entry, Head, PartitionWrite
 from lakelog.storage.ports import (
+    AclEntry,
     AppendConflict,
+    CatalogStore,
     GroupState,
     GroupStore,
     LeaseRecord,
@@ -25,12 +27,14 @@ from lakelog.storage.ports import (
     MemberRecord,
     ObjectInfo,
     ObjectStore,
+    TopicRecord,
 )
 from lakelog.types import OffsetCommit
 
 __all__ = [
     "FailPoint",
     "FaultInjector",
+    "FaultyCatalogStore",
     "FaultyGroupStore",
     "FaultyLedgerStore",
     "FaultyObjectStore",
@@ -52,6 +56,11 @@ class FailPoint(StrEnum):
     AFTER_LEASE = "after_lease"
     BEFORE_COMMIT = "before_commit"
     AFTER_COMMIT = "after_commit"
+    BEFORE_PARTITION_CLOSE = "before_partition_close"
+    AFTER_PARTITION_CLOSE = "after_partition_close"
+    BEFORE_TOPIC_DELETE = "before_topic_delete"
+    AFTER_TOPIC_DELETE = "after_topic_delete"
+    BEFORE_PARTITION_DELETE = "before_partition_delete"
 
 
 class InjectedFaultError(UnavailableError):
@@ -163,8 +172,68 @@ class FaultyLedgerStore:
     def entries(self, pk: str) -> Iterator[Entry]:
         return self.inner.entries(pk)
 
+    def close_partition(self, pk: str) -> None:
+        self.injector.check(FailPoint.BEFORE_PARTITION_CLOSE)
+        self.inner.close_partition(pk)
+        self.injector.check(FailPoint.AFTER_PARTITION_CLOSE)
+
     def delete_partition(self, pk: str) -> None:
+        self.injector.check(FailPoint.BEFORE_PARTITION_DELETE)
         self.inner.delete_partition(pk)
+
+
+class FaultyCatalogStore:
+    """A `CatalogStore` whose topic deletion fails before or after the catalog changed.
+
+    ``on_delete``, when set, is called just before each topic deletion reaches the inner
+    store: a test uses it to interleave another request at exactly that point.
+    """
+
+    def __init__(self, inner: CatalogStore, injector: FaultInjector) -> None:
+        self.inner = inner
+        self.injector = injector
+        self.on_delete: Callable[[TopicRecord], None] | None = None
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        return self.inner.get_topic(name)
+
+    def list_topics(self) -> list[TopicRecord]:
+        return self.inner.list_topics()
+
+    def create_topic(self, topic: TopicRecord) -> bool:
+        return self.inner.create_topic(topic)
+
+    def update_topic(self, topic: TopicRecord, expected_version: int) -> bool:
+        return self.inner.update_topic(topic, expected_version)
+
+    def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
+        self.injector.check(FailPoint.BEFORE_TOPIC_DELETE)
+        if self.on_delete is not None:
+            self.on_delete(topic)
+        deleted = self.inner.delete_topic(topic, deleted_ms)
+        self.injector.check(FailPoint.AFTER_TOPIC_DELETE)
+        return deleted
+
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        self.inner.mark_deleted_topic(topic, deleted_ms)
+
+    def deleted_topics(self) -> list[TopicRecord]:
+        return self.inner.deleted_topics()
+
+    def forget_deleted_topic(self, topic_id: str) -> None:
+        self.inner.forget_deleted_topic(topic_id)
+
+    def next_producer_id(self) -> int:
+        return self.inner.next_producer_id()
+
+    def list_acls(self) -> list[AclEntry]:
+        return self.inner.list_acls()
+
+    def add_acl(self, entry: AclEntry) -> None:
+        self.inner.add_acl(entry)
+
+    def remove_acl(self, entry: AclEntry) -> bool:
+        return self.inner.remove_acl(entry)
 
 
 class FaultyGroupStore:

@@ -14,8 +14,9 @@ S3 bucket
 Ledger table (``pk`` string, ``sk`` number)
     ``pk = "p#{topic_id}#{partition}"``, ``sk = HEAD_SK``
         The partition head: high_watermark, log_start_offset, size_bytes, max_timestamp
-        and the idempotent producers' state. Sorted after every entry, so a query from an
-        offset that reaches the end of the log returns the head too.
+        and the idempotent producers' state; ``closed`` once its topic is being deleted.
+        Sorted after every entry, so a query from an offset that reaches the end of the
+        log returns the head too.
     ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
         One entry per batch: offset range -> segment key, row group and byte range.
         ``Query pk AND sk >= offset`` returns the batch holding ``offset`` first.
@@ -24,7 +25,8 @@ Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``
         A topic: its id (a uuid), partition count, config and version.
     ``pk = "deleted-topic"``, ``sk = {topic_id}``
-        A deleted topic whose ledger items and segments gc still has to remove.
+        A deleted topic whose ledger items and segments gc still has to remove, or one
+        whose deletion has begun (the ``topic`` item still exists).
     ``pk = "counter"``, ``sk = "producer_id"``
         The last producer id handed out.
     ``pk = "acl"``, ``sk = "{topic pattern}|{effect}|{principal pattern}"``

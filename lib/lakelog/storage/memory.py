@@ -102,6 +102,8 @@ class _Partition:
     """One ledger partition: its head (None once deleted or never created) and entries."""
 
     head: Head | None = None
+    closed: bool = False
+    """The partition's topic is being deleted: no append moves the head, no reader sees it."""
     entries: dict[int, Entry] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)
     """The entries' last offsets, sorted."""
@@ -209,8 +211,9 @@ class MemoryLedgerStore:
             return {pk: _copy_head(head) for pk in pks if (head := self._head(pk)) is not None}
 
     def _head(self, pk: str) -> Head | None:
+        """The open head of ``pk``; None when missing or closed."""
         partition = self._s.partitions.get(pk)
-        return None if partition is None else partition.head
+        return None if partition is None or partition.closed else partition.head
 
     def append(self, writes: Sequence[PartitionWrite]) -> None:
         _check_distinct([write.pk for write in writes])
@@ -239,7 +242,7 @@ class MemoryLedgerStore:
                 return [], None
             # As one DynamoDB query of limit + 1 items, the head sorting after every entry.
             entries = partition.from_offset(from_offset, limit + 1)
-            head = partition.head if len(entries) < limit + 1 else None
+            head = self._head(pk) if len(entries) < limit + 1 else None
             return entries[:limit], None if head is None else _copy_head(head)
 
     def entries(self, pk: str) -> Iterator[Entry]:
@@ -247,6 +250,14 @@ class MemoryLedgerStore:
             partition = self._s.partitions.get(pk)
             entries = [] if partition is None else partition.from_offset(0)
         yield from entries
+
+    def close_partition(self, pk: str) -> None:
+        with self._s.lock:
+            partition = self._s.partitions.get(pk)
+            if partition is not None and partition.head is not None:
+                partition.closed = True
+                partition.entries.clear()
+                partition.offsets.clear()
 
     def delete_partition(self, pk: str) -> None:
         with self._s.lock:
@@ -290,11 +301,19 @@ class MemoryCatalogStore:
     def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
         with self._s.lock:
             current = self._s.topics.get(topic.name)
-            if current is None or current.topic_id != topic.topic_id:
+            if (
+                current is None
+                or current.topic_id != topic.topic_id
+                or current.version != topic.version
+            ):
                 return False
             del self._s.topics[topic.name]
             self._s.deleted_topics[topic.topic_id] = _stored_topic(topic, deleted_ms)
             return True
+
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        with self._s.lock:
+            self._s.deleted_topics[topic.topic_id] = _stored_topic(topic, deleted_ms)
 
     def deleted_topics(self) -> list[TopicRecord]:
         with self._s.lock:

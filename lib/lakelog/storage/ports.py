@@ -148,19 +148,31 @@ class LedgerStore(Protocol):
         """Create an empty head for each pk that has none."""
 
     def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
-        """Strongly consistent heads of ``pks``; a missing head is left out."""
+        """Strongly consistent heads of ``pks``; a missing or closed head is left out."""
 
     def append(self, writes: Sequence[PartitionWrite]) -> None:
-        """Apply every write atomically or none; raise `AppendConflict` when cancelled."""
+        """Apply every write atomically or none; raise `AppendConflict` when cancelled.
+
+        A write to a missing or closed head fails its condition (its pk maps to None).
+        """
 
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
         """Up to ``limit`` entries with ``last_offset >= from_offset`` in offset order.
 
-        The head is returned too when the query reached the end of the partition.
+        The head is returned too when the query reached the end of the partition and the
+        head is neither missing nor closed.
         """
 
     def entries(self, pk: str) -> Iterator[Entry]:
         """Every entry of a partition in offset order."""
+
+    def close_partition(self, pk: str) -> None:
+        """Close a partition's head, then delete every entry; the head item stays.
+
+        From the moment the head is closed no append to it succeeds, and it reads as
+        missing; `create_heads` does not reopen it. A missing head is not an error.
+        Idempotent: a close that stopped midway is completed by running it again.
+        """
 
     def delete_partition(self, pk: str) -> None:
         """Delete a partition's head and every entry."""
@@ -182,10 +194,21 @@ class CatalogStore(Protocol):
         """Replace the topic if its version is still ``expected_version``; False if not."""
 
     def delete_topic(self, topic: TopicRecord, deleted_ms: int) -> bool:
-        """Remove ``topic`` (marking its id for gc) if it still has its id; False if not."""
+        """Remove ``topic`` (marking its id for gc) if it still has its id and version.
+
+        The item goes and the marker appears in one transaction; False (and nothing
+        changed) when the stored topic is missing or has another id or version.
+        """
+
+    def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
+        """Put the deleted-topic marker of ``topic`` ahead of its deletion; the topic stays.
+
+        Overwrites a marker of the same id. gc completes (or, if nothing was closed yet,
+        forgets) a deletion that stopped before `delete_topic` removed the topic.
+        """
 
     def deleted_topics(self) -> list[TopicRecord]:
-        """Deleted topics whose storage gc has not removed yet."""
+        """Markers of deleted topics (or of deletions begun) that gc has not removed yet."""
 
     def forget_deleted_topic(self, topic_id: str) -> None:
         """Drop the gc marker of a deleted topic once its storage is gone."""
