@@ -344,10 +344,15 @@ class DynamoCatalogStore:
 
     def _put_topic_if(self, topic: TopicRecord, condition: str, values: Item) -> bool:
         """Put the topic's item if ``condition`` holds; False if it did not."""
+        item = {**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)}
+        return self._put_if(item, condition, values)
+
+    def _put_if(self, item: Item, condition: str, values: Item | None = None) -> bool:
+        """Put ``item`` if ``condition`` holds; False if it did not."""
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
+                Item=item,
                 ConditionExpression=condition,
                 **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
             )
@@ -409,23 +414,14 @@ class DynamoCatalogStore:
 
     @translate_client_errors
     def register_producer(self, record: ProducerIdRecord) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={
-                    **self._key(producer_pk(record.producer_id), PRODUCER_SK),
-                    "principal": {"S": record.principal},
-                    "issued_ms": num(record.issued_ms),
-                    "epoch": num(record.epoch),
-                    TTL_ATTRIBUTE: num(record.expires_ms // 1000),
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        item = {
+            **self._key(producer_pk(record.producer_id), PRODUCER_SK),
+            "principal": {"S": record.principal},
+            "issued_ms": num(record.issued_ms),
+            "epoch": num(record.epoch),
+            TTL_ATTRIBUTE: num(record.expires_ms // 1000),
+        }
+        return self._put_if(item, "attribute_not_exists(pk)")
 
     @translate_client_errors
     def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
