@@ -11,7 +11,7 @@ from lakelog import Engine, ProducerBatch, Record, ResourceNames
 from lakelog.errors import UnknownProducerError
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.keys import PRODUCER_SK, producer_pk
-from lakelog.storage.ports import PRODUCER_ID_RETENTION_MS
+from lakelog.storage.ports import PRODUCER_ID_RETENTION_MS, ProducerIdRecord
 
 TOPIC = "bound"
 
@@ -30,6 +30,20 @@ def _append(engine: Engine, producer_id: int, value: bytes, principal: str | Non
     else:
         [ack] = engine.append(TOPIC, records, batch, principal=principal)
     return ack.offset
+
+
+def _count_reads(engine: Engine) -> list[int]:
+    """The ids whose binding ``engine``'s catalog is asked for from now on, in order."""
+    reads: list[int] = []
+    catalog = engine.context.catalog
+    original = catalog.get_producer
+
+    def counting(producer_id: int) -> ProducerIdRecord | None:
+        reads.append(producer_id)
+        return original(producer_id)
+
+    catalog.get_producer = counting  # type: ignore[method-assign]
+    return reads
 
 
 def test_an_append_under_an_id_never_issued_is_refused_and_writes_nothing(
@@ -74,15 +88,7 @@ def test_the_binding_is_read_once_per_process_not_per_append(
 ) -> None:
     issuer, appender = make_engine(), make_engine()
     producer_id = issuer.init_producer_id("alice")
-    reads: list[int] = []
-    catalog = appender.context.catalog
-    original = catalog.get_producer
-
-    def counting(pid: int) -> object:
-        reads.append(pid)
-        return original(pid)
-
-    catalog.get_producer = counting  # type: ignore[method-assign]
+    reads = _count_reads(appender)
     for sequence in range(5):
         appender.append(
             TOPIC,
@@ -122,3 +128,21 @@ def test_a_colliding_draw_is_drawn_again_and_never_takes_over_an_issued_id(
     producers.check(7, "alice")
     with pytest.raises(UnknownProducerError):
         producers.check(7, "bob")
+
+
+def test_a_process_remembers_a_bounded_number_of_bindings(engine: Engine) -> None:
+    reads = _count_reads(engine)
+    draws = iter([11, 12, 13])
+    producers = ProducerIds(
+        engine.context.catalog, engine.context.clock_ms, lambda: next(draws), capacity=2
+    )
+    for principal in ("a", "b", "c"):
+        producers.issue(principal)
+
+    producers.check(13, "c")
+    producers.check(12, "b")
+    assert reads == []  # the two newest are remembered
+    producers.check(11, "a")
+    assert reads == [11]  # the oldest was forgotten and is read again, still bound to "a"
+    producers.check(13, "c")
+    assert reads == [11, 13]  # 13 was now the least recently used
