@@ -24,6 +24,7 @@ from lakelog.errors import (
     ProducerFencedError,
     TopicExistsError,
     TopicNotFoundError,
+    UnknownProducerError,
 )
 from lakelog.types import (
     Assignment,
@@ -119,6 +120,7 @@ __all__ = [
     "TopicExistsError",
     "TopicNotFoundError",
     "TopicPartition",
+    "UnknownProducerError",
 ]
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "TopicNotFoundError",
     "UnauthorizedError",
     "UnavailableError",
+    "UnknownProducerError",
 ]
 
 
@@ -125,6 +126,24 @@ class OutOfOrderSequenceError(InvalidRequestError):
         self.partition = partition
         self.sequence = sequence
         self.expected = expected
+
+
+class UnknownProducerError(LakelogError):
+    """The caller does not hold this producer id: never issued, issued to another
+    principal, or expired; nothing was written.
+
+    Its own code (403 ``unknown_producer``) lets a producer start again under a fresh id
+    from `InitProducerId`; the reply does not tell which of the three it was.
+    """
+
+    code = "unknown_producer"
+
+    def __init__(self, producer_id: int) -> None:
+        super().__init__(
+            f"producer id {producer_id} is not held by the caller; obtain one from "
+            "POST /v1/producers"
+        )
+        self.producer_id = producer_id
 
 
 class LeaseFencedError(LakelogError):

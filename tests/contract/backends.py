@@ -79,7 +79,7 @@ class MemoryBackend:
                 },
                 "topics": dict(state.topics),
                 "deleted_topics": dict(state.deleted_topics),
-                "last_producer_id": state.last_producer_id,
+                "producers": dict(state.producers),
                 "acls": dict(state.acls),
                 "groups": {group: dict(items) for group, items in state.groups.items() if items},
             }

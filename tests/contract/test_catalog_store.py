@@ -1,10 +1,10 @@
-"""The `CatalogStore` contract: conditional topic writes, gc markers, producer ids, ACLs."""
+"""The `CatalogStore` contract: conditional topic writes, gc markers, issued producer ids, ACLs."""
 
 from __future__ import annotations
 
 import pytest
 
-from lakelog.storage.ports import AclEntry, CatalogStore, TopicRecord
+from lakelog.storage.ports import AclEntry, CatalogStore, ProducerIdRecord, TopicRecord
 from tests.contract.backends import Backend, Stores
 
 
@@ -129,12 +129,25 @@ def test_a_name_can_be_reused_after_delete_and_markers_are_forgotten_one_by_one(
     assert catalog.get_topic(ns) == topic(ns, f"{ns}-id-3")
 
 
-def test_producer_ids_only_grow(backend: Backend) -> None:
-    first, second = backend.stores()[2], backend.stores()[2]
-    ids = [first.next_producer_id(), second.next_producer_id(), first.next_producer_id()]
+def producer_id(ns: str, n: int = 0) -> int:
+    """An id of this test alone (a namespace is 48 random bits), as a 63-bit id."""
+    return (int(ns[1:], 16) << 8) + n
 
-    assert ids[0] >= 1
-    assert ids == sorted(set(ids))
+
+def test_a_producer_id_is_registered_once_and_read_back_by_every_store(
+    backend: Backend, ns: str
+) -> None:
+    writer, reader = backend.stores()[2], backend.stores()[2]
+    alice = ProducerIdRecord(producer_id(ns), "alice", issued_ms=42)
+
+    assert writer.register_producer(alice)
+    assert not reader.register_producer(ProducerIdRecord(producer_id(ns), "bob", issued_ms=43))
+
+    assert reader.get_producer(producer_id(ns)) == alice
+    assert writer.get_producer(producer_id(ns, 1)) is None
+    big = ProducerIdRecord(2**63 - 1 - producer_id(ns), "carol", issued_ms=44, epoch=0)
+    assert writer.register_producer(big)
+    assert reader.get_producer(big.producer_id) == big
 
 
 def _acls(catalog: CatalogStore, ns: str) -> list[AclEntry]:

@@ -8,7 +8,13 @@ backend applies them in, the outcome checked is the same: one winner, the losers
 from __future__ import annotations
 
 from lakelog.errors import LeaseFencedError
-from lakelog.storage.ports import AclEntry, AppendConflict, LeaseRecord, TopicRecord
+from lakelog.storage.ports import (
+    AclEntry,
+    AppendConflict,
+    LeaseRecord,
+    ProducerIdRecord,
+    TopicRecord,
+)
 from lakelog.types import OffsetCommit
 from tests.contract.backends import Backend
 from tests.contract.support import race, write
@@ -79,14 +85,22 @@ def test_racing_deletes_of_one_topic_let_exactly_one_win(backend: Backend, ns: s
     assert marker.deleted_ms == winner
 
 
-def test_racing_producer_ids_are_all_distinct(backend: Backend) -> None:
+def test_racing_registrations_of_one_producer_id_let_exactly_one_hold_it(
+    backend: Backend, ns: str
+) -> None:
     catalogs = [backend.stores()[2] for _ in range(THREADS)]
+    producer_id = int(ns[1:], 16)
 
-    results = race(THREADS, lambda i: [catalogs[i].next_producer_id() for _ in range(5)])
+    results = race(
+        THREADS,
+        lambda i: catalogs[i].register_producer(ProducerIdRecord(producer_id, f"p{i}", i)),
+    )
 
-    ids = [pid for batch in results for pid in batch]  # type: ignore[union-attr]
-    assert len(set(ids)) == THREADS * 5
-    assert all(batch == sorted(batch) for batch in results)  # type: ignore[type-var]
+    (winner,) = [i for i, registered in enumerate(results) if registered is True]
+    assert results.count(False) == THREADS - 1
+    assert catalogs[0].get_producer(producer_id) == ProducerIdRecord(
+        producer_id, f"p{winner}", winner
+    )
 
 
 def test_racing_grants_on_one_rule_all_add_up(backend: Backend, ns: str) -> None:

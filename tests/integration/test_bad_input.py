@@ -29,6 +29,7 @@ from lakelog import (
     Record,
     TopicExistsError,
     TopicNotFoundError,
+    UnknownProducerError,
 )
 from lakelog.limits import (
     MAX_APPEND_BYTES,
@@ -468,9 +469,16 @@ def test_bad_producer_identity_is_rejected(world: World, subtests: pytest.Subtes
 
 
 def test_new_producer_not_starting_at_sequence_zero_writes_nothing(world: World) -> None:
-    producer = ProducerBatch(producer_id=99, epoch=0, sequences={0: 5})
+    producer = ProducerBatch(world.engine.init_producer_id(), epoch=0, sequences={0: 5})
 
     with changes_nothing(world), pytest.raises(OutOfOrderSequenceError, match="expected 0"):
+        world.engine.append("orders", [Record(value=b"v", partition=0)], producer)
+
+
+def test_an_append_under_a_producer_id_never_issued_writes_nothing(world: World) -> None:
+    producer = ProducerBatch(producer_id=99, epoch=0, sequences={0: 0})
+
+    with changes_nothing(world), pytest.raises(UnknownProducerError, match="99"):
         world.engine.append("orders", [Record(value=b"v", partition=0)], producer)
 
 

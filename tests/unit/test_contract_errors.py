@@ -28,6 +28,7 @@ from lakelog.errors import (
     TopicNotFoundError,
     UnauthorizedError,
     UnavailableError,
+    UnknownProducerError,
 )
 
 SAMPLES: dict[type[LakelogError], LakelogError] = {
@@ -46,6 +47,7 @@ SAMPLES: dict[type[LakelogError], LakelogError] = {
         GroupNotEmptyError("billing", ("m-1", "m-2")),
         OffsetOutOfRangeError("orders", 3, 99, 5, 9),
         OutOfOrderSequenceError(7, 1, 12, 10),
+        UnknownProducerError(5_764_607_523_034_234_881),
         ThrottledError("slow down"),
         UnavailableError("append kept conflicting; nothing was written, retry later"),
         CorruptSegmentError("t/0/00000.parquet", "bad checksum"),

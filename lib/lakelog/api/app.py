@@ -404,26 +404,26 @@ def _register_record_routes(
         },
     )
     def produce(topic: str) -> Response[str]:
-        access.check(caller(), "produce", topic)
+        principal = caller()
+        access.check(principal, "produce", topic)
         try:
             body = app.current_event.decoded_body or ""
             request = ProduceRequest.parse_body(body)
         except ValidationError as error:
             raise RequestValidationError(list(error.errors())) from None
         records = request.to_records()
-        acks = engine.call(Append(topic, records, request.to_producer()))
+        acks = engine.call(Append(topic, records, request.to_producer()), principal)
         reply = ProduceReply.json_of(acks).decode()
         return _records_reply(metrics, "In", len(records), len(body), reply)
 
     @app.post(
         "/v1/producers",
         tags=["records"],
-        summary="A fresh idempotent producer id",
+        summary="A fresh idempotent producer id, held by the caller alone",
         responses=success(ProducerIdReply) | error_responses(429, 503),
     )
     def init_producer() -> ProducerIdReply:
-        caller()
-        return ProducerIdReply(id=engine.call(InitProducerId()), epoch=0)
+        return ProducerIdReply(id=engine.call(InitProducerId(), caller()), epoch=0)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/records",

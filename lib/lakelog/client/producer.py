@@ -25,6 +25,7 @@ from lakelog.errors import (
     InvalidRequestError,
     OutOfOrderSequenceError,
     PayloadTooLargeError,
+    UnknownProducerError,
 )
 from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
@@ -375,7 +376,7 @@ class Producer:
         self, topic: str, records: Sequence[Record], counts: dict[int, int]
     ) -> list[RecordMetadata]:
         """One append, retried with the same sequences; a fresh producer id when the
-        service has forgotten this one (topic re-created, 24 h idle) or after a failure
+        service has forgotten this one (topic re-created, 24 h idle, id expired) or after a failure
         whose outcome is unknown."""
         started = time.monotonic()
         attempt = 0
@@ -405,7 +406,7 @@ class Producer:
                 with self._lock:
                     self._metrics.retries += 1
                 time.sleep(pause)
-            except OutOfOrderSequenceError:
+            except (OutOfOrderSequenceError, UnknownProducerError):
                 # Nothing of this request was written: start over under a fresh id, once.
                 self._forget_identity()
                 if renewed:

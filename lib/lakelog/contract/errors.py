@@ -34,6 +34,7 @@ from lakelog.errors import (
     TopicNotFoundError,
     UnauthorizedError,
     UnavailableError,
+    UnknownProducerError,
 )
 
 __all__ = [
@@ -83,6 +84,7 @@ ERRORS: Final[tuple[ErrorKind, ...]] = (
     ),
     ErrorKind(UnauthorizedError, HTTPStatus.UNAUTHORIZED),
     ErrorKind(ForbiddenError, HTTPStatus.FORBIDDEN, ("principal", "operation", "topic")),
+    ErrorKind(UnknownProducerError, HTTPStatus.FORBIDDEN, ("producer_id",)),
     ErrorKind(TopicNotFoundError, HTTPStatus.NOT_FOUND, ("topic",)),
     ErrorKind(GroupNotFoundError, HTTPStatus.NOT_FOUND, ("group",)),
     ErrorKind(TopicExistsError, HTTPStatus.CONFLICT, ("topic",)),

@@ -10,6 +10,7 @@ from lakelog.config import TopicConfig
 from lakelog.errors import InvalidRequestError, TopicExistsError, TopicNotFoundError
 from lakelog.limits import MAX_PARTITIONS, validate_topic_name
 from lakelog.service.context import EngineContext
+from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.keys import partition_pk
 from lakelog.storage.ports import TopicRecord
 from lakelog.types import PartitionInfo, TopicDescription
@@ -32,8 +33,9 @@ def _validate_partitions(partitions: object) -> int:
 class TopicAdmin:
     """Use cases on topics as a whole."""
 
-    def __init__(self, context: EngineContext) -> None:
+    def __init__(self, context: EngineContext, producers: ProducerIds | None = None) -> None:
         self._ctx = context
+        self._producers = producers or ProducerIds(context.catalog, context.clock_ms)
 
     def create_topic(
         self, name: str, partitions: int = 1, config: dict[str, Any] | None = None
@@ -170,6 +172,10 @@ class TopicAdmin:
         for pk in pks:
             self._ctx.ledger.delete_partition(pk)
 
-    def init_producer_id(self) -> int:
-        """A new idempotent producer id (epoch 0)."""
-        return self._ctx.catalog.next_producer_id()
+    def init_producer_id(self, principal: str = DIRECT_PRINCIPAL) -> int:
+        """A new idempotent producer id (epoch 0), held by ``principal`` alone.
+
+        Random and unguessable (ADR 0004); an append under it from any other principal is
+        refused with `UnknownProducerError`. Direct mode's principal is `DIRECT_PRINCIPAL`.
+        """
+        return self._producers.issue(principal)

@@ -19,6 +19,7 @@ from lakelog.service.fetch import Fetcher
 from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
 from lakelog.service.groups import GroupCoordinator
 from lakelog.service.produce import Appender, AppendRetryPolicy
+from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
@@ -34,12 +35,20 @@ __all__ = ["Engine"]
 
 R = TypeVar("R")
 
-Handler = Callable[[Any], Any]
+Handler = Callable[[Any, str], Any]
+"""Runs an operation for a principal."""
 Op = TypeVar("Op", bound=Operation[Any])
 
 
 def _on(kind: type[Op], run: Callable[[Op], object]) -> tuple[type[Operation[Any]], Handler]:
     """``kind`` and what runs it (typed: ``run`` reads the fields ``kind`` has)."""
+    return kind, lambda op, _principal: run(op)
+
+
+def _as_caller(
+    kind: type[Op], run: Callable[[Op, str], object]
+) -> tuple[type[Operation[Any]], Handler]:
+    """``kind`` and what runs it on behalf of the caller's principal."""
     return kind, run
 
 
@@ -54,8 +63,13 @@ def _handlers(
             _on(ops.DescribeTopic, lambda op: admin.describe_topic(op.topic)),
             _on(ops.AlterTopic, lambda op: admin.alter_topic(op.topic, op.config, op.partitions)),
             _on(ops.DeleteTopic, lambda op: admin.delete_topic(op.topic)),
-            _on(ops.InitProducerId, lambda op: admin.init_producer_id()),
-            _on(ops.Append, lambda op: appender.append(op.topic, op.records, op.producer)),
+            _as_caller(ops.InitProducerId, lambda op, caller: admin.init_producer_id(caller)),
+            _as_caller(
+                ops.Append,
+                lambda op, caller: appender.append(
+                    op.topic, op.records, op.producer, principal=caller
+                ),
+            ),
             _on(
                 ops.Fetch,
                 lambda op: fetcher.fetch(
@@ -114,8 +128,9 @@ class Engine:
         seed: int | None = None,
     ) -> None:
         self.context = EngineContext.create(objects, ledger, catalog, clock_ms)
-        self.admin = TopicAdmin(self.context)
-        self.appender = Appender(self.context, retry, sleep or time.sleep, seed)
+        producers = ProducerIds(self.context.catalog, self.context.clock_ms)
+        self.admin = TopicAdmin(self.context, producers)
+        self.appender = Appender(self.context, retry, sleep or time.sleep, seed, producers)
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)
@@ -175,12 +190,16 @@ class Engine:
         """The operations `call` runs: every one the contract declares."""
         return frozenset(self._handlers)
 
-    def call(self, op: Operation[R]) -> R:
-        """Run ``op`` on the service that implements it (`Transport.call`, direct mode)."""
+    def call(self, op: Operation[R], principal: str = DIRECT_PRINCIPAL) -> R:
+        """Run ``op`` on the service that implements it (`Transport.call`, direct mode).
+
+        ``principal`` is who calls: the HTTP API passes the request's caller; direct mode
+        is `DIRECT_PRINCIPAL`. It decides which producer ids an append may use.
+        """
         handler = self._handlers.get(type(op))
         if handler is None:
             raise InvalidRequestError(f"the engine runs no operation {type(op).__name__}")
-        result: R = handler(op)
+        result: R = handler(op, principal)
         return result
 
     # What the SDK needs of a transport besides the operations ------------------------------

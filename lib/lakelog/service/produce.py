@@ -28,6 +28,7 @@ from lakelog.log.ledger import Duplicate, PlannedBatch, check_producer, plan_wri
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.log.records import Head, PartitionWrite
 from lakelog.service.context import EngineContext, retry_if_stale
+from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.keys import l0_segment_key
 from lakelog.storage.ports import AppendConflict, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
@@ -171,6 +172,10 @@ class Appender:
         Backoff for ledger conflicts and throttles.
     sleep
         Injected for tests; `time.sleep` by default.
+    seed
+        Seeds the backoff jitter and the sticky partitioner.
+    producers
+        Which principal holds each producer id (shared with `TopicAdmin`, which issues them).
     """
 
     def __init__(
@@ -179,8 +184,10 @@ class Appender:
         retry: AppendRetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        producers: ProducerIds | None = None,
     ) -> None:
         self._ctx = context
+        self._producers = producers or ProducerIds(context.catalog, context.clock_ms)
         self._retry = retry or AppendRetryPolicy()
         self._sleep = sleep
         self._rng = random.Random(seed)
@@ -192,11 +199,15 @@ class Appender:
         topic_name: str,
         records: Sequence[Record],
         producer: ProducerBatch | None = None,
+        *,
+        principal: str = DIRECT_PRINCIPAL,
     ) -> list[RecordMetadata]:
         """Append ``records`` and return where each landed, in request order.
 
         All of one partition's records form one batch at dense offsets; an append over
-        at most `MAX_PARTITIONS_PER_TRANSACTION` partitions is all-or-nothing.
+        at most `MAX_PARTITIONS_PER_TRANSACTION` partitions is all-or-nothing. An
+        idempotent append (``producer`` given) is accepted only from the ``principal``
+        that obtained its producer id.
 
         Raises
         ------
@@ -206,6 +217,8 @@ class Appender:
             The topic does not exist.
         ProducerFencedError, OutOfOrderSequenceError
             The idempotent producer is stale or skipped sequences; nothing was written.
+        UnknownProducerError
+            ``principal`` does not hold the producer id; nothing was written.
         ThrottledError, UnavailableError
             The ledger could not be moved; nothing acknowledged (retry idempotently).
         """
@@ -217,6 +230,8 @@ class Appender:
         config = TopicConfig.parse(topic.config)
         batches = self._assign(topic, records, config.max_record_bytes)
         self._bind_sequences(producer, batches)
+        if producer is not None:
+            self._producers.check(producer.producer_id, principal)
         request = _Request(topic, records, producer, batches, [None] * len(records))
         pks = {p: self._ctx.partition_pk(topic, p) for p in batches}
         pending = self._new_batches(request, pks)

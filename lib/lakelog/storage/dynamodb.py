@@ -15,8 +15,9 @@ Catalog topic
     ``topic_id`` S, ``partitions`` N, ``config`` S (JSON), ``created_ms`` N, ``version`` N.
 Catalog deleted topic
     the topic attributes above plus ``name`` S and ``deleted_ms`` N.
-Catalog counter
-    ``value`` N.
+Catalog producer id
+    ``principal`` S, ``issued_ms`` N, ``epoch`` N, ``expires_at`` N (the table's TTL
+    attribute, epoch seconds, `PRODUCER_ID_RETENTION_MS` after issue).
 Catalog access rule
     ``principal`` S, ``topic`` S, ``effect`` S, ``operations`` SS.
 """
@@ -41,14 +42,15 @@ from lakelog.storage.attributes import (
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import (
     CATALOG_ACL_PK,
-    CATALOG_COUNTER_PK,
     CATALOG_DELETED_TOPIC_PK,
     CATALOG_TOPIC_PK,
     HEAD_SK,
-    PRODUCER_ID_SK,
+    PRODUCER_SK,
     acl_sort_key,
+    producer_pk,
 )
-from lakelog.storage.ports import AclEntry, AppendConflict, TopicRecord
+from lakelog.storage.ports import AclEntry, AppendConflict, ProducerIdRecord, TopicRecord
+from lakelog.storage.resources import TTL_ATTRIBUTE
 from lakelog.storage.rules import decode_config, encode_config
 
 if TYPE_CHECKING:
@@ -382,10 +384,15 @@ class DynamoCatalogStore:
 
     def _put_topic_if(self, topic: TopicRecord, condition: str, values: Item) -> bool:
         """Put the topic's item if ``condition`` holds; False if it did not."""
+        item = {**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)}
+        return self._put_if(item, condition, values)
+
+    def _put_if(self, item: Item, condition: str, values: Item | None = None) -> bool:
+        """Put ``item`` if ``condition`` holds; False if it did not."""
         try:
             self._ddb.put_item(
                 TableName=self._table,
-                Item={**self._key(CATALOG_TOPIC_PK, topic.name), **_topic_attributes(topic)},
+                Item=item,
                 ConditionExpression=condition,
                 **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
             )
@@ -457,16 +464,32 @@ class DynamoCatalogStore:
         )
 
     @translate_client_errors
-    def next_producer_id(self) -> int:
-        response = self._ddb.update_item(
+    def register_producer(self, record: ProducerIdRecord) -> bool:
+        item = {
+            **self._key(producer_pk(record.producer_id), PRODUCER_SK),
+            "principal": {"S": record.principal},
+            "issued_ms": num(record.issued_ms),
+            "epoch": num(record.epoch),
+            TTL_ATTRIBUTE: num(record.expires_ms // 1000),
+        }
+        return self._put_if(item, "attribute_not_exists(pk)")
+
+    @translate_client_errors
+    def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
+        response = self._ddb.get_item(
             TableName=self._table,
-            Key=self._key(CATALOG_COUNTER_PK, PRODUCER_ID_SK),
-            UpdateExpression="ADD #v :one",
-            ExpressionAttributeNames={"#v": "value"},
-            ExpressionAttributeValues={":one": num(1)},
-            ReturnValues="UPDATED_NEW",
+            Key=self._key(producer_pk(producer_id), PRODUCER_SK),
+            ConsistentRead=True,
         )
-        return int(response["Attributes"]["value"]["N"])
+        item = response.get("Item")
+        if not item:
+            return None
+        return ProducerIdRecord(
+            producer_id=producer_id,
+            principal=item["principal"]["S"],
+            issued_ms=get_int(item, "issued_ms"),
+            epoch=get_int(item, "epoch"),
+        )
 
     @translate_client_errors
     def list_acls(self) -> list[AclEntry]:

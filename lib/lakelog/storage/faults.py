@@ -27,6 +27,7 @@ from lakelog.storage.ports import (
     MemberRecord,
     ObjectInfo,
     ObjectStore,
+    ProducerIdRecord,
     TopicRecord,
 )
 from lakelog.types import OffsetCommit
@@ -223,8 +224,11 @@ class FaultyCatalogStore:
     def forget_deleted_topic(self, topic_id: str) -> None:
         self.inner.forget_deleted_topic(topic_id)
 
-    def next_producer_id(self) -> int:
-        return self.inner.next_producer_id()
+    def register_producer(self, record: ProducerIdRecord) -> bool:
+        return self.inner.register_producer(record)
+
+    def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
+        return self.inner.get_producer(producer_id)
 
     def list_acls(self) -> list[AclEntry]:
         return self.inner.list_acls()

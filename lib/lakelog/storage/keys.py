@@ -27,8 +27,11 @@ Catalog table (``pk`` string, ``sk`` string)
     ``pk = "deleted-topic"``, ``sk = {topic_id}``
         A deleted topic whose ledger items and segments gc still has to remove, or one
         whose deletion has begun (the ``topic`` item still exists).
-    ``pk = "counter"``, ``sk = "producer_id"``
-        The last producer id handed out.
+    ``pk = "producer#{producer_id}"``, ``sk = "producer"``
+        An issued idempotent producer id (decimal, 1 to 2**63 - 1, drawn at random): the
+        principal holding it, ``issued_ms``, ``epoch`` and the TTL attribute
+        (``expires_at``, 7 days after issue). Put only if absent, never changed; one
+        partition key per id, so neither issue nor lookup has a hot key. ADR 0004.
     ``pk = "acl"``, ``sk = "{topic pattern}|{effect}|{principal pattern}"``
         An access rule and its operations (a topic pattern never contains ``|``).
     ``pk = "g#{group}"``, ``sk = "m#{member_id}"``
@@ -53,11 +56,10 @@ from typing import Final
 
 __all__ = [
     "CATALOG_ACL_PK",
-    "CATALOG_COUNTER_PK",
     "CATALOG_DELETED_TOPIC_PK",
     "CATALOG_TOPIC_PK",
     "HEAD_SK",
-    "PRODUCER_ID_SK",
+    "PRODUCER_SK",
     "ResourceNames",
     "acl_sort_key",
     "group_pk",
@@ -66,6 +68,7 @@ __all__ = [
     "member_sort_key",
     "parse_group_sort_key",
     "partition_pk",
+    "producer_pk",
     "segment_created_ms",
     "topic_segments_prefix",
 ]
@@ -75,9 +78,8 @@ HEAD_SK: Final = 2**63 - 1
 
 CATALOG_TOPIC_PK: Final = "topic"
 CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
-CATALOG_COUNTER_PK: Final = "counter"
 CATALOG_ACL_PK: Final = "acl"
-PRODUCER_ID_SK: Final = "producer_id"
+PRODUCER_SK: Final = "producer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,11 @@ class ResourceNames:
 def partition_pk(topic_id: str, partition: int) -> str:
     """Ledger partition key of one partition of the topic with id ``topic_id``."""
     return f"p#{topic_id}#{partition}"
+
+
+def producer_pk(producer_id: int) -> str:
+    """Catalog partition key of the issued producer id ``producer_id``."""
+    return f"producer#{producer_id}"
 
 
 def topic_segments_prefix(topic_id: str) -> str:

@@ -44,6 +44,7 @@ from lakelog.storage.ports import (
     LeaseRecord,
     MemberRecord,
     ObjectInfo,
+    ProducerIdRecord,
     TopicRecord,
 )
 from lakelog.storage.rules import (
@@ -135,7 +136,7 @@ class MemoryStorage:
         self.partitions: dict[str, _Partition] = {}
         self.topics: dict[str, TopicRecord] = {}
         self.deleted_topics: dict[str, TopicRecord] = {}
-        self.last_producer_id = 0
+        self.producers: dict[int, ProducerIdRecord] = {}
         self.acls: dict[str, AclEntry] = {}
         self.groups: dict[str, dict[str, MemberRecord | LeaseRecord]] = {}
 
@@ -265,7 +266,7 @@ class MemoryLedgerStore:
 
 
 class MemoryCatalogStore:
-    """The `CatalogStore` port on a `MemoryStorage`: topics, the producer id counter, ACLs."""
+    """The `CatalogStore` port on a `MemoryStorage`: topics, issued producer ids, ACLs."""
 
     def __init__(self, storage: MemoryStorage) -> None:
         self._s = storage
@@ -324,10 +325,16 @@ class MemoryCatalogStore:
         with self._s.lock:
             self._s.deleted_topics.pop(topic_id, None)
 
-    def next_producer_id(self) -> int:
+    def register_producer(self, record: ProducerIdRecord) -> bool:
         with self._s.lock:
-            self._s.last_producer_id += 1
-            return self._s.last_producer_id
+            if record.producer_id in self._s.producers:
+                return False
+            self._s.producers[record.producer_id] = record
+            return True
+
+    def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
+        with self._s.lock:
+            return self._s.producers.get(producer_id)
 
     def list_acls(self) -> list[AclEntry]:
         with self._s.lock:

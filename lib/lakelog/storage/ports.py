@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from lakelog.log.records import Entry, Head, PartitionWrite
     from lakelog.types import OffsetCommit
 
 __all__ = [
+    "PRODUCER_ID_RETENTION_MS",
     "AclEntry",
     "AppendConflict",
     "CatalogStore",
@@ -32,6 +33,7 @@ __all__ = [
     "MemberRecord",
     "ObjectInfo",
     "ObjectStore",
+    "ProducerIdRecord",
     "TopicRecord",
 ]
 
@@ -71,6 +73,28 @@ class TopicRecord:
     created_ms: int
     version: int = 1
     deleted_ms: int | None = None
+
+
+PRODUCER_ID_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
+"""How long after issue an id's catalog item is kept: its TTL attribute is set to then."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerIdRecord:
+    """An issued idempotent producer id and the principal that holds it (ADR 0004).
+
+    Written once, never changed: the binding of an id to its principal is immutable.
+    """
+
+    producer_id: int
+    principal: str
+    issued_ms: int
+    epoch: int = 0
+
+    @property
+    def expires_ms(self) -> int:
+        """When the catalog's TTL may remove the item (`PRODUCER_ID_RETENTION_MS` after issue)."""
+        return self.issued_ms + PRODUCER_ID_RETENTION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +203,7 @@ class LedgerStore(Protocol):
 
 
 class CatalogStore(Protocol):
-    """Topics and counters (DynamoDB catalog table)."""
+    """Topics, issued producer ids and access rules (DynamoDB catalog table)."""
 
     def get_topic(self, name: str) -> TopicRecord | None:
         """The topic named ``name`` (strongly consistent), or None."""
@@ -213,8 +237,11 @@ class CatalogStore(Protocol):
     def forget_deleted_topic(self, topic_id: str) -> None:
         """Drop the gc marker of a deleted topic once its storage is gone."""
 
-    def next_producer_id(self) -> int:
-        """A producer id never handed out before."""
+    def register_producer(self, record: ProducerIdRecord) -> bool:
+        """Store ``record`` unless its producer id exists; False if it did."""
+
+    def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
+        """The issued producer id ``producer_id`` (strongly consistent), or None."""
 
     def list_acls(self) -> list[AclEntry]:
         """Every access rule."""

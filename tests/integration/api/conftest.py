@@ -27,7 +27,7 @@ from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import NAMESPACE, SERVICE, Handler
 from lakelog.contract.errors import ERRORS
 from lakelog.local.events import LocalContext
-from lakelog.storage.ports import AclEntry
+from lakelog.storage.ports import AclEntry, ProducerIdRecord
 
 EVENTS_DIR = Path(__file__).resolve().parents[3] / "events" / "api"
 
@@ -38,6 +38,8 @@ PRODUCER = f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-producer/checkout-servic
 """The caller of the sample produce events."""
 CONSUMER = f"arn:aws:sts::{ACCOUNT}:assumed-role/orders-consumer/billing-service"
 """The caller of the sample fetch, offsets, list, describe and consumer group events."""
+SAMPLE_PRODUCER_ID = 4242
+"""The producer id of the sample idempotent produce event (held by `PRODUCER` in `orders`)."""
 
 DefaultAcl = Literal["allow", "deny"]
 
@@ -222,6 +224,14 @@ def grant(
     engine.context.catalog.add_acl(AclEntry(principal, topic, effect, frozenset(operations)))
 
 
+def hold_producer(
+    engine: Engine, principal: str = PRODUCER, producer_id: int = SAMPLE_PRODUCER_ID
+) -> None:
+    """Register ``producer_id`` as issued to ``principal``, as ``POST /v1/producers`` does
+    when it draws that id, so that the sample idempotent event may append under it."""
+    engine.context.catalog.register_producer(ProducerIdRecord(producer_id, principal, 0))
+
+
 @pytest.fixture(autouse=True)
 def quiet_powertools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No metrics flushed to stdout and no X-Ray segments in tests.
@@ -275,7 +285,9 @@ def api(make_api: MakeApi) -> Api:
 
 @pytest.fixture
 def orders(api: Api) -> Api:
-    """The API with the topic ``orders`` (3 partitions) made by the sample create event."""
+    """The API with the topic ``orders`` (3 partitions) made by the sample create event, and
+    the sample producer id held by `PRODUCER`."""
     reply = api.send("create_topic")
     assert reply.status == 201, reply.text
+    hold_producer(api.engine)
     return api

@@ -14,7 +14,14 @@ from lakelog import Engine
 from lakelog.service.produce import AppendRetryPolicy
 from lakelog.storage.faults import FailPoint, FaultInjector
 from tests.conftest import MakeFaulty
-from tests.integration.api.conftest import Api, MakeApi, assert_error, grant, load_event
+from tests.integration.api.conftest import (
+    Api,
+    MakeApi,
+    assert_error,
+    grant,
+    hold_producer,
+    load_event,
+)
 
 FaultyApi = tuple[Api, FaultInjector]
 
@@ -25,6 +32,7 @@ def faulty(make_faulty: MakeFaulty, make_api: MakeApi) -> FaultyApi:
     engine, injector = make_faulty(seed=7, retry=AppendRetryPolicy(max_attempts=1))
     api = make_api("allow", engine)
     assert api.send("create_topic").status == 201
+    hold_producer(engine)
     return api, injector
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lakelog.log.partitioner import partition_for_key
-from tests.integration.api.conftest import Api, assert_error, load_event
+from tests.integration.api.conftest import SAMPLE_PRODUCER_ID, Api, assert_error, load_event
 
 PARTITIONS = 3
 PRODUCE_TIMESTAMP = 1741774500000
@@ -430,12 +430,16 @@ def test_idempotent_producer_with_per_partition_sequences(orders: Api) -> None:
         {"value": _string("a"), "partition": 0},
         {"value": _string("b"), "partition": 1},
     ]
-    producer = {"id": 7, "epoch": 0, "sequences": {"0": 0, "1": 0}}
+    producer = {"id": SAMPLE_PRODUCER_ID, "epoch": 0, "sequences": {"0": 0, "1": 0}}
 
     reply = orders.send("produce", body={"records": records, "producer": producer})
     again = orders.send("produce", body={"records": records, "producer": producer})
     single = orders.send(
-        "produce", body={"records": records, "producer": {"id": 7, "epoch": 0, "sequence": 1}}
+        "produce",
+        body={
+            "records": records,
+            "producer": {"id": SAMPLE_PRODUCER_ID, "epoch": 0, "sequence": 1},
+        },
     )
 
     assert reply.status == 200, reply.text

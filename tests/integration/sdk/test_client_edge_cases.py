@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from lakelog import TopicPartition
+from lakelog import Engine, ResourceNames, TopicPartition
 from lakelog.client import Client, ConsumerRecord
-from lakelog.contract.operations import Append, Fetch, Operation
+from lakelog.contract.operations import Append, Fetch, InitProducerId, Operation
 from lakelog.errors import TopicNotFoundError
 from lakelog.local.server import LocalService
+from lakelog.storage.keys import PRODUCER_SK, producer_pk
 from tests.integration.group_support import Clock
-from tests.integration.sdk.conftest import BACKSTOP_S, Wire, heartbeated, wait_until
+from tests.integration.sdk.conftest import BACKSTOP_S, Serve, Wire, heartbeated, wait_until
 
 R = TypeVar("R")
 
@@ -128,6 +129,44 @@ def test_the_first_send_to_a_re_created_topic_succeeds(client: Client) -> None:
         client.delete_topic("again")
         client.create_topic("again")
         assert producer.send("again", value=b"new").get(timeout=10).offset == 0
+
+
+class _Issued(Wire):
+    """Remembers the producer ids the service issued through it."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.issued: list[int] = []
+
+    def call(self, op: Operation[R]) -> R:
+        result = super().call(op)
+        if isinstance(op, InitProducerId):
+            self.issued.append(int(result))  # type: ignore[call-overload]
+        return result
+
+
+def test_a_producer_whose_id_expired_goes_on_under_a_fresh_one(
+    serve: Serve, make_engine: Callable[..., Engine], dynamodb_client: Any, resources: ResourceNames
+) -> None:
+    wire = _Issued(serve(make_engine()))
+    client = Client(transport=wire)
+    client.create_topic("ttl")
+    with client.producer(linger_ms=0) as producer:
+        producer.send("ttl", value=b"before", partition=0).get(timeout=10)
+        [expired] = wire.issued
+        # The id's catalog item is removed by its TTL; the next append reaches a process
+        # that never met the id, which refuses it (nothing written)
+        dynamodb_client.delete_item(
+            TableName=resources.catalog_table,
+            Key={"pk": {"S": producer_pk(expired)}, "sk": {"S": PRODUCER_SK}},
+        )
+        wire.inner = serve(make_engine())
+
+        assert producer.send("ttl", value=b"after", partition=0).get(timeout=10).offset == 1
+
+    assert wire.issued[0] == expired
+    assert len(wire.issued) == 2
+    assert _values(client, "ttl") == [b"before", b"after"]
 
 
 # Consumer -----------------------------------------------------------------------------------

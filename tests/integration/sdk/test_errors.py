@@ -32,6 +32,7 @@ from lakelog.errors import (
     TopicExistsError,
     TopicNotFoundError,
     UnavailableError,
+    UnknownProducerError,
 )
 from lakelog.service.produce import AppendRetryPolicy
 from lakelog.storage.faults import FailPoint
@@ -107,6 +108,16 @@ def test_record_errors(client: Client) -> None:
         partition=0,
         sequence=5,
         expected=1,
+    )
+    guessed = producer_id ^ 1  # an id the caller does not hold
+    _check(
+        _raised(
+            lambda: transport.call(
+                Append("small", [Record(b"d", partition=0)], ProducerBatch(guessed, 0, {0: 0}))
+            )
+        ),
+        UnknownProducerError,
+        producer_id=guessed,
     )
 
 
