@@ -19,13 +19,15 @@ The cost workloads (`benchmarks.cost`) drive the real SDK classes (`lakelog.clie
   ``poll`` heartbeats when one is due, so that thread would find nothing due anyway.
 
 CPU. `CpuAccount` subtracts from a thread's CPU time what moto (S3 and DynamoDB, which
-run on AWS's CPUs in production) and the recorder's own item-size reads spend in it.
+run on AWS's CPUs in production), the recorder's own item-size reads and Python's garbage
+collections (proportional to this process's heap, moto's stored data included) spend in it.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import threading
 import time
 import types
@@ -214,6 +216,27 @@ class CpuAccount:
         cpu, excluded = time.thread_time(), self.excluded()
         result = action()
         return result, (time.thread_time() - cpu) - (self.excluded() - excluded)
+
+    @contextlib.contextmanager
+    def excluding_gc(self) -> Iterator[None]:
+        """Count Python's garbage collections as excluded while the block runs: their cost
+        grows with the whole heap of this process, moto's stored objects included, which
+        a Lambda does not hold."""
+        started: dict[int, float] = {}
+
+        def callback(phase: str, info: Mapping[str, Any]) -> None:
+            del info
+            ident = threading.get_ident()
+            if phase == "start":
+                started[ident] = time.thread_time()
+            elif ident in started and getattr(self._local, "depth", 0) == 0:
+                self._local.total = self.excluded() + time.thread_time() - started.pop(ident)
+
+        gc.callbacks.append(callback)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(callback)
 
     @contextlib.contextmanager
     def excluding_moto(self) -> Iterator[None]:
