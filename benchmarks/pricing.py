@@ -27,9 +27,33 @@ rule the other reading out either, so ``count_response=True`` gives the pessimis
 that meters request and response bytes together (a fetch returning 1.37 MiB is then 3).
 The increment is taken as 512 KiB (524,288 bytes); AWS writes "512 KB".
 
-Data transfer out of API Gateway ($0.09 per GB to the internet in us-east-1) and storage
-(GB-month) are left out: the first depends on where clients are, the second on retention,
-not on the request path.
+Data transfer out of API Gateway ($0.09 per GB to the internet in us-east-1) is left out
+everywhere: it depends on where clients are. Storage is left out of the per-GiB rows above
+(it depends on retention, not on the request path) and priced in the monthly workload rows
+(`benchmarks.cost`) with the prices below.
+
+Monthly prices (us-east-1, taken 2026-12-02; a month is 30 days, 720 hours; every "GB" of
+a price is taken as a GiB, 2**30 bytes, as AWS bills storage and data volume):
+
+- S3 Standard storage: $0.023 per GB-month (first 50 TB),
+  https://aws.amazon.com/s3/pricing/;
+- DynamoDB Standard table class storage: $0.25 per GB-month beyond the free 25 GB (the free
+  tier is not applied), each item counted with 100 bytes of overhead,
+  https://aws.amazon.com/dynamodb/pricing/on-demand/;
+- CloudWatch Logs ingestion (standard class): $0.50 per GB,
+  https://aws.amazon.com/cloudwatch/pricing/;
+- Kinesis Data Streams, on-demand mode, https://aws.amazon.com/kinesis/data-streams/pricing/:
+  $0.04 per stream-hour, $0.08 per GB of data in, $0.04 per GB of data out (each consumer
+  or group reading counts), extended retention (beyond 24 hours, up to 7 days) $0.10 per
+  GB-month. The page (as stored 2026-12-02) confirms the dimensions and that every record
+  is rounded up to the nearest 1 KB (1,024 bytes) for data in; the dollar amounts could
+  not be read from the stored copy and are the list prices as published since on-demand
+  mode's 2021 launch (not confirmed on 2026-12-02);
+- Amazon MSK Serverless, https://aws.amazon.com/msk/pricing/: $0.75 per cluster-hour,
+  $0.0015 per partition-hour, $0.10 per GB in, $0.05 per GB out, $0.10 per GB-month of
+  storage. The dimensions are confirmed by AWS's and third-party pages; the dollar amounts
+  are the published list prices as widely quoted, not confirmed from an AWS page on
+  2026-12-02.
 """
 
 from __future__ import annotations
@@ -43,19 +67,40 @@ from benchmarks.recorder import Usage
 __all__ = [
     "API_GATEWAY_METERED_BYTES",
     "API_GATEWAY_REQUEST",
+    "DAY_S",
+    "DYNAMODB_ITEM_OVERHEAD_BYTES",
     "DYNAMODB_READ_UNIT",
+    "DYNAMODB_STORAGE_GB_MONTH",
     "DYNAMODB_WRITE_UNIT",
     "GIB",
+    "HOURS_PER_MONTH",
+    "KINESIS_EXTENDED_RETENTION_GB_MONTH",
+    "KINESIS_GB_IN",
+    "KINESIS_GB_OUT",
+    "KINESIS_RECORD_UNIT_BYTES",
+    "KINESIS_STREAM_HOUR",
     "LAMBDA_ARM_GB_SECOND",
     "LAMBDA_REQUEST",
+    "LOGS_INGESTED_GB",
+    "MONTH_S",
+    "MSK_CLUSTER_HOUR",
+    "MSK_GB_IN",
+    "MSK_GB_OUT",
+    "MSK_PARTITION_HOUR",
+    "MSK_STORAGE_GB_MONTH",
     "S3_GET_REQUEST",
     "S3_PUT_REQUEST",
+    "S3_STORAGE_GB_MONTH",
     "ApiCost",
+    "StreamShape",
     "api_cost_per_gib",
     "api_gateway_requests",
     "cost_per_gib",
     "cost_per_operation",
+    "kinesis_on_demand_month",
+    "lambda_gb_seconds",
     "lambda_request_cost",
+    "msk_serverless_month",
 ]
 
 S3_PUT_REQUEST: Final = 0.005 / 1_000
@@ -69,6 +114,26 @@ API_GATEWAY_METERED_BYTES: Final = 512 * 1024
 LAMBDA_REQUEST: Final = 0.20 / 1_000_000
 LAMBDA_ARM_GB_SECOND: Final = 0.0000133334
 """Lambda duration on arm64 (Graviton), first 7.5 billion GB-seconds a month."""
+
+S3_STORAGE_GB_MONTH: Final = 0.023
+DYNAMODB_STORAGE_GB_MONTH: Final = 0.25
+DYNAMODB_ITEM_OVERHEAD_BYTES: Final = 100
+"""Bytes DynamoDB adds to each item's size for storage billing."""
+LOGS_INGESTED_GB: Final = 0.50
+KINESIS_STREAM_HOUR: Final = 0.04
+KINESIS_GB_IN: Final = 0.08
+KINESIS_GB_OUT: Final = 0.04
+KINESIS_EXTENDED_RETENTION_GB_MONTH: Final = 0.10
+KINESIS_RECORD_UNIT_BYTES: Final = 1024
+MSK_CLUSTER_HOUR: Final = 0.75
+MSK_PARTITION_HOUR: Final = 0.0015
+MSK_GB_IN: Final = 0.10
+MSK_GB_OUT: Final = 0.05
+MSK_STORAGE_GB_MONTH: Final = 0.10
+MONTH_S: Final = 30 * 24 * 3600
+"""Seconds in the month every monthly figure is priced for."""
+HOURS_PER_MONTH: Final = 720
+DAY_S: Final = 24 * 3600
 
 GIB: Final = 1024**3
 _MIB_PER_GB = 1024
@@ -213,4 +278,104 @@ def api_cost_per_gib(
             * calls
         ),
         function=lambda_request_cost(duration_seconds, memory_mb) * calls,
+    )
+
+
+def lambda_gb_seconds(duration_seconds: float, memory_mb: int) -> float:
+    """GB-seconds of one invocation: duration rounded up to the millisecond, times GB.
+
+    Parameters
+    ----------
+    duration_seconds
+        Handler duration.
+    memory_mb
+        Configured memory.
+
+    Returns
+    -------
+    float
+        ``ceil(duration in ms) / 1000 * memory_mb / 1024``.
+    """
+    return math.ceil(duration_seconds * 1000) / 1000 * memory_mb / _MIB_PER_GB
+
+
+@dataclass(frozen=True, slots=True)
+class StreamShape:
+    """What a managed stream bills for one month of a workload.
+
+    Parameters
+    ----------
+    records_per_second
+        Records written per second.
+    record_bytes
+        Bytes of one record (key plus value).
+    partitions
+        Partitions (MSK) of the topic; Kinesis on-demand bills per stream, not per shard.
+    readers
+        Consumers (groups) that each read every record once.
+    retention_days
+        How long records are kept.
+    """
+
+    records_per_second: float
+    record_bytes: int
+    partitions: int
+    readers: int
+    retention_days: float
+
+    def gib_per_month(self, unit_bytes: int = 1) -> float:
+        """GiB written in a month, each record rounded up to ``unit_bytes``."""
+        size = math.ceil(self.record_bytes / unit_bytes) * unit_bytes
+        return self.records_per_second * size * MONTH_S / GIB
+
+    def stored_gib(self, beyond_days: float = 0.0) -> float:
+        """GiB held at any time in steady state, counting only what is older than
+        ``beyond_days``."""
+        days = max(0.0, self.retention_days - beyond_days)
+        return self.records_per_second * self.record_bytes * days * DAY_S / GIB
+
+
+def kinesis_on_demand_month(shape: StreamShape) -> float:
+    """USD a month of ``shape`` costs on one Kinesis Data Streams on-demand stream.
+
+    Parameters
+    ----------
+    shape
+        The workload.
+
+    Returns
+    -------
+    float
+        Stream-hours, data in (records rounded up to 1 KiB), data out per reader, and
+        extended retention of what is older than 24 hours (up to 7 days).
+    """
+    written = shape.gib_per_month(KINESIS_RECORD_UNIT_BYTES)
+    return (
+        HOURS_PER_MONTH * KINESIS_STREAM_HOUR
+        + written * KINESIS_GB_IN
+        + written * shape.readers * KINESIS_GB_OUT
+        + shape.stored_gib(beyond_days=1) * KINESIS_EXTENDED_RETENTION_GB_MONTH
+    )
+
+
+def msk_serverless_month(shape: StreamShape) -> float:
+    """USD a month of ``shape`` costs on one MSK Serverless cluster.
+
+    Parameters
+    ----------
+    shape
+        The workload.
+
+    Returns
+    -------
+    float
+        Cluster-hours, partition-hours, data in, data out per reader, storage GB-month.
+    """
+    written = shape.gib_per_month()
+    return (
+        HOURS_PER_MONTH * MSK_CLUSTER_HOUR
+        + HOURS_PER_MONTH * shape.partitions * MSK_PARTITION_HOUR
+        + written * MSK_GB_IN
+        + written * shape.readers * MSK_GB_OUT
+        + shape.stored_gib() * MSK_STORAGE_GB_MONTH
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from benchmarks.api import ApiReport, RouteReport
+from benchmarks.cost import CostReport, WorkloadResult
 from benchmarks.pricing import ApiCost, api_cost_per_gib, api_gateway_requests, cost_per_gib
 from benchmarks.recorder import Usage
 from benchmarks.sdk import SdkReport
@@ -25,6 +26,8 @@ __all__ = [
     "WRITE_TARGET_USD",
     "Row",
     "build_rows",
+    "cost_rows",
+    "cost_verdict",
     "render",
     "verdict",
 ]
@@ -349,3 +352,107 @@ def verdict(rows: Sequence[Row]) -> str:
     missed = [row.metric for row in judged if not row.met]
     line = f"Targets met: {len(judged) - len(missed)} of {len(judged)}."
     return f"{line} Missed: {'; '.join(missed)}." if missed else line
+
+
+# Cost of a month of each named workload ------------------------------------------------
+LEDGER_WRU_TARGET: Final = 8.0
+"""Ledger write units per append, whatever the partitions it touches (up to 100)."""
+COST_MISS_REASON: Final = (
+    "today's ledger writes two items per partition per append, the consumer fetches each "
+    "partition with its own request and idle consumers poll each partition twice a second; "
+    "the ledger redesign that targets these figures is pending"
+)
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.0f}" if value >= 10 else f"${value:,.2f}"
+
+
+def _coverage(result: WorkloadResult) -> str:
+    """How much of the records the groups read in the simulated window."""
+    if not result.spec.mib_per_s:
+        return ""
+    fraction = result.usage["read_fraction"]
+    if fraction >= 1:
+        return "; groups kept up"
+    if fraction == 0:
+        return "; groups read nothing in the window: reads are not priced"
+    return (
+        f"; groups read {fraction:.0%} of the records in the window (consumer fell behind), "
+        "fetch usage scaled to reading all"
+    )
+
+
+def _workload_target(result: WorkloadResult) -> tuple[str, bool | None]:
+    spec = result.spec
+    if spec.target_usd is not None:
+        return spec.target, result.cost.total <= spec.target_usd
+    if spec.kinesis_fraction is not None:
+        limit = result.kinesis * spec.kinesis_fraction
+        return f"{spec.target} = {_usd(limit)}", result.cost.total <= limit
+    return "—", None
+
+
+def cost_rows(report: CostReport) -> list[Row]:
+    """One row per workload (its monthly price and the managed streams'), then the ledger
+    write units per append and the modeled produce ack latencies."""
+    rows: list[Row] = []
+    for result in report.results:
+        spec, cost = result.spec, result.cost
+        target, met = _workload_target(result)
+        parts = (
+            f"S3 req {_usd(cost.s3_requests)}, DynamoDB req {_usd(cost.dynamodb_requests)}, "
+            f"API Gateway {_usd(cost.api_gateway)}, Lambda {_usd(cost.lambda_)}, "
+            f"logs {_usd(cost.logs)}, S3 storage {_usd(cost.s3_storage)}, "
+            f"DynamoDB storage {_usd(cost.dynamodb_storage)}"
+        )
+        rows.append(
+            Row(
+                f"{spec.name} ({spec.label}): $/month",
+                f"{_usd(cost.total)} ({parts}); Kinesis on-demand {_usd(result.kinesis)} "
+                f"(lakelog / Kinesis = {cost.total / result.kinesis:.2f}), MSK Serverless "
+                f"{_usd(result.msk)} (lakelog / MSK = {cost.total / result.msk:.2f})",
+                target,
+                met,
+            )
+        )
+        usage = result.usage
+        rows.append(
+            Row(
+                f"{spec.name}: units per month",
+                f"API Gateway {usage['api_units'] / 1e6:,.1f} M, Lambda "
+                f"{usage['invocations'] / 1e6:,.1f} M invocations / "
+                f"{usage['gb_seconds'] / 1e6:,.2f} M GB-s, S3 PUT {usage['s3_put'] / 1e6:,.2f} M / "
+                f"GET {usage['s3_get'] / 1e6:,.1f} M, WRU {usage['wru'] / 1e6:,.0f} M / RRU "
+                f"{usage['rru'] / 1e6:,.0f} M, stored {usage['segment_gib']:,.0f} GiB S3 + "
+                f"{usage['ledger_gib']:,.1f} GiB DynamoDB{_coverage(result)}",
+            )
+        )
+        if spec.latency_target_ms is not None and result.ack_p99_ms is not None:
+            p50, p99 = result.ack_p50_ms or 0.0, result.ack_p99_ms
+            rows.append(
+                Row(
+                    f"{spec.name}: modeled produce ack latency p50 / p99 ms "
+                    f"(linger_ms={spec.linger_ms:g})",
+                    f"{p50:.0f} / {p99:.0f}",
+                    f"p99 ≤ {spec.latency_target_ms:g}",
+                    p99 <= spec.latency_target_ms,
+                )
+            )
+    for partitions, units in report.wru_per_append.items():
+        rows.append(
+            Row(
+                f"ledger WRU per append touching {partitions} partition(s) (measured)",
+                _number(units),
+                f"≤ {LEDGER_WRU_TARGET:g}",
+                units <= LEDGER_WRU_TARGET,
+            )
+        )
+    return rows
+
+
+def cost_verdict(rows: Sequence[Row]) -> str:
+    """The cost targets' own count, with the reason the missed ones are missed."""
+    line = verdict(rows).replace("Targets met", "Cost targets met")
+    missed = any(row.met is False for row in rows)
+    return f"{line} Why: {COST_MISS_REASON}." if missed else line

@@ -18,7 +18,8 @@ import boto3
 from moto import mock_aws
 
 from benchmarks.api import ApiWorkload, run_api
-from benchmarks.report import build_rows, render, verdict
+from benchmarks.cost import CostWorkload, run_cost
+from benchmarks.report import build_rows, cost_rows, cost_verdict, render, verdict
 from benchmarks.sdk import SdkWorkload, run_sdk
 from benchmarks.startup import StartupWorkload, run_startup
 from benchmarks.workloads import (
@@ -69,6 +70,7 @@ def run(
     api_workload: ApiWorkload | None = None,
     sdk_workload: SdkWorkload | None = None,
     startup_workload: StartupWorkload | None = None,
+    cost_workload: CostWorkload | None = None,
 ) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
@@ -82,11 +84,14 @@ def run(
         Sizes of the SDK workload (`SdkWorkload` defaults when None).
     startup_workload
         Runs of the start-up workload (`StartupWorkload` defaults when None).
+    cost_workload
+        The named workloads W1-W4 (`CostWorkload` defaults when None).
 
     Returns
     -------
     str
-        The Markdown table followed by a line saying which targets were met.
+        The Markdown table followed by a line saying which targets were met, then the
+        monthly cost table of the named workloads and its own count of targets met.
     """
     _use_fake_credentials()
     # First, in a process that holds nothing else yet, like a fresh Lambda.
@@ -115,7 +120,12 @@ def run(
         sdk,
         startup,
     )
-    return f"{render(rows)}\n\n{verdict(rows)}\n"
+    cost = cost_rows(run_cost(cost_workload, sys.stderr.write))
+    return (
+        f"{render(rows)}\n\n{verdict(rows)}\n\n"
+        f"### A month of each named workload (us-east-1 list prices)\n\n"
+        f"{render(cost)}\n\n{cost_verdict(cost)}\n"
+    )
 
 
 def update_readme(text: str, readme: Path = README_PATH) -> bool:
