@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from lakelog import Engine, ProducerBatch, Record
 from lakelog.errors import LakelogError, UnavailableError
 from lakelog.limits import DYNAMODB_ITEM_BYTES
 from lakelog.log.records import Head, PartitionWrite, ProducerState
+from lakelog.storage import DynamoLedgerStore
 from lakelog.storage.attributes import item_size
 from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import partition_pk
 from tests.contract.backends import Backend
+from tests.contract.support import entry
 
 TOPIC = "crowded"
 _BIG = 12_345_678_901_234_567_890_123_456_789_012_345_678
@@ -84,3 +88,28 @@ def test_an_append_whose_head_would_be_too_large_writes_nothing_and_gc_removes_i
     (orphan,) = _objects(backend) - before
     assert engine.gc.collect_topic(TOPIC) == [orphan]
     assert _objects(backend) == before
+
+
+class _RefusingDynamoDB:
+    """A DynamoDB client whose transactions DynamoDB cancels as it does for an item over
+    400 KB: reason ``ValidationError`` on the item."""
+
+    def transact_write_items(self, **_request: Any) -> None:
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                "CancellationReasons": [
+                    {"Code": "ValidationError", "Message": "Item size to update has exceeded"},
+                    {"Code": "None"},
+                ],
+            },
+            "TransactWriteItems",
+        )
+
+
+def test_the_dynamodb_adapter_reports_a_head_too_large_as_not_retryable() -> None:
+    ledger = DynamoLedgerStore(_RefusingDynamoDB(), "ledger")  # type: ignore[arg-type]
+    with pytest.raises(LakelogError, match="400 KB") as refused:
+        ledger.append([PartitionWrite("p#t#0", 0, 1, 100, entry(0))])
+
+    assert not isinstance(refused.value, UnavailableError)
