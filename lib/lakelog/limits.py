@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_FETCH_BYTES",
     "DEFAULT_FETCH_RECORDS",
     "DEFAULT_SESSION_TIMEOUT_MS",
+    "DYNAMODB_ITEM_BYTES",
     "MAX_ACL_RULE_KEY_BYTES",
     "MAX_API_FETCH_BYTES",
     "MAX_APPEND_BYTES",
@@ -23,6 +24,7 @@ __all__ = [
     "MAX_OFFSETS_PER_COMMIT",
     "MAX_PARTITIONS",
     "MAX_PARTITIONS_PER_TRANSACTION",
+    "MAX_PRODUCERS_PER_PARTITION",
     "MAX_RECORD_BYTES",
     "MAX_SESSION_TIMEOUT_MS",
     "MAX_TIMESTAMP_MS",
@@ -97,6 +99,16 @@ MAX_OFFSETS_PER_COMMIT: Final = 100
 
 MAX_TOPICS_PER_MEMBER: Final = 100
 """Topics one group member subscribes to."""
+
+DYNAMODB_ITEM_BYTES: Final = 400 * 1024
+"""DynamoDB's item size limit: attribute names and values, as
+`lakelog.storage.attributes.item_size` counts them. A write that would make an item larger
+is refused and changes nothing."""
+
+MAX_PRODUCERS_PER_PARTITION: Final = 32
+"""Idempotent producers a partition head remembers; the least recently used is forgotten
+when another arrives (ADR 0004). A state takes about 180 bytes (at most about 340), so the
+head stays under 12 KB, far below `DYNAMODB_ITEM_BYTES`, and under 1 KB with four or fewer."""
 
 _NAME = re.compile(r"[a-zA-Z0-9._-]+")
 

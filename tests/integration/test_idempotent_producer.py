@@ -14,7 +14,10 @@ from lakelog import (
     ProducerFencedError,
     Record,
 )
+from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.log.ledger import PRODUCER_EXPIRATION_MS
+from lakelog.storage.attributes import item_size
+from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import partition_pk
 
 TOPIC = "idem"
@@ -192,3 +195,37 @@ def test_a_producer_moving_between_processes_is_checked_against_the_ledger_not_a
     assert [m.offset for m in third] == [2]
     assert [m.offset for m in retried] == [1]
     assert [r.value for r in a.fetch("t", 0, 0).records] == [b"0", b"1", b"2"]
+
+
+def test_a_thousand_new_producers_keep_the_head_bounded_and_recent_retries_recognized(
+    make_engine: Callable[..., Engine],
+) -> None:
+    # Given a thousand producers, each appending its first batch to one partition
+    now = [1_000_000]
+    engine = make_engine(clock_ms=lambda: now[0], sleep=lambda _s: None)
+    engine.create_topic(TOPIC)
+    pk = partition_pk(engine.describe_topic(TOPIC).topic_id, 0)
+    producers = [engine.init_producer_id() for _ in range(1_000)]
+    acks = {}
+    for index, pid in enumerate(producers):
+        now[0] += 1
+        value = str(index).encode()
+        acks[pid] = engine.append(TOPIC, _records(value), ProducerBatch(pid, 0, {0: 0}))
+
+    # Then every append succeeded and the head remembers only the most recent producers,
+    # far below DynamoDB's item size
+    head = engine.context.ledger.read_heads([pk])[pk]
+    assert head.high_watermark == 1_000
+    recent = producers[-MAX_PRODUCERS_PER_PARTITION:]
+    assert set(head.producers) == set(recent)
+    assert item_size(head_item(pk, head)) < 16 * 1024
+
+    # And a retry of a recent producer is recognized: no duplicate
+    for pid in recent:
+        assert engine.append(TOPIC, _records(b"again"), ProducerBatch(pid, 0, {0: 0})) == acks[pid]
+    assert engine.context.ledger.read_heads([pk])[pk].high_watermark == 1_000
+
+    # While a forgotten producer's next batch is out of order, and nothing is written
+    with pytest.raises(OutOfOrderSequenceError):
+        engine.append(TOPIC, _records(b"late"), ProducerBatch(producers[0], 0, {0: 1}))
+    assert engine.context.ledger.read_heads([pk])[pk].high_watermark == 1_000

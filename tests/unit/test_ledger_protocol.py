@@ -7,14 +7,17 @@ from dataclasses import replace
 import pytest
 
 from lakelog.errors import InvalidRequestError, OutOfOrderSequenceError, ProducerFencedError
+from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.log.ledger import (
     PRODUCER_BATCHES_KEPT,
+    PRODUCER_EXPIRATION_MS,
     Duplicate,
     InvariantViolation,
     PlannedBatch,
     check_producer,
     check_write,
     contiguous_run,
+    forgotten_producers,
     plan_write,
 )
 from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
@@ -183,6 +186,53 @@ def test_plan_write_in_a_new_epoch_forgets_the_old_epochs_batches() -> None:
 
 
 # check_write: named invariants ----------------------------------------------------------
+
+
+def _full_head(now_ms: int = 5_000) -> Head:
+    """A head remembering the most producers it may: ids 100.., the lower the older."""
+    return Head(
+        producers={
+            100 + i: ProducerState(0, 0, ((0, 0, i, now_ms - 1_000 + i),))
+            for i in range(MAX_PRODUCERS_PER_PARTITION)
+        }
+    )
+
+
+def test_a_new_producer_on_a_full_head_forgets_the_least_recently_used() -> None:
+    head = _full_head()
+
+    write = plan_write(head, planned(1, sequence=0, append_time_ms=5_000), (PRODUCER, 0))
+
+    assert write.expired_producers == (100,)
+    after = write.applied_to(head)
+    assert len(after.producers) == MAX_PRODUCERS_PER_PARTITION
+    assert PRODUCER in after.producers
+
+
+def test_a_known_producer_on_a_full_head_forgets_no_one() -> None:
+    head = _full_head()
+    known = 100 + MAX_PRODUCERS_PER_PARTITION // 2
+
+    write = plan_write(head, planned(1, sequence=1, append_time_ms=5_000), (known, 0))
+
+    assert write.expired_producers == ()
+
+
+def test_producers_are_forgotten_down_to_the_bound_and_idle_ones_always() -> None:
+    # Given a head over the bound (written under a larger one), one producer idle too long
+    head = _full_head()
+    producers = dict(head.producers)
+    producers[1] = ProducerState(0, 0, ((0, 0, 0, 0),))
+    producers[2] = ProducerState(0, 0, ((0, 0, 0, 4_990),))
+    crowded = replace(head, producers=producers)
+    now = 4_000 + PRODUCER_EXPIRATION_MS  # only producer 1 is idle that long
+
+    forgotten = forgotten_producers(crowded, None, now)
+
+    # Then the idle one goes, and the oldest until the bound holds; a non-idempotent
+    # append needs no room for itself
+    assert forgotten == (1, 100)
+    assert forgotten_producers(crowded, PRODUCER, now) == (1, 100, 101)
 
 
 def good_write(head: Head, rows: int = 3) -> PartitionWrite:

@@ -15,6 +15,14 @@ Cost. moto deep-copies every table a transaction touches before applying it, whi
 each append cost time proportional to the whole ledger. With requests serialized, the
 conditions can be checked first, exactly as moto checks them, and the transaction applied
 only when all hold, so the copy is never needed and is skipped.
+
+All or nothing. Without that copy moto's own rollback (after a validation error of a later
+item) restores nothing, and moto checks item sizes only roughly (405,000 bytes, and not
+when an update grows a nested map). So the items a transaction names are copied before it
+is applied and put back exactly if moto raises anything, and after applying, each item's
+size is measured by DynamoDB's rules (`lakelog.storage.attributes.item_size`): one larger
+than 400 KB cancels the whole transaction with the reason ``ValidationError``, as DynamoDB
+does, and the items are put back.
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ import copy
 import functools
 import threading
 from typing import Any
+
+from lakelog.limits import DYNAMODB_ITEM_BYTES
+from lakelog.storage.attributes import item_size
 
 __all__ = ["serialize_moto_dynamodb"]
 
@@ -74,6 +85,48 @@ def _failed_conditions(backend: Any, transact_items: list[dict[str, Any]]) -> li
     return reasons if failed else None
 
 
+_TOO_LARGE = ("ValidationError", "Item size to update has exceeded the maximum allowed size")
+
+
+def _named_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+    """``(table, hash key, range key)`` of every item the transaction names, in order."""
+    named = []
+    for item in transact_items:
+        op = next(iter(item.values()))
+        table = backend.get_table(op["TableName"])
+        key = op.get("Key")
+        if key is None:
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        hash_key, range_key = backend.get_keys_value(table, key)
+        named.append((table, hash_key, range_key))
+    return named
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, before: Any) -> None:
+    """Put one item of ``table`` back as it was (absent when ``before`` is None)."""
+    if range_key is None:
+        if before is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = before
+    elif before is None:
+        table.items.get(hash_key, {}).pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = before
+
+
+def _too_large(named: list[tuple[Any, Any, Any]]) -> list[Any] | None:
+    """Cancellation reasons if an item passes DynamoDB's size limit, else None."""
+    reasons: list[Any] = []
+    for table, hash_key, range_key in named:
+        item = table.get_item(hash_key, range_key)
+        size = 0 if item is None else item_size(item.to_json()["Attributes"])
+        reasons.append((*_TOO_LARGE, None) if size > DYNAMODB_ITEM_BYTES else (None, None, None))
+    return reasons if any(code is not None for code, _, _ in reasons) else None
+
+
 class _SharingCopy:
     """Stands in for the ``copy`` module inside moto's transaction: tables are not copied."""
 
@@ -106,9 +159,18 @@ def serialize_moto_dynamodb() -> None:
             reasons = _failed_conditions(self, transact_items)
             if reasons is not None:
                 raise TransactionCanceledException(reasons)
+            named = _named_items(self, transact_items)
+            before = [copy.deepcopy(table.get_item(h, r)) for table, h, r in named]
             setattr(models, "copy", _SharingCopy)  # noqa: B010 - module attribute swap
             try:
                 original_transact(self, transact_items)
+                too_large = _too_large(named)
+                if too_large is not None:
+                    raise TransactionCanceledException(too_large)
+            except BaseException:
+                for (table, h, r), item in zip(named, before, strict=True):
+                    _restore(table, h, r, item)
+                raise
             finally:
                 setattr(models, "copy", copy)  # noqa: B010
 

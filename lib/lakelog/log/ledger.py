@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lakelog.errors import InvalidRequestError, OutOfOrderSequenceError, ProducerFencedError
+from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "check_producer",
     "check_write",
     "contiguous_run",
+    "forgotten_producers",
     "plan_write",
 ]
 
@@ -45,7 +47,9 @@ PRODUCER_BATCHES_KEPT = 5
 PRODUCER_EXPIRATION_MS = 24 * 3600 * 1000
 """A producer that has not appended to a partition for this long is forgotten there
 (Kafka's ``producer.id.expiration.ms``); its next batch must start a new epoch or
-sequence 0. Keeps the head item small: each remembered producer adds about 180 bytes."""
+sequence 0. Keeps the head item small: each remembered producer adds about 180 bytes.
+Besides, a head remembers at most `lakelog.limits.MAX_PRODUCERS_PER_PARTITION` producers
+(`forgotten_producers`)."""
 
 
 class InvariantViolation(AssertionError):  # noqa: N818 - named after the protocol term
@@ -155,17 +159,7 @@ def plan_write(head: Head, batch: PlannedBatch, producer: tuple[int, int] | None
                 (batch.sequence, last_sequence, base, batch.append_time_ms),
             ),
         )
-    expired = tuple(
-        sorted(
-            pid
-            for pid, known in head.producers.items()
-            if pid != producer_id
-            and (
-                not known.batches
-                or known.batches[-1][3] < batch.append_time_ms - PRODUCER_EXPIRATION_MS
-            )
-        )
-    )
+    expired = forgotten_producers(head, producer_id, batch.append_time_ms)
     write = PartitionWrite(
         pk=batch.pk,
         expected_high_watermark=head.high_watermark,
@@ -178,6 +172,29 @@ def plan_write(head: Head, batch: PlannedBatch, producer: tuple[int, int] | None
     )
     check_write(head, write, batch.rows)
     return write
+
+
+def _last_used_ms(state: ProducerState) -> int:
+    return state.batches[-1][3] if state.batches else -1
+
+
+def forgotten_producers(head: Head, producer_id: int | None, now_ms: int) -> tuple[int, ...]:
+    """The producers an append by ``producer_id`` (None: not idempotent) removes from ``head``.
+
+    Those idle for `PRODUCER_EXPIRATION_MS`, and then the least recently used (oldest last
+    batch, lowest id first on a tie) until the head keeps at most
+    `lakelog.limits.MAX_PRODUCERS_PER_PARTITION` producers, the writing one included. The
+    writing producer is never forgotten. A forgotten producer's next batch with a sequence
+    above 0 is refused with `OutOfOrderSequenceError` (ADR 0004).
+    """
+    others = sorted(
+        (_last_used_ms(known), pid) for pid, known in head.producers.items() if pid != producer_id
+    )
+    room = MAX_PRODUCERS_PER_PARTITION - (producer_id is not None)
+    idle = {pid for used, pid in others if used < now_ms - PRODUCER_EXPIRATION_MS}
+    kept = [pid for _, pid in others if pid not in idle]
+    evicted = set(kept[: max(0, len(kept) - room)])
+    return tuple(sorted(idle | evicted))
 
 
 def check_write(head: Head, write: PartitionWrite, rows: int) -> None:

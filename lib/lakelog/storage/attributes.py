@@ -14,7 +14,10 @@ __all__ = [
     "cancellation_error",
     "condition_failed",
     "get_int",
+    "item_size",
+    "item_too_large",
     "num",
+    "too_large_refusal",
     "transaction_cancelled",
 ]
 
@@ -69,3 +72,50 @@ def cancellation_error(codes: list[str | None], what: str) -> LakelogError | Non
     if unexpected:
         return UnavailableError(f"storage cancelled the {what}: {sorted(unexpected)}")
     return None
+
+
+def _value_size(value: Item) -> int:
+    """Bytes DynamoDB counts for one attribute value (its documented sizing rules)."""
+    kind, data = next(iter(value.items()))
+    if kind == "S":
+        return len(data.encode())
+    if kind == "N":
+        digits = data.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(data)
+    if kind in ("SS", "NS", "BS"):
+        return sum(_value_size({kind[0]: member}) for member in data)
+    if kind == "L":
+        return 3 + sum(_value_size(element) + 1 for element in data)
+    if kind == "M":
+        return 3 + sum(len(name.encode()) + _value_size(v) + 1 for name, v in data.items())
+    return 1  # BOOL, NULL
+
+
+def item_size(item: Item) -> int:
+    """The size DynamoDB gives ``item``: UTF-8 attribute names plus their values.
+
+    Strings and binaries count their bytes, numbers one byte per two significant digits
+    plus one, lists and maps 3 bytes plus one per element besides their elements (and the
+    elements' names). Compared with `lakelog.limits.DYNAMODB_ITEM_BYTES`.
+    """
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def item_too_large(what: str) -> LakelogError:
+    """The error of a write refused because an item would pass DynamoDB's 400 KB limit.
+
+    Nothing was written. Not `UnavailableError`: sending the same write again is refused
+    again, so a client must not retry it; the HTTP API answers 500 ``internal``.
+    """
+    return LakelogError(f"storage refused the {what}: an item would exceed 400 KB")
+
+
+def too_large_refusal(exc: ClientError) -> bool:
+    """Whether DynamoDB refused a request because an item would pass its size limit."""
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", ""))
+    if error.get("Code") == "ValidationException":
+        return "size" in message.lower() and "exceeded" in message.lower()
+    return transaction_cancelled(exc) and "ValidationError" in cancellation_codes(exc)

@@ -36,7 +36,9 @@ from lakelog.storage.attributes import (
     cancellation_error,
     condition_failed,
     get_int,
+    item_too_large,
     num,
+    too_large_refusal,
     transaction_cancelled,
 )
 from lakelog.storage.errors import translate_client_errors
@@ -56,7 +58,7 @@ from lakelog.storage.rules import decode_config, encode_config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["DynamoCatalogStore", "DynamoLedgerStore"]
+__all__ = ["DynamoCatalogStore", "DynamoLedgerStore", "head_item"]
 
 _ENTRY_NUMBERS = (
     "base_offset",
@@ -92,6 +94,21 @@ def _producer_from_item(attr: Item) -> ProducerState:
         last_sequence=int(fields["last_sequence"]["N"]),
         batches=batches,  # type: ignore[arg-type]
     )
+
+
+def head_item(pk: str, head: Head) -> Item:
+    """The ledger item that holds ``head`` of partition ``pk``, as an append leaves it."""
+    return {
+        "pk": {"S": pk},
+        "sk": num(HEAD_SK),
+        "high_watermark": num(head.high_watermark),
+        "log_start_offset": num(head.log_start_offset),
+        "size_bytes": num(head.size_bytes),
+        "max_timestamp": num(head.max_timestamp),
+        "producers": {
+            "M": {str(pid): _producer_to_item(state) for pid, state in head.producers.items()}
+        },
+    }
 
 
 def _head_from_item(item: Item) -> Head:
@@ -154,14 +171,7 @@ class DynamoLedgerStore:
             try:
                 self._ddb.put_item(
                     TableName=self._table,
-                    Item={
-                        **self._head_key(pk),
-                        "high_watermark": num(0),
-                        "log_start_offset": num(0),
-                        "size_bytes": num(0),
-                        "max_timestamp": num(-1),
-                        "producers": {"M": {}},
-                    },
+                    Item=head_item(pk, Head()),
                     ConditionExpression="attribute_not_exists(pk)",
                 )
             except ClientError as exc:
@@ -231,6 +241,8 @@ class DynamoLedgerStore:
         try:
             self._ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
+            if too_large_refusal(exc):
+                raise item_too_large("append transaction") from None
             if not transaction_cancelled(exc):
                 raise
             raise self._conflict(writes, exc) from None

@@ -15,7 +15,9 @@ They behave as the S3 and DynamoDB adapters do in everything the engine relies o
   nothing: a cancelled append raises `AppendConflict` with the current heads, a refused
   commit `lakelog.errors.LeaseFencedError`, an offset reset is applied in runs of
   `lakelog.storage.rules.TRANSACTION_ITEMS` leases with the same partial outcome;
-- a transaction naming one item twice is refused, as DynamoDB refuses it;
+- a transaction naming one item twice is refused, as DynamoDB refuses it, and so is an
+  append that would make a head pass DynamoDB's 400 KB item size
+  (`lakelog.storage.attributes.item_too_large`), before anything is applied;
 - records are copied in and out (topic configs go through the same JSON as in the
   catalog), so a caller never shares state with the store;
 - objects carry their size and a ``last_modified_ms`` from the injectable clock, and
@@ -35,7 +37,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from lakelog.errors import UnavailableError
+from lakelog.limits import DYNAMODB_ITEM_BYTES
 from lakelog.log.records import Entry, Head, PartitionWrite
+from lakelog.storage.attributes import item_size, item_too_large
+from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import acl_sort_key, lease_sort_key, member_sort_key
 from lakelog.storage.ports import (
     AclEntry,
@@ -230,10 +235,16 @@ class MemoryLedgerStore:
                     entry_exists = True
             if failed or entry_exists:
                 raise AppendConflict(failed)
+            heads: list[Head] = []
             for write in writes:
+                head = self._s.partitions[write.pk].head
+                assert head is not None
+                heads.append(write.applied_to(head))
+                if item_size(head_item(write.pk, heads[-1])) > DYNAMODB_ITEM_BYTES:
+                    raise item_too_large("append transaction")
+            for write, head in zip(writes, heads, strict=True):
                 partition = self._s.partitions[write.pk]
-                assert partition.head is not None
-                partition.head = write.applied_to(partition.head)
+                partition.head = head
                 partition.put(write.entry)
 
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:

@@ -16,6 +16,7 @@ from lakelog import Engine, ResourceNames, TopicPartition
 from lakelog.client import Client, ConsumerRecord
 from lakelog.contract.operations import Append, Fetch, InitProducerId, Operation
 from lakelog.errors import TopicNotFoundError
+from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.local.server import LocalService
 from lakelog.storage.keys import PRODUCER_SK, producer_pk
 from tests.integration.group_support import Clock
@@ -167,6 +168,32 @@ def test_a_producer_whose_id_expired_goes_on_under_a_fresh_one(
     assert wire.issued[0] == expired
     assert len(wire.issued) == 2
     assert _values(client, "ttl") == [b"before", b"after"]
+
+
+def test_a_producer_evicted_from_a_full_partition_head_goes_on_under_a_fresh_one(
+    serve: Serve, make_engine: Callable[..., Engine]
+) -> None:
+    wire = _Issued(serve(make_engine()))
+    client = Client(transport=wire)
+    others = Client(transport=serve(make_engine()))
+    client.create_topic("crowded")
+    with client.producer(linger_ms=0) as producer:
+        producer.send("crowded", value=b"first", partition=0).get(timeout=10)
+        # As many other producers write to the partition as its head remembers: the first
+        # producer is the least recently used and is forgotten
+        for index in range(MAX_PRODUCERS_PER_PARTITION):
+            with others.producer(linger_ms=0) as other:
+                other.send("crowded", value=b"other %d" % index, partition=0).get(timeout=10)
+
+        # Its next batch (sequence 1) is out of order; the producer goes on under a new id
+        last = producer.send("crowded", value=b"last", partition=0).get(timeout=10)
+
+    assert last.offset == MAX_PRODUCERS_PER_PARTITION + 1
+    assert len(wire.issued) == 2
+    values = _values(client, "crowded")
+    assert values[0] == b"first"
+    assert values[-1] == b"last"
+    assert len(values) == MAX_PRODUCERS_PER_PARTITION + 2
 
 
 # Consumer -----------------------------------------------------------------------------------
