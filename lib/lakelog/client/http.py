@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 from lakelog.contract.errors import error_from_reply
 from lakelog.contract.operations import Operation
-from lakelog.errors import InvalidRequestError, UnavailableError
+from lakelog.errors import InvalidRequestError, LakelogError, UnavailableError
 from lakelog.limits import MAX_APPEND_BYTES
 from lakelog.types import Record
 
@@ -218,13 +218,28 @@ class HttpTransport:
 
     def call(self, op: Operation[R]) -> R:
         """Send ``op`` as its binding says (`lakelog.contract.operations.Http`): the body
-        written and the reply read by the contract's models, errors by its registry."""
+        written and the reply read by the contract's models, errors by its registry.
+
+        Raises
+        ------
+        LakelogError
+            The error reply's domain error, or a plain `LakelogError` when a success
+            reply is not the contract's body for ``op``.
+        """
+        if not isinstance(op, Operation):
+            raise InvalidRequestError(f"the contract declares no operation {type(op).__name__}")
         binding = op.http
         compress = binding.compressible and self.compression == "gzip"
-        data = self.send(
-            binding.method, op.url_path(), op.encode(), op.url_query(), compress=compress
-        )
-        return op.decode(data)
+        path = op.url_path()
+        data = self.send(binding.method, path, op.encode(), op.url_query(), compress=compress)
+        try:
+            return op.decode(data)
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            # A proxy's page or another service's body: a domain error, never a parser's.
+            raise LakelogError(
+                f"{binding.method} {path}: the reply is not a {binding.reply} of the "
+                f"contract: {str(error)[:300]}"
+            ) from error
 
     def close(self) -> None:
         """Close pooled connections (a `Sender` passed in belongs to whoever made it)."""

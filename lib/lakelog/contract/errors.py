@@ -177,7 +177,7 @@ def error_from_reply(status: int, body: bytes | str) -> LakelogError:
     try:
         reply = json.loads(body)
         code, message = str(reply["error"]), str(reply["message"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # nested too deep: not ours
         text = body.decode(errors="replace") if isinstance(body, bytes) else body
         return _generic(status, "", text[:500] or f"HTTP {status}")
     kind = _BY_CODE.get(code)

@@ -486,8 +486,11 @@ class ProduceReply(_Reply):
 
     @classmethod
     def decode(cls, data: bytes, op: Append) -> list[RecordMetadata]:
-        """Where each record of an append landed (`metadata_of`)."""
-        return cls.metadata_of(data, op.topic)
+        """Where each record of an append landed (`metadata_of`); one result per record."""
+        results = cls.metadata_of(data, op.topic)
+        if len(results) != len(op.records):
+            raise ValueError(f"{len(results)} results for {len(op.records)} records")
+        return results
 
 
 def _b64_text(data: bytes) -> str:
