@@ -150,7 +150,10 @@ class Consumer:
     def subscribe(
         self, topics: Sequence[str], listener: ConsumerRebalanceListener | None = None
     ) -> None:
-        """Join ``group_id`` for ``topics`` (at the next `poll`)."""
+        """Join ``group_id`` for ``topics`` (at the next `poll`); one name is one topic,
+        as in kafka-python (a string is a sequence of one-letter names too)."""
+        if isinstance(topics, str):
+            topics = [topics]
         if self._coordinator is None:
             raise InvalidRequestError("subscribe needs a group_id; use assign() without one")
         if not topics:

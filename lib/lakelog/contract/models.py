@@ -769,6 +769,8 @@ class JoinRequest(_Request):
     @classmethod
     def of_operation(cls, op: JoinGroup) -> JoinRequest:
         """The body of a join or heartbeat."""
+        if isinstance(op.topics, str):  # not its letters: refused as the engine refuses it
+            raise InvalidRequestError("topics must be a list of topic names")
         return build(
             cls,
             topics=list(op.topics),

@@ -8,14 +8,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
 from lakelog import Engine, ResourceNames, TopicPartition
 from lakelog.client import Client, ConsumerRecord
-from lakelog.contract.operations import Append, Fetch, InitProducerId, Operation
-from lakelog.errors import TopicNotFoundError
+from lakelog.contract.operations import Append, Fetch, InitProducerId, JoinGroup, Operation
+from lakelog.errors import InvalidRequestError, TopicNotFoundError
 from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.local.server import LocalService
 from lakelog.storage.keys import PRODUCER_SK, producer_pk
@@ -364,3 +364,32 @@ def test_a_heartbeat_served_with_a_stale_partition_count_keeps_the_new_partition
     reply = stale.join_group("gg", ["grown"], "m1")
     assert [p.lease_epoch for p in fresh.describe_group("gg").partitions] == epochs
     assert [a.partition for a in reply.assignments] == [0, 1, 2, 3]
+
+
+def test_subscribing_to_one_name_subscribes_to_that_topic_not_its_letters(
+    client: Client,
+) -> None:
+    for name in ("a", "b", "ab"):
+        client.create_topic(name)
+    consumer = client.consumer(group_id="letters", auto_offset_reset="earliest")
+    consumer.subscribe("ab")  # one name, as kafka-python takes it
+    consumer.poll(timeout_ms=0)
+    assert consumer.subscription() == {"ab"}
+    assert consumer.assignment() == {TopicPartition("ab", 0)}
+    consumer.close()
+
+
+def test_a_join_naming_a_string_for_its_topics_is_refused_on_every_transport(
+    client: Client,
+) -> None:
+    for name in ("a", "b", "ab"):
+        client.create_topic(name)
+    with pytest.raises(InvalidRequestError, match="list of topic names"):
+        client.call(JoinGroup("letters", "ab"))
+
+
+def test_calling_something_that_is_no_operation_is_refused_on_every_transport(
+    client: Client,
+) -> None:
+    with pytest.raises(InvalidRequestError, match="no operation object"):
+        client.call(cast("Operation[None]", object()))
