@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lakelog.errors import UnavailableError
+from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.log.records import Head, PartitionWrite, ProducerState
 from lakelog.storage.ports import AppendConflict, LedgerStore
 from tests.contract.backends import Backend, Stores
@@ -200,3 +201,17 @@ def test_delete_partition_removes_the_head_and_every_entry(ledger: LedgerStore, 
     assert list(ledger.entries(f"{ns}a")) == []
     assert ledger.query(f"{ns}a", 0, 10) == ([], None)
     assert list(ledger.entries(f"{ns}b")) == [entry(0)]
+
+
+def test_an_append_of_more_partitions_than_one_transaction_holds_is_refused(
+    ledger: LedgerStore, ns: str
+) -> None:
+    """DynamoDB refuses a transaction of over 100 items (two per partition); every
+    backend refuses it alike, before writing anything, rather than as a retryable error."""
+    pks = [f"{ns}{i}" for i in range(MAX_PARTITIONS_PER_TRANSACTION + 1)]
+    ledger.create_heads(pks)
+
+    with pytest.raises(ValueError, match="at most"):
+        ledger.append([write(pk, 0) for pk in pks])
+
+    assert all(head == Head() for head in ledger.read_heads(pks).values())

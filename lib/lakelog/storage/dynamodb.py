@@ -53,7 +53,7 @@ from lakelog.storage.keys import (
 )
 from lakelog.storage.ports import AclEntry, AppendConflict, ProducerIdRecord, TopicRecord
 from lakelog.storage.resources import TTL_ATTRIBUTE
-from lakelog.storage.rules import decode_config, encode_config
+from lakelog.storage.rules import check_append_size, decode_config, encode_config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -198,6 +198,7 @@ class DynamoLedgerStore:
 
     @translate_client_errors
     def append(self, writes: Sequence[PartitionWrite]) -> None:
+        check_append_size(len(writes))
         items: list[Any] = []
         for write in writes:
             names = {"#hw": "high_watermark", "#closed": _CLOSED}

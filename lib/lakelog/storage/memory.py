@@ -54,6 +54,7 @@ from lakelog.storage.ports import (
 )
 from lakelog.storage.rules import (
     at_seen_epoch,
+    check_append_size,
     commit_needed,
     decode_config,
     encode_config,
@@ -222,6 +223,7 @@ class MemoryLedgerStore:
         return None if partition is None or partition.closed else partition.head
 
     def append(self, writes: Sequence[PartitionWrite]) -> None:
+        check_append_size(len(writes))
         _check_distinct([write.pk for write in writes])
         with self._s.lock:
             failed: dict[str, Head | None] = {}

@@ -178,6 +178,8 @@ class LedgerStore(Protocol):
         """Apply every write atomically or none; raise `AppendConflict` when cancelled.
 
         A write to a missing or closed head fails its condition (its pk maps to None).
+        More than `lakelog.limits.MAX_PARTITIONS_PER_TRANSACTION` writes raise ValueError
+        and change nothing.
         """
 
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
