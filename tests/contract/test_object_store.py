@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any, cast
 
 import pytest
 
-from lakelog.errors import CorruptSegmentError
+from lakelog.errors import CorruptSegmentError, UnavailableError
 from lakelog.storage.memory import MemoryStorage
 from lakelog.storage.ports import ObjectStore
+from lakelog.storage.s3 import S3ObjectStore
 from tests.contract.backends import Backend, Stores
 
 LISTING_PAGE = 1000
@@ -118,3 +120,18 @@ def test_memory_objects_take_their_time_from_the_injected_clock() -> None:
     objects.put("b", b"2")
 
     assert [(i.key, i.last_modified_ms) for i in objects.list("")] == [("a", 1_000), ("b", 5_000)]
+
+
+class _KeepingS3:
+    """An S3 client whose DeleteObjects answers 200 but lists the keys it kept."""
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+        kept = Delete["Objects"][0]["Key"]
+        return {"Errors": [{"Key": kept, "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+
+def test_s3_keys_a_delete_left_in_place_are_an_error_not_a_silent_success() -> None:
+    objects = S3ObjectStore(cast("Any", _KeepingS3()), "bucket")
+
+    with pytest.raises(UnavailableError, match=r"kept 1 of 2 objects, e\.g\. t/a: AccessDenied"):
+        objects.delete(["t/a", "t/b"])

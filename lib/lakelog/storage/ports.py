@@ -162,7 +162,8 @@ class ObjectStore(Protocol):
         """Every object whose key starts with ``prefix``."""
 
     def delete(self, keys: Sequence[str]) -> None:
-        """Delete ``keys``; missing keys are not an error."""
+        """Delete ``keys``; missing keys are not an error, a key left in place is
+        (`UnavailableError`)."""
 
 
 class LedgerStore(Protocol):

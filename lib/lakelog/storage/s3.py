@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from lakelog.errors import UnavailableError
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.ports import ObjectInfo
 from lakelog.storage.rules import missing_object, short_read
@@ -61,7 +62,14 @@ class S3ObjectStore:
     def delete(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
             chunk = keys[start : start + _DELETE_BATCH]
-            self._s3.delete_objects(
+            response = self._s3.delete_objects(
                 Bucket=self._bucket,
                 Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
             )
+            # A 200 that lists keys it kept (access denied, slow down): not deleted.
+            if kept := response.get("Errors", []):
+                first = kept[0]
+                raise UnavailableError(
+                    f"S3 kept {len(kept)} of {len(chunk)} objects, e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message')}"
+                )
