@@ -12,6 +12,7 @@ __all__ = [
     "Header",
     "MemberInfo",
     "Membership",
+    "OffsetAndTimestamp",
     "OffsetCommit",
     "PartitionInfo",
     "PartitionLag",
@@ -57,6 +58,13 @@ class StoredRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[Header, ...] = ()
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """The first offset at or after a time, and that record's timestamp."""
+
+    offset: int
+    timestamp: int
 
 
 class RecordMetadata(NamedTuple):

@@ -462,7 +462,7 @@ def _register_record_routes(
             assert spec is not None
             reply = OffsetReply(offset=engine.call(ListOffset(topic, partition, spec)))
         elif (found := engine.call(OffsetForTime(topic, partition, timestamp_ms))) is not None:
-            reply = OffsetReply(offset=found, found=True)
+            reply = OffsetReply(offset=found.offset, found=True, timestamp_ms=found.timestamp)
         else:
             latest = engine.call(ListOffset(topic, partition, "latest"))
             reply = OffsetReply(offset=latest, found=False)

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from lakelog.client.clock import SYSTEM_CLOCK, GroupClock
 from lakelog.client.coordinator import CommitFailedError, ConsumerCoordinator, OffsetAndMetadata
 from lakelog.client.fetcher import ConsumerRecord, Fetched, Fetcher
 from lakelog.client.subscription import ConsumerRebalanceListener, OffsetReset, SubscriptionState
 from lakelog.client.transport import Transport
-from lakelog.contract.operations import DescribeTopic, Fetch, ListOffset, OffsetForTime
+from lakelog.contract.operations import DescribeTopic, ListOffset, OffsetForTime
 from lakelog.errors import InvalidRequestError
-from lakelog.types import TopicPartition
+from lakelog.types import OffsetAndTimestamp, TopicPartition
 
 __all__ = [
     "CommitFailedError",
@@ -42,13 +42,6 @@ __all__ = [
     "OffsetAndMetadata",
     "OffsetAndTimestamp",
 ]
-
-
-class OffsetAndTimestamp(NamedTuple):
-    """The first offset at or after a time, and that record's timestamp."""
-
-    offset: int
-    timestamp: int
 
 
 class Consumer:
@@ -278,14 +271,7 @@ class Consumer:
         """The first offset of each partition with a timestamp >= the given one, or None."""
         found: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for tp, timestamp in timestamps.items():
-            offset = self._transport.call(OffsetForTime(tp.topic, tp.partition, timestamp))
-            if offset is None:
-                found[tp] = None
-                continue
-            records = self._transport.call(Fetch(tp.topic, tp.partition, offset, 1, 1)).records
-            found[tp] = OffsetAndTimestamp(
-                offset, records[0].timestamp_ms if records else timestamp
-            )
+            found[tp] = self._transport.call(OffsetForTime(tp.topic, tp.partition, timestamp))
         return found
 
     # Commits ---------------------------------------------------------------------------

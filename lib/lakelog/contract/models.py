@@ -48,6 +48,7 @@ from lakelog.types import (
     Header,
     MemberInfo,
     Membership,
+    OffsetAndTimestamp,
     OffsetCommit,
     PartitionInfo,
     PartitionLag,
@@ -629,15 +630,16 @@ class OffsetReply(_Reply):
     """``GET .../offsets``.
 
     For ``timestamp_ms=``, ``found`` tells whether a record at or after that time exists:
-    true, ``offset`` is the first such record's; false, ``offset`` is the high watermark
-    (where such a record would be appended). Both come from one request, so no append can
-    land between them. Absent for ``spec=``.
+    true, ``offset`` is the first such record's and ``timestamp_ms`` its timestamp; false,
+    ``offset`` is the high watermark (where such a record would be appended). All come from
+    one request, so no append can land between them. Absent for ``spec=``.
     """
 
     offset: int
     found: bool | None = None
+    timestamp_ms: int | None = None
 
-    def result(self, op: Any) -> int | None:
+    def result(self, op: Any) -> int | OffsetAndTimestamp | None:
         """The offset asked for with ``spec=``."""
         return self.offset
 
@@ -645,9 +647,13 @@ class OffsetReply(_Reply):
 class TimeOffsetReply(OffsetReply):
     """`OffsetReply` to ``timestamp_ms=``: its result is None when ``found`` is false."""
 
-    def result(self, op: OffsetForTime) -> int | None:
-        """The first offset at or after the time, or None."""
-        return self.offset if self.found else None
+    def result(self, op: OffsetForTime) -> OffsetAndTimestamp | None:
+        """The first offset at or after the time and its record's timestamp, or None."""
+        if not self.found:
+            return None
+        if self.timestamp_ms is None:
+            raise ValueError("a found offset for a time comes with its record's timestamp_ms")
+        return OffsetAndTimestamp(self.offset, self.timestamp_ms)
 
 
 class TopicCreate(_Request):

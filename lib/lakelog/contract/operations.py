@@ -26,6 +26,7 @@ from lakelog.types import (
     FetchResult,
     GroupDescription,
     Membership,
+    OffsetAndTimestamp,
     OffsetCommit,
     ProducerBatch,
     Record,
@@ -236,11 +237,13 @@ class ListOffset(Operation[int]):
 
 
 @dataclass(frozen=True)
-class OffsetForTime(Operation[int | None]):
-    """The first offset with a timestamp >= ``timestamp_ms``, or None.
+class OffsetForTime(Operation[OffsetAndTimestamp | None]):
+    """The first offset with a timestamp >= ``timestamp_ms`` and that record's timestamp,
+    or None.
 
-    One request answers both "which offset" and "is there such a record", so an append
-    landing meanwhile cannot change the answer.
+    One request answers "which offset", "is there such a record" and "what is its
+    timestamp", so an append, retention or deletion landing meanwhile cannot change the
+    answer.
     """
 
     http: ClassVar = Http("GET", _OFFSETS, query=("timestamp_ms",), reply="TimeOffsetReply")

@@ -79,7 +79,7 @@ def _handlers(
             _on(ops.ListOffset, lambda op: fetcher.list_offset(op.topic, op.partition, op.spec)),
             _on(
                 ops.OffsetForTime,
-                lambda op: fetcher.offset_for_time(op.topic, op.partition, op.timestamp_ms),
+                lambda op: fetcher.time_offset(op.topic, op.partition, op.timestamp_ms),
             ),
             _on(
                 ops.JoinGroup,

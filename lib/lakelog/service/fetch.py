@@ -16,7 +16,7 @@ from lakelog.log.ledger import contiguous_run
 from lakelog.log.records import Entry, Head
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.ports import TopicRecord
-from lakelog.types import FetchResult, StoredRecord
+from lakelog.types import FetchResult, OffsetAndTimestamp, StoredRecord
 
 __all__ = ["Fetcher"]
 
@@ -180,6 +180,27 @@ class Fetcher:
         step), then a read of the one batch that holds the answer unless its minimum
         timestamp already qualifies its first record.
         """
+        found = self._time_search(topic_name, partition, timestamp_ms)
+        if found is None:
+            return None
+        entry, first = found
+        if entry.min_timestamp >= timestamp_ms:
+            return first
+        located = self._first_at_or_after(entry, first, timestamp_ms)
+        return None if located is None else located.offset
+
+    def time_offset(
+        self, topic_name: str, partition: int, timestamp_ms: int
+    ) -> OffsetAndTimestamp | None:
+        """`offset_for_time` with that record's timestamp (its batch is always read)."""
+        found = self._time_search(topic_name, partition, timestamp_ms)
+        return None if found is None else self._first_at_or_after(*found, timestamp_ms)
+
+    def _time_search(
+        self, topic_name: str, partition: int, timestamp_ms: int
+    ) -> tuple[Entry, int] | None:
+        """The entry holding the first record at or after the time, and the first readable
+        offset of that entry; None when no record is that recent."""
         timestamp_ms = _positive_int("timestamp_ms", timestamp_ms)
         topic = self._ctx.caches.topics.get(topic_name, _after(partition))
         pk = self._ctx.partition_pk(topic, partition)
@@ -198,11 +219,13 @@ class Fetcher:
                 low = entry.last_offset + 1
         if found is None:
             return None
-        first = max(found.base_offset, head.log_start_offset)
-        if found.min_timestamp >= timestamp_ms:
-            return first
-        rows = self._read(found, first - found.base_offset, -1)
-        for index, row in enumerate(rows, start=first):
+        return found, max(found.base_offset, head.log_start_offset)
+
+    def _first_at_or_after(
+        self, entry: Entry, first: int, timestamp_ms: int
+    ) -> OffsetAndTimestamp | None:
+        rows = self._read(entry, first - entry.base_offset, -1)
+        for offset, row in enumerate(rows, start=first):
             if row.timestamp_ms >= timestamp_ms:
-                return index
+                return OffsetAndTimestamp(offset, row.timestamp_ms)
         return None  # pragma: no cover - max_timestamp_cum promised a match

@@ -97,6 +97,28 @@ def test_offsets_for_times(events: Client) -> None:
     assert consumer.offsets_for_times({TP0: 10**12}) == {TP0: None}
 
 
+def test_offsets_for_times_asks_one_request_per_partition_and_gets_the_records_timestamp(
+    wired: tuple[Client, Wire],
+) -> None:
+    # Given a partition whose records are 1,000 ms apart
+    client, wire = wired
+    client.create_topic("spaced", partitions=1)
+    client.call(
+        Append(
+            "spaced",
+            [Record(value=b"%d" % i, partition=0, timestamp_ms=i * 1000) for i in range(5)],
+        )
+    )
+    wire.calls.clear()
+
+    # When the offset for a time between two records is looked up
+    found = client.consumer().offsets_for_times({TopicPartition("spaced", 0): 2_500})
+
+    # Then one request answers it, with the later record's own timestamp (not the time asked)
+    assert found == {TopicPartition("spaced", 0): OffsetAndTimestamp(3, 3_000)}
+    assert wire.calls == {"offset_for_time": 1}
+
+
 def test_a_position_past_the_end_follows_auto_offset_reset(events: Client) -> None:
     consumer = events.consumer(auto_offset_reset="earliest")
     consumer.assign([TP0])
