@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lakelog import ToOffset, ToTimestamp
+from lakelog import OffsetAndTimestamp, ToOffset, ToTimestamp
 from lakelog.contract import models
 from lakelog.contract.operations import (
     DescribeTopic,
@@ -104,11 +104,11 @@ def test_a_reset_target_is_one_value_that_round_trips_the_wire(to: Any, body: An
 
 
 def test_replies_give_each_operation_its_result() -> None:
-    found = b'{"offset": 4, "found": true}'
+    found = b'{"offset": 4, "found": true, "timestamp_ms": 1500}'
     missing = b'{"offset": 9, "found": false}'
     spec = b'{"offset": 3}'
 
-    assert models.TimeOffsetReply.decode(found, None) == 4
+    assert models.TimeOffsetReply.decode(found, None) == OffsetAndTimestamp(4, 1500)
     assert models.TimeOffsetReply.decode(missing, None) is None
     assert models.OffsetReply.decode(spec, None) == 3
     assert models.ProducerIdReply.decode(b'{"id": 7, "epoch": 0}', None) == 7

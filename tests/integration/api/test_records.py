@@ -267,7 +267,7 @@ def test_replay_from_a_timestamp_starts_at_the_first_record_at_or_after_it(
     reply = orders.send("offsets_timestamp")
 
     # Then it is the record stamped T, and fetching from there replays T and T + 1 s
-    assert reply.json == {"offset": 2, "found": True}
+    assert reply.json == {"offset": 2, "found": True, "timestamp_ms": PRODUCE_TIMESTAMP}
     records = _fetch(orders, 0, reply.json["offset"])["records"]
     assert [r["timestamp_ms"] for r in records] == stamps[2:]
     assert _offset(orders, timestamp_ms=PRODUCE_TIMESTAMP - 1500) == 1
