@@ -46,7 +46,13 @@ def _fetch(api: Api, partition: int, offset: int = 0, **query: int) -> dict[str,
 def _offset(api: Api, partition: int = 0, **query: str | int) -> int:
     reply = api.send("offsets_earliest", partition=partition, query=query)
     assert reply.status == 200, reply.text
-    assert set(reply.json) == ({"offset", "found"} if "timestamp_ms" in query else {"offset"})
+    if "timestamp_ms" not in query:
+        assert set(reply.json) == {"offset"}
+    elif reply.json["found"]:
+        assert set(reply.json) == {"offset", "found", "timestamp_ms"}
+        assert reply.json["timestamp_ms"] >= int(query["timestamp_ms"])
+    else:
+        assert set(reply.json) == {"offset", "found"}
     offset: int = reply.json["offset"]
     return offset
 
