@@ -238,8 +238,10 @@ class ConsumerCoordinator:
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets``, or the positions that moved since the last commit.
 
-        Raises `CommitFailedError` if a lease moved: nothing is committed then, and the
-        partitions of the commit go back to their last committed offsets.
+        Offsets go in chunks of `COMMIT_CHUNK` (one all-or-nothing service commit each).
+        Raises `CommitFailedError` if a lease moved: the chunk that met it is not committed
+        and its partitions go back to their last committed offsets; chunks before it are
+        committed, and those after it are left for the next commit.
         """
         member_id = self.member_id
         if member_id is None:
