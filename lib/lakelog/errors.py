@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CorruptLedgerError",
     "CorruptSegmentError",
     "ForbiddenError",
     "GroupNotEmptyError",
@@ -233,3 +234,15 @@ class ForbiddenError(LakelogError):
         self.principal = principal
         self.operation = operation
         self.topic = topic
+
+
+class CorruptLedgerError(UnavailableError):
+    """A ledger item is of another format version or cannot be decoded (ADR 0012).
+
+    Reported as 503 ``unavailable``: the caller can do nothing about it but an operator can.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"ledger item {key} is unreadable: {reason}")
+        self.key = key
+        self.reason = reason

@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple, TypeAlias
 
 __all__ = [
     "Assignment",
+    "FetchPosition",
     "FetchResult",
     "GroupDescription",
     "Header",
@@ -101,6 +102,18 @@ class FetchResult:
     next_offset: int
     high_watermark: int
     log_start_offset: int
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPosition:
+    """Where one partition of a multi-partition fetch starts: an offset, and the cursor
+    the previous fetch returned for it (a hint the service validates; ADR 0012)."""
+
+    topic: str
+    partition: int
+    offset: int
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,15 @@ Ledger table (``pk`` string, ``sk`` number)
         One entry per batch: offset range -> segment key, row group and byte range.
         ``Query pk AND sk >= offset`` returns the batch holding ``offset`` first.
 
+Ledger table, format 2 (ADR 0012; replaces the per-partition items above)
+    ``pk = "t#{topic_id}#0"``, ``sk = seq``
+        The topic's chain: genesis (seq 0), one item per append, the deletion seal last.
+    ``pk = "t#{topic_id}#0"``, ``sk = HEAD_SK``
+        The topic's meta item: log start offsets, L1 ends, chain start, seal time.
+    ``pk = "pr#{topic_id}#{producer_id}"``, ``sk = 0``
+        An idempotent producer's state in one topic (epoch, last sequence, last requests);
+        ``expires_at`` is the table's TTL attribute.
+
 Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``
         A topic: its id (a uuid), partition count, config and version.
@@ -62,6 +71,7 @@ __all__ = [
     "PRODUCER_SK",
     "ResourceNames",
     "acl_sort_key",
+    "chain_pk",
     "group_pk",
     "l0_segment_key",
     "lease_sort_key",
@@ -69,6 +79,7 @@ __all__ = [
     "parse_group_sort_key",
     "partition_pk",
     "producer_pk",
+    "producer_state_pk",
     "segment_created_ms",
     "topic_segments_prefix",
 ]
@@ -103,6 +114,16 @@ class ResourceNames:
 def partition_pk(topic_id: str, partition: int) -> str:
     """Ledger partition key of one partition of the topic with id ``topic_id``."""
     return f"p#{topic_id}#{partition}"
+
+
+def chain_pk(topic_id: str, shard: int = 0) -> str:
+    """Ledger partition key of a topic's chain (ADR 0012; the shard is always 0)."""
+    return f"t#{topic_id}#{shard}"
+
+
+def producer_state_pk(topic_id: str, producer_id: int) -> str:
+    """Ledger partition key of an idempotent producer's state in one topic (ADR 0012)."""
+    return f"pr#{topic_id}#{producer_id}"
 
 
 def producer_pk(producer_id: int) -> str:

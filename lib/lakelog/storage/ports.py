@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
-    from lakelog.log.records import Entry, Head, PartitionWrite
+    from lakelog.log.records import (
+        ChainItem,
+        ChainMeta,
+        Entry,
+        Head,
+        PartitionWrite,
+        ProducerUpdate,
+        TopicProducerState,
+    )
     from lakelog.types import OffsetCommit
 
 __all__ = [
@@ -26,6 +34,8 @@ __all__ = [
     "AclEntry",
     "AppendConflict",
     "CatalogStore",
+    "ChainConflict",
+    "ChainStore",
     "GroupState",
     "GroupStore",
     "LeaseRecord",
@@ -59,6 +69,41 @@ class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and ada
     def __init__(self, heads: Mapping[str, Head | None], retryable: bool = False) -> None:
         super().__init__(f"append conflict on {sorted(heads)}")
         self.heads = dict(heads)
+        self.retryable = retryable
+
+
+class ChainConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
+    """A chain put (or its transaction) was refused; nothing was written.
+
+    ``current`` is the item already at the seq (DynamoDB's ``ALL_OLD``, or read back by the
+    adapter), None when the chain put was not what failed or the item could not be read.
+    ``producer_failed`` is True when the producer item's condition failed, ``producer``
+    then holds its stored state (None: absent). ``retryable`` is True when DynamoDB
+    reported a conflict with another transaction in flight: the same put may simply be
+    sent again.
+    """
+
+    def __init__(
+        self,
+        current: ChainItem | None = None,
+        *,
+        producer_failed: bool = False,
+        producer: TopicProducerState | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(
+            "chain put refused: "
+            + (
+                "retryable conflict"
+                if retryable
+                else "producer state moved"
+                if producer_failed
+                else "seq taken"
+            )
+        )
+        self.current = current
+        self.producer_failed = producer_failed
+        self.producer = producer
         self.retryable = retryable
 
 
@@ -203,6 +248,55 @@ class LedgerStore(Protocol):
 
     def delete_partition(self, pk: str) -> None:
         """Delete a partition's head and every entry."""
+
+
+class ChainStore(Protocol):
+    """Each topic's chain, meta item and producer states (DynamoDB ledger table, ADR 0012).
+
+    Every read is strongly consistent. Items of another format version raise
+    `lakelog.errors.CorruptLedgerError`.
+    """
+
+    def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
+        """Put the meta item, then genesis (seq 0), each only if absent (re-runnable)."""
+
+    def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
+        """The last chain item and the meta item, in one reverse query; None without meta."""
+
+    def read_meta(self, topic_id: str) -> ChainMeta | None:
+        """The meta item, or None."""
+
+    def put_item(
+        self, topic_id: str, item: ChainItem, producer: ProducerUpdate | None = None
+    ) -> None:
+        """Put ``item`` at ``item.seq`` only if that seq is free, with ``producer``'s
+        conditional update in the same transaction when given; all or nothing.
+
+        Raises `ChainConflict` when a condition failed (nothing written), and
+        `lakelog.errors.ThrottledError` when throttled.
+        """
+
+    def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
+        """The chain item at ``seq``, or None."""
+
+    def query(
+        self, topic_id: str, from_seq: int, limit: int
+    ) -> tuple[list[ChainItem], ChainMeta | None]:
+        """Up to ``limit`` chain items with seq >= ``from_seq``, in seq order; the meta
+        item too when the query reached the end of the chain."""
+
+    def chain(self, topic_id: str) -> Iterator[ChainItem]:
+        """Every chain item of a topic, in seq order (gc's references)."""
+
+    def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
+        """Replace the meta item (its version becomes ``expected_version + 1``) if its
+        version is still ``expected_version``; False if not or if it is missing."""
+
+    def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        """The producer's stored state in the topic (expired ones included), or None."""
+
+    def delete_chain(self, topic_id: str) -> None:
+        """Delete every chain item of a topic, the meta item last. Idempotent."""
 
 
 class CatalogStore(Protocol):
