@@ -9,6 +9,8 @@ from typing import Any
 from lakelog.config import TopicConfig
 from lakelog.errors import InvalidRequestError, TopicExistsError, TopicNotFoundError
 from lakelog.limits import MAX_PARTITIONS, validate_topic_name
+from lakelog.log.chain import genesis
+from lakelog.log.records import ChainMeta
 from lakelog.service.context import EngineContext
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.keys import partition_pk
@@ -57,9 +59,12 @@ class TopicAdmin:
         )
         pks = [partition_pk(topic.topic_id, p) for p in range(count)]
         self._ctx.ledger.create_heads(pks)
+        chains = self._ctx.ledger.chains
+        chains.create_chain(topic.topic_id, ChainMeta(), genesis(count, topic.created_ms))
         if not self._ctx.catalog.create_topic(topic):
             for pk in pks:
                 self._ctx.ledger.delete_partition(pk)
+            chains.delete_chain(topic.topic_id)
             raise TopicExistsError(name)
         self._ctx.caches.topics.put(topic)
         return self._describe(topic)
