@@ -114,14 +114,16 @@ class OutOfOrderSequenceError(InvalidRequestError):
 
     Its own code (400 ``out_of_order_sequence``, Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER) lets
     a producer tell it from other bad input: it starts again under a fresh producer id.
+    ``partition`` is -1 for a topic's sequence (ledger v2 counts one sequence per topic,
+    ADR 0012); the message then names the topic instead of a partition.
     """
 
     code = "out_of_order_sequence"
 
     def __init__(self, producer_id: int, partition: int, sequence: int, expected: int) -> None:
+        where = f"partition {partition}" if partition >= 0 else "this topic"
         super().__init__(
-            f"producer {producer_id} sent sequence {sequence} to partition {partition}; "
-            f"expected {expected}"
+            f"producer {producer_id} sent sequence {sequence} to {where}; expected {expected}"
         )
         self.producer_id = producer_id
         self.partition = partition

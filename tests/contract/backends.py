@@ -77,6 +77,9 @@ class MemoryBackend:
                     pk: (partition.head, partition.from_offset(0))
                     for pk, partition in state.partitions.items()
                 },
+                "ledger_items": {
+                    pk: dict(run.items) for pk, run in state.ledger_items.items() if run.items
+                },
                 "topics": dict(state.topics),
                 "deleted_topics": dict(state.deleted_topics),
                 "producers": dict(state.producers),

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from lakelog.errors import InvalidRequestError, OutOfOrderSequenceError, ProducerFencedError
 from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
+from lakelog.log.chain import PRODUCER_EXPIRATION_MS, InvariantViolation
 from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
 
 __all__ = [
@@ -43,21 +44,6 @@ __all__ = [
 
 PRODUCER_BATCHES_KEPT = 5
 """Recent batches remembered per producer and partition, as Kafka does for in-flight ones."""
-
-PRODUCER_EXPIRATION_MS = 24 * 3600 * 1000
-"""A producer that has not appended to a partition for this long is forgotten there
-(Kafka's ``producer.id.expiration.ms``); its next batch must start a new epoch or
-sequence 0. Keeps the head item small: each remembered producer adds about 180 bytes.
-Besides, a head remembers at most `lakelog.limits.MAX_PRODUCERS_PER_PARTITION` producers
-(`forgotten_producers`)."""
-
-
-class InvariantViolation(AssertionError):  # noqa: N818 - named after the protocol term
-    """A planned ledger write would break a named invariant; it is never sent."""
-
-    def __init__(self, invariant: str, detail: str) -> None:
-        super().__init__(f"{invariant}: {detail}")
-        self.invariant = invariant
 
 
 @dataclass(frozen=True, slots=True)

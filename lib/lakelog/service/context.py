@@ -14,7 +14,13 @@ from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundEr
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
 from lakelog.log.records import ChainItem, ChainMeta
-from lakelog.storage.ports import CatalogStore, ChainStore, ObjectStore, TopicRecord
+from lakelog.storage.ports import (
+    CatalogStore,
+    ChainStore,
+    LedgerStore,
+    ObjectStore,
+    TopicRecord,
+)
 
 __all__ = [
     "Caches",
@@ -208,13 +214,13 @@ class EngineContext:
     def create(
         cls,
         objects: ObjectStore,
-        ledger: ChainStore,
+        ledger: LedgerStore,
         catalog: CatalogStore,
         clock_ms: Callable[[], int] = now_ms,
     ) -> EngineContext:
-        """A context with fresh caches."""
+        """A context with fresh caches, on the ledger's chain store (ADR 0012)."""
         topics = TopicCache(catalog, clock_ms=clock_ms)
-        return cls(objects, ledger, catalog, Caches(topics=topics), clock_ms)
+        return cls(objects, ledger.chains, catalog, Caches(topics=topics), clock_ms)
 
     def check_partition(self, topic: TopicRecord, partition: object) -> int:
         """``partition`` if it is a partition of ``topic``; `InvalidRequestError` if not."""

@@ -23,7 +23,7 @@ from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
-from lakelog.storage.ports import CatalogStore, ChainStore, GroupStore, ObjectStore
+from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.s3 import S3ObjectStore
 from lakelog.types import Record
 
@@ -117,7 +117,7 @@ class Engine:
     def __init__(
         self,
         objects: ObjectStore,
-        ledger: ChainStore,
+        ledger: LedgerStore,
         catalog: CatalogStore,
         groups: GroupStore,
         *,

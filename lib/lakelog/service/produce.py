@@ -1,18 +1,31 @@
-"""Append: records -> one segment PUT -> one conditional ledger transaction per 50 partitions."""
+"""Append: records -> one segment PUT -> one conditional chain item (ADR 0012, 1.3).
+
+An append routes its records (explicit partition, key hash, or the request's sticky
+partition), encodes them as one segment with one row group per partition, PUTs it once,
+and makes it visible by putting chain item ``tail.seq + 1`` (with the producer's state in
+the same transaction when idempotent). The request is atomic: one item whatever the
+partitions it touches. A retry of an idempotent request is answered from the chain item
+that holds the original, whoever chose its partitions (ADR 0012, 2.4).
+"""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
 
 from lakelog.config import TopicConfig
 from lakelog.errors import (
+    CorruptLedgerError,
+    CorruptSegmentError,
     InvalidRequestError,
     OutOfOrderSequenceError,
     PayloadTooLargeError,
-    ProducerFencedError,
     ThrottledError,
     UnavailableError,
 )
@@ -20,34 +33,55 @@ from lakelog.limits import (
     MAX_APPEND_BYTES,
     MAX_APPEND_RECORDS,
     MAX_HEADERS_PER_RECORD,
-    MAX_PARTITIONS_PER_TRANSACTION,
     MAX_TIMESTAMP_MS,
 )
-from lakelog.log.codec import SegmentBuilder, record_size
-from lakelog.log.ledger import Duplicate, PlannedBatch, check_producer, plan_write
+from lakelog.log.chain import (
+    ROW_GROUPS_START,
+    check_producer,
+    is_sealed,
+    new_segment_id,
+    plan_append,
+    producer_update,
+    request_digest,
+)
+from lakelog.log.codec import EncodedSegment, SegmentBuilder, record_size
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
-from lakelog.log.records import Head, PartitionWrite
+from lakelog.log.records import (
+    BatchRef,
+    ChainItem,
+    ProducerRequest,
+    ProducerStamp,
+    TopicProducerState,
+)
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
-from lakelog.storage.keys import l0_segment_key
-from lakelog.storage.ports import AppendConflict, TopicRecord
+from lakelog.storage.keys import chain_pk, l0_segment_key_from_id
+from lakelog.storage.ports import ChainConflict, ChainStore, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
 
-__all__ = ["AppendRetryPolicy", "Appender"]
+__all__ = ["MAX_UPLOAD_AGE_MS", "PREDECESSOR_WAIT_MS", "AppendRetryPolicy", "Appender", "route"]
 
 
-MAX_UPLOAD_AGE_MS = 5 * 60 * 1000
-"""Longest time between a segment's PUT and the transaction that references it: well
+MAX_UPLOAD_AGE_MS: Final = 5 * 60 * 1000
+"""Longest time between a segment's PUT and the chain item that references it: well
 inside gc's grace period, so gc never deletes a segment an append is about to commit."""
+
+PREDECESSOR_WAIT_MS: Final = 1000
+"""How long an idempotent request waits for its producer's previous request to commit
+(two in flight, the second first) before it is refused with `OutOfOrderSequenceError`."""
+
+PRODUCER_STATES_KEPT: Final = 100_000
+"""Producer states an appender remembers, (topic, producer) pairs, least recently used
+forgotten first: a hint that saves the strongly consistent read of the common case."""
 
 
 @dataclass(frozen=True, slots=True)
 class AppendRetryPolicy:
-    """Jittered exponential backoff for ledger conflicts and throttles (full jitter).
+    """Jittered exponential backoff for chain conflicts and throttles (full jitter).
 
-    A conflict means another append to the partition won, so the log is progressing; an
-    append gives up only after ``max_attempts`` or ``deadline_seconds`` (on the engine's clock),
-    whichever first.
+    A conflict means another append to the topic won, so the log is progressing; an
+    append gives up only after ``max_attempts`` or ``deadline_seconds`` (on the engine's
+    clock), whichever first.
     """
 
     max_attempts: int = 1000
@@ -57,56 +91,65 @@ class AppendRetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to sleep before attempt ``attempt + 1``."""
-        return rng.uniform(0.0, min(self.cap_seconds, self.base_seconds * 2**attempt))
+        return rng.uniform(0.0, min(self.cap_seconds, self.base_seconds * 2 ** min(attempt, 32)))
 
 
-@dataclass
-class _PartitionBatch:
-    """The records of one request bound for one partition, in request order."""
+def route(records: Sequence[Record], partitions: int, sticky: int | None) -> dict[int, list[int]]:
+    """The positions of ``records`` per partition, partitions ascending (row-group order).
 
-    partition: int
-    append_time_ms: int
-    positions: list[int] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    size_bytes: int = 0
-    sequence: int | None = None
+    An explicit partition wins; a key goes to ``murmur2(key) % partitions``; keyless
+    records go to ``sticky``. The same request routed with the partition count and sticky
+    partition a chain item recorded lands where that item's append put it (ADR 0012, 2.4).
+
+    Raises
+    ------
+    ValueError
+        A keyless record and no ``sticky`` partition.
+    """
+    routes: dict[int, list[int]] = {}
+    for position, record in enumerate(records):
+        if record.partition is not None:
+            partition = record.partition
+        elif record.key is not None:
+            partition = partition_for_key(bytes(record.key), partitions)
+        elif sticky is not None:
+            partition = sticky
+        else:
+            raise ValueError(f"record {position} has no key and no sticky partition was chosen")
+        routes.setdefault(partition, []).append(position)
+    return dict(sorted(routes.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """The request's segment, stored: what its chain item references."""
+
+    segment_id: bytes
+    size: int
+    footer_offset: int
+    batches: tuple[BatchRef, ...]
+    uploaded_ms: int
 
 
 @dataclass
 class _Request:
-    """One append request while it is being planned and committed."""
+    """One append request while it is being committed."""
 
     topic: TopicRecord
     records: Sequence[Record]
-    producer: ProducerBatch | None
-    batches: dict[int, _PartitionBatch]
-    results: list[RecordMetadata | None]
-    uploaded_ms: int = 0
+    routes: dict[int, list[int]]
+    sizes: list[int]
+    append_time_ms: int
+    sticky: int | None
+    stamp: ProducerStamp | None
+    state: TopicProducerState | None = None
+    decided_ms: int = 0
 
-    def check_producer(self, head: Head, partition: int) -> Duplicate | None:
-        """Whether the batch for ``partition`` is new or a retry of one already written."""
-        batch = self.batches[partition]
-        if self.producer is None or batch.sequence is None:
-            return None
-        return check_producer(
-            head,
-            self.producer.producer_id,
-            self.producer.epoch,
-            batch.sequence,
-            len(batch.positions),
-            partition,
-        )
-
-    def fill(self, partition: int, base_offset: int, duplicate: Duplicate | None = None) -> None:
-        """Record where the batch for ``partition`` landed."""
-        batch, topic, results = self.batches[partition], self.topic.name, self.results
-        for index, (position, timestamp) in enumerate(
-            zip(batch.positions, batch.timestamps, strict=True), start=base_offset
-        ):
-            appended_at = timestamp
-            if duplicate is not None and self.records[position].timestamp_ms is None:
-                appended_at = duplicate.append_time_ms
-            results[position] = RecordMetadata(topic, partition, index, appended_at)
+    @property
+    def producer_id(self) -> int:
+        """The idempotent request's producer id."""
+        assert self.stamp is not None
+        return self.stamp.producer_id
 
 
 def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
@@ -161,15 +204,70 @@ def _check_headers(headers: object, position: int) -> None:
             ) from None
 
 
+def _sequence_of(producer: ProducerBatch) -> int:
+    """The request's one sequence in the topic; validates the producer's identity.
+
+    ``sequences`` (the per-partition map of ledger v1) is accepted with exactly one entry.
+    """
+    for name in ("producer_id", "epoch"):
+        value = getattr(producer, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRequestError(f"producer {name} must be a non-negative integer")
+    sequences = dict(producer.sequences)
+    if len(sequences) > 1:
+        raise InvalidRequestError("one sequence per topic since ledger v2")
+    if producer.sequence is not None and sequences:
+        raise InvalidRequestError("give the producer's sequence once: sequence or sequences")
+    sequence = (
+        producer.sequence if producer.sequence is not None else next(iter(sequences.values()), None)
+    )
+    if sequence is None:
+        raise InvalidRequestError("an idempotent append needs the producer's sequence")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+        raise InvalidRequestError("producer sequence must be a non-negative integer")
+    return sequence
+
+
+class _ProducerStates:
+    """The last producer state this process saw per (topic id, producer id), LRU-bounded."""
+
+    def __init__(self, capacity: int = PRODUCER_STATES_KEPT) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[tuple[str, int], TopicProducerState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        with self._lock:
+            state = self._states.get((topic_id, producer_id))
+            if state is not None:
+                self._states.move_to_end((topic_id, producer_id))
+            return state
+
+    def put(self, topic_id: str, producer_id: int, state: TopicProducerState | None) -> None:
+        with self._lock:
+            if state is None:
+                self._states.pop((topic_id, producer_id), None)
+                return
+            self._states[(topic_id, producer_id)] = state
+            self._states.move_to_end((topic_id, producer_id))
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
+
+
 class Appender:
-    """The append use case.
+    """The append use case (ADR 0012, 1.3).
+
+    Within one appender, planning and writing are serialized per topic (a lock per topic),
+    so two requests in flight in this process never race each other for one chain seq;
+    their segment PUTs still overlap. The appender remembers the last chain item it wrote
+    per topic (planned on next, without a read) and the producers' states it saw.
 
     Parameters
     ----------
     context
-        Stores, caches and clock.
+        Stores, caches and clock; its ledger is the topics' chain store.
     retry
-        Backoff for ledger conflicts and throttles.
+        Backoff for chain conflicts and throttles.
     sleep
         Injected for tests; `time.sleep` by default.
     seed
@@ -192,6 +290,15 @@ class Appender:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._sticky = StickyPartitioner(seed)
+        self._tails: dict[str, ChainItem] = {}
+        self._states = _ProducerStates()
+        self._topic_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def _ledger(self) -> ChainStore:
+        """The topics' chain store (ADR 0012)."""
+        return self._ctx.ledger
 
     @retry_if_stale
     def append(
@@ -204,23 +311,24 @@ class Appender:
     ) -> list[RecordMetadata]:
         """Append ``records`` and return where each landed, in request order.
 
-        All of one partition's records form one batch at dense offsets; an append over
-        at most `MAX_PARTITIONS_PER_TRANSACTION` partitions is all-or-nothing. An
-        idempotent append (``producer`` given) is accepted only from the ``principal``
-        that obtained its producer id.
+        The request is all-or-nothing, one chain item whatever the partitions it touches;
+        each partition's records form one batch at dense offsets. An idempotent append
+        (``producer`` given, with one sequence for the topic) is accepted only from the
+        ``principal`` that obtained its producer id; its retry is answered with the
+        original results.
 
         Raises
         ------
         InvalidRequestError, PayloadTooLargeError
             Bad input; nothing was written.
         TopicNotFoundError
-            The topic does not exist.
+            The topic does not exist (or was deleted).
         ProducerFencedError, OutOfOrderSequenceError
             The idempotent producer is stale or skipped sequences; nothing was written.
         UnknownProducerError
             ``principal`` does not hold the producer id; nothing was written.
         ThrottledError, UnavailableError
-            The ledger could not be moved; nothing acknowledged (retry idempotently).
+            The chain could not be moved; nothing acknowledged (retry idempotently).
         """
         if not isinstance(records, Sequence) or isinstance(records, str | bytes):
             raise InvalidRequestError("records must be a list")
@@ -228,139 +336,183 @@ class Appender:
         highest = max((p for p in explicit if isinstance(p, int)), default=-1)
         topic = self._ctx.caches.topics.get(topic_name, min_partitions=highest + 1)
         config = TopicConfig.parse(topic.config)
-        batches = self._assign(topic, records, config.max_record_bytes)
-        self._bind_sequences(producer, batches)
+        sizes = self._validate(topic, records, config.max_record_bytes)
+        sequence = None if producer is None else _sequence_of(producer)
         if producer is not None:
             self._producers.check(producer.producer_id, principal)
-        request = _Request(topic, records, producer, batches, [None] * len(records))
-        pks = {p: self._ctx.partition_pk(topic, p) for p in batches}
-        pending = self._new_batches(request, pks)
-        if pending:
-            planned = self._upload(request, config, pending, pks)
-            for start in range(0, len(planned), MAX_PARTITIONS_PER_TRANSACTION):
-                self._commit(request, planned[start : start + MAX_PARTITIONS_PER_TRANSACTION])
-        return [result for result in request.results if result is not None]
+        keyless = any(r.partition is None and r.key is None for r in records)
+        sticky = self._sticky.next_partition(topic.name, topic.partitions) if keyless else None
+        request = _Request(
+            topic=topic,
+            records=records,
+            routes=route(records, topic.partitions, sticky),
+            sizes=sizes,
+            append_time_ms=self._ctx.clock_ms(),
+            sticky=sticky,
+            stamp=None,
+        )
+        if producer is not None and sequence is not None:
+            request.stamp = ProducerStamp(
+                producer.producer_id,
+                producer.epoch,
+                sequence,
+                len(records),
+                request_digest(records),
+            )
+            original = self._decide(request)
+            if original is not None:
+                return self._answer(request, original)
+        upload = self._upload(request, config.compression)
+        written = self._commit(request, upload)
+        if isinstance(written, ProducerRequest):
+            return self._answer(request, written)
+        return self._reply(request, written)
 
-    def _new_batches(self, request: _Request, pks: dict[int, str]) -> list[int]:
-        """Partitions whose batch is new; retried ones are answered with their offsets.
-
-        The cached heads decide only the common case (every batch new). A duplicate or a
-        sequence error is confirmed on heads read from the ledger first: a cached head may
-        be older than the producer's latest batches (another process appended since).
-        """
-        heads = self._ctx.caches.heads.get_many(self._ctx.ledger, list(pks.values()))
-        try:
-            decisions = {
-                p: request.check_producer(self._head(heads, pks[p], request.topic), p)
-                for p in request.batches
-            }
-        except (OutOfOrderSequenceError, ProducerFencedError, InvalidRequestError):
-            decisions = {}
-        if request.producer is not None and (
-            not decisions or any(d is not None for d in decisions.values())
-        ):
-            fresh = self._ctx.ledger.read_heads(list(pks.values()))
-            self._ctx.caches.heads.update(fresh)
-            decisions = {
-                p: request.check_producer(self._head(fresh, pks[p], request.topic), p)
-                for p in request.batches
-            }
-        pending: list[int] = []
-        for partition, duplicate in decisions.items():
-            if duplicate is None:
-                pending.append(partition)
-            else:
-                request.fill(partition, duplicate.base_offset, duplicate)
-        return pending
-
-    def _assign(
+    def _validate(
         self, topic: TopicRecord, records: Sequence[Record], max_record_bytes: int
-    ) -> dict[int, _PartitionBatch]:
+    ) -> list[int]:
+        """Check every record and the request's limits; each record's size in bytes."""
         if not records:
             raise InvalidRequestError("an append needs at least one record")
         if len(records) > MAX_APPEND_RECORDS:
             raise PayloadTooLargeError(
                 f"{len(records)} records in one append; the limit is {MAX_APPEND_RECORDS}"
             )
-        now = self._ctx.clock_ms()
-        sticky: int | None = None
-        batches: dict[int, _PartitionBatch] = {}
-        total = 0
+        sizes = []
         for position, record in enumerate(records):
-            size = _validate_record(record, position, max_record_bytes)
-            total += size
+            sizes.append(_validate_record(record, position, max_record_bytes))
             if record.partition is not None:
-                partition = record.partition
-                self._ctx.partition_pk(topic, partition)
-            elif record.key is not None:
-                partition = partition_for_key(bytes(record.key), topic.partitions)
-            else:
-                if sticky is None:
-                    sticky = self._sticky.next_partition(topic.name, topic.partitions)
-                partition = sticky
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = _PartitionBatch(partition, now)
-            batch.positions.append(position)
-            batch.timestamps.append(now if record.timestamp_ms is None else record.timestamp_ms)
-            batch.size_bytes += size
+                self._ctx.check_partition(topic, record.partition)
+        total = sum(sizes)
         if total > MAX_APPEND_BYTES:
             raise PayloadTooLargeError(
                 f"append of {total} bytes; the limit is {MAX_APPEND_BYTES} bytes per request"
             )
-        return dict(sorted(batches.items()))
+        return sizes
+
+    # --- idempotence -------------------------------------------------------------------------
+
+    def _decide(self, request: _Request) -> ProducerRequest | None:
+        """Whether the idempotent request is new (None) or a duplicate (ADR 0012, 2.2).
+
+        The cached state decides alone only when the request continues it exactly; any
+        other outcome is decided on a strongly consistent read. A request whose
+        predecessor has not committed yet (`OutOfOrderSequenceError`) goes on: its write
+        waits for the predecessor (`_await_predecessor`).
+        """
+        stamp, topic_id = request.stamp, request.topic.topic_id
+        assert stamp is not None
+        cached = self._states.get(topic_id, stamp.producer_id)
+        now = self._ctx.clock_ms()
+        if (
+            cached is not None
+            and cached.epoch == stamp.epoch
+            and cached.last_sequence == stamp.first_sequence - 1
+            and cached.expires_ms >= now
+        ):
+            request.state = cached
+            return None
+        request.state = self._read_state(topic_id, stamp.producer_id)
+        try:
+            return self._check(request, now)
+        except OutOfOrderSequenceError:
+            return None
+
+    def _read_state(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        state = self._ledger.read_producer(topic_id, producer_id)
+        self._states.put(topic_id, producer_id, state)
+        return state
 
     @staticmethod
-    def _bind_sequences(
-        producer: ProducerBatch | None, batches: dict[int, _PartitionBatch]
-    ) -> None:
-        if producer is None:
-            return
-        for name in ("producer_id", "epoch"):
-            value = getattr(producer, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidRequestError(f"producer {name} must be a non-negative integer")
-        sequences = dict(producer.sequences)
-        if producer.sequence is not None:
-            if sequences or len(batches) != 1:
-                raise InvalidRequestError(
-                    "a single producer sequence needs every record in one partition; "
-                    f"this request spans partitions {sorted(batches)}: give sequences per partition"
-                )
-            sequences = {next(iter(batches)): producer.sequence}
-        missing = [p for p in batches if p not in sequences]
-        if missing:
-            raise InvalidRequestError(f"producer sequences missing for partitions {missing}")
-        for partition, batch in batches.items():
-            sequence = sequences[partition]
-            if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
-                raise InvalidRequestError(
-                    f"producer sequence for partition {partition} must be a non-negative int"
-                )
-            batch.sequence = sequence
+    def _check(request: _Request, now_ms: int) -> ProducerRequest | None:
+        stamp = request.stamp
+        assert stamp is not None
+        return check_producer(
+            request.state,
+            producer_id=stamp.producer_id,
+            epoch=stamp.epoch,
+            first_sequence=stamp.first_sequence,
+            record_count=stamp.record_count,
+            digest=stamp.digest,
+            now_ms=now_ms,
+        )
 
-    def _head(self, heads: dict[str, Head], pk: str, topic: TopicRecord) -> Head:
-        head = heads.get(pk)
-        if head is None:
-            raise self._ctx.stale(topic)
-        return head
+    def _await_predecessor(self, request: _Request) -> ProducerRequest | None:
+        """Decide the request on its state, waiting for a predecessor still in flight.
 
-    def _upload(
-        self,
-        request: _Request,
-        config: TopicConfig,
-        pending: Sequence[int],
-        pks: dict[int, str],
-    ) -> list[PlannedBatch]:
-        """Encode the pending batches into one segment and PUT it, once per request."""
+        Re-reads the state with backoff while the request does not continue it because
+        an earlier sequence is missing, for up to `PREDECESSOR_WAIT_MS` (and at most the
+        retry policy's attempts); then the
+        `OutOfOrderSequenceError` is the answer. Returns a duplicate when another attempt
+        of this very request committed meanwhile.
+        """
+        started = self._ctx.clock_ms()
+        attempt = 0
+        while True:
+            request.decided_ms = self._ctx.clock_ms()
+            try:
+                return self._check(request, request.decided_ms)
+            except OutOfOrderSequenceError:
+                waited = request.decided_ms - started
+                if waited >= PREDECESSOR_WAIT_MS or attempt + 1 >= self._retry.max_attempts:
+                    raise
+            self._sleep(self._retry.delay(attempt, self._rng))
+            attempt += 1
+            request.state = self._read_state(request.topic.topic_id, request.producer_id)
+
+    def _answer(self, request: _Request, original: ProducerRequest) -> list[RecordMetadata]:
+        """The original results of a retried request, from its chain item (ADR 0012, 2.4)."""
+        item = self._ledger.get_item(request.topic.topic_id, original.seq)
+        if item is None:
+            raise UnavailableError(
+                f"the chain item {original.seq} that holds this request is gone; "
+                "nothing was written"
+            )
+        return self._reply(request, item)
+
+    def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:
+        """Where each record of ``request`` landed in ``item``, in request order.
+
+        The routing is recomputed with the item's partition count and sticky partition,
+        so a retry's reply matches the original's whoever chose the partitions.
+        """
+        where = f"{chain_pk(request.topic.topic_id)} seq {item.seq}"
+        try:
+            routes = route(request.records, item.partitions, item.sticky)
+        except ValueError as exc:
+            raise CorruptLedgerError(where, str(exc)) from None
+        results: list[RecordMetadata | None] = [None] * len(request.records)
+        for partition, positions in routes.items():
+            batch = item.batch(partition)
+            if batch is None or batch.record_count != len(positions):
+                raise CorruptLedgerError(
+                    where, f"partition {partition} does not hold this request's records"
+                )
+            base = item.base_offset(partition)
+            for index, position in enumerate(positions):
+                timestamp = request.records[position].timestamp_ms
+                results[position] = RecordMetadata(
+                    request.topic.name,
+                    partition,
+                    base + index,
+                    item.append_time_ms if timestamp is None else timestamp,
+                )
+        return [result for result in results if result is not None]
+
+    # --- segment ------------------------------------------------------------------------------
+
+    def _upload(self, request: _Request, compression: str) -> _Upload:
+        """Encode the request as one segment, one row group per partition, and PUT it once."""
         topic_id = request.topic.topic_id
-        builder = SegmentBuilder(topic_id, config.compression)
-        for partition in pending:
-            batch = request.batches[partition]
-            chosen = [request.records[i] for i in batch.positions]
+        builder = SegmentBuilder(topic_id, compression)
+        for partition, positions in request.routes.items():
+            chosen = [request.records[i] for i in positions]
             builder.add_batch(
                 partition,
-                batch.timestamps,
+                [
+                    request.append_time_ms if r.timestamp_ms is None else r.timestamp_ms
+                    for r in chosen
+                ],
                 [None if r.key is None else bytes(r.key) for r in chosen],
                 [None if r.value is None else bytes(r.value) for r in chosen],
                 [
@@ -370,62 +522,89 @@ class Appender:
             )
         segment = builder.build()
         uploaded_ms = self._ctx.clock_ms()
-        key = l0_segment_key(topic_id, uploaded_ms)
+        segment_id = new_segment_id(uploaded_ms)
+        key = l0_segment_key_from_id(topic_id, segment_id)
+        batches = self._batches(request, segment, key)
         self._ctx.objects.put(key, segment.body)
-        request.uploaded_ms = uploaded_ms
-        return [
-            PlannedBatch(
-                pk=pks[location.partition],
-                partition=location.partition,
-                segment_key=key,
-                row_group=location.row_group,
-                byte_offset=location.byte_offset,
-                byte_length=location.byte_length,
-                segment_size=segment.size,
-                footer_offset=segment.footer_offset,
-                rows=location.rows,
-                min_timestamp=location.min_timestamp,
-                max_timestamp=location.max_timestamp,
-                size_bytes=location.byte_length,
-                append_time_ms=request.batches[location.partition].append_time_ms,
-                sequence=request.batches[location.partition].sequence,
-            )
-            for location in segment.row_groups
-        ]
+        return _Upload(segment_id, segment.size, segment.footer_offset, batches, uploaded_ms)
 
-    def _commit(self, request: _Request, chunk: Sequence[PlannedBatch]) -> None:
-        """Move the heads of ``chunk`` in one transaction, re-planning on conflicts."""
-        topic, producer = request.topic, request.producer
-        identity = (producer.producer_id, producer.epoch) if producer else None
-        heads = self._ctx.caches.heads.get_many(self._ctx.ledger, [b.pk for b in chunk])
+    @staticmethod
+    def _batches(request: _Request, segment: EncodedSegment, key: str) -> tuple[BatchRef, ...]:
+        """The chain item's batches, checking the layout readers rely on: row groups
+        contiguous from byte 4 in partition order, the footer right after them."""
+        batches = []
+        position = ROW_GROUPS_START
+        for location in segment.row_groups:
+            if location.byte_offset != position:
+                raise CorruptSegmentError(
+                    key, f"row group {location.row_group} starts at {location.byte_offset}"
+                )
+            position += location.byte_length
+            batches.append(
+                BatchRef(
+                    partition=location.partition,
+                    record_count=location.rows,
+                    byte_length=location.byte_length,
+                    record_bytes=sum(request.sizes[i] for i in request.routes[location.partition]),
+                    max_timestamp=location.max_timestamp,
+                )
+            )
+        if segment.footer_offset != position:
+            raise CorruptSegmentError(key, f"the footer starts at {segment.footer_offset}")
+        return tuple(batches)
+
+    # --- the chain ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _planning(self, topic_id: str) -> Iterator[None]:
+        """Hold the topic's lock: one plan-and-write at a time per topic in this process."""
+        with self._guard:
+            lock = self._topic_locks.setdefault(topic_id, threading.Lock())
+        with lock:
+            yield
+
+    def _read_tail(self, topic: TopicRecord) -> ChainItem:
+        """The chain's last item read strongly; `StaleTopicError` once the topic is sealed."""
+        found = self._ledger.read_tail(topic.topic_id)
+        if found is None or found[1].sealed_ms is not None:
+            raise self._ctx.stale(topic)
+        return found[0]
+
+    def _commit(self, request: _Request, upload: _Upload) -> ChainItem | ProducerRequest:
+        """Put the request's chain item after the tail, re-planning on conflicts.
+
+        Returns the item written, or the original request when the producer state shows
+        this request committed already (another attempt of it won).
+        """
+        topic = request.topic
         deadline_ms = self._ctx.clock_ms() + self._retry.deadline_seconds * 1000
+        tail: ChainItem | None = None  # None: the item this process wrote last, or a read
+        conflicts = 0
+        attempt = 0
         for attempt in range(self._retry.max_attempts):
-            writes: list[PartitionWrite] = []
-            planned: list[PlannedBatch] = []
-            for batch in chunk:
-                head = self._head(heads, batch.pk, topic)
-                duplicate = request.check_producer(head, batch.partition)
-                if duplicate is not None:
-                    # An earlier attempt of this very request did land (lost reply).
-                    request.fill(batch.partition, duplicate.base_offset, duplicate)
-                    continue
-                writes.append(plan_write(head, batch, identity))
-                planned.append(batch)
-            if not writes:
-                return
-            self._check_segment_still_safe(request)
-            try:
-                self._ctx.ledger.append(writes)
-            except AppendConflict as conflict:
-                self._refresh(topic, heads, conflict)
-            except ThrottledError:
+            if request.stamp is not None:
+                original = self._await_predecessor(request)
+                if original is not None:
+                    return original
+            self._check_segment_still_safe(upload)
+            with self._planning(topic.topic_id):
+                if tail is None:
+                    tail = self._tails.get(topic.topic_id) or self._read_tail(topic)
+                item, failure = self._write(request, upload, tail)
+            if failure is None:
+                return item
+            if isinstance(failure, ThrottledError):
                 if attempt + 1 == self._retry.max_attempts or self._ctx.clock_ms() > deadline_ms:
-                    raise
-            else:
-                self._remember(heads, writes)
-                for batch, write in zip(planned, writes, strict=True):
-                    request.fill(batch.partition, write.entry.base_offset)
-                return
+                    raise failure
+            elif not failure.retryable:
+                if failure.producer_failed:
+                    request.state = failure.producer
+                    self._states.put(topic.topic_id, request.producer_id, failure.producer)
+                if failure.current is not None or not failure.producer_failed:
+                    # The seq is taken: plan after the item there, and from the second
+                    # conflict on after the tail read afresh instead of walking the chain.
+                    conflicts += 1
+                    tail = failure.current if conflicts == 1 else None
             if self._ctx.clock_ms() > deadline_ms:
                 break
             self._sleep(self._retry.delay(attempt, self._rng))
@@ -434,31 +613,50 @@ class Appender:
             f"{attempt + 1} attempts; nothing was written, retry later"
         )
 
-    def _check_segment_still_safe(self, request: _Request) -> None:
+    def _write(
+        self, request: _Request, upload: _Upload, tail: ChainItem
+    ) -> tuple[ChainItem, ChainConflict | ThrottledError | None]:
+        """Plan the item after ``tail`` and put it (under the topic's lock); the item and
+        the failure, if it was refused."""
+        topic_id = request.topic.topic_id
+        if is_sealed(tail):
+            self._tails.pop(topic_id, None)
+            raise self._ctx.stale(request.topic)
+        item = plan_append(
+            tail,
+            upload.batches,
+            segment_id=upload.segment_id,
+            segment_size=upload.size,
+            footer_offset=upload.footer_offset,
+            append_time_ms=request.append_time_ms,
+            partitions=request.topic.partitions,
+            sticky=request.sticky,
+            producer=request.stamp,
+        )
+        stamp = request.stamp
+        update = None
+        if stamp is not None:
+            update = producer_update(request.state, stamp, item.seq, request.decided_ms)
+        try:
+            self._ledger.put_item(topic_id, item, update)
+        except (ChainConflict, ThrottledError) as failure:
+            self._tails.pop(topic_id, None)
+            return item, failure
+        self._tails[topic_id] = item
+        if update is not None:
+            self._states.put(topic_id, update.state.producer_id, update.state)
+        return item, None
+
+    def _check_segment_still_safe(self, upload: _Upload) -> None:
         """Refuse to reference a segment gc may already consider an orphan.
 
         gc deletes unreferenced segments older than its grace period (an hour by default);
         an append that stalled (a paused process, a suspended laptop) for longer than
-        `MAX_UPLOAD_AGE_MS` after its PUT gives up instead of committing a dangling entry.
+        `MAX_UPLOAD_AGE_MS` after its PUT gives up instead of committing a dangling item.
         """
-        age = self._ctx.clock_ms() - request.uploaded_ms
+        age = self._ctx.clock_ms() - upload.uploaded_ms
         if age > MAX_UPLOAD_AGE_MS:
             raise UnavailableError(
                 f"append stalled {age} ms after uploading its segment; nothing was written, "
                 "retry the append"
             )
-
-    def _refresh(
-        self, topic: TopicRecord, heads: dict[str, Head], conflict: AppendConflict
-    ) -> None:
-        """Take the current heads a cancelled transaction returned."""
-        for pk, current in conflict.heads.items():
-            if current is None:
-                self._ctx.caches.heads.forget([pk])
-                raise self._ctx.stale(topic)
-            heads[pk] = current
-        self._ctx.caches.heads.update({pk: heads[pk] for pk in conflict.heads})
-
-    def _remember(self, heads: dict[str, Head], writes: Sequence[PartitionWrite]) -> None:
-        fresh = {write.pk: write.applied_to(heads[write.pk]) for write in writes}
-        self._ctx.caches.heads.update(fresh)

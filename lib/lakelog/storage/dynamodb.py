@@ -1,4 +1,7 @@
-"""DynamoDB adapters of the `LedgerStore` and `CatalogStore` ports.
+"""DynamoDB adapters of the `LedgerStore`, `ChainStore` and `CatalogStore` ports.
+
+The ledger v2 items (chain items, meta, producer states) are packed as ADR 0012 (1.1)
+lays them out; `lakelog.storage.attributes` encodes and decodes them.
 
 Item attributes (the keys are in `lakelog.storage.keys`)
 
@@ -29,17 +32,34 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lakelog.log.records import Entry, Head, PartitionWrite, ProducerState
+from lakelog.log.records import (
+    ChainItem,
+    ChainMeta,
+    Entry,
+    Head,
+    PartitionWrite,
+    ProducerState,
+    ProducerUpdate,
+    TopicProducerState,
+)
 from lakelog.storage.attributes import (
     Item,
     cancellation_codes,
     cancellation_error,
+    chain_item_from_item,
+    chain_item_to_item,
+    check_item_size,
     condition_failed,
     get_int,
     item_too_large,
+    meta_from_item,
+    meta_to_item,
     num,
+    producer_attributes,
+    producer_from_item,
     too_large_refusal,
     transaction_cancelled,
+    ttl_seconds,
 )
 from lakelog.storage.errors import translate_client_errors
 from lakelog.storage.keys import (
@@ -49,16 +69,29 @@ from lakelog.storage.keys import (
     HEAD_SK,
     PRODUCER_SK,
     acl_sort_key,
+    chain_pk,
     producer_pk,
+    producer_state_pk,
 )
-from lakelog.storage.ports import AclEntry, AppendConflict, ProducerIdRecord, TopicRecord
+from lakelog.storage.ports import (
+    AclEntry,
+    AppendConflict,
+    ChainConflict,
+    ProducerIdRecord,
+    TopicRecord,
+)
 from lakelog.storage.resources import TTL_ATTRIBUTE
-from lakelog.storage.rules import check_append_size, decode_config, encode_config
+from lakelog.storage.rules import (
+    check_append_size,
+    continued_sequence,
+    decode_config,
+    encode_config,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["DynamoCatalogStore", "DynamoLedgerStore", "head_item"]
+__all__ = ["DynamoCatalogStore", "DynamoChainStore", "DynamoLedgerStore", "head_item"]
 
 _ENTRY_NUMBERS = (
     "base_offset",
@@ -155,12 +188,61 @@ def _open_head(item: Item | None) -> Head | None:
     return _head_from_item(item)
 
 
-class DynamoLedgerStore:
-    """The ledger table, through an injected boto3 DynamoDB client."""
+class _LedgerTable:
+    """Reads and deletions of whole item runs of the ledger table, for both ledger formats."""
 
     def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
         self._ddb = dynamodb_client
         self._table = table
+
+    def _items(
+        self, pk: str, projection: str | None = None, entries_only: bool = False
+    ) -> Iterator[Item]:
+        """Every item of ``pk`` in sort-key order (those below `HEAD_SK` only, if told)."""
+        paginator = self._ddb.get_paginator("query")
+        kwargs: Any = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk < :head" if entries_only else "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        if entries_only:
+            kwargs["ExpressionAttributeValues"][":head"] = num(HEAD_SK)
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        for page in paginator.paginate(**kwargs):
+            yield from page["Items"]
+
+    def _delete_items(self, pk: str, entries_only: bool = False) -> None:
+        """Delete the items of ``pk`` below `HEAD_SK`, then (unless ``entries_only``) the
+        item at `HEAD_SK`, on its own after every other."""
+        keys = [
+            {"pk": item["pk"], "sk": item["sk"]}
+            for item in self._items(pk, "pk, sk", entries_only=True)
+        ]
+        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
+            request: Any = {
+                self._table: [
+                    {"DeleteRequest": {"Key": key}}
+                    for key in keys[start : start + _BATCH_WRITE_LIMIT]
+                ]
+            }
+            while request:
+                response = self._ddb.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or None
+        if not entries_only:
+            self._ddb.delete_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": num(HEAD_SK)})
+
+
+class DynamoLedgerStore(_LedgerTable):
+    """The ledger table, through an injected boto3 DynamoDB client.
+
+    ``chains`` is the `DynamoChainStore` on the same table (ledger v2).
+    """
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
+        super().__init__(dynamodb_client, table)
+        self.chains = DynamoChainStore(dynamodb_client, table)
 
     def _head_key(self, pk: str) -> Item:
         return {"pk": {"S": pk}, "sk": num(HEAD_SK)}
@@ -285,23 +367,6 @@ class DynamoLedgerStore:
             if not _is_head(item):
                 yield _entry_from_item(item)
 
-    def _items(
-        self, pk: str, projection: str | None = None, entries_only: bool = False
-    ) -> Iterator[Item]:
-        paginator = self._ddb.get_paginator("query")
-        kwargs: Any = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk < :head" if entries_only else "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ConsistentRead": True,
-        }
-        if entries_only:
-            kwargs["ExpressionAttributeValues"][":head"] = num(HEAD_SK)
-        if projection:
-            kwargs["ProjectionExpression"] = projection
-        for page in paginator.paginate(**kwargs):
-            yield from page["Items"]
-
     @translate_client_errors
     def close_partition(self, pk: str) -> None:
         try:
@@ -322,22 +387,200 @@ class DynamoLedgerStore:
     def delete_partition(self, pk: str) -> None:
         self._delete_items(pk)
 
-    def _delete_items(self, pk: str, entries_only: bool = False) -> None:
-        """Delete the partition's items (its entries only, or the head too), head last."""
-        keys = [
-            {"pk": item["pk"], "sk": item["sk"]}
-            for item in self._items(pk, "pk, sk", entries_only=entries_only)
-        ]
-        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
-            request: Any = {
-                self._table: [
-                    {"DeleteRequest": {"Key": key}}
-                    for key in keys[start : start + _BATCH_WRITE_LIMIT]
+
+class DynamoChainStore(_LedgerTable):
+    """The `ChainStore` port on the ledger table (ADR 0012), through an injected client.
+
+    A plain append is one ``PutItem``; an idempotent one a ``TransactWriteItems`` of the
+    chain put and the producer item's conditional update. Both return the items whose
+    condition failed (``ALL_OLD``); a backend that does not is answered by reading them.
+    """
+
+    def _key(self, pk: str, sk: int) -> Item:
+        return {"pk": {"S": pk}, "sk": num(sk)}
+
+    def _get(self, pk: str, sk: int) -> Item | None:
+        response = self._ddb.get_item(
+            TableName=self._table, Key=self._key(pk, sk), ConsistentRead=True
+        )
+        return response.get("Item") or None
+
+    def _put_if_absent(self, item: Item, what: str) -> Item | None:
+        """Put ``item`` unless its key is taken; None if put, else the item there (if any)."""
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(sk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if too_large_refusal(exc):
+                raise item_too_large(what) from None
+            if not condition_failed(exc):
+                raise
+            old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            return old or self._get(item["pk"]["S"], int(item["sk"]["N"])) or {}
+        return None
+
+    @translate_client_errors
+    def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
+        pk = chain_pk(topic_id)
+        self._put_if_absent(meta_to_item(pk, meta), "meta put")
+        self._put_if_absent(chain_item_to_item(pk, genesis), "genesis put")
+
+    @translate_client_errors
+    def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": chain_pk(topic_id)}},
+            ScanIndexForward=False,
+            Limit=2,
+            ConsistentRead=True,
+        )
+        items = response["Items"]
+        if len(items) < 2 or not _is_head(items[0]):
+            return None
+        return chain_item_from_item(items[1]), meta_from_item(items[0])
+
+    @translate_client_errors
+    def read_meta(self, topic_id: str) -> ChainMeta | None:
+        item = self._get(chain_pk(topic_id), HEAD_SK)
+        return None if item is None else meta_from_item(item)
+
+    @translate_client_errors
+    def put_item(
+        self, topic_id: str, item: ChainItem, producer: ProducerUpdate | None = None
+    ) -> None:
+        attrs = chain_item_to_item(chain_pk(topic_id), item)
+        check_item_size(attrs, "chain put")  # DynamoDB would refuse it: spare the request
+        if producer is None:
+            current = self._put_if_absent(attrs, "chain put")
+            if current is not None:
+                raise ChainConflict(chain_item_from_item(current) if current else None)
+            return
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": attrs,
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {"Update": self._producer_update(topic_id, producer)},
                 ]
-            }
-            while request:
-                response = self._ddb.batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or None
+            )
+        except ClientError as exc:
+            if too_large_refusal(exc):
+                raise item_too_large("chain put") from None
+            if not transaction_cancelled(exc):
+                raise
+            raise self._conflict(topic_id, item.seq, producer, exc) from None
+
+    def _producer_update(self, topic_id: str, producer: ProducerUpdate) -> Any:
+        """The producer item's conditional update of an idempotent append (ADR 0012, 1.3)."""
+        attrs = producer_attributes(producer.state)
+        names = {f"#{name}": name for name in (*attrs, "r")}
+        values: Item = {f":{name}": value for name, value in attrs.items()}
+        values[":now"] = num(ttl_seconds(producer.now_ms))
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in attrs)
+        if "r" not in attrs:
+            update += " REMOVE #r"
+        if producer.continues:
+            values[":prev"] = num(continued_sequence(producer))
+            condition = "#e = :e AND #l = :prev AND #expires_at >= :now"
+        else:
+            condition = "attribute_not_exists(pk) OR #e < :e OR #expires_at < :now"
+        return {
+            "TableName": self._table,
+            "Key": self._key(producer_state_pk(topic_id, producer.state.producer_id), 0),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _conflict(
+        self, topic_id: str, seq: int, producer: ProducerUpdate, exc: ClientError
+    ) -> Exception:
+        """The error of a cancelled idempotent put: `ChainConflict` naming what failed."""
+        codes = cancellation_codes(exc)
+        error = cancellation_error(codes, "chain put")
+        if error is not None:
+            return error
+        reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+        failed = [code == "ConditionalCheckFailed" for code in codes] + [False, False]
+        if not failed[0] and not failed[1]:
+            return ChainConflict(retryable="TransactionConflict" in codes)
+        current = None
+        if failed[0]:
+            stored = reasons[0].get("Item") or self._get(chain_pk(topic_id), seq)
+            current = chain_item_from_item(stored) if stored else None
+        state = None
+        if failed[1]:
+            pk = producer_state_pk(topic_id, producer.state.producer_id)
+            stored = reasons[1].get("Item") or self._get(pk, 0)
+            state = producer_from_item(stored) if stored else None
+        return ChainConflict(current, producer_failed=failed[1], producer=state)
+
+    @translate_client_errors
+    def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
+        item = self._get(chain_pk(topic_id), seq)
+        return None if item is None else chain_item_from_item(item)
+
+    @translate_client_errors
+    def query(
+        self, topic_id: str, from_seq: int, limit: int
+    ) -> tuple[list[ChainItem], ChainMeta | None]:
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :seq",
+            ExpressionAttributeValues={":pk": {"S": chain_pk(topic_id)}, ":seq": num(from_seq)},
+            ConsistentRead=True,
+            Limit=limit + 1,
+        )
+        chain: list[ChainItem] = []
+        meta: ChainMeta | None = None
+        for item in response["Items"]:
+            if _is_head(item):
+                meta = meta_from_item(item)
+            else:
+                chain.append(chain_item_from_item(item))
+        return chain[:limit], meta
+
+    @translate_client_errors
+    def chain(self, topic_id: str) -> Iterator[ChainItem]:
+        for item in self._items(chain_pk(topic_id), entries_only=True):
+            yield chain_item_from_item(item)
+
+    @translate_client_errors
+    def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=meta_to_item(chain_pk(topic_id), meta, expected_version + 1),
+                ConditionExpression="ver = :expected",
+                ExpressionAttributeValues={":expected": num(expected_version)},
+            )
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    @translate_client_errors
+    def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        item = self._get(producer_state_pk(topic_id, producer_id), 0)
+        return None if item is None else producer_from_item(item)
+
+    @translate_client_errors
+    def delete_chain(self, topic_id: str) -> None:
+        self._delete_items(chain_pk(topic_id))
 
 
 def _topic_from_item(item: Item) -> TopicRecord:

@@ -15,11 +15,21 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 from lakelog.errors import ThrottledError, UnavailableError
-from lakelog.log.records import Entry, Head, PartitionWrite
+from lakelog.log.records import (
+    ChainItem,
+    ChainMeta,
+    Entry,
+    Head,
+    PartitionWrite,
+    ProducerUpdate,
+    TopicProducerState,
+)
 from lakelog.storage.ports import (
     AclEntry,
     AppendConflict,
     CatalogStore,
+    ChainConflict,
+    ChainStore,
     GroupState,
     GroupStore,
     LeaseRecord,
@@ -36,6 +46,7 @@ __all__ = [
     "FailPoint",
     "FaultInjector",
     "FaultyCatalogStore",
+    "FaultyChainStore",
     "FaultyGroupStore",
     "FaultyLedgerStore",
     "FaultyObjectStore",
@@ -62,6 +73,11 @@ class FailPoint(StrEnum):
     BEFORE_TOPIC_DELETE = "before_topic_delete"
     AFTER_TOPIC_DELETE = "after_topic_delete"
     BEFORE_PARTITION_DELETE = "before_partition_delete"
+    BEFORE_CHAIN_CREATE = "before_chain_create"
+    AFTER_CHAIN_CREATE = "after_chain_create"
+    BEFORE_META_UPDATE = "before_meta_update"
+    AFTER_META_UPDATE = "after_meta_update"
+    BEFORE_CHAIN_DELETE = "before_chain_delete"
 
 
 class InjectedFaultError(UnavailableError):
@@ -145,12 +161,28 @@ class FaultyObjectStore:
         self.inner.delete(keys)
 
 
+def _ledger_write(injector: FaultInjector, conflict: Exception, write: Callable[[], None]) -> None:
+    """Run an append's ledger write between the ``*_LEDGER`` points; raise ``conflict``
+    (retryable) or a throttle instead of it when told to."""
+    injector.check(FailPoint.BEFORE_LEDGER)
+    if injector.should_fail(FailPoint.CONFLICT):
+        raise conflict
+    if injector.should_fail(FailPoint.THROTTLE):
+        raise ThrottledError("injected throttle")
+    write()
+    injector.check(FailPoint.AFTER_LEDGER)
+
+
 class FaultyLedgerStore:
-    """A `LedgerStore` whose append transaction fails, conflicts or throttles when told to."""
+    """A `LedgerStore` whose append transaction fails, conflicts or throttles when told to.
+
+    Its ``chains`` is a `FaultyChainStore` on the inner store's, with the same injector.
+    """
 
     def __init__(self, inner: LedgerStore, injector: FaultInjector) -> None:
         self.inner = inner
         self.injector = injector
+        self.chains = FaultyChainStore(inner.chains, injector)
 
     def create_heads(self, pks: Sequence[str]) -> None:
         self.inner.create_heads(pks)
@@ -159,13 +191,9 @@ class FaultyLedgerStore:
         return self.inner.read_heads(pks)
 
     def append(self, writes: Sequence[PartitionWrite]) -> None:
-        self.injector.check(FailPoint.BEFORE_LEDGER)
-        if self.injector.should_fail(FailPoint.CONFLICT):
-            raise AppendConflict({}, retryable=True)
-        if self.injector.should_fail(FailPoint.THROTTLE):
-            raise ThrottledError("injected throttle")
-        self.inner.append(writes)
-        self.injector.check(FailPoint.AFTER_LEDGER)
+        _ledger_write(
+            self.injector, AppendConflict({}, retryable=True), lambda: self.inner.append(writes)
+        )
 
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
         return self.inner.query(pk, from_offset, limit)
@@ -181,6 +209,66 @@ class FaultyLedgerStore:
     def delete_partition(self, pk: str) -> None:
         self.injector.check(FailPoint.BEFORE_PARTITION_DELETE)
         self.inner.delete_partition(pk)
+
+
+class FaultyChainStore:
+    """A `ChainStore` whose writes fail before or after they reach the inner store.
+
+    ``put_item`` passes the append's points (``BEFORE_LEDGER``, ``CONFLICT``, ``THROTTLE``,
+    ``AFTER_LEDGER``), as v1's append transaction does. ``on_put``, when set, is called just
+    before each put reaches the inner store: a test uses it to interleave another writer
+    at exactly that point.
+    """
+
+    def __init__(self, inner: ChainStore, injector: FaultInjector) -> None:
+        self.inner = inner
+        self.injector = injector
+        self.on_put: Callable[[ChainItem], None] | None = None
+
+    def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
+        self.injector.check(FailPoint.BEFORE_CHAIN_CREATE)
+        self.inner.create_chain(topic_id, meta, genesis)
+        self.injector.check(FailPoint.AFTER_CHAIN_CREATE)
+
+    def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
+        return self.inner.read_tail(topic_id)
+
+    def read_meta(self, topic_id: str) -> ChainMeta | None:
+        return self.inner.read_meta(topic_id)
+
+    def put_item(
+        self, topic_id: str, item: ChainItem, producer: ProducerUpdate | None = None
+    ) -> None:
+        def put() -> None:
+            if self.on_put is not None:
+                self.on_put(item)
+            self.inner.put_item(topic_id, item, producer)
+
+        _ledger_write(self.injector, ChainConflict(retryable=True), put)
+
+    def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
+        return self.inner.get_item(topic_id, seq)
+
+    def query(
+        self, topic_id: str, from_seq: int, limit: int
+    ) -> tuple[list[ChainItem], ChainMeta | None]:
+        return self.inner.query(topic_id, from_seq, limit)
+
+    def chain(self, topic_id: str) -> Iterator[ChainItem]:
+        return self.inner.chain(topic_id)
+
+    def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
+        self.injector.check(FailPoint.BEFORE_META_UPDATE)
+        updated = self.inner.update_meta(topic_id, meta, expected_version)
+        self.injector.check(FailPoint.AFTER_META_UPDATE)
+        return updated
+
+    def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        return self.inner.read_producer(topic_id, producer_id)
+
+    def delete_chain(self, topic_id: str) -> None:
+        self.injector.check(FailPoint.BEFORE_CHAIN_DELETE)
+        self.inner.delete_chain(topic_id)
 
 
 class FaultyCatalogStore:

@@ -69,11 +69,13 @@ __all__ = [
     "CATALOG_TOPIC_PK",
     "HEAD_SK",
     "PRODUCER_SK",
+    "SEGMENT_ID_BYTES",
     "ResourceNames",
     "acl_sort_key",
     "chain_pk",
     "group_pk",
     "l0_segment_key",
+    "l0_segment_key_from_id",
     "lease_sort_key",
     "member_sort_key",
     "parse_group_sort_key",
@@ -136,10 +138,35 @@ def topic_segments_prefix(topic_id: str) -> str:
     return f"segments/{topic_id}/"
 
 
+SEGMENT_ID_BYTES: Final = 24
+"""Length of a ledger v2 segment id: ``created_ms`` (8 bytes big-endian) ‖ uuid (16 bytes)."""
+
+
+def _l0_key(topic_id: str, created_ms: int, unique: str) -> str:
+    return f"{topic_segments_prefix(topic_id)}L0/{created_ms:013d}-{unique}.parquet"
+
+
 def l0_segment_key(topic_id: str, now_ms: int | None = None) -> str:
     """A fresh, never reused key for a flush segment of ``topic_id``."""
     created = int(time.time() * 1000) if now_ms is None else now_ms
-    return f"{topic_segments_prefix(topic_id)}L0/{created:013d}-{uuid.uuid4().hex}.parquet"
+    return _l0_key(topic_id, created, uuid.uuid4().hex)
+
+
+def l0_segment_key_from_id(topic_id: str, segment_id: bytes) -> str:
+    """The key of the L0 segment a chain item names by its 24-byte id (ADR 0012, ``g``).
+
+    ``segment_id`` is ``created_ms`` (8 bytes big-endian) followed by a uuid's 16 bytes
+    (`lakelog.log.chain.new_segment_id`); the key format is that of `l0_segment_key`.
+
+    Raises
+    ------
+    ValueError
+        ``segment_id`` is not 24 bytes long.
+    """
+    if len(segment_id) != SEGMENT_ID_BYTES:
+        raise ValueError(f"a segment id is {SEGMENT_ID_BYTES} bytes, not {len(segment_id)}")
+    created = int.from_bytes(segment_id[:8], "big")
+    return _l0_key(topic_id, created, segment_id[8:].hex())
 
 
 def segment_created_ms(key: str) -> int | None:

@@ -38,13 +38,40 @@ from typing import TYPE_CHECKING
 
 from lakelog.errors import UnavailableError
 from lakelog.limits import DYNAMODB_ITEM_BYTES
-from lakelog.log.records import Entry, Head, PartitionWrite
-from lakelog.storage.attributes import item_size, item_too_large
+from lakelog.log.records import (
+    ChainItem,
+    ChainMeta,
+    Entry,
+    Head,
+    PartitionWrite,
+    ProducerUpdate,
+    TopicProducerState,
+)
+from lakelog.storage.attributes import (
+    Item,
+    chain_item_from_item,
+    chain_item_to_item,
+    check_item_size,
+    item_size,
+    item_too_large,
+    meta_from_item,
+    meta_to_item,
+    producer_attributes,
+    producer_from_item,
+)
 from lakelog.storage.dynamodb import head_item
-from lakelog.storage.keys import acl_sort_key, lease_sort_key, member_sort_key
+from lakelog.storage.keys import (
+    HEAD_SK,
+    acl_sort_key,
+    chain_pk,
+    lease_sort_key,
+    member_sort_key,
+    producer_state_pk,
+)
 from lakelog.storage.ports import (
     AclEntry,
     AppendConflict,
+    ChainConflict,
     GroupState,
     LeaseRecord,
     MemberRecord,
@@ -61,6 +88,7 @@ from lakelog.storage.rules import (
     fenced,
     missing_object,
     owned_at,
+    producer_condition_holds,
     short_read,
     taken,
     transaction_chunks,
@@ -71,6 +99,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryCatalogStore",
+    "MemoryChainStore",
     "MemoryGroupStore",
     "MemoryLedgerStore",
     "MemoryObjectStore",
@@ -126,6 +155,35 @@ class _Partition:
         return [self.entries[last] for last in self.offsets[start:end]]
 
 
+@dataclass
+class _ItemRun:
+    """The ledger items of one partition key, as DynamoDB keeps them (attribute values)."""
+
+    items: dict[int, Item] = field(default_factory=dict)
+    sort_keys: list[int] = field(default_factory=list)
+    """``items``' sort keys, sorted."""
+
+    def put(self, item: Item) -> None:
+        sk = int(item["sk"]["N"])
+        if sk not in self.items:
+            bisect.insort(self.sort_keys, sk)
+        self.items[sk] = item
+
+    def delete(self, sk: int) -> None:
+        if self.items.pop(sk, None) is not None:
+            self.sort_keys.remove(sk)
+
+    def from_key(self, sk: int, limit: int | None = None, reverse: bool = False) -> list[Item]:
+        """Items with sort key >= ``sk`` in key order (or every item, last first, when
+        ``reverse``), at most ``limit`` of them."""
+        keys = (
+            self.sort_keys[::-1]
+            if reverse
+            else self.sort_keys[bisect.bisect_left(self.sort_keys, sk) :]
+        )
+        return [self.items[key] for key in keys[:limit]]
+
+
 class MemoryStorage:
     """The bucket and tables of one deployment, in memory, behind one lock.
 
@@ -140,6 +198,8 @@ class MemoryStorage:
         self.clock_ms = clock_ms
         self.objects: dict[str, tuple[bytes, int]] = {}
         self.partitions: dict[str, _Partition] = {}
+        self.ledger_items: dict[str, _ItemRun] = {}
+        """Ledger v2 items (chains, meta items, producer states) by partition key."""
         self.topics: dict[str, TopicRecord] = {}
         self.deleted_topics: dict[str, TopicRecord] = {}
         self.producers: dict[int, ProducerIdRecord] = {}
@@ -201,10 +261,14 @@ class MemoryObjectStore:
 
 
 class MemoryLedgerStore:
-    """The `LedgerStore` port on a `MemoryStorage`: conditional, all-or-nothing appends."""
+    """The `LedgerStore` port on a `MemoryStorage`: conditional, all-or-nothing appends.
+
+    ``chains`` is the `ChainStore` on the same state (ledger v2, ADR 0012).
+    """
 
     def __init__(self, storage: MemoryStorage) -> None:
         self._s = storage
+        self.chains = MemoryChainStore(storage)
 
     def create_heads(self, pks: Sequence[str]) -> None:
         with self._s.lock:
@@ -276,6 +340,128 @@ class MemoryLedgerStore:
     def delete_partition(self, pk: str) -> None:
         with self._s.lock:
             self._s.partitions.pop(pk, None)
+
+
+class MemoryChainStore:
+    """The `ChainStore` port on a `MemoryStorage`: items kept as DynamoDB keeps them.
+
+    Items are stored in their DynamoDB attribute form (`lakelog.storage.attributes`) and
+    decoded on every read, so versions, packing and whole-second expiry read back exactly
+    as from DynamoDB, and a write is sized as DynamoDB sizes it.
+    """
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def _run(self, pk: str) -> _ItemRun:
+        return self._s.ledger_items.get(pk) or _ItemRun()
+
+    def _get(self, pk: str, sk: int) -> Item | None:
+        return self._run(pk).items.get(sk)
+
+    def _put(self, item: Item) -> None:
+        self._s.ledger_items.setdefault(item["pk"]["S"], _ItemRun()).put(item)
+
+    def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
+        pk = chain_pk(topic_id)
+        with self._s.lock:
+            if self._get(pk, HEAD_SK) is None:
+                self._put(meta_to_item(pk, meta))
+            if self._get(pk, genesis.seq) is None:
+                self._put(chain_item_to_item(pk, genesis))
+
+    def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
+        with self._s.lock:
+            # As one reverse query of two items: the meta item sorts after every chain item.
+            items = self._run(chain_pk(topic_id)).from_key(0, 2, reverse=True)
+        if len(items) < 2 or int(items[0]["sk"]["N"]) != HEAD_SK:
+            return None
+        return chain_item_from_item(items[1]), meta_from_item(items[0])
+
+    def read_meta(self, topic_id: str) -> ChainMeta | None:
+        with self._s.lock:
+            item = self._get(chain_pk(topic_id), HEAD_SK)
+        return None if item is None else meta_from_item(item)
+
+    def put_item(
+        self, topic_id: str, item: ChainItem, producer: ProducerUpdate | None = None
+    ) -> None:
+        pk = chain_pk(topic_id)
+        attrs = chain_item_to_item(pk, item)
+        check_item_size(attrs, "chain put")
+        with self._s.lock:
+            taken_item = self._get(pk, item.seq)
+            producer_item: Item | None = None
+            producer_failed = False
+            if producer is not None:
+                producer_pk = producer_state_pk(topic_id, producer.state.producer_id)
+                producer_item = self._get(producer_pk, 0)
+                stored = None if producer_item is None else producer_from_item(producer_item)
+                producer_failed = not producer_condition_holds(stored, producer)
+            if taken_item is not None or producer_failed:
+                raise ChainConflict(
+                    None if taken_item is None else chain_item_from_item(taken_item),
+                    producer_failed=producer_failed,
+                    producer=(
+                        None
+                        if producer_item is None or not producer_failed
+                        else producer_from_item(producer_item)
+                    ),
+                )
+            self._put(attrs)
+            if producer is not None:
+                self._put(
+                    {
+                        "pk": {"S": producer_state_pk(topic_id, producer.state.producer_id)},
+                        "sk": {"N": "0"},
+                        **producer_attributes(producer.state),
+                    }
+                )
+
+    def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
+        with self._s.lock:
+            item = self._get(chain_pk(topic_id), seq)
+        return None if item is None else chain_item_from_item(item)
+
+    def query(
+        self, topic_id: str, from_seq: int, limit: int
+    ) -> tuple[list[ChainItem], ChainMeta | None]:
+        with self._s.lock:
+            # As one DynamoDB query of limit + 1 items, the meta item sorting last.
+            items = self._run(chain_pk(topic_id)).from_key(from_seq, limit + 1)
+        meta = None
+        chain: list[ChainItem] = []
+        for item in items:
+            if int(item["sk"]["N"]) == HEAD_SK:
+                meta = meta_from_item(item)
+            else:
+                chain.append(chain_item_from_item(item))
+        return chain[:limit], meta
+
+    def chain(self, topic_id: str) -> Iterator[ChainItem]:
+        with self._s.lock:
+            items = self._run(chain_pk(topic_id)).from_key(0)
+        for item in items:
+            if int(item["sk"]["N"]) != HEAD_SK:
+                yield chain_item_from_item(item)
+
+    def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
+        pk = chain_pk(topic_id)
+        with self._s.lock:
+            current = self._get(pk, HEAD_SK)
+            if current is None or int(current["ver"]["N"]) != expected_version:
+                return False
+            self._put(meta_to_item(pk, meta, expected_version + 1))
+            return True
+
+    def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
+        with self._s.lock:
+            item = self._get(producer_state_pk(topic_id, producer_id), 0)
+        return None if item is None else producer_from_item(item)
+
+    def delete_chain(self, topic_id: str) -> None:
+        with self._s.lock:
+            self._s.ledger_items.pop(chain_pk(topic_id), None)
 
 
 class MemoryCatalogStore:

@@ -78,9 +78,11 @@ class ChainConflict(Exception):  # noqa: N818 - a signal between ledger and adap
     ``current`` is the item already at the seq (DynamoDB's ``ALL_OLD``, or read back by the
     adapter), None when the chain put was not what failed or the item could not be read.
     ``producer_failed`` is True when the producer item's condition failed, ``producer``
-    then holds its stored state (None: absent). ``retryable`` is True when DynamoDB
-    reported a conflict with another transaction in flight: the same put may simply be
-    sent again.
+    then holds its stored state (None: absent). Both can fail at once, as DynamoDB reports
+    every failed condition of a transaction: ``current`` is then set and ``producer_failed``
+    True, and the item at the seq is what the caller handles first. ``retryable`` is True
+    when DynamoDB reported a conflict with another transaction in flight: the same put may
+    simply be sent again.
     """
 
     def __init__(
@@ -212,7 +214,15 @@ class ObjectStore(Protocol):
 
 
 class LedgerStore(Protocol):
-    """Partition heads and batch entries (DynamoDB ledger table)."""
+    """Partition heads and batch entries (DynamoDB ledger table).
+
+    ``chains`` is the ledger v2 `ChainStore` on the same table, until the service moves to
+    it (the two ports cannot be one object: both have a ``query`` of their own).
+    """
+
+    @property
+    def chains(self) -> ChainStore:
+        """The `ChainStore` on the same table."""
 
     def create_heads(self, pks: Sequence[str]) -> None:
         """Create an empty head for each pk that has none."""
@@ -261,7 +271,8 @@ class ChainStore(Protocol):
         """Put the meta item, then genesis (seq 0), each only if absent (re-runnable)."""
 
     def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
-        """The last chain item and the meta item, in one reverse query; None without meta."""
+        """The last chain item and the meta item, in one reverse query; None without meta
+        (or without any chain item: a creation that stopped before genesis)."""
 
     def read_meta(self, topic_id: str) -> ChainMeta | None:
         """The meta item, or None."""

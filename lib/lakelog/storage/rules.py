@@ -17,6 +17,7 @@ from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.storage.ports import LeaseRecord
 
 if TYPE_CHECKING:
+    from lakelog.log.records import ProducerUpdate, TopicProducerState
     from lakelog.types import OffsetCommit
 
 __all__ = [
@@ -24,12 +25,14 @@ __all__ = [
     "at_seen_epoch",
     "check_append_size",
     "commit_needed",
+    "continued_sequence",
     "decode_config",
     "encode_config",
     "fenced",
     "keeps_commit",
     "missing_object",
     "owned_at",
+    "producer_condition_holds",
     "short_read",
     "taken",
     "transaction_chunks",
@@ -141,3 +144,34 @@ def fenced(
         if lost
     )
     return LeaseFencedError(group, member_id, moved)
+
+
+# Chain (ledger v2) ----------------------------------------------------------------------
+
+
+def producer_condition_holds(stored: TopicProducerState | None, update: ProducerUpdate) -> bool:
+    """Whether the producer item's condition of an idempotent append holds (ADR 0012, 1.3).
+
+    ``stored`` is the state as read back (expiry in whole seconds). A continuing request
+    needs the same epoch, last sequence ``first - 1`` and a state not expired at
+    ``update.now_ms``; a first request needs no state, an older epoch or an expired state.
+    """
+    expired = stored is not None and stored.expires_ms < update.now_ms
+    if update.continues:
+        return (
+            stored is not None
+            and not expired
+            and stored.epoch == update.state.epoch
+            and stored.last_sequence == continued_sequence(update)
+        )
+    return stored is None or expired or stored.epoch < update.state.epoch
+
+
+def continued_sequence(update: ProducerUpdate) -> int:
+    """The last sequence a continuing request requires: its first sequence minus one.
+
+    Raises ValueError when the update names no request.
+    """
+    if not update.state.requests:
+        raise ValueError("a producer update names its request last in its state")
+    return update.state.requests[-1].first_sequence - 1
