@@ -18,7 +18,8 @@ column            Parquet / Arrow type               meaning
 Rows of a row group are the records of one batch in offset order: the record at row ``i``
 of the row group a chain item's batch names has offset ``base_offset + i``. File key-value
 metadata: ``lakelog.format = "2"`` (ledger v2's segments: row groups contiguous from byte 4
-in the order of the chain item's batches; readers refuse any other format), ``lakelog.topic_id`` and ``lakelog.level = "L0"``.
+in the order of the chain item's batches; readers refuse any other format),
+``lakelog.topic_id`` and ``lakelog.level = "L0"``.
 Statistics are written for ``partition`` and ``timestamp`` only; every page carries a CRC32
 checksum that readers verify; no page index, no bloom filter, so each row group's column
 chunks are contiguous and lie before the footer.

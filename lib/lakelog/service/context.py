@@ -24,8 +24,8 @@ from lakelog.storage.ports import (
 
 __all__ = [
     "Caches",
-    "EngineContext",
     "ChainCache",
+    "EngineContext",
     "SegmentReaderCache",
     "TopicCache",
     "TopicState",

@@ -290,7 +290,9 @@ class Fetcher:
         return probe
 
     # Planning ----------------------------------------------------------------------------
-    def _plan(self, topic: TopicRecord, wanted: list[_Wanted], budget: _Budget) -> _TopicRead | None:
+    def _plan(
+        self, topic: TopicRecord, wanted: list[_Wanted], budget: _Budget
+    ) -> _TopicRead | None:
         """Walk the chain from the earliest start's anchor and take each partition's
         batches while the (estimated) budget lasts; None when the anchor does not prove
         the starts (a stale or forged cursor)."""
@@ -383,7 +385,9 @@ class Fetcher:
         decoded = dict(
             zip(
                 order,
-                self._map(lambda seq: self._read_item(topic.topic_id, items[seq], parts[seq]), order),
+                self._map(
+                    lambda seq: self._read_item(topic.topic_id, items[seq], parts[seq]), order
+                ),
                 strict=True,
             )
         )
