@@ -20,6 +20,7 @@ from lakelog.log.records import (
     TopicProducerState,
 )
 from lakelog.storage.keys import HEAD_SK
+from lakelog.storage.resources import TTL_ATTRIBUTE
 
 __all__ = [
     "Item",
@@ -425,7 +426,7 @@ def producer_attributes(state: TopicProducerState) -> Item:
         "v": num(LEDGER_FORMAT),
         "e": num(state.epoch),
         "l": num(state.last_sequence),
-        "expires_at": num(ttl_seconds(state.expires_ms)),
+        TTL_ATTRIBUTE: num(ttl_seconds(state.expires_ms)),
     }
     if requests:
         attrs["r"] = {"B": requests}
@@ -452,5 +453,5 @@ def producer_from_item(attrs: Item) -> TopicProducerState:
         epoch=get_int(attrs, "e"),
         last_sequence=get_int(attrs, "l"),
         requests=tuple(requests),
-        expires_ms=get_int(attrs, "expires_at") * 1000,
+        expires_ms=get_int(attrs, TTL_ATTRIBUTE) * 1000,
     )

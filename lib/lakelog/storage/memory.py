@@ -18,6 +18,10 @@ They behave as the S3 and DynamoDB adapters do in everything the engine relies o
 - a transaction naming one item twice is refused, as DynamoDB refuses it, and so is an
   append that would make a head pass DynamoDB's 400 KB item size
   (`lakelog.storage.attributes.item_too_large`), before anything is applied;
+- ledger v2 items (`MemoryChainStore`) are kept in DynamoDB's attribute form and decoded
+  on every read, so their packing, format version and whole-second expiry read back as
+  from DynamoDB; an idempotent chain put checks the chain and the producer condition
+  (`lakelog.storage.rules.producer_condition_holds`) before writing either;
 - records are copied in and out (topic configs go through the same JSON as in the
   catalog), so a caller never shares state with the store;
 - objects carry their size and a ``last_modified_ms`` from the injectable clock, and
