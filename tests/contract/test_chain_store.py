@@ -418,6 +418,8 @@ def test_an_append_over_100_partitions_is_one_chain_item_of_at_most_3_kb(
     chains.put_item(topic_id, plain)
     chains.put_item(topic_id, idempotent, ProducerUpdate(state, continues=False, now_ms=APPEND_MS))
 
+    # moto reports one capacity unit for any write, so the units are DynamoDB's billing rule
+    # applied to the sizes of the items as stored
     pk = chain_pk(topic_id)
     plain_size = item_size(_stored(backend, pk, plain.seq))
     chain_size = item_size(_stored(backend, pk, idempotent.seq))

@@ -68,6 +68,18 @@ def _outcome(call: Callable[[], Any]) -> Any:
         return (type(exc).__name__, getattr(exc, "partitions", None))
 
 
+def _same_reply(
+    make: Callable[[random.Random, Any, int], Callable[[], Any]],
+    rngs: tuple[random.Random, random.Random],
+    stores: tuple[Any, Any],
+    step: int,
+) -> Any:
+    """The outcome of step ``step`` on both backends, which must be the same."""
+    replies = [_outcome(make(rng, store, step)) for rng, store in zip(rngs, stores, strict=True)]
+    assert replies[0] == replies[1], (step, replies)
+    return replies[0]
+
+
 def _kind(outcome: Any) -> str:
     """ "ok", "refused" (a conditional write that returned None or False), or the error."""
     if outcome[0] == "ok":
@@ -115,16 +127,12 @@ def test_random_ledger_calls_get_the_same_replies(both: tuple[Stores, Stores], s
     kinds: Counter[str] = Counter()
     appended = 0
     for step in range(STEPS):
-        replies = [
-            _outcome(_ledger_step(rng, ledger, step))
-            for rng, ledger in zip(rngs, (memory, moto), strict=True)
-        ]
-        assert replies[0] == replies[1], (step, replies)
+        reply = _same_reply(_ledger_step, rngs, (memory, moto), step)
         assert memory.read_heads(list(PKS)) == moto.read_heads(list(PKS)), step
         for pk in PKS:
             assert list(memory.entries(pk)) == list(moto.entries(pk)), (step, pk)
-        kinds[replies[0][0]] += 1
-        appended += replies[0] == ("ok", ("appended", None))
+        kinds[reply[0]] += 1
+        appended += reply == ("ok", ("appended", None))
     assert kinds["conflict"] > 5 and appended > 5, (kinds, appended)
 
 
@@ -170,13 +178,9 @@ def test_random_group_calls_get_the_same_replies(both: tuple[Stores, Stores], se
     rngs = (random.Random(seed), random.Random(seed))
     kinds: Counter[str] = Counter()
     for step in range(STEPS):
-        replies = [
-            _outcome(_group_step(rng, store, step))
-            for rng, store in zip(rngs, (memory, moto), strict=True)
-        ]
-        assert replies[0] == replies[1], (step, replies)
+        reply = _same_reply(_group_step, rngs, (memory, moto), step)
         assert memory.read_group("g") == moto.read_group("g"), step
-        kinds[_kind(replies[0])] += 1
+        kinds[_kind(reply)] += 1
     assert {"ok", "refused", "LeaseFencedError"} <= set(kinds), kinds
 
 
@@ -249,15 +253,11 @@ def test_random_chain_calls_get_the_same_replies(both: tuple[Stores, Stores], se
     rngs = (random.Random(seed), random.Random(seed))
     kinds: Counter[str] = Counter()
     for step in range(STEPS):
-        replies = [
-            _outcome(_chain_step(rng, chains, step))
-            for rng, chains in zip(rngs, (memory, moto), strict=True)
-        ]
-        assert replies[0] == replies[1], (step, replies)
+        reply = _same_reply(_chain_step, rngs, (memory, moto), step)
         assert memory.read_tail(TOPIC) == moto.read_tail(TOPIC), step
         assert list(memory.chain(TOPIC)) == list(moto.chain(TOPIC)), step
         for producer in PRODUCERS:
             assert memory.read_producer(TOPIC, producer) == moto.read_producer(TOPIC, producer)
-        kinds[_chain_kind(replies[0])] += 1
+        kinds[_chain_kind(reply)] += 1
     assert kinds["ok"] > 20 and kinds["refused"] > 5, kinds
     assert kinds["conflict: seq"] > 3 and kinds["conflict: producer"] > 3, kinds

@@ -200,6 +200,24 @@ def _open_head(item: Item | None) -> Head | None:
     return _head_from_item(item)
 
 
+def _put_if(
+    ddb: DynamoDBClient, table: str, item: Item, condition: str, values: Item | None = None
+) -> bool:
+    """Put ``item`` in ``table`` if ``condition`` holds; False if it did not."""
+    try:
+        ddb.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
+        )
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
 class _LedgerTable:
     """Reads and deletions of whole item runs of the ledger table, for both ledger formats."""
 
@@ -573,18 +591,13 @@ class DynamoChainStore(_LedgerTable):
 
     @translate_client_errors
     def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=meta_to_item(chain_pk(topic_id), meta, expected_version + 1),
-                ConditionExpression="ver = :expected",
-                ExpressionAttributeValues={":expected": num(expected_version)},
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        return _put_if(
+            self._ddb,
+            self._table,
+            meta_to_item(chain_pk(topic_id), meta, expected_version + 1),
+            "ver = :expected",
+            {":expected": num(expected_version)},
+        )
 
     @translate_client_errors
     def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
@@ -658,18 +671,7 @@ class DynamoCatalogStore:
 
     def _put_if(self, item: Item, condition: str, values: Item | None = None) -> bool:
         """Put ``item`` if ``condition`` holds; False if it did not."""
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        return _put_if(self._ddb, self._table, item, condition, values)
 
     @translate_client_errors
     def create_topic(self, topic: TopicRecord) -> bool:

@@ -177,15 +177,15 @@ class _ItemRun:
         if self.items.pop(sk, None) is not None:
             self.sort_keys.remove(sk)
 
-    def from_key(self, sk: int, limit: int | None = None, reverse: bool = False) -> list[Item]:
-        """Items with sort key >= ``sk`` in key order (or every item, last first, when
-        ``reverse``), at most ``limit`` of them."""
-        keys = (
-            self.sort_keys[::-1]
-            if reverse
-            else self.sort_keys[bisect.bisect_left(self.sort_keys, sk) :]
-        )
-        return [self.items[key] for key in keys[:limit]]
+    def from_key(self, sk: int, limit: int | None = None) -> list[Item]:
+        """Items with sort key >= ``sk`` in key order, at most ``limit`` of them."""
+        start = bisect.bisect_left(self.sort_keys, sk)
+        end = None if limit is None else start + limit
+        return [self.items[key] for key in self.sort_keys[start:end]]
+
+    def last(self, count: int) -> list[Item]:
+        """The last ``count`` items, last first (a reverse query)."""
+        return [self.items[key] for key in reversed(self.sort_keys[-count:])]
 
 
 class MemoryStorage:
@@ -377,7 +377,7 @@ class MemoryChainStore:
     def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
         with self._s.lock:
             # As one reverse query of two items: the meta item sorts after every chain item.
-            items = self._run(chain_pk(topic_id)).from_key(0, 2, reverse=True)
+            items = self._run(chain_pk(topic_id)).last(2)
         if len(items) < 2 or int(items[0]["sk"]["N"]) != HEAD_SK:
             return None
         return chain_item_from_item(items[1]), meta_from_item(items[0])
