@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from lakelog.errors import LakelogError, ThrottledError, UnavailableError
 from lakelog.log.records import ChainItem
-from lakelog.storage.attributes import Item, chain_item_to_item, producer_attributes
+from lakelog.storage.attributes import Item, chain_item_to_item, producer_item
 from lakelog.storage.dynamodb import DynamoChainStore
 from lakelog.storage.keys import chain_pk, producer_state_pk
 from lakelog.storage.ports import ChainConflict
@@ -46,12 +46,7 @@ def _failed(code: str) -> ClientError:
 
 
 def _stored_producer() -> Item:
-    state = UPDATE.state
-    return {
-        "pk": {"S": producer_state_pk(TOPIC, 7)},
-        "sk": {"N": "0"},
-        **producer_attributes(state),
-    }
+    return producer_item(TOPIC, UPDATE.state)
 
 
 class _ReplyingDynamoDB:

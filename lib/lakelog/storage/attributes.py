@@ -19,7 +19,7 @@ from lakelog.log.records import (
     ProducerStamp,
     TopicProducerState,
 )
-from lakelog.storage.keys import HEAD_SK
+from lakelog.storage.keys import HEAD_SK, producer_state_pk
 from lakelog.storage.resources import TTL_ATTRIBUTE
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "pack_varints",
     "producer_attributes",
     "producer_from_item",
+    "producer_item",
     "too_large_refusal",
     "transaction_cancelled",
     "ttl_seconds",
@@ -431,6 +432,12 @@ def producer_attributes(state: TopicProducerState) -> Item:
     if requests:
         attrs["r"] = {"B": requests}
     return attrs
+
+
+def producer_item(topic_id: str, state: TopicProducerState) -> Item:
+    """The whole producer item of ``state`` in topic ``topic_id``, key included."""
+    key = {"pk": {"S": producer_state_pk(topic_id, state.producer_id)}, "sk": num(0)}
+    return {**key, **producer_attributes(state)}
 
 
 def producer_from_item(attrs: Item) -> TopicProducerState:

@@ -60,8 +60,8 @@ from lakelog.storage.attributes import (
     item_too_large,
     meta_from_item,
     meta_to_item,
-    producer_attributes,
     producer_from_item,
+    producer_item,
 )
 from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import (
@@ -393,34 +393,25 @@ class MemoryChainStore:
         pk = chain_pk(topic_id)
         attrs = chain_item_to_item(pk, item)
         check_item_size(attrs, "chain put")
+        # Both items are encoded before anything is checked or written: all or nothing.
+        writes = [attrs]
+        stored: TopicProducerState | None = None
+        producer_failed = False
         with self._s.lock:
             taken_item = self._get(pk, item.seq)
-            producer_item: Item | None = None
-            producer_failed = False
             if producer is not None:
-                producer_pk = producer_state_pk(topic_id, producer.state.producer_id)
-                producer_item = self._get(producer_pk, 0)
-                stored = None if producer_item is None else producer_from_item(producer_item)
+                writes.append(producer_item(topic_id, producer.state))
+                current = self._get(writes[-1]["pk"]["S"], 0)
+                stored = None if current is None else producer_from_item(current)
                 producer_failed = not producer_condition_holds(stored, producer)
             if taken_item is not None or producer_failed:
                 raise ChainConflict(
                     None if taken_item is None else chain_item_from_item(taken_item),
                     producer_failed=producer_failed,
-                    producer=(
-                        None
-                        if producer_item is None or not producer_failed
-                        else producer_from_item(producer_item)
-                    ),
+                    producer=stored if producer_failed else None,
                 )
-            self._put(attrs)
-            if producer is not None:
-                self._put(
-                    {
-                        "pk": {"S": producer_state_pk(topic_id, producer.state.producer_id)},
-                        "sk": {"N": "0"},
-                        **producer_attributes(producer.state),
-                    }
-                )
+            for write in writes:
+                self._put(write)
 
     def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
         with self._s.lock:
