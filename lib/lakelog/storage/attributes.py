@@ -160,6 +160,7 @@ def too_large_refusal(exc: ClientError) -> bool:
 _SEGMENT_ID_BYTES = 24
 _PRODUCER_ID_BYTES = 8
 _DIGEST_BYTES = 8
+_KINDS = frozenset({"append", "genesis", "seal"})
 
 
 def pack_varints(values: Iterable[int]) -> bytes:
@@ -349,6 +350,8 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
             record_count=reader.varint(),
             digest=reader.fixed(_DIGEST_BYTES),
         )
+        if not reader.done:
+            raise reader.corrupt("bytes after the producer stamp")
     segment_id = _binary(attrs, "g") if "g" in attrs else None
     kind: Any = (
         attrs["k"]["S"]
@@ -357,6 +360,8 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
         if seq == 0 and segment_id is None
         else "append"
     )
+    if kind not in _KINDS:
+        raise CorruptLedgerError(key, f"attribute k: unknown kind {kind!r}")
     return ChainItem(
         seq=seq,
         append_time_ms=t,
