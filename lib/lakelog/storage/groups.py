@@ -226,19 +226,18 @@ def _fenced_commit(
     member_id: str,
     offsets: Sequence[OffsetCommit],
     runs: Sequence[Sequence[OffsetCommit]],
-    before: Sequence[Item | None],
+    refused: Sequence[tuple[bool, Item | None]],
 ) -> LeaseFencedError:
     """The error of a refused commit: it names the partitions whose token was not the
-    member's in the offsets items as they were (``before``, one per run); all of them if
-    that cannot be told."""
-    stored = {
-        (commit.topic, commit.partition): _stored_token(item, commit.partition)
-        for run, item in zip(runs, before, strict=True)
+    member's in the offsets items whose condition failed (``refused``, one ``(failed, item
+    as it was)`` per run); all of them if that cannot be told."""
+    moved = {
+        (commit.topic, commit.partition): failed
+        and _stored_token(item, commit.partition) != lease_token(commit.lease_epoch, member_id)
+        for run, (failed, item) in zip(runs, refused, strict=True)
         for commit in run
     }
-    failed = [
-        stored[(c.topic, c.partition)] != lease_token(c.lease_epoch, member_id) for c in offsets
-    ]
+    failed = [moved[(c.topic, c.partition)] for c in offsets]
     return fenced(group, member_id, offsets, failed if any(failed) else [True] * len(offsets))
 
 
@@ -365,11 +364,11 @@ class DynamoGroupStore:
         if len(updates) == 1:
             # One offsets item: one conditional update, the common case (ADR 0009 amendment 1).
             applied, item = self._update(updates[0])
-            before = None if applied else [item]
+            refused = None if applied else [(True, item)]
         else:
-            before = self._transact([update.request(self._table) for update in updates])
-        if before is not None:
-            raise _fenced_commit(group, member_id, offsets, runs, before)
+            refused = self._transact([update.request(self._table) for update in updates])
+        if refused is not None:
+            raise _fenced_commit(group, member_id, offsets, runs, refused)
 
     @translate_client_errors
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
@@ -391,9 +390,9 @@ class DynamoGroupStore:
                 return False
         return True
 
-    def _transact(self, items: list[Any]) -> list[Item | None] | None:
-        """Send one transaction of updates: None when applied, else each item as it was
-        (when its condition failed; None for the others and for a missing item).
+    def _transact(self, items: list[Any]) -> list[tuple[bool, Item | None]] | None:
+        """Send one transaction of updates: None when applied, else per update whether its
+        condition failed and the item as it was then (None if missing or not returned).
 
         A transaction cancelled only by conflicts with other transactions is sent again;
         throttling and any other reason raise.
@@ -410,7 +409,10 @@ class DynamoGroupStore:
                     raise error from None
                 if "ConditionalCheckFailed" in codes:
                     reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
-                    return [reason.get("Item") for reason in reasons]
+                    return [
+                        (code == "ConditionalCheckFailed", reason.get("Item"))
+                        for code, reason in zip(codes, reasons, strict=True)
+                    ]
                 continue
             return None
         raise UnavailableError("the offset commit kept conflicting with other writes; retry")
