@@ -14,7 +14,8 @@ Offsets item (``pk = g#{group}``, ``sk = o#{topic}#{block:03d}``)
     ``k`` S
         the fencing token ``"{lease_epoch}:{owner}"`` (owner empty when free);
     ``o`` L[N, N]
-        ``[committed_offset, committed_ms]``, absent until a commit or reset;
+        ``[committed_offset, committed_ms]`` (``[committed_offset]`` when no time was
+        given), absent until a commit or reset;
     ``i`` S
         the lease's topic id, present only when it is not the item's ``i``.
 
@@ -114,7 +115,7 @@ def _lease_from_entry(topic: str, partition: int, entry: Item, item_topic_id: st
         lease_epoch=int(epoch),
         owner=owner or None,
         committed_offset=committed[0] if committed else None,
-        committed_ms=committed[1] if committed else None,
+        committed_ms=committed[1] if len(committed) > 1 else None,
     )
 
 
@@ -215,7 +216,8 @@ def _entry(lease: LeaseRecord, *, own_topic_id: bool) -> Item:
     """The map attribute of ``lease`` in its offsets item."""
     entry: Item = {_TOKEN: {"S": lease_token(lease.lease_epoch, lease.owner)}}
     if lease.committed_offset is not None:
-        entry[_COMMITTED] = {"L": [num(lease.committed_offset), num(lease.committed_ms or 0)]}
+        stamp = [] if lease.committed_ms is None else [num(lease.committed_ms)]
+        entry[_COMMITTED] = {"L": [num(lease.committed_offset), *stamp]}
     if own_topic_id:
         entry[_TOPIC_ID] = {"S": lease.topic_id}
     return {"M": entry}
