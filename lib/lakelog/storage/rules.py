@@ -40,7 +40,7 @@ __all__ = [
 T = TypeVar("T")
 
 TRANSACTION_ITEMS: Final = 100
-"""Items one ``TransactWriteItems`` may hold: the most leases one commit or reset step writes."""
+"""Items one ``TransactWriteItems`` may hold; also the most offsets one commit carries."""
 
 
 def transaction_chunks(items: Sequence[T], size: int = TRANSACTION_ITEMS) -> Iterator[Sequence[T]]:
