@@ -95,7 +95,8 @@ DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
 """A group member's session when it asks for none; it heartbeats every third of it."""
 
 MAX_OFFSETS_PER_COMMIT: Final = 100
-"""Offsets one commit carries: one DynamoDB transaction of at most 100 items."""
+"""Offsets one commit carries, all or none: one conditional write per offsets item (100
+partitions of a topic each), a transaction of at most 100 items when it spans several."""
 
 MAX_TOPICS_PER_MEMBER: Final = 100
 """Topics one group member subscribes to."""

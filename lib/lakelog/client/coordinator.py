@@ -238,6 +238,8 @@ class ConsumerCoordinator:
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets``, or the positions that moved since the last commit.
 
+        Offsets equal to the partition's last successful commit are left out: a commit
+        with nothing left sends no request (auto-commit of an idle member costs nothing).
         Offsets go in chunks of `COMMIT_CHUNK` (one all-or-nothing service commit each).
         Raises `CommitFailedError` if a lease moved: the chunk that met it is not committed
         and its partitions go back to their last committed offsets; chunks before it are
@@ -247,7 +249,9 @@ class ConsumerCoordinator:
         if member_id is None:
             raise InvalidRequestError("commit needs a group_id and a joined group")
         group, sub = self.group_id, self._subscription
-        commits, unassigned = sub.commits(sub.moved() if offsets is None else offsets)
+        commits, unassigned = sub.commits(
+            sub.moved() if offsets is None else sub.uncommitted(offsets)
+        )
         if unassigned is not None:
             raise CommitFailedError(
                 f"{unassigned.topic}-{unassigned.partition} is not assigned to this member",

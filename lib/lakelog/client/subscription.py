@@ -181,6 +181,12 @@ class SubscriptionState:
                 if self.committed.get(tp) != s.position
             }
 
+    def uncommitted(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Of ``offsets``, those that differ from their partition's last committed offset
+        (at its current lease: the only one who can have moved it since)."""
+        with self.lock:
+            return {tp: o for tp, o in offsets.items() if self.committed.get(tp) != o}
+
     def commits(
         self, offsets: Mapping[TopicPartition, int]
     ) -> tuple[list[OffsetCommit], TopicPartition | None]:
