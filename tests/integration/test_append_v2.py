@@ -1,6 +1,8 @@
 """Appends on the ledger v2 chain (ADR 0012, 1.3 and 2): one item per request, dense offsets,
 idempotent retries answered from the original item, conflicts re-planned without a second
-upload. Results are checked on the chain itself (`ChainStore.chain`, `get_item`)."""
+upload. Results are checked on the chain itself (`ChainStore.chain`, `get_item`).
+
+Tests run in memory; those marked ``moto`` run on the DynamoDB and S3 adapters."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from lakelog import Engine, ProducerBatch, Record, RecordMetadata
 from lakelog.errors import (
+    CorruptLedgerError,
     InvalidRequestError,
     OutOfOrderSequenceError,
     ThrottledError,
@@ -19,9 +22,15 @@ from lakelog.errors import (
     UnavailableError,
     UnknownProducerError,
 )
-from lakelog.log.chain import chain_run, seal_after
+from lakelog.log.chain import (
+    chain_run,
+    plan_append,
+    producer_update,
+    request_digest,
+    seal_after,
+)
 from lakelog.log.partitioner import partition_for_key
-from lakelog.log.records import ChainItem
+from lakelog.log.records import BatchRef, ChainItem, ProducerStamp
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
 from lakelog.storage.faults import FailPoint, FaultyChainStore
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
@@ -183,6 +192,7 @@ def test_a_keyless_retry_lands_once_although_the_sticky_partition_moved(engine: 
     assert moved != item.sticky
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_keyed_retry_after_partitions_were_added_lands_once_on_the_original_partitions(
     make_engine: Callable[..., Engine],
 ) -> None:
@@ -343,6 +353,7 @@ def test_a_request_waits_in_place_for_its_predecessor_to_commit(
     assert len(puts) == 2 and len(segments(engine)) == 2
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_request_and_its_retry_racing_in_two_engines_land_once(
     make_faulty: MakeFaulty,
 ) -> None:
@@ -418,6 +429,7 @@ def test_racing_requests_of_one_appender_never_race_for_a_seq(make_faulty: MakeF
     assert len(puts) == 8
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_writer_many_items_behind_reads_the_tail_instead_of_walking(
     make_faulty: MakeFaulty, make_engine: Callable[..., Engine]
 ) -> None:
@@ -498,3 +510,33 @@ def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
     with pytest.raises(UnavailableError, match="stalled"):
         engine.append(TOPIC, keyless(b"a"))
     assert appends(engine) == []
+
+
+def test_a_producer_state_naming_another_requests_item_is_never_acknowledged(
+    engine: Engine,
+) -> None:
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, keyless(b"someone else's"))
+    pid = engine.init_producer_id()
+    records = keyless(b"mine")
+    store, tid = chains(engine), topic_id(engine)
+    found = store.read_tail(tid)
+    assert found is not None
+    # A damaged state: the producer's request 0 is said to be in item 1, which it is not.
+    stamp = ProducerStamp(pid, 0, 0, 1, request_digest(records))
+    item = plan_append(
+        found[0],
+        (BatchRef(0, 1, 10, 4, NOW),),
+        segment_id=bytes(24),
+        segment_size=100,
+        footer_offset=14,
+        append_time_ms=NOW,
+        partitions=1,
+        sticky=0,
+        producer=None,
+    )
+    update = producer_update(None, stamp, 1, engine.context.clock_ms())
+    store.put_item(tid, item, update)
+
+    with pytest.raises(CorruptLedgerError):
+        engine.append(TOPIC, records, ProducerBatch(pid, 0, sequence=0))

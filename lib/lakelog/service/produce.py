@@ -442,9 +442,8 @@ class Appender:
 
         Re-reads the state with backoff while the request does not continue it because
         an earlier sequence is missing, for up to `PREDECESSOR_WAIT_MS` (and at most the
-        retry policy's attempts); then the
-        `OutOfOrderSequenceError` is the answer. Returns a duplicate when another attempt
-        of this very request committed meanwhile.
+        retry policy's attempts); then `OutOfOrderSequenceError` is the answer. Returns
+        the original when another attempt of this very request committed meanwhile.
         """
         started = self._ctx.clock_ms()
         attempt = 0
@@ -468,6 +467,12 @@ class Appender:
                 f"the chain item {original.seq} that holds this request is gone; "
                 "nothing was written"
             )
+        if item.producer != request.stamp:
+            # Never acknowledge a retry with another request's records.
+            raise CorruptLedgerError(
+                f"{chain_pk(request.topic.topic_id)} seq {item.seq}",
+                "the producer state names an item another request wrote",
+            )
         return self._reply(request, item)
 
     def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:
@@ -481,6 +486,8 @@ class Appender:
             routes = route(request.records, item.partitions, item.sticky)
         except ValueError as exc:
             raise CorruptLedgerError(where, str(exc)) from None
+        if len(routes) != len(item.batches):
+            raise CorruptLedgerError(where, "the item holds other partitions than this request")
         results: list[RecordMetadata | None] = [None] * len(request.records)
         for partition, positions in routes.items():
             batch = item.batch(partition)
