@@ -32,7 +32,7 @@ from lakelog.log.chain import (
 from lakelog.log.partitioner import partition_for_key
 from lakelog.log.records import BatchRef, ChainItem, ProducerStamp
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
-from lakelog.storage.faults import FailPoint, FaultyChainStore
+from lakelog.storage.faults import FailPoint, FaultyChainStore, InjectedFaultError
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from lakelog.storage.ports import ChainStore
 from tests.conftest import MakeFaulty
@@ -540,3 +540,21 @@ def test_a_producer_state_naming_another_requests_item_is_never_acknowledged(
 
     with pytest.raises(CorruptLedgerError):
         engine.append(TOPIC, records, ProducerBatch(pid, 0, sequence=0))
+
+
+def test_a_write_that_fails_otherwise_than_by_a_conflict_is_not_retried(
+    make_faulty: MakeFaulty,
+) -> None:
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    puts = counting_puts(engine)
+    injector.arm(FailPoint.BEFORE_LEDGER)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, keyless(b"a"))
+    assert puts == [] and appends(engine) == []
+
+    # The orphan stays behind; the retry uploads again and lands once.
+    acks = engine.append(TOPIC, keyless(b"a"))
+    (item,) = appends(engine)
+    assert_acks_in(acks, item)
+    assert len(segments(engine)) == 2
