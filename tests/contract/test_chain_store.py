@@ -324,6 +324,23 @@ def test_a_failed_append_leaves_every_backend_unchanged(backend: Backend, topic_
     assert outcomes == [(there, False), (None, True), (there, True)]
 
 
+def test_a_put_with_an_unwritable_producer_state_writes_neither_item(
+    backend: Backend, topic_id: str
+) -> None:
+    chains = backend.stores()[1].chains
+    chains.create_chain(topic_id, ChainMeta(), genesis())
+    before = backend.contents()
+    stamp, update = producer_update(7, 0, 0, 1, 1, continues=False)
+    bad = replace(update.state, requests=(replace(update.state.requests[0], digest=b"short"),))
+
+    with pytest.raises(ValueError, match="8 bytes"):
+        chains.put_item(
+            topic_id, appended(genesis(), {0: 1}, producer=stamp), replace(update, state=bad)
+        )
+
+    assert backend.contents() == before
+
+
 def test_racing_puts_at_one_seq_let_exactly_one_land(backend: Backend, topic_id: str) -> None:
     stores = [backend.stores()[1].chains for _ in range(THREADS)]
     stores[0].create_chain(topic_id, ChainMeta(), genesis())
@@ -418,6 +435,8 @@ def test_an_append_over_100_partitions_is_one_chain_item_of_at_most_3_kb(
     chains.put_item(topic_id, plain)
     chains.put_item(topic_id, idempotent, ProducerUpdate(state, continues=False, now_ms=APPEND_MS))
 
+    # moto reports one capacity unit for any write, so the units are DynamoDB's billing rule
+    # applied to the sizes of the items as stored
     pk = chain_pk(topic_id)
     plain_size = item_size(_stored(backend, pk, plain.seq))
     chain_size = item_size(_stored(backend, pk, idempotent.seq))

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match
 from components.storage import PARTITION_KEY, SORT_KEY
 from lakelog import ResourceNames
 from lakelog.storage import create_resources
-from lakelog.storage.resources import TABLES
+from lakelog.storage.resources import TABLES, TTL_ATTRIBUTE
 from tests.infra.synth import Synthesized
 
 pytestmark = pytest.mark.infra
@@ -151,6 +151,18 @@ def test_tables_are_built_exactly_as_tables_describes(env_stack: Synthesized, sp
         }
     else:
         assert "TimeToLiveSpecification" not in properties
+
+
+def test_both_tables_expire_items_by_the_ttl_attribute(env_stack: Synthesized) -> None:
+    # producer ids in the catalog, producer states in the ledger (ADR 0012)
+    names = ResourceNames.for_prefix(env_stack.config.prefix)
+
+    for table in (names.ledger_table, names.catalog_table):
+        assert _table(env_stack, table)["Properties"]["TimeToLiveSpecification"] == {
+            "AttributeName": TTL_ATTRIBUTE,
+            "Enabled": True,
+        }
+    assert TTL_ATTRIBUTE == "expires_at"
 
 
 def test_only_the_tables_tables_describes_exist(env_stack: Synthesized) -> None:

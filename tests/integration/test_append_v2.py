@@ -43,7 +43,7 @@ NOW = 1_700_000_000_000
 
 
 def chains(engine: Engine) -> ChainStore:
-    return engine.context.ledger.chains
+    return engine.context.ledger
 
 
 def topic_id(engine: Engine, name: str = TOPIC) -> str:

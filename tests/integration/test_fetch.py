@@ -15,8 +15,8 @@ import pytest
 from lakelog import Engine, Record, StoredRecord
 from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.log.partitioner import partition_for_key
-from lakelog.service.fetch import QUERY_ENTRIES
-from lakelog.storage.keys import partition_pk, topic_segments_prefix
+from lakelog.service.fetch import QUERY_ITEMS
+from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from lakelog.types import Header
 from tests.contract.backends import Backend
 
@@ -163,7 +163,7 @@ def test_fetch_from_every_kind_of_offset_returns_the_rest_of_the_log(
 def test_fetch_spanning_many_batches_reads_every_record_once_in_order(engine: Engine) -> None:
     # Given more batches than one ledger query returns
     engine.create_topic("orders")
-    sizes = [1, 3, 2] * ((QUERY_ENTRIES * 2) // 3 + 2)
+    sizes = [1, 3, 2] * ((QUERY_ITEMS * 2) // 3 + 2)
     append_batches(engine, "orders", sizes)
     total = sum(sizes)
 
@@ -363,7 +363,7 @@ def test_offset_for_time_matches_a_linear_scan_over_many_batches(engine: Engine)
     rng = random.Random(20240601)
     batches = [
         [1_000 * b + rng.randrange(-1_500, 1_500) for _ in range(rng.randrange(1, 4))]
-        for b in range(QUERY_ENTRIES * 2 + 3)
+        for b in range(QUERY_ITEMS * 2 + 3)
     ]
     engine.create_topic("orders")
     timestamps = append_stamped(engine, "orders", [[max(ts, 0) for ts in b] for b in batches])
@@ -518,20 +518,24 @@ def test_segments_in_the_bucket_read_back_with_duckdb_give_the_same_records(
         paths[info.key] = path
     assert len(paths) == 3  # one segment per append
 
-    # Then placing each row at entry.base_offset + row index gives exactly what fetch returns
+    # Then placing each row at its batch's base offset + row index gives exactly what
+    # fetch returns
     for partition in range(3):
-        pk = partition_pk(topic.topic_id, partition)
         from_duckdb: list[tuple[Any, ...]] = []
-        for entry in engine.context.ledger.entries(pk):
+        for item in engine.context.ledger.chain(topic.topic_id):
+            batch = item.batch(partition)
+            if batch is None or item.segment_id is None:
+                continue
+            key = l0_segment_key_from_id(topic.topic_id, item.segment_id)
             rows = sql_rows(
                 f"SELECT epoch_ms(timestamp), key, value, headers "
-                f"FROM read_parquet('{paths[entry.segment_key]}', file_row_number = true) "
+                f"FROM read_parquet('{paths[key]}', file_row_number = true) "
                 f"WHERE partition = {partition} ORDER BY file_row_number"
             )
-            assert len(rows) == entry.record_count
-            for index, (ts, key, value, headers) in enumerate(rows):
+            assert len(rows) == batch.record_count
+            for index, (ts, key_bytes, value, headers) in enumerate(rows):
                 pairs = tuple((h["key"], h["value"]) for h in headers)
-                from_duckdb.append((entry.base_offset + index, ts, key, value, pairs))
+                from_duckdb.append((item.base_offset(partition) + index, ts, key_bytes, value, pairs))
         fetched = [
             (r.offset, r.timestamp_ms, r.key, r.value, r.headers)
             for r in read_all(engine, "orders", partition)

@@ -553,7 +553,7 @@ def test_file_key_value_metadata_names_format_topic_and_level() -> None:
 
     metadata = pq.read_metadata(pa.BufferReader(segment.body)).metadata
 
-    assert metadata[b"lakelog.format"] == FORMAT_VERSION.encode() == b"1"
+    assert metadata[b"lakelog.format"] == FORMAT_VERSION.encode() == b"2"
     assert metadata[b"lakelog.topic_id"] == TOPIC_ID.encode()
     assert metadata[b"lakelog.level"] == b"L0"
     lakelog_keys = {key for key in metadata if key.startswith(b"lakelog.")}
@@ -675,7 +675,7 @@ def test_duckdb_reads_the_file_key_value_metadata(tmp_path: Path) -> None:
     rows = sql_rows(f"SELECT key, value FROM parquet_kv_metadata('{path}')")
 
     metadata = dict(rows)
-    assert metadata[b"lakelog.format"] == b"1"
+    assert metadata[b"lakelog.format"] == b"2"
     assert metadata[b"lakelog.topic_id"] == TOPIC_ID.encode()
     assert metadata[b"lakelog.level"] == b"L0"
 
@@ -689,3 +689,17 @@ def test_duckdb_counts_each_partitions_records(tmp_path: Path) -> None:
     )
 
     assert counts == {batch.partition: len(batch.timestamps) for batch in batches}
+
+
+def test_a_segment_of_another_format_version_is_refused() -> None:
+    segment, _ = three_partition_segment()
+    table = pq.read_table(pa.BufferReader(segment.body))
+    older = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"lakelog.format": b"1"}
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(older, sink)
+    body = sink.getvalue().to_pybytes()
+
+    with pytest.raises(CorruptSegmentError, match="format"):
+        SegmentReader.from_bytes("segments/t/L0/old.parquet", body)

@@ -4,9 +4,10 @@
 records), queues the record and returns a future. One sender thread drains the queues:
 when a partition's batch reaches ``batch_bytes`` or its oldest record has waited
 ``linger_ms``, every queued batch of that topic goes out in one append (one segment and
-one ledger transaction), up to the transport's request limits. Requests go one at a time,
+one ledger write), up to the transport's request limits. Requests go one at a time,
 so records of a partition keep their order through retries. An idempotent producer sends
-its id, epoch and per-partition base sequences: a retried append never duplicates.
+its id, epoch and the topic's base sequence (one sequence per topic, counting records
+whatever their partition; ADR 0012): a retried append never duplicates.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
 __all__ = ["FutureRecordMetadata", "Producer", "ProducerMetrics"]
 
 METADATA_MAX_AGE_S: Final = 60.0
+DEFAULT_LINGER_MS: Final = 350.0
+"""How long a record waits for others by default: about three appends per second for a
+steady producer, which keeps the modeled p99 acknowledgement under 600 ms (README)."""
 """How long a topic's partition count is trusted before it is read again."""
 
 
@@ -84,7 +88,10 @@ class Producer:
     transport
         Where appends go (`lakelog.Client.producer` passes the client's).
     linger_ms
-        How long a record may wait for others to join its batch.
+        How long a record may wait for others to join its batch (default 350 ms). Each
+        append costs an S3 PUT, a ledger write and, over HTTPS, an API Gateway request and
+        a Lambda invocation, so a shorter linger buys latency with money: see the README's
+        cost table for ``linger_ms=0``.
     batch_bytes
         A partition's batch is sent once it holds this many record bytes.
     idempotent
@@ -107,7 +114,7 @@ class Producer:
         self,
         transport: Transport,
         *,
-        linger_ms: float = 5,
+        linger_ms: float = DEFAULT_LINGER_MS,
         batch_bytes: int = 1 << 20,
         idempotent: bool = True,
         retries: int = 20,
@@ -145,7 +152,7 @@ class Producer:
         self._closed = False
         self._producer_id: int | None = None
         self._epoch = 0
-        self._sequences: dict[tuple[str, int], int] = {}
+        self._sequences: dict[str, int] = {}
         self._metrics = ProducerMetrics()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -366,22 +373,20 @@ class Producer:
         futures = [f for b in taken.values() for f in b.futures]
         size = sum(b.size for b in taken.values())
         try:
-            acks = self._append(topic, records, {p: len(b.records) for p, b in taken.items()})
+            acks = self._append(topic, records)
         except Exception as error:  # every failure reaches the futures, never the thread
             self._finish(futures, size, error=error)
         else:
             self._finish(futures, size, acks=acks)
 
-    def _append(
-        self, topic: str, records: Sequence[Record], counts: dict[int, int]
-    ) -> list[RecordMetadata]:
-        """One append, retried with the same sequences; a fresh producer id when the
+    def _append(self, topic: str, records: Sequence[Record]) -> list[RecordMetadata]:
+        """One append, retried with the same sequence; a fresh producer id when the
         service has forgotten this one (topic re-created, 24 h idle, id expired) or after a failure
         whose outcome is unknown."""
         started = time.monotonic()
         attempt = 0
         renewed = False
-        sequences: dict[int, int] | None = None
+        sequence: int | None = None
         while True:
             try:
                 producer: ProducerBatch | None = None
@@ -389,10 +394,10 @@ class Producer:
                     if self._producer_id is None:
                         self._producer_id, self._epoch = self._transport.call(InitProducerId()), 0
                         self._sequences.clear()
-                        sequences = None
-                    if sequences is None:
-                        sequences = {p: self._sequences.get((topic, p), 0) for p in counts}
-                    producer = ProducerBatch(self._producer_id, self._epoch, sequences=sequences)
+                        sequence = None
+                    if sequence is None:
+                        sequence = self._sequences.get(topic, 0)
+                    producer = ProducerBatch(self._producer_id, self._epoch, sequence=sequence)
                 acks = self._transport.call(Append(topic, records, producer))
             except RETRYABLE:
                 attempt += 1
@@ -416,9 +421,7 @@ class Producer:
                 self._forget_identity()
                 raise
             else:
-                for partition, count in counts.items():
-                    key = (topic, partition)
-                    self._sequences[key] = self._sequences.get(key, 0) + count
+                self._sequences[topic] = self._sequences.get(topic, 0) + len(records)
                 return acks
 
     def _forget_identity(self) -> None:

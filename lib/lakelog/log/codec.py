@@ -16,8 +16,10 @@ column            Parquet / Arrow type               meaning
 ================  =================================  ==========================================
 
 Rows of a row group are the records of one batch in offset order: the record at row ``i``
-of the row group an entry points at has offset ``entry.base_offset + i``. File key-value
-metadata: ``lakelog.format = "1"``, ``lakelog.topic_id`` and ``lakelog.level = "L0"``.
+of the row group a chain item's batch names has offset ``base_offset + i``. File key-value
+metadata: ``lakelog.format = "2"`` (ledger v2's segments: row groups contiguous from byte 4
+in the order of the chain item's batches; readers refuse any other format),
+``lakelog.topic_id`` and ``lakelog.level = "L0"``.
 Statistics are written for ``partition`` and ``timestamp`` only; every page carries a CRC32
 checksum that readers verify; no page index, no bloom filter, so each row group's column
 chunks are contiguous and lie before the footer.
@@ -52,7 +54,7 @@ __all__ = [
     "record_size",
 ]
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 _HEADER_TYPE = pa.struct(
     [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.binary())]
@@ -300,6 +302,11 @@ class SegmentReader:
             raise CorruptSegmentError(key, str(exc)) from None
         if not schema.remove_metadata().equals(SCHEMA):
             raise CorruptSegmentError(key, f"unexpected schema {schema}")
+        stored = (self.metadata.metadata or {}).get(b"lakelog.format")
+        if stored != FORMAT_VERSION.encode():
+            raise CorruptSegmentError(
+                key, f"segment format {stored!r}; this version reads {FORMAT_VERSION!r} only"
+            )
 
     @classmethod
     def from_bytes(cls, key: str, body: bytes) -> SegmentReader:

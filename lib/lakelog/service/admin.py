@@ -7,14 +7,19 @@ from dataclasses import replace
 from typing import Any
 
 from lakelog.config import TopicConfig
-from lakelog.errors import InvalidRequestError, TopicExistsError, TopicNotFoundError
+from lakelog.errors import (
+    InvalidRequestError,
+    StaleTopicError,
+    TopicExistsError,
+    TopicNotFoundError,
+    UnavailableError,
+)
 from lakelog.limits import MAX_PARTITIONS, validate_topic_name
-from lakelog.log.chain import genesis
+from lakelog.log.chain import genesis, seal_after
 from lakelog.log.records import ChainMeta
 from lakelog.service.context import EngineContext
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
-from lakelog.storage.keys import partition_pk
-from lakelog.storage.ports import TopicRecord
+from lakelog.storage.ports import ChainConflict, TopicRecord
 from lakelog.types import PartitionInfo, TopicDescription
 
 __all__ = ["TopicAdmin"]
@@ -22,6 +27,8 @@ __all__ = ["TopicAdmin"]
 
 DELETE_ATTEMPTS = 5
 """Times a delete re-reads a topic that concurrent alters keep changing before it gives up."""
+SEAL_ATTEMPTS = 100
+"""Times a delete re-reads the chain's tail when appends keep taking the seq it wanted."""
 
 
 def _validate_partitions(partitions: object) -> int:
@@ -44,27 +51,24 @@ class TopicAdmin:
     ) -> TopicDescription:
         """Create a topic; raises `TopicExistsError` if the name is taken.
 
-        The heads are written under a fresh topic id before the catalog item that makes
-        the topic visible, so a crash in between leaves nothing a reader can see.
+        The chain's meta item and genesis are written under a fresh topic id before the
+        catalog item that makes the topic visible, so a crash in between leaves nothing a
+        reader can see (gc removes it with the other unreferenced storage).
         """
         validate_topic_name(name)
         count = _validate_partitions(partitions)
         parsed = TopicConfig.parse(config)
+        now = self._ctx.clock_ms()
         topic = TopicRecord(
             name=name,
             topic_id=uuid.uuid4().hex,
             partitions=count,
             config=parsed.model_dump(),
-            created_ms=self._ctx.clock_ms(),
+            created_ms=now,
         )
-        pks = [partition_pk(topic.topic_id, p) for p in range(count)]
-        self._ctx.ledger.create_heads(pks)
-        chains = self._ctx.ledger.chains
-        chains.create_chain(topic.topic_id, ChainMeta(), genesis(count, topic.created_ms))
+        self._ctx.ledger.create_chain(topic.topic_id, ChainMeta(), genesis(count, now))
         if not self._ctx.catalog.create_topic(topic):
-            for pk in pks:
-                self._ctx.ledger.delete_partition(pk)
-            chains.delete_chain(topic.topic_id)
+            self._ctx.ledger.delete_chain(topic.topic_id)
             raise TopicExistsError(name)
         self._ctx.caches.topics.put(topic)
         return self._describe(topic)
@@ -78,22 +82,19 @@ class TopicAdmin:
         return self._describe(self._ctx.current_topic(name))
 
     def _describe(self, topic: TopicRecord) -> TopicDescription:
-        pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
-        heads = self._ctx.ledger.read_heads(pks)
-        self._ctx.caches.heads.update(heads)
-        infos = []
-        for partition, pk in enumerate(pks):
-            head = heads.get(pk)
-            if head is None:
-                raise TopicNotFoundError(topic.name)
-            infos.append(
-                PartitionInfo(
-                    partition=partition,
-                    log_start_offset=head.log_start_offset,
-                    high_watermark=head.high_watermark,
-                    bytes=head.size_bytes,
-                )
+        try:
+            state = self._ctx.topic_state(topic)
+        except StaleTopicError:
+            raise TopicNotFoundError(topic.name) from None
+        infos = [
+            PartitionInfo(
+                partition=partition,
+                log_start_offset=state.log_start_offset(partition),
+                high_watermark=state.high_watermark(partition),
+                bytes=state.size_bytes(partition),
             )
+            for partition in range(topic.partitions)
+        ]
         return TopicDescription(
             name=topic.name, topic_id=topic.topic_id, config=dict(topic.config), partitions=infos
         )
@@ -103,7 +104,9 @@ class TopicAdmin:
     ) -> TopicDescription:
         """Change config keys given in ``config`` and/or grow to ``partitions``.
 
-        Partitions can only be added, never removed (keys would move otherwise).
+        Partitions can only be added, never removed (keys would move otherwise). Adding
+        them changes only the catalog: the next append that routes over the larger count
+        extends the chain's snapshot (ADR 0012).
         """
         validate_topic_name(name)
         topic = self._ctx.catalog.get_topic(name)
@@ -118,10 +121,6 @@ class TopicAdmin:
                     f"topic {name!r} has {topic.partitions} partitions; "
                     "partitions can only be added"
                 )
-        if count > topic.partitions:
-            self._ctx.ledger.create_heads(
-                [partition_pk(topic.topic_id, p) for p in range(topic.partitions, count)]
-            )
         updated = replace(topic, partitions=count, config=new_config, version=topic.version + 1)
         if not self._ctx.catalog.update_topic(updated, expected_version=topic.version):
             self._ctx.caches.topics.invalidate(name)
@@ -132,20 +131,20 @@ class TopicAdmin:
         return self._describe(updated)
 
     def delete_topic(self, name: str) -> None:
-        """Delete a topic and its ledger; its segments are left to gc.
+        """Delete a topic; its ledger and segments are left to gc (ADR 0012, 1.8).
 
         0. Put the deleted-topic marker, so that gc can finish a deletion that stops.
-        1. Close every partition: its head is marked closed (no append can commit to it
-           any more, and it reads as missing), then its entries are deleted.
-        2. Swap the catalog item for the marker in one transaction, if the topic still has
-           the id and version read (partitions added meanwhile are closed too).
-        3. Delete the closed heads.
+        1. Seal the chain: an item at the tail's next seq that no append can follow, so
+           from then on no append commits, whatever another process has cached.
+        2. Mark the meta item sealed, so that a fetch sees the deletion in its one query.
+        3. Swap the catalog item for the marker in one transaction, if the topic still has
+           the id and version read.
 
         Once the name is free for a new topic, nothing of the old one is writable or
-        readable, whatever another process has cached. A crash before step 2 leaves the
-        topic named but (partly) closed: running the delete again completes it, and so
-        does gc after its grace period. A crash after step 2 leaves closed heads that gc
-        removes through the marker (ADR 0005).
+        readable. A crash before step 3 leaves the topic named but sealed (appends and
+        fetches report it as not found): running the delete again completes it, and so
+        does gc. gc purges the chain, the meta item and the segments after its grace
+        period (ADR 0005).
         """
         validate_topic_name(name)
         self._ctx.caches.topics.invalidate(name)
@@ -164,18 +163,38 @@ class TopicAdmin:
             if topic is None or topic_id not in (None, topic.topic_id):
                 raise TopicNotFoundError(name)
             self._ctx.catalog.mark_deleted_topic(topic, self._ctx.clock_ms())
-            pks = [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
-            for pk in pks:
-                self._ctx.ledger.close_partition(pk)
+            self.seal(topic.topic_id)
             if self._ctx.catalog.delete_topic(topic, self._ctx.clock_ms()):
                 break
         else:
             raise InvalidRequestError(
                 f"topic {name!r} kept changing while it was being deleted; retry the delete"
             )
-        self._ctx.caches.heads.forget(pks)
-        for pk in pks:
-            self._ctx.ledger.delete_partition(pk)
+        self._ctx.caches.chain.forget(topic.topic_id)
+
+    def seal(self, topic_id: str) -> None:
+        """Seal the topic's chain and mark its meta item sealed (steps 1 and 2 of a delete).
+
+        Idempotent: a chain already sealed is left as it is. A chain without a meta item
+        (never fully created, or purged) has nothing to seal.
+        """
+        ledger = self._ctx.ledger
+        for _attempt in range(SEAL_ATTEMPTS):
+            found = ledger.read_tail(topic_id)
+            if found is None:
+                return
+            tail, meta = found
+            if tail.kind != "seal":
+                try:
+                    ledger.put_item(topic_id, seal_after(tail, self._ctx.clock_ms()))
+                except ChainConflict:
+                    continue
+            if meta.sealed_ms is not None:
+                return
+            sealed = replace(meta, sealed_ms=self._ctx.clock_ms())
+            if ledger.update_meta(topic_id, sealed, expected_version=meta.version):
+                return
+        raise UnavailableError(f"topic {topic_id} could not be sealed; retry the delete")
 
     def init_producer_id(self, principal: str = DIRECT_PRINCIPAL) -> int:
         """A new idempotent producer id (epoch 0), held by ``principal`` alone.

@@ -13,16 +13,22 @@ from typing import Concatenate, ParamSpec, TypeVar
 from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
-from lakelog.log.records import Head
-from lakelog.storage.keys import partition_pk
-from lakelog.storage.ports import CatalogStore, LedgerStore, ObjectStore, TopicRecord
+from lakelog.log.records import ChainItem, ChainMeta
+from lakelog.storage.ports import (
+    CatalogStore,
+    ChainStore,
+    LedgerStore,
+    ObjectStore,
+    TopicRecord,
+)
 
 __all__ = [
     "Caches",
+    "ChainCache",
     "EngineContext",
-    "HeadCache",
     "SegmentReaderCache",
     "TopicCache",
+    "TopicState",
     "now_ms",
     "retry_if_stale",
 ]
@@ -92,39 +98,72 @@ class TopicCache:
             self._topics.pop(name, None)
 
 
-class HeadCache:
-    """The last head this process saw per partition: a hint the ledger condition checks."""
+class ChainCache:
+    """Chain items this process wrote or read, by topic id and seq (items never change),
+    and the newest item seen per topic: hints, never trusted for correctness.
 
-    def __init__(self) -> None:
-        self._heads: dict[str, Head] = {}
+    The newest item serves as a lower bound of high watermarks when a fetch did not reach
+    the end of the chain; the items serve the offset searches' probes. LRU-bounded.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[str, int], ChainItem] = OrderedDict()
+        self._newest: dict[str, ChainItem] = {}
         self._lock = threading.Lock()
 
-    def get_many(self, ledger: LedgerStore, pks: Sequence[str]) -> dict[str, Head]:
-        """Cached heads of ``pks``, reading the missing ones in one batch."""
+    def get(self, topic_id: str, seq: int) -> ChainItem | None:
+        """The cached item ``seq`` of the topic, if any."""
         with self._lock:
-            heads = {pk: self._heads[pk] for pk in pks if pk in self._heads}
-        missing = [pk for pk in pks if pk not in heads]
-        if missing:
-            fresh = ledger.read_heads(missing)
-            self.update(fresh)
-            heads.update(fresh)
-        return heads
+            item = self._items.get((topic_id, seq))
+            if item is not None:
+                self._items.move_to_end((topic_id, seq))
+            return item
 
-    def peek(self, pk: str) -> Head | None:
-        """The cached head of ``pk`` without reading the ledger."""
+    def newest(self, topic_id: str) -> ChainItem | None:
+        """The item of highest seq this process saw in the topic."""
         with self._lock:
-            return self._heads.get(pk)
+            return self._newest.get(topic_id)
 
-    def update(self, heads: dict[str, Head]) -> None:
-        """Remember ``heads`` as the latest known."""
+    def put(self, topic_id: str, items: Sequence[ChainItem]) -> None:
+        """Remember ``items`` of the topic."""
         with self._lock:
-            self._heads.update(heads)
+            for item in items:
+                self._items[(topic_id, item.seq)] = item
+                self._items.move_to_end((topic_id, item.seq))
+                newest = self._newest.get(topic_id)
+                if newest is None or newest.seq < item.seq:
+                    self._newest[topic_id] = item
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
 
-    def forget(self, pks: Sequence[str]) -> None:
-        """Drop ``pks`` (their partitions were deleted)."""
+    def forget(self, topic_id: str) -> None:
+        """Drop what is known of a deleted topic's newest item."""
         with self._lock:
-            for pk in pks:
-                self._heads.pop(pk, None)
+            self._newest.pop(topic_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic's ledger read at one instant: the chain's last item and the meta item."""
+
+    tail: ChainItem
+    meta: ChainMeta
+
+    def high_watermark(self, partition: int) -> int:
+        """The partition's high watermark."""
+        return self.tail.mark(partition).high_watermark
+
+    def log_start_offset(self, partition: int) -> int:
+        """The partition's first readable offset."""
+        return self.meta.log_start_offset(partition)
+
+    def size_bytes(self, partition: int) -> int:
+        """Bytes of the partition's batches at or above its log start."""
+        below = self.meta.bytes_below
+        return self.tail.mark(partition).cumulative_bytes - (
+            below[partition] if partition < len(below) else 0
+        )
 
 
 class SegmentReaderCache:
@@ -157,7 +196,7 @@ class Caches:
     """The per-process caches; all are hints, never trusted for correctness."""
 
     topics: TopicCache
-    heads: HeadCache = field(default_factory=HeadCache)
+    chain: ChainCache = field(default_factory=ChainCache)
     segments: SegmentReaderCache = field(default_factory=SegmentReaderCache)
 
 
@@ -166,7 +205,7 @@ class EngineContext:
     """Stores, caches and clock one engine's use cases share."""
 
     objects: ObjectStore
-    ledger: LedgerStore
+    ledger: ChainStore
     catalog: CatalogStore
     caches: Caches
     clock_ms: Callable[[], int] = now_ms
@@ -179,12 +218,12 @@ class EngineContext:
         catalog: CatalogStore,
         clock_ms: Callable[[], int] = now_ms,
     ) -> EngineContext:
-        """A context with fresh caches."""
+        """A context with fresh caches, on the ledger's chain store (ADR 0012)."""
         topics = TopicCache(catalog, clock_ms=clock_ms)
-        return cls(objects, ledger, catalog, Caches(topics=topics), clock_ms)
+        return cls(objects, ledger.chains, catalog, Caches(topics=topics), clock_ms)
 
-    def partition_pk(self, topic: TopicRecord, partition: object) -> str:
-        """Ledger key of ``partition`` of ``topic``, checking that the partition exists."""
+    def check_partition(self, topic: TopicRecord, partition: object) -> int:
+        """``partition`` if it is a partition of ``topic``; `InvalidRequestError` if not."""
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise InvalidRequestError(f"partition must be an integer, not {partition!r}")
         if not 0 <= partition < topic.partitions:
@@ -192,7 +231,7 @@ class EngineContext:
                 f"partition {partition} does not exist: topic {topic.name!r} has "
                 f"partitions 0..{topic.partitions - 1}"
             )
-        return partition_pk(topic.topic_id, partition)
+        return partition
 
     def current_topic(self, name: str) -> TopicRecord:
         """The topic ``name`` read strongly from the catalog (and cached), for use cases
@@ -205,18 +244,22 @@ class EngineContext:
         self.caches.topics.put(topic)
         return topic
 
-    def head(self, topic: TopicRecord, partition: int) -> Head:
-        """The current head of one partition, read strongly; `StaleTopicError` if gone."""
-        pk = self.partition_pk(topic, partition)
-        heads = self.ledger.read_heads([pk])
-        if pk not in heads:
+    def topic_state(self, topic: TopicRecord) -> TopicState:
+        """The topic's chain tail and meta item, read strongly in one request.
+
+        Raises `StaleTopicError` when the topic's ledger is gone or sealed for deletion.
+        """
+        found = self.ledger.read_tail(topic.topic_id)
+        if found is None or found[0].kind == "seal" or found[1].sealed_ms is not None:
             raise self.stale(topic)
-        self.caches.heads.update(heads)
-        return heads[pk]
+        tail, meta = found
+        self.caches.chain.put(topic.topic_id, [tail])
+        return TopicState(tail, meta)
 
     def stale(self, topic: TopicRecord) -> StaleTopicError:
-        """Forget a topic whose ledger is gone; the error to raise."""
+        """Forget a topic whose ledger is gone or sealed; the error to raise."""
         self.caches.topics.invalidate(topic.name)
+        self.caches.chain.forget(topic.topic_id)
         return StaleTopicError(topic.name)
 
 

@@ -216,4 +216,5 @@ class Engine:
         return self
 
     def close(self) -> None:
-        """Nothing to release: the AWS clients belong to whoever made them."""
+        """Stop the fetcher's GET threads; the AWS clients belong to whoever made them."""
+        self.fetcher.close()

@@ -1,29 +1,64 @@
-"""Fetch by offset, list offsets (earliest, latest) and offsets-for-times."""
+"""Fetch by offset (one partition or many), list offsets and offsets-for-times on the chain.
+
+A fetch reads each topic's chain with one Query from the first item that may hold the
+requested offsets (ADR 0012, 1.5 and 3): the cursor a previous fetch returned names it,
+otherwise a binary search over the items' snapshots finds it. The Query starts one item
+earlier, at the *anchor*: its snapshot proves where the first item's batches begin, so a
+cursor that points too far ahead is caught. Items are taken only in a `chain_run` (seq
+consecutive, every partition continuing the previous snapshot), so a batch is never
+visible without its predecessors. The segments the taken batches live in are read with
+one ranged GET each, in parallel.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Literal
 
-from lakelog.errors import CorruptSegmentError, InvalidRequestError, OffsetOutOfRangeError
+from lakelog.errors import (
+    CorruptSegmentError,
+    InvalidRequestError,
+    LakelogError,
+    OffsetOutOfRangeError,
+    StaleTopicError,
+    TopicNotFoundError,
+)
 from lakelog.limits import (
     DEFAULT_FETCH_BYTES,
     DEFAULT_FETCH_RECORDS,
     MAX_FETCH_BYTES,
     MAX_FETCH_RECORDS,
 )
+from lakelog.log.chain import (
+    Cursor,
+    chain_run,
+    check_footer,
+    decode_cursor,
+    encode_cursor,
+    first_seq,
+    row_group_starts,
+)
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
-from lakelog.log.ledger import contiguous_run
-from lakelog.log.records import Entry, Head
-from lakelog.service.context import EngineContext, retry_if_stale
+from lakelog.log.records import BatchRef, ChainItem, ChainMeta
+from lakelog.service.context import EngineContext, TopicState, retry_if_stale
+from lakelog.storage.keys import l0_segment_key_from_id
 from lakelog.storage.ports import TopicRecord
-from lakelog.types import FetchResult, OffsetAndTimestamp, StoredRecord
+from lakelog.types import FetchPosition, FetchResult, OffsetAndTimestamp, StoredRecord
 
-__all__ = ["Fetcher"]
+__all__ = ["QUERY_ITEMS", "SINGLE_GET_SLACK", "Fetcher"]
 
-QUERY_ENTRIES = 10
-"""Entries one fetch query asks for (about one read unit of ledger items)."""
+QUERY_ITEMS = 32
+"""Chain items one fetch Query asks for (plus the anchor; the meta item comes along at the
+end of the chain)."""
 SINGLE_GET_SLACK = 256 * 1024
-"""Read row group and footer in one GET when at most this many bytes lie between them."""
+"""Read row groups (and the footer) in one GET when at most this many bytes lie between."""
+GET_THREADS = 16
+"""Segment GETs one fetch runs at once."""
+MAX_QUERY_ROUNDS = 8
+"""Queries one fetch makes per topic before it answers with what it has."""
 
 
 def _after(partition: object) -> object:
@@ -40,12 +75,61 @@ def _positive_int(name: str, value: object, upper: int | None = None) -> int:
     return value
 
 
+@dataclass
+class _Wanted:
+    """One requested partition while a fetch plans it."""
+
+    index: int
+    partition: int
+    offset: int
+    start_seq: int
+    next_offset: int = -1
+    resume_seq: int = -1
+    taken: list[tuple[ChainItem, BatchRef, int]] = field(default_factory=list)
+    records: list[StoredRecord] = field(default_factory=list)
+
+
+@dataclass
+class _TopicRead:
+    """What one topic's part of a fetch read from the ledger."""
+
+    topic: TopicRecord
+    wanted: list[_Wanted]
+    meta: ChainMeta | None = None
+    last: ChainItem | None = None
+    at_end: bool = False
+
+
+@dataclass
+class _Budget:
+    """What a fetch may still return; the first record of a request is always returned."""
+
+    records: int
+    bytes: int
+    started: bool = False
+
+    def room(self, size: int) -> bool:
+        """Whether one more record of ``size`` bytes fits."""
+        return not self.started or (self.records > 0 and size <= self.bytes)
+
+    def take(self, size: int) -> None:
+        self.started = True
+        self.records -= 1
+        self.bytes -= size
+
+    def copy(self) -> _Budget:
+        return _Budget(self.records, self.bytes, self.started)
+
+
 class Fetcher:
     """The read use cases."""
 
     def __init__(self, context: EngineContext) -> None:
         self._ctx = context
+        self._pool_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
+    # Fetch -------------------------------------------------------------------------------
     @retry_if_stale
     def fetch(
         self,
@@ -54,114 +138,363 @@ class Fetcher:
         offset: int,
         max_records: int = DEFAULT_FETCH_RECORDS,
         max_bytes: int = DEFAULT_FETCH_BYTES,
+        cursor: str | None = None,
     ) -> FetchResult:
         """Records of one partition from ``offset``, within ``max_records``/``max_bytes``.
 
         At least one record is returned when one exists at ``offset``, however large.
-        ``offset == high_watermark`` returns no records.
+        ``offset == high_watermark`` returns no records. ``cursor`` is the one the previous
+        fetch of this partition returned (a hint, validated).
 
         Raises
         ------
         OffsetOutOfRangeError
             ``offset`` is below ``log_start_offset`` or above ``high_watermark``.
         """
-        offset = _positive_int("offset", offset)
         max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
         max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
+        position = FetchPosition(topic_name, partition, offset, cursor)
+        _positive_int("offset", offset)
         topic = self._ctx.caches.topics.get(topic_name, _after(partition))
-        pk = self._ctx.partition_pk(topic, partition)
-        entries, head = self._ctx.ledger.query(pk, offset, QUERY_ENTRIES)
-        run = contiguous_run(entries, offset)
-        at_end = head is not None
-        if head is not None:
-            self._ctx.caches.heads.update({pk: head})
-        else:
-            # Catching up: the query did not reach the head. A batch holding ``offset``
-            # proves it is below the high watermark, so a cached head will do for the
-            # bounds; only an empty run needs the exact head.
-            head = self._ctx.caches.heads.peek(pk) if run else None
-            if head is None:
-                head = self._ctx.head(topic, partition)
-        below_end = bool(run) or offset <= head.high_watermark
-        if offset < head.log_start_offset or not below_end:
+        self._ctx.check_partition(topic, partition)
+        (result,) = self._fetch_topic(topic, [(0, position)], _Budget(max_records, max_bytes))
+        if isinstance(result, LakelogError):
+            raise result
+        return result
+
+    def fetch_many(
+        self, positions: Sequence[FetchPosition], max_bytes: int, max_records: int
+    ) -> list[FetchResult | LakelogError]:
+        """Records of several partitions, one chain Query per topic, one budget for all.
+
+        Results come in request order; a partition's error (out of range, unknown topic,
+        a cursor of another topic) is returned in its place. The first batch of the
+        request is returned however large.
+        """
+        max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
+        max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
+        results: list[FetchResult | LakelogError | None] = [None] * len(positions)
+        by_topic: dict[str, list[tuple[int, FetchPosition]]] = {}
+        for index, position in enumerate(positions):
+            by_topic.setdefault(position.topic, []).append((index, position))
+        budget = _Budget(max_records, max_bytes)
+        for name, members in by_topic.items():
+            for (index, _), result in zip(
+                members, self._fetch_named(name, members, budget), strict=True
+            ):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    def _fetch_named(
+        self, name: str, members: list[tuple[int, FetchPosition]], budget: _Budget
+    ) -> list[FetchResult | LakelogError]:
+        """One topic's part of `fetch_many`, re-reading the catalog once if it went stale."""
+        for attempt in range(2):
+            try:
+                highest = max(
+                    (p.partition for _, p in members if isinstance(p.partition, int)), default=0
+                )
+                topic = self._ctx.caches.topics.get(name, highest + 1)
+                return self._fetch_topic(topic, members, budget)
+            except StaleTopicError as error:
+                if attempt:
+                    return [error] * len(members)
+            except (TopicNotFoundError, InvalidRequestError) as error:
+                return [error] * len(members)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_topic(
+        self,
+        topic: TopicRecord,
+        members: list[tuple[int, FetchPosition]],
+        budget: _Budget,
+        *,
+        searched: bool = False,
+    ) -> list[FetchResult | LakelogError]:
+        """Plan, read and decode one topic's partitions; per-partition errors in place.
+
+        When a start (from a cursor) turns out not to be anchored, the topic's part is
+        planned again with every start searched; if even those are not, the topic is
+        going away (`StaleTopicError`).
+        """
+        outcome: dict[int, FetchResult | LakelogError] = {}
+        wanted: list[_Wanted] = []
+        for index, position in members:
+            try:
+                partition = self._ctx.check_partition(topic, position.partition)
+                offset = _positive_int("offset", position.offset)
+                cursor = None if searched else position.cursor
+                start = self._start_seq(topic, partition, offset, cursor)
+            except (InvalidRequestError, OffsetOutOfRangeError) as error:
+                outcome[index] = error
+                continue
+            wanted.append(_Wanted(index, partition, offset, start))
+        if wanted:
+            read = self._plan(topic, wanted, budget.copy())
+            if read is None:
+                if searched:
+                    raise self._ctx.stale(topic)
+                return self._fetch_topic(topic, members, budget, searched=True)
+            self._read_segments(topic, read.wanted, budget)
+            for want in read.wanted:
+                outcome[want.index] = self._result(read, want)
+        return [outcome[index] for index, _ in members]
+
+    # Where to start ----------------------------------------------------------------------
+    def _start_seq(self, topic: TopicRecord, partition: int, offset: int, cursor: object) -> int:
+        """The first chain item that may hold ``offset`` of ``partition``.
+
+        A cursor for this very position names it; one of another topic or partition is
+        refused. Otherwise it is searched (`_search_seq`).
+        """
+        if cursor is not None:
+            found: Cursor = decode_cursor(cursor)
+            if found.topic_id != topic.topic_id or found.partition != partition:
+                raise InvalidRequestError("cursor is not from this topic; fetch by offset")
+            if found.offset == offset and found.seq >= 1:
+                return found.seq
+        return self._search_seq(topic, partition, offset)
+
+    def _search_seq(self, topic: TopicRecord, partition: int, offset: int) -> int:
+        """The first seq whose item's high watermark of ``partition`` passes ``offset``
+        (the tail's next seq when none does), by binary search over the snapshots."""
+        state = self._ctx.topic_state(topic)
+        if offset > state.high_watermark(partition):
             raise OffsetOutOfRangeError(
-                topic.name, partition, offset, head.log_start_offset, head.high_watermark
+                topic.name,
+                partition,
+                offset,
+                state.log_start_offset(partition),
+                state.high_watermark(partition),
             )
-        records: list[StoredRecord] = []
-        budget = max_bytes
-        next_offset = offset
-        while run:
-            for entry in run:
-                start = next_offset - entry.base_offset
-                rows = self._read(entry, start, max_records - len(records))
-                for index, row in enumerate(rows, start=next_offset):
+        if offset == state.high_watermark(partition):
+            return state.tail.seq + 1
+        low = max(1, state.meta.chain_start)
+        found = first_seq(
+            low,
+            state.tail.seq,
+            self._probe(topic.topic_id),
+            lambda item: item.mark(partition).high_watermark > offset,
+        )
+        return state.tail.seq + 1 if found is None else found
+
+    def _probe(self, topic_id: str) -> Callable[[int], ChainItem | None]:
+        def probe(seq: int) -> ChainItem | None:
+            item = self._ctx.caches.chain.get(topic_id, seq)
+            if item is None:
+                item = self._ctx.ledger.get_item(topic_id, seq)
+                if item is not None:
+                    self._ctx.caches.chain.put(topic_id, [item])
+            return item
+
+        return probe
+
+    # Planning ----------------------------------------------------------------------------
+    def _plan(
+        self, topic: TopicRecord, wanted: list[_Wanted], budget: _Budget
+    ) -> _TopicRead | None:
+        """Walk the chain from the earliest start's anchor and take each partition's
+        batches while the (estimated) budget lasts; None when the anchor does not prove
+        the starts (a stale or forged cursor)."""
+        read = _TopicRead(topic, wanted)
+        partitions = {want.partition for want in wanted}
+        seq = min(want.start_seq for want in wanted) - 1
+        previous: ChainItem | None = None
+        for _round in range(MAX_QUERY_ROUNDS):
+            items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
+            run = chain_run(items, seq, partitions)
+            if not run or run[0].seq != seq:
+                if previous is None:
+                    return None
+                break  # the item walked last is gone: answer with what was taken
+            if previous is None and not all(
+                run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
+            ):
+                return None
+            previous, complete = run[0], len(run) == len(items)
+            stopped = False
+            for item in run[1:]:
+                if item.kind == "seal":
+                    raise self._ctx.stale(topic)
+                if not self._take(item, wanted, budget):
+                    stopped = True
+                    break
+                previous = item
+            read.last = previous
+            if stopped or not complete or len(items) <= QUERY_ITEMS:
+                read.at_end = not stopped and complete and meta is not None
+                read.meta = meta if read.at_end else None
+                break
+            seq = previous.seq
+        if read.last is not None:
+            self._ctx.caches.chain.put(topic.topic_id, [read.last])
+        if read.meta is None:
+            # Catching up: the meta item (log start, liveness) was not in the reply.
+            read.meta = self._ctx.ledger.read_meta(topic.topic_id)
+        if read.meta is None or read.meta.sealed_ms is not None:
+            raise self._ctx.stale(topic)
+        after = read.last.seq + 1 if read.last is not None else 0
+        for want in wanted:
+            if want.next_offset < 0:
+                want.next_offset = want.offset
+            if want.resume_seq < 0:
+                want.resume_seq = max(want.start_seq, after)
+        return read
+
+    def _take(self, item: ChainItem, wanted: list[_Wanted], budget: _Budget) -> bool:
+        """Plan to read ``item``'s batches of the wanted partitions; False (and nothing of
+        the item taken) once the estimated budget is spent."""
+        for want in wanted:
+            batch = item.batch(want.partition)
+            if batch is None or item.seq < want.start_seq:
+                continue
+            end = item.mark(want.partition).high_watermark
+            base = end - batch.record_count
+            first = max(base, want.offset if want.next_offset < 0 else want.next_offset)
+            if first >= end:
+                continue
+            average = max(1, batch.record_bytes // batch.record_count)
+            if not budget.room(average):
+                want.resume_seq = item.seq
+                return False
+            for _ in range(first, end):
+                if not budget.room(average):
+                    break
+                budget.take(average)
+            want.taken.append((item, batch, first - base))
+            want.next_offset = end
+        return True
+
+    # Reading -----------------------------------------------------------------------------
+    def _read_segments(self, topic: TopicRecord, wanted: list[_Wanted], budget: _Budget) -> None:
+        """GET every segment the planned batches live in (one ranged GET each, in
+        parallel), then hand out the rows in chain order while the budget lasts.
+
+        The first record that does not fit ends the fetch for every partition: each one's
+        ``next_offset`` and ``resume_seq`` point at its first record not returned.
+        """
+        parts: dict[int, list[tuple[BatchRef, int]]] = {}
+        items: dict[int, ChainItem] = {}
+        for want in wanted:
+            for item, batch, skip in want.taken:
+                parts.setdefault(item.seq, []).append((batch, skip))
+                items[item.seq] = item
+        if not parts:
+            return
+        order = sorted(parts)
+        decoded = dict(
+            zip(
+                order,
+                self._map(
+                    lambda seq: self._read_item(topic.topic_id, items[seq], parts[seq]), order
+                ),
+                strict=True,
+            )
+        )
+        by_partition = {want.partition: want for want in wanted}
+        cut: set[int] = set()
+        for seq in order:
+            item = items[seq]
+            for batch, skip in parts[seq]:
+                want = by_partition[batch.partition]
+                base = item.mark(batch.partition).high_watermark - batch.record_count
+                if batch.partition in cut:
+                    continue
+                for index, row in enumerate(decoded[seq][batch.partition], start=base + skip):
                     size = record_size(row.key, row.value, row.headers)
-                    if records and size > budget:
-                        return self._result(topic, partition, records, index, head)
-                    budget -= size
-                    records.append(
+                    if cut or not budget.room(size):
+                        want.next_offset, want.resume_seq = index, seq
+                        cut.add(batch.partition)
+                        break
+                    budget.take(size)
+                    want.records.append(
                         StoredRecord(
-                            partition, index, row.timestamp_ms, row.key, row.value, row.headers
+                            want.partition, index, row.timestamp_ms, row.key, row.value, row.headers
                         )
                     )
-                next_offset += len(rows)
-                if len(records) >= max_records or budget <= 0:
-                    return self._result(topic, partition, records, next_offset, head)
-            if at_end or len(run) < QUERY_ENTRIES:
-                break
-            # Many small batches: the budget is not spent, ask the ledger for more of them.
-            entries, tail = self._ctx.ledger.query(pk, next_offset, QUERY_ENTRIES)
-            if tail is not None:
-                head, at_end = tail, True
-                self._ctx.caches.heads.update({pk: tail})
-            run = contiguous_run(entries, next_offset)
-        return self._result(topic, partition, records, next_offset, head)
 
-    @staticmethod
-    def _result(
-        topic: TopicRecord,
-        partition: int,
-        records: list[StoredRecord],
-        next_offset: int,
-        head: Head,
-    ) -> FetchResult:
+    def _map(
+        self, read: Callable[[int], dict[int, list[SegmentRow]]], jobs: list[int]
+    ) -> list[dict[int, list[SegmentRow]]]:
+        if len(jobs) == 1:
+            return [read(jobs[0])]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(GET_THREADS, thread_name_prefix="lakelog-get")
+            pool = self._pool
+        return list(pool.map(read, jobs))
+
+    def _read_item(
+        self, topic_id: str, item: ChainItem, parts: list[tuple[BatchRef, int]]
+    ) -> dict[int, list[SegmentRow]]:
+        """Rows of ``parts`` (batch, rows to skip) of one chain item's segment: one GET."""
+        if item.segment_id is None:
+            raise CorruptSegmentError(f"chain item {item.seq}", "no segment")
+        check_footer(item)
+        key = l0_segment_key_from_id(topic_id, item.segment_id)
+        starts = row_group_starts(item)
+        groups = {batch.partition: index for index, batch in enumerate(item.batches)}
+        spans = [
+            (starts[groups[batch.partition]], starts[groups[batch.partition]] + batch.byte_length)
+            for batch, _ in parts
+        ]
+        first, last = min(s for s, _ in spans), max(e for _, e in spans)
+        reader = self._ctx.caches.segments.get(key)
+        if reader is None or item.footer_offset - last <= SINGLE_GET_SLACK:
+            data = self._ctx.objects.get_range(key, first, item.segment_size)
+            if reader is None:
+                footer = data[item.footer_offset - first :]
+                reader = SegmentReader(key, item.segment_size, item.footer_offset, footer)
+                self._ctx.caches.segments.put(reader)
+        else:
+            data = self._ctx.objects.get_range(key, first, last)
+        if reader.num_row_groups != len(item.batches):
+            raise CorruptSegmentError(
+                key, f"{reader.num_row_groups} row groups; the ledger has {len(item.batches)}"
+            )
+        rows: dict[int, list[SegmentRow]] = {}
+        for batch, skip in parts:
+            group = groups[batch.partition]
+            stored = reader.metadata.row_group(group).num_rows
+            if stored != batch.record_count:
+                raise CorruptSegmentError(
+                    key, f"row group {group} has {stored} rows, the ledger {batch.record_count}"
+                )
+            rows[batch.partition] = reader.read_rows(group, data, first, skip, -1)
+        return rows
+
+    def _result(self, read: _TopicRead, want: _Wanted) -> FetchResult | LakelogError:
+        """The reply for one partition, or its out-of-range error."""
+        topic, meta = read.topic, read.meta
+        assert meta is not None
+        start = meta.log_start_offset(want.partition)
+        high = self._high_watermark(read, want, want.next_offset)
+        if want.offset < start or want.offset > high:
+            return OffsetOutOfRangeError(topic.name, want.partition, want.offset, start, high)
+        cursor = Cursor(topic.topic_id, want.partition, want.resume_seq, want.next_offset)
         return FetchResult(
             topic=topic.name,
-            partition=partition,
-            records=records,
-            next_offset=next_offset,
-            high_watermark=max(head.high_watermark, next_offset),
-            log_start_offset=head.log_start_offset,
+            partition=want.partition,
+            records=want.records,
+            next_offset=want.next_offset,
+            high_watermark=high,
+            log_start_offset=start,
+            cursor=encode_cursor(cursor),
         )
 
-    def _read(self, entry: Entry, start: int, limit: int) -> list[SegmentRow]:
-        """Rows ``start .. start + limit`` of an entry's batch: one or two ranged GETs."""
-        key = entry.segment_key
-        objects = self._ctx.objects
-        reader = self._ctx.caches.segments.get(key)
-        end = entry.byte_offset + entry.byte_length
-        if reader is None:
-            if entry.footer_offset - end <= SINGLE_GET_SLACK:
-                data = objects.get_range(key, entry.byte_offset, entry.segment_size)
-                footer = data[entry.footer_offset - entry.byte_offset :]
-            else:
-                footer = objects.get_range(key, entry.footer_offset, entry.segment_size)
-                data = objects.get_range(key, entry.byte_offset, end)
-            reader = SegmentReader(key, entry.segment_size, entry.footer_offset, footer)
-            self._ctx.caches.segments.put(reader)
-        else:
-            data = objects.get_range(key, entry.byte_offset, end)
-        if not 0 <= entry.row_group < reader.num_row_groups:
-            raise CorruptSegmentError(key, f"no row group {entry.row_group}")
-        rows_in_group = reader.metadata.row_group(entry.row_group).num_rows
-        if rows_in_group != entry.record_count:
-            raise CorruptSegmentError(
-                key,
-                f"row group {entry.row_group} has {rows_in_group} rows, the ledger "
-                f"entry {entry.record_count}",
-            )
-        return reader.read_rows(entry.row_group, data, entry.byte_offset, start, limit)
+    def _high_watermark(self, read: _TopicRead, want: _Wanted, next_offset: int) -> int:
+        """Exact when the fetch reached the end of the chain; else a lower bound."""
+        if read.at_end and read.last is not None:
+            return read.last.mark(want.partition).high_watermark
+        known = [next_offset]
+        if read.last is not None:
+            known.append(read.last.mark(want.partition).high_watermark)
+        newest = self._ctx.caches.chain.newest(read.topic.topic_id)
+        if newest is not None:
+            known.append(newest.mark(want.partition).high_watermark)
+        return max(known)
 
+    # Offsets -----------------------------------------------------------------------------
     @retry_if_stale
     def list_offset(
         self, topic_name: str, partition: int, spec: Literal["earliest", "latest"]
@@ -169,63 +502,78 @@ class Fetcher:
         """``log_start_offset`` (earliest) or ``high_watermark`` (latest) of a partition."""
         if spec not in ("earliest", "latest"):
             raise InvalidRequestError(f"offset spec must be 'earliest' or 'latest', not {spec!r}")
-        head = self._ctx.head(self._ctx.caches.topics.get(topic_name, _after(partition)), partition)
-        return head.log_start_offset if spec == "earliest" else head.high_watermark
+        topic = self._ctx.caches.topics.get(topic_name, _after(partition))
+        partition = self._ctx.check_partition(topic, partition)
+        state = self._ctx.topic_state(topic)
+        if spec == "earliest":
+            return state.log_start_offset(partition)
+        return state.high_watermark(partition)
 
     @retry_if_stale
     def offset_for_time(self, topic_name: str, partition: int, timestamp_ms: int) -> int | None:
-        """The first offset whose record timestamp is >= ``timestamp_ms``, or None.
-
-        Binary search over the entries' monotone ``max_timestamp_cum`` (one small query per
-        step), then a read of the one batch that holds the answer unless its minimum
-        timestamp already qualifies its first record.
-        """
-        found = self._time_search(topic_name, partition, timestamp_ms)
-        if found is None:
-            return None
-        entry, first = found
-        if entry.min_timestamp >= timestamp_ms:
-            return first
-        located = self._first_at_or_after(entry, first, timestamp_ms)
-        return None if located is None else located.offset
+        """The first offset whose record timestamp is >= ``timestamp_ms``, or None."""
+        found = self.time_offset(topic_name, partition, timestamp_ms)
+        return None if found is None else found.offset
 
     def time_offset(
         self, topic_name: str, partition: int, timestamp_ms: int
     ) -> OffsetAndTimestamp | None:
-        """`offset_for_time` with that record's timestamp (its batch is always read)."""
-        found = self._time_search(topic_name, partition, timestamp_ms)
-        return None if found is None else self._first_at_or_after(*found, timestamp_ms)
+        """The first record of ``partition`` at or after ``timestamp_ms`` and its timestamp.
 
-    def _time_search(
-        self, topic_name: str, partition: int, timestamp_ms: int
-    ) -> tuple[Entry, int] | None:
-        """The entry holding the first record at or after the time, and the first readable
-        offset of that entry; None when no record is that recent."""
+        A binary search finds the first chain item whose topic-wide maximum timestamp
+        reaches the time (every record before it is older); from there the first batch of
+        the partition that reaches it holds the answer, read with one GET.
+        """
         timestamp_ms = _positive_int("timestamp_ms", timestamp_ms)
         topic = self._ctx.caches.topics.get(topic_name, _after(partition))
-        pk = self._ctx.partition_pk(topic, partition)
-        head = self._ctx.head(topic, partition)
-        low, high = head.log_start_offset, head.high_watermark
-        found: Entry | None = None
-        while low < high:
-            middle = (low + high) // 2
-            entries, _ = self._ctx.ledger.query(pk, middle, 1)
-            if not entries or entries[0].base_offset >= high:
-                break
-            entry = entries[0]
-            if entry.max_timestamp_cum >= timestamp_ms:
-                found, high = entry, max(entry.base_offset, low)
-            else:
-                low = entry.last_offset + 1
-        if found is None:
+        partition = self._ctx.check_partition(topic, partition)
+        state = self._ctx.topic_state(topic)
+        start_offset = state.log_start_offset(partition)
+        begin = first_seq(
+            max(1, state.meta.chain_start),
+            state.tail.seq,
+            self._probe(topic.topic_id),
+            lambda item: item.max_timestamp >= timestamp_ms,
+        )
+        if begin is None:
             return None
-        return found, max(found.base_offset, head.log_start_offset)
-
-    def _first_at_or_after(
-        self, entry: Entry, first: int, timestamp_ms: int
-    ) -> OffsetAndTimestamp | None:
-        rows = self._read(entry, first - entry.base_offset, -1)
-        for offset, row in enumerate(rows, start=first):
+        holder = self._first_batch_reaching(topic, state, partition, begin, timestamp_ms)
+        if holder is None:
+            return None
+        item, batch = holder
+        base = item.mark(partition).high_watermark - batch.record_count
+        skip = max(0, start_offset - base)
+        rows = self._read_item(topic.topic_id, item, [(batch, skip)])[partition]
+        for offset, row in enumerate(rows, start=base + skip):
             if row.timestamp_ms >= timestamp_ms:
                 return OffsetAndTimestamp(offset, row.timestamp_ms)
-        return None  # pragma: no cover - max_timestamp_cum promised a match
+        return None
+
+    def _first_batch_reaching(
+        self, topic: TopicRecord, state: TopicState, partition: int, seq: int, timestamp_ms: int
+    ) -> tuple[ChainItem, BatchRef] | None:
+        """The first batch of ``partition`` from item ``seq`` on whose maximum timestamp
+        reaches ``timestamp_ms`` (and that holds offsets at or above the log start)."""
+        start_offset = state.log_start_offset(partition)
+        while seq <= state.tail.seq:
+            items, _ = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS)
+            run = chain_run(items, seq, {partition})
+            if not run:
+                raise self._ctx.stale(topic)
+            for item in run:
+                batch = item.batch(partition)
+                if (
+                    batch is not None
+                    and batch.max_timestamp >= timestamp_ms
+                    and item.mark(partition).high_watermark > start_offset
+                ):
+                    return item, batch
+            seq = run[-1].seq + 1
+        return None
+
+    def close(self) -> None:
+        """Stop the GET threads (a fetcher is usable again afterwards)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

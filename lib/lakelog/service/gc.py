@@ -1,7 +1,7 @@
-"""Garbage collection of segments no ledger entry references (invariant 5).
+"""Garbage collection of segments no chain item references (invariant 5).
 
-A segment is unreferenced when an append crashed between its PUT and its ledger
-transaction, or (later) when the compactor merged or expired it. Only segments older
+A segment is unreferenced when an append crashed between its PUT and its chain write,
+or (later) when the compactor merged or expired it. Only segments older
 than the grace period are candidates: an append that has PUT its segment but not yet
 moved the ledger must never lose it, so the grace period is longer than the longest
 Lambda run (15 minutes).
@@ -14,7 +14,11 @@ from contextlib import suppress
 from lakelog.errors import TopicNotFoundError
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
-from lakelog.storage.keys import partition_pk, segment_created_ms, topic_segments_prefix
+from lakelog.storage.keys import (
+    l0_segment_key_from_id,
+    segment_created_ms,
+    topic_segments_prefix,
+)
 from lakelog.storage.ports import TopicRecord
 
 __all__ = ["DEFAULT_GRACE_MS", "GarbageCollector"]
@@ -32,13 +36,13 @@ class GarbageCollector:
 
     def _referenced(self, topic: TopicRecord) -> set[str]:
         return {
-            entry.segment_key
-            for partition in range(topic.partitions)
-            for entry in self._ctx.ledger.entries(partition_pk(topic.topic_id, partition))
+            l0_segment_key_from_id(topic.topic_id, item.segment_id)
+            for item in self._ctx.ledger.chain(topic.topic_id)
+            if item.segment_id is not None
         }
 
     def orphan_segments(self, topic_name: str) -> list[str]:
-        """Keys of the topic's segments past the grace period that no entry references.
+        """Keys of the topic's segments past the grace period that no chain item references.
 
         The listing is taken before the ledger is read, so a segment whose append
         commits in between is seen as referenced.
@@ -67,17 +71,16 @@ class GarbageCollector:
 
         Returns the ids of the topics purged. Safe to run again after a crash: each step
         is idempotent and the marker goes last. A marker whose topic still has its name
-        comes from a deletion that stopped before the catalog changed: if it had closed
-        partition 0 (the first it closes), the deletion is completed now and the topic
-        purged by a later pass; if not, it never took effect and its marker is dropped.
+        comes from a deletion that stopped before the catalog changed: if it had sealed the
+        chain, the deletion is completed now and the topic purged by a later pass; if not,
+        it never took effect and its marker is dropped.
         """
         cutoff = self._ctx.clock_ms() - self._grace_ms
         purged = []
         for topic in self._ctx.catalog.deleted_topics():
             if (topic.deleted_ms or 0) > cutoff or self._unfinished(topic):
                 continue
-            for partition in range(topic.partitions):
-                self._ctx.ledger.delete_partition(partition_pk(topic.topic_id, partition))
+            self._ctx.ledger.delete_chain(topic.topic_id)
             prefix = topic_segments_prefix(topic.topic_id)
             self._ctx.objects.delete([info.key for info in self._ctx.objects.list(prefix)])
             self._ctx.catalog.forget_deleted_topic(topic.topic_id)
@@ -93,7 +96,8 @@ class GarbageCollector:
         current = self._ctx.catalog.get_topic(marker.name)
         if current is None or current.topic_id != marker.topic_id:
             return False
-        if self._ctx.ledger.read_heads([partition_pk(marker.topic_id, 0)]):
+        found = self._ctx.ledger.read_tail(marker.topic_id)
+        if found is not None and found[0].kind != "seal" and found[1].sealed_ms is None:
             self._ctx.catalog.forget_deleted_topic(marker.topic_id)
         else:
             with suppress(TopicNotFoundError):

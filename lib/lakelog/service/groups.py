@@ -28,10 +28,8 @@ from lakelog.limits import (
     validate_member_id,
     validate_topic_name,
 )
-from lakelog.log.records import Head
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.fetch import Fetcher
-from lakelog.storage.keys import partition_pk
 from lakelog.storage.ports import GroupState, GroupStore, LeaseRecord, MemberRecord, TopicRecord
 from lakelog.types import (
     Assignment,
@@ -321,7 +319,7 @@ class GroupCoordinator:
             _non_negative_int("offset", commit.offset)
             _non_negative_int("lease_epoch", commit.lease_epoch)
             topic = self._ctx.caches.topics.get(commit.topic, partition + 1)
-            self._ctx.partition_pk(topic, partition)
+            self._ctx.check_partition(topic, partition)
             if (commit.topic, partition) in seen:
                 raise InvalidRequestError(f"{commit.topic}-{partition} is committed twice")
             seen.add((commit.topic, partition))
@@ -345,7 +343,7 @@ class GroupCoordinator:
         for member in view.live.values():
             names.update(member.topics)
         topics = self._confirmed(self._existing(sorted(names)), view)
-        heads = self._heads(list(topics.values()))
+        states = {name: self._ctx.topic_state(topic) for name, topic in topics.items()}
         partitions: list[PartitionLag] = []
         owned: dict[str, list[TopicPartition]] = {member: [] for member in view.live}
         for topic in topics.values():
@@ -353,7 +351,7 @@ class GroupCoordinator:
                 lease = view.lease(topic.name, partition)
                 owner = view.owner(lease, topic)
                 committed = view.committed(lease, topic)
-                high_watermark = heads[topic.name][partition].high_watermark
+                high_watermark = states[topic.name].high_watermark(partition)
                 if owner is not None:
                     owned[owner].append(TopicPartition(topic.name, partition))
                 partitions.append(
@@ -382,21 +380,6 @@ class GroupCoordinator:
             except TopicNotFoundError:
                 continue
         return found
-
-    def _heads(self, topics: Sequence[TopicRecord]) -> dict[str, list[Head]]:
-        """Every partition head of ``topics`` in one batch read; stale if one is gone."""
-        pks = {
-            topic.name: [partition_pk(topic.topic_id, p) for p in range(topic.partitions)]
-            for topic in topics
-        }
-        heads = self._ctx.ledger.read_heads([pk for names in pks.values() for pk in names])
-        self._ctx.caches.heads.update(heads)
-        result: dict[str, list[Head]] = {}
-        for topic in topics:
-            if any(pk not in heads for pk in pks[topic.name]):
-                raise self._ctx.stale(topic)
-            result[topic.name] = [heads[pk] for pk in pks[topic.name]]
-        return result
 
     @retry_if_stale
     def reset(self, group: str, topic_name: str, to: ResetTarget) -> dict[int, int]:
@@ -428,16 +411,18 @@ class GroupCoordinator:
         view = GroupView.of(state, now)
         if view.live:
             raise GroupNotEmptyError(group, tuple(sorted(view.live)))
-        heads = self._heads([topic])[topic.name]
+        bounds = self._ctx.topic_state(topic)
         targets: dict[int, int] = {}
-        for partition, head in enumerate(heads):
+        for partition in range(topic.partitions):
+            start = bounds.log_start_offset(partition)
+            end = bounds.high_watermark(partition)
             if isinstance(to, ToOffset):
-                target = max(head.log_start_offset, min(to.offset, head.high_watermark))
+                target = max(start, min(to.offset, end))
             elif isinstance(to, ToTimestamp):
                 found = self._fetcher.offset_for_time(topic.name, partition, to.timestamp_ms)
-                target = head.high_watermark if found is None else found
+                target = end if found is None else found
             else:
-                target = head.log_start_offset if to == "earliest" else head.high_watermark
+                target = start if to == "earliest" else end
             targets[partition] = target
         resets = []
         for partition, target in targets.items():

@@ -298,7 +298,7 @@ class Appender:
     @property
     def _ledger(self) -> ChainStore:
         """The topics' chain store (ADR 0012)."""
-        return self._ctx.ledger.chains
+        return self._ctx.ledger
 
     @retry_if_stale
     def append(
@@ -382,7 +382,7 @@ class Appender:
         for position, record in enumerate(records):
             sizes.append(_validate_record(record, position, max_record_bytes))
             if record.partition is not None:
-                self._ctx.partition_pk(topic, record.partition)
+                self._ctx.check_partition(topic, record.partition)
         total = sum(sizes)
         if total > MAX_APPEND_BYTES:
             raise PayloadTooLargeError(

@@ -19,7 +19,8 @@ from lakelog.log.records import (
     ProducerStamp,
     TopicProducerState,
 )
-from lakelog.storage.keys import HEAD_SK
+from lakelog.storage.keys import HEAD_SK, producer_state_pk
+from lakelog.storage.resources import TTL_ATTRIBUTE
 
 __all__ = [
     "Item",
@@ -39,6 +40,7 @@ __all__ = [
     "pack_varints",
     "producer_attributes",
     "producer_from_item",
+    "producer_item",
     "too_large_refusal",
     "transaction_cancelled",
     "ttl_seconds",
@@ -158,6 +160,7 @@ def too_large_refusal(exc: ClientError) -> bool:
 _SEGMENT_ID_BYTES = 24
 _PRODUCER_ID_BYTES = 8
 _DIGEST_BYTES = 8
+_KINDS = frozenset({"append", "genesis", "seal"})
 
 
 def pack_varints(values: Iterable[int]) -> bytes:
@@ -347,6 +350,8 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
             record_count=reader.varint(),
             digest=reader.fixed(_DIGEST_BYTES),
         )
+        if not reader.done:
+            raise reader.corrupt("bytes after the producer stamp")
     segment_id = _binary(attrs, "g") if "g" in attrs else None
     kind: Any = (
         attrs["k"]["S"]
@@ -355,6 +360,8 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
         if seq == 0 and segment_id is None
         else "append"
     )
+    if kind not in _KINDS:
+        raise CorruptLedgerError(key, f"attribute k: unknown kind {kind!r}")
     return ChainItem(
         seq=seq,
         append_time_ms=t,
@@ -425,11 +432,17 @@ def producer_attributes(state: TopicProducerState) -> Item:
         "v": num(LEDGER_FORMAT),
         "e": num(state.epoch),
         "l": num(state.last_sequence),
-        "expires_at": num(ttl_seconds(state.expires_ms)),
+        TTL_ATTRIBUTE: num(ttl_seconds(state.expires_ms)),
     }
     if requests:
         attrs["r"] = {"B": requests}
     return attrs
+
+
+def producer_item(topic_id: str, state: TopicProducerState) -> Item:
+    """The whole producer item of ``state`` in topic ``topic_id``, key included."""
+    key = {"pk": {"S": producer_state_pk(topic_id, state.producer_id)}, "sk": num(0)}
+    return {**key, **producer_attributes(state)}
 
 
 def producer_from_item(attrs: Item) -> TopicProducerState:
@@ -452,5 +465,5 @@ def producer_from_item(attrs: Item) -> TopicProducerState:
         epoch=get_int(attrs, "e"),
         last_sequence=get_int(attrs, "l"),
         requests=tuple(requests),
-        expires_ms=get_int(attrs, "expires_at") * 1000,
+        expires_ms=get_int(attrs, TTL_ATTRIBUTE) * 1000,
     )

@@ -14,6 +14,16 @@ Ledger entry (``sk = last_offset``)
     ``base_offset`` N, ``segment_key`` S, ``row_group`` N, ``byte_offset`` N,
     ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N, ``min_timestamp`` N,
     ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N.
+Chain item (ledger v2, ``pk = t#{topic_id}#0``, ``sk = seq``)
+    ``v`` N (format), ``t`` N, ``m`` N, ``n`` N; ``g`` B (24-byte segment id), ``z`` N,
+    ``f`` N for an append; ``s`` N (sticky partition), ``h`` B (snapshot), ``b`` B
+    (batches), ``p`` B (producer stamp) when present; ``k`` S = ``seal`` on the seal.
+Chain meta (``sk = HEAD_SK``)
+    ``v`` N, ``ls`` B, ``lb`` B, ``l1`` B (one varint per partition), ``cs`` N, ``ver`` N,
+    ``sealed`` N once the deletion sealed the chain.
+Producer state (``pk = pr#{topic_id}#{producer_id}``, ``sk = 0``)
+    ``v`` N, ``e`` N, ``l`` N, ``r`` B (last requests), ``expires_at`` N (the table's TTL
+    attribute, epoch seconds rounded up).
 Catalog topic
     ``topic_id`` S, ``partitions`` N, ``config`` S (JSON), ``created_ms`` N, ``version`` N.
 Catalog deleted topic
@@ -27,8 +37,8 @@ Catalog access rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -105,6 +115,8 @@ _ENTRY_NUMBERS = (
     "max_timestamp_cum",
     "size_bytes",
 )
+E = TypeVar("E")
+H = TypeVar("H")
 _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 
@@ -188,6 +200,24 @@ def _open_head(item: Item | None) -> Head | None:
     return _head_from_item(item)
 
 
+def _put_if(
+    ddb: DynamoDBClient, table: str, item: Item, condition: str, values: Item | None = None
+) -> bool:
+    """Put ``item`` in ``table`` if ``condition`` holds; False if it did not."""
+    try:
+        ddb.put_item(
+            TableName=table,
+            Item=item,
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
+        )
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
+
+
 class _LedgerTable:
     """Reads and deletions of whole item runs of the ledger table, for both ledger formats."""
 
@@ -212,6 +242,32 @@ class _LedgerTable:
             kwargs["ProjectionExpression"] = projection
         for page in paginator.paginate(**kwargs):
             yield from page["Items"]
+
+    def _query_from(
+        self,
+        pk: str,
+        sk: int,
+        limit: int,
+        entry: Callable[[Item], E],
+        head: Callable[[Item], H | None],
+    ) -> tuple[list[E], H | None]:
+        """Up to ``limit`` items of ``pk`` from ``sk`` on, and the item at `HEAD_SK` if the
+        query reached it: one query of ``limit + 1`` items, the head sorting last."""
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :sk",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":sk": num(sk)},
+            ConsistentRead=True,
+            Limit=limit + 1,
+        )
+        entries: list[E] = []
+        found: H | None = None
+        for item in response["Items"]:
+            if _is_head(item):
+                found = head(item)
+            else:
+                entries.append(entry(item))
+        return entries[:limit], found
 
     def _delete_items(self, pk: str, entries_only: bool = False) -> None:
         """Delete the items of ``pk`` below `HEAD_SK`, then (unless ``entries_only``) the
@@ -345,21 +401,7 @@ class DynamoLedgerStore(_LedgerTable):
 
     @translate_client_errors
     def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
-        response = self._ddb.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk >= :offset",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":offset": num(from_offset)},
-            ConsistentRead=True,
-            Limit=limit + 1,
-        )
-        entries: list[Entry] = []
-        head: Head | None = None
-        for item in response["Items"]:
-            if _is_head(item):
-                head = _open_head(item)
-            else:
-                entries.append(_entry_from_item(item))
-        return entries[:limit], head
+        return self._query_from(pk, from_offset, limit, _entry_from_item, _open_head)
 
     @translate_client_errors
     def entries(self, pk: str) -> Iterator[Entry]:
@@ -490,11 +532,12 @@ class DynamoChainStore(_LedgerTable):
         update = "SET " + ", ".join(f"#{name} = :{name}" for name in attrs)
         if "r" not in attrs:
             update += " REMOVE #r"
+        expires = f"#{TTL_ATTRIBUTE}"
         if producer.continues:
             values[":prev"] = num(continued_sequence(producer))
-            condition = "#e = :e AND #l = :prev AND #expires_at >= :now"
+            condition = f"#e = :e AND #l = :prev AND {expires} >= :now"
         else:
-            condition = "attribute_not_exists(pk) OR #e < :e OR #expires_at < :now"
+            condition = f"attribute_not_exists(pk) OR #e < :e OR {expires} < :now"
         return {
             "TableName": self._table,
             "Key": self._key(producer_state_pk(topic_id, producer.state.producer_id), 0),
@@ -537,21 +580,9 @@ class DynamoChainStore(_LedgerTable):
     def query(
         self, topic_id: str, from_seq: int, limit: int
     ) -> tuple[list[ChainItem], ChainMeta | None]:
-        response = self._ddb.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk >= :seq",
-            ExpressionAttributeValues={":pk": {"S": chain_pk(topic_id)}, ":seq": num(from_seq)},
-            ConsistentRead=True,
-            Limit=limit + 1,
+        return self._query_from(
+            chain_pk(topic_id), from_seq, limit, chain_item_from_item, meta_from_item
         )
-        chain: list[ChainItem] = []
-        meta: ChainMeta | None = None
-        for item in response["Items"]:
-            if _is_head(item):
-                meta = meta_from_item(item)
-            else:
-                chain.append(chain_item_from_item(item))
-        return chain[:limit], meta
 
     @translate_client_errors
     def chain(self, topic_id: str) -> Iterator[ChainItem]:
@@ -560,18 +591,13 @@ class DynamoChainStore(_LedgerTable):
 
     @translate_client_errors
     def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=meta_to_item(chain_pk(topic_id), meta, expected_version + 1),
-                ConditionExpression="ver = :expected",
-                ExpressionAttributeValues={":expected": num(expected_version)},
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        return _put_if(
+            self._ddb,
+            self._table,
+            meta_to_item(chain_pk(topic_id), meta, expected_version + 1),
+            "ver = :expected",
+            {":expected": num(expected_version)},
+        )
 
     @translate_client_errors
     def read_producer(self, topic_id: str, producer_id: int) -> TopicProducerState | None:
@@ -645,18 +671,7 @@ class DynamoCatalogStore:
 
     def _put_if(self, item: Item, condition: str, values: Item | None = None) -> bool:
         """Put ``item`` if ``condition`` holds; False if it did not."""
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),  # type: ignore[arg-type]
-            )
-        except ClientError as exc:
-            if condition_failed(exc):
-                return False
-            raise
-        return True
+        return _put_if(self._ddb, self._table, item, condition, values)
 
     @translate_client_errors
     def create_topic(self, topic: TopicRecord) -> bool:

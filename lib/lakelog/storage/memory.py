@@ -18,6 +18,10 @@ They behave as the S3 and DynamoDB adapters do in everything the engine relies o
 - a transaction naming one item twice is refused, as DynamoDB refuses it, and so is an
   append that would make a head pass DynamoDB's 400 KB item size
   (`lakelog.storage.attributes.item_too_large`), before anything is applied;
+- ledger v2 items (`MemoryChainStore`) are kept in DynamoDB's attribute form and decoded
+  on every read, so their packing, format version and whole-second expiry read back as
+  from DynamoDB; an idempotent chain put checks the chain and the producer condition
+  (`lakelog.storage.rules.producer_condition_holds`) before writing either;
 - records are copied in and out (topic configs go through the same JSON as in the
   catalog), so a caller never shares state with the store;
 - objects carry their size and a ``last_modified_ms`` from the injectable clock, and
@@ -56,8 +60,8 @@ from lakelog.storage.attributes import (
     item_too_large,
     meta_from_item,
     meta_to_item,
-    producer_attributes,
     producer_from_item,
+    producer_item,
 )
 from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import (
@@ -173,15 +177,15 @@ class _ItemRun:
         if self.items.pop(sk, None) is not None:
             self.sort_keys.remove(sk)
 
-    def from_key(self, sk: int, limit: int | None = None, reverse: bool = False) -> list[Item]:
-        """Items with sort key >= ``sk`` in key order (or every item, last first, when
-        ``reverse``), at most ``limit`` of them."""
-        keys = (
-            self.sort_keys[::-1]
-            if reverse
-            else self.sort_keys[bisect.bisect_left(self.sort_keys, sk) :]
-        )
-        return [self.items[key] for key in keys[:limit]]
+    def from_key(self, sk: int, limit: int | None = None) -> list[Item]:
+        """Items with sort key >= ``sk`` in key order, at most ``limit`` of them."""
+        start = bisect.bisect_left(self.sort_keys, sk)
+        end = None if limit is None else start + limit
+        return [self.items[key] for key in self.sort_keys[start:end]]
+
+    def last(self, count: int) -> list[Item]:
+        """The last ``count`` items, last first (a reverse query)."""
+        return [self.items[key] for key in reversed(self.sort_keys[-count:])]
 
 
 class MemoryStorage:
@@ -373,7 +377,7 @@ class MemoryChainStore:
     def read_tail(self, topic_id: str) -> tuple[ChainItem, ChainMeta] | None:
         with self._s.lock:
             # As one reverse query of two items: the meta item sorts after every chain item.
-            items = self._run(chain_pk(topic_id)).from_key(0, 2, reverse=True)
+            items = self._run(chain_pk(topic_id)).last(2)
         if len(items) < 2 or int(items[0]["sk"]["N"]) != HEAD_SK:
             return None
         return chain_item_from_item(items[1]), meta_from_item(items[0])
@@ -389,34 +393,25 @@ class MemoryChainStore:
         pk = chain_pk(topic_id)
         attrs = chain_item_to_item(pk, item)
         check_item_size(attrs, "chain put")
+        # Both items are encoded before anything is checked or written: all or nothing.
+        writes = [attrs]
+        stored: TopicProducerState | None = None
+        producer_failed = False
         with self._s.lock:
             taken_item = self._get(pk, item.seq)
-            producer_item: Item | None = None
-            producer_failed = False
             if producer is not None:
-                producer_pk = producer_state_pk(topic_id, producer.state.producer_id)
-                producer_item = self._get(producer_pk, 0)
-                stored = None if producer_item is None else producer_from_item(producer_item)
+                writes.append(producer_item(topic_id, producer.state))
+                current = self._get(writes[-1]["pk"]["S"], 0)
+                stored = None if current is None else producer_from_item(current)
                 producer_failed = not producer_condition_holds(stored, producer)
             if taken_item is not None or producer_failed:
                 raise ChainConflict(
                     None if taken_item is None else chain_item_from_item(taken_item),
                     producer_failed=producer_failed,
-                    producer=(
-                        None
-                        if producer_item is None or not producer_failed
-                        else producer_from_item(producer_item)
-                    ),
+                    producer=stored if producer_failed else None,
                 )
-            self._put(attrs)
-            if producer is not None:
-                self._put(
-                    {
-                        "pk": {"S": producer_state_pk(topic_id, producer.state.producer_id)},
-                        "sk": {"N": "0"},
-                        **producer_attributes(producer.state),
-                    }
-                )
+            for write in writes:
+                self._put(write)
 
     def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
         with self._s.lock:

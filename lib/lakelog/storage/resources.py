@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["TABLES", "TTL_ATTRIBUTE", "TableSpec", "create_resources"]
 
 TTL_ATTRIBUTE = "expires_at"
-"""Epoch-seconds attribute after which DynamoDB may delete a catalog item."""
+"""Epoch-seconds attribute after which DynamoDB may delete an item: issued producer ids in
+the catalog, producer states in the ledger (ADR 0012)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,9 @@ class TableSpec:
 
 
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec(role="ledger", sort_key_type="N", stream_view_type="NEW_IMAGE", ttl_attribute=None),
+    TableSpec(
+        role="ledger", sort_key_type="N", stream_view_type="NEW_IMAGE", ttl_attribute=TTL_ATTRIBUTE
+    ),
     TableSpec(
         role="catalog", sort_key_type="S", stream_view_type=None, ttl_attribute=TTL_ATTRIBUTE
     ),

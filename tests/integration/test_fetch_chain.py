@@ -1,0 +1,268 @@
+"""Fetch on the ledger v2 chain (ADR 0012, 1.5 and 3): what a fetch costs in AWS requests,
+cursors as validated hints, and the multi-partition fetch's budget and errors.
+
+Request counts are taken from botocore's own events on moto clients, so they are the
+requests AWS would bill.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError, TopicNotFoundError
+from lakelog.log.chain import Cursor, decode_cursor, encode_cursor
+from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
+from lakelog.types import FetchPosition, FetchResult, Record
+
+PARTITIONS = 12
+
+
+@contextmanager
+def requests(*clients: Any) -> Iterator[Counter[str]]:
+    """Count the AWS requests the clients send inside the block, by operation name."""
+    seen: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        seen[model.name] += 1
+
+    for client in clients:
+        client.meta.events.register("after-call.*.*", count)
+    try:
+        yield seen
+    finally:
+        for client in clients:
+            client.meta.events.unregister("after-call.*.*", count)
+
+
+def keyed_append(engine: Engine, topic: str, round_: int) -> None:
+    """One append with one record for each of the topic's 12 partitions."""
+    engine.append(
+        topic, [Record(value=b"r%d-%d" % (round_, p), partition=p) for p in range(PARTITIONS)]
+    )
+
+
+def ok(result: FetchResult | Exception) -> FetchResult:
+    assert isinstance(result, FetchResult), result
+    return result
+
+
+@pytest.fixture
+def aws_engine(s3_client: Any, dynamodb_client: Any, resources: ResourceNames) -> Engine:
+    return Engine.from_clients(s3_client, dynamodb_client, resources)
+
+
+@pytest.mark.moto
+def test_a_member_reading_twelve_partitions_makes_one_query_and_one_get_per_new_segment(
+    aws_engine: Engine, s3_client: Any, dynamodb_client: Any
+) -> None:
+    # Given a keyed topic of 12 partitions and a member that has read it to the end
+    engine = aws_engine
+    engine.create_topic("orders", partitions=PARTITIONS)
+    for round_ in range(3):
+        keyed_append(engine, "orders", round_)
+    positions = [FetchPosition("orders", p, 0) for p in range(PARTITIONS)]
+    first = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 10_000)]
+    assert [len(r.records) for r in first] == [3] * PARTITIONS
+
+    # When 2 more appends land and the member polls with its cursors
+    for round_ in range(3, 5):
+        keyed_append(engine, "orders", round_)
+    again = [FetchPosition("orders", r.partition, r.next_offset, r.cursor) for r in first]
+    with requests(s3_client, dynamodb_client) as seen:
+        second = [ok(r) for r in engine.fetcher.fetch_many(again, 1 << 20, 10_000)]
+
+    # Then it made one Query for all 12 partitions and one GET per new segment
+    assert seen == Counter({"Query": 1, "GetObject": 2})
+    assert [[r.offset for r in result.records] for result in second] == [[3, 4]] * PARTITIONS
+    assert [r.value for r in second[5].records] == [b"r3-5", b"r4-5"]
+    assert all(r.high_watermark == 5 for r in second)
+
+    # And a poll with nothing new is that one Query alone
+    caught_up = [FetchPosition("orders", r.partition, r.next_offset, r.cursor) for r in second]
+    with requests(s3_client, dynamodb_client) as seen:
+        idle = [ok(r) for r in engine.fetcher.fetch_many(caught_up, 1 << 20, 10_000)]
+    assert seen == Counter({"Query": 1})
+    assert all(not r.records and r.next_offset == 5 for r in idle)
+
+
+@pytest.mark.moto
+def test_a_seek_searches_once_and_the_cursor_spares_every_later_fetch_the_search(
+    aws_engine: Engine, s3_client: Any, dynamodb_client: Any
+) -> None:
+    engine = aws_engine
+    engine.create_topic("orders")
+    for i in range(40):
+        engine.append("orders", [Record(value=b"%d" % i)])
+
+    with requests(dynamodb_client) as seen:
+        middle = engine.fetch("orders", 0, 17, max_records=3)
+    searched = seen["GetItem"]
+    assert 1 <= searched <= 7  # about log2(40) probes
+    assert [r.offset for r in middle.records] == [17, 18, 19]
+
+    with requests(dynamodb_client) as seen:
+        after = engine.fetch("orders", 0, middle.next_offset, max_records=3, cursor=middle.cursor)
+    assert seen == Counter({"Query": 1, "GetItem": 1})  # the Query, and the meta when catching up
+    assert [r.offset for r in after.records] == [20, 21, 22]
+
+
+def test_a_cursor_of_another_topic_is_refused(engine: Engine) -> None:
+    engine.create_topic("a")
+    engine.create_topic("b")
+    engine.append("a", [Record(value=b"x")])
+    engine.append("b", [Record(value=b"y")])
+    cursor = engine.fetch("a", 0, 0).cursor
+
+    with pytest.raises(InvalidRequestError, match="cursor is not from this topic"):
+        engine.fetch("b", 0, 1, cursor=cursor)
+
+
+def test_a_cursor_of_another_partition_is_refused(engine: Engine) -> None:
+    engine.create_topic("a", partitions=2)
+    engine.append("a", [Record(value=b"x", partition=0)])
+    cursor = engine.fetch("a", 0, 0).cursor
+
+    with pytest.raises(InvalidRequestError, match="cursor is not from this topic"):
+        engine.fetch("a", 1, 1, cursor=cursor)
+
+
+@pytest.mark.parametrize("text", ["", "!!", "AAAA", encode_cursor(Cursor("0" * 32, 0, 1, 0))[:-2]])
+def test_a_malformed_cursor_is_refused(engine: Engine, text: str) -> None:
+    engine.create_topic("a")
+
+    with pytest.raises(InvalidRequestError):
+        engine.fetch("a", 0, 0, cursor=text)
+
+
+@pytest.mark.parametrize("seq_shift", [1, 5, 1_000])
+def test_a_cursor_past_the_batch_holding_its_offset_falls_back_to_the_offset(
+    engine: Engine, seq_shift: int
+) -> None:
+    # Given a cursor forged to skip items that hold records at and after its offset
+    engine.create_topic("a")
+    for i in range(10):
+        engine.append("a", [Record(value=b"%d" % i)])
+    honest = decode_cursor(engine.fetch("a", 0, 0, max_records=2).cursor)
+    forged = encode_cursor(replace(honest, seq=honest.seq + seq_shift))
+
+    # When it is used
+    result = engine.fetch("a", 0, honest.offset, max_records=100, cursor=forged)
+
+    # Then nothing is skipped: the fetch fell back to the offset
+    assert [r.offset for r in result.records] == list(range(2, 10))
+
+
+def test_a_cursor_too_early_reads_the_same_records(engine: Engine) -> None:
+    engine.create_topic("a")
+    for i in range(10):
+        engine.append("a", [Record(value=b"%d" % i)])
+    cursor = decode_cursor(engine.fetch("a", 0, 0, max_records=6).cursor)
+    early = encode_cursor(replace(cursor, seq=1))
+
+    result = engine.fetch("a", 0, cursor.offset, cursor=early)
+
+    assert [r.offset for r in result.records] == [6, 7, 8, 9]
+
+
+def test_a_cursor_for_another_offset_is_ignored(engine: Engine) -> None:
+    engine.create_topic("a")
+    for i in range(6):
+        engine.append("a", [Record(value=b"%d" % i)])
+    cursor = engine.fetch("a", 0, 0, max_records=2).cursor  # names offset 2
+
+    result = engine.fetch("a", 0, 4, cursor=cursor)
+
+    assert [r.offset for r in result.records] == [4, 5]
+
+
+def test_fetch_many_shares_one_budget_and_always_returns_the_first_record(engine: Engine) -> None:
+    engine.create_topic("a", partitions=3)
+    for round_ in range(4):
+        engine.append("a", [Record(value=bytes([round_]) * 100, partition=p) for p in range(3)])
+    positions = [FetchPosition("a", p, 0) for p in range(3)]
+
+    tiny = [ok(r) for r in engine.fetcher.fetch_many(positions, max_bytes=1, max_records=100)]
+    assert [len(r.records) for r in tiny] == [1, 0, 0]
+    assert [r.next_offset for r in tiny] == [1, 0, 0]
+
+    some = [ok(r) for r in engine.fetcher.fetch_many(positions, max_bytes=450, max_records=100)]
+    # in chain order: round 0 of p0, p1, p2, then round 1 of p0 — 4 records of 100 bytes
+    assert [len(r.records) for r in some] == [2, 1, 1]
+
+    capped = [ok(r) for r in engine.fetcher.fetch_many(positions, max_bytes=1 << 20, max_records=5)]
+    assert sum(len(r.records) for r in capped) == 5
+
+    # and following each partition's next offset and cursor reads everything exactly once
+    seen: dict[int, list[int]] = {p: [] for p in range(3)}
+    current = positions
+    for _ in range(20):
+        results = [
+            ok(r) for r in engine.fetcher.fetch_many(current, max_bytes=250, max_records=100)
+        ]
+        for r in results:
+            seen[r.partition].extend(rec.offset for rec in r.records)
+        current = [FetchPosition("a", r.partition, r.next_offset, r.cursor) for r in results]
+    assert seen == {p: [0, 1, 2, 3] for p in range(3)}
+
+
+def test_fetch_many_answers_each_partitions_error_in_its_place(engine: Engine) -> None:
+    engine.create_topic("a", partitions=2)
+    engine.append("a", [Record(value=b"x", partition=0)])
+    positions = [
+        FetchPosition("a", 0, 0),
+        FetchPosition("a", 1, 7),
+        FetchPosition("missing", 0, 0),
+        FetchPosition("a", 5, 0),
+    ]
+
+    results = engine.fetcher.fetch_many(positions, 1 << 20, 100)
+
+    assert [r.value for r in ok(results[0]).records] == [b"x"]
+    assert isinstance(results[1], OffsetOutOfRangeError)
+    assert (results[1].log_start_offset, results[1].high_watermark) == (0, 0)
+    assert isinstance(results[2], TopicNotFoundError)
+    assert isinstance(results[3], InvalidRequestError)
+
+
+def test_the_segments_of_one_fetch_are_read_in_parallel(engine: Engine) -> None:
+    # Given three appends (three segments) and an object store whose GETs each wait for
+    # the other two: a fetch that read them one after another could never finish
+    engine.create_topic("a")
+    for i in range(3):
+        engine.append("a", [Record(value=b"%d" % i)])
+    objects = engine.context.objects
+    barrier = threading.Barrier(3, timeout=10)
+
+    class Gathering:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(objects, name)
+
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            barrier.wait()
+            return objects.get_range(key, start, end)
+
+    engine.context.objects = Gathering()  # type: ignore[assignment]
+
+    result = engine.fetch("a", 0, 0)
+
+    assert [r.value for r in result.records] == [b"0", b"1", b"2"]
+
+
+def test_a_fetch_above_the_high_watermark_is_out_of_range_even_with_a_cursor(
+    engine: Engine,
+) -> None:
+    engine.create_topic("a")
+    engine.append("a", [Record(value=b"x")])
+    cursor = decode_cursor(engine.fetch("a", 0, 0).cursor)
+    beyond = encode_cursor(replace(cursor, offset=5))
+
+    with pytest.raises(OffsetOutOfRangeError):
+        engine.fetch("a", 0, 5, cursor=beyond)
