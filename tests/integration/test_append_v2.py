@@ -34,7 +34,7 @@ from lakelog.log.records import BatchRef, ChainItem, ProducerStamp
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
 from lakelog.storage.faults import FailPoint, FaultyChainStore, InjectedFaultError
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
-from lakelog.storage.ports import ChainStore
+from lakelog.storage.ports import ChainConflict, ChainStore
 from tests.conftest import MakeFaulty
 from tests.support import run_in_threads
 
@@ -558,3 +558,39 @@ def test_a_write_that_fails_otherwise_than_by_a_conflict_is_not_retried(
     (item,) = appends(engine)
     assert_acks_in(acks, item)
     assert len(segments(engine)) == 2
+
+
+class _UnreadableConflicts:
+    """A chain store whose first puts are refused without the item at the seq (as when
+    the adapter could not read it back), counting tail reads."""
+
+    def __init__(self, inner: ChainStore, refusals: int) -> None:
+        self.inner = inner
+        self.refusals = refusals
+        self.tail_reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def read_tail(self, topic_id: str) -> object:
+        self.tail_reads += 1
+        return self.inner.read_tail(topic_id)
+
+    def put_item(self, topic_id: str, item: ChainItem, producer: object = None) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise ChainConflict()
+        self.inner.put_item(topic_id, item, producer)  # type: ignore[arg-type]
+
+
+def test_a_conflict_without_the_item_at_the_seq_reads_the_tail(engine: Engine) -> None:
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, keyless(b"a"))
+    store = _UnreadableConflicts(engine.context.ledger, refusals=1)
+    engine.context.ledger = store  # type: ignore[assignment]
+
+    acks = engine.append(TOPIC, keyless(b"b"))
+
+    assert store.tail_reads == 1
+    assert acks[0].offset == 1
+    assert [item.seq for item in appends(engine)] == [1, 2]

@@ -70,9 +70,10 @@ PREDECESSOR_WAIT_MS: Final = 1000
 """How long an idempotent request waits for its producer's previous request to commit
 (two in flight, the second first) before it is refused with `OutOfOrderSequenceError`."""
 
-PRODUCER_STATES_KEPT: Final = 100_000
+PRODUCER_STATES_KEPT: Final = 10_000
 """Producer states an appender remembers, (topic, producer) pairs, least recently used
-forgotten first: a hint that saves the strongly consistent read of the common case."""
+forgotten first (at most ~1 KB each): a hint that saves the strongly consistent read of
+the common case."""
 
 
 @dataclass(frozen=True, slots=True)
