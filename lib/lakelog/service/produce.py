@@ -479,14 +479,17 @@ class Appender:
     def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:
         """Where each record of ``request`` landed in ``item``, in request order.
 
-        The routing is recomputed with the item's partition count and sticky partition,
-        so a retry's reply matches the original's whoever chose the partitions.
+        The routing is recomputed with the item's partition count and sticky partition
+        (unless the request routed with the same), so a retry's reply matches the
+        original's whoever chose the partitions.
         """
         where = f"{chain_pk(request.topic.topic_id)} seq {item.seq}"
-        try:
-            routes = route(request.records, item.partitions, item.sticky)
-        except ValueError as exc:
-            raise CorruptLedgerError(where, str(exc)) from None
+        routes = request.routes
+        if (item.partitions, item.sticky) != (request.topic.partitions, request.sticky):
+            try:
+                routes = route(request.records, item.partitions, item.sticky)
+            except ValueError as exc:
+                raise CorruptLedgerError(where, str(exc)) from None
         if len(routes) != len(item.batches):
             raise CorruptLedgerError(where, "the item holds other partitions than this request")
         results: list[RecordMetadata | None] = [None] * len(request.records)
