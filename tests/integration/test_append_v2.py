@@ -594,3 +594,37 @@ def test_a_conflict_without_the_item_at_the_seq_reads_the_tail(engine: Engine) -
     assert store.tail_reads == 1
     assert acks[0].offset == 1
     assert [item.seq for item in appends(engine)] == [1, 2]
+
+
+def test_racing_idempotent_producers_with_retries_land_each_request_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engines = [make_engine(sleep=lambda _s: None, seed=n) for n in range(3)]
+    engines[0].create_topic(TOPIC, partitions=4)
+    pids = [engine.init_producer_id() for engine in engines]
+    replies: dict[tuple[int, int], list[RecordMetadata]] = {}
+
+    def work(index: int) -> None:
+        engine, sequence = engines[index], 0
+        for n in range(5):
+            records = [*keyed(3, prefix=f"{index}-{n}-"), *keyless(b"%d" % n)]
+            producer = ProducerBatch(pids[index], 0, sequence=sequence)
+            first = engine.append(TOPIC, records, producer)
+            # A retry from another process of the same principal gets the same answer.
+            again = engines[(index + 1) % 3].append(TOPIC, records, producer)
+            assert again == first
+            replies[(index, n)] = first
+            sequence += len(records)
+
+    run_in_threads(3, work)
+
+    items = appends(engines[0])
+    assert len(items) == 15
+    assert Counter(item.producer.producer_id for item in items if item.producer) == dict.fromkeys(
+        pids, 5
+    )
+    seen = Counter((ack.partition, ack.offset) for reply in replies.values() for ack in reply)
+    assert max(seen.values()) == 1 and sum(seen.values()) == 60
+    for partition in range(4):
+        offsets = sorted(o for p, o in seen if p == partition)
+        assert offsets == list(range(items[-1].mark(partition).high_watermark))
