@@ -389,6 +389,14 @@ class MemoryChainStore:
         pk = chain_pk(topic_id)
         attrs = chain_item_to_item(pk, item)
         check_item_size(attrs, "chain put")
+        # Both items are encoded before either is stored: all or nothing, as a transaction.
+        producer_attrs: Item | None = None
+        if producer is not None:
+            producer_attrs = {
+                "pk": {"S": producer_state_pk(topic_id, producer.state.producer_id)},
+                "sk": {"N": "0"},
+                **producer_attributes(producer.state),
+            }
         with self._s.lock:
             taken_item = self._get(pk, item.seq)
             producer_item: Item | None = None
@@ -409,14 +417,8 @@ class MemoryChainStore:
                     ),
                 )
             self._put(attrs)
-            if producer is not None:
-                self._put(
-                    {
-                        "pk": {"S": producer_state_pk(topic_id, producer.state.producer_id)},
-                        "sk": {"N": "0"},
-                        **producer_attributes(producer.state),
-                    }
-                )
+            if producer_attrs is not None:
+                self._put(producer_attrs)
 
     def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
         with self._s.lock:
