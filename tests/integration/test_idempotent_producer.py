@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -50,29 +51,34 @@ def producer(engine: Engine) -> int:
     return engine.init_producer_id()
 
 
-def test_producer_ids_are_unique(engine: Engine) -> None:
-    assert len({engine.init_producer_id() for _ in range(5)}) == 5
+def test_producer_ids_are_unique_and_unguessable(engine: Engine) -> None:
+    ids = [engine.init_producer_id() for _ in range(20)]
+    assert len(set(ids)) == 20
+    assert all(1 <= pid < 2**63 for pid in ids)
+    # Random, not sequential: knowing one id tells nothing of the next (ADR 0012, 2.1)
+    assert all(abs(later - earlier) > 1 for earlier, later in itertools.pairwise(ids))
+    assert max(ids) > 2**40
 
 
 def test_retried_batch_returns_its_original_offsets_and_writes_nothing(
     engine: Engine, make_engine: Callable[..., Engine], producer: int
 ) -> None:
-    first = engine.append(TOPIC, _records(b"a", b"b"), ProducerBatch(producer, 0, {0: 0}))
-    engine.append(TOPIC, _records(b"c"), ProducerBatch(producer, 0, {0: 2}))
+    first = engine.append(TOPIC, _records(b"a", b"b"), ProducerBatch(producer, 0, sequence=0))
+    engine.append(TOPIC, _records(b"c"), ProducerBatch(producer, 0, sequence=2))
 
     # The first batch is retried, from this process and from another
     for retrier in (engine, make_engine()):
-        again = retrier.append(TOPIC, _records(b"a", b"b"), ProducerBatch(producer, 0, {0: 0}))
+        again = retrier.append(TOPIC, _records(b"a", b"b"), ProducerBatch(producer, 0, sequence=0))
         assert again == first
 
     assert _values(engine) == [b"a", b"b", b"c"]
 
 
 def test_sequence_gap_is_rejected_and_changes_nothing(engine: Engine, producer: int) -> None:
-    engine.append(TOPIC, _records(b"a"), ProducerBatch(producer, 0, {0: 0}))
+    engine.append(TOPIC, _records(b"a"), ProducerBatch(producer, 0, sequence=0))
 
     with pytest.raises(OutOfOrderSequenceError) as info:
-        engine.append(TOPIC, _records(b"skipped"), ProducerBatch(producer, 0, {0: 5}))
+        engine.append(TOPIC, _records(b"skipped"), ProducerBatch(producer, 0, sequence=5))
 
     assert info.value.expected == 1
     assert _values(engine) == [b"a"]
@@ -80,18 +86,18 @@ def test_sequence_gap_is_rejected_and_changes_nothing(engine: Engine, producer: 
 
 def test_new_producer_must_start_at_sequence_zero(engine: Engine, producer: int) -> None:
     with pytest.raises(OutOfOrderSequenceError):
-        engine.append(TOPIC, _records(b"a"), ProducerBatch(producer, 0, {0: 3}))
+        engine.append(TOPIC, _records(b"a"), ProducerBatch(producer, 0, sequence=3))
     assert _values(engine) == []
 
 
 def test_stale_epoch_is_fenced_and_changes_nothing(engine: Engine, producer: int) -> None:
     # Given the producer restarted with epoch 1 and wrote
-    engine.append(TOPIC, _records(b"old"), ProducerBatch(producer, 0, {0: 0}))
-    engine.append(TOPIC, _records(b"new"), ProducerBatch(producer, 1, {0: 0}))
+    engine.append(TOPIC, _records(b"old"), ProducerBatch(producer, 0, sequence=0))
+    engine.append(TOPIC, _records(b"new"), ProducerBatch(producer, 1, sequence=0))
 
     # When the zombie with epoch 0 writes again
     with pytest.raises(ProducerFencedError) as info:
-        engine.append(TOPIC, _records(b"zombie"), ProducerBatch(producer, 0, {0: 1}))
+        engine.append(TOPIC, _records(b"zombie"), ProducerBatch(producer, 0, sequence=1))
 
     # Then it is fenced and nothing was written
     assert info.value.current_epoch == 1
@@ -214,13 +220,13 @@ def test_a_producer_moving_between_processes_is_checked_against_the_ledger_not_a
     a, b = make_engine(), make_engine()
     a.create_topic("t")
     pid = a.init_producer_id()
-    a.append("t", [Record(value=b"0")], ProducerBatch(pid, 0, {0: 0}))
+    a.append("t", [Record(value=b"0")], ProducerBatch(pid, 0, sequence=0))
     # And the producer's next batch went through process B
-    b.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+    b.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, sequence=1))
 
     # When its third batch reaches A again, and then B retries its batch through A
-    third = a.append("t", [Record(value=b"2")], ProducerBatch(pid, 0, {0: 2}))
-    retried = a.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, {0: 1}))
+    third = a.append("t", [Record(value=b"2")], ProducerBatch(pid, 0, sequence=2))
+    retried = a.append("t", [Record(value=b"1")], ProducerBatch(pid, 0, sequence=1))
 
     # Then A confirms against the ledger instead of trusting its stale head
     assert [m.offset for m in third] == [2]
