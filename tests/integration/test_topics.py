@@ -15,7 +15,7 @@ from lakelog import (
     TopicNotFoundError,
 )
 from lakelog.limits import MAX_PARTITIONS
-from lakelog.storage.keys import partition_pk, topic_segments_prefix
+from lakelog.storage.keys import topic_segments_prefix
 from tests.contract.backends import Backend
 
 DEFAULT_CONFIG = {
@@ -111,10 +111,11 @@ def test_describe_reports_each_partitions_offsets_and_bytes(engine: Engine) -> N
     assert [p.partition for p in description.partitions] == [0, 1, 2]
     assert [p.log_start_offset for p in description.partitions] == [0, 0, 0]
     assert [p.high_watermark for p in description.partitions] == [3, 0, 1]
-    ledger = engine.context.ledger
+    # And each byte count is the sum of that partition's batches over the chain's items
+    items = list(engine.context.ledger.chain(topic.topic_id))
     for info in description.partitions:
-        entries = list(ledger.entries(partition_pk(topic.topic_id, info.partition)))
-        assert info.bytes == sum(entry.size_bytes for entry in entries)
+        batches = [item.batch(info.partition) for item in items]
+        assert info.bytes == sum(batch.byte_length for batch in batches if batch is not None)
     assert description.partitions[0].bytes > 0
     assert description.partitions[1].bytes == 0
     assert description.partitions[2].bytes > 0
@@ -365,18 +366,21 @@ def test_second_engine_sees_creates_alters_appends_and_deletes(
 def test_second_engine_with_a_cached_topic_cannot_append_after_delete(
     make_engine: Callable[..., Engine],
 ) -> None:
-    # Given engine b has appended (so it caches the topic and its heads)
+    # Given engine b has appended (so it caches the topic and the chain's tail)
     a, b = make_engine(), make_engine()
-    a.create_topic("orders")
+    topic = a.create_topic("orders")
     append_values(b, "orders", 0, b"first")
 
     # When engine a deletes the topic
     a.delete_topic("orders")
 
-    # Then engine b's next append fails rather than writing into the deleted ledger
+    # Then engine b's next append fails rather than writing into the deleted ledger:
+    # nothing follows the seal
     with pytest.raises(TopicNotFoundError):
         append_values(b, "orders", 0, b"late")
     assert a.list_topics() == []
+    chain = list(a.context.ledger.chain(topic.topic_id))
+    assert [item.kind for item in chain] == ["genesis", "append", "seal"]
 
 
 def test_an_append_to_a_partition_another_engine_added_is_accepted(
