@@ -220,13 +220,15 @@ class FaultyChainStore:
     ``AFTER_LEDGER``), as v1's append transaction does; a deletion's seal item passes
     ``AFTER_SEAL`` too, once it is written. ``on_put``, when set, is called just
     before each put reaches the inner store: a test uses it to interleave another writer
-    at exactly that point.
+    at exactly that point. ``on_query``, when set, is called (with the topic id) just before
+    each query does, to interleave a deletion between a reader's plan and its read.
     """
 
     def __init__(self, inner: ChainStore, injector: FaultInjector) -> None:
         self.inner = inner
         self.injector = injector
         self.on_put: Callable[[ChainItem], None] | None = None
+        self.on_query: Callable[[str], None] | None = None
 
     def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
         self.injector.check(FailPoint.BEFORE_CHAIN_CREATE)
@@ -257,6 +259,8 @@ class FaultyChainStore:
     def query(
         self, topic_id: str, from_seq: int, limit: int
     ) -> tuple[list[ChainItem], ChainMeta | None]:
+        if self.on_query is not None:
+            self.on_query(topic_id)
         return self.inner.query(topic_id, from_seq, limit)
 
     def chain(self, topic_id: str) -> Iterator[ChainItem]:
