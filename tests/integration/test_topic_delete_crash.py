@@ -25,7 +25,7 @@ NOW_MS = 1_700_000_000_000
 """Every engine's clock: the warm process's cached topic never expires during a test."""
 OLD_BATCHES = 12
 """Batches on partition 0 before the delete: a reader catching up from offset 0 one record
-at a time stops long before the seal."""
+at a time stops long before the seal, which its one Query still reaches."""
 
 DELETE_STEPS = [
     FailPoint.AFTER_TOPIC_MARK,
@@ -109,6 +109,7 @@ def test_a_topic_whose_delete_crashed_takes_no_appends_and_shows_no_records_unti
     # Given a delete that crashed after sealing the chain but before removing the name
     admin, warm, crash_delete = _old_topic(make_engine, make_faulty)
     topic_id = _current(admin).topic_id
+    cursor = warm.fetch("t", 0, 0, max_records=1).cursor
     crash_delete(point)
     fresh = make_engine(clock_ms=_clock)
 
@@ -123,6 +124,9 @@ def test_a_topic_whose_delete_crashed_takes_no_appends_and_shows_no_records_unti
                 engine.fetch("t", partition, 0)
         with pytest.raises(TopicNotFoundError):
             engine.fetch("t", 0, OLD_BATCHES - 1, max_records=1)
+        # (a consumer continuing from its cursor, one record at a time, is told too)
+        with pytest.raises(TopicNotFoundError):
+            engine.fetch("t", 0, 1, max_records=1, cursor=cursor)
     assert _kinds(admin, topic_id)[-1] == "seal"
 
     # When the delete is run again, it completes: the name is free, the chain sealed once
