@@ -14,6 +14,8 @@ import pytest
 from lakelog import (
     Engine,
     InvalidRequestError,
+    LakelogError,
+    ProducerBatch,
     Record,
     TopicExistsError,
     TopicNotFoundError,
@@ -200,3 +202,34 @@ def test_a_warm_process_never_serves_old_records_after_delete_and_recreate(
     assert values in ([], [b"new-1"])
     # And from then on it reads the new topic only
     assert [r.value for r in warm.fetch("t", 0, 0).records] == [b"new-0", b"new-1", b"new-2"]
+
+
+def test_a_warm_process_never_answers_a_retry_from_the_deleted_topic(
+    make_engine: Callable[..., Engine], make_faulty: MakeFaulty
+) -> None:
+    # Given an idempotent request to "t" that committed but whose reply was lost
+    admin = make_engine(clock_ms=_clock)
+    warm, faults = make_faulty(clock_ms=_clock)
+    admin.create_topic("t")
+    producer_id = warm.init_producer_id()
+    warm.append("t", [Record(value=b"a", partition=0)], ProducerBatch(producer_id, 0, {0: 0}))
+    faults.arm(FailPoint.AFTER_LEDGER)
+    with pytest.raises(InjectedFaultError):
+        warm.append("t", [Record(value=b"b", partition=0)], ProducerBatch(producer_id, 0, {0: 1}))
+
+    # When "t" is deleted and re-created, and the warm process gets the retry
+    admin.delete_topic("t")
+    admin.create_topic("t")
+    try:
+        acks = warm.append(
+            "t", [Record(value=b"b", partition=0)], ProducerBatch(producer_id, 0, {0: 1})
+        )
+    except LakelogError:
+        acks = []
+
+    # Then it is refused, or acknowledged where a fresh process reads it: never answered
+    # with the deleted topic's offsets
+    fresh = make_engine(clock_ms=_clock)
+    for ack in acks:
+        fetched = fresh.fetch("t", ack.partition, ack.offset, max_records=1).records
+        assert [(r.offset, r.value) for r in fetched] == [(ack.offset, b"b")]

@@ -461,13 +461,19 @@ class Appender:
             request.state = self._read_state(request.topic.topic_id, request.producer_id)
 
     def _answer(self, request: _Request, original: ProducerRequest) -> list[RecordMetadata]:
-        """The original results of a retried request, from its chain item (ADR 0012, 2.4)."""
+        """The original results of a retried request, from its chain item (ADR 0012, 2.4).
+
+        Given only while the topic is live, read after the item: a retry that reaches a
+        process caching a deleted topic's id is never answered with that topic's offsets
+        (`StaleTopicError` sends it to the topic now under the name).
+        """
         item = self._ledger.get_item(request.topic.topic_id, original.seq)
         if item is None:
             raise UnavailableError(
                 f"the chain item {original.seq} that holds this request is gone; "
                 "nothing was written"
             )
+        self._ctx.topic_state(request.topic)
         return self._reply(request, item)
 
     def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:
