@@ -160,7 +160,10 @@ def _values_unless_refused(fetch: Callable[[], FetchResult]) -> list[bytes | Non
         return []
 
 
-@pytest.mark.parametrize("resume", ["cursor", "offset"])
+@pytest.mark.parametrize(
+    "resume",
+    ["cursor", "offset", pytest.param("cursor", marks=pytest.mark.moto, id="cursor-moto")],
+)
 def test_a_warm_process_never_serves_old_records_after_delete_and_recreate(
     make_engine: Callable[..., Engine], make_faulty: MakeFaulty, resume: str
 ) -> None:
