@@ -15,7 +15,9 @@ from lakelog import (
     TopicNotFoundError,
 )
 from lakelog.limits import MAX_PARTITIONS
+from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.keys import topic_segments_prefix
+from tests.conftest import MakeFaulty
 from tests.contract.backends import Backend
 
 DEFAULT_CONFIG = {
@@ -87,6 +89,28 @@ def test_create_topic_twice_raises_topic_exists_and_keeps_the_first(
     assert again.config == DEFAULT_CONFIG
     assert [p.high_watermark for p in again.partitions] == [0, 2]
     assert backend.contents() == before
+
+
+@pytest.mark.parametrize("point", [FailPoint.BEFORE_CHAIN_CREATE, FailPoint.AFTER_CHAIN_CREATE])
+def test_a_create_that_crashed_before_the_catalog_leaves_nothing_visible_and_the_name_free(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], point: FailPoint
+) -> None:
+    # Given a create that crashed before or after writing the chain's meta and genesis
+    engine, injector = make_faulty()
+    injector.arm(point)
+    with pytest.raises(InjectedFaultError):
+        engine.create_topic("orders", partitions=2)
+
+    # Then no process sees the topic, and the name can be created, empty
+    other = make_engine()
+    assert other.list_topics() == []
+    with pytest.raises(TopicNotFoundError):
+        other.append("orders", [Record(value=b"lost?", partition=0)])
+    created = other.create_topic("orders", partitions=2)
+    assert high_watermarks(other, "orders") == [0, 0]
+    append_values(engine, "orders", 1, b"a")
+    assert [r.value for r in other.fetch("orders", 1, 0).records] == [b"a"]
+    assert other.describe_topic("orders").topic_id == created.topic_id
 
 
 def test_list_topics_returns_every_name_sorted(engine: Engine) -> None:
