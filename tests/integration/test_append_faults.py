@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
 from lakelog.errors import LakelogError, ThrottledError, UnavailableError
 from lakelog.log.partitioner import partition_for_key
+from lakelog.service.gc import DEFAULT_GRACE_MS
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
 from lakelog.storage import (
     DynamoCatalogStore,
@@ -22,10 +23,13 @@ from lakelog.storage import (
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
+    FaultyChainStore,
     InjectedFaultError,
 )
+from lakelog.storage.keys import l0_segment_key_from_id
 from tests.conftest import MakeFaulty, new_client
-from tests.contract.backends import Backend
+from tests.contract.backends import Backend, MemoryBackend
+from tests.integration.group_support import Clock
 
 TOPIC = "faults"
 
@@ -379,3 +383,60 @@ def test_a_ledger_transaction_cancelled_for_another_reason_than_a_conflict_is_no
     # An item too large is refused again if resent: not reported as retryable
     assert isinstance(refused.value, UnavailableError) == (error is UnavailableError)
     assert engine.list_offset("t", 0, "latest") == 0
+
+
+def test_gc_keeps_every_segment_a_chain_item_references(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], backend: Backend
+) -> None:
+    # Given a topic's appends of every shape and one that crashed after its PUT, all
+    # stamped (keys and objects) by one fake clock
+    assert isinstance(backend, MemoryBackend)
+    clock = Clock()
+    backend.storage.clock_ms = clock
+    engine, injector = make_faulty(clock_ms=clock)
+    topic_id = engine.create_topic(TOPIC, partitions=3).topic_id
+    appended = [
+        [Record(value=b"explicit", partition=0)],
+        [Record(key=b"k%d" % n, value=b"keyed-%d" % n) for n in range(12)],
+        [Record(value=b"keyless")],
+    ]
+    for records in appended:
+        engine.append(TOPIC, records)
+    before = _objects(backend)
+    injector.arm(FailPoint.AFTER_PUT)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"lost"))
+    (orphan,) = _objects(backend) - before
+
+    # When the grace period has passed and another process's gc runs while an append is
+    # between its PUT and its chain write
+    clock.advance(DEFAULT_GRACE_MS + 1)
+    collector = make_engine(clock_ms=clock)
+    collected: list[str] = []
+    chains = engine.context.ledger
+    assert isinstance(chains, FaultyChainStore)
+
+    def collect_once(_item: object) -> None:
+        chains.on_put = None
+        collected.extend(collector.gc.collect_topic(TOPIC))
+
+    chains.on_put = collect_once
+    appended.append([Record(value=b"during-gc", partition=1)])
+    engine.append(TOPIC, appended[-1])
+
+    # Then gc removed the orphan alone: every segment a chain item references is there
+    assert collected == [orphan]
+    items = list(collector.context.ledger.chain(topic_id))
+    referenced = {
+        l0_segment_key_from_id(topic_id, item.segment_id)
+        for item in items
+        if item.segment_id is not None
+    }
+    assert len(referenced) == len(appended)
+    assert _objects(backend) == referenced
+    # And every acknowledged record reads back, and a second pass finds nothing to remove
+    stored = [
+        r.value for p in range(3) for r in collector.fetch(TOPIC, p, 0, max_records=100).records
+    ]
+    assert sorted(stored) == sorted(r.value for records in appended for r in records)
+    assert collector.gc.collect_topic(TOPIC) == []

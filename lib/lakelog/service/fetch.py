@@ -39,6 +39,7 @@ from lakelog.log.chain import (
     decode_cursor,
     encode_cursor,
     first_seq,
+    is_sealed,
     row_group_starts,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
@@ -311,11 +312,13 @@ class Fetcher:
                 run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
             ):
                 return None
+            if any(is_sealed(item) for item in run):
+                # Even if the budget ends before it: the topic is being deleted, and
+                # its meta item may not say so yet (a delete that stopped after the seal).
+                raise self._ctx.stale(topic)
             previous, complete = run[0], len(run) == len(items)
             stopped = False
             for item in run[1:]:
-                if item.kind == "seal":
-                    raise self._ctx.stale(topic)
                 if not self._take(item, wanted, budget):
                     stopped = True
                     break

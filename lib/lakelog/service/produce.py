@@ -461,7 +461,12 @@ class Appender:
             request.state = self._read_state(request.topic.topic_id, request.producer_id)
 
     def _answer(self, request: _Request, original: ProducerRequest) -> list[RecordMetadata]:
-        """The original results of a retried request, from its chain item (ADR 0012, 2.4)."""
+        """The original results of a retried request, from its chain item (ADR 0012, 2.4).
+
+        Given only while the topic is live, read after the item: a retry that reaches a
+        process caching a deleted topic's id is never answered with that topic's offsets
+        (`StaleTopicError` sends it to the topic now under the name).
+        """
         item = self._ledger.get_item(request.topic.topic_id, original.seq)
         if item is None:
             raise UnavailableError(
@@ -474,6 +479,9 @@ class Appender:
                 f"{chain_pk(request.topic.topic_id)} seq {item.seq}",
                 "the producer state names an item another request wrote",
             )
+        # Answer only while the topic is live: a process caching a deleted topic's id
+        # must not acknowledge offsets its re-created successor never had.
+        self._ctx.topic_state(request.topic)
         return self._reply(request, item)
 
     def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:

@@ -70,11 +70,13 @@ class FailPoint(StrEnum):
     AFTER_COMMIT = "after_commit"
     BEFORE_PARTITION_CLOSE = "before_partition_close"
     AFTER_PARTITION_CLOSE = "after_partition_close"
+    AFTER_TOPIC_MARK = "after_topic_mark"
     BEFORE_TOPIC_DELETE = "before_topic_delete"
     AFTER_TOPIC_DELETE = "after_topic_delete"
     BEFORE_PARTITION_DELETE = "before_partition_delete"
     BEFORE_CHAIN_CREATE = "before_chain_create"
     AFTER_CHAIN_CREATE = "after_chain_create"
+    AFTER_SEAL = "after_seal"
     BEFORE_META_UPDATE = "before_meta_update"
     AFTER_META_UPDATE = "after_meta_update"
     BEFORE_CHAIN_DELETE = "before_chain_delete"
@@ -215,15 +217,18 @@ class FaultyChainStore:
     """A `ChainStore` whose writes fail before or after they reach the inner store.
 
     ``put_item`` passes the append's points (``BEFORE_LEDGER``, ``CONFLICT``, ``THROTTLE``,
-    ``AFTER_LEDGER``), as v1's append transaction does. ``on_put``, when set, is called just
+    ``AFTER_LEDGER``), as v1's append transaction does; a deletion's seal item passes
+    ``AFTER_SEAL`` too, once it is written. ``on_put``, when set, is called just
     before each put reaches the inner store: a test uses it to interleave another writer
-    at exactly that point.
+    at exactly that point. ``on_query``, when set, is called (with the topic id) just before
+    each query does, to interleave a deletion between a reader's plan and its read.
     """
 
     def __init__(self, inner: ChainStore, injector: FaultInjector) -> None:
         self.inner = inner
         self.injector = injector
         self.on_put: Callable[[ChainItem], None] | None = None
+        self.on_query: Callable[[str], None] | None = None
 
     def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
         self.injector.check(FailPoint.BEFORE_CHAIN_CREATE)
@@ -243,6 +248,8 @@ class FaultyChainStore:
             if self.on_put is not None:
                 self.on_put(item)
             self.inner.put_item(topic_id, item, producer)
+            if item.kind == "seal":
+                self.injector.check(FailPoint.AFTER_SEAL)
 
         _ledger_write(self.injector, ChainConflict(retryable=True), put)
 
@@ -252,6 +259,8 @@ class FaultyChainStore:
     def query(
         self, topic_id: str, from_seq: int, limit: int
     ) -> tuple[list[ChainItem], ChainMeta | None]:
+        if self.on_query is not None:
+            self.on_query(topic_id)
         return self.inner.query(topic_id, from_seq, limit)
 
     def chain(self, topic_id: str) -> Iterator[ChainItem]:
@@ -272,7 +281,8 @@ class FaultyChainStore:
 
 
 class FaultyCatalogStore:
-    """A `CatalogStore` whose topic deletion fails before or after the catalog changed.
+    """A `CatalogStore` whose topic deletion fails after its marker, and before or after
+    the catalog changed.
 
     ``on_delete``, when set, is called just before each topic deletion reaches the inner
     store: a test uses it to interleave another request at exactly that point.
@@ -305,6 +315,7 @@ class FaultyCatalogStore:
 
     def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
         self.inner.mark_deleted_topic(topic, deleted_ms)
+        self.injector.check(FailPoint.AFTER_TOPIC_MARK)
 
     def deleted_topics(self) -> list[TopicRecord]:
         return self.inner.deleted_topics()
