@@ -16,7 +16,7 @@ import pytest
 from lakelog import Engine, ProducerBatch, Record
 from lakelog.log.chain import PRODUCER_REQUESTS_KEPT
 from lakelog.log.records import ProducerRequest, TopicProducerState
-from lakelog.storage import dynamodb, memory
+from lakelog.storage import attributes, dynamodb
 from lakelog.storage.attributes import item_size, num, producer_attributes
 from lakelog.storage.keys import producer_state_pk, topic_segments_prefix
 from lakelog.types import StoredRecord
@@ -77,7 +77,7 @@ def test_a_chain_put_that_fails_midway_changes_no_readers_view_and_gc_removes_it
     segments_before = {i.key for i in engine.context.objects.list(topic_segments_prefix(topic_id))}
 
     # When the producer's next append fails while the ledger applies its write
-    for module in (memory, dynamodb):
+    for module in (attributes, dynamodb):
         monkeypatch.setattr(module, "producer_attributes", _failing_producer_attributes)
     with pytest.raises(_InjectedError):
         engine.append(TOPIC, [Record(b"lost", partition=0)], ProducerBatch(pid, 0, sequence=1))
