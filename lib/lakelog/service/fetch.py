@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
-from lakelog.errors import CorruptSegmentError, InvalidRequestError, OffsetOutOfRangeError
+from lakelog.errors import (
+    CorruptSegmentError,
+    InvalidRequestError,
+    LakelogError,
+    OffsetOutOfRangeError,
+    TopicNotFoundError,
+)
 from lakelog.limits import (
     DEFAULT_FETCH_BYTES,
     DEFAULT_FETCH_RECORDS,
     MAX_FETCH_BYTES,
+    MAX_FETCH_PARTITIONS,
     MAX_FETCH_RECORDS,
+    validate_topic_name,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.ledger import contiguous_run
 from lakelog.log.records import Entry, Head
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.storage.ports import TopicRecord
-from lakelog.types import FetchResult, OffsetAndTimestamp, StoredRecord
+from lakelog.types import FetchPosition, FetchResult, OffsetAndTimestamp, StoredRecord
 
 __all__ = ["Fetcher"]
 
@@ -229,3 +239,68 @@ class Fetcher:
             if row.timestamp_ms >= timestamp_ms:
                 return OffsetAndTimestamp(offset, row.timestamp_ms)
         return None  # pragma: no cover - max_timestamp_cum promised a match
+
+    def fetch_many(
+        self, positions: Sequence[FetchPosition], max_bytes: int, max_records: int
+    ) -> list[FetchResult | LakelogError]:
+        """Records of several partitions, sharing one budget (ADR 0012 §3).
+
+        One result per position, in request order; a partition's own error
+        (`OffsetOutOfRangeError`, `TopicNotFoundError`, a partition the topic does not
+        have) takes its place instead of being raised. ``max_bytes`` and ``max_records``
+        bound the whole request; its first record is returned however large, and a later
+        partition whose first record no longer fits returns none (``next_offset`` is its
+        start). A position's ``cursor`` is a hint; the result's is None for now.
+
+        Raises
+        ------
+        InvalidRequestError
+            Bad input (bounds, types, a partition named twice, more than
+            `MAX_FETCH_PARTITIONS`), before anything is read.
+        """
+        max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
+        max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
+        if isinstance(positions, str | bytes) or not isinstance(positions, Sequence):
+            raise InvalidRequestError("positions must be a list of fetch positions")
+        if len(positions) > MAX_FETCH_PARTITIONS:
+            raise InvalidRequestError(
+                f"a fetch names at most {MAX_FETCH_PARTITIONS} partitions, not {len(positions)}"
+            )
+        named: set[tuple[str, int]] = set()
+        for position in positions:
+            if not isinstance(position, FetchPosition):
+                raise InvalidRequestError(f"not a fetch position: {position!r}")
+            validate_topic_name(position.topic)
+            _positive_int("partition", position.partition)
+            _positive_int("offset", position.offset)
+            if (position.topic, position.partition) in named:
+                raise InvalidRequestError(
+                    f"{position.topic}-{position.partition} is named twice in one fetch"
+                )
+            named.add((position.topic, position.partition))
+        results: list[FetchResult | LakelogError] = []
+        records_left, bytes_left = max_records, max_bytes
+        for position in positions:
+            try:
+                result = self.fetch(
+                    position.topic,
+                    position.partition,
+                    position.offset,
+                    max(records_left, 1),
+                    max(bytes_left, 1),
+                )
+            except (OffsetOutOfRangeError, TopicNotFoundError, InvalidRequestError) as error:
+                results.append(error)
+                continue
+            first = result.records[0] if result.records else None
+            spent = records_left < max_records
+            if first is not None and spent:
+                size = record_size(first.key, first.value, first.headers)
+                if records_left <= 0 or size > bytes_left:  # only the request's first is free
+                    result = dataclasses.replace(
+                        result, records=[], next_offset=position.offset, cursor=None
+                    )
+            records_left -= len(result.records)
+            bytes_left -= sum(record_size(r.key, r.value, r.headers) for r in result.records)
+            results.append(result)
+        return results
