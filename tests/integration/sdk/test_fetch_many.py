@@ -14,11 +14,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lakelog.client import Client
+from lakelog.client import Client, Consumer
 from lakelog.client.fetcher import IDLE_BACKOFF_MAX_S
 from lakelog.client.transport import Transport
 from lakelog.contract.operations import Append, FetchMany, JoinGroup, Operation
-from lakelog.errors import InvalidRequestError
+from lakelog.errors import (
+    InvalidRequestError,
+    LakelogError,
+    ThrottledError,
+    TopicNotFoundError,
+)
 from lakelog.types import FetchManyResult, FetchResult, Record, TopicPartition
 from tests.integration.group_support import Clock
 from tests.integration.sdk.conftest import Wire
@@ -56,6 +61,7 @@ class Spy:
         self.sent: list[Operation[Any]] = []
         self.edit: Callable[[FetchResult], FetchResult] | None = None
         self.refuse_next: InvalidRequestError | None = None
+        self.member_error: LakelogError | None = None
 
     def call(self, op: Operation[R]) -> R:
         self.sent.append(op)
@@ -63,6 +69,9 @@ class Spy:
             error, self.refuse_next = self.refuse_next, None
             raise error
         result = self.inner.call(op)
+        if isinstance(result, FetchManyResult) and self.member_error is not None:
+            error, self.member_error = self.member_error, None
+            result = dataclasses.replace(result, member=error)  # type: ignore[assignment]
         if isinstance(result, FetchManyResult) and self.edit is not None:
             edit = self.edit
             parts = [p if isinstance(p, Exception) else edit(p) for p in result.partitions]
@@ -179,9 +188,7 @@ def test_a_seek_ends_the_idle_pause(make_client: MakeClient) -> None:
 # Heartbeats ride on fetches ------------------------------------------------------------------
 
 
-def test_heartbeats_ride_on_fetches_and_keep_the_session(
-    make_timed_client: MakeClient, clock: Clock
-) -> None:
+def _parked_member(make_timed_client: MakeClient, clock: Clock) -> tuple[Client, Spy, Consumer]:
     client, wire = make_timed_client()
     spy = Spy(wire.inner)
     wire.inner = spy
@@ -196,6 +203,13 @@ def test_heartbeats_ride_on_fetches_and_keep_the_session(
         _clock=parked,
         _fetch_clock=parked,
     )
+    return client, spy, consumer
+
+
+def test_heartbeats_ride_on_fetches_and_keep_the_session(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, spy, consumer = _parked_member(make_timed_client, clock)
     consumer.poll(timeout_ms=0)  # joins: the only heartbeat of its own
     assert spy.count(JoinGroup) == 1
     assert len(consumer.assignment()) == 3
@@ -220,6 +234,35 @@ def test_heartbeats_ride_on_fetches_and_keep_the_session(
     described = client.describe_group("g")
     assert [m.expires_ms for m in described.members] == [clock() + SESSION_MS]
     assert {p.owner for p in described.partitions} == {member.member_id}
+    assert len(consumer.assignment()) == 3
+    consumer.close()
+
+
+def test_a_carried_heartbeat_that_fails_is_carried_again_or_sent_on_its_own(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, spy, consumer = _parked_member(make_timed_client, clock)
+    _produce(client, "beats", 3)
+    consumer.poll(timeout_ms=0)  # joins, then fetches
+    consumer.poll(timeout_ms=0)
+
+    # Throttled: the records still come, and the next fetch carries the heartbeat again
+    clock.advance(HEARTBEAT_MS)
+    spy.member_error = ThrottledError("slow down")
+    consumer.poll(timeout_ms=0)
+    clock.advance(HEARTBEAT_MS // 2)  # a retry is due before a whole interval
+    consumer.poll(timeout_ms=0)
+    assert spy.count(JoinGroup) == 1
+    assert [f.member is not None for f in spy.fetches()[-2:]] == [True, True]
+
+    # Any other error: the next heartbeat goes on its own, at once, as it did alone
+    clock.advance(HEARTBEAT_MS)
+    _produce(client, "beats", 1)
+    spy.member_error = TopicNotFoundError("beats")
+    records = consumer.poll(timeout_ms=0)
+    assert [r.value for r in records[TopicPartition("beats", 0)]] == [b"0-0"]
+    consumer.poll(timeout_ms=0)
+    assert spy.count(JoinGroup) == 2
     assert len(consumer.assignment()) == 3
     consumer.close()
 
