@@ -224,16 +224,19 @@ class Consumer:
         """One fetch round, carrying the member's heartbeat when one is due."""
         coordinator = self._coordinator
         carried = None if coordinator is None else coordinator.carried()
-        if carried is None:
-            return self._fetcher.fetch(limit).batches
-        assert coordinator is not None
-        member = None
-        try:
-            found, member = self._fetcher.fetch(limit, carried)
-        finally:
-            coordinator.carried_reply(member)
-        coordinator.apply_pending()
-        return self._fetcher.still_current(found)
+        if carried is None or coordinator is None:
+            fetched = self._fetcher.fetch(limit)
+        else:
+            member = None
+            try:
+                fetched = self._fetcher.fetch(limit, carried)
+                member = fetched.member
+            finally:
+                coordinator.carried_reply(member)
+            coordinator.apply_pending()
+        if fetched.error is not None:
+            raise fetched.error
+        return self._fetcher.still_current(fetched.batches)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         return self

@@ -72,11 +72,14 @@ class Fetched(NamedTuple):
 
 
 class FetchRound(NamedTuple):
-    """What one round brought: records by partition, and the reply to the heartbeat it
-    carried (None when it carried none or the request failed)."""
+    """What one round brought: records by partition, the reply to the heartbeat it carried
+    (None when it carried none or the request failed), and a partition's error for the
+    caller to raise once it took that reply (then no position moved and ``batches`` is
+    empty)."""
 
     batches: list[Fetched]
     member: Membership | LakelogError | None = None
+    error: LakelogError | None = None
 
 
 class _Asked(NamedTuple):
@@ -160,7 +163,8 @@ class Fetcher:
         """One request for every assigned partition, up to ``limit`` records, when one is
         due (not idle, or ``member``'s heartbeat rides on it).
 
-        If it raises, no position moved, so no record is skipped.
+        If it raises, or returns a partition's error, no position moved, so no record is
+        skipped.
         """
         sub = self._subscription
         now = self._monotonic()
@@ -190,14 +194,21 @@ class Fetcher:
                 batch = self._take(item, result)
                 if batch is not None:
                     found.append(batch)
+        except LakelogError as error:  # the heartbeat's reply still counts
+            self._put_back(found)
+            return FetchRound([], reply.member, error)
         except BaseException:
-            with sub.lock:
-                for batch in found:
-                    if self._current(batch.partition, batch.state, batch.seeks):
-                        batch.state.fetched = batch.offset
+            self._put_back(found)
             raise
         self._idle(now, found=bool(found))
         return FetchRound(found, reply.member)
+
+    def _put_back(self, batches: Sequence[Fetched]) -> None:
+        """Fetch ``batches`` again next time: their partitions' positions go back."""
+        with self._subscription.lock:
+            for batch in batches:
+                if self._current(batch.partition, batch.state, batch.seeks):
+                    batch.state.fetched = batch.offset
 
     def _send(self, asked: list[_Asked], limit: int, member: JoinGroup | None) -> FetchManyResult:
         """The fetch of ``asked``; once more by offset if the service refuses the cursors."""
@@ -222,7 +233,11 @@ class Fetcher:
                     a.state.cursor = None
 
     def _take(self, asked: _Asked, result: FetchResult | LakelogError) -> Fetched | None:
-        """Apply one partition's result to its state; its records, if still current."""
+        """Apply one partition's result to its state; its records, if still current.
+
+        Raises the partition's error (a deleted topic, out of range with
+        ``auto_offset_reset="none"``), except 429/503 and a refused cursor.
+        """
         tp, state, seeks, offset = asked.partition, asked.state, asked.seeks, asked.offset
         sub = self._subscription
         if isinstance(result, OffsetOutOfRangeError):
@@ -237,8 +252,10 @@ class Fetcher:
         if isinstance(result, LakelogError):
             if _cursor_refused(result):
                 self._drop_cursors([asked])
-            else:  # this partition is asked again at the next round
+            elif isinstance(result, RETRYABLE):  # asked again at the next round
                 logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, result)
+            else:  # raised from poll, as a fetch of this partition alone raises it
+                raise result
             return None
         records = [self._consumer_record(tp.topic, r) for r in result.records]
         with sub.lock:

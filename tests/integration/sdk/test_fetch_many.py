@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import pytest
+
 from lakelog.client import Client, Consumer
 from lakelog.client.fetcher import IDLE_BACKOFF_MAX_S
 from lakelog.client.transport import Transport
@@ -308,4 +310,20 @@ def test_a_refused_cursor_is_dropped_and_the_fetch_goes_by_offset(make_client: M
     assert {p.cursor for p in refused.positions} == {"stale"}
     assert {(p.offset, p.cursor) for p in by_offset.positions} == {(1, None)}
     assert sorted(r.value for batch in records.values() for r in batch) == [b"0-0", b"1-0"]
+    consumer.close()
+
+
+def test_a_deleted_topic_raises_from_poll_and_moves_no_position(make_client: MakeClient) -> None:
+    client, _ = _spied(make_client)
+    client.create_topic("kept", partitions=1)
+    client.create_topic("gone", partitions=1)
+    _produce(client, "kept", 1)
+    consumer = client.consumer("kept", "gone", auto_offset_reset="earliest", _fetch_clock=Clock())
+    admin, _ = make_client()
+    admin.delete_topic("gone")
+
+    with pytest.raises(TopicNotFoundError):
+        consumer.poll(timeout_ms=0)
+
+    assert consumer.position(TopicPartition("kept", 0)) == 0
     consumer.close()
