@@ -269,6 +269,25 @@ def test_a_carried_heartbeat_that_fails_is_carried_again_or_sent_on_its_own(
     consumer.close()
 
 
+def test_records_of_a_partition_the_carried_heartbeat_gave_up_are_dropped(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    client, spy, consumer = _parked_member(make_timed_client, clock)
+    consumer.poll(timeout_ms=0)  # joins and takes the three leases
+    assert len(consumer.assignment()) == 3
+    client.transport.call(JoinGroup("g", ["beats"], "other-1", SESSION_MS))
+    _produce(client, "beats", 3)
+
+    # The fetch that carries the heartbeat reads all three; the heartbeat gives up one
+    clock.advance(HEARTBEAT_MS)
+    records = consumer.poll(timeout_ms=0)
+
+    assert {p.partition for p in spy.fetches()[-1].positions} == {0, 1, 2}
+    assert consumer.assignment() == {TopicPartition("beats", 0), TopicPartition("beats", 1)}
+    assert set(records) == consumer.assignment()
+    consumer.close()
+
+
 # Cursors -------------------------------------------------------------------------------------
 
 
