@@ -182,7 +182,13 @@ def test_fetch_pages_by_max_records_and_reports_next_offset(orders: Api) -> None
     assert first["next_offset"] == 2
     assert first["high_watermark"] == 5
     assert [r["offset"] for r in second["records"]] == [2, 3, 4]
-    assert at_end == {"records": [], "next_offset": 5, "high_watermark": 5, "log_start_offset": 0}
+    assert at_end == {
+        "records": [],
+        "next_offset": 5,
+        "high_watermark": 5,
+        "log_start_offset": 0,
+        "cursor": at_end["cursor"],  # where the next fetch continues (ADR 0012)
+    }
 
 
 def test_fetch_with_a_small_max_bytes_still_returns_one_record(orders: Api) -> None:
