@@ -165,11 +165,18 @@ class Wire:
         if self.cut:
             raise UnavailableError(f"{name}: connection refused (cut)")
         self.calls[name] += 1
+        if getattr(op, "member", None) is not None:
+            self.calls["carried_heartbeat"] += 1
         result = self.inner.call(op)
         if self.fail_next[name]:
             self.fail_next[name] -= 1
             raise UnavailableError(f"{name}: reply lost after the service acted")
         return result
+
+    @property
+    def heartbeats(self) -> int:
+        """Heartbeats sent: on their own (``join_group``) or carried by a fetch."""
+        return self.calls["join_group"] + self.calls["carried_heartbeat"]
 
     @property
     def max_request_bytes(self) -> int:
