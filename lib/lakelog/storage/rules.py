@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from lakelog.errors import CorruptSegmentError, LeaseFencedError
-from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.storage.ports import LeaseRecord
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSACTION_ITEMS",
     "at_seen_epoch",
-    "check_append_size",
     "commit_needed",
     "continued_sequence",
     "decode_config",
@@ -111,17 +109,6 @@ def taken(current: LeaseRecord | None, seen: LeaseRecord, owner: str, topic_id: 
         committed_offset=kept.committed_offset if kept else None,
         committed_ms=kept.committed_ms if kept else None,
     )
-
-
-def check_append_size(partitions: int) -> None:
-    """Refuse an append transaction of more partitions than one transaction moves.
-
-    Raises ValueError beyond `MAX_PARTITIONS_PER_TRANSACTION` (the caller splits them).
-    """
-    if partitions > MAX_PARTITIONS_PER_TRANSACTION:
-        raise ValueError(
-            f"at most {MAX_PARTITIONS_PER_TRANSACTION} partitions per append transaction"
-        )
 
 
 def commit_needed(offsets: Sequence[OffsetCommit]) -> bool:
