@@ -532,7 +532,9 @@ def test_segments_in_the_bucket_read_back_with_duckdb_give_the_same_records(
             assert len(rows) == batch.record_count
             for index, (ts, key_bytes, value, headers) in enumerate(rows):
                 pairs = tuple((h["key"], h["value"]) for h in headers)
-                from_duckdb.append((item.base_offset(partition) + index, ts, key_bytes, value, pairs))
+                from_duckdb.append(
+                    (item.base_offset(partition) + index, ts, key_bytes, value, pairs)
+                )
         fetched = [
             (r.offset, r.timestamp_ms, r.key, r.value, r.headers)
             for r in read_all(engine, "orders", partition)
