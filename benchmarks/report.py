@@ -358,9 +358,10 @@ def verdict(rows: Sequence[Row]) -> str:
 LEDGER_WRU_TARGET: Final = 8.0
 """Ledger write units per append, whatever the partitions it touches (up to 100)."""
 COST_MISS_REASON: Final = (
-    "today's ledger writes two items per partition per append, the consumer fetches each "
-    "partition with its own request and idle consumers poll each partition twice a second; "
-    "the ledger redesign that targets these figures is pending"
+    "today's ledger writes two items per partition per append, and the multi-partition "
+    "fetch still reads each partition with its own ledger Query and GETs (the consumer sends "
+    "one request per poll, idle ones one per heartbeat interval or 5 s); the ledger redesign "
+    "that targets these figures is pending"
 )
 
 

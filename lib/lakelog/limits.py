@@ -16,9 +16,12 @@ __all__ = [
     "DYNAMODB_ITEM_BYTES",
     "MAX_ACL_RULE_KEY_BYTES",
     "MAX_API_FETCH_BYTES",
+    "MAX_API_FETCH_MANY_BYTES",
     "MAX_APPEND_BYTES",
     "MAX_APPEND_RECORDS",
     "MAX_FETCH_BYTES",
+    "MAX_FETCH_MANY_REPLY_BYTES",
+    "MAX_FETCH_PARTITIONS",
     "MAX_FETCH_RECORDS",
     "MAX_HEADERS_PER_RECORD",
     "MAX_OFFSETS_PER_COMMIT",
@@ -74,6 +77,19 @@ MAX_API_FETCH_BYTES: Final = 4 * 1024 * 1024
 whole reply must stay under Lambda's 6 MB response limit. The SDK asks for at most this
 much per request (a fetch returns at most ``max_bytes``, so asking less is always valid)."""
 
+MAX_FETCH_PARTITIONS: Final = 1000
+"""Partitions one multi-partition fetch (``POST /v1/fetch``) names, each at most once."""
+
+MAX_API_FETCH_MANY_BYTES: Final = 3 * 1024 * 1024
+"""Largest ``max_bytes`` of a multi-partition fetch over HTTP: base64 makes 3 MiB of record
+bytes 4 MiB of text, which leaves room for the records' JSON under
+`MAX_FETCH_MANY_REPLY_BYTES`. The budget is shared by every partition of the request."""
+
+MAX_FETCH_MANY_REPLY_BYTES: Final = 5 * 1024 * 1024
+"""Encoded bytes of a multi-partition fetch reply, under Lambda's 6 MB response limit.
+Records past it are left for the next fetch (the partitions' ``next_offset`` stop before
+them); the first record of the reply is always sent."""
+
 MAX_ACL_RULE_KEY_BYTES: Final = 1024
 """An ACL rule's principal and topic patterns together (DynamoDB's sort key limit, which the
 rule's key must fit, less its 8 bytes of separators and effect)."""
@@ -88,7 +104,8 @@ DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
 """A group member's session when it asks for none; it heartbeats every third of it."""
 
 MAX_OFFSETS_PER_COMMIT: Final = 100
-"""Offsets one commit carries: one DynamoDB transaction of at most 100 items."""
+"""Offsets one commit carries, all or none: one conditional write per offsets item (100
+partitions of a topic each), a transaction of at most 100 items when it spans several."""
 
 MAX_TOPICS_PER_MEMBER: Final = 100
 """Topics one group member subscribes to."""

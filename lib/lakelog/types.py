@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeAlias
+
+if TYPE_CHECKING:
+    from lakelog.errors import LakelogError
 
 __all__ = [
     "Assignment",
+    "FetchManyResult",
     "FetchPosition",
     "FetchResult",
     "GroupDescription",
@@ -114,6 +118,20 @@ class FetchPosition:
     partition: int
     offset: int
     cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchManyResult:
+    """The reply to a multi-partition fetch (ADR 0012 §3).
+
+    ``partitions`` has one entry per position asked for, in request order: its records, or
+    the error of that partition alone (`OffsetOutOfRangeError`, `TopicNotFoundError`).
+    ``member`` is the heartbeat the fetch carried: the member's leases, or the heartbeat's
+    own error; None when the fetch carried none.
+    """
+
+    partitions: list[FetchResult | LakelogError]
+    member: Membership | LakelogError | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,3 +210,79 @@ def test_a_reset_is_refused_where_a_lease_appeared_since_it_was_read(
     assert not store.reset_leases(g, [(seen, LeaseRecord("t", 0, "id-1", 1, None, 0, 1))])
     assert _lease(store, g) == LeaseRecord("t", 0, "id-1", 1, owner="a")
     assert store.reset_leases(g, [])
+
+
+@pytest.mark.parametrize("partitions", [(0, 1, 2, 3), (0, 99, 100, 250)], ids=["one", "three"])
+def test_a_commit_after_losing_one_of_several_partitions_changes_nothing(
+    store: GroupStore, g: str, partitions: tuple[int, ...]
+) -> None:
+    # Given a holds four partitions (in one offsets item, or spread over three) with 5
+    # committed, then b takes the third over
+    for partition in partitions:
+        store.take_lease(g, LeaseRecord.missing("t", partition), "a", "id-1")
+    store.commit(g, "a", [OffsetCommit("t", p, 5, 1) for p in partitions], committed_ms=1)
+    lost = partitions[2]
+    seen = next(x for x in store.read_group(g).leases if x.partition == lost)
+    assert store.take_lease(g, seen, "b", "id-1") is not None
+    before = store.read_group(g)
+
+    # When a commits all four at the epoch it was given
+    with pytest.raises(LeaseFencedError) as fenced:
+        store.commit(g, "a", [OffsetCommit("t", p, 9, 1) for p in partitions], committed_ms=2)
+
+    # Then the commit names the lost partition and nothing changed, not even the
+    # partitions a still holds
+    assert fenced.value.partitions == (("t", lost),)
+    assert store.read_group(g) == before
+
+
+def test_a_lease_given_up_then_taken_by_another_member_takes_only_the_new_owners_commits(
+    store: GroupStore, g: str
+) -> None:
+    # Given a holds partitions 0 and 1, commits 5 on both, then gives up partition 1
+    for partition in (0, 1):
+        store.take_lease(g, LeaseRecord.missing("t", partition), "a", "id-1")
+    store.commit(g, "a", [OffsetCommit("t", p, 5, 1) for p in (0, 1)], committed_ms=1)
+    assert store.give_up_lease(g, _leases(store, g, 2)[1])
+    free = _leases(store, g, 2)[1]
+    assert (free.owner, free.lease_epoch, free.committed_offset) == (None, 2, 5)
+
+    # When b takes it, starting at a's commit, and commits at its epoch
+    taken = store.take_lease(g, free, "b", "id-1")
+    assert taken is not None and (taken.lease_epoch, taken.committed_offset) == (3, 5)
+    store.commit(g, "b", [OffsetCommit("t", 1, 8, 3)], committed_ms=3)
+
+    # Then b's commit landed; a's commits to partition 1 are fenced at any epoch it knew
+    # (held, or free after giving it up), and a still commits the partition it holds
+    for epoch in (1, 2, 3):
+        with pytest.raises(LeaseFencedError):
+            store.commit(g, "a", [OffsetCommit("t", 1, 9, epoch)], committed_ms=4)
+    store.commit(g, "a", [OffsetCommit("t", 0, 7, 1)], committed_ms=5)
+    assert _leases(store, g, 2) == [
+        LeaseRecord("t", 0, "id-1", 1, "a", 7, 5),
+        LeaseRecord("t", 1, "id-1", 3, "b", 8, 3),
+    ]
+
+
+def test_a_lease_of_a_topic_re_created_under_its_name_keeps_its_own_topic_id(
+    store: GroupStore, g: str
+) -> None:
+    # Given leases of topic "t" taken under its first id, one with an offset committed
+    for partition in (0, 1):
+        store.take_lease(g, LeaseRecord.missing("t", partition), "a", "id-1")
+    store.commit(g, "a", [OffsetCommit("t", 0, 5, 1)], committed_ms=1)
+    old = _leases(store, g, 3)
+
+    # When "t" is re-created (id-2) and its partitions are taken again, one never taken before
+    retaken = [store.take_lease(g, lease, "b", "id-2") for lease in old]
+
+    # Then each lease is of id-2 at the next epoch (1 for the partition never taken),
+    # without the old topic's offset, and b commits to them
+    assert retaken == [
+        LeaseRecord("t", 0, "id-2", 2, "b"),
+        LeaseRecord("t", 1, "id-2", 2, "b"),
+        LeaseRecord("t", 2, "id-2", 1, "b"),
+    ]
+    assert _leases(store, g, 3) == retaken
+    store.commit(g, "b", [OffsetCommit("t", p, 3, 2) for p in (0, 1)], committed_ms=2)
+    assert [x.committed_offset for x in _leases(store, g, 3)] == [3, 3, None]

@@ -7,6 +7,8 @@ backend applies them in, the outcome checked is the same: one winner, the losers
 
 from __future__ import annotations
 
+import pytest
+
 from lakelog.errors import LeaseFencedError
 from lakelog.storage.ports import (
     AclEntry,
@@ -129,3 +131,80 @@ def test_a_commit_racing_a_takeover_lands_before_it_or_is_fenced(backend: Backen
     else:  # came after the take: fenced, and changed nothing
         assert isinstance(committed, LeaseFencedError)
         assert final.committed_offset == 5 and taken.committed_offset == 5
+
+
+COMMITS = 20
+"""Commits a member sends, one after another, while its lease is taken over."""
+
+
+@pytest.mark.parametrize(
+    ("partitions", "taken"),
+    [((0, 1, 2), 1), ((98, 99, 100), 100)],
+    ids=["one-offsets-item", "two-offsets-items"],
+)
+def test_commits_of_several_partitions_racing_a_takeover_of_one_are_a_landed_run_then_fenced(
+    backend: Backend, ns: str, partitions: tuple[int, ...], taken: int
+) -> None:
+    # Given member a holds three partitions (in one offsets item, or across two: then each
+    # commit is a transaction), and b is about to take one of them over
+    a, b = backend.stores()[3], backend.stores()[3]
+    for partition in partitions:
+        assert a.take_lease(ns, LeaseRecord.missing("t", partition), "a", "id") is not None
+    seen = next(x for x in a.read_group(ns).leases if x.partition == taken)
+    outcomes: list[bool] = []  # True: landed, False: fenced
+
+    def act(i: int) -> object:
+        if i == 1:
+            return b.take_lease(ns, seen, "b", "id")
+        for offset in range(1, COMMITS + 1):
+            try:
+                a.commit(ns, "a", [OffsetCommit("t", p, offset, 1) for p in partitions], offset)
+            except LeaseFencedError as fenced:
+                assert fenced.partitions == (("t", taken),)
+                outcomes.append(False)
+            else:
+                outcomes.append(True)
+        return None
+
+    # When a commits all three again and again while b takes one over, released together
+    committed, took = race(2, act)
+    assert committed is None, committed
+
+    # Then, however they interleaved, a run of whole commits landed, every later one was
+    # fenced whole, and b's lease starts at the last commit that landed
+    landed = outcomes.count(True)
+    assert outcomes == [True] * landed + [False] * (COMMITS - landed)
+    last = landed or None
+    assert isinstance(took, LeaseRecord)
+    assert (took.owner, took.lease_epoch, took.committed_offset) == ("b", 2, last)
+    final = {x.partition: x for x in b.read_group(ns).leases}
+    assert {p: final[p].committed_offset for p in partitions} == dict.fromkeys(partitions, last)
+    assert {p: final[p].owner for p in partitions} == {
+        p: "b" if p == taken else "a" for p in partitions
+    }
+
+
+def test_a_reset_racing_a_commit_wins_whichever_lands_first(backend: Backend, ns: str) -> None:
+    # Given member a holds two partitions with offset 5 committed (its session over, so a
+    # reset of the group may run)
+    a, admin = backend.stores()[3], backend.stores()[3]
+    for partition in (0, 1):
+        a.take_lease(ns, LeaseRecord.missing("t", partition), "a", "id")
+    a.commit(ns, "a", [OffsetCommit("t", p, 5, 1) for p in (0, 1)], committed_ms=1)
+    seen = a.read_group(ns).leases
+    resets = [(x, LeaseRecord("t", x.partition, "id", 2, None, 0, 9)) for x in seen]
+
+    # When a commits 9 while the reset moves both partitions back to 0
+    def act(i: int) -> object:
+        if i == 0:
+            a.commit(ns, "a", [OffsetCommit("t", p, 9, 1) for p in (0, 1)], committed_ms=2)
+            return "committed"
+        return admin.reset_leases(ns, resets)
+
+    committed, reset = race(2, act)
+
+    # Then the reset applied in either order (a commit does not move the epoch), a commit
+    # that came after it was fenced, and the leases are free at offset 0
+    assert reset is True
+    assert committed == "committed" or isinstance(committed, LeaseFencedError)
+    assert admin.read_group(ns).leases == tuple(new for _, new in resets)

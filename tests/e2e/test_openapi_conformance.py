@@ -57,6 +57,7 @@ OPERATIONS = (
     ("POST", "/v1/topics/{topic}/records"),
     ("POST", "/v1/producers"),
     ("GET", "/v1/topics/{topic}/partitions/{partition}/records"),
+    ("POST", "/v1/fetch"),
     ("GET", "/v1/topics/{topic}/partitions/{partition}/offsets"),
     ("GET", "/v1/acls"),
     ("PUT", "/v1/acls"),
@@ -286,6 +287,29 @@ def test_fetch_416_conforms(schema: Any, dev_server: DevProcess, http: Any) -> N
     assert reply.json()["high_watermark"] == 0
 
 
+def test_fetch_many_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
+    name = create(schema, dev_server, http, name=unique("fm"), partitions=2)
+
+    reply = call(
+        schema,
+        dev_server,
+        http,
+        "POST",
+        "/v1/fetch",
+        200,
+        body={
+            "partitions": [
+                {"topic": name, "partition": 0, "offset": 0},
+                {"topic": name, "partition": 1, "offset": 5},
+            ]
+        },
+    )
+
+    first, second = reply.json()["partitions"]
+    assert (first["records"], first["next_offset"], first["cursor"]) == ([], 0, None)
+    assert second["error"]["error"] == "offset_out_of_range"
+
+
 def test_offsets_200_conforms(schema: Any, dev_server: DevProcess, http: Any) -> None:
     name = create(schema, dev_server, http, name=unique("o"))
 
@@ -459,6 +483,7 @@ BODY_ROUTES = (
     ("POST", "/v1/topics"),
     ("PATCH", "/v1/topics/{topic}"),
     ("POST", "/v1/topics/{topic}/records"),
+    ("POST", "/v1/fetch"),
     ("PUT", "/v1/acls"),
     ("DELETE", "/v1/acls"),
     ("POST", "/v1/groups/{group}/members"),

@@ -10,7 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lakelog import Engine, ProducerBatch, Record, ResourceNames, StoredRecord
-from lakelog.errors import ThrottledError, UnavailableError
+from lakelog.errors import LakelogError, ThrottledError, UnavailableError
+from lakelog.log.partitioner import partition_for_key
+from lakelog.service.gc import DEFAULT_GRACE_MS
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
 from lakelog.storage import (
     DynamoCatalogStore,
@@ -21,10 +23,13 @@ from lakelog.storage import (
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
+    FaultyLedgerStore,
     InjectedFaultError,
 )
+from lakelog.storage.keys import l0_segment_key_from_id
 from tests.conftest import MakeFaulty, new_client
-from tests.contract.backends import Backend
+from tests.contract.backends import Backend, MemoryBackend
+from tests.integration.group_support import Clock
 
 TOPIC = "faults"
 
@@ -93,7 +98,7 @@ def test_crash_after_put_leaves_an_orphan_segment_that_gc_finds_and_removes(
         engine.append(TOPIC, _batch(b"lost"))
     (orphan,) = _objects(backend) - before
 
-    # When gc looks for segments no entry references
+    # When gc looks for segments no chain item references
     found = engine.gc.orphan_segments(TOPIC)
 
     # Then it finds exactly the orphan, deletes it, and the log is intact
@@ -125,21 +130,21 @@ def test_idempotent_retry_after_crash_after_ledger_returns_original_offsets(
     engine, injector = make_faulty()
     engine.create_topic(TOPIC)
     pid = engine.init_producer_id()
-    engine.append(TOPIC, _batch(b"x"), ProducerBatch(pid, 0, {0: 0}))
+    engine.append(TOPIC, _batch(b"x"), ProducerBatch(pid, 0, sequence=0))
     injector.arm(FailPoint.AFTER_LEDGER)
     with pytest.raises(InjectedFaultError):
-        engine.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, {0: 1}))
+        engine.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, sequence=1))
     assert [r.value for r in _log(make_engine())] == [b"x", b"y", b"z"]
 
     # When it retries the same batch (same id, epoch and sequence)
     retrier = make_engine() if fresh_process else engine
-    acks = retrier.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, {0: 1}))
+    acks = retrier.append(TOPIC, _batch(b"y", b"z"), ProducerBatch(pid, 0, sequence=1))
 
     # Then it gets the original offsets and the log holds the batch once
     assert [a.offset for a in acks] == [1, 2]
     assert [r.value for r in _log(make_engine())] == [b"x", b"y", b"z"]
     # And the producer continues where it left off
-    more = retrier.append(TOPIC, _batch(b"w"), ProducerBatch(pid, 0, {0: 3}))
+    more = retrier.append(TOPIC, _batch(b"w"), ProducerBatch(pid, 0, sequence=3))
     assert [a.offset for a in more] == [3]
 
 
@@ -203,60 +208,90 @@ def test_fetch_timeout_surfaces_as_unavailable_and_a_retry_reads_the_records(
     assert [r.value for r in _log(engine)] == [b"a"]
 
 
+def _request(rng: random.Random, request: int) -> list[Record]:
+    """Records of one request: on partition 0, 1 or both, keyed, or keyless."""
+    count = rng.randint(1, 4)
+    kind = rng.choice(["partition", "partitions", "keyed", "keyless"])
+    if kind == "partition":
+        partition = rng.randint(0, 1)
+        return [Record(value=f"{request}:{i}".encode(), partition=partition) for i in range(count)]
+    if kind == "partitions":
+        return [Record(value=f"{request}:{i}".encode(), partition=i % 2) for i in range(count + 1)]
+    if kind == "keyed":
+        return [
+            Record(value=f"{request}:{i}".encode(), key=f"k{rng.randint(0, 9)}".encode())
+            for i in range(count)
+        ]
+    return [Record(value=f"{request}:{i}".encode()) for i in range(count)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_faults_with_idempotent_retries_never_lose_or_duplicate(
     make_faulty: MakeFaulty, make_engine: Callable[..., Engine], seed: int
 ) -> None:
-    # Given faults at every fail point with a fixed seed, over two partitions
-    engine, injector = make_faulty(seed=seed)
-    engine.create_topic(TOPIC, partitions=2)
-    for point in FailPoint:
-        injector.set_probability(point, 0.15)
+    # Given faults at every fail point with a fixed seed, over two partitions, in two engines
+    setup = make_engine()
+    setup.create_topic(TOPIC, partitions=2)
+    pid = setup.init_producer_id()
+    engines = [_faulty(make_faulty, seed), _faulty(make_faulty, seed + 100)]
     rng = random.Random(seed)
-    pid = engine.init_producer_id()
-    sequences = {0: 0, 1: 0}
-    sent: dict[int, list[bytes]] = {0: [], 1: []}
+    sequence = 0
+    acknowledged: dict[tuple[int, int], bytes] = {}
+    hits = 0
 
-    # When an idempotent producer sends 40 requests, retrying each until acknowledged
+    # When an idempotent producer sends 40 requests (one partition, both, keyed or keyless),
+    # each through either engine and retried, from either or a new one, until acknowledged
     for request in range(40):
-        partitions = rng.choice([[0], [1], [0, 1]])
-        records = [
-            Record(value=f"{request}:{p}:{i}".encode(), partition=p)
-            for p in partitions
-            for i in range(rng.randint(1, 3))
-        ]
-        counts = {p: sum(1 for r in records if r.partition == p) for p in partitions}
-        producer = ProducerBatch(pid, 0, {p: sequences[p] for p in partitions})
+        records = _request(rng, request)
+        producer = ProducerBatch(pid, 0, sequence=sequence)
+        index = rng.randint(0, 1)
         for _attempt in range(50):
             try:
-                acks = engine.append(TOPIC, records, producer)
+                acks = engines[index][0].append(TOPIC, records, producer)
                 break
             except (UnavailableError, ThrottledError):
+                index = rng.randint(0, 1)
                 if rng.random() < 0.3:  # sometimes the retry comes from a new process
-                    engine, injector = _rewrap(make_faulty, injector, seed + request)
+                    hits += sum(engines[index][1].hits.values())
+                    engines[index] = _faulty(make_faulty, seed + 1000 * index + request)
         else:  # pragma: no cover
             pytest.fail("append never succeeded")
-        for p in partitions:
-            sequences[p] += counts[p]
-            sent[p].extend(r.value for r in records if r.partition == p and r.value)
-        assert [a.partition for a in acks] == [r.partition for r in records]
+        sequence += len(records)
+        # Each record is acknowledged where the request routes it: its own partition, its
+        # key's, and one sticky partition for the keyless ones
+        for record, ack in zip(records, acks, strict=True):
+            if record.partition is not None:
+                assert ack.partition == record.partition
+            elif record.key is not None:
+                assert ack.partition == partition_for_key(record.key, 2)
+            assert (ack.partition, ack.offset) not in acknowledged
+            acknowledged[(ack.partition, ack.offset)] = record.value or b""
+        keyless = [
+            a for r, a in zip(records, acks, strict=True) if r.partition is None and r.key is None
+        ]
+        assert len({a.partition for a in keyless}) <= 1
 
     # Then each partition holds exactly what was acknowledged, once, densely, in order
-    injector.disarm()
+    for _engine, injector in engines:
+        hits += sum(injector.hits.values())
+        injector.disarm()
     reader = make_engine()
     for p in (0, 1):
         log = _log(reader, p)
         assert [r.offset for r in log] == list(range(len(log)))
-        assert [r.value for r in log] == sent[p]
-    assert sum(injector.hits.values()) > 0
+        assert [(p, r.offset, r.value) for r in log] == [
+            (p, offset, value) for (q, offset), value in sorted(acknowledged.items()) if q == p
+        ]
+    assert sum(len(_log(reader, p)) for p in (0, 1)) == sequence
+    assert hits > 0
 
 
-def _rewrap(make_faulty: MakeFaulty, old: FaultInjector, seed: int) -> tuple[Engine, FaultInjector]:
+def _faulty(make_faulty: MakeFaulty, seed: int) -> tuple[Engine, FaultInjector]:
+    """An engine whose every fail point fails with probability 0.15."""
     engine, injector = make_faulty(seed=seed)
     for point in FailPoint:
         injector.set_probability(point, 0.15)
-    injector.hits.update(old.hits)
     return engine, injector
 
 
@@ -297,14 +332,111 @@ def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
     assert engine.list_offset("t", 0, "latest") == 0
 
 
-def test_a_ledger_transaction_cancelled_for_another_reason_than_a_conflict_is_not_retried() -> None:
-    # A cancellation whose reasons are not conditional-check failures is not a lost race
-    error = ClientError(
-        {
-            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
-            "CancellationReasons": [{"Code": "ValidationError"}, {"Code": "None"}],
-        },
-        "TransactWriteItems",
-    )
+class _CancellingDynamoDB:
+    """A DynamoDB client whose transactions DynamoDB cancels for ``reason`` on the chain
+    put (``ValidationError``: what it answers for an item over 400 KB)."""
 
-    assert isinstance(DynamoLedgerStore._conflict([], error), UnavailableError)
+    def __init__(self, inner: Any, reason: str) -> None:
+        self.inner, self.reason, self.transactions = inner, reason, 0
+
+    def transact_write_items(self, **_request: Any) -> None:
+        self.transactions += 1
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                "CancellationReasons": [
+                    {"Code": self.reason, "Message": "Item size to update has exceeded"},
+                    {"Code": "None"},
+                ],
+            },
+            "TransactWriteItems",
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [("ItemCollectionSizeLimitExceeded", UnavailableError), ("ValidationError", LakelogError)],
+)
+def test_a_ledger_transaction_cancelled_for_another_reason_than_a_conflict_is_not_retried(
+    resources: ResourceNames, reason: str, error: type[LakelogError]
+) -> None:
+    # Given an idempotent append whose chain transaction DynamoDB cancels for ``reason``
+    dynamodb = new_client("dynamodb")
+    cancelling = _CancellingDynamoDB(dynamodb, reason)
+    engine = Engine(
+        S3ObjectStore(new_client("s3"), resources.bucket),
+        DynamoLedgerStore(cancelling, resources.ledger_table),  # type: ignore[arg-type]
+        DynamoCatalogStore(dynamodb, resources.catalog_table),
+        DynamoGroupStore(dynamodb, resources.catalog_table),
+        sleep=lambda _s: None,
+    )
+    engine.create_topic("t")
+    pid = engine.init_producer_id()
+
+    # When it is sent, then it is not a lost race: refused at once, not retried
+    with pytest.raises(error) as refused:
+        engine.append("t", [Record(value=b"a")], ProducerBatch(pid, 0, sequence=0))
+    assert cancelling.transactions == 1
+    # An item too large is refused again if resent: not reported as retryable
+    assert isinstance(refused.value, UnavailableError) == (error is UnavailableError)
+    assert engine.list_offset("t", 0, "latest") == 0
+
+
+def test_gc_keeps_every_segment_a_chain_item_references(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], backend: Backend
+) -> None:
+    # Given a topic's appends of every shape and one that crashed after its PUT, all
+    # stamped (keys and objects) by one fake clock
+    assert isinstance(backend, MemoryBackend)
+    clock = Clock()
+    backend.storage.clock_ms = clock
+    engine, injector = make_faulty(clock_ms=clock)
+    topic_id = engine.create_topic(TOPIC, partitions=3).topic_id
+    appended = [
+        [Record(value=b"explicit", partition=0)],
+        [Record(key=b"k%d" % n, value=b"keyed-%d" % n) for n in range(12)],
+        [Record(value=b"keyless")],
+    ]
+    for records in appended:
+        engine.append(TOPIC, records)
+    before = _objects(backend)
+    injector.arm(FailPoint.AFTER_PUT)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, _batch(b"lost"))
+    (orphan,) = _objects(backend) - before
+
+    # When the grace period has passed and another process's gc runs while an append is
+    # between its PUT and its chain write
+    clock.advance(DEFAULT_GRACE_MS + 1)
+    collector = make_engine(clock_ms=clock)
+    collected: list[str] = []
+    chains = engine.context.ledger
+    assert isinstance(chains, FaultyLedgerStore)
+
+    def collect_once(_item: object) -> None:
+        chains.on_put = None
+        collected.extend(collector.gc.collect_topic(TOPIC))
+
+    chains.on_put = collect_once
+    appended.append([Record(value=b"during-gc", partition=1)])
+    engine.append(TOPIC, appended[-1])
+
+    # Then gc removed the orphan alone: every segment a chain item references is there
+    assert collected == [orphan]
+    items = list(collector.context.ledger.chain(topic_id))
+    referenced = {
+        l0_segment_key_from_id(topic_id, item.segment_id)
+        for item in items
+        if item.segment_id is not None
+    }
+    assert len(referenced) == len(appended)
+    assert _objects(backend) == referenced
+    # And every acknowledged record reads back, and a second pass finds nothing to remove
+    stored = [
+        r.value for p in range(3) for r in collector.fetch(TOPIC, p, 0, max_records=100).records
+    ]
+    assert sorted(stored) == sorted(r.value for records in appended for r in records)
+    assert collector.gc.collect_topic(TOPIC) == []

@@ -1,6 +1,8 @@
 """Appends on the ledger v2 chain (ADR 0012, 1.3 and 2): one item per request, dense offsets,
 idempotent retries answered from the original item, conflicts re-planned without a second
-upload. Results are checked on the chain itself (`LedgerStore.chain`, `get_item`)."""
+upload. Results are checked on the chain itself (`LedgerStore.chain`, `get_item`).
+
+Tests run in memory; those marked ``moto`` run on the DynamoDB and S3 adapters."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from lakelog import Engine, ProducerBatch, Record, RecordMetadata
 from lakelog.errors import (
+    CorruptLedgerError,
     InvalidRequestError,
     OutOfOrderSequenceError,
     ThrottledError,
@@ -19,13 +22,19 @@ from lakelog.errors import (
     UnavailableError,
     UnknownProducerError,
 )
-from lakelog.log.chain import chain_run, seal_after
+from lakelog.log.chain import (
+    chain_run,
+    plan_append,
+    producer_update,
+    request_digest,
+    seal_after,
+)
 from lakelog.log.partitioner import partition_for_key
-from lakelog.log.records import ChainItem
+from lakelog.log.records import BatchRef, ChainItem, ProducerStamp
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
-from lakelog.storage.faults import FailPoint, FaultyLedgerStore
+from lakelog.storage.faults import FailPoint, FaultyLedgerStore, InjectedFaultError
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
-from lakelog.storage.ports import LedgerStore
+from lakelog.storage.ports import ChainConflict, LedgerStore
 from tests.conftest import MakeFaulty
 from tests.support import run_in_threads
 
@@ -183,6 +192,7 @@ def test_a_keyless_retry_lands_once_although_the_sticky_partition_moved(engine: 
     assert moved != item.sticky
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_keyed_retry_after_partitions_were_added_lands_once_on_the_original_partitions(
     make_engine: Callable[..., Engine],
 ) -> None:
@@ -343,6 +353,7 @@ def test_a_request_waits_in_place_for_its_predecessor_to_commit(
     assert len(puts) == 2 and len(segments(engine)) == 2
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_request_and_its_retry_racing_in_two_engines_land_once(
     make_faulty: MakeFaulty,
 ) -> None:
@@ -418,6 +429,7 @@ def test_racing_requests_of_one_appender_never_race_for_a_seq(make_faulty: MakeF
     assert len(puts) == 8
 
 
+@pytest.mark.moto  # on DynamoDB's conditions as moto emulates them
 def test_a_writer_many_items_behind_reads_the_tail_instead_of_walking(
     make_faulty: MakeFaulty, make_engine: Callable[..., Engine]
 ) -> None:
@@ -498,3 +510,121 @@ def test_an_append_that_stalls_after_its_upload_gives_up_instead_of_committing(
     with pytest.raises(UnavailableError, match="stalled"):
         engine.append(TOPIC, keyless(b"a"))
     assert appends(engine) == []
+
+
+def test_a_producer_state_naming_another_requests_item_is_never_acknowledged(
+    engine: Engine,
+) -> None:
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, keyless(b"someone else's"))
+    pid = engine.init_producer_id()
+    records = keyless(b"mine")
+    store, tid = chains(engine), topic_id(engine)
+    found = store.read_tail(tid)
+    assert found is not None
+    # A damaged state: the producer's request 0 is said to be in item 1, which it is not.
+    stamp = ProducerStamp(pid, 0, 0, 1, request_digest(records))
+    item = plan_append(
+        found[0],
+        (BatchRef(0, 1, 10, 4, NOW),),
+        segment_id=bytes(24),
+        segment_size=100,
+        footer_offset=14,
+        append_time_ms=NOW,
+        partitions=1,
+        sticky=0,
+        producer=None,
+    )
+    update = producer_update(None, stamp, 1, engine.context.clock_ms())
+    store.put_item(tid, item, update)
+
+    with pytest.raises(CorruptLedgerError):
+        engine.append(TOPIC, records, ProducerBatch(pid, 0, sequence=0))
+
+
+def test_a_write_that_fails_otherwise_than_by_a_conflict_is_not_retried(
+    make_faulty: MakeFaulty,
+) -> None:
+    engine, injector = make_faulty()
+    engine.create_topic(TOPIC)
+    puts = counting_puts(engine)
+    injector.arm(FailPoint.BEFORE_LEDGER)
+    with pytest.raises(InjectedFaultError):
+        engine.append(TOPIC, keyless(b"a"))
+    assert puts == [] and appends(engine) == []
+
+    # The orphan stays behind; the retry uploads again and lands once.
+    acks = engine.append(TOPIC, keyless(b"a"))
+    (item,) = appends(engine)
+    assert_acks_in(acks, item)
+    assert len(segments(engine)) == 2
+
+
+class _UnreadableConflicts:
+    """A chain store whose first puts are refused without the item at the seq (as when
+    the adapter could not read it back), counting tail reads."""
+
+    def __init__(self, inner: LedgerStore, refusals: int) -> None:
+        self.inner = inner
+        self.refusals = refusals
+        self.tail_reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def read_tail(self, topic_id: str) -> object:
+        self.tail_reads += 1
+        return self.inner.read_tail(topic_id)
+
+    def put_item(self, topic_id: str, item: ChainItem, producer: object = None) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise ChainConflict()
+        self.inner.put_item(topic_id, item, producer)  # type: ignore[arg-type]
+
+
+def test_a_conflict_without_the_item_at_the_seq_reads_the_tail(engine: Engine) -> None:
+    engine.create_topic(TOPIC)
+    engine.append(TOPIC, keyless(b"a"))
+    store = _UnreadableConflicts(engine.context.ledger, refusals=1)
+    engine.context.ledger = store  # type: ignore[assignment]
+
+    acks = engine.append(TOPIC, keyless(b"b"))
+
+    assert store.tail_reads == 1
+    assert acks[0].offset == 1
+    assert [item.seq for item in appends(engine)] == [1, 2]
+
+
+def test_racing_idempotent_producers_with_retries_land_each_request_once(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engines = [make_engine(sleep=lambda _s: None, seed=n) for n in range(3)]
+    engines[0].create_topic(TOPIC, partitions=4)
+    pids = [engine.init_producer_id() for engine in engines]
+    replies: dict[tuple[int, int], list[RecordMetadata]] = {}
+
+    def work(index: int) -> None:
+        engine, sequence = engines[index], 0
+        for n in range(5):
+            records = [*keyed(3, prefix=f"{index}-{n}-"), *keyless(b"%d" % n)]
+            producer = ProducerBatch(pids[index], 0, sequence=sequence)
+            first = engine.append(TOPIC, records, producer)
+            # A retry from another process of the same principal gets the same answer.
+            again = engines[(index + 1) % 3].append(TOPIC, records, producer)
+            assert again == first
+            replies[(index, n)] = first
+            sequence += len(records)
+
+    run_in_threads(3, work)
+
+    items = appends(engines[0])
+    assert len(items) == 15
+    assert Counter(item.producer.producer_id for item in items if item.producer) == dict.fromkeys(
+        pids, 5
+    )
+    seen = Counter((ack.partition, ack.offset) for reply in replies.values() for ack in reply)
+    assert max(seen.values()) == 1 and sum(seen.values()) == 60
+    for partition in range(4):
+        offsets = sorted(o for p, o in seen if p == partition)
+        assert offsets == list(range(items[-1].mark(partition).high_watermark))

@@ -15,7 +15,9 @@ from lakelog import (
     TopicNotFoundError,
 )
 from lakelog.limits import MAX_PARTITIONS
-from lakelog.storage.keys import partition_pk, topic_segments_prefix
+from lakelog.storage.faults import FailPoint, InjectedFaultError
+from lakelog.storage.keys import topic_segments_prefix
+from tests.conftest import MakeFaulty
 from tests.contract.backends import Backend
 
 DEFAULT_CONFIG = {
@@ -89,6 +91,28 @@ def test_create_topic_twice_raises_topic_exists_and_keeps_the_first(
     assert backend.contents() == before
 
 
+@pytest.mark.parametrize("point", [FailPoint.BEFORE_CHAIN_CREATE, FailPoint.AFTER_CHAIN_CREATE])
+def test_a_create_that_crashed_before_the_catalog_leaves_nothing_visible_and_the_name_free(
+    make_faulty: MakeFaulty, make_engine: Callable[..., Engine], point: FailPoint
+) -> None:
+    # Given a create that crashed before or after writing the chain's meta and genesis
+    engine, injector = make_faulty()
+    injector.arm(point)
+    with pytest.raises(InjectedFaultError):
+        engine.create_topic("orders", partitions=2)
+
+    # Then no process sees the topic, and the name can be created, empty
+    other = make_engine()
+    assert other.list_topics() == []
+    with pytest.raises(TopicNotFoundError):
+        other.append("orders", [Record(value=b"lost?", partition=0)])
+    created = other.create_topic("orders", partitions=2)
+    assert high_watermarks(other, "orders") == [0, 0]
+    append_values(engine, "orders", 1, b"a")
+    assert [r.value for r in other.fetch("orders", 1, 0).records] == [b"a"]
+    assert other.describe_topic("orders").topic_id == created.topic_id
+
+
 def test_list_topics_returns_every_name_sorted(engine: Engine) -> None:
     assert engine.list_topics() == []
 
@@ -111,10 +135,11 @@ def test_describe_reports_each_partitions_offsets_and_bytes(engine: Engine) -> N
     assert [p.partition for p in description.partitions] == [0, 1, 2]
     assert [p.log_start_offset for p in description.partitions] == [0, 0, 0]
     assert [p.high_watermark for p in description.partitions] == [3, 0, 1]
-    ledger = engine.context.ledger
+    # And each byte count is the sum of that partition's batches over the chain's items
+    items = list(engine.context.ledger.chain(topic.topic_id))
     for info in description.partitions:
-        entries = list(ledger.entries(partition_pk(topic.topic_id, info.partition)))
-        assert info.bytes == sum(entry.size_bytes for entry in entries)
+        batches = [item.batch(info.partition) for item in items]
+        assert info.bytes == sum(batch.byte_length for batch in batches if batch is not None)
     assert description.partitions[0].bytes > 0
     assert description.partitions[1].bytes == 0
     assert description.partitions[2].bytes > 0
@@ -365,18 +390,21 @@ def test_second_engine_sees_creates_alters_appends_and_deletes(
 def test_second_engine_with_a_cached_topic_cannot_append_after_delete(
     make_engine: Callable[..., Engine],
 ) -> None:
-    # Given engine b has appended (so it caches the topic and its heads)
+    # Given engine b has appended (so it caches the topic and the chain's tail)
     a, b = make_engine(), make_engine()
-    a.create_topic("orders")
+    topic = a.create_topic("orders")
     append_values(b, "orders", 0, b"first")
 
     # When engine a deletes the topic
     a.delete_topic("orders")
 
-    # Then engine b's next append fails rather than writing into the deleted ledger
+    # Then engine b's next append fails rather than writing into the deleted ledger:
+    # nothing follows the seal
     with pytest.raises(TopicNotFoundError):
         append_values(b, "orders", 0, b"late")
     assert a.list_topics() == []
+    chain = list(a.context.ledger.chain(topic.topic_id))
+    assert [item.kind for item in chain] == ["genesis", "append", "seal"]
 
 
 def test_an_append_to_a_partition_another_engine_added_is_accepted(

@@ -470,10 +470,11 @@ def test_parquet_with_another_schema_raises_corrupt_segment(variant: str) -> Non
 
 
 def test_parquet_with_exactly_the_segment_schema_written_by_pyarrow_is_readable() -> None:
-    # The other side of the schema check: the layout is all that matters, not the writer
+    # The other side of the schema check: the layout (and the format version every segment
+    # names in its metadata) is all that matters, not the writer
     table = pa.Table.from_pylist(
         [{"partition": 0, "timestamp": 5, "key": None, "value": b"v", "headers": []}],
-        schema=SCHEMA,
+        schema=SCHEMA.with_metadata({"lakelog.format": FORMAT_VERSION}),
     )
 
     rows = decode_or_corrupt(parquet_bytes(table))

@@ -10,9 +10,28 @@ from pathlib import Path
 import pytest
 
 import lakelog.contract
-from lakelog.contract.models import FetchReply, ProducedRecord, ProduceReply, ProduceRequest
-from lakelog.errors import InvalidRequestError
-from lakelog.types import FetchResult, ProducerBatch, Record, RecordMetadata, StoredRecord
+from lakelog.contract.models import (
+    FetchManyReply,
+    FetchManyRequest,
+    FetchReply,
+    ProducedRecord,
+    ProduceReply,
+    ProduceRequest,
+)
+from lakelog.contract.operations import FetchMany, JoinGroup
+from lakelog.errors import InvalidRequestError, LeaseFencedError, OffsetOutOfRangeError
+from lakelog.limits import MAX_API_FETCH_MANY_BYTES
+from lakelog.types import (
+    Assignment,
+    FetchManyResult,
+    FetchPosition,
+    FetchResult,
+    Membership,
+    ProducerBatch,
+    Record,
+    RecordMetadata,
+    StoredRecord,
+)
 
 LIB = Path(lakelog.contract.__file__).resolve().parents[1]
 
@@ -130,3 +149,85 @@ def test_json_data_is_stored_as_its_compact_text() -> None:
     assert ProduceRequest.parse_body(body).records[0].to_record().value == (
         '{"a":[1,2.5,"é"]}'.encode()
     )
+
+
+# Multi-partition fetch ---------------------------------------------------------------------
+
+
+def _many() -> tuple[FetchMany, FetchManyResult]:
+    op = FetchMany(
+        [FetchPosition("t", 0, 7, "c0"), FetchPosition("t", 1, 9), FetchPosition("u", 0, 0)],
+        member=JoinGroup("g", ["t"], "m-1", 30_000),
+    )
+    result = FetchManyResult(
+        [
+            FetchResult(
+                "t",
+                0,
+                [
+                    StoredRecord(0, 7, 1_000, b"k", b"v" * 100, (("h", b"x"),)),
+                    StoredRecord(0, 8, 1_001, None, b"w" * 100, ()),
+                ],
+                next_offset=9,
+                high_watermark=12,
+                log_start_offset=0,
+                cursor="c9",
+            ),
+            OffsetOutOfRangeError("t", 1, 9, 0, 4),
+            FetchResult("u", 0, [], 0, 0, 0, "cu"),
+        ],
+        Membership("m-1", 30_000, 10_000, (Assignment("t", 0, 3, None),)),
+    )
+    return op, result
+
+
+def test_a_fetch_many_reply_reads_back_as_its_result() -> None:
+    op, result = _many()
+
+    back = op.decode(FetchManyReply.json_of(op.positions, result))
+
+    assert back.partitions[0] == result.partitions[0]
+    assert back.partitions[2] == result.partitions[2]
+    error = back.partitions[1]
+    assert isinstance(error, OffsetOutOfRangeError)
+    assert (error.partition, error.offset, error.high_watermark) == (1, 9, 4)
+    assert back.member == result.member
+    fenced = FetchManyResult(result.partitions, LeaseFencedError("g", "m-1", (("t", 0),)))
+    member = op.decode(FetchManyReply.json_of(op.positions, fenced)).member
+    assert isinstance(member, LeaseFencedError)
+    assert member.partitions == (("t", 0),)
+
+
+def test_a_fetch_many_reply_beyond_its_limit_leaves_records_for_the_next_fetch() -> None:
+    op, result = _many()
+    first_only = len(FetchManyReply.json_of(op.positions, result)) - 150
+
+    body = FetchManyReply.json_of(op.positions, result, limit=first_only)
+    tiny = FetchManyReply.json_of(op.positions, result, limit=10)
+
+    assert len(body) <= first_only
+    trimmed = op.decode(body).partitions[0]
+    assert isinstance(trimmed, FetchResult)
+    assert ([r.offset for r in trimmed.records], trimmed.next_offset) == ([7], 8)
+    assert trimmed.cursor is None  # it stood for offset 9
+    assert op.decode(body).partitions[2] == result.partitions[2]
+    # The first record of the reply is always sent
+    assert [r.offset for r in op.decode(tiny).partitions[0].records] == [7]  # type: ignore[union-attr]
+
+
+def test_a_fetch_many_request_asks_at_most_the_api_limit_and_carries_cursors() -> None:
+    op, _ = _many()
+    big = FetchMany(op.positions, max_bytes=1 << 30, member=op.member)
+
+    body = json.loads(FetchManyRequest.encode(big))
+
+    assert body["max_bytes"] == MAX_API_FETCH_MANY_BYTES
+    assert body["partitions"][0] == {"topic": "t", "partition": 0, "offset": 7, "cursor": "c0"}
+    assert body["member"] == {
+        "group": "g",
+        "member_id": "m-1",
+        "topics": ["t"],
+        "session_timeout_ms": 30_000,
+    }
+    with pytest.raises(InvalidRequestError, match="member_id"):
+        FetchManyRequest.encode(FetchMany([], member=JoinGroup("g", ["t"])))

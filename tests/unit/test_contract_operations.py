@@ -39,6 +39,7 @@ def test_the_contract_declares_the_operations_of_the_http_api() -> None:
         "DescribeGroup",
         "DescribeTopic",
         "Fetch",
+        "FetchMany",
         "InitProducerId",
         "JoinGroup",
         "LeaveGroup",

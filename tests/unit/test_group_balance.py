@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from lakelog.service.groups import GroupView, balanced_target
-from lakelog.storage.keys import group_pk, lease_sort_key, member_sort_key, parse_group_sort_key
+from lakelog.storage.keys import (
+    group_pk,
+    member_sort_key,
+    offsets_block,
+    offsets_sort_key,
+    parse_group_sort_key,
+)
 from lakelog.storage.ports import GroupState, LeaseRecord, MemberRecord, TopicRecord
 
 TOPIC = TopicRecord(name="orders", topic_id="id-2", partitions=3, config={}, created_ms=0)
@@ -62,11 +68,13 @@ def test_group_view_counts_only_live_owners_of_the_current_topic_id() -> None:
 def test_group_keys_round_trip() -> None:
     assert group_pk("billing") == "g#billing"
     assert member_sort_key("m-1") == "m#m-1"
-    assert lease_sort_key("orders.eu", 7) == "l#orders.eu#00007"
+    assert offsets_sort_key("orders.eu", 7) == "o#orders.eu#007"
+    assert [offsets_block(p) for p in (0, 99, 100, 999)] == [0, 0, 1, 9]
     assert parse_group_sort_key(member_sort_key("m-1")) == "m-1"
-    assert parse_group_sort_key(lease_sort_key("orders.eu", 999)) == ("orders.eu", 999)
+    assert parse_group_sort_key(offsets_sort_key("orders.eu", 9)) == ("orders.eu", 9)
     assert parse_group_sort_key("x#other") is None
-    assert parse_group_sort_key("l#broken") is None
-    assert sorted(lease_sort_key("t", p) for p in (10, 2, 100)) == [
-        lease_sort_key("t", p) for p in (2, 10, 100)
+    assert parse_group_sort_key("o#broken") is None
+    assert parse_group_sort_key("l#orders#00001") is None  # the former per-lease items
+    assert sorted(offsets_sort_key("t", b) for b in (9, 2, 0)) == [
+        offsets_sort_key("t", b) for b in (0, 2, 9)
     ]

@@ -42,6 +42,8 @@ from lakelog.contract.models import (
     AclRule,
     AclRules,
     CommitRequest,
+    FetchManyReply,
+    FetchManyRequest,
     FetchReply,
     GroupReply,
     JoinRequest,
@@ -67,6 +69,7 @@ from lakelog.contract.operations import (
     DescribeGroup,
     DescribeTopic,
     Fetch,
+    FetchMany,
     InitProducerId,
     JoinGroup,
     LeaveGroup,
@@ -442,6 +445,25 @@ def _register_record_routes(
         result = engine.call(Fetch(topic, partition, offset, max_records, max_bytes))
         reply = FetchReply.json_of(result).decode()
         return _records_reply(metrics, "Out", len(result.records), len(reply), reply)
+
+    @app.post(
+        "/v1/fetch",
+        tags=["records"],
+        summary="Fetch records of several partitions, and heartbeat, in one request",
+        responses=success(FetchManyReply) | error_responses(403, 429, 503, *BODY_ERRORS),
+    )
+    def fetch_many(request: Annotated[FetchManyRequest, Body()]) -> Response[str]:
+        principal = caller()
+        for topic in request.topics():  # all before anything is read
+            access.check(principal, "consume", topic)
+        positions = request.to_positions()
+        member = request.member.to_join() if request.member else None
+        result = engine.call(
+            FetchMany(positions, request.max_bytes, request.max_records, member), principal
+        )
+        reply = FetchManyReply.json_of(positions, result).decode()
+        records = sum(len(r.records) for r in result.partitions if not isinstance(r, Exception))
+        return _records_reply(metrics, "Out", records, len(reply), reply)
 
     @app.get(
         "/v1/topics/<topic>/partitions/<partition>/offsets",

@@ -1,11 +1,17 @@
 """`Consumer`: reads partitions it leases in a group, or partitions assigned by hand.
 
+A poll makes one request for all the consumer's partitions (``POST /v1/fetch``); after
+one that found nothing the consumer waits longer before the next, from ``fetch_max_wait_ms``
+doubling up to `IDLE_BACKOFF_MAX_S` (5 s), until a record comes.
+
 In a group (``group_id`` and topics), the consumer joins on its first ``poll`` and
-heartbeats every ``heartbeat_interval_ms`` the service asks for: from ``poll`` when it is
-called often enough, else from a background thread so a long pause in processing does
-not cost the session. Every heartbeat answers with the member's leases; changes are applied
-at the start of the next ``poll`` (``on_partitions_revoked`` then
-``on_partitions_assigned``), so partitions move between batches, not in the middle of one.
+heartbeats every ``heartbeat_interval_ms`` the service asks for: inside the fetch of a
+``poll`` when it is called often enough (no request of its own), else from a background
+thread so a long pause in processing does not cost the session. Every heartbeat answers
+with the member's leases; changes are applied at the start of the next ``poll``
+(``on_partitions_revoked`` then ``on_partitions_assigned``), or right after the fetch that
+carried it (records of a partition it revoked are dropped), so partitions move between
+batches, not in the middle of one.
 A new lease starts at the group's committed offset, else at ``auto_offset_reset``.
 Commits carry each lease's epoch: a commit for a lease that moved raises
 `CommitFailedError`, changes nothing, and rewinds the commit's partitions to their last
@@ -27,7 +33,7 @@ from typing import Any, Literal
 
 from lakelog.client.clock import SYSTEM_CLOCK, GroupClock
 from lakelog.client.coordinator import CommitFailedError, ConsumerCoordinator, OffsetAndMetadata
-from lakelog.client.fetcher import ConsumerRecord, Fetched, Fetcher
+from lakelog.client.fetcher import IDLE_BACKOFF_MAX_S, ConsumerRecord, Fetched, Fetcher
 from lakelog.client.subscription import ConsumerRebalanceListener, OffsetReset, SubscriptionState
 from lakelog.client.transport import Transport
 from lakelog.contract.operations import DescribeTopic, ListOffset, OffsetForTime
@@ -35,6 +41,7 @@ from lakelog.errors import InvalidRequestError
 from lakelog.types import OffsetAndTimestamp, TopicPartition
 
 __all__ = [
+    "IDLE_BACKOFF_MAX_S",
     "CommitFailedError",
     "Consumer",
     "ConsumerRebalanceListener",
@@ -63,17 +70,19 @@ class Consumer:
         Commit the positions of returned records every interval, before each heartbeat
         and on `close`.
     max_poll_records, fetch_max_bytes, fetch_max_wait_ms
-        Records per `poll`, bytes per fetch request, and the longest pause before asking
-        an idle partition again.
+        Records per `poll`, bytes per fetch request (shared by all partitions), and the
+        first pause after a fetch that found nothing (it doubles up to
+        `IDLE_BACKOFF_MAX_S` while nothing comes).
     session_timeout_ms
         How long the group waits for a silent member before its leases move.
     consumer_timeout_ms
         Iteration stops after this long without a record (None: never).
     key_deserializer, value_deserializer
         Applied to keys and values that are not None.
-    _clock
-        The clock group membership keeps (`lakelog.client.clock.GroupClock`): not a
-        kafka-python setting, for tests that move time themselves; the real one by default.
+    _clock, _fetch_clock
+        The clocks group membership and idle pauses keep
+        (`lakelog.client.clock.GroupClock`): not kafka-python settings, for tests that move
+        time themselves; the real one by default.
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class Consumer:
         key_deserializer: Callable[[bytes], Any] | None = None,
         value_deserializer: Callable[[bytes], Any] | None = None,
         _clock: GroupClock = SYSTEM_CLOCK,
+        _fetch_clock: GroupClock | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise InvalidRequestError("auto_offset_reset must be earliest, latest or none")
@@ -114,6 +124,7 @@ class Consumer:
             fetch_max_wait_s=fetch_max_wait_ms / 1000,
             key_deserializer=key_deserializer,
             value_deserializer=value_deserializer,
+            clock=_fetch_clock,
         )
         self._coordinator = (
             None
@@ -194,10 +205,11 @@ class Consumer:
         partitions' positions move past them), else iteration moves positions per record."""
         self._check_open()
         deadline = time.monotonic() + timeout_ms / 1000
+        coordinator = self._coordinator
         while True:
-            if self._coordinator is not None:
-                self._coordinator.maintain()
-            found = self._fetcher.fetch(limit)
+            if coordinator is not None:
+                coordinator.maintain(carry=True)
+            found = self._fetch(limit)
             if hand_over:
                 self._subscription.handed_over()
             if found:
@@ -205,10 +217,26 @@ class Consumer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            wake = self._fetcher.wake_at()
-            pause = max(0.005, wake - time.monotonic()) if wake else 0.05
-            heartbeat_s = 3.0 if self._coordinator is None else self._coordinator.heartbeat_s
-            time.sleep(min(left, pause, heartbeat_s))
+            heartbeat_s = 3.0 if coordinator is None else coordinator.heartbeat_s
+            time.sleep(min(left, max(0.005, self._fetcher.pause_s()), heartbeat_s))
+
+    def _fetch(self, limit: int) -> list[Fetched]:
+        """One fetch round, carrying the member's heartbeat when one is due."""
+        coordinator = self._coordinator
+        carried = None if coordinator is None else coordinator.carried()
+        if carried is None or coordinator is None:
+            fetched = self._fetcher.fetch(limit)
+        else:
+            member = None
+            try:
+                fetched = self._fetcher.fetch(limit, carried)
+                member = fetched.member
+            finally:
+                coordinator.carried_reply(member)
+            coordinator.apply_pending()
+        if fetched.error is not None:
+            raise fetched.error
+        return self._fetcher.still_current(fetched.batches)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         return self

@@ -1,8 +1,9 @@
 """`ConsumerCoordinator`: a consumer's membership in its group, its leases and commits.
 
 It joins on the first ``poll`` and heartbeats every ``heartbeat_interval_ms`` the service
-asks for: from ``poll`` when it is called often enough, else from a background thread so a
-long pause in processing does not cost the session. Every heartbeat answers with the
+asks for: inside the fetch of a ``poll`` when it is called often enough (`carried`, no
+request of its own; ADR 0012 §3), else from a background thread so a long pause in
+processing does not cost the session. Every heartbeat answers with the
 member's leases; the consumer applies them at the start of its next ``poll``
 (`apply_pending`). Commits carry each lease's epoch: a commit for a lease that moved raises
 `CommitFailedError` and rewinds its partitions to their last committed offsets.
@@ -100,6 +101,7 @@ class ConsumerCoordinator:
         self._applied: Membership | None = None
         self.heartbeat_s = 3.0
         self._last_heartbeat = 0.0
+        self._alone = False  # the next heartbeat goes on its own (a carried one failed)
         self._stop = threading.Event()
         self._heartbeater: threading.Thread | None = None
 
@@ -109,12 +111,14 @@ class ConsumerCoordinator:
         with self._lock:
             self._last_heartbeat = 0.0
 
-    def maintain(self) -> None:
+    def maintain(self, *, carry: bool = False) -> None:
         """Apply an assignment a background heartbeat brought, auto-commit and heartbeat
         when due, and apply what that heartbeat brought.
 
-        Applying first keeps auto-commit from naming a lease the member already gave up
-        (the whole commit would be refused and its other partitions rewound)."""
+        With ``carry``, a member that joined leaves a due heartbeat to the fetch that
+        follows (`carried`); only a join is sent on its own. Applying first keeps
+        auto-commit from naming a lease the member already gave up (the whole commit would
+        be refused and its other partitions rewound)."""
         if not self._subscription.topics:
             return
         self.apply_pending()
@@ -122,6 +126,7 @@ class ConsumerCoordinator:
         with self._lock:
             heartbeat_due = now - self._last_heartbeat >= self.heartbeat_s
             joined = self.member_id is not None
+            carried = carry and joined and not self._alone
         if (
             self._auto_commit_s is not None
             and joined
@@ -129,14 +134,49 @@ class ConsumerCoordinator:
         ):
             self.auto_commit()
             self._next_auto_commit = now + self._auto_commit_s
-        if heartbeat_due:
+        if heartbeat_due and not carried:
             try:
                 self._heartbeat()
             except RETRYABLE as error:  # keep polling what is held; try again soon
-                logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
-                with self._lock:
-                    self._last_heartbeat = now - self.heartbeat_s * 3 / 4
+                self._retry_soon(now, error)
         self.apply_pending()
+
+    def _retry_soon(self, now: float, error: LakelogError) -> None:
+        logger.warning("heartbeat of group %s failed: %s", self.group_id, error)
+        with self._lock:
+            self._last_heartbeat = now - self.heartbeat_s * 3 / 4
+
+    def carried(self) -> JoinGroup | None:
+        """The heartbeat for the next fetch to carry, if one is due and the member joined.
+
+        It takes the turn of membership requests: the fetch's reply must be given to
+        `carried_reply`, or None if the fetch failed, whatever happens."""
+        if not self._subscription.topics or self._stop.is_set():
+            return None
+        with self._lock:
+            due = self._clock.monotonic() - self._last_heartbeat >= self.heartbeat_s
+            if not due or self.member_id is None or self._alone or self._requesting:
+                return None
+            self._requesting = True
+            return JoinGroup(
+                self.group_id, self._subscription.topics, self.member_id, self._session_timeout_ms
+            )
+
+    def carried_reply(self, reply: Membership | LakelogError | None) -> None:
+        """Take the reply to a heartbeat a fetch carried (None: the fetch failed), as the
+        reply to a heartbeat of its own, and give the turn back."""
+        try:
+            if isinstance(reply, Membership):
+                self._joined(reply)
+            elif isinstance(reply, RETRYABLE):
+                self._retry_soon(self._clock.monotonic(), reply)
+            elif reply is not None:  # sent again on its own at once, raising as it does
+                logger.warning("heartbeat of group %s failed: %s", self.group_id, reply)
+                with self._lock:
+                    self._alone = True
+                    self._last_heartbeat = 0.0
+        finally:
+            self._end_request()
 
     def _begin_request(self, *, wait: bool) -> bool:
         """Take the turn to send a membership request: wait for it, or give up at once."""
@@ -165,11 +205,7 @@ class ConsumerCoordinator:
             membership = self._transport.call(
                 JoinGroup(self.group_id, topics, self.member_id, self._session_timeout_ms)
             )
-            with self._lock:
-                self.member_id = membership.member_id
-                self.heartbeat_s = membership.heartbeat_interval_ms / 1000
-                self._last_heartbeat = self._clock.monotonic()
-                self._membership = membership
+            self._joined(membership)
         finally:
             self._end_request()
         if self._heartbeater is None:
@@ -177,6 +213,15 @@ class ConsumerCoordinator:
                 target=self._heartbeat_loop, name="lakelog-heartbeat", daemon=True
             )
             self._heartbeater.start()
+
+    def _joined(self, membership: Membership) -> None:
+        """Keep the reply of a join or heartbeat (applied at the next `apply_pending`)."""
+        with self._lock:
+            self.member_id = membership.member_id
+            self.heartbeat_s = membership.heartbeat_interval_ms / 1000
+            self._last_heartbeat = self._clock.monotonic()
+            self._membership = membership
+            self._alone = False
 
     def _heartbeat_loop(self) -> None:
         while not self._clock.wait(self._stop, self.heartbeat_s / 4):
@@ -238,6 +283,8 @@ class ConsumerCoordinator:
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets``, or the positions that moved since the last commit.
 
+        Offsets equal to the partition's last successful commit are left out: a commit
+        with nothing left sends no request (auto-commit of an idle member costs nothing).
         Offsets go in chunks of `COMMIT_CHUNK` (one all-or-nothing service commit each).
         Raises `CommitFailedError` if a lease moved: the chunk that met it is not committed
         and its partitions go back to their last committed offsets; chunks before it are
@@ -247,7 +294,9 @@ class ConsumerCoordinator:
         if member_id is None:
             raise InvalidRequestError("commit needs a group_id and a joined group")
         group, sub = self.group_id, self._subscription
-        commits, unassigned = sub.commits(sub.moved() if offsets is None else offsets)
+        commits, unassigned = sub.commits(
+            sub.moved() if offsets is None else sub.uncommitted(offsets)
+        )
         if unassigned is not None:
             raise CommitFailedError(
                 f"{unassigned.topic}-{unassigned.partition} is not assigned to this member",

@@ -1,10 +1,16 @@
 """`Fetcher`: fetches records of the assigned partitions and buffers them for iteration.
 
-A round asks each assigned partition that is not pausing for records, from its fetch
-position, rotating the first partition between rounds so none is starved. The request is
-sent without any lock held; its records are kept only if the partition was neither
-revoked nor sought meanwhile (else they belong to a reading that no longer exists). A
-partition with nothing new pauses, doubling up to ``fetch_max_wait_ms``.
+A round is one multi-partition fetch (`FetchMany`, ``POST /v1/fetch``) for every assigned
+partition, from each one's fetch position and cursor, the first partition rotating between
+rounds so none is starved by the shared budget. It may carry the member's heartbeat. The
+request is sent without any lock held; a partition's records are kept only if it was
+neither revoked nor sought meanwhile (else they belong to a reading that no longer
+exists).
+
+A round that finds nothing makes the fetcher idle: it fetches again after
+``fetch_max_wait_ms``, then after twice that after each round that finds nothing, up to
+`IDLE_BACKOFF_MAX_S`. Any record ends the pause, and so does a change of the partitions or
+positions (assignment, seek) or a heartbeat falling due (it rides on the fetch).
 """
 
 from __future__ import annotations
@@ -15,19 +21,32 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
+from lakelog.client.clock import GroupClock
 from lakelog.client.subscription import OffsetReset, PartitionState, SubscriptionState
 from lakelog.client.transport import RETRYABLE, Transport
-from lakelog.contract.operations import Fetch, ListOffset
-from lakelog.errors import OffsetOutOfRangeError
+from lakelog.contract.operations import FetchMany, JoinGroup, ListOffset
+from lakelog.errors import InvalidRequestError, LakelogError, OffsetOutOfRangeError
 from lakelog.limits import MAX_FETCH_RECORDS
-from lakelog.types import Header, StoredRecord, TopicPartition
+from lakelog.types import (
+    FetchManyResult,
+    FetchPosition,
+    FetchResult,
+    Header,
+    Membership,
+    StoredRecord,
+    TopicPartition,
+)
 
-__all__ = ["IDLE_BACKOFF_S", "ConsumerRecord", "Fetched", "Fetcher"]
+__all__ = ["IDLE_BACKOFF_MAX_S", "ConsumerRecord", "FetchRound", "Fetched", "Fetcher"]
 
 logger = logging.getLogger("lakelog.client.consumer")
 
-IDLE_BACKOFF_S: Final = 0.05
-"""First pause before fetching again from a partition that had nothing new."""
+IDLE_BACKOFF_MAX_S: Final = 5.0
+"""Longest pause of an idle consumer between two fetches (ADR 0012 §6.1): the pause starts at
+``fetch_max_wait_ms`` after a fetch that found nothing and doubles after each one, up to
+this (or ``fetch_max_wait_ms`` if that is longer). An idle member thus costs one request
+per 5 s, its heartbeats riding on them; the first record after a long idle period waits
+up to this long."""
 
 
 class ConsumerRecord(NamedTuple):
@@ -52,6 +71,35 @@ class Fetched(NamedTuple):
     records: list[ConsumerRecord]
 
 
+class FetchRound(NamedTuple):
+    """What one round brought: records by partition, the reply to the heartbeat it carried
+    (None when it carried none or the request failed), and a partition's error for the
+    caller to raise once it took that reply (then no position moved and ``batches`` is
+    empty)."""
+
+    batches: list[Fetched]
+    member: Membership | LakelogError | None = None
+    error: LakelogError | None = None
+
+
+class _Asked(NamedTuple):
+    partition: TopicPartition
+    state: PartitionState
+    seeks: int
+    offset: int
+    cursor: str | None
+
+
+def _monotonic() -> float:
+    """``time.monotonic``, looked up at each call (a simulation replaces this module's time)."""
+    return time.monotonic()
+
+
+def _cursor_refused(error: LakelogError) -> bool:
+    """Whether ``error`` refuses a cursor (the service then reads by offset; ADR 0012)."""
+    return isinstance(error, InvalidRequestError) and "cursor" in error.message
+
+
 class Fetcher:
     """Fetch rounds over a `SubscriptionState`, and the buffer iteration reads from.
 
@@ -62,9 +110,12 @@ class Fetcher:
     reset
         Where a partition without a position (or out of range) starts.
     fetch_max_bytes, fetch_max_wait_s
-        Bytes per fetch request; the longest pause before asking an idle partition again.
+        Bytes per fetch request (shared by its partitions); the first pause after a fetch
+        that found nothing.
     key_deserializer, value_deserializer
         Applied to keys and values that are not None.
+    clock
+        Times the idle pauses; None: this module's ``time.monotonic``.
     """
 
     def __init__(
@@ -77,6 +128,7 @@ class Fetcher:
         fetch_max_wait_s: float,
         key_deserializer: Callable[[bytes], Any] | None = None,
         value_deserializer: Callable[[bytes], Any] | None = None,
+        clock: GroupClock | None = None,
     ) -> None:
         self._transport = transport
         self._subscription = subscription
@@ -85,8 +137,13 @@ class Fetcher:
         self._fetch_max_wait_s = fetch_max_wait_s
         self._key_deserializer = key_deserializer
         self._value_deserializer = value_deserializer
+        self._monotonic = _monotonic if clock is None else clock.monotonic
         self._rotation = 0
         self._buffer: deque[tuple[ConsumerRecord, PartitionState, int]] = deque()
+        self.idle_wait = 0.0
+        """The pause after the last fetch (0.0: it found records, or none was made)."""
+        self._idle_until = 0.0
+        self._generation = -1
 
     def reset_position(self, tp: TopicPartition) -> int:
         """Where ``tp`` starts under ``auto_offset_reset`` (``none`` raises)."""
@@ -95,84 +152,140 @@ class Fetcher:
         return self._transport.call(ListOffset(tp.topic, tp.partition, self.reset))
 
     # Fetching --------------------------------------------------------------------------
-    def fetch(self, limit: int) -> list[Fetched]:
-        """One round over the assigned partitions, up to ``limit`` records. If a fetch
-        raises, the partitions of the round are put back where they were, so no record is
-        skipped."""
+    def pause_s(self) -> float:
+        """Seconds until the next fetch is due (0.0: now)."""
+        with self._subscription.lock:
+            if self._subscription.generation != self._generation:
+                return 0.0
+        return max(0.0, self._idle_until - self._monotonic())
+
+    def fetch(self, limit: int, member: JoinGroup | None = None) -> FetchRound:
+        """One request for every assigned partition, up to ``limit`` records, when one is
+        due (not idle, or ``member``'s heartbeat rides on it).
+
+        If it raises, or returns a partition's error, no position moved, so no record is
+        skipped.
+        """
         sub = self._subscription
+        now = self._monotonic()
         with sub.lock:
+            if member is None and sub.generation == self._generation and now < self._idle_until:
+                return FetchRound([])
+            self._generation = sub.generation
             order = sorted(sub.partitions)
-            if not order:
-                return []
-            self._rotation = (self._rotation + 1) % len(order)
-        now = time.monotonic()
+            if order:
+                self._rotation = (self._rotation + 1) % len(order)
+            asked = [
+                _Asked(tp, state, state.seeks, state.fetched, state.cursor)
+                for tp in order[self._rotation :] + order[: self._rotation]
+                for state in (sub.partitions[tp],)
+            ]
+        if not asked and member is None:
+            return FetchRound([])
+        try:
+            reply = self._send(asked, limit, member)
+        except RETRYABLE as error:  # ask again after a pause
+            logger.warning("fetch of %d partitions failed: %s", len(asked), error)
+            self._idle(now, found=False)
+            return FetchRound([])
         found: list[Fetched] = []
         try:
-            for tp in order[self._rotation :] + order[: self._rotation]:
-                if limit <= 0:
-                    break
-                batch = self._fetch_partition(tp, limit, now)
+            for item, result in zip(asked, reply.partitions, strict=True):
+                batch = self._take(item, result)
                 if batch is not None:
                     found.append(batch)
-                    limit -= len(batch.records)
+        except LakelogError as error:  # the heartbeat's reply still counts
+            self._put_back(found)
+            return FetchRound([], reply.member, error)
         except BaseException:
-            with sub.lock:
-                for batch in found:
-                    if self._current(batch.partition, batch.state, batch.seeks):
-                        batch.state.fetched = batch.offset
+            self._put_back(found)
             raise
-        return found
+        self._idle(now, found=bool(found))
+        return FetchRound(found, reply.member)
 
-    def _current(self, tp: TopicPartition, state: PartitionState, seeks: int) -> bool:
-        """Whether ``state`` is still ``tp``'s reading ``seeks`` (call with the lock held)."""
-        return self._subscription.partitions.get(tp) is state and state.seeks == seeks
+    def _put_back(self, batches: Sequence[Fetched]) -> None:
+        """Fetch ``batches`` again next time: their partitions' positions go back."""
+        with self._subscription.lock:
+            for batch in batches:
+                if self._current(batch.partition, batch.state, batch.seeks):
+                    batch.state.fetched = batch.offset
 
-    def _fetch_partition(self, tp: TopicPartition, limit: int, now: float) -> Fetched | None:
-        sub = self._subscription
-        with sub.lock:
-            state = sub.partitions.get(tp)
-            if state is None or state.idle_until > now:
-                return None
-            offset, seeks = state.fetched, state.seeks
+    def _send(self, asked: list[_Asked], limit: int, member: JoinGroup | None) -> FetchManyResult:
+        """The fetch of ``asked``; once more by offset if the service refuses the cursors."""
+        positions = [
+            FetchPosition(a.partition.topic, a.partition.partition, a.offset, a.cursor)
+            for a in asked
+        ]
+        op = FetchMany(positions, self._fetch_max_bytes, min(limit, MAX_FETCH_RECORDS), member)
         try:
-            result = self._transport.call(
-                Fetch(
-                    tp.topic,
-                    tp.partition,
-                    offset,
-                    min(limit, MAX_FETCH_RECORDS),
-                    self._fetch_max_bytes,
-                )
-            )
-        except OffsetOutOfRangeError:
-            if self.reset == "none":
+            return self._transport.call(op)
+        except InvalidRequestError as error:
+            if not _cursor_refused(error) or all(a.cursor is None for a in asked):
                 raise
+            self._drop_cursors(asked)
+        by_offset = [FetchPosition(p.topic, p.partition, p.offset) for p in positions]
+        return self._transport.call(FetchMany(by_offset, op.max_bytes, op.max_records, member))
+
+    def _drop_cursors(self, asked: Sequence[_Asked]) -> None:
+        with self._subscription.lock:
+            for a in asked:
+                if a.state.cursor == a.cursor:
+                    a.state.cursor = None
+
+    def _take(self, asked: _Asked, result: FetchResult | LakelogError) -> Fetched | None:
+        """Apply one partition's result to its state; its records, if still current.
+
+        Raises the partition's error (a deleted topic, out of range with
+        ``auto_offset_reset="none"``), except 429/503 and a refused cursor.
+        """
+        tp, state, seeks, offset = asked.partition, asked.state, asked.seeks, asked.offset
+        sub = self._subscription
+        if isinstance(result, OffsetOutOfRangeError):
+            if self.reset == "none":
+                raise result
             start = self.reset_position(tp)
             with sub.lock:
                 if self._current(tp, state, seeks) and state.fetched == offset:
                     state.fetched = state.position = start
+                    state.cursor = None
             return None
-        except RETRYABLE as error:  # try this partition again after a pause
-            logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, error)
-            with sub.lock:
-                self._idle(state, now)
+        if isinstance(result, LakelogError):
+            if _cursor_refused(result):
+                self._drop_cursors([asked])
+            elif isinstance(result, RETRYABLE):  # asked again at the next round
+                logger.warning("fetch of %s-%d failed: %s", tp.topic, tp.partition, result)
+            else:  # raised from poll, as a fetch of this partition alone raises it
+                raise result
             return None
         records = [self._consumer_record(tp.topic, r) for r in result.records]
         with sub.lock:
             if not self._current(tp, state, seeks) or state.fetched != offset:
                 return None  # revoked or sought while the request was out
+            state.cursor = result.cursor
+            state.fetched = max(state.fetched, result.next_offset)
             if not records:
-                self._idle(state, now)
-                state.fetched = max(state.fetched, result.next_offset)
                 return None
-            state.idle_wait = state.idle_until = 0.0
-            state.fetched = result.next_offset
         return Fetched(tp, state, seeks, offset, records)
 
-    def _idle(self, state: PartitionState, now: float) -> None:
-        """Ask this partition again after a pause that doubles up to ``fetch_max_wait_ms``."""
-        state.idle_wait = min(max(state.idle_wait * 2, IDLE_BACKOFF_S), self._fetch_max_wait_s)
-        state.idle_until = now + state.idle_wait
+    def still_current(self, batches: Sequence[Fetched]) -> list[Fetched]:
+        """Of ``batches``, those whose partition is still read as it was fetched (not
+        revoked, not sought since)."""
+        with self._subscription.lock:
+            return [b for b in batches if self._current(b.partition, b.state, b.seeks)]
+
+    def _current(self, tp: TopicPartition, state: PartitionState, seeks: int) -> bool:
+        """Whether ``state`` is still ``tp``'s reading ``seeks`` (call with the lock held)."""
+        return self._subscription.partitions.get(tp) is state and state.seeks == seeks
+
+    def _idle(self, now: float, *, found: bool) -> None:
+        """After a fetch: none of a pause if it found records, else one that doubles from
+        ``fetch_max_wait_ms`` up to `IDLE_BACKOFF_MAX_S`."""
+        if found:
+            self.idle_wait = self._idle_until = 0.0
+            return
+        ceiling = max(IDLE_BACKOFF_MAX_S, self._fetch_max_wait_s)
+        self.idle_wait = min(max(self.idle_wait * 2, self._fetch_max_wait_s), ceiling)
+        self._idle_until = now + self.idle_wait
 
     def _consumer_record(self, topic: str, record: StoredRecord) -> ConsumerRecord:
         key, value = record.key, record.value
@@ -189,11 +302,6 @@ class Fetcher:
             value,
             list(record.headers),
         )
-
-    def wake_at(self) -> float:
-        """When the first pausing partition may be asked again (0.0: none pauses)."""
-        with self._subscription.lock:
-            return min((s.idle_until for s in self._subscription.partitions.values()), default=0.0)
 
     # Handing records over --------------------------------------------------------------
     def buffer(self, batches: Sequence[Fetched]) -> None:

@@ -1,7 +1,7 @@
 """`SubscriptionState`: what a consumer reads and where it stands in each partition.
 
 The subscribed topics (or the partitions assigned by hand), each assigned partition's
-position, fetch position, lease epoch and idle pause, and the offsets last committed.
+position, fetch position, cursor and lease epoch, and the offsets last committed.
 It makes no network call: its lock is held only while these fields change, so a
 `lakelog.client.Consumer` stays answerable (``position``, ``seek``, ``assignment``) while
 its fetcher or coordinator waits on the service.
@@ -35,26 +35,26 @@ class PartitionState:
     """One assigned partition.
 
     ``position`` is past the last record handed to the caller, ``fetched`` past the last
-    record fetched (ahead while iteration buffers records). ``seeks`` counts the times the
-    position was set from outside the fetch (seek, rewind): records fetched before belong
-    to an older reading and are dropped.
+    record fetched (ahead while iteration buffers records). ``cursor`` is what the last
+    fetch gave to continue from ``fetched`` (ADR 0012 §1.5), sent back with it; None to
+    fetch by offset. ``seeks`` counts the times the position was set from outside the fetch
+    (seek, rewind): records fetched before belong to an older reading and are dropped.
     """
 
-    __slots__ = ("epoch", "fetched", "idle_until", "idle_wait", "position", "seeks", "start")
+    __slots__ = ("cursor", "epoch", "fetched", "position", "seeks", "start")
 
     def __init__(self, position: int, epoch: int = 0) -> None:
         self.position = position
         self.fetched = position
         self.start = position
         self.epoch = epoch
-        self.idle_until = 0.0
-        self.idle_wait = 0.0
+        self.cursor: str | None = None
         self.seeks = 0
 
     def move_to(self, offset: int) -> None:
-        """Read from ``offset`` next, dropping what was fetched before."""
+        """Read from ``offset`` next, dropping what was fetched before (and its cursor)."""
         self.position = self.fetched = offset
-        self.idle_until = 0.0
+        self.cursor = None
         self.seeks += 1
 
 
@@ -62,7 +62,9 @@ class SubscriptionState:
     """Subscribed topics, assigned partitions with their positions, committed offsets.
 
     ``lock`` guards every field; the fetcher holds it only to read or update them, never
-    during a request.
+    during a request. ``generation`` moves whenever the partitions or a position change
+    from outside a fetch (assign, leases, seek, rewind): an idle fetcher then fetches at
+    once.
     """
 
     def __init__(self, listener: ConsumerRebalanceListener | None = None) -> None:
@@ -72,6 +74,7 @@ class SubscriptionState:
         self.listener = listener
         self.partitions: dict[TopicPartition, PartitionState] = {}
         self.committed: dict[TopicPartition, int] = {}
+        self.generation = 0
 
     # Subscription and assignment -------------------------------------------------------
     def subscribe(self, topics: Sequence[str], listener: ConsumerRebalanceListener | None) -> None:
@@ -96,6 +99,7 @@ class SubscriptionState:
             if self.topics:
                 raise InvalidRequestError("assign() cannot be mixed with a group subscription")
             self.manual = True
+            self.generation += 1
             for tp in set(self.partitions) - set(wanted):
                 del self.partitions[tp]
             for tp in wanted:
@@ -130,6 +134,7 @@ class SubscriptionState:
             for tp in revoked:
                 del self.partitions[tp]
                 self.committed.pop(tp, None)
+            self.generation += bool(revoked)
             return revoked
 
     def new_leases(
@@ -142,6 +147,7 @@ class SubscriptionState:
     def add_leases(self, starts: Mapping[TopicPartition, tuple[int, int, bool]]) -> None:
         """Assign leased partitions: ``(position, epoch, committed)`` each."""
         with self.lock:
+            self.generation += bool(starts)
             for tp, (position, epoch, committed) in starts.items():
                 self.partitions[tp] = PartitionState(position, epoch)
                 if committed:
@@ -164,6 +170,7 @@ class SubscriptionState:
         """Read ``partition`` from ``offset`` next."""
         with self.lock:
             self.state(partition).move_to(offset)
+            self.generation += 1
 
     def handed_over(self) -> None:
         """Nothing is buffered: every position catches up with its fetches."""
@@ -180,6 +187,12 @@ class SubscriptionState:
                 for tp, s in self.partitions.items()
                 if self.committed.get(tp) != s.position
             }
+
+    def uncommitted(self, offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Of ``offsets``, those that differ from their partition's last committed offset
+        (at its current lease: the only one who can have moved it since)."""
+        with self.lock:
+            return {tp: o for tp, o in offsets.items() if self.committed.get(tp) != o}
 
     def commits(
         self, offsets: Mapping[TopicPartition, int]
@@ -214,3 +227,4 @@ class SubscriptionState:
                 state = self.partitions.get(tp)
                 if state is not None:
                     state.move_to(self.committed.get(tp, state.start))
+                    self.generation += 1

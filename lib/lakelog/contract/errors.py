@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "error_body",
     "error_from_reply",
+    "error_of_body",
     "kind_of",
     "status_of",
 ]
@@ -193,3 +194,11 @@ def error_from_reply(status: int, body: bytes | str) -> LakelogError:
         error.message = message
         error.args = (message,)
     return error
+
+
+def error_of_body(body: Mapping[str, Any]) -> LakelogError:
+    """The domain error an error body carried inside a reply stands for (a partition's
+    error in a multi-partition fetch, a heartbeat's), as `error_from_reply` builds it."""
+    kind = _BY_CODE.get(str(body.get("error")))
+    status = kind.status if kind is not None else HTTPStatus.INTERNAL_SERVER_ERROR
+    return error_from_reply(status, json.dumps(dict(body)))

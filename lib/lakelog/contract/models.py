@@ -30,19 +30,29 @@ from pydantic import (
     field_validator,
 )
 
-from lakelog.errors import InvalidRequestError
+from lakelog.contract.errors import error_body, error_of_body
+from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.limits import (
+    DEFAULT_FETCH_BYTES,
+    DEFAULT_FETCH_RECORDS,
     MAX_API_FETCH_BYTES,
+    MAX_API_FETCH_MANY_BYTES,
     MAX_APPEND_RECORDS,
+    MAX_FETCH_MANY_REPLY_BYTES,
+    MAX_FETCH_PARTITIONS,
+    MAX_FETCH_RECORDS,
     MAX_HEADERS_PER_RECORD,
     MAX_OFFSETS_PER_COMMIT,
     MAX_PARTITIONS,
     MAX_SESSION_TIMEOUT_MS,
+    MAX_TOPIC_NAME_LENGTH,
     MAX_TOPICS_PER_MEMBER,
     MIN_SESSION_TIMEOUT_MS,
 )
 from lakelog.types import (
     Assignment,
+    FetchManyResult,
+    FetchPosition,
     FetchResult,
     GroupDescription,
     Header,
@@ -71,6 +81,7 @@ if TYPE_CHECKING:
         CommitOffsets,
         CreateTopic,
         Fetch,
+        FetchMany,
         JoinGroup,
         OffsetForTime,
         ResetOffsets,
@@ -85,18 +96,23 @@ __all__ = [
     "BinaryData",
     "CommitRequest",
     "ErrorBody",
+    "FetchManyReply",
+    "FetchManyRequest",
     "FetchReply",
     "FetchedHeader",
+    "FetchedPartition",
     "FetchedRecord",
     "GroupReply",
     "HeaderIn",
     "JoinRequest",
     "JsonData",
+    "MemberHeartbeatIn",
     "MemberState",
     "MembershipReply",
     "OffsetCommitIn",
     "OffsetReply",
     "PartitionLagState",
+    "PartitionPositionIn",
     "PartitionState",
     "ProduceReply",
     "ProduceRequest",
@@ -562,6 +578,9 @@ class FetchReply(_Fetched):
     next_offset: int
     high_watermark: int
     log_start_offset: int
+    cursor: str | None = None
+    """Where the next fetch from ``next_offset`` continues (ADR 0012 §1.5); send it back
+    with that offset. Null when the service has none to give."""
 
     @classmethod
     def of(cls, result: FetchResult) -> FetchReply:
@@ -571,6 +590,7 @@ class FetchReply(_Fetched):
             next_offset=result.next_offset,
             high_watermark=result.high_watermark,
             log_start_offset=result.log_start_offset,
+            cursor=result.cursor,
         )
 
     @staticmethod
@@ -582,20 +602,11 @@ class FetchReply(_Fetched):
         """
         return pydantic_core.to_json(
             {
-                "records": [
-                    {
-                        "partition": r.partition,
-                        "offset": r.offset,
-                        "timestamp_ms": r.timestamp_ms,
-                        "key": b64(r.key),
-                        "value": b64(r.value),
-                        "headers": [{"key": k, "value": b64(v)} for k, v in r.headers],
-                    }
-                    for r in result.records
-                ],
+                "records": [_record_json(r) for r in result.records],
                 "next_offset": result.next_offset,
                 "high_watermark": result.high_watermark,
                 "log_start_offset": result.log_start_offset,
+                "cursor": result.cursor,
             }
         )
 
@@ -612,7 +623,20 @@ class FetchReply(_Fetched):
             next_offset=self.next_offset,
             high_watermark=self.high_watermark,
             log_start_offset=self.log_start_offset,
+            cursor=self.cursor,
         )
+
+
+def _record_json(record: StoredRecord) -> dict[str, Any]:
+    """The reply form of a stored record, as `FetchedRecord` serializes it."""
+    return {
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp_ms,
+        "key": b64(record.key),
+        "value": b64(record.value),
+        "headers": [{"key": k, "value": b64(v)} for k, v in record.headers],
+    }
 
 
 class ProducerIdReply(_Reply):
@@ -975,3 +999,214 @@ class ResetReply(_Reply):
     def to_offsets(self) -> dict[int, int]:
         """Partition -> new committed offset."""
         return {p.partition: p.offset for p in self.partitions}
+
+
+# Multi-partition fetch (ADR 0012 §3) ----------------------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_NAME_LENGTH)]
+"""A topic name, group id or member id; the engine checks the characters (400)."""
+
+
+class PartitionPositionIn(_Strict):
+    """Where one partition of a fetch starts: an offset, and the cursor the previous fetch
+    gave for it (a hint the service checks, never trusts)."""
+
+    topic: Name
+    partition: Annotated[int, Field(ge=0, lt=MAX_PARTITIONS)]
+    offset: NonNegative
+    cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    def to_position(self) -> FetchPosition:
+        """The engine's fetch position."""
+        return FetchPosition(self.topic, self.partition, self.offset, self.cursor)
+
+
+class MemberHeartbeatIn(_Strict):
+    """The heartbeat a fetch carries: what ``POST /v1/groups/{group}/members`` takes, for a
+    member that joined (``member_id`` is required)."""
+
+    group: Name
+    member_id: Name
+    topics: Annotated[list[Name], Field(min_length=1, max_length=MAX_TOPICS_PER_MEMBER)]
+    session_timeout_ms: (
+        Annotated[int, Field(ge=MIN_SESSION_TIMEOUT_MS, le=MAX_SESSION_TIMEOUT_MS)] | None
+    ) = None
+
+    def to_join(self) -> JoinGroup:
+        """The heartbeat as the operation it is."""
+        from lakelog.contract.operations import JoinGroup  # noqa: PLC0415 - no import cycle
+
+        return JoinGroup(self.group, tuple(self.topics), self.member_id, self.session_timeout_ms)
+
+
+class FetchManyRequest(_Request):
+    """``POST /v1/fetch``: records of several partitions, one budget, maybe a heartbeat.
+
+    Each partition appears at most once. ``max_bytes`` (record bytes) and ``max_records``
+    bound the whole request; its first record is returned however large.
+    """
+
+    partitions: Annotated[list[PartitionPositionIn], Field(max_length=MAX_FETCH_PARTITIONS)]
+    max_bytes: Annotated[int, Field(ge=1, le=MAX_API_FETCH_MANY_BYTES)] = DEFAULT_FETCH_BYTES
+    max_records: Annotated[int, Field(ge=1, le=MAX_FETCH_RECORDS)] = DEFAULT_FETCH_RECORDS
+    member: MemberHeartbeatIn | None = None
+
+    @classmethod
+    def of_operation(cls, op: FetchMany) -> FetchManyRequest:
+        """The body of a multi-partition fetch, asking at most `MAX_API_FETCH_MANY_BYTES`."""
+        member = None
+        if op.member is not None:
+            if op.member.member_id is None:
+                raise InvalidRequestError("a fetch carries the heartbeat of a joined member_id")
+            if isinstance(op.member.topics, str):
+                raise InvalidRequestError("topics must be a list of topic names")
+            member = build(
+                MemberHeartbeatIn,
+                group=op.member.group,
+                member_id=op.member.member_id,
+                topics=list(op.member.topics),
+                session_timeout_ms=op.member.session_timeout_ms,
+            )
+        positions = [
+            build(
+                PartitionPositionIn,
+                topic=p.topic,
+                partition=p.partition,
+                offset=p.offset,
+                cursor=p.cursor,
+            )
+            for p in op.positions
+        ]
+        return build(
+            cls,
+            partitions=positions,
+            max_bytes=min(op.max_bytes, MAX_API_FETCH_MANY_BYTES),
+            max_records=op.max_records,
+            member=member,
+        )
+
+    def to_positions(self) -> list[FetchPosition]:
+        """The engine's fetch positions, in request order."""
+        return [p.to_position() for p in self.partitions]
+
+    def topics(self) -> list[str]:
+        """Every topic the request reads or heartbeats for (what the caller must consume)."""
+        named = [p.topic for p in self.partitions]
+        named += self.member.topics if self.member else []
+        return sorted(set(named))
+
+
+class FetchedPartition(_Fetched):
+    """One partition of a multi-partition fetch: as `FetchReply`, or its ``error`` alone
+    (an error body: ``offset_out_of_range`` with its bounds, ``topic_not_found``, ...)."""
+
+    topic: str
+    partition: int
+    records: list[FetchedRecord] = Field(default_factory=list)
+    next_offset: int | None = None
+    cursor: str | None = None
+    high_watermark: int | None = None
+    log_start_offset: int | None = None
+    error: ErrorBody | None = None
+
+    def to_result(self) -> FetchResult | LakelogError:
+        """The engine's result of this partition, or its error."""
+        if self.error is not None:
+            return error_of_body(self.error.model_dump(exclude_none=True))
+        if self.next_offset is None or self.high_watermark is None or self.log_start_offset is None:
+            raise ValueError(f"{self.topic}-{self.partition} has neither records nor an error")
+        return FetchResult(
+            topic=self.topic,
+            partition=self.partition,
+            records=[r.to_record() for r in self.records],
+            next_offset=self.next_offset,
+            high_watermark=self.high_watermark,
+            log_start_offset=self.log_start_offset,
+            cursor=self.cursor,
+        )
+
+
+_PARTITION_FIELDS_BYTES: Final = 512
+"""Room kept for a partition's fields besides its records (a topic name is <= 249 bytes)."""
+
+
+class FetchManyReply(_Fetched):
+    """``POST /v1/fetch``: one entry per partition asked for, in request order, and the
+    heartbeat's reply (its leases, or its error) when the request carried one.
+
+    The server writes it with `json_of`, which keeps the encoded reply within
+    `MAX_FETCH_MANY_REPLY_BYTES`.
+    """
+
+    partitions: list[FetchedPartition]
+    member: MembershipReply | ErrorBody | None = None
+
+    @staticmethod
+    def json_of(
+        positions: Sequence[FetchPosition],
+        result: FetchManyResult,
+        limit: int = MAX_FETCH_MANY_REPLY_BYTES,
+    ) -> bytes:
+        """The reply body, serialized without a model per record, at most ``limit`` bytes.
+
+        Records that would pass ``limit`` are left out, the first record excepted: their
+        partition's ``next_offset`` stops before them and its ``cursor`` is left out (it
+        stood for the end of the records read), so the next fetch reads them.
+        """
+        if len(positions) != len(result.partitions):
+            raise ValueError(f"{len(result.partitions)} results for {len(positions)} positions")
+        member = result.member
+        tail = b""
+        if isinstance(member, LakelogError):
+            tail = b',"member":' + pydantic_core.to_json(error_body(member))
+        elif member is not None:
+            tail = b',"member":' + MembershipReply.of(member).model_dump_json().encode()
+        parts: list[bytes] = []
+        size = len(b'{"partitions":[]}') + len(tail)
+        kept = 0
+        for position, item in zip(positions, result.partitions, strict=True):
+            head: dict[str, Any] = {"topic": position.topic, "partition": position.partition}
+            if isinstance(item, LakelogError):
+                part = pydantic_core.to_json(head | {"error": error_body(item)})
+            else:
+                records: list[bytes] = []
+                next_offset, cursor = item.next_offset, item.cursor
+                running = size + _PARTITION_FIELDS_BYTES
+                for record in item.records:
+                    encoded = pydantic_core.to_json(_record_json(record))
+                    if kept and running + len(encoded) + 1 > limit:
+                        next_offset, cursor = record.offset, None
+                        break
+                    records.append(encoded)
+                    running += len(encoded) + 1
+                    kept += 1
+                part = (
+                    pydantic_core.to_json(
+                        head
+                        | {
+                            "next_offset": next_offset,
+                            "cursor": cursor,
+                            "high_watermark": item.high_watermark,
+                            "log_start_offset": item.log_start_offset,
+                        }
+                    )[:-1]
+                    + b',"records":['
+                    + b",".join(records)
+                    + b"]}"
+                )
+            size += len(part) + 1
+            parts.append(part)
+        return b'{"partitions":[' + b",".join(parts) + b"]" + tail + b"}"
+
+    def result(self, op: FetchMany) -> FetchManyResult:
+        """The result of a multi-partition fetch, its entries in request order."""
+        asked = [(p.topic, p.partition) for p in op.positions]
+        got = [(p.topic, p.partition) for p in self.partitions]
+        if asked != got:
+            raise ValueError("the reply's partitions are not the ones asked for, in order")
+        member: Membership | LakelogError | None = None
+        if isinstance(self.member, ErrorBody):
+            member = error_of_body(self.member.model_dump(exclude_none=True))
+        elif self.member is not None:
+            member = self.member.to_membership()
+        return FetchManyResult([p.to_result() for p in self.partitions], member)

@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_API_FETCH_BYTES
 from lakelog.types import (
+    FetchManyResult,
+    FetchPosition,
     FetchResult,
     GroupDescription,
     Membership,
@@ -44,6 +46,7 @@ __all__ = [
     "DescribeGroup",
     "DescribeTopic",
     "Fetch",
+    "FetchMany",
     "Http",
     "InitProducerId",
     "JoinGroup",
@@ -221,6 +224,24 @@ class Fetch(Operation[FetchResult]):
     def url_query(self) -> dict[str, Any]:
         """Over HTTP at most `MAX_API_FETCH_BYTES` (asking less is always valid)."""
         return super().url_query() | {"max_bytes": min(self.max_bytes, MAX_API_FETCH_BYTES)}
+
+
+@dataclass(frozen=True)
+class FetchMany(Operation[FetchManyResult]):
+    """Records of several partitions in one request, sharing one budget (ADR 0012 §3).
+
+    Each position starts at its offset (and the cursor the previous fetch returned for
+    it); results come in the order of ``positions``, an error of one partition in its
+    place. ``max_bytes`` and ``max_records`` bound the whole request, and its first record
+    is returned however large. ``member``, a heartbeat (`JoinGroup` with its
+    ``member_id``), runs in the same request, exactly as `JoinGroup` runs alone.
+    """
+
+    http: ClassVar = Http("POST", "/v1/fetch", request="FetchManyRequest", reply="FetchManyReply")
+    positions: Sequence[FetchPosition]
+    max_bytes: int = DEFAULT_FETCH_BYTES
+    max_records: int = DEFAULT_FETCH_RECORDS
+    member: JoinGroup | None = None
 
 
 _OFFSETS: Final = "/v1/topics/{topic}/partitions/{partition}/offsets"

@@ -10,8 +10,13 @@ import boto3
 
 from lakelog.contract import operations as ops
 from lakelog.contract.operations import Operation
-from lakelog.errors import InvalidRequestError
-from lakelog.limits import MAX_APPEND_BYTES, record_size
+from lakelog.errors import InvalidRequestError, LakelogError
+from lakelog.limits import (
+    MAX_APPEND_BYTES,
+    record_size,
+    validate_group_id,
+    validate_member_id,
+)
 from lakelog.service.acl import AccessControl, Effect
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext, now_ms
@@ -25,7 +30,7 @@ from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.s3 import S3ObjectStore
-from lakelog.types import Record
+from lakelog.types import FetchManyResult, Membership, Record
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -52,6 +57,35 @@ def _as_caller(
     return kind, run
 
 
+def _fetch_many(fetcher: Fetcher, groups: GroupCoordinator, op: ops.FetchMany) -> FetchManyResult:
+    """The records of ``op``'s partitions, then the heartbeat it carries, if any.
+
+    The heartbeat is `GroupCoordinator.join`, as ``JoinGroup`` runs it (ADR 0009); its
+    error is the reply's ``member``, except bad input, which refuses the whole request.
+    """
+    heartbeat = op.member
+    if heartbeat is not None:  # bad input is refused before anything is read
+        if heartbeat.member_id is None:
+            raise InvalidRequestError("a fetch carries the heartbeat of a joined member_id")
+        validate_group_id(heartbeat.group)
+        validate_member_id(heartbeat.member_id)
+    partitions = fetcher.fetch_many(op.positions, op.max_bytes, op.max_records)
+    member: Membership | LakelogError | None = None
+    if heartbeat is not None:
+        try:
+            member = groups.join(
+                heartbeat.group,
+                heartbeat.topics,
+                heartbeat.member_id,
+                heartbeat.session_timeout_ms,
+            )
+        except InvalidRequestError:
+            raise
+        except LakelogError as error:
+            member = error
+    return FetchManyResult(partitions, member)
+
+
 def _handlers(
     admin: TopicAdmin, appender: Appender, fetcher: Fetcher, groups: GroupCoordinator
 ) -> dict[type[Operation[Any]], Handler]:
@@ -76,6 +110,7 @@ def _handlers(
                     op.topic, op.partition, op.offset, op.max_records, op.max_bytes
                 ),
             ),
+            _on(ops.FetchMany, lambda op: _fetch_many(fetcher, groups, op)),
             _on(ops.ListOffset, lambda op: fetcher.list_offset(op.topic, op.partition, op.spec)),
             _on(
                 ops.OffsetForTime,

@@ -30,7 +30,9 @@ from lakelog.limits import (
     DEFAULT_FETCH_BYTES,
     DEFAULT_FETCH_RECORDS,
     MAX_FETCH_BYTES,
+    MAX_FETCH_PARTITIONS,
     MAX_FETCH_RECORDS,
+    validate_topic_name,
 )
 from lakelog.log.chain import (
     Cursor,
@@ -39,6 +41,7 @@ from lakelog.log.chain import (
     decode_cursor,
     encode_cursor,
     first_seq,
+    is_sealed,
     row_group_starts,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
@@ -121,6 +124,28 @@ class _Budget:
         return _Budget(self.records, self.bytes, self.started)
 
 
+def _check_positions(positions: object) -> None:
+    """Raise `InvalidRequestError` unless ``positions`` is a valid multi-partition fetch."""
+    if isinstance(positions, str | bytes) or not isinstance(positions, Sequence):
+        raise InvalidRequestError("positions must be a list of fetch positions")
+    if len(positions) > MAX_FETCH_PARTITIONS:
+        raise InvalidRequestError(
+            f"a fetch names at most {MAX_FETCH_PARTITIONS} partitions, not {len(positions)}"
+        )
+    named: set[tuple[str, int]] = set()
+    for position in positions:
+        if not isinstance(position, FetchPosition):
+            raise InvalidRequestError(f"not a fetch position: {position!r}")
+        validate_topic_name(position.topic)
+        _positive_int("partition", position.partition)
+        _positive_int("offset", position.offset)
+        if (position.topic, position.partition) in named:
+            raise InvalidRequestError(
+                f"{position.topic}-{position.partition} is named twice in one fetch"
+            )
+        named.add((position.topic, position.partition))
+
+
 class Fetcher:
     """The read use cases."""
 
@@ -167,12 +192,21 @@ class Fetcher:
     ) -> list[FetchResult | LakelogError]:
         """Records of several partitions, one chain Query per topic, one budget for all.
 
-        Results come in request order; a partition's error (out of range, unknown topic,
-        a cursor of another topic) is returned in its place. The first batch of the
-        request is returned however large.
+        Results come in request order; a partition's own error (out of range, unknown
+        topic, a partition the topic does not have, a cursor of another topic) is
+        returned in its place. The request's first record is returned however large; a
+        later partition whose first record no longer fits returns none (``next_offset``
+        is its start).
+
+        Raises
+        ------
+        InvalidRequestError
+            Bad input (bounds, types, a partition named twice, more than
+            `MAX_FETCH_PARTITIONS`), before anything is read.
         """
         max_records = _positive_int("max_records", max_records, MAX_FETCH_RECORDS)
         max_bytes = _positive_int("max_bytes", max_bytes, MAX_FETCH_BYTES)
+        _check_positions(positions)
         results: list[FetchResult | LakelogError | None] = [None] * len(positions)
         by_topic: dict[str, list[tuple[int, FetchPosition]]] = {}
         for index, position in enumerate(positions):
@@ -311,11 +345,13 @@ class Fetcher:
                 run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
             ):
                 return None
+            if any(is_sealed(item) for item in run):
+                # Even if the budget ends before it: the topic is being deleted, and
+                # its meta item may not say so yet (a delete that stopped after the seal).
+                raise self._ctx.stale(topic)
             previous, complete = run[0], len(run) == len(items)
             stopped = False
             for item in run[1:]:
-                if item.kind == "seal":
-                    raise self._ctx.stale(topic)
                 if not self._take(item, wanted, budget):
                     stopped = True
                     break

@@ -70,9 +70,10 @@ PREDECESSOR_WAIT_MS: Final = 1000
 """How long an idempotent request waits for its producer's previous request to commit
 (two in flight, the second first) before it is refused with `OutOfOrderSequenceError`."""
 
-PRODUCER_STATES_KEPT: Final = 100_000
+PRODUCER_STATES_KEPT: Final = 10_000
 """Producer states an appender remembers, (topic, producer) pairs, least recently used
-forgotten first: a hint that saves the strongly consistent read of the common case."""
+forgotten first (at most ~1 KB each): a hint that saves the strongly consistent read of
+the common case."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,9 +443,8 @@ class Appender:
 
         Re-reads the state with backoff while the request does not continue it because
         an earlier sequence is missing, for up to `PREDECESSOR_WAIT_MS` (and at most the
-        retry policy's attempts); then the
-        `OutOfOrderSequenceError` is the answer. Returns a duplicate when another attempt
-        of this very request committed meanwhile.
+        retry policy's attempts); then `OutOfOrderSequenceError` is the answer. Returns
+        the original when another attempt of this very request committed meanwhile.
         """
         started = self._ctx.clock_ms()
         attempt = 0
@@ -461,26 +461,45 @@ class Appender:
             request.state = self._read_state(request.topic.topic_id, request.producer_id)
 
     def _answer(self, request: _Request, original: ProducerRequest) -> list[RecordMetadata]:
-        """The original results of a retried request, from its chain item (ADR 0012, 2.4)."""
+        """The original results of a retried request, from its chain item (ADR 0012, 2.4).
+
+        Given only while the topic is live, read after the item: a retry that reaches a
+        process caching a deleted topic's id is never answered with that topic's offsets
+        (`StaleTopicError` sends it to the topic now under the name).
+        """
         item = self._ledger.get_item(request.topic.topic_id, original.seq)
         if item is None:
             raise UnavailableError(
                 f"the chain item {original.seq} that holds this request is gone; "
                 "nothing was written"
             )
+        if item.producer != request.stamp:
+            # Never acknowledge a retry with another request's records.
+            raise CorruptLedgerError(
+                f"{chain_pk(request.topic.topic_id)} seq {item.seq}",
+                "the producer state names an item another request wrote",
+            )
+        # Answer only while the topic is live: a process caching a deleted topic's id
+        # must not acknowledge offsets its re-created successor never had.
+        self._ctx.topic_state(request.topic)
         return self._reply(request, item)
 
     def _reply(self, request: _Request, item: ChainItem) -> list[RecordMetadata]:
         """Where each record of ``request`` landed in ``item``, in request order.
 
-        The routing is recomputed with the item's partition count and sticky partition,
-        so a retry's reply matches the original's whoever chose the partitions.
+        The routing is recomputed with the item's partition count and sticky partition
+        (unless the request routed with the same), so a retry's reply matches the
+        original's whoever chose the partitions.
         """
         where = f"{chain_pk(request.topic.topic_id)} seq {item.seq}"
-        try:
-            routes = route(request.records, item.partitions, item.sticky)
-        except ValueError as exc:
-            raise CorruptLedgerError(where, str(exc)) from None
+        routes = request.routes
+        if (item.partitions, item.sticky) != (request.topic.partitions, request.sticky):
+            try:
+                routes = route(request.records, item.partitions, item.sticky)
+            except ValueError as exc:
+                raise CorruptLedgerError(where, str(exc)) from None
+        if len(routes) != len(item.batches):
+            raise CorruptLedgerError(where, "the item holds other partitions than this request")
         results: list[RecordMetadata | None] = [None] * len(request.records)
         for partition, positions in routes.items():
             batch = item.batch(partition)

@@ -62,10 +62,12 @@ class FailPoint(StrEnum):
     AFTER_LEASE = "after_lease"
     BEFORE_COMMIT = "before_commit"
     AFTER_COMMIT = "after_commit"
+    AFTER_TOPIC_MARK = "after_topic_mark"
     BEFORE_TOPIC_DELETE = "before_topic_delete"
     AFTER_TOPIC_DELETE = "after_topic_delete"
     BEFORE_CHAIN_CREATE = "before_chain_create"
     AFTER_CHAIN_CREATE = "after_chain_create"
+    AFTER_SEAL = "after_seal"
     BEFORE_META_UPDATE = "before_meta_update"
     AFTER_META_UPDATE = "after_meta_update"
     BEFORE_CHAIN_DELETE = "before_chain_delete"
@@ -157,15 +159,18 @@ class FaultyLedgerStore:
 
     ``put_item`` passes the append's points: ``BEFORE_LEDGER``, then ``CONFLICT`` (a
     retryable `ChainConflict` instead of the put) and ``THROTTLE``, then ``AFTER_LEDGER``
-    once the put landed. ``on_put``, when set, is called just
+    once the put landed; a deletion's seal item passes ``AFTER_SEAL`` too, once it is
+    written. ``on_put``, when set, is called just
     before each put reaches the inner store: a test uses it to interleave another writer
-    at exactly that point.
+    at exactly that point. ``on_query``, when set, is called (with the topic id) just before
+    each query does, to interleave a deletion between a reader's plan and its read.
     """
 
     def __init__(self, inner: LedgerStore, injector: FaultInjector) -> None:
         self.inner = inner
         self.injector = injector
         self.on_put: Callable[[ChainItem], None] | None = None
+        self.on_query: Callable[[str], None] | None = None
 
     def create_chain(self, topic_id: str, meta: ChainMeta, genesis: ChainItem) -> None:
         self.injector.check(FailPoint.BEFORE_CHAIN_CREATE)
@@ -189,6 +194,8 @@ class FaultyLedgerStore:
         if self.on_put is not None:
             self.on_put(item)
         self.inner.put_item(topic_id, item, producer)
+        if item.kind == "seal":
+            self.injector.check(FailPoint.AFTER_SEAL)
         self.injector.check(FailPoint.AFTER_LEDGER)
 
     def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
@@ -197,6 +204,8 @@ class FaultyLedgerStore:
     def query(
         self, topic_id: str, from_seq: int, limit: int
     ) -> tuple[list[ChainItem], ChainMeta | None]:
+        if self.on_query is not None:
+            self.on_query(topic_id)
         return self.inner.query(topic_id, from_seq, limit)
 
     def chain(self, topic_id: str) -> Iterator[ChainItem]:
@@ -217,7 +226,8 @@ class FaultyLedgerStore:
 
 
 class FaultyCatalogStore:
-    """A `CatalogStore` whose topic deletion fails before or after the catalog changed.
+    """A `CatalogStore` whose topic deletion fails after its marker, and before or after
+    the catalog changed.
 
     ``on_delete``, when set, is called just before each topic deletion reaches the inner
     store: a test uses it to interleave another request at exactly that point.
@@ -250,6 +260,7 @@ class FaultyCatalogStore:
 
     def mark_deleted_topic(self, topic: TopicRecord, deleted_ms: int) -> None:
         self.inner.mark_deleted_topic(topic, deleted_ms)
+        self.injector.check(FailPoint.AFTER_TOPIC_MARK)
 
     def deleted_topics(self) -> list[TopicRecord]:
         return self.inner.deleted_topics()

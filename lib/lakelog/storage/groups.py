@@ -1,21 +1,30 @@
 """DynamoDB adapter of the `GroupStore` port: consumer groups on the catalog table.
 
-Item attributes (the keys are in `lakelog.storage.keys`; the protocol is ADR 0009)
+Item attributes (the keys are in `lakelog.storage.keys`; the protocol is ADR 0009 and its
+amendment 1)
 
 Member (``pk = g#{group}``, ``sk = m#{member_id}``)
     ``topics`` L[S] (sorted), ``session_timeout_ms`` N, ``expires_ms`` N (end of the
     session, epoch milliseconds), ``expires_at`` N (the table's TTL attribute, epoch
     seconds, a day after ``expires_ms``, so DynamoDB removes members that never left).
-Lease (``pk = g#{group}``, ``sk = l#{topic}#{partition:05d}``)
-    ``topic_id`` S, ``owner`` S (absent when free), ``lease_epoch`` N,
-    ``committed_offset`` N and ``committed_ms`` N (both absent until a commit or reset).
+Offsets item (``pk = g#{group}``, ``sk = o#{topic}#{block:03d}``)
+    ``i`` S: the topic id of the write that created the item, never changed.
+    ``p{partition}`` M, one per partition of the block that has a lease:
 
-Writes
-    take and give up: one conditional ``UpdateItem`` on ``lease_epoch`` that leaves
-    ``committed_offset`` alone, so a commit that lands first is never overwritten;
-    commit: one ``UpdateItem`` for one offset, else one ``TransactWriteItems``, each
-    conditional on ``owner`` and ``lease_epoch``; reset: ``TransactWriteItems`` of up to
-    100 puts conditional on ``lease_epoch``.
+    ``k`` S
+        the fencing token ``"{lease_epoch}:{owner}"`` (owner empty when free);
+    ``o`` L[N, N]
+        ``[committed_offset, committed_ms]`` (``[committed_offset]`` when no time was
+        given), absent until a commit or reset;
+    ``i`` S
+        the lease's topic id, present only when it is not the item's ``i``.
+
+Writes (each a conditional ``UpdateItem`` of one offsets item)
+    take: on the token's epoch; sets the token only (a commit that lands first is kept),
+    or replaces the entry when the topic id changes; give up: on the whole token; commit:
+    on the token of every partition committed, one update per offsets item, several items
+    in one ``TransactWriteItems``; reset: every entry of one offsets item in one update, on
+    each entry's epoch, items in turn.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from lakelog.errors import UnavailableError
+from lakelog.errors import LeaseFencedError, UnavailableError
 from lakelog.storage.attributes import (
     Item,
     cancellation_codes,
@@ -36,7 +45,13 @@ from lakelog.storage.attributes import (
     transaction_cancelled,
 )
 from lakelog.storage.errors import translate_client_errors
-from lakelog.storage.keys import group_pk, lease_sort_key, member_sort_key, parse_group_sort_key
+from lakelog.storage.keys import (
+    group_pk,
+    member_sort_key,
+    offsets_block,
+    offsets_sort_key,
+    parse_group_sort_key,
+)
 from lakelog.storage.ports import GroupState, LeaseRecord, MemberRecord
 from lakelog.storage.resources import TTL_ATTRIBUTE
 from lakelog.storage.rules import (
@@ -44,7 +59,7 @@ from lakelog.storage.rules import (
     commit_needed,
     fenced,
     keeps_commit,
-    transaction_chunks,
+    offsets_items,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +67,7 @@ if TYPE_CHECKING:
 
     from lakelog.types import OffsetCommit
 
-__all__ = ["MEMBER_TTL_GRACE_MS", "TRANSACTION_ITEMS", "DynamoGroupStore"]
+__all__ = ["MEMBER_TTL_GRACE_MS", "TRANSACTION_ITEMS", "DynamoGroupStore", "lease_token"]
 
 MEMBER_TTL_GRACE_MS: Final = 24 * 3600 * 1000
 """How long after its session ends a member item may be removed by DynamoDB's TTL."""
@@ -60,7 +75,25 @@ MEMBER_TTL_GRACE_MS: Final = 24 * 3600 * 1000
 CONFLICT_ATTEMPTS: Final = 3
 """Times a transaction cancelled only by conflicts with other transactions is sent."""
 
-_OWNED_AT_EPOCH = "attribute_exists(pk) AND #owner = :owner AND lease_epoch = :epoch"
+_ENTRY_PREFIX: Final = "p"
+_TOPIC_ID: Final = "i"
+_TOKEN: Final = "k"
+_COMMITTED: Final = "o"
+
+ItemKey = tuple[str, int]
+"""An offsets item of a group: ``(topic, block)``."""
+
+
+def lease_token(lease_epoch: int, owner: str | None) -> str:
+    """The fencing token an offsets item stores for a lease: ``"{epoch}:{owner}"``.
+
+    Member ids never contain ``:``; a free lease has an empty owner.
+    """
+    return f"{lease_epoch}:{owner or ''}"
+
+
+def _entry_name(partition: int) -> str:
+    return f"{_ENTRY_PREFIX}{partition}"
 
 
 def _member_from_item(member_id: str, item: Item) -> MemberRecord:
@@ -72,23 +105,142 @@ def _member_from_item(member_id: str, item: Item) -> MemberRecord:
     )
 
 
-def _lease_from_item(topic: str, partition: int, item: Item) -> LeaseRecord:
+def _lease_from_entry(topic: str, partition: int, entry: Item, item_topic_id: str) -> LeaseRecord:
+    epoch, _, owner = entry[_TOKEN]["S"].partition(":")
+    committed = [int(value["N"]) for value in entry.get(_COMMITTED, {}).get("L", [])]
     return LeaseRecord(
         topic=topic,
         partition=partition,
-        topic_id=item.get("topic_id", {}).get("S", ""),
-        lease_epoch=get_int(item, "lease_epoch"),
-        owner=item["owner"]["S"] if "owner" in item else None,
-        committed_offset=get_int(item, "committed_offset") if "committed_offset" in item else None,
-        committed_ms=get_int(item, "committed_ms") if "committed_ms" in item else None,
+        topic_id=entry[_TOPIC_ID]["S"] if _TOPIC_ID in entry else item_topic_id,
+        lease_epoch=int(epoch),
+        owner=owner or None,
+        committed_offset=committed[0] if committed else None,
+        committed_ms=committed[1] if len(committed) > 1 else None,
     )
 
 
-def _epoch_condition(seen: LeaseRecord) -> tuple[str, Item]:
-    """The condition "the lease is still at ``seen``'s epoch" and its values."""
-    if seen.lease_epoch == 0:
-        return "attribute_not_exists(pk)", {}
-    return "lease_epoch = :seen", {":seen": num(seen.lease_epoch)}
+def _leases_of_item(topic: str, block: int, item: Item) -> Iterator[LeaseRecord]:
+    """The leases an offsets item holds (attributes of other blocks are ignored)."""
+    item_topic_id = item.get(_TOPIC_ID, {}).get("S", "")
+    for name, value in item.items():
+        number = name.removeprefix(_ENTRY_PREFIX)
+        if name.startswith(_ENTRY_PREFIX) and number.isdigit() and "M" in value:
+            partition = int(number)
+            if offsets_block(partition) == block:
+                yield _lease_from_entry(topic, partition, value["M"], item_topic_id)
+
+
+def _stored_token(item: Item | None, partition: int) -> str | None:
+    """The token an offsets item (as DynamoDB returned it) holds for ``partition``."""
+    entry = (item or {}).get(_entry_name(partition), {}).get("M")
+    return None if entry is None else str(entry[_TOKEN]["S"])
+
+
+def _foreign_topic_id(item: Item | None, topic_id: str) -> bool:
+    """Whether an offsets item (as it was before a refused write) has another topic id."""
+    stored = (item or {}).get(_TOPIC_ID, {}).get("S")
+    return stored is not None and stored != topic_id
+
+
+class _Update:
+    """One conditional update of one offsets item, with short placeholders.
+
+    Placeholders are ``#a0, #a1, ...`` for names and ``:v0, :v1, ...`` for values, so a
+    commit or reset of 100 partitions stays far under DynamoDB's 4 KB per expression.
+    """
+
+    def __init__(self, key: Item) -> None:
+        self.key = key
+        self.sets: list[str] = []
+        self.conditions: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: Item = {}
+
+    def name(self, *path: str) -> str:
+        """The placeholder path of ``path`` (``entry, field`` -> ``#a3.#a0``)."""
+        placeholders = []
+        for part in path:
+            found = next((p for p, n in self.names.items() if n == part), None)
+            if found is None:
+                found = f"#a{len(self.names)}"
+                self.names[found] = part
+            placeholders.append(found)
+        return ".".join(placeholders)
+
+    def value(self, value: Item) -> str:
+        """A fresh placeholder of ``value``."""
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def at_epoch(self, partition: int, epoch: int) -> None:
+        """Condition: ``partition``'s lease is at ``epoch`` (0: it has no entry)."""
+        if epoch == 0:
+            self.conditions.append(f"attribute_not_exists({self.name(_entry_name(partition))})")
+            return
+        prefix = self.value({"S": lease_token(epoch, None)})
+        token = self.name(_entry_name(partition), _TOKEN)
+        self.conditions.append(f"begins_with({token}, {prefix})")
+
+    def held_by(self, partition: int, epoch: int, owner: str) -> None:
+        """Condition: ``owner`` holds ``partition``'s lease at ``epoch``."""
+        token = self.name(_entry_name(partition), _TOKEN)
+        self.conditions.append(f"{token} = {self.value({'S': lease_token(epoch, owner)})}")
+
+    def set(self, path: tuple[str, ...], value: Item) -> None:
+        """Set the attribute (or map field) at ``path`` to ``value``."""
+        self.sets.append(f"{self.name(*path)} = {self.value(value)}")
+
+    def topic_id(self, topic_id: str, *, assumed: bool) -> None:
+        """Give a new item ``topic_id``; ``assumed``: also require an existing item's id to be
+        ``topic_id`` (entries written without their own id then mean that one)."""
+        name, value = self.name(_TOPIC_ID), self.value({"S": topic_id})
+        self.sets.append(f"{name} = if_not_exists({name}, {value})")
+        if assumed:
+            self.conditions.append(f"(attribute_not_exists({name}) OR {name} = {value})")
+
+    def request(self, table: str) -> dict[str, Any]:
+        """The parameters of ``UpdateItem`` (or of a transaction's ``Update``)."""
+        return {
+            "TableName": table,
+            "Key": self.key,
+            "UpdateExpression": "SET " + ", ".join(self.sets),
+            "ConditionExpression": " AND ".join(self.conditions),
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+
+def _entry(lease: LeaseRecord, *, own_topic_id: bool) -> Item:
+    """The map attribute of ``lease`` in its offsets item."""
+    entry: Item = {_TOKEN: {"S": lease_token(lease.lease_epoch, lease.owner)}}
+    if lease.committed_offset is not None:
+        stamp = [] if lease.committed_ms is None else [num(lease.committed_ms)]
+        entry[_COMMITTED] = {"L": [num(lease.committed_offset), *stamp]}
+    if own_topic_id:
+        entry[_TOPIC_ID] = {"S": lease.topic_id}
+    return {"M": entry}
+
+
+def _fenced_commit(
+    group: str,
+    member_id: str,
+    offsets: Sequence[OffsetCommit],
+    runs: Sequence[Sequence[OffsetCommit]],
+    refused: Sequence[tuple[bool, Item | None]],
+) -> LeaseFencedError:
+    """The error of a refused commit: it names the partitions whose token was not the
+    member's in the offsets items whose condition failed (``refused``, one ``(failed, item
+    as it was)`` per run); all of them if that cannot be told."""
+    moved = {
+        (commit.topic, commit.partition): failed
+        and _stored_token(item, commit.partition) != lease_token(commit.lease_epoch, member_id)
+        for run, (failed, item) in zip(runs, refused, strict=True)
+        for commit in run
+    }
+    failed = [moved[(c.topic, c.partition)] for c in offsets]
+    return fenced(group, member_id, offsets, failed if any(failed) else [True] * len(offsets))
 
 
 class DynamoGroupStore:
@@ -99,8 +251,9 @@ class DynamoGroupStore:
         self._table = table
 
     @staticmethod
-    def _lease_key(group: str, topic: str, partition: int) -> Item:
-        return {"pk": {"S": group_pk(group)}, "sk": {"S": lease_sort_key(topic, partition)}}
+    def _offsets_key(group: str, topic: str, partition: int) -> Item:
+        sort_key = offsets_sort_key(topic, offsets_block(partition))
+        return {"pk": {"S": group_pk(group)}, "sk": {"S": sort_key}}
 
     @staticmethod
     def _member_key(group: str, member_id: str) -> Item:
@@ -142,57 +295,58 @@ class DynamoGroupStore:
             if isinstance(named, str):
                 members.append(_member_from_item(named, item))
             elif named is not None:
-                leases.append(_lease_from_item(*named, item))
+                leases.extend(_leases_of_item(*named, item))
+        leases.sort(key=lambda lease: (lease.topic, lease.partition))
         return GroupState(members=tuple(members), leases=tuple(leases))
 
-    def _update_lease(
-        self, group: str, seen: LeaseRecord, update: str, condition: str, values: Item
-    ) -> Item | None:
-        """Apply ``update`` to ``seen``'s lease if ``condition`` holds: the new item, or None."""
+    def _update(self, update: _Update, *, new: bool = False) -> tuple[bool, Item | None]:
+        """Send one update: (True, the item as written if ``new``) or (False, the item as
+        it was when the condition failed, None if it did not exist)."""
         try:
             response = self._ddb.update_item(
-                TableName=self._table,
-                Key=self._lease_key(group, seen.topic, seen.partition),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                **update.request(self._table), ReturnValues="ALL_NEW" if new else "NONE"
             )
         except ClientError as exc:
             if condition_failed(exc):
-                return None
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+                return False, old
             raise
-        return response.get("Attributes", {})
+        return True, response.get("Attributes", {})
 
     @translate_client_errors
     def take_lease(
         self, group: str, seen: LeaseRecord, owner: str, topic_id: str
     ) -> LeaseRecord | None:
-        condition, values = _epoch_condition(seen)
-        update = "SET #owner = :owner, lease_epoch = :next, topic_id = :topic_id"
-        if not keeps_commit(seen, topic_id):
-            update += " REMOVE committed_offset, committed_ms"
-        values = {
-            **values,
-            ":owner": {"S": owner},
-            ":next": num(seen.lease_epoch + 1),
-            ":topic_id": {"S": topic_id},
-        }
-        item = self._update_lease(group, seen, update, condition, values)
-        return None if item is None else _lease_from_item(seen.topic, seen.partition, item)
+        taken = LeaseRecord(seen.topic, seen.partition, topic_id, seen.lease_epoch + 1, owner)
+        key = self._offsets_key(group, seen.topic, seen.partition)
+        name = _entry_name(seen.partition)
+        keep = seen.lease_epoch > 0 and keeps_commit(seen, topic_id)
+        for own_topic_id in (False, True):
+            update = _Update(key)
+            update.at_epoch(seen.partition, seen.lease_epoch)
+            if keep:  # same topic: the token moves, the committed offset stays
+                update.set((name, _TOKEN), {"S": lease_token(taken.lease_epoch, owner)})
+            else:
+                update.set((name,), _entry(taken, own_topic_id=own_topic_id))
+                update.topic_id(topic_id, assumed=not own_topic_id)
+            applied, item = self._update(update, new=True)
+            if applied:
+                assert item is not None
+                stored = item[name]["M"]
+                return _lease_from_entry(seen.topic, seen.partition, stored, topic_id)
+            if keep or own_topic_id or not _foreign_topic_id(item, topic_id):
+                return None
+        return None
 
     @translate_client_errors
     def give_up_lease(self, group: str, seen: LeaseRecord) -> bool:
         if seen.owner is None:
             return False
-        values = {
-            ":owner": {"S": seen.owner},
-            ":epoch": num(seen.lease_epoch),
-            ":next": num(seen.lease_epoch + 1),
-        }
-        update = "SET lease_epoch = :next REMOVE #owner"
-        return self._update_lease(group, seen, update, _OWNED_AT_EPOCH, values) is not None
+        update = _Update(self._offsets_key(group, seen.topic, seen.partition))
+        update.held_by(seen.partition, seen.lease_epoch, seen.owner)
+        token = lease_token(seen.lease_epoch + 1, None)
+        update.set((_entry_name(seen.partition), _TOKEN), {"S": token})
+        return self._update(update)[0]
 
     @translate_client_errors
     def commit(
@@ -200,82 +354,67 @@ class DynamoGroupStore:
     ) -> None:
         if not commit_needed(offsets):
             return
-        updates: list[Any] = [
-            {
-                "TableName": self._table,
-                "Key": self._lease_key(group, commit.topic, commit.partition),
-                "UpdateExpression": "SET committed_offset = :offset, committed_ms = :now",
-                "ConditionExpression": _OWNED_AT_EPOCH,
-                "ExpressionAttributeNames": {"#owner": "owner"},
-                "ExpressionAttributeValues": {
-                    ":owner": {"S": member_id},
-                    ":epoch": num(commit.lease_epoch),
-                    ":offset": num(commit.offset),
-                    ":now": num(committed_ms),
-                },
-            }
-            for commit in offsets
-        ]
+        runs = offsets_items(offsets, lambda commit: (commit.topic, commit.partition))
+        updates: list[_Update] = []
+        for run in runs:
+            update = _Update(self._offsets_key(group, run[0].topic, run[0].partition))
+            for commit in run:
+                update.held_by(commit.partition, commit.lease_epoch, member_id)
+                stored = {"L": [num(commit.offset), num(committed_ms)]}
+                update.set((_entry_name(commit.partition), _COMMITTED), stored)
+            updates.append(update)
         if len(updates) == 1:
-            # One lease: a plain conditional update is as atomic, at half the write cost.
-            try:
-                self._ddb.update_item(**updates[0])
-            except ClientError as exc:
-                if condition_failed(exc):
-                    raise fenced(group, member_id, offsets, [True]) from None
-                raise
-            return
-        codes = self._transact([{"Update": update} for update in updates], "offset commit")
-        if codes:
-            raise fenced(group, member_id, offsets, [c == "ConditionalCheckFailed" for c in codes])
+            # One offsets item: one conditional update, the common case (ADR 0009 amendment 1).
+            applied, item = self._update(updates[0])
+            refused = None if applied else [(True, item)]
+        else:
+            refused = self._transact([update.request(self._table) for update in updates])
+        if refused is not None:
+            raise _fenced_commit(group, member_id, offsets, runs, refused)
 
     @translate_client_errors
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
-        for chunk in transaction_chunks(resets):
-            items: list[Any] = []
-            for seen, new in chunk:
-                condition, values = _epoch_condition(seen)
-                item: Item = {
-                    **self._lease_key(group, new.topic, new.partition),
-                    "topic_id": {"S": new.topic_id},
-                    "lease_epoch": num(new.lease_epoch),
-                }
-                if new.owner is not None:
-                    item["owner"] = {"S": new.owner}
-                if new.committed_offset is not None:
-                    item["committed_offset"] = num(new.committed_offset)
-                if new.committed_ms is not None:
-                    item["committed_ms"] = num(new.committed_ms)
-                put: Any = {
-                    "TableName": self._table,
-                    "Item": item,
-                    "ConditionExpression": condition,
-                }
-                if values:
-                    put["ExpressionAttributeValues"] = values
-                items.append({"Put": put})
-            if self._transact(items, "offset reset"):
+        for run in offsets_items(resets, lambda pair: (pair[1].topic, pair[1].partition)):
+            topic_id = run[0][1].topic_id
+            for own_topic_id in (False, True):
+                update = _Update(self._offsets_key(group, run[0][1].topic, run[0][1].partition))
+                for seen, new in run:
+                    update.at_epoch(new.partition, seen.lease_epoch)
+                    own = own_topic_id or new.topic_id != topic_id
+                    update.set((_entry_name(new.partition),), _entry(new, own_topic_id=own))
+                update.topic_id(topic_id, assumed=not own_topic_id)
+                applied, item = self._update(update)
+                if applied:
+                    break
+                if own_topic_id or not _foreign_topic_id(item, topic_id):
+                    return False
+            else:
                 return False
         return True
 
-    def _transact(self, items: list[Any], what: str) -> list[str | None]:
-        """Send one transaction: [] when applied, else the reasons of its failed conditions.
+    def _transact(self, items: list[Any]) -> list[tuple[bool, Item | None]] | None:
+        """Send one transaction of updates: None when applied, else per update whether its
+        condition failed and the item as it was then (None if missing or not returned).
 
         A transaction cancelled only by conflicts with other transactions is sent again;
         throttling and any other reason raise.
         """
         for _ in range(CONFLICT_ATTEMPTS):
             try:
-                self._ddb.transact_write_items(TransactItems=items)
+                self._ddb.transact_write_items(TransactItems=[{"Update": i} for i in items])
             except ClientError as exc:
                 if not transaction_cancelled(exc):
                     raise
                 codes = cancellation_codes(exc)
-                error = cancellation_error(codes, what)
+                error = cancellation_error(codes, "offset commit")
                 if error is not None:
                     raise error from None
                 if "ConditionalCheckFailed" in codes:
-                    return codes
+                    reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
+                    return [
+                        (code == "ConditionalCheckFailed", reason.get("Item"))
+                        for code, reason in zip(codes, reasons, strict=True)
+                    ]
                 continue
-            return []
-        raise UnavailableError(f"the {what} kept conflicting with other writes; retry")
+            return None
+        raise UnavailableError("the offset commit kept conflicting with other writes; retry")

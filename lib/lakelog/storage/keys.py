@@ -42,13 +42,16 @@ Catalog table (``pk`` string, ``sk`` string)
         A consumer group member: its topics, session timeout and session end
         (``expires_ms``, and the TTL attribute a day later). Written by each join or
         heartbeat, deleted by leave (or by TTL). ADR 0009.
-    ``pk = "g#{group}"``, ``sk = "l#{topic}#{partition:05d}"``
-        The group's lease on one partition: topic id, owner (absent when free), fencing
-        ``lease_epoch`` and committed offset. Taken and given up by heartbeats (each moves
-        the epoch), committed by the owner at its epoch, rewritten by offset resets.
-        Group ids, member ids and topic names never contain ``#``, and the zero-padded
-        partition keeps a topic's leases in partition order; one ``Query pk`` reads the
-        whole group.
+    ``pk = "g#{group}"``, ``sk = "o#{topic}#{block:03d}"``
+        The group's offsets item of partitions ``100 * block`` to ``100 * block + 99`` of a
+        topic: the topic id (``i``, written once) and, per partition, its lease and
+        committed offset in one map attribute ``p{partition}``: fencing token ``k``
+        (``"{lease_epoch}:{owner}"``, owner empty when free), ``o`` (``[committed_offset,
+        committed_ms]``) and ``i`` (the lease's topic id, only when it is not the item's).
+        Taken and given up by heartbeats (each moves the epoch), committed by the owner at
+        its epoch (one write per item, ADR 0009 amendment 1), rewritten by offset resets.
+        Group ids, member ids and topic names never contain ``#``; one ``Query pk`` reads
+        the whole group.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ __all__ = [
     "CATALOG_DELETED_TOPIC_PK",
     "CATALOG_TOPIC_PK",
     "HEAD_SK",
+    "OFFSETS_BLOCK_PARTITIONS",
     "PRODUCER_SK",
     "SEGMENT_ID_BYTES",
     "ResourceNames",
@@ -71,8 +75,9 @@ __all__ = [
     "group_pk",
     "l0_segment_key",
     "l0_segment_key_from_id",
-    "lease_sort_key",
     "member_sort_key",
+    "offsets_block",
+    "offsets_sort_key",
     "parse_group_sort_key",
     "producer_pk",
     "producer_state_pk",
@@ -172,7 +177,10 @@ def acl_sort_key(topic: str, effect: str, principal: str) -> str:
 
 _GROUP_PREFIX: Final = "g#"
 _MEMBER_PREFIX: Final = "m#"
-_LEASE_PREFIX: Final = "l#"
+_OFFSETS_PREFIX: Final = "o#"
+
+OFFSETS_BLOCK_PARTITIONS: Final = 100
+"""Partitions of one topic whose leases and committed offsets share one offsets item."""
 
 
 def group_pk(group: str) -> str:
@@ -185,17 +193,23 @@ def member_sort_key(member_id: str) -> str:
     return f"{_MEMBER_PREFIX}{member_id}"
 
 
-def lease_sort_key(topic: str, partition: int) -> str:
-    """Catalog sort key of a group's lease on ``partition`` of ``topic``."""
-    return f"{_LEASE_PREFIX}{topic}#{partition:05d}"
+def offsets_block(partition: int) -> int:
+    """The block (offsets item) of a topic that holds ``partition``'s lease."""
+    return partition // OFFSETS_BLOCK_PARTITIONS
+
+
+def offsets_sort_key(topic: str, block: int) -> str:
+    """Catalog sort key of a group's offsets item of ``block`` of ``topic``."""
+    return f"{_OFFSETS_PREFIX}{topic}#{block:03d}"
 
 
 def parse_group_sort_key(sk: str) -> str | tuple[str, int] | None:
-    """What a group item's sort key names: a member id, ``(topic, partition)``, or None."""
+    """What a group item's sort key names: a member id, an offsets item's ``(topic,
+    block)``, or None (an item of another kind, such as the former per-lease items)."""
     if sk.startswith(_MEMBER_PREFIX):
         return sk.removeprefix(_MEMBER_PREFIX)
-    if sk.startswith(_LEASE_PREFIX):
-        topic, _, partition = sk.removeprefix(_LEASE_PREFIX).rpartition("#")
-        if topic and partition.isdigit():
-            return topic, int(partition)
+    if sk.startswith(_OFFSETS_PREFIX):
+        topic, _, block = sk.removeprefix(_OFFSETS_PREFIX).rpartition("#")
+        if topic and block.isdigit():
+            return topic, int(block)
     return None

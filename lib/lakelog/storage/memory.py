@@ -13,8 +13,8 @@ They behave as the S3 and DynamoDB adapters do in everything the engine relies o
 - reads are strongly consistent: they see every write that returned;
 - conditional writes check their conditions against the current state and apply all or
   nothing: a refused chain put raises `ChainConflict` with what it found, a refused
-  commit `lakelog.errors.LeaseFencedError`, an offset reset is applied in runs of
-  `lakelog.storage.rules.TRANSACTION_ITEMS` leases with the same partial outcome;
+  commit `lakelog.errors.LeaseFencedError`, an offset reset is applied per offsets item
+  (`lakelog.storage.rules.offsets_items`) with the same partial outcome;
 - a transaction naming one item twice is refused, as DynamoDB refuses it, and so is an
   item that would pass DynamoDB's 400 KB item size
   (`lakelog.storage.attributes.item_too_large`), before anything is applied;
@@ -61,7 +61,6 @@ from lakelog.storage.keys import (
     HEAD_SK,
     acl_sort_key,
     chain_pk,
-    lease_sort_key,
     member_sort_key,
     producer_state_pk,
 )
@@ -82,11 +81,11 @@ from lakelog.storage.rules import (
     encode_config,
     fenced,
     missing_object,
+    offsets_items,
     owned_at,
     producer_condition_holds,
     short_read,
     taken,
-    transaction_chunks,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +98,13 @@ __all__ = [
     "MemoryObjectStore",
     "MemoryStorage",
 ]
+
+
+def _lease_key(topic: str, partition: int) -> str:
+    """Where the memory store keeps a lease: sorts in topic and partition order, before
+    the members' keys (``m#...``). The DynamoDB store keeps a topic's leases in offsets
+    items of 100 partitions; the port does not show the difference."""
+    return f"l#{topic}#{partition:05d}"
 
 
 def _wall_ms() -> int:
@@ -446,11 +452,11 @@ class MemoryGroupStore:
         return self._s.groups.setdefault(group, {})
 
     def _lease(self, group: str, topic: str, partition: int) -> LeaseRecord | None:
-        item = self._s.groups.get(group, {}).get(lease_sort_key(topic, partition))
+        item = self._s.groups.get(group, {}).get(_lease_key(topic, partition))
         return item if isinstance(item, LeaseRecord) else None
 
     def _put_lease(self, group: str, lease: LeaseRecord) -> None:
-        self._items(group)[lease_sort_key(lease.topic, lease.partition)] = lease
+        self._items(group)[_lease_key(lease.topic, lease.partition)] = lease
 
     def put_member(self, group: str, member: MemberRecord) -> None:
         stored = replace(member, topics=tuple(sorted(member.topics)))
@@ -511,7 +517,7 @@ class MemoryGroupStore:
                 )
 
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
-        for chunk in transaction_chunks(resets):
+        for chunk in offsets_items(resets, lambda pair: (pair[1].topic, pair[1].partition)):
             _check_distinct([(new.topic, new.partition) for _, new in chunk])
             with self._s.lock:
                 if not all(

@@ -332,7 +332,8 @@ class GroupStore(Protocol):
     def commit(
         self, group: str, member_id: str, offsets: Sequence[OffsetCommit], committed_ms: int
     ) -> None:
-        """Set each lease's committed offset, all or none (at most 100 offsets).
+        """Set each lease's committed offset, all or none (at most 100 offsets), in one
+        write per offsets item (one item for partitions of one topic within a block of 100).
 
         Each lease must be owned by ``member_id`` at the given epoch; raises
         `lakelog.errors.LeaseFencedError` (and changes nothing) when one is not.
@@ -341,6 +342,8 @@ class GroupStore(Protocol):
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
         """Replace each ``seen`` lease by its ``new`` one while its epoch is still seen's.
 
-        Written in transactions of up to 100 leases; False when a condition failed (the
-        transactions before it are applied, the failed one and those after it are not).
+        Written per offsets item (the leases of one topic's partitions ``100 * b`` to
+        ``100 * b + 99``), each all or nothing, in the order of ``resets``; False when a
+        condition failed (the items before it are written, that one and the later ones
+        are not).
         """

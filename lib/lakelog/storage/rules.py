@@ -9,10 +9,11 @@ backends cannot drift apart. ``tests/contract/`` checks every backend against th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from lakelog.errors import CorruptSegmentError, LeaseFencedError
+from lakelog.storage.keys import offsets_block
 from lakelog.storage.ports import LeaseRecord
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = [
     "fenced",
     "keeps_commit",
     "missing_object",
+    "offsets_items",
     "owned_at",
     "producer_condition_holds",
     "short_read",
@@ -39,7 +41,7 @@ __all__ = [
 T = TypeVar("T")
 
 TRANSACTION_ITEMS: Final = 100
-"""Items one ``TransactWriteItems`` may hold: the most leases one commit or reset step writes."""
+"""Items one ``TransactWriteItems`` may hold; also the most offsets one commit carries."""
 
 
 def transaction_chunks(items: Sequence[T], size: int = TRANSACTION_ITEMS) -> Iterator[Sequence[T]]:
@@ -109,6 +111,19 @@ def taken(current: LeaseRecord | None, seen: LeaseRecord, owner: str, topic_id: 
         committed_offset=kept.committed_offset if kept else None,
         committed_ms=kept.committed_ms if kept else None,
     )
+
+
+def offsets_items(
+    partitions: Sequence[T], topic_partition: Callable[[T], tuple[str, int]]
+) -> list[list[T]]:
+    """``partitions`` in runs that share one offsets item (topic and block of 100), in the
+    order each item first appears; ``topic_partition`` tells an element's topic and
+    partition. A commit writes each run in one update, a reset applies them in turn."""
+    runs: dict[tuple[str, int], list[T]] = {}
+    for element in partitions:
+        topic, partition = topic_partition(element)
+        runs.setdefault((topic, offsets_block(partition)), []).append(element)
+    return list(runs.values())
 
 
 def commit_needed(offsets: Sequence[OffsetCommit]) -> bool:

@@ -84,6 +84,7 @@ ROUTE_CASES: list[tuple[str, dict[str, Any], int]] = [
     ("produce", {}, 200),
     ("produce_idempotent", {}, 200),
     ("fetch", {}, 200),
+    ("fetch_many", {}, 200),
     ("offsets_earliest", {}, 200),
     ("offsets_latest", {}, 200),
     ("offsets_timestamp", {}, 200),

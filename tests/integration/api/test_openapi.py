@@ -14,6 +14,7 @@ ROUTES = {
     "/v1/topics/{topic}": {"get", "patch", "delete"},
     "/v1/topics/{topic}/records": {"post"},
     "/v1/producers": {"post"},
+    "/v1/fetch": {"post"},
     "/v1/topics/{topic}/partitions/{partition}/records": {"get"},
     "/v1/topics/{topic}/partitions/{partition}/offsets": {"get"},
     "/v1/acls": {"put", "get", "delete"},

@@ -182,7 +182,13 @@ def test_fetch_pages_by_max_records_and_reports_next_offset(orders: Api) -> None
     assert first["next_offset"] == 2
     assert first["high_watermark"] == 5
     assert [r["offset"] for r in second["records"]] == [2, 3, 4]
-    assert at_end == {"records": [], "next_offset": 5, "high_watermark": 5, "log_start_offset": 0}
+    assert at_end == {
+        "records": [],
+        "next_offset": 5,
+        "high_watermark": 5,
+        "log_start_offset": 0,
+        "cursor": at_end["cursor"],  # where the next fetch continues (ADR 0012)
+    }
 
 
 def test_fetch_with_a_small_max_bytes_still_returns_one_record(orders: Api) -> None:
@@ -431,27 +437,33 @@ def test_idempotent_producer_with_a_sequence_gap_returns_400(orders: Api) -> Non
     assert _high_watermarks(orders) == [2, 0, 0]
 
 
-def test_idempotent_producer_with_per_partition_sequences(orders: Api) -> None:
+def test_idempotent_producer_with_one_sequence_per_topic(orders: Api) -> None:
     records = [
         {"value": _string("a"), "partition": 0},
         {"value": _string("b"), "partition": 1},
     ]
-    producer = {"id": SAMPLE_PRODUCER_ID, "epoch": 0, "sequences": {"0": 0, "1": 0}}
 
-    reply = orders.send("produce", body={"records": records, "producer": producer})
-    again = orders.send("produce", body={"records": records, "producer": producer})
-    single = orders.send(
-        "produce",
-        body={
-            "records": records,
-            "producer": {"id": SAMPLE_PRODUCER_ID, "epoch": 0, "sequence": 1},
-        },
-    )
+    def produce(producer: dict[str, Any]) -> Any:
+        body = {"records": records, "producer": {"id": SAMPLE_PRODUCER_ID, "epoch": 0} | producer}
+        return orders.send("produce", body=body)
 
+    # One sequence counts the request's records, whatever partitions they land on
+    reply = produce({"sequence": 0})
+    again = produce({"sequence": 0})
     assert reply.status == 200, reply.text
     assert again.json == reply.json
     assert _high_watermarks(orders) == [1, 1, 0]
-    assert_error(single, 400, "invalid_request")
+
+    # A per-partition map with several entries is refused (ledger v2), and writes nothing
+    per_partition = produce({"sequences": {"0": 2, "1": 2}})
+    body = assert_error(per_partition, 400, "invalid_request")
+    assert "one sequence per topic since ledger v2" in body["message"]
+    assert _high_watermarks(orders) == [1, 1, 0]
+
+    # The deprecated map with one entry is the topic's sequence: the next one is 2
+    single = produce({"sequences": {"1": 2}})
+    assert single.status == 200, single.text
+    assert _high_watermarks(orders) == [2, 2, 0]
 
 
 def test_producer_sequence_keyed_by_a_non_ascii_digit_is_422(orders: Api) -> None:

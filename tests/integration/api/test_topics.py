@@ -192,6 +192,7 @@ def test_topic_created_again_after_delete_starts_empty(orders: Api) -> None:
         "next_offset": 0,
         "high_watermark": 0,
         "log_start_offset": 0,
+        "cursor": fetched.json["cursor"],  # where the next fetch continues (ADR 0012)
     }
 
 

@@ -16,8 +16,8 @@ from lakelog import Engine, ResourceNames, TopicPartition
 from lakelog.client import Client, ConsumerRecord
 from lakelog.contract.operations import Append, Fetch, InitProducerId, JoinGroup, Operation
 from lakelog.errors import InvalidRequestError, TopicNotFoundError
-from lakelog.limits import MAX_PRODUCERS_PER_PARTITION
 from lakelog.local.server import LocalService
+from lakelog.log.chain import PRODUCER_EXPIRATION_MS
 from lakelog.storage.keys import PRODUCER_SK, producer_pk
 from tests.integration.group_support import Clock
 from tests.integration.sdk.conftest import BACKSTOP_S, Serve, Wire, heartbeated, wait_until
@@ -170,30 +170,33 @@ def test_a_producer_whose_id_expired_goes_on_under_a_fresh_one(
     assert _values(client, "ttl") == [b"before", b"after"]
 
 
-def test_a_producer_evicted_from_a_full_partition_head_goes_on_under_a_fresh_one(
+def test_a_producer_whose_state_expired_goes_on_under_a_fresh_one(
     serve: Serve, make_engine: Callable[..., Engine]
 ) -> None:
-    wire = _Issued(serve(make_engine()))
+    # Engines on a clock the test moves (their backoff sleeps move it too)
+    clock = Clock()
+
+    def sleep(seconds: float) -> None:
+        clock.advance(int(seconds * 1000) + 1)
+
+    wire = _Issued(serve(make_engine(clock_ms=clock, sleep=sleep)))
     client = Client(transport=wire)
-    others = Client(transport=serve(make_engine()))
-    client.create_topic("crowded")
+    client.create_topic("idle", partitions=2)
     with client.producer(linger_ms=0) as producer:
-        producer.send("crowded", value=b"first", partition=0).get(timeout=10)
-        # As many other producers write to the partition as its head remembers: the first
-        # producer is the least recently used and is forgotten
-        for index in range(MAX_PRODUCERS_PER_PARTITION):
-            with others.producer(linger_ms=0) as other:
-                other.send("crowded", value=b"other %d" % index, partition=0).get(timeout=10)
+        producer.send("idle", value=b"first", partition=0).get(timeout=10)
+        producer.send("idle", value=b"second", partition=1).get(timeout=10)
+        [first_id] = wire.issued
+        # The producer stays idle longer than the topic remembers producers (ADR 0012, 2.5):
+        # its state there expires, while its id (7 days) is still held
+        clock.advance(PRODUCER_EXPIRATION_MS + 1_000)
 
-        # Its next batch (sequence 1) is out of order; the producer goes on under a new id
-        last = producer.send("crowded", value=b"last", partition=0).get(timeout=10)
+        # Its next request (sequence 2) is out of order; the producer goes on under a new id
+        last = producer.send("idle", value=b"last", partition=0).get(timeout=10)
 
-    assert last.offset == MAX_PRODUCERS_PER_PARTITION + 1
-    assert len(wire.issued) == 2
-    values = _values(client, "crowded")
-    assert values[0] == b"first"
-    assert values[-1] == b"last"
-    assert len(values) == MAX_PRODUCERS_PER_PARTITION + 2
+    assert last.offset == 1
+    assert len(wire.issued) == 2 and wire.issued[0] == first_id
+    assert _values(client, "idle", 0) == [b"first", b"last"]
+    assert _values(client, "idle", 1) == [b"second"]
 
 
 # Consumer -----------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_position_seek_and_assignment_answer_while_a_fetch_is_out(
     client, gate = gated
     consumer = client.consumer(auto_offset_reset="earliest")
     consumer.assign([TP])
-    gate.held = "fetch"
+    gate.held = "fetch_many"
     polled = threads.submit(consumer.poll, timeout_ms=WAIT_S * 1000)
     assert gate.entered.wait(WAIT_S)
 
@@ -142,7 +142,7 @@ def test_the_heartbeat_thread_runs_while_a_fetch_is_out(
 ) -> None:
     client, gate = gated
     consumer = _member(client, clock)
-    gate.held = "fetch"
+    gate.held = "fetch_many"
     polled = threads.submit(consumer.poll, timeout_ms=0)
     assert gate.entered.wait(WAIT_S)
 

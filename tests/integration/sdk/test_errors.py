@@ -79,7 +79,7 @@ def test_record_errors(client: Client) -> None:
     transport = client.transport
     producer_id = transport.call(InitProducerId())
     transport.call(
-        Append("small", [Record(b"a", partition=0)], ProducerBatch(producer_id, 1, {0: 0}))
+        Append("small", [Record(b"a", partition=0)], ProducerBatch(producer_id, 1, sequence=0))
     )
 
     _check(
@@ -89,7 +89,9 @@ def test_record_errors(client: Client) -> None:
     _check(
         _raised(
             lambda: transport.call(
-                Append("small", [Record(b"b", partition=0)], ProducerBatch(producer_id, 0, {0: 1}))
+                Append(
+                    "small", [Record(b"b", partition=0)], ProducerBatch(producer_id, 0, sequence=1)
+                )
             )
         ),
         ProducerFencedError,
@@ -100,12 +102,14 @@ def test_record_errors(client: Client) -> None:
     _check(
         _raised(
             lambda: transport.call(
-                Append("small", [Record(b"c", partition=0)], ProducerBatch(producer_id, 1, {0: 5}))
+                Append(
+                    "small", [Record(b"c", partition=0)], ProducerBatch(producer_id, 1, sequence=5)
+                )
             )
         ),
         OutOfOrderSequenceError,
         producer_id=producer_id,
-        partition=0,
+        partition=-1,  # one sequence per topic (ADR 0012): no partition to name
         sequence=5,
         expected=1,
     )
@@ -113,7 +117,7 @@ def test_record_errors(client: Client) -> None:
     _check(
         _raised(
             lambda: transport.call(
-                Append("small", [Record(b"d", partition=0)], ProducerBatch(guessed, 0, {0: 0}))
+                Append("small", [Record(b"d", partition=0)], ProducerBatch(guessed, 0, sequence=0))
             )
         ),
         UnknownProducerError,

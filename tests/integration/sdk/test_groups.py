@@ -325,3 +325,54 @@ def test_a_group_member_rides_out_an_unavailable_service(
     assert [r.value for r in got] == [b"back"]
     assert len(consumer.assignment()) == 2  # within its session: it kept its leases
     consumer.close()
+
+
+def test_commits_send_nothing_when_no_position_moved_since_the_last_one(
+    make_timed_client: MakeClient, clock: Clock
+) -> None:
+    # Given an auto-committing member of a topic of two partitions that read 5 records
+    client, _ = make_timed_client()
+    client.create_topic("quiet", partitions=2)
+    with client.producer() as producer:
+        for i in range(5):
+            producer.send("quiet", value=b"%d" % i, partition=0)
+    consumer, wire = member(
+        make_timed_client,
+        clock,
+        "quiet",
+        "g",
+        enable_auto_commit=True,
+        auto_commit_interval_ms=HEARTBEAT_MS,
+    )
+    records: list[ConsumerRecord] = []
+    wait_until(lambda: len(records) >= 5, lambda: records.extend(_flat(consumer.poll(100))))
+    tick(clock, HEARTBEAT_MS, [consumer])  # auto-commits both partitions' positions once
+    assert wire.calls["commit_offsets"] == 1
+    first, second = TopicPartition("quiet", 0), TopicPartition("quiet", 1)
+
+    # When time passes with nothing to read, and it commits what it committed already
+    heartbeats = wire.calls["join_group"]
+    for _ in range(4):
+        tick(clock, HEARTBEAT_MS, [consumer])
+    consumer.commit()
+    consumer.commit({first: 5, second: 0})
+
+    # Then it heartbeat every interval but sent no commit
+    assert wire.calls["join_group"] >= heartbeats + 4
+    assert wire.calls["commit_offsets"] == 1
+
+    # And a position that moved is committed once, by an explicit or an automatic commit
+    consumer.commit({first: 3})
+    assert wire.calls["commit_offsets"] == 2
+    with client.producer() as producer:
+        producer.send("quiet", value=b"5", partition=1)
+    wait_until(lambda: len(records) >= 6, lambda: records.extend(_flat(consumer.poll(100))))
+    for _ in range(2):
+        tick(clock, HEARTBEAT_MS, [consumer])
+    # (one request for every position that differs from the last commit: partition 1's
+    # new one, and partition 0's position, 5, which the explicit commit of 3 left behind)
+    assert wire.calls["commit_offsets"] == 3
+    committed = {p.partition: p.committed_offset for p in client.describe_group("g").partitions}
+    assert committed == {0: 5, 1: 1}
+    consumer.close()
+    assert wire.calls["commit_offsets"] == 3  # nothing moved since: close commits nothing

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import TypeVar
 
 import pytest
 
 from lakelog import TopicPartition
 from lakelog.client import Client
-from lakelog.contract.operations import Fetch
+from lakelog.client.producer import Producer
+from lakelog.contract.operations import Append, Fetch, Operation
 from lakelog.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
@@ -16,6 +18,8 @@ from lakelog.errors import (
 )
 from lakelog.log.partitioner import partition_for_key
 from tests.integration.sdk.conftest import Wire
+
+R = TypeVar("R")
 
 
 def read_all(client: Client, topic: str) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
@@ -224,3 +228,50 @@ def test_sends_from_many_threads_are_all_acknowledged_once(client: Client) -> No
     assert len(landed) == 400
     assert producer.partitions_for("threads") == {0, 1, 2}
     assert TopicPartition("threads", 0) in {TopicPartition("threads", p) for p, _ in landed}
+
+
+class _Sequences(Wire):
+    """Records each append's topic, records and producer (what the SDK sends)."""
+
+    def __init__(self, inner: Wire) -> None:
+        super().__init__(inner)
+        self.appends: list[Append] = []
+
+    def call(self, op: Operation[R]) -> R:
+        if isinstance(op, Append):
+            self.appends.append(op)
+        return super().call(op)
+
+
+def test_one_sequence_per_topic_counts_each_requests_records_over_its_partitions(
+    wired: tuple[Client, Wire],
+) -> None:
+    # ADR 0012, 2.2: a request's sequence is the topic's, whatever partitions it spans
+    client, wire = wired
+    client.create_topic("a", partitions=3)
+    client.create_topic("b", partitions=2)
+    sequences = _Sequences(wire)
+    producer = Producer(sequences, linger_ms=3_600_000)
+    try:
+        for round_ in range(3):
+            for i in range(5 + round_):
+                producer.send("a", value=b"a%d-%d" % (round_, i), partition=i % 3)
+            producer.send("b", value=b"b%d" % round_, partition=round_ % 2)
+            producer.flush()
+    finally:
+        producer.close()
+
+    sent: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    for op in sequences.appends:
+        assert op.producer is not None and op.producer.sequences == {}
+        assert op.producer.sequence is not None
+        sent[op.topic].append((op.producer.sequence, len(op.records)))
+    for topic, requests in sent.items():
+        # Each request starts where the topic's previous one ended, from 0
+        assert [first for first, _ in requests] == [
+            sum(count for _, count in requests[:n]) for n in range(len(requests))
+        ], topic
+    # Every flush sent each topic's records of all partitions in one request
+    assert [count for _, count in sent["a"]] == [5, 6, 7]
+    assert len({op.producer.producer_id for op in sequences.appends if op.producer}) == 1
+    assert sum(len(rows) for rows in read_all(client, "a").values()) == 18
