@@ -12,7 +12,8 @@ What is priced (us-east-1 list prices, `benchmarks.pricing`):
   storage of the segments written, held for the retention period (gc does not run in a
   deployment yet: retention is priced as if it were enforced);
 - DynamoDB write and read request units as `benchmarks.meter` computes them, and the
-  storage of the ledger entries written (item size + 100 bytes), held for the retention;
+  storage of the ledger items put (chain items; item size + 100 bytes), held for the
+  retention;
 - API Gateway HTTP API requests in 512 KiB units of the request body (the reply is not
   metered, `benchmarks.pricing`);
 - Lambda (arm64, `LAMBDA_MEMORY_MB`): one invocation per API request, billed duration =
@@ -84,6 +85,7 @@ __all__ = [
     "MonthlyCost",
     "WorkloadResult",
     "WorkloadSpec",
+    "ledger_item_bytes",
     "run_cost",
 ]
 
@@ -399,15 +401,21 @@ class _Simulation:
             self.produced += 1
 
 
-def _ledger_entry_bytes(calls: Sequence[Call], ledger_table: str) -> int:
-    """Stored bytes of the ledger entries the calls put (entries are ``Put``; heads update)."""
+def ledger_item_bytes(calls: Sequence[Call], ledger_table: str) -> int:
+    """Stored bytes of the ledger items the calls put: a plain append's ``PutItem`` and the
+    ``Put`` of an idempotent append's transaction (a producer state is updated in place)."""
     total = 0
     for call in calls:
-        if call.operation != "TransactWriteItems" or call.status >= 400:
+        if call.status >= 400:
             continue
-        for entry in call.params.get("TransactItems", []):
-            put = entry.get("Put")
-            if put and put["TableName"] == ledger_table:
+        if call.operation == "PutItem":
+            puts: list[Any] = [call.params]
+        elif call.operation == "TransactWriteItems":
+            puts = [item["Put"] for item in call.params.get("TransactItems", []) if "Put" in item]
+        else:
+            continue
+        for put in puts:
+            if put.get("TableName") == ledger_table:
                 total += item_size(put["Item"]) + DYNAMODB_ITEM_OVERHEAD_BYTES
     return total
 
@@ -437,7 +445,7 @@ def _price(
             totals["wru"] += weight * call.write_units
             totals["rru"] += weight * call.read_units
         segment_bytes += sum(c.bytes_sent for c in request.calls if c.operation == "PutObject")
-        ledger_bytes += _ledger_entry_bytes(request.calls, ledger_table)
+        ledger_bytes += ledger_item_bytes(request.calls, ledger_table)
     retention_s = spec.retention_days * DAY_S
     usage = {
         **totals,

@@ -26,8 +26,6 @@ __all__ = [
     "MAX_HEADERS_PER_RECORD",
     "MAX_OFFSETS_PER_COMMIT",
     "MAX_PARTITIONS",
-    "MAX_PARTITIONS_PER_TRANSACTION",
-    "MAX_PRODUCERS_PER_PARTITION",
     "MAX_RECORD_BYTES",
     "MAX_SESSION_TIMEOUT_MS",
     "MAX_TIMESTAMP_MS",
@@ -57,11 +55,6 @@ MAX_RECORD_BYTES: Final = MAX_APPEND_BYTES
 
 MAX_HEADERS_PER_RECORD: Final = 64
 """Headers per record."""
-
-MAX_PARTITIONS_PER_TRANSACTION: Final = 50
-"""Partitions one ledger transaction moves: DynamoDB allows 100 items, two per partition.
-
-An append touching more partitions is split into several transactions, each atomic."""
 
 MAX_TIMESTAMP_MS: Final = 253_402_300_799_999
 """Latest record timestamp: 9999-12-31T23:59:59.999Z, the last instant Parquet readers
@@ -121,11 +114,6 @@ DYNAMODB_ITEM_BYTES: Final = 400 * 1024
 """DynamoDB's item size limit: attribute names and values, as
 `lakelog.storage.attributes.item_size` counts them. A write that would make an item larger
 is refused and changes nothing."""
-
-MAX_PRODUCERS_PER_PARTITION: Final = 32
-"""Idempotent producers a partition head remembers; the least recently used is forgotten
-when another arrives (ADR 0004). A state takes about 180 bytes (at most about 340), so the
-head stays under 12 KB, far below `DYNAMODB_ITEM_BYTES`, and under 1 KB with four or fewer."""
 
 _NAME = re.compile(r"[a-zA-Z0-9._-]+")
 

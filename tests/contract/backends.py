@@ -74,10 +74,6 @@ class MemoryBackend:
             return {
                 "objects": {key: body for key, (body, _) in state.objects.items()},
                 "ledger": {
-                    pk: (partition.head, partition.from_offset(0))
-                    for pk, partition in state.partitions.items()
-                },
-                "ledger_items": {
                     pk: dict(run.items) for pk, run in state.ledger_items.items() if run.items
                 },
                 "topics": dict(state.topics),

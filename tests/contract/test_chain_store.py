@@ -1,4 +1,4 @@
-"""The `ChainStore` contract (ADR 0012): a topic's chain, its meta item, producer states.
+"""The `LedgerStore` contract (ADR 0012): a topic's chain, its meta item, producer states.
 
 Every write is conditional and all or nothing: a put at a taken seq, or an idempotent put
 whose producer condition fails, changes nothing anywhere and says what it met.
@@ -24,9 +24,9 @@ from lakelog.log.records import (
     ProducerUpdate,
     TopicProducerState,
 )
-from lakelog.storage.attributes import Item, item_size
+from lakelog.storage.attributes import Item, chain_item_to_item, item_size
 from lakelog.storage.keys import HEAD_SK, chain_pk, producer_state_pk
-from lakelog.storage.ports import ChainConflict, ChainStore
+from lakelog.storage.ports import ChainConflict, LedgerStore
 from tests.contract.backends import AwsBackend, Backend, MemoryBackend, Stores
 from tests.contract.chain_support import (
     APPEND_MS,
@@ -44,8 +44,8 @@ KB = 1024
 
 
 @pytest.fixture
-def chains(stores: Stores) -> ChainStore:
-    return stores[1].chains
+def chains(stores: Stores) -> LedgerStore:
+    return stores[1]
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def topic_id() -> str:
     return new_topic_id()
 
 
-def _chain_of(chains: ChainStore, topic_id: str, appends: int, partitions: int = 3) -> ChainItem:
+def _chain_of(chains: LedgerStore, topic_id: str, appends: int, partitions: int = 3) -> ChainItem:
     """Create a chain and put ``appends`` items on it; the tail."""
     tail = genesis(partitions)
     chains.create_chain(topic_id, ChainMeta(), tail)
@@ -82,7 +82,7 @@ def _stored(backend: Backend, pk: str, sk: int) -> Item:
 
 
 def test_a_chain_is_created_once_and_read_back_with_its_meta(
-    chains: ChainStore, topic_id: str
+    chains: LedgerStore, topic_id: str
 ) -> None:
     meta = ChainMeta(log_start=(0, 0, 0))
     chains.create_chain(topic_id, meta, genesis())
@@ -96,7 +96,7 @@ def test_a_chain_is_created_once_and_read_back_with_its_meta(
 
 
 def test_an_unknown_topic_has_no_tail_meta_item_or_producer(
-    chains: ChainStore, topic_id: str
+    chains: LedgerStore, topic_id: str
 ) -> None:
     assert chains.read_tail(topic_id) is None
     assert chains.read_meta(topic_id) is None
@@ -109,7 +109,7 @@ def test_an_unknown_topic_has_no_tail_meta_item_or_producer(
 
 
 def test_puts_extend_the_tail_seen_by_every_store(backend: Backend, topic_id: str) -> None:
-    writer, reader = backend.stores()[1].chains, backend.stores()[1].chains
+    writer, reader = backend.stores()[1], backend.stores()[1]
     tail = _chain_of(writer, topic_id, 4)
 
     assert reader.read_tail(topic_id) == (tail, ChainMeta())
@@ -132,7 +132,7 @@ def test_puts_extend_the_tail_seen_by_every_store(backend: Backend, topic_id: st
     ],
 )
 def test_a_query_returns_items_in_seq_order_and_the_meta_only_at_the_end(
-    chains: ChainStore, topic_id: str, from_seq: int, limit: int, seqs: list[int], meta: bool
+    chains: LedgerStore, topic_id: str, from_seq: int, limit: int, seqs: list[int], meta: bool
 ) -> None:
     _chain_of(chains, topic_id, 5)
 
@@ -144,7 +144,7 @@ def test_a_query_returns_items_in_seq_order_and_the_meta_only_at_the_end(
 
 
 def test_the_meta_item_is_replaced_only_at_the_version_read(
-    chains: ChainStore, topic_id: str
+    chains: LedgerStore, topic_id: str
 ) -> None:
     chains.create_chain(topic_id, ChainMeta(), genesis())
     moved = ChainMeta(log_start=(5, 0, 7), bytes_below=(500, 0, 700), l1_end=(5,), chain_start=2)
@@ -161,7 +161,7 @@ def test_the_meta_item_is_replaced_only_at_the_version_read(
 def test_deleting_a_chain_removes_its_items_and_meta_and_may_run_again(
     backend: Backend, topic_id: str
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     other = new_topic_id()
     kept = _chain_of(chains, other, 1)
     stamp, update = producer_update(7, 0, 0, 1, 1, continues=False)
@@ -190,7 +190,7 @@ def test_deleting_a_chain_removes_its_items_and_meta_and_may_run_again(
 def test_a_put_at_an_occupied_seq_changes_nothing_and_returns_the_item_there(
     backend: Backend, topic_id: str, idempotent: bool
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     there = _chain_of(chains, topic_id, 1)
     before = backend.contents()
     stamp, update = producer_update(7, 0, 0, 2, 1, continues=False)
@@ -215,7 +215,7 @@ def _stored_state(epoch: int, last: int, expires_ms: int = EXPIRES_MS) -> TopicP
     )
 
 
-def _with_state(chains: ChainStore, topic_id: str, state: TopicProducerState) -> ChainItem:
+def _with_state(chains: LedgerStore, topic_id: str, state: TopicProducerState) -> ChainItem:
     """A chain whose one append stored ``state`` for producer 7 (written as a first request)."""
     chains.create_chain(topic_id, ChainMeta(), genesis())
     request = state.requests[-1]
@@ -247,7 +247,7 @@ REFUSED = [
 
 
 def _request(
-    chains: ChainStore,
+    chains: LedgerStore,
     topic_id: str,
     stored: tuple[int, int, int] | None,
     request: tuple[int, int, bool, int],
@@ -267,7 +267,7 @@ def _request(
 
 @pytest.mark.parametrize(("stored", "request_"), ACCEPTED)
 def test_an_idempotent_put_lands_when_its_producer_condition_holds(
-    chains: ChainStore,
+    chains: LedgerStore,
     topic_id: str,
     stored: tuple[int, int, int] | None,
     request_: tuple[int, int, bool, int],
@@ -287,7 +287,7 @@ def test_an_idempotent_put_whose_producer_condition_fails_changes_nothing(
     stored: tuple[int, int, int] | None,
     request_: tuple[int, int, bool, int],
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     item, update = _request(chains, topic_id, stored, request_)
     state = chains.read_producer(topic_id, 7)
     before = backend.contents()
@@ -303,7 +303,7 @@ def test_an_idempotent_put_whose_producer_condition_fails_changes_nothing(
 
 def test_a_failed_append_leaves_every_backend_unchanged(backend: Backend, topic_id: str) -> None:
     # Given a chain whose seq 1 is taken and producer 7 at epoch 2, sequence 4
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     there = _with_state(chains, topic_id, _stored_state(2, 4))
     before = backend.contents()
 
@@ -327,7 +327,7 @@ def test_a_failed_append_leaves_every_backend_unchanged(backend: Backend, topic_
 def test_a_put_with_an_unwritable_producer_state_writes_neither_item(
     backend: Backend, topic_id: str
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     chains.create_chain(topic_id, ChainMeta(), genesis())
     before = backend.contents()
     stamp, update = producer_update(7, 0, 0, 1, 1, continues=False)
@@ -342,7 +342,7 @@ def test_a_put_with_an_unwritable_producer_state_writes_neither_item(
 
 
 def test_racing_puts_at_one_seq_let_exactly_one_land(backend: Backend, topic_id: str) -> None:
-    stores = [backend.stores()[1].chains for _ in range(THREADS)]
+    stores = [backend.stores()[1] for _ in range(THREADS)]
     stores[0].create_chain(topic_id, ChainMeta(), genesis())
     items = [appended(genesis(), {i % 3: i + 1}) for i in range(THREADS)]
 
@@ -360,7 +360,7 @@ def test_racing_first_requests_of_one_producer_let_exactly_one_land(
     backend: Backend, topic_id: str
 ) -> None:
     # Given idempotent puts at different seqs, each the producer's first request
-    stores = [backend.stores()[1].chains for _ in range(THREADS)]
+    stores = [backend.stores()[1] for _ in range(THREADS)]
     stores[0].create_chain(topic_id, ChainMeta(), genesis())
     tail = genesis()
     for _ in range(THREADS):
@@ -419,7 +419,7 @@ def _write_units(size: int, transactional: bool) -> int:
 def test_an_append_over_100_partitions_is_one_chain_item_of_at_most_3_kb(
     backend: Backend, topic_id: str
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     chains.create_chain(topic_id, ChainMeta(), genesis(100))
     stamp = ProducerStamp(2**63 - 1, 300, 2**31, 16_000, digest("big"))
     state = TopicProducerState(
@@ -451,7 +451,7 @@ def test_an_append_over_100_partitions_is_one_chain_item_of_at_most_3_kb(
 def test_a_chain_item_past_400_kb_is_refused_and_changes_nothing(
     backend: Backend, topic_id: str
 ) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     chains.create_chain(topic_id, ChainMeta(), genesis())
     before = backend.contents()
     huge = _big_append(DYNAMODB_ITEM_BYTES // 11 + 1, 1, None)
@@ -463,11 +463,41 @@ def test_a_chain_item_past_400_kb_is_refused_and_changes_nothing(
     assert backend.contents() == before
 
 
+_JUST_UNDER = 400_000
+"""400 KB in decimal: under `DYNAMODB_ITEM_BYTES` and under moto's own limit (405,000)."""
+
+
+def _largest_append_under(topic_id: str, limit: int) -> ChainItem:
+    """The append of the most partitions (all touched) whose item is at most ``limit``."""
+    pk = chain_pk(topic_id)
+    low, high = 1, DYNAMODB_ITEM_BYTES // 11 + 1  # high: past the limit (test above)
+    while high - low > 1:
+        middle = (low + high) // 2
+        size = item_size(chain_item_to_item(pk, _big_append(middle, middle, None)))
+        low, high = (middle, high) if size <= limit else (low, middle)
+    return replace(_big_append(low, low, None), seq=1)
+
+
+def test_a_chain_item_just_under_400_kb_is_written_and_reads_back(
+    backend: Backend, topic_id: str
+) -> None:
+    chains = backend.stores()[1]
+    chains.create_chain(topic_id, ChainMeta(), genesis())
+    item = _largest_append_under(topic_id, _JUST_UNDER)
+    size = item_size(chain_item_to_item(chain_pk(topic_id), item))
+    assert _JUST_UNDER - 64 < size <= _JUST_UNDER
+
+    chains.put_item(topic_id, item)
+
+    assert item_size(_stored(backend, chain_pk(topic_id), 1)) == size
+    assert chains.get_item(topic_id, 1) == item
+
+
 # --- format and encoding -----------------------------------------------------------------
 
 
 def test_items_of_another_format_version_are_refused_on_read(
-    chains: ChainStore, topic_id: str
+    chains: LedgerStore, topic_id: str
 ) -> None:
     chains.create_chain(topic_id, ChainMeta(format_version=1), genesis())
     old = replace(appended(genesis(), {0: 1}), version=1)
@@ -547,7 +577,7 @@ _ROUND_TRIPS: list[Any] = [
 
 @pytest.mark.parametrize("item", _ROUND_TRIPS)
 def test_every_attribute_of_a_chain_item_reads_back(
-    chains: ChainStore, topic_id: str, item: ChainItem
+    chains: LedgerStore, topic_id: str, item: ChainItem
 ) -> None:
     chains.create_chain(topic_id, ChainMeta(), item if item.seq == 0 else genesis())
     if item.seq != 0:
@@ -559,7 +589,7 @@ def test_every_attribute_of_a_chain_item_reads_back(
 
 
 def test_every_attribute_of_the_meta_item_and_a_producer_state_reads_back(
-    chains: ChainStore, topic_id: str
+    chains: LedgerStore, topic_id: str
 ) -> None:
     meta = ChainMeta(
         log_start=(2**40, 0, 1),
@@ -586,7 +616,7 @@ def test_every_attribute_of_the_meta_item_and_a_producer_state_reads_back(
 
 
 def test_the_meta_item_sorts_after_every_chain_item(backend: Backend, topic_id: str) -> None:
-    chains = backend.stores()[1].chains
+    chains = backend.stores()[1]
     chains.create_chain(topic_id, ChainMeta(), genesis())
 
     assert int(_stored(backend, chain_pk(topic_id), HEAD_SK)["sk"]["N"]) == HEAD_SK

@@ -1,6 +1,6 @@
 """The memory backend gives the same answers as the AWS adapters on moto, step by step.
 
-Seeded random sequences of ledger, chain and group store calls, many of them stale or conflicting
+Seeded random sequences of ledger and group store calls, many of them stale or conflicting
 on purpose, go to both backends; every reply (value or error) and the state read back after
 each step must be equal. This reaches combinations the hand-written contract tests do not.
 """
@@ -18,17 +18,13 @@ import pytest
 from lakelog.errors import LakelogError
 from lakelog.log.records import (
     ChainMeta,
-    PartitionWrite,
     ProducerRequest,
     ProducerStamp,
-    ProducerState,
     ProducerUpdate,
     TopicProducerState,
 )
 from lakelog.storage.ports import (
-    AppendConflict,
     ChainConflict,
-    ChainStore,
     GroupStore,
     LeaseRecord,
     LedgerStore,
@@ -37,10 +33,8 @@ from lakelog.storage.ports import (
 from lakelog.types import OffsetCommit
 from tests.contract.backends import AwsBackend, MemoryBackend, Stores
 from tests.contract.chain_support import appended, genesis
-from tests.contract.support import entry
 
 STEPS = 150
-PKS = ("p0", "p1", "p2")
 PARTITIONS = 4
 MEMBERS = ("a", "b", "c")
 
@@ -54,8 +48,6 @@ def _outcome(call: Callable[[], Any]) -> Any:
     """What a call gives: its value, or its error's type and telling attributes."""
     try:
         return ("ok", call())
-    except AppendConflict as conflict:
-        return ("conflict", conflict.heads, conflict.retryable)
     except ChainConflict as conflict:
         return (
             "conflict",
@@ -85,55 +77,6 @@ def _kind(outcome: Any) -> str:
     if outcome[0] == "ok":
         return "refused" if outcome[1] is None or outcome[1] is False else "ok"
     return str(outcome[0])
-
-
-def _ledger_step(rng: random.Random, ledger: LedgerStore, step: int) -> Callable[[], Any]:
-    choice = rng.random()
-    pks = rng.sample(PKS, rng.randint(1, 2))
-    if choice < 0.1:
-        return lambda: ledger.create_heads(pks)
-    if choice < 0.6:
-        heads = ledger.read_heads(list(PKS))  # every step reads first, as the engine does
-
-        def write(pk: str) -> PartitionWrite:
-            hw = heads[pk].high_watermark if pk in heads else 0
-            hw += rng.choice([0, 0, 0, 1, -1])  # sometimes stale
-            count = rng.randint(1, 3)
-            producer = rng.choice([None, 1, 2])
-            return PartitionWrite(
-                pk,
-                hw,
-                hw + count,
-                step,
-                entry(max(hw, 0), count, ts=step),
-                producer_id=producer,
-                producer_state=None if producer is None else ProducerState(0, step),
-                expired_producers=tuple(p for p in (1, 2) if p != producer and rng.random() < 0.2),
-            )
-
-        writes = [write(pk) for pk in pks]
-        return lambda: ("appended", ledger.append(writes))
-    if choice < 0.9:
-        pk, offset, limit = rng.choice(PKS), rng.randint(0, 12), rng.randint(0, 4)
-        return lambda: ledger.query(pk, offset, limit)
-    pk = rng.choice(PKS)
-    return lambda: ledger.delete_partition(pk)
-
-
-@pytest.mark.parametrize("seed", range(2))
-def test_random_ledger_calls_get_the_same_replies(both: tuple[Stores, Stores], seed: int) -> None:
-    (memory, *_), (moto, *_) = (stores[1:] for stores in both)
-    rngs = (random.Random(seed), random.Random(seed))
-    kinds: Counter[str] = Counter()
-    appended = 0
-    for step in range(STEPS):
-        reply = _same_reply(_ledger_step, rngs, (memory, moto), step)
-        assert memory.read_heads(list(PKS)) == moto.read_heads(list(PKS)), step
-        for pk in PKS:
-            assert list(memory.entries(pk)) == list(moto.entries(pk)), (step, pk)
-        kinds[reply[0]] += 1
-        appended += reply == ("ok", ("appended", None))
-    assert kinds["conflict"] > 5 and appended > 5, (kinds, appended)
 
 
 def _lease(store: GroupStore, partition: int) -> LeaseRecord:
@@ -189,7 +132,7 @@ PRODUCERS = (1, 2)
 
 
 def _idempotent(
-    rng: random.Random, chains: ChainStore, step: int, seq: int
+    rng: random.Random, chains: LedgerStore, step: int, seq: int
 ) -> tuple[Any, ProducerUpdate]:
     """A producer's next request (or a stale, fenced or premature one) and its update."""
     producer = rng.choice(PRODUCERS)
@@ -217,7 +160,7 @@ def _chain_kind(outcome: Any) -> str:
     return "conflict: " + " and ".join(failed)
 
 
-def _chain_step(rng: random.Random, chains: ChainStore, step: int) -> Callable[[], Any]:
+def _chain_step(rng: random.Random, chains: LedgerStore, step: int) -> Callable[[], Any]:
     choice = rng.random()
     if choice < 0.08:
         partitions = rng.randint(1, 4)
@@ -249,7 +192,7 @@ def _chain_step(rng: random.Random, chains: ChainStore, step: int) -> Callable[[
 
 @pytest.mark.parametrize("seed", range(2))
 def test_random_chain_calls_get_the_same_replies(both: tuple[Stores, Stores], seed: int) -> None:
-    memory, moto = both[0][1].chains, both[1][1].chains
+    memory, moto = both[0][1], both[1][1]
     rngs = (random.Random(seed), random.Random(seed))
     kinds: Counter[str] = Counter()
     for step in range(STEPS):

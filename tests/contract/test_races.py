@@ -12,38 +12,15 @@ import pytest
 from lakelog.errors import LeaseFencedError
 from lakelog.storage.ports import (
     AclEntry,
-    AppendConflict,
     LeaseRecord,
     ProducerIdRecord,
     TopicRecord,
 )
 from lakelog.types import OffsetCommit
 from tests.contract.backends import Backend
-from tests.contract.support import race, write
+from tests.contract.support import race
 
 THREADS = 8
-
-
-def test_racing_appends_at_one_head_let_exactly_one_land(backend: Backend, ns: str) -> None:
-    # Given an empty partition and writers that each append a batch of a different size
-    ledgers = [backend.stores()[1] for _ in range(THREADS)]
-    ledgers[0].create_heads([ns, f"{ns}-other"])
-
-    # When they all append at offset 0 at once, to both partitions in one transaction
-    results = race(
-        THREADS, lambda i: ledgers[i].append([write(f"{ns}-other", 0, i + 1), write(ns, 0, i + 1)])
-    )
-
-    # Then exactly one landed, and every other was cancelled with the winner's heads
-    (winner,) = [i for i, result in enumerate(results) if result is None]
-    heads = ledgers[0].read_heads([ns, f"{ns}-other"])
-    assert heads[ns].high_watermark == heads[f"{ns}-other"].high_watermark == winner + 1
-    for i, result in enumerate(results):
-        if i != winner:
-            assert isinstance(result, AppendConflict), result
-            # (real DynamoDB may cancel a transaction that overlaps one in flight instead)
-            assert result.heads == ({} if result.retryable else heads), result.heads
-    assert [e.record_count for e in ledgers[0].entries(ns)] == [winner + 1]
 
 
 def _topic(name: str, topic_id: str, version: int = 1) -> TopicRecord:

@@ -50,7 +50,7 @@ __all__ = [
     "policy_actions",
 ]
 
-PROBE_HANDLER = "lakelog.storage.keys.partition_pk"
+PROBE_HANDLER = "lakelog.storage.keys.chain_pk"
 """A real function in the code asset; the probe functions are never invoked."""
 
 

@@ -23,7 +23,7 @@ from lakelog.storage import (
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
-    FaultyChainStore,
+    FaultyLedgerStore,
     InjectedFaultError,
 )
 from lakelog.storage.keys import l0_segment_key_from_id
@@ -414,7 +414,7 @@ def test_gc_keeps_every_segment_a_chain_item_references(
     collector = make_engine(clock_ms=clock)
     collected: list[str] = []
     chains = engine.context.ledger
-    assert isinstance(chains, FaultyChainStore)
+    assert isinstance(chains, FaultyLedgerStore)
 
     def collect_once(_item: object) -> None:
         chains.on_put = None

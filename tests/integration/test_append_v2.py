@@ -1,6 +1,6 @@
 """Appends on the ledger v2 chain (ADR 0012, 1.3 and 2): one item per request, dense offsets,
 idempotent retries answered from the original item, conflicts re-planned without a second
-upload. Results are checked on the chain itself (`ChainStore.chain`, `get_item`).
+upload. Results are checked on the chain itself (`LedgerStore.chain`, `get_item`).
 
 Tests run in memory; those marked ``moto`` run on the DynamoDB and S3 adapters."""
 
@@ -32,9 +32,9 @@ from lakelog.log.chain import (
 from lakelog.log.partitioner import partition_for_key
 from lakelog.log.records import BatchRef, ChainItem, ProducerStamp
 from lakelog.service.produce import MAX_UPLOAD_AGE_MS, AppendRetryPolicy
-from lakelog.storage.faults import FailPoint, FaultyChainStore, InjectedFaultError
+from lakelog.storage.faults import FailPoint, FaultyLedgerStore, InjectedFaultError
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
-from lakelog.storage.ports import ChainConflict, ChainStore
+from lakelog.storage.ports import ChainConflict, LedgerStore
 from tests.conftest import MakeFaulty
 from tests.support import run_in_threads
 
@@ -42,7 +42,7 @@ TOPIC = "chain"
 NOW = 1_700_000_000_000
 
 
-def chains(engine: Engine) -> ChainStore:
+def chains(engine: Engine) -> LedgerStore:
     return engine.context.ledger
 
 
@@ -79,7 +79,7 @@ def assert_acks_in(acks: list[RecordMetadata], item: ChainItem) -> None:
 def counting_puts(engine: Engine) -> list[ChainItem]:
     """The items ``engine`` tries to put, in order (a faulty engine's chain store)."""
     store = chains(engine)
-    assert isinstance(store, FaultyChainStore)
+    assert isinstance(store, FaultyLedgerStore)
     attempts: list[ChainItem] = []
     store.on_put = attempts.append
     return attempts
@@ -276,7 +276,7 @@ def test_a_request_whose_predecessor_never_commits_is_out_of_order_and_writes_no
     engine.create_topic(TOPIC, partitions=3)
     pid = engine.init_producer_id()
     store = chains(engine)
-    assert isinstance(store, FaultyChainStore)
+    assert isinstance(store, FaultyLedgerStore)
     reached, release = threading.Event(), threading.Event()
 
     def hold(item: ChainItem) -> None:
@@ -317,7 +317,7 @@ def test_a_request_waits_in_place_for_its_predecessor_to_commit(
     engine.create_topic(TOPIC, partitions=3)
     pid = engine.init_producer_id()
     store = chains(engine)
-    assert isinstance(store, FaultyChainStore)
+    assert isinstance(store, FaultyLedgerStore)
     reached, release, done = threading.Event(), threading.Event(), threading.Event()
     puts: list[ChainItem] = []
 
@@ -365,7 +365,7 @@ def test_a_request_and_its_retry_racing_in_two_engines_land_once(
     barrier = threading.Barrier(2)
     for engine in (one, other):
         store = chains(engine)
-        assert isinstance(store, FaultyChainStore)
+        assert isinstance(store, FaultyLedgerStore)
         store.on_put = lambda item: item.seq == 1 and barrier.wait(10) and None
     replies: dict[int, list[RecordMetadata]] = {}
 
@@ -457,7 +457,7 @@ def test_a_chain_conflict_replans_on_the_returned_item_without_a_second_upload(
     engine.create_topic(TOPIC, partitions=2)
     puts = counting_puts(engine)
     store = chains(engine)
-    assert isinstance(store, FaultyChainStore)
+    assert isinstance(store, FaultyLedgerStore)
 
     def interleave(item: ChainItem) -> None:
         puts.append(item)
@@ -564,7 +564,7 @@ class _UnreadableConflicts:
     """A chain store whose first puts are refused without the item at the seq (as when
     the adapter could not read it back), counting tail reads."""
 
-    def __init__(self, inner: ChainStore, refusals: int) -> None:
+    def __init__(self, inner: LedgerStore, refusals: int) -> None:
         self.inner = inner
         self.refusals = refusals
         self.tail_reads = 0

@@ -1,4 +1,4 @@
-"""The fault wrapper of the chain store fails where it is told to, around the real write."""
+"""The fault wrapper of the ledger fails where it is told to, around the real write."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from lakelog.log.records import ChainItem, ChainMeta
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
-    FaultyChainStore,
     FaultyLedgerStore,
     InjectedFaultError,
 )
@@ -21,11 +20,11 @@ TOPIC = new_topic_id()
 ITEM = appended(genesis(), {0: 1})
 
 
-def _chains() -> tuple[FaultyChainStore, FaultInjector]:
+def _chains() -> tuple[FaultyLedgerStore, FaultInjector]:
     injector = FaultInjector()
     ledger = FaultyLedgerStore(MemoryStorage().stores()[1], injector)
-    ledger.chains.create_chain(TOPIC, ChainMeta(), genesis())
-    return ledger.chains, injector
+    ledger.create_chain(TOPIC, ChainMeta(), genesis())
+    return ledger, injector
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from lakelog.errors import LakelogError, ThrottledError, UnavailableError
 from lakelog.log.records import ChainItem
 from lakelog.storage.attributes import Item, chain_item_to_item, producer_item
-from lakelog.storage.dynamodb import DynamoChainStore
+from lakelog.storage.dynamodb import DynamoLedgerStore
 from lakelog.storage.keys import chain_pk, producer_state_pk
 from lakelog.storage.ports import ChainConflict
 from tests.contract.chain_support import appended, genesis, producer_update
@@ -72,7 +72,7 @@ class _ReplyingDynamoDB:
 
 
 def _put(client: _ReplyingDynamoDB, item: ChainItem = ITEM, idempotent: bool = True) -> None:
-    DynamoChainStore(client, "ledger").put_item(  # type: ignore[arg-type]
+    DynamoLedgerStore(client, "ledger").put_item(  # type: ignore[arg-type]
         TOPIC, item, UPDATE if idempotent else None
     )
 

@@ -21,7 +21,7 @@ from lakelog import (
     TopicNotFoundError,
 )
 from lakelog.service.fetch import QUERY_ITEMS
-from lakelog.storage.faults import FailPoint, FaultyChainStore, InjectedFaultError
+from lakelog.storage.faults import FailPoint, FaultyLedgerStore, InjectedFaultError
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.types import FetchResult
 from tests.conftest import MakeFaulty
@@ -116,7 +116,7 @@ def test_a_delete_that_crashed_after_the_seal_never_lets_a_warm_process_acknowle
 
     # When a delete seals the chain just before the warm process's next put, then crashes
     chains = warm.context.ledger
-    assert isinstance(chains, FaultyChainStore)
+    assert isinstance(chains, FaultyLedgerStore)
 
     def delete_first(_item: object) -> None:
         chains.on_put = None
@@ -182,7 +182,7 @@ def test_a_warm_process_never_serves_old_records_after_delete_and_recreate(
         admin.append("t", [Record(value=b"new-%d" % n) for n in range(3)])
 
     chains = warm.context.ledger
-    assert isinstance(chains, FaultyChainStore)
+    assert isinstance(chains, FaultyLedgerStore)
     if resume == "cursor":
         # (the consumer's path: no search, so only the meta item tells it the topic is gone)
         delete_and_recreate()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from benchmarks.cost import ledger_item_bytes
 from benchmarks.meter import item_size, query_read_units, read_units, write_units
 from benchmarks.pricing import (
+    DYNAMODB_ITEM_OVERHEAD_BYTES,
     StreamShape,
     api_gateway_requests,
     kinesis_on_demand_month,
@@ -105,3 +107,26 @@ def test_modeled_io_wait_adds_each_call_in_order() -> None:
         Call("s3", "GetObject", 200, bytes_received=MIB // 2),
     ]
     assert io_seconds(calls) == pytest.approx((0.030 + 0.010) + 0.015 + 0.005 + (0.015 + 0.005))
+
+
+def test_ledger_storage_counts_plain_and_idempotent_chain_puts_only() -> None:
+    item = {"pk": {"S": "t#a#0"}, "sk": {"N": "1"}, "v": {"N": "2"}}
+    size = item_size(item) + DYNAMODB_ITEM_OVERHEAD_BYTES
+    calls = [
+        Call("dynamodb", "PutItem", 200, params={"TableName": "ledger", "Item": item}),
+        Call("dynamodb", "PutItem", 400, params={"TableName": "ledger", "Item": item}),
+        Call("dynamodb", "PutItem", 200, params={"TableName": "catalog", "Item": item}),
+        Call(
+            "dynamodb",
+            "TransactWriteItems",
+            200,
+            params={
+                "TransactItems": [
+                    {"Put": {"TableName": "ledger", "Item": item}},
+                    {"Update": {"TableName": "ledger", "Key": {}}},
+                ]
+            },
+        ),
+    ]
+
+    assert ledger_item_bytes(calls, "ledger") == 2 * size

@@ -14,7 +14,6 @@ from lakelog.errors import (
     OutOfOrderSequenceError,
     ProducerFencedError,
 )
-from lakelog.log import ledger
 from lakelog.log.chain import (
     PRODUCER_EXPIRATION_MS,
     PRODUCER_REQUESTS_KEPT,
@@ -219,9 +218,12 @@ def test_nothing_is_planned_after_a_seal() -> None:
     assert caught.value.invariant == "SEALED"
 
 
-def test_v1_code_still_finds_the_moved_names() -> None:
-    assert ledger.InvariantViolation is InvariantViolation
-    assert ledger.PRODUCER_EXPIRATION_MS == PRODUCER_EXPIRATION_MS
+def test_invariant_violation_is_never_mistaken_for_bad_input() -> None:
+    # A broken invariant is a bug in lakelog, not a 4xx: it is not a LakelogError
+    violation = InvariantViolation("DENSE", "detail")
+
+    assert not isinstance(violation, InvalidRequestError)
+    assert str(violation) == "DENSE: detail"
 
 
 # --- reading runs -------------------------------------------------------------------------------
@@ -412,6 +414,14 @@ def test_an_older_epoch_is_fenced(first: int) -> None:
 @pytest.mark.parametrize(("first", "seq"), [(0, 1), (5, 2)])
 def test_a_remembered_request_with_the_same_digest_is_a_duplicate(first: int, seq: int) -> None:
     assert decide(state(), first=first) == ProducerRequest(first, 5, seq, DIGEST)
+
+
+def test_every_remembered_request_is_answered_as_a_duplicate() -> None:
+    requests = tuple((5 * i, 5, 1 + i) for i in range(PRODUCER_REQUESTS_KEPT))
+    full = state(last=5 * PRODUCER_REQUESTS_KEPT - 1, requests=requests)
+
+    for first, count, seq in requests:
+        assert decide(full, first=first, count=count) == ProducerRequest(first, count, seq, DIGEST)
 
 
 def test_a_remembered_sequence_with_other_records_is_refused() -> None:

@@ -4,7 +4,7 @@ A topic's ledger is one chain of items ``seq = 0, 1, 2, …``: genesis, one item
 and the deletion seal last. An append is planned against the tail (`plan_append`) and made
 visible by one conditional put of ``tail.seq + 1``; an idempotent append updates its
 producer's state in the same transaction (`producer_update`). Nothing here touches
-storage: the adapters of `lakelog.storage.ports.ChainStore` persist what these functions
+storage: the adapters of `lakelog.storage.ports.LedgerStore` persist what these functions
 plan, and `lakelog.service.produce` drives them.
 
 Named invariants, checked by `check_append` (and `check_sequence`) before every write:
@@ -102,7 +102,7 @@ class InvariantViolation(AssertionError):  # noqa: N818 - named after the protoc
     """A planned ledger write would break a named invariant; it is never sent.
 
     ``invariant`` is the name (``DENSE``, ``SNAPSHOT``, ``MONOTONE_TIME``, ``SEQUENCE``,
-    ``SEALED``; v1 writes use the first three too).
+    ``SEALED``).
     """
 
     def __init__(self, invariant: str, detail: str) -> None:

@@ -16,7 +16,6 @@ from lakelog.log.codec import SegmentReader
 from lakelog.log.records import ChainItem, ChainMeta
 from lakelog.storage.ports import (
     CatalogStore,
-    ChainStore,
     LedgerStore,
     ObjectStore,
     TopicRecord,
@@ -205,7 +204,7 @@ class EngineContext:
     """Stores, caches and clock one engine's use cases share."""
 
     objects: ObjectStore
-    ledger: ChainStore
+    ledger: LedgerStore
     catalog: CatalogStore
     caches: Caches
     clock_ms: Callable[[], int] = now_ms
@@ -218,9 +217,9 @@ class EngineContext:
         catalog: CatalogStore,
         clock_ms: Callable[[], int] = now_ms,
     ) -> EngineContext:
-        """A context with fresh caches, on the ledger's chain store (ADR 0012)."""
+        """A context with fresh caches."""
         topics = TopicCache(catalog, clock_ms=clock_ms)
-        return cls(objects, ledger.chains, catalog, Caches(topics=topics), clock_ms)
+        return cls(objects, ledger, catalog, Caches(topics=topics), clock_ms)
 
     def check_partition(self, topic: TopicRecord, partition: object) -> int:
         """``partition`` if it is a partition of ``topic``; `InvalidRequestError` if not."""

@@ -56,7 +56,7 @@ from lakelog.log.records import (
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.storage.keys import chain_pk, l0_segment_key_from_id
-from lakelog.storage.ports import ChainConflict, ChainStore, TopicRecord
+from lakelog.storage.ports import ChainConflict, LedgerStore, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
 
 __all__ = ["MAX_UPLOAD_AGE_MS", "PREDECESSOR_WAIT_MS", "AppendRetryPolicy", "Appender", "route"]
@@ -266,7 +266,7 @@ class Appender:
     Parameters
     ----------
     context
-        Stores, caches and clock; its ledger is the topics' chain store.
+        Stores, caches and clock; its ledger holds each topic's chain (ADR 0012).
     retry
         Backoff for chain conflicts and throttles.
     sleep
@@ -297,8 +297,8 @@ class Appender:
         self._guard = threading.Lock()
 
     @property
-    def _ledger(self) -> ChainStore:
-        """The topics' chain store (ADR 0012)."""
+    def _ledger(self) -> LedgerStore:
+        """The ledger: each topic's chain, meta item and producer states (ADR 0012)."""
         return self._ctx.ledger
 
     @retry_if_stale

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoChainStore, DynamoLedgerStore
+from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.memory import MemoryStorage
-from lakelog.storage.ports import CatalogStore, ChainStore, GroupStore, LedgerStore, ObjectStore
+from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.resources import create_resources
 from lakelog.storage.s3 import S3ObjectStore
 
 __all__ = [
     "CatalogStore",
-    "ChainStore",
     "DynamoCatalogStore",
-    "DynamoChainStore",
     "DynamoGroupStore",
     "DynamoLedgerStore",
     "GroupStore",

@@ -1,20 +1,11 @@
-"""DynamoDB adapters of the `LedgerStore`, `ChainStore` and `CatalogStore` ports.
+"""DynamoDB adapters of the `LedgerStore` and `CatalogStore` ports.
 
-The ledger v2 items (chain items, meta, producer states) are packed as ADR 0012 (1.1)
+The ledger's items (chain items, meta, producer states) are packed as ADR 0012 (1.1)
 lays them out; `lakelog.storage.attributes` encodes and decodes them.
 
 Item attributes (the keys are in `lakelog.storage.keys`)
 
-Ledger head (``sk = HEAD_SK``)
-    ``high_watermark`` N, ``log_start_offset`` N, ``size_bytes`` N, ``max_timestamp`` N,
-    ``producers`` M: ``{producer_id: {epoch N, last_sequence N, batches L[L[N]]}}``,
-    ``closed`` BOOL once its topic is being deleted (a closed head reads as missing and
-    fails every append's condition).
-Ledger entry (``sk = last_offset``)
-    ``base_offset`` N, ``segment_key`` S, ``row_group`` N, ``byte_offset`` N,
-    ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N, ``min_timestamp`` N,
-    ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N.
-Chain item (ledger v2, ``pk = t#{topic_id}#0``, ``sk = seq``)
+Chain item (``pk = t#{topic_id}#0``, ``sk = seq``)
     ``v`` N (format), ``t`` N, ``m`` N, ``n`` N; ``g`` B (24-byte segment id), ``z`` N,
     ``f`` N for an append; ``s`` N (sticky partition), ``h`` B (snapshot), ``b`` B
     (batches), ``p`` B (producer stamp) when present; ``k`` S = ``seal`` on the seal.
@@ -37,18 +28,14 @@ Catalog access rule
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
-    Entry,
-    Head,
-    PartitionWrite,
-    ProducerState,
     ProducerUpdate,
     TopicProducerState,
 )
@@ -85,14 +72,12 @@ from lakelog.storage.keys import (
 )
 from lakelog.storage.ports import (
     AclEntry,
-    AppendConflict,
     ChainConflict,
     ProducerIdRecord,
     TopicRecord,
 )
 from lakelog.storage.resources import TTL_ATTRIBUTE
 from lakelog.storage.rules import (
-    check_append_size,
     continued_sequence,
     decode_config,
     encode_config,
@@ -101,103 +86,13 @@ from lakelog.storage.rules import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["DynamoCatalogStore", "DynamoChainStore", "DynamoLedgerStore", "head_item"]
+__all__ = ["DynamoCatalogStore", "DynamoLedgerStore"]
 
-_ENTRY_NUMBERS = (
-    "base_offset",
-    "row_group",
-    "byte_offset",
-    "byte_length",
-    "segment_size",
-    "footer_offset",
-    "min_timestamp",
-    "max_timestamp",
-    "max_timestamp_cum",
-    "size_bytes",
-)
-E = TypeVar("E")
-H = TypeVar("H")
 _BATCH_WRITE_LIMIT = 25
-_BATCH_GET_LIMIT = 100
-
-
-def _producer_to_item(state: ProducerState) -> Item:
-    return {
-        "M": {
-            "epoch": num(state.epoch),
-            "last_sequence": num(state.last_sequence),
-            "batches": {"L": [{"L": [num(v) for v in batch]} for batch in state.batches]},
-        }
-    }
-
-
-def _producer_from_item(attr: Item) -> ProducerState:
-    fields = attr["M"]
-    batches = tuple(tuple(int(v["N"]) for v in batch["L"]) for batch in fields["batches"]["L"])
-    return ProducerState(
-        epoch=int(fields["epoch"]["N"]),
-        last_sequence=int(fields["last_sequence"]["N"]),
-        batches=batches,  # type: ignore[arg-type]
-    )
-
-
-def head_item(pk: str, head: Head) -> Item:
-    """The ledger item that holds ``head`` of partition ``pk``, as an append leaves it."""
-    return {
-        "pk": {"S": pk},
-        "sk": num(HEAD_SK),
-        "high_watermark": num(head.high_watermark),
-        "log_start_offset": num(head.log_start_offset),
-        "size_bytes": num(head.size_bytes),
-        "max_timestamp": num(head.max_timestamp),
-        "producers": {
-            "M": {str(pid): _producer_to_item(state) for pid, state in head.producers.items()}
-        },
-    }
-
-
-def _head_from_item(item: Item) -> Head:
-    producers = item.get("producers", {}).get("M", {})
-    return Head(
-        high_watermark=get_int(item, "high_watermark"),
-        log_start_offset=get_int(item, "log_start_offset"),
-        size_bytes=get_int(item, "size_bytes"),
-        max_timestamp=get_int(item, "max_timestamp", -1),
-        producers={int(pid): _producer_from_item(attr) for pid, attr in producers.items()},
-    )
-
-
-def _entry_to_item(pk: str, entry: Entry) -> Item:
-    item: Item = {
-        "pk": {"S": pk},
-        "sk": num(entry.last_offset),
-        "segment_key": {"S": entry.segment_key},
-    }
-    item.update({name: num(getattr(entry, name)) for name in _ENTRY_NUMBERS})
-    return item
-
-
-def _entry_from_item(item: Item) -> Entry:
-    return Entry(
-        last_offset=int(item["sk"]["N"]),
-        segment_key=item["segment_key"]["S"],
-        **{name: int(item[name]["N"]) for name in _ENTRY_NUMBERS},
-    )
 
 
 def _is_head(item: Item) -> bool:
     return int(item["sk"]["N"]) == HEAD_SK
-
-
-_CLOSED = "closed"
-"""Head attribute set by `DynamoLedgerStore.close_partition`."""
-
-
-def _open_head(item: Item | None) -> Head | None:
-    """The head an item holds, or None when there is none or it is closed."""
-    if not item or _CLOSED in item:
-        return None
-    return _head_from_item(item)
 
 
 def _put_if(
@@ -218,225 +113,31 @@ def _put_if(
     return True
 
 
-class _LedgerTable:
-    """Reads and deletions of whole item runs of the ledger table, for both ledger formats."""
-
-    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
-        self._ddb = dynamodb_client
-        self._table = table
-
-    def _items(
-        self, pk: str, projection: str | None = None, entries_only: bool = False
-    ) -> Iterator[Item]:
-        """Every item of ``pk`` in sort-key order (those below `HEAD_SK` only, if told)."""
-        paginator = self._ddb.get_paginator("query")
-        kwargs: Any = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk < :head" if entries_only else "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ConsistentRead": True,
-        }
-        if entries_only:
-            kwargs["ExpressionAttributeValues"][":head"] = num(HEAD_SK)
-        if projection:
-            kwargs["ProjectionExpression"] = projection
-        for page in paginator.paginate(**kwargs):
-            yield from page["Items"]
-
-    def _query_from(
-        self,
-        pk: str,
-        sk: int,
-        limit: int,
-        entry: Callable[[Item], E],
-        head: Callable[[Item], H | None],
-    ) -> tuple[list[E], H | None]:
-        """Up to ``limit`` items of ``pk`` from ``sk`` on, and the item at `HEAD_SK` if the
-        query reached it: one query of ``limit + 1`` items, the head sorting last."""
-        response = self._ddb.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND sk >= :sk",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":sk": num(sk)},
-            ConsistentRead=True,
-            Limit=limit + 1,
-        )
-        entries: list[E] = []
-        found: H | None = None
-        for item in response["Items"]:
-            if _is_head(item):
-                found = head(item)
-            else:
-                entries.append(entry(item))
-        return entries[:limit], found
-
-    def _delete_items(self, pk: str, entries_only: bool = False) -> None:
-        """Delete the items of ``pk`` below `HEAD_SK`, then (unless ``entries_only``) the
-        item at `HEAD_SK`, on its own after every other."""
-        keys = [
-            {"pk": item["pk"], "sk": item["sk"]}
-            for item in self._items(pk, "pk, sk", entries_only=True)
-        ]
-        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
-            request: Any = {
-                self._table: [
-                    {"DeleteRequest": {"Key": key}}
-                    for key in keys[start : start + _BATCH_WRITE_LIMIT]
-                ]
-            }
-            while request:
-                response = self._ddb.batch_write_item(RequestItems=request)
-                request = response.get("UnprocessedItems") or None
-        if not entries_only:
-            self._ddb.delete_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": num(HEAD_SK)})
-
-
-class DynamoLedgerStore(_LedgerTable):
-    """The ledger table, through an injected boto3 DynamoDB client.
-
-    ``chains`` is the `DynamoChainStore` on the same table (ledger v2).
-    """
-
-    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
-        super().__init__(dynamodb_client, table)
-        self.chains = DynamoChainStore(dynamodb_client, table)
-
-    def _head_key(self, pk: str) -> Item:
-        return {"pk": {"S": pk}, "sk": num(HEAD_SK)}
-
-    @translate_client_errors
-    def create_heads(self, pks: Sequence[str]) -> None:
-        for pk in pks:
-            try:
-                self._ddb.put_item(
-                    TableName=self._table,
-                    Item=head_item(pk, Head()),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as exc:
-                if not condition_failed(exc):
-                    raise
-
-    @translate_client_errors
-    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
-        heads: dict[str, Head] = {}
-        for start in range(0, len(pks), _BATCH_GET_LIMIT):
-            request: Any = {
-                self._table: {
-                    "Keys": [self._head_key(pk) for pk in pks[start : start + _BATCH_GET_LIMIT]],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                response = self._ddb.batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(self._table, []):
-                    if (head := _open_head(item)) is not None:
-                        heads[item["pk"]["S"]] = head
-                request = response.get("UnprocessedKeys") or None
-        return heads
-
-    @translate_client_errors
-    def append(self, writes: Sequence[PartitionWrite]) -> None:
-        check_append_size(len(writes))
-        items: list[Any] = []
-        for write in writes:
-            names = {"#hw": "high_watermark", "#closed": _CLOSED}
-            values: Item = {
-                ":expected": num(write.expected_high_watermark),
-                ":hw": num(write.new_high_watermark),
-                ":ts": num(write.new_max_timestamp),
-                ":bytes": num(write.entry.size_bytes),
-            }
-            update = "SET #hw = :hw, max_timestamp = :ts"
-            if write.producer_id is not None and write.producer_state is not None:
-                names["#pid"] = str(write.producer_id)
-                values[":producer"] = _producer_to_item(write.producer_state)
-                update += ", producers.#pid = :producer"
-            if write.expired_producers:
-                names.update({f"#x{i}": str(p) for i, p in enumerate(write.expired_producers)})
-                removed = ", ".join(f"producers.#x{i}" for i in range(len(write.expired_producers)))
-                update += f" REMOVE {removed}"
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._head_key(write.pk),
-                        "UpdateExpression": f"{update} ADD size_bytes :bytes",
-                        "ConditionExpression": "#hw = :expected AND attribute_not_exists(#closed)",
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                }
-            )
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": _entry_to_item(write.pk, write.entry),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if too_large_refusal(exc):
-                raise item_too_large("append transaction") from None
-            if not transaction_cancelled(exc):
-                raise
-            raise self._conflict(writes, exc) from None
-
-    @staticmethod
-    def _conflict(writes: Sequence[PartitionWrite], exc: ClientError) -> Exception:
-        codes = cancellation_codes(exc)
-        error = cancellation_error(codes, "append transaction")
-        if error is not None:
-            return error
-        reasons: list[Any] = list(exc.response.get("CancellationReasons", []))
-        heads: dict[str, Head | None] = {}
-        for write, reason in zip(writes, reasons[0::2], strict=False):
-            if reason.get("Code") == "ConditionalCheckFailed":
-                heads[write.pk] = _open_head(reason.get("Item"))
-        return AppendConflict(heads, retryable="TransactionConflict" in codes and not heads)
-
-    @translate_client_errors
-    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
-        return self._query_from(pk, from_offset, limit, _entry_from_item, _open_head)
-
-    @translate_client_errors
-    def entries(self, pk: str) -> Iterator[Entry]:
-        for item in self._items(pk):
-            if not _is_head(item):
-                yield _entry_from_item(item)
-
-    @translate_client_errors
-    def close_partition(self, pk: str) -> None:
-        try:
-            self._ddb.update_item(
-                TableName=self._table,
-                Key=self._head_key(pk),
-                UpdateExpression="SET #closed = :true",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#closed": _CLOSED},
-                ExpressionAttributeValues={":true": {"BOOL": True}},
-            )
-        except ClientError as exc:
-            if not condition_failed(exc):
-                raise
-        self._delete_items(pk, entries_only=True)
-
-    @translate_client_errors
-    def delete_partition(self, pk: str) -> None:
-        self._delete_items(pk)
-
-
-class DynamoChainStore(_LedgerTable):
-    """The `ChainStore` port on the ledger table (ADR 0012), through an injected client.
+class DynamoLedgerStore:
+    """The `LedgerStore` port on the ledger table (ADR 0012), through an injected client.
 
     A plain append is one ``PutItem``; an idempotent one a ``TransactWriteItems`` of the
     chain put and the producer item's conditional update. Both return the items whose
     condition failed (``ALL_OLD``); a backend that does not is answered by reading them.
     """
+
+    def __init__(self, dynamodb_client: DynamoDBClient, table: str) -> None:
+        self._ddb = dynamodb_client
+        self._table = table
+
+    def _chain_items(self, pk: str, projection: str | None = None) -> Iterator[Item]:
+        """Every item of ``pk`` below `HEAD_SK` (the chain items), in sort-key order."""
+        paginator = self._ddb.get_paginator("query")
+        kwargs: Any = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk < :head",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":head": num(HEAD_SK)},
+            "ConsistentRead": True,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        for page in paginator.paginate(**kwargs):
+            yield from page["Items"]
 
     def _key(self, pk: str, sk: int) -> Item:
         return {"pk": {"S": pk}, "sk": num(sk)}
@@ -580,13 +281,26 @@ class DynamoChainStore(_LedgerTable):
     def query(
         self, topic_id: str, from_seq: int, limit: int
     ) -> tuple[list[ChainItem], ChainMeta | None]:
-        return self._query_from(
-            chain_pk(topic_id), from_seq, limit, chain_item_from_item, meta_from_item
+        # One query of limit + 1 items: the meta item sorts after every chain item.
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :sk",
+            ExpressionAttributeValues={":pk": {"S": chain_pk(topic_id)}, ":sk": num(from_seq)},
+            ConsistentRead=True,
+            Limit=limit + 1,
         )
+        items: list[ChainItem] = []
+        meta: ChainMeta | None = None
+        for item in response["Items"]:
+            if _is_head(item):
+                meta = meta_from_item(item)
+            else:
+                items.append(chain_item_from_item(item))
+        return items[:limit], meta
 
     @translate_client_errors
     def chain(self, topic_id: str) -> Iterator[ChainItem]:
-        for item in self._items(chain_pk(topic_id), entries_only=True):
+        for item in self._chain_items(chain_pk(topic_id)):
             yield chain_item_from_item(item)
 
     @translate_client_errors
@@ -606,7 +320,19 @@ class DynamoChainStore(_LedgerTable):
 
     @translate_client_errors
     def delete_chain(self, topic_id: str) -> None:
-        self._delete_items(chain_pk(topic_id))
+        pk = chain_pk(topic_id)
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._chain_items(pk, "pk, sk")]
+        for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
+            request: Any = {
+                self._table: [
+                    {"DeleteRequest": {"Key": key}}
+                    for key in keys[start : start + _BATCH_WRITE_LIMIT]
+                ]
+            }
+            while request:
+                response = self._ddb.batch_write_item(RequestItems=request)
+                request = response.get("UnprocessedItems") or None
+        self._ddb.delete_item(TableName=self._table, Key=self._key(pk, HEAD_SK))  # meta last
 
 
 def _topic_from_item(item: Item) -> TopicRecord:

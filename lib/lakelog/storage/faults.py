@@ -18,18 +18,13 @@ from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
-    Entry,
-    Head,
-    PartitionWrite,
     ProducerUpdate,
     TopicProducerState,
 )
 from lakelog.storage.ports import (
     AclEntry,
-    AppendConflict,
     CatalogStore,
     ChainConflict,
-    ChainStore,
     GroupState,
     GroupStore,
     LeaseRecord,
@@ -46,7 +41,6 @@ __all__ = [
     "FailPoint",
     "FaultInjector",
     "FaultyCatalogStore",
-    "FaultyChainStore",
     "FaultyGroupStore",
     "FaultyLedgerStore",
     "FaultyObjectStore",
@@ -68,12 +62,9 @@ class FailPoint(StrEnum):
     AFTER_LEASE = "after_lease"
     BEFORE_COMMIT = "before_commit"
     AFTER_COMMIT = "after_commit"
-    BEFORE_PARTITION_CLOSE = "before_partition_close"
-    AFTER_PARTITION_CLOSE = "after_partition_close"
     AFTER_TOPIC_MARK = "after_topic_mark"
     BEFORE_TOPIC_DELETE = "before_topic_delete"
     AFTER_TOPIC_DELETE = "after_topic_delete"
-    BEFORE_PARTITION_DELETE = "before_partition_delete"
     BEFORE_CHAIN_CREATE = "before_chain_create"
     AFTER_CHAIN_CREATE = "after_chain_create"
     AFTER_SEAL = "after_seal"
@@ -163,68 +154,19 @@ class FaultyObjectStore:
         self.inner.delete(keys)
 
 
-def _ledger_write(injector: FaultInjector, conflict: Exception, write: Callable[[], None]) -> None:
-    """Run an append's ledger write between the ``*_LEDGER`` points; raise ``conflict``
-    (retryable) or a throttle instead of it when told to."""
-    injector.check(FailPoint.BEFORE_LEDGER)
-    if injector.should_fail(FailPoint.CONFLICT):
-        raise conflict
-    if injector.should_fail(FailPoint.THROTTLE):
-        raise ThrottledError("injected throttle")
-    write()
-    injector.check(FailPoint.AFTER_LEDGER)
-
-
 class FaultyLedgerStore:
-    """A `LedgerStore` whose append transaction fails, conflicts or throttles when told to.
+    """A `LedgerStore` whose writes fail before or after they reach the inner store.
 
-    Its ``chains`` is a `FaultyChainStore` on the inner store's, with the same injector.
-    """
-
-    def __init__(self, inner: LedgerStore, injector: FaultInjector) -> None:
-        self.inner = inner
-        self.injector = injector
-        self.chains = FaultyChainStore(inner.chains, injector)
-
-    def create_heads(self, pks: Sequence[str]) -> None:
-        self.inner.create_heads(pks)
-
-    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
-        return self.inner.read_heads(pks)
-
-    def append(self, writes: Sequence[PartitionWrite]) -> None:
-        _ledger_write(
-            self.injector, AppendConflict({}, retryable=True), lambda: self.inner.append(writes)
-        )
-
-    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
-        return self.inner.query(pk, from_offset, limit)
-
-    def entries(self, pk: str) -> Iterator[Entry]:
-        return self.inner.entries(pk)
-
-    def close_partition(self, pk: str) -> None:
-        self.injector.check(FailPoint.BEFORE_PARTITION_CLOSE)
-        self.inner.close_partition(pk)
-        self.injector.check(FailPoint.AFTER_PARTITION_CLOSE)
-
-    def delete_partition(self, pk: str) -> None:
-        self.injector.check(FailPoint.BEFORE_PARTITION_DELETE)
-        self.inner.delete_partition(pk)
-
-
-class FaultyChainStore:
-    """A `ChainStore` whose writes fail before or after they reach the inner store.
-
-    ``put_item`` passes the append's points (``BEFORE_LEDGER``, ``CONFLICT``, ``THROTTLE``,
-    ``AFTER_LEDGER``), as v1's append transaction does; a deletion's seal item passes
-    ``AFTER_SEAL`` too, once it is written. ``on_put``, when set, is called just
+    ``put_item`` passes the append's points: ``BEFORE_LEDGER``, then ``CONFLICT`` (a
+    retryable `ChainConflict` instead of the put) and ``THROTTLE``, then ``AFTER_LEDGER``
+    once the put landed; a deletion's seal item passes ``AFTER_SEAL`` too, once it is
+    written. ``on_put``, when set, is called just
     before each put reaches the inner store: a test uses it to interleave another writer
     at exactly that point. ``on_query``, when set, is called (with the topic id) just before
     each query does, to interleave a deletion between a reader's plan and its read.
     """
 
-    def __init__(self, inner: ChainStore, injector: FaultInjector) -> None:
+    def __init__(self, inner: LedgerStore, injector: FaultInjector) -> None:
         self.inner = inner
         self.injector = injector
         self.on_put: Callable[[ChainItem], None] | None = None
@@ -244,14 +186,17 @@ class FaultyChainStore:
     def put_item(
         self, topic_id: str, item: ChainItem, producer: ProducerUpdate | None = None
     ) -> None:
-        def put() -> None:
-            if self.on_put is not None:
-                self.on_put(item)
-            self.inner.put_item(topic_id, item, producer)
-            if item.kind == "seal":
-                self.injector.check(FailPoint.AFTER_SEAL)
-
-        _ledger_write(self.injector, ChainConflict(retryable=True), put)
+        self.injector.check(FailPoint.BEFORE_LEDGER)
+        if self.injector.should_fail(FailPoint.CONFLICT):
+            raise ChainConflict(retryable=True)
+        if self.injector.should_fail(FailPoint.THROTTLE):
+            raise ThrottledError("injected throttle")
+        if self.on_put is not None:
+            self.on_put(item)
+        self.inner.put_item(topic_id, item, producer)
+        if item.kind == "seal":
+            self.injector.check(FailPoint.AFTER_SEAL)
+        self.injector.check(FailPoint.AFTER_LEDGER)
 
     def get_item(self, topic_id: str, seq: int) -> ChainItem | None:
         return self.inner.get_item(topic_id, seq)

@@ -11,24 +11,19 @@ S3 bucket
     ``segments/{topic_id}/``
         Everything a topic ever stored; deleting a topic hands this prefix to gc.
 
-Ledger table (``pk`` string, ``sk`` number)
-    ``pk = "p#{topic_id}#{partition}"``, ``sk = HEAD_SK``
-        The partition head: high_watermark, log_start_offset, size_bytes, max_timestamp
-        and the idempotent producers' state; ``closed`` once its topic is being deleted.
-        Sorted after every entry, so a query from an offset that reaches the end of the
-        log returns the head too.
-    ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
-        One entry per batch: offset range -> segment key, row group and byte range.
-        ``Query pk AND sk >= offset`` returns the batch holding ``offset`` first.
-
-Ledger table, format 2 (ADR 0012; replaces the per-partition items above)
+Ledger table (``pk`` string, ``sk`` number; format 2, ADR 0012)
     ``pk = "t#{topic_id}#0"``, ``sk = seq``
         The topic's chain: genesis (seq 0), one item per append, the deletion seal last.
     ``pk = "t#{topic_id}#0"``, ``sk = HEAD_SK``
-        The topic's meta item: log start offsets, L1 ends, chain start, seal time.
+        The topic's meta item: log start offsets, L1 ends, chain start, seal time. Sorted
+        after every chain item, so a query from a seq that reaches the end of the chain
+        returns the meta item too.
     ``pk = "pr#{topic_id}#{producer_id}"``, ``sk = 0``
         An idempotent producer's state in one topic (epoch, last sequence, last requests);
         ``expires_at`` is the table's TTL attribute.
+    ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
+        Reserved for the compactor's L1 entries (later, ADR 0012 1.1 and 1.7): one
+        `lakelog.log.records.Entry` per L1 batch of one partition. Nothing writes them yet.
 
 Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``
@@ -84,7 +79,6 @@ __all__ = [
     "offsets_block",
     "offsets_sort_key",
     "parse_group_sort_key",
-    "partition_pk",
     "producer_pk",
     "producer_state_pk",
     "segment_created_ms",
@@ -92,7 +86,7 @@ __all__ = [
 ]
 
 HEAD_SK: Final = 2**63 - 1
-"""Sort key of a partition head: above any offset, so it sorts after every entry."""
+"""Sort key of a topic's meta item: above any seq, so it sorts after every chain item."""
 
 CATALOG_TOPIC_PK: Final = "topic"
 CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
@@ -116,11 +110,6 @@ class ResourceNames:
             ledger_table=f"{prefix}-ledger",
             catalog_table=f"{prefix}-catalog",
         )
-
-
-def partition_pk(topic_id: str, partition: int) -> str:
-    """Ledger partition key of one partition of the topic with id ``topic_id``."""
-    return f"p#{topic_id}#{partition}"
 
 
 def chain_pk(topic_id: str, shard: int = 0) -> str:

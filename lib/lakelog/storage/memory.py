@@ -12,13 +12,13 @@ They behave as the S3 and DynamoDB adapters do in everything the engine relies o
   one transaction as a whole) in isolation;
 - reads are strongly consistent: they see every write that returned;
 - conditional writes check their conditions against the current state and apply all or
-  nothing: a cancelled append raises `AppendConflict` with the current heads, a refused
+  nothing: a refused chain put raises `ChainConflict` with what it found, a refused
   commit `lakelog.errors.LeaseFencedError`, an offset reset is applied per offsets item
   (`lakelog.storage.rules.offsets_items`) with the same partial outcome;
 - a transaction naming one item twice is refused, as DynamoDB refuses it, and so is an
-  append that would make a head pass DynamoDB's 400 KB item size
+  item that would pass DynamoDB's 400 KB item size
   (`lakelog.storage.attributes.item_too_large`), before anything is applied;
-- ledger v2 items (`MemoryChainStore`) are kept in DynamoDB's attribute form and decoded
+- ledger items (`MemoryLedgerStore`) are kept in DynamoDB's attribute form and decoded
   on every read, so their packing, format version and whole-second expiry read back as
   from DynamoDB; an idempotent chain put checks the chain and the producer condition
   (`lakelog.storage.rules.producer_condition_holds`) before writing either;
@@ -41,13 +41,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from lakelog.errors import UnavailableError
-from lakelog.limits import DYNAMODB_ITEM_BYTES
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
-    Entry,
-    Head,
-    PartitionWrite,
     ProducerUpdate,
     TopicProducerState,
 )
@@ -56,14 +52,11 @@ from lakelog.storage.attributes import (
     chain_item_from_item,
     chain_item_to_item,
     check_item_size,
-    item_size,
-    item_too_large,
     meta_from_item,
     meta_to_item,
     producer_from_item,
     producer_item,
 )
-from lakelog.storage.dynamodb import head_item
 from lakelog.storage.keys import (
     HEAD_SK,
     acl_sort_key,
@@ -73,7 +66,6 @@ from lakelog.storage.keys import (
 )
 from lakelog.storage.ports import (
     AclEntry,
-    AppendConflict,
     ChainConflict,
     GroupState,
     LeaseRecord,
@@ -84,7 +76,6 @@ from lakelog.storage.ports import (
 )
 from lakelog.storage.rules import (
     at_seen_epoch,
-    check_append_size,
     commit_needed,
     decode_config,
     encode_config,
@@ -102,7 +93,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MemoryCatalogStore",
-    "MemoryChainStore",
     "MemoryGroupStore",
     "MemoryLedgerStore",
     "MemoryObjectStore",
@@ -130,10 +120,6 @@ def _check_distinct(keys: Sequence[object]) -> None:
         )
 
 
-def _copy_head(head: Head) -> Head:
-    return replace(head, producers=dict(head.producers))
-
-
 def _stored_topic(topic: TopicRecord, deleted_ms: int | None = None) -> TopicRecord:
     """``topic`` as the catalog keeps it: config through JSON, ``deleted_ms`` on markers only."""
     return replace(topic, config=decode_config(encode_config(topic.config)), deleted_ms=deleted_ms)
@@ -141,28 +127,6 @@ def _stored_topic(topic: TopicRecord, deleted_ms: int | None = None) -> TopicRec
 
 def _copy_topic(topic: TopicRecord) -> TopicRecord:
     return _stored_topic(topic, topic.deleted_ms)
-
-
-@dataclass
-class _Partition:
-    """One ledger partition: its head (None once deleted or never created) and entries."""
-
-    head: Head | None = None
-    closed: bool = False
-    """The partition's topic is being deleted: no append moves the head, no reader sees it."""
-    entries: dict[int, Entry] = field(default_factory=dict)
-    offsets: list[int] = field(default_factory=list)
-    """The entries' last offsets, sorted."""
-
-    def put(self, entry: Entry) -> None:
-        self.entries[entry.last_offset] = entry
-        bisect.insort(self.offsets, entry.last_offset)
-
-    def from_offset(self, offset: int, limit: int | None = None) -> list[Entry]:
-        """Entries with ``last_offset >= offset`` in order, at most ``limit`` of them."""
-        start = bisect.bisect_left(self.offsets, offset)
-        end = None if limit is None else start + limit
-        return [self.entries[last] for last in self.offsets[start:end]]
 
 
 @dataclass
@@ -207,9 +171,8 @@ class MemoryStorage:
         self.lock = threading.RLock()
         self.clock_ms = clock_ms
         self.objects: dict[str, tuple[bytes, int]] = {}
-        self.partitions: dict[str, _Partition] = {}
         self.ledger_items: dict[str, _ItemRun] = {}
-        """Ledger v2 items (chains, meta items, producer states) by partition key."""
+        """Ledger items (chains, meta items, producer states) by partition key."""
         self.topics: dict[str, TopicRecord] = {}
         self.deleted_topics: dict[str, TopicRecord] = {}
         self.producers: dict[int, ProducerIdRecord] = {}
@@ -271,89 +234,7 @@ class MemoryObjectStore:
 
 
 class MemoryLedgerStore:
-    """The `LedgerStore` port on a `MemoryStorage`: conditional, all-or-nothing appends.
-
-    ``chains`` is the `ChainStore` on the same state (ledger v2, ADR 0012).
-    """
-
-    def __init__(self, storage: MemoryStorage) -> None:
-        self._s = storage
-        self.chains = MemoryChainStore(storage)
-
-    def create_heads(self, pks: Sequence[str]) -> None:
-        with self._s.lock:
-            for pk in pks:
-                partition = self._s.partitions.setdefault(pk, _Partition())
-                if partition.head is None:
-                    partition.head = Head()
-
-    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
-        with self._s.lock:
-            return {pk: _copy_head(head) for pk in pks if (head := self._head(pk)) is not None}
-
-    def _head(self, pk: str) -> Head | None:
-        """The open head of ``pk``; None when missing or closed."""
-        partition = self._s.partitions.get(pk)
-        return None if partition is None or partition.closed else partition.head
-
-    def append(self, writes: Sequence[PartitionWrite]) -> None:
-        check_append_size(len(writes))
-        _check_distinct([write.pk for write in writes])
-        with self._s.lock:
-            failed: dict[str, Head | None] = {}
-            entry_exists = False
-            for write in writes:
-                head = self._head(write.pk)
-                if head is None or head.high_watermark != write.expected_high_watermark:
-                    failed[write.pk] = None if head is None else _copy_head(head)
-                partition = self._s.partitions.get(write.pk)
-                if partition is not None and write.entry.last_offset in partition.entries:
-                    entry_exists = True
-            if failed or entry_exists:
-                raise AppendConflict(failed)
-            heads: list[Head] = []
-            for write in writes:
-                head = self._s.partitions[write.pk].head
-                assert head is not None
-                heads.append(write.applied_to(head))
-                if item_size(head_item(write.pk, heads[-1])) > DYNAMODB_ITEM_BYTES:
-                    raise item_too_large("append transaction")
-            for write, head in zip(writes, heads, strict=True):
-                partition = self._s.partitions[write.pk]
-                partition.head = head
-                partition.put(write.entry)
-
-    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
-        with self._s.lock:
-            partition = self._s.partitions.get(pk)
-            if partition is None:
-                return [], None
-            # As one DynamoDB query of limit + 1 items, the head sorting after every entry.
-            entries = partition.from_offset(from_offset, limit + 1)
-            head = self._head(pk) if len(entries) < limit + 1 else None
-            return entries[:limit], None if head is None else _copy_head(head)
-
-    def entries(self, pk: str) -> Iterator[Entry]:
-        with self._s.lock:
-            partition = self._s.partitions.get(pk)
-            entries = [] if partition is None else partition.from_offset(0)
-        yield from entries
-
-    def close_partition(self, pk: str) -> None:
-        with self._s.lock:
-            partition = self._s.partitions.get(pk)
-            if partition is not None and partition.head is not None:
-                partition.closed = True
-                partition.entries.clear()
-                partition.offsets.clear()
-
-    def delete_partition(self, pk: str) -> None:
-        with self._s.lock:
-            self._s.partitions.pop(pk, None)
-
-
-class MemoryChainStore:
-    """The `ChainStore` port on a `MemoryStorage`: items kept as DynamoDB keeps them.
+    """The `LedgerStore` port on a `MemoryStorage`: items kept as DynamoDB keeps them.
 
     Items are stored in their DynamoDB attribute form (`lakelog.storage.attributes`) and
     decoded on every read, so versions, packing and whole-second expiry read back exactly

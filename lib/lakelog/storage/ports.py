@@ -6,14 +6,14 @@ Adapters implement them on injected boto3 clients (`lakelog.storage.s3`,
 What a backend must do is stated once, as tests every backend passes: ``tests/contract/``.
 The rules the backends share (chunking, lease changes, error shapes) are in
 `lakelog.storage.rules`.
-The ledger's records (heads, entries, writes) are defined by the ledger protocol in
-`lakelog.log.records`; the catalog's records are below; `lakelog.storage.keys` says where
-each is stored.
+The ledger's records (chain items, meta items, producer states) are defined in
+`lakelog.log.records` (ADR 0012); the catalog's records are below; `lakelog.storage.keys`
+says where each is stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from lakelog.log.records import (
         ChainItem,
         ChainMeta,
-        Entry,
-        Head,
-        PartitionWrite,
         ProducerUpdate,
         TopicProducerState,
     )
@@ -32,10 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PRODUCER_ID_RETENTION_MS",
     "AclEntry",
-    "AppendConflict",
     "CatalogStore",
     "ChainConflict",
-    "ChainStore",
     "GroupState",
     "GroupStore",
     "LeaseRecord",
@@ -55,21 +50,6 @@ class ObjectInfo:
     key: str
     size: int
     last_modified_ms: int
-
-
-class AppendConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
-    """The transaction was cancelled; ``heads`` has the current head of each failed pk.
-
-    A pk maps to None when its head no longer exists (topic deleted). ``retryable`` is True
-    when DynamoDB reported a conflict with another transaction in flight: the same
-    transaction may simply be sent again. When it is False and ``heads`` is empty, a
-    condition failed without returning a head and the caller must re-read the heads.
-    """
-
-    def __init__(self, heads: Mapping[str, Head | None], retryable: bool = False) -> None:
-        super().__init__(f"append conflict on {sorted(heads)}")
-        self.heads = dict(heads)
-        self.retryable = retryable
 
 
 class ChainConflict(Exception):  # noqa: N818 - a signal between ledger and adapter
@@ -214,53 +194,6 @@ class ObjectStore(Protocol):
 
 
 class LedgerStore(Protocol):
-    """Partition heads and batch entries (DynamoDB ledger table).
-
-    ``chains`` is the ledger v2 `ChainStore` on the same table, until the service moves to
-    it (the two ports cannot be one object: both have a ``query`` of their own).
-    """
-
-    @property
-    def chains(self) -> ChainStore:
-        """The `ChainStore` on the same table."""
-
-    def create_heads(self, pks: Sequence[str]) -> None:
-        """Create an empty head for each pk that has none."""
-
-    def read_heads(self, pks: Sequence[str]) -> dict[str, Head]:
-        """Strongly consistent heads of ``pks``; a missing or closed head is left out."""
-
-    def append(self, writes: Sequence[PartitionWrite]) -> None:
-        """Apply every write atomically or none; raise `AppendConflict` when cancelled.
-
-        A write to a missing or closed head fails its condition (its pk maps to None).
-        More than `lakelog.limits.MAX_PARTITIONS_PER_TRANSACTION` writes raise ValueError
-        and change nothing.
-        """
-
-    def query(self, pk: str, from_offset: int, limit: int) -> tuple[list[Entry], Head | None]:
-        """Up to ``limit`` entries with ``last_offset >= from_offset`` in offset order.
-
-        The head is returned too when the query reached the end of the partition and the
-        head is neither missing nor closed.
-        """
-
-    def entries(self, pk: str) -> Iterator[Entry]:
-        """Every entry of a partition in offset order."""
-
-    def close_partition(self, pk: str) -> None:
-        """Close a partition's head, then delete every entry; the head item stays.
-
-        From the moment the head is closed no append to it succeeds, and it reads as
-        missing; `create_heads` does not reopen it. A missing head is not an error.
-        Idempotent: a close that stopped midway is completed by running it again.
-        """
-
-    def delete_partition(self, pk: str) -> None:
-        """Delete a partition's head and every entry."""
-
-
-class ChainStore(Protocol):
     """Each topic's chain, meta item and producer states (DynamoDB ledger table, ADR 0012).
 
     Every read is strongly consistent. Items of another format version raise

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from lakelog.errors import CorruptSegmentError, LeaseFencedError
-from lakelog.limits import MAX_PARTITIONS_PER_TRANSACTION
 from lakelog.storage.keys import offsets_block
 from lakelog.storage.ports import LeaseRecord
 
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSACTION_ITEMS",
     "at_seen_epoch",
-    "check_append_size",
     "commit_needed",
     "continued_sequence",
     "decode_config",
@@ -126,17 +124,6 @@ def offsets_items(
         topic, partition = topic_partition(element)
         runs.setdefault((topic, offsets_block(partition)), []).append(element)
     return list(runs.values())
-
-
-def check_append_size(partitions: int) -> None:
-    """Refuse an append transaction of more partitions than one transaction moves.
-
-    Raises ValueError beyond `MAX_PARTITIONS_PER_TRANSACTION` (the caller splits them).
-    """
-    if partitions > MAX_PARTITIONS_PER_TRANSACTION:
-        raise ValueError(
-            f"at most {MAX_PARTITIONS_PER_TRANSACTION} partitions per append transaction"
-        )
 
 
 def commit_needed(offsets: Sequence[OffsetCommit]) -> bool:
