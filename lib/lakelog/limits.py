@@ -100,8 +100,10 @@ MIN_SESSION_TIMEOUT_MS: Final = 1_000
 MAX_SESSION_TIMEOUT_MS: Final = 300_000
 """Longest session a group member may ask for."""
 
-DEFAULT_SESSION_TIMEOUT_MS: Final = 10_000
-"""A group member's session when it asks for none; it heartbeats every third of it."""
+DEFAULT_SESSION_TIMEOUT_MS: Final = 30_000
+"""A group member's session when it asks for none; it heartbeats every third of it (10 s,
+carried by its fetches). A crashed member's partitions move after this long: a shorter
+session fails over sooner and costs a heartbeat request more often (README, cost)."""
 
 MAX_OFFSETS_PER_COMMIT: Final = 100
 """Offsets one commit carries, all or none: one conditional write per offsets item (100
