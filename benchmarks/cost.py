@@ -70,6 +70,7 @@ from benchmarks.workloads import make_values
 from lakelog import Engine, Record, ResourceNames
 from lakelog.api import ApiSettings, make_handler
 from lakelog.client import Consumer, Producer
+from lakelog.client.producer import DEFAULT_LINGER_MS
 from lakelog.client.http import HttpTransport
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.storage import create_resources
@@ -99,6 +100,10 @@ PRINCIPAL: Final = "arn:aws:iam::000000000000:user/lakelog-cost"
 ENDPOINT: Final = "http://api.in-process.test"
 REGION: Final = "us-east-1"
 _MIB = 1 << 20
+FETCHES: Final = ("Fetch", "FetchMany")
+"""The operations that read records."""
+LEDGER_WRITES: Final = ("PutItem", "TransactWriteItems", "UpdateItem")
+"""The DynamoDB calls an append may write the ledger with."""
 _STEP_S = 0.001
 """Simulated time between two steps while records are produced."""
 _IDLE_STEP_S = 0.005
@@ -122,7 +127,7 @@ class WorkloadSpec:
     idle_start: float = 0.5
     """Simulated seconds before the producer starts, while the consumers join and find
     their positions (W4's 100 partitions take a few seconds of ListOffset each)."""
-    linger_ms: float = 5
+    linger_ms: float = DEFAULT_LINGER_MS
     retention_days: float = 7.0
     target: str = "—"
     target_usd: float | None = None
@@ -432,7 +437,7 @@ def _price(
     segment_bytes = ledger_bytes = 0
     for request in requests:
         weight = scale * (
-            read_scale if request.role == "consumer" and request.operation == "Fetch" else 1.0
+            read_scale if request.role == "consumer" and request.operation in FETCHES else 1.0
         )
         for invocation in request.invocations:
             duration = invocation.cpu_seconds + request.io_s / len(request.invocations)
@@ -487,7 +492,7 @@ def run_workload(spec: WorkloadSpec, seed: int) -> WorkloadResult:
         begin = spec.idle_start + spec.warmup
         window = [r for r in run.log if begin <= r.start_s < begin + spec.seconds]
         # Records read by the fetches of the window (the window whose usage is priced)
-        consumed = sum(r.records for r in window if r.operation == "Fetch")
+        consumed = sum(r.records for r in window if r.operation in FETCHES)
         wanted = produced * spec.groups
         read_scale = wanted / consumed if consumed and wanted > consumed else 1.0
         cost, usage = _price(spec, window, run.names.ledger_table, read_scale)
@@ -531,12 +536,17 @@ def measure_wru_per_append(partitions: Sequence[int], seed: int) -> dict[int, fl
                 for i, (key, value) in enumerate(pool)
             ]
             engine.append(topic, records)
+            catalog = run.names.catalog_table
             units: list[float] = []
             for _ in range(3):
                 with run.recorder.capture() as calls:
                     engine.append(topic, records)
                 units.append(
-                    sum(c.write_units for c in calls if c.operation == "TransactWriteItems")
+                    sum(
+                        c.write_units
+                        for c in calls
+                        if c.operation in LEDGER_WRITES and c.params.get("TableName") != catalog
+                    )
                 )
             result[count] = statistics.median(units)
     return result

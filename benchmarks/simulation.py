@@ -328,6 +328,15 @@ class Request:
     """Records a ``Fetch`` returned."""
 
 
+def records_returned(result: object) -> int:
+    """Records a fetch's result carries: one partition's, or every partition's of a
+    multi-partition fetch (0 for anything else)."""
+    parts = getattr(result, "partitions", None)
+    if isinstance(parts, list | tuple):
+        return sum(len(getattr(part, "records", ()) or ()) for part in parts)
+    return len(getattr(result, "records", ()) or ())
+
+
 class MeteredTransport:
     """A transport in front of another: every call is recorded and takes modeled time.
 
@@ -394,7 +403,7 @@ class MeteredTransport:
             io = io_seconds(calls)
             overhead = HTTPS_OVERHEAD_S * len(invocations)
             latency = io + cpu + overhead
-            records = len(getattr(result, "records", ()) or ())
+            records = records_returned(result)
             self._log.append(
                 Request(
                     type(op).__name__,

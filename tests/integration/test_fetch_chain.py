@@ -18,6 +18,7 @@ import pytest
 
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError, TopicNotFoundError
 from lakelog.log.chain import Cursor, decode_cursor, encode_cursor
+from lakelog.service.context import SegmentBytesCache
 from lakelog.service.engine import Engine
 from lakelog.storage.keys import ResourceNames
 from lakelog.types import FetchPosition, FetchResult, Record
@@ -266,3 +267,43 @@ def test_a_fetch_above_the_high_watermark_is_out_of_range_even_with_a_cursor(
 
     with pytest.raises(OffsetOutOfRangeError):
         engine.fetch("a", 0, 5, cursor=beyond)
+
+
+@pytest.mark.moto
+def test_the_rest_of_a_segment_a_fetch_stopped_inside_is_read_without_a_second_get(
+    aws_engine: Engine, s3_client: Any
+) -> None:
+    engine = aws_engine
+    engine.create_topic("orders", partitions=PARTITIONS)
+    keyed_append(engine, "orders", 0)
+    positions = [FetchPosition("orders", p, 0) for p in range(PARTITIONS)]
+
+    with requests(s3_client) as seen:
+        first = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 5)]
+    assert seen == Counter({"GetObject": 1})
+    assert sum(len(r.records) for r in first) == 5
+
+    rest = [FetchPosition("orders", r.partition, r.next_offset, r.cursor) for r in first]
+    with requests(s3_client) as seen:
+        second = [ok(r) for r in engine.fetcher.fetch_many(rest, 1 << 20, 100)]
+    assert seen == Counter()
+    assert sum(len(r.records) for r in second) == PARTITIONS - 5
+    assert [r.value for result in second[5:6] for r in result.records] == [b"r0-5"]
+
+
+def test_the_segment_bytes_cache_serves_only_ranges_it_holds_and_stays_in_its_bound() -> None:
+    cache = SegmentBytesCache(capacity_bytes=10)
+    cache.put("a", 4, b"abcdef")  # bytes 4..9 of segment a
+
+    assert cache.get("a", 5, 8) == b"bcd"
+    assert cache.get("a", 4, 10) == b"abcdef"
+    assert cache.get("a", 3, 6) is None
+    assert cache.get("a", 8, 11) is None
+    assert cache.get("b", 4, 6) is None
+
+    cache.put("b", 0, b"12345")  # 11 bytes in all: a, the oldest, goes
+    assert cache.get("a", 5, 8) is None
+    assert cache.get("b", 1, 3) == b"23"
+    cache.put("c", 0, b"x" * 11)  # larger than the whole cache: not kept
+    assert cache.get("c", 0, 1) is None
+    assert cache.get("b", 0, 5) == b"12345"

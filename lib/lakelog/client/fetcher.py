@@ -7,10 +7,12 @@ request is sent without any lock held; a partition's records are kept only if it
 neither revoked nor sought meanwhile (else they belong to a reading that no longer
 exists).
 
-A round that finds nothing makes the fetcher idle: it fetches again after
-``fetch_max_wait_ms``, then after twice that after each round that finds nothing, up to
-`IDLE_BACKOFF_MAX_S`. Any record ends the pause, and so does a change of the partitions or
-positions (assignment, seek) or a heartbeat falling due (it rides on the fetch).
+A round that reached the end of every partition pauses the fetcher for ``fetch_max_wait_ms``
+(Kafka's ``fetch.max.wait.ms``, waited here by the client: a service that waited would be
+billed for it as Lambda time); a round that stopped short of the end (its budget was spent)
+is followed by the next at once. A round that finds nothing makes the pause double after
+each such round, up to `IDLE_BACKOFF_MAX_S`. A change of the partitions or positions
+(assignment, seek) or a heartbeat falling due (it rides on the fetch) ends a pause.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ class Fetcher:
             reply = self._send(asked, limit, member)
         except RETRYABLE as error:  # ask again after a pause
             logger.warning("fetch of %d partitions failed: %s", len(asked), error)
-            self._idle(now, found=False)
+            self._idle(now, found=False, caught_up=True)
             return FetchRound([])
         found: list[Fetched] = []
         try:
@@ -200,7 +202,11 @@ class Fetcher:
         except BaseException:
             self._put_back(found)
             raise
-        self._idle(now, found=bool(found))
+        caught_up = all(
+            isinstance(result, FetchResult) and result.next_offset >= result.high_watermark
+            for result in reply.partitions
+        )
+        self._idle(now, found=bool(found), caught_up=caught_up)
         return FetchRound(found, reply.member)
 
     def _put_back(self, batches: Sequence[Fetched]) -> None:
@@ -277,11 +283,13 @@ class Fetcher:
         """Whether ``state`` is still ``tp``'s reading ``seeks`` (call with the lock held)."""
         return self._subscription.partitions.get(tp) is state and state.seeks == seeks
 
-    def _idle(self, now: float, *, found: bool) -> None:
-        """After a fetch: none of a pause if it found records, else one that doubles from
-        ``fetch_max_wait_ms`` up to `IDLE_BACKOFF_MAX_S`."""
+    def _idle(self, now: float, *, found: bool, caught_up: bool) -> None:
+        """After a fetch: no pause if records remain to be read, ``fetch_max_wait_ms`` if
+        it found records and reached the end of every partition, else a pause that doubles
+        from ``fetch_max_wait_ms`` up to `IDLE_BACKOFF_MAX_S`."""
         if found:
-            self.idle_wait = self._idle_until = 0.0
+            self.idle_wait = 0.0
+            self._idle_until = now + self._fetch_max_wait_s if caught_up else 0.0
             return
         ceiling = max(IDLE_BACKOFF_MAX_S, self._fetch_max_wait_s)
         self.idle_wait = min(max(self.idle_wait * 2, self._fetch_max_wait_s), ceiling)

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
 from lakelog.limits import validate_topic_name
@@ -25,6 +25,7 @@ __all__ = [
     "Caches",
     "ChainCache",
     "EngineContext",
+    "SegmentBytesCache",
     "SegmentReaderCache",
     "TopicCache",
     "TopicState",
@@ -190,6 +191,52 @@ class SegmentReaderCache:
                 self._readers.popitem(last=False)
 
 
+SEGMENT_BYTES_CACHED: Final = 32 << 20
+"""Bytes of recently read segment ranges a process keeps (`SegmentBytesCache`)."""
+
+
+class SegmentBytesCache:
+    """Byte ranges of recently read segments, LRU-bounded by their total size.
+
+    Segments never change, so a range read once serves every later read inside it: a
+    member whose fetch stopped inside a segment reads the rest without a second GET, and
+    the consumer groups a warm function serves share the GETs of the segments they all
+    read.
+    """
+
+    def __init__(self, capacity_bytes: int = SEGMENT_BYTES_CACHED) -> None:
+        self._capacity = capacity_bytes
+        self._ranges: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes ``[start, end)`` of segment ``key`` if one cached range holds them."""
+        with self._lock:
+            cached = self._ranges.get(key)
+            if cached is None:
+                return None
+            offset, data = cached
+            if offset > start or offset + len(data) < end:
+                return None
+            self._ranges.move_to_end(key)
+            return data[start - offset : end - offset]
+
+    def put(self, key: str, start: int, data: bytes) -> None:
+        """Keep ``data`` (the bytes of ``key`` from ``start``), evicting the oldest ranges."""
+        if len(data) > self._capacity:
+            return
+        with self._lock:
+            previous = self._ranges.pop(key, None)
+            if previous is not None:
+                self._size -= len(previous[1])
+            self._ranges[key] = (start, data)
+            self._size += len(data)
+            while self._size > self._capacity:
+                _, (_, evicted) = self._ranges.popitem(last=False)
+                self._size -= len(evicted)
+
+
 @dataclass
 class Caches:
     """The per-process caches; all are hints, never trusted for correctness."""
@@ -197,6 +244,7 @@ class Caches:
     topics: TopicCache
     chain: ChainCache = field(default_factory=ChainCache)
     segments: SegmentReaderCache = field(default_factory=SegmentReaderCache)
+    segment_bytes: SegmentBytesCache = field(default_factory=SegmentBytesCache)
 
 
 @dataclass

@@ -476,14 +476,13 @@ class Fetcher:
         ]
         first, last = min(s for s, _ in spans), max(e for _, e in spans)
         reader = self._ctx.caches.segments.get(key)
-        if reader is None or item.footer_offset - last <= SINGLE_GET_SLACK:
-            data = self._ctx.objects.get_range(key, first, item.segment_size)
-            if reader is None:
-                footer = data[item.footer_offset - first :]
-                reader = SegmentReader(key, item.segment_size, item.footer_offset, footer)
-                self._ctx.caches.segments.put(reader)
-        else:
-            data = self._ctx.objects.get_range(key, first, last)
+        whole = reader is None or item.footer_offset - last <= SINGLE_GET_SLACK
+        end = item.segment_size if whole else last
+        data = self._segment_range(key, first, end)
+        if reader is None:
+            footer = data[item.footer_offset - first :]
+            reader = SegmentReader(key, item.segment_size, item.footer_offset, footer)
+            self._ctx.caches.segments.put(reader)
         if reader.num_row_groups != len(item.batches):
             raise CorruptSegmentError(
                 key, f"{reader.num_row_groups} row groups; the ledger has {len(item.batches)}"
@@ -498,6 +497,15 @@ class Fetcher:
                 )
             rows[batch.partition] = reader.read_rows(group, data, first, skip, -1)
         return rows
+
+    def _segment_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a segment: from the process's cache, else one GET."""
+        cache = self._ctx.caches.segment_bytes
+        data = cache.get(key, start, end)
+        if data is None:
+            data = self._ctx.objects.get_range(key, start, end)
+            cache.put(key, start, data)
+        return data
 
     def _result(self, read: _TopicRead, want: _Wanted) -> FetchResult | LakelogError:
         """The reply for one partition, or its out-of-range error."""

@@ -131,6 +131,7 @@ def _member(client: Client, clock: Clock) -> Consumer:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         session_timeout_ms=SESSION_MS,  # a heartbeat every 500 ms of ``clock``
+        fetch_max_wait_ms=0,  # every poll fetches: no pause after reading to the end
         _clock=clock,
     )
     assert [r.offset for r in consumer.poll(timeout_ms=WAIT_S * 1000)[TP]] == [0, 1, 2]

@@ -113,7 +113,8 @@ def test_a_consumer_of_many_partitions_makes_one_request_per_poll(
     client, spy = _spied(make_client)
     client.create_topic("wide", partitions=12)
     _produce(client, "wide", 12, per_partition=3)
-    consumer = client.consumer("wide", auto_offset_reset="earliest", _fetch_clock=Clock())
+    clock = Clock()
+    consumer = client.consumer("wide", auto_offset_reset="earliest", _fetch_clock=clock)
     before = len(spy.sent)
 
     records = consumer.poll(timeout_ms=0)
@@ -125,7 +126,9 @@ def test_a_consumer_of_many_partitions_makes_one_request_per_poll(
     ]
     assert {tp.partition for tp in records} == set(range(12))
     assert sum(len(batch) for batch in records.values()) == 36
-    # The next poll asks every partition again from where each stopped, in one request
+    # The next poll (after the pause of a fetch that read to the end) asks every
+    # partition again from where each stopped, in one request
+    clock.advance(500)
     consumer.poll(timeout_ms=0)
     assert len(spy.fetches()) == 2
     assert {p.offset for p in spy.fetches()[1].positions} == {3}
@@ -160,14 +163,47 @@ def test_idle_backoff_doubles_to_the_ceiling_and_a_record_resets_it(
     assert IDLE_BACKOFF_MAX_S == 5.0  # the documented ceiling
     assert pauses == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
 
-    # A record ends the pause: the next poll after it fetches at once
+    # A record resets the doubling; having read to the end of every partition, the
+    # consumer waits fetch_max_wait_ms before it fetches again
     _produce(client, "quiet", 1)
     assert [r.value for r in consumer.poll(timeout_ms=0)[TopicPartition("quiet", 0)]] == [b"0-0"]
     assert fetcher.idle_wait == 0.0
     sent = len(spy.fetches())
+    clock.advance(WAIT_MS - 1)
+    assert consumer.poll(timeout_ms=0) == {}
+    assert len(spy.fetches()) == sent
+    clock.advance(1)
     assert consumer.poll(timeout_ms=0) == {}
     assert len(spy.fetches()) == sent + 1
     assert fetcher.idle_wait == WAIT_MS / 1000
+    consumer.close()
+
+
+def test_a_fetch_that_stops_short_of_the_end_is_followed_by_the_next_at_once(
+    make_client: MakeClient,
+) -> None:
+    # Given a backlog larger than one fetch's budget
+    client, spy = _spied(make_client)
+    client.create_topic("backlog", partitions=1)
+    _produce(client, "backlog", 1, per_partition=6)
+    clock = Clock()
+    consumer = client.consumer(
+        "backlog",
+        auto_offset_reset="earliest",
+        max_poll_records=2,
+        fetch_max_wait_ms=WAIT_MS,
+        _fetch_clock=clock,
+    )
+
+    # When it polls without any time passing, each fetch that stopped short of the end is
+    # followed at once by the next; the one that reaches the end starts a pause
+    values = []
+    for _ in range(3):
+        values += [r.value for records in consumer.poll(timeout_ms=0).values() for r in records]
+    assert len(values) == 6
+    fetches = len(spy.fetches())
+    assert consumer.poll(timeout_ms=0) == {}
+    assert len(spy.fetches()) == fetches
     consumer.close()
 
 
@@ -304,10 +340,12 @@ def test_the_consumer_sends_back_each_partitions_cursor_and_drops_it_after_a_see
         return result
 
     spy.edit = remember
-    consumer = client.consumer("cursors", auto_offset_reset="earliest", _fetch_clock=Clock())
+    clock = Clock()
+    consumer = client.consumer("cursors", auto_offset_reset="earliest", _fetch_clock=clock)
 
     consumer.poll(timeout_ms=0)
     _produce(client, "cursors", 2)
+    clock.advance(500)
     consumer.poll(timeout_ms=0)
     consumer.seek(TopicPartition("cursors", 1), 0)
     consumer.poll(timeout_ms=0)
@@ -325,9 +363,11 @@ def test_a_refused_cursor_is_dropped_and_the_fetch_goes_by_offset(make_client: M
     client.create_topic("refused", partitions=2)
     _produce(client, "refused", 2)
     spy.edit = lambda r: dataclasses.replace(r, cursor="stale")
-    consumer = client.consumer("refused", auto_offset_reset="earliest", _fetch_clock=Clock())
+    clock = Clock()
+    consumer = client.consumer("refused", auto_offset_reset="earliest", _fetch_clock=clock)
     consumer.poll(timeout_ms=0)
     _produce(client, "refused", 2)
+    clock.advance(500)
     spy.refuse_next = InvalidRequestError("cursor is not from this topic; fetch by offset")
 
     records = consumer.poll(timeout_ms=0)
