@@ -70,8 +70,8 @@ from benchmarks.workloads import make_values
 from lakelog import Engine, Record, ResourceNames
 from lakelog.api import ApiSettings, make_handler
 from lakelog.client import Consumer, Producer
-from lakelog.client.producer import DEFAULT_LINGER_MS
 from lakelog.client.http import HttpTransport
+from lakelog.client.producer import DEFAULT_LINGER_MS
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.storage import create_resources
 

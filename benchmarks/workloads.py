@@ -219,20 +219,27 @@ def run_multi_partition_appends(
     return _measure_appends(bench, TOPIC_MULTI, records, appends)
 
 
-def _fetch(engine: Engine, topic: str, offset: int) -> tuple[int, int]:
-    """Fetch 1 MiB from ``offset`` of partition 0; (next offset, payload bytes)."""
-    result = engine.fetch(topic, 0, offset, max_records=_FETCH_RECORDS, max_bytes=MIB)
+def _fetch(
+    engine: Engine, topic: str, offset: int, cursor: str | None = None
+) -> tuple[int, str | None, int]:
+    """Fetch 1 MiB from ``offset`` of partition 0; (next offset, cursor, payload bytes)."""
+    result = engine.fetch(
+        topic, 0, offset, max_records=_FETCH_RECORDS, max_bytes=MIB, cursor=cursor
+    )
     if not result.records or result.records[0].offset != offset:
         raise RuntimeError(f"fetch of {topic} at {offset} returned no record at {offset}")
     payload = sum(record_size(r.key, r.value, r.headers) for r in result.records)
-    return result.next_offset, payload
+    return result.next_offset, result.cursor, payload
 
 
-def _read_log(engine: Engine, topic: str, end: int) -> tuple[int, int]:
-    """Read partition 0 from offset 0 to ``end`` in 1 MiB fetches; (fetches, payload)."""
-    offset, fetches, payload = 0, 0, 0
+def _read_log(
+    engine: Engine, topic: str, start: tuple[int, str | None], end: int
+) -> tuple[int, int]:
+    """Read partition 0 from ``start`` (offset, cursor) to ``end`` in 1 MiB fetches, each
+    with the cursor the previous one returned, as a consumer does; (fetches, payload)."""
+    (offset, cursor), fetches, payload = start, 0, 0
     while offset < end:
-        offset, size = _fetch(engine, topic, offset)
+        offset, cursor, size = _fetch(engine, topic, offset, cursor)
         fetches += 1
         payload += size
     return fetches, payload
@@ -261,16 +268,19 @@ def run_fetches(bench: Bench, cold_fetches: int, topic: str = TOPIC_SINGLE) -> F
     for _ in range(cold_fetches):
         engine = bench.engine()
         with bench.recorder.capture() as calls:
-            payload += _fetch(engine, topic, 0)[1]
+            payload += _fetch(engine, topic, 0)[2]
         cold.extend(calls)
     engine = bench.engine()
     end = engine.list_offset(topic, 0, "latest")  # loads the topic: the engine is warm
+    # The first fetch searches for its offset; every later one follows its cursor.
+    second, cursor, first_payload = _fetch(engine, topic, 0)
     with bench.recorder.capture() as warm:
-        fetches, warm_payload = _read_log(engine, topic, end)
+        fetches, warm_payload = _read_log(engine, topic, (second, cursor), end)
+    _, again, _ = _fetch(engine, topic, 0)
     with bench.recorder.capture() as cached:
-        _read_log(engine, topic, end)
+        _read_log(engine, topic, (second, again), end)
     per_fetch = warm_payload / fetches
-    if payload / cold_fetches != per_fetch:
+    if payload / cold_fetches != per_fetch or first_payload != per_fetch:
         raise RuntimeError("cold and warm fetches returned different amounts of data")
     return FetchReport(
         cold=Usage(cold_fetches, tuple(cold)),
