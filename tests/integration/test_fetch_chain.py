@@ -307,3 +307,19 @@ def test_the_segment_bytes_cache_serves_only_ranges_it_holds_and_stays_in_its_bo
     cache.put("c", 0, b"x" * 11)  # larger than the whole cache: not kept
     assert cache.get("c", 0, 1) is None
     assert cache.get("b", 0, 5) == b"12345"
+
+
+@pytest.mark.moto
+def test_a_read_from_the_start_of_a_long_log_finds_its_item_with_one_probe(
+    aws_engine: Engine, dynamodb_client: Any
+) -> None:
+    engine = aws_engine
+    engine.create_topic("orders")
+    for i in range(64):
+        engine.append("orders", [Record(value=b"%d" % i)])
+
+    with requests(dynamodb_client) as seen:
+        result = engine.fetch("orders", 0, 0, max_records=1)
+
+    assert [r.offset for r in result.records] == [0]
+    assert seen["GetItem"] <= 2  # the first chain item, and the meta item while catching up

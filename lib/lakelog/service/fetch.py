@@ -304,12 +304,16 @@ class Fetcher:
         if offset == state.high_watermark(partition):
             return state.tail.seq + 1
         low = max(1, state.meta.chain_start)
-        found = first_seq(
-            low,
-            state.tail.seq,
-            self._probe(topic.topic_id),
-            lambda item: item.mark(partition).high_watermark > offset,
-        )
+        probe = self._probe(topic.topic_id)
+
+        def holds(item: ChainItem) -> bool:
+            return item.mark(partition).high_watermark > offset
+
+        # Readers from the start of the log (the most common seek) need one probe only.
+        first = probe(low)
+        if first is not None and holds(first):
+            return low
+        found = first_seq(low, state.tail.seq, probe, holds)
         return state.tail.seq + 1 if found is None else found
 
     def _probe(self, topic_id: str) -> Callable[[int], ChainItem | None]:
