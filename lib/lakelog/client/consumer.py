@@ -38,6 +38,7 @@ from lakelog.client.subscription import ConsumerRebalanceListener, OffsetReset, 
 from lakelog.client.transport import Transport
 from lakelog.contract.operations import DescribeTopic, ListOffset, OffsetForTime
 from lakelog.errors import InvalidRequestError
+from lakelog.limits import MAX_API_FETCH_MANY_BYTES, MAX_FETCH_RECORDS
 from lakelog.types import OffsetAndTimestamp, TopicPartition
 
 __all__ = [
@@ -70,7 +71,9 @@ class Consumer:
         Commit the positions of returned records every interval, before each heartbeat
         and on `close`.
     max_poll_records, fetch_max_bytes, fetch_max_wait_ms
-        Records per `poll`, bytes per fetch request (shared by all partitions), and the
+        Records per `poll`, bytes per fetch request (shared by all partitions; default
+        3 MiB, the most one HTTP fetch returns; records beyond ``max_poll_records`` wait
+        for the next `poll` in the consumer's buffer), and the
         first pause after a fetch that found nothing (it doubles up to
         `IDLE_BACKOFF_MAX_S` while nothing comes).
     session_timeout_ms
@@ -94,7 +97,7 @@ class Consumer:
         enable_auto_commit: bool = True,
         auto_commit_interval_ms: int = 5000,
         max_poll_records: int = 500,
-        fetch_max_bytes: int = 1 << 20,
+        fetch_max_bytes: int = MAX_API_FETCH_MANY_BYTES,
         fetch_max_wait_ms: int = 500,
         session_timeout_ms: int | None = None,
         consumer_timeout_ms: float | None = None,
@@ -192,13 +195,14 @@ class Consumer:
         self, timeout_ms: float = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records of the assigned partitions, waiting up to ``timeout_ms`` for some."""
-        found = self._fetcher.drain()  # records iteration fetched but did not hand over
+        limit = max_records or self._max_poll_records
+        found = self._fetcher.drain(limit)  # records fetched before, not handed over yet
         if found:
             return found
-        batches = self._poll(timeout_ms, max_records or self._max_poll_records, hand_over=True)
-        for batch in batches:
-            found.setdefault(batch.partition, []).extend(batch.records)
-        return found
+        # A fetch is bounded by fetch_max_bytes, not by max_poll_records: what this poll
+        # does not hand over waits in the buffer for the next one (as Kafka's consumer).
+        self._fetcher.buffer(self._poll(timeout_ms, MAX_FETCH_RECORDS, hand_over=False))
+        return self._fetcher.drain(limit)
 
     def _poll(self, timeout_ms: float, limit: int, *, hand_over: bool) -> list[Fetched]:
         """Fetch up to ``limit`` records; ``hand_over``: they count as handed over (their

@@ -330,15 +330,21 @@ class Fetcher:
                     return record
             return None
 
-    def drain(self) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Every buffered record still current, by partition; positions then catch up with
-        the fetches (nothing is buffered any more)."""
+    def drain(self, limit: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to ``limit`` (None: every) buffered records still current, by partition; each
+        one's position moves past it, and once nothing is buffered any more every position
+        catches up with its fetches."""
         found: dict[TopicPartition, list[ConsumerRecord]] = {}
+        taken = 0
         with self._subscription.lock:
-            while self._buffer:
+            while self._buffer and (limit is None or taken < limit):
                 record, state, seeks = self._buffer.popleft()
                 tp = TopicPartition(record.topic, record.partition)
                 if self._current(tp, state, seeks):
+                    state.position = record.offset + 1
                     found.setdefault(tp, []).append(record)
-        self._subscription.handed_over()
+                    taken += 1
+            empty = not self._buffer
+        if empty:
+            self._subscription.handed_over()
         return found

@@ -393,3 +393,33 @@ def test_a_deleted_topic_raises_from_poll_and_moves_no_position(make_client: Mak
 
     assert consumer.position(TopicPartition("kept", 0)) == 0
     consumer.close()
+
+
+def test_one_fetch_serves_several_polls_and_positions_move_only_past_what_was_handed_over(
+    make_client: MakeClient,
+) -> None:
+    # Given 10 records and a consumer that hands over 3 per poll
+    client, spy = _spied(make_client)
+    client.create_topic("buffered", partitions=1)
+    _produce(client, "buffered", 1, per_partition=10)
+    tp = TopicPartition("buffered", 0)
+    consumer = client.consumer(
+        "buffered", auto_offset_reset="earliest", max_poll_records=3, _fetch_clock=Clock()
+    )
+
+    # When it polls four times
+    handed = []
+    positions = []
+    for _ in range(4):
+        handed.append([r.offset for r in consumer.poll(timeout_ms=0).get(tp, [])])
+        positions.append(consumer.position(tp))
+
+    # Then one fetch (bounded by bytes, not by max_poll_records) served all four polls,
+    # and the position only ever moved past the records handed over
+    assert handed == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert positions == [3, 6, 9, 10]
+    assert len(spy.fetches()) == 1
+    # A seek drops what the buffer still held for the partition
+    consumer.seek(tp, 1)
+    assert [r.offset for r in consumer.poll(timeout_ms=0)[tp]] == [1, 2, 3]
+    consumer.close()
