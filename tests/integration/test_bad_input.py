@@ -40,6 +40,7 @@ from lakelog.limits import (
     MAX_PARTITIONS,
     MAX_TIMESTAMP_MS,
 )
+from lakelog.service.context import SegmentBytesCache
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.storage.ports import ObjectInfo
 from lakelog.types import Header
@@ -653,8 +654,10 @@ def test_fetch_with_a_cached_footer_of_an_overwritten_segment_raises_corrupt_seg
     assert len(engine.fetch("victim", 0, 0).records) == 50
     [key] = world.topic_segments("victim")
 
-    # When the object's bytes are replaced by garbage of the same length
+    # When the object's bytes are replaced by garbage of the same length (and the bytes
+    # this process read before are no longer cached; its footer still is)
     world.overwrite(key, _garbage(world.object_size(key)))
+    engine.context.caches.segment_bytes = SegmentBytesCache()
 
     # Then decoding the row group fails by name, not with a crash
     with pytest.raises(CorruptSegmentError):
