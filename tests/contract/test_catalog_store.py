@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lakelog.storage.ports import AclEntry, CatalogStore, ProducerIdRecord, TopicRecord
+from lakelog.storage.ports import (
+    PRODUCER_ID_RETENTION_MS,
+    AclEntry,
+    CatalogStore,
+    ProducerIdRecord,
+    TopicRecord,
+)
 from tests.contract.backends import Backend, Stores
 
 
@@ -186,3 +192,20 @@ def test_removing_acl_operations_keeps_the_rest_and_drops_an_empty_rule(
     assert catalog.remove_acl(acl(ns, "write"))
     assert _acls(catalog, ns) == []
     assert not catalog.remove_acl(acl(ns, "write"))
+
+
+def test_a_binding_refresh_moves_its_expiry_for_its_principal_only(
+    backend: Backend, ns: str
+) -> None:
+    writer, reader = backend.stores()[2], backend.stores()[2]
+    alice = ProducerIdRecord(producer_id(ns), "alice", issued_ms=42)
+    assert writer.register_producer(alice)
+
+    assert not reader.refresh_producer(alice.producer_id, "bob", 1_000)
+    assert not reader.refresh_producer(producer_id(ns, 1), "alice", 1_000)
+    assert writer.get_producer(alice.producer_id) == alice
+
+    assert reader.refresh_producer(alice.producer_id, "alice", 1_000)
+    refreshed = writer.get_producer(alice.producer_id)
+    assert refreshed == ProducerIdRecord(alice.producer_id, "alice", 42, refreshed_ms=1_000)
+    assert refreshed.expires_ms == 1_000 + PRODUCER_ID_RETENTION_MS

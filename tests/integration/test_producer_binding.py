@@ -146,3 +146,82 @@ def test_a_process_remembers_a_bounded_number_of_bindings(engine: Engine) -> Non
     assert reads == [11]  # the oldest was forgotten and is read again, still bound to "a"
     producers.check(13, "c")
     assert reads == [11, 13]  # 13 was now the least recently used
+
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def test_an_id_in_use_never_expires_and_an_idle_one_expires_although_ttl_has_not_run(
+    make_engine: Callable[..., Engine], topic: str
+) -> None:
+    # Given two producers issued at the same time, on a fake clock
+    now = {"ms": 1_700_000_000_000}
+    engine = make_engine(clock_ms=lambda: now["ms"])
+    busy, idle = engine.init_producer_id("alice"), engine.init_producer_id("alice")
+    refreshes: list[int] = []
+    catalog = engine.context.catalog
+    original = catalog.refresh_producer
+
+    def counting(producer_id: int, principal: str, refreshed_ms: int) -> bool:
+        refreshes.append(producer_id)
+        return original(producer_id, principal, refreshed_ms)
+
+    catalog.refresh_producer = counting  # type: ignore[method-assign]
+
+    # When one appends every 6 hours for 30 days and the other only on its first day
+    batch = ProducerBatch(idle, 0, sequence=0)
+    engine.append(TOPIC, [Record(value=b"once", partition=0)], batch, principal="alice")
+    for sequence in range(4 * 30):
+        engine.append(
+            TOPIC,
+            [Record(value=b"v", partition=0)],
+            ProducerBatch(busy, 0, sequence=sequence),
+            principal="alice",
+        )
+        now["ms"] += 6 * 3600 * 1000
+
+    # Then the busy one still appends, having refreshed its binding about once a day
+    assert 29 <= refreshes.count(busy) <= 30
+    assert idle not in refreshes
+    # And the idle one is refused (by this process and by a fresh one), although its
+    # catalog item is still there: the expiry is checked, not left to TTL
+    assert catalog.get_producer(idle) is not None
+    for process in (engine, make_engine(clock_ms=lambda: now["ms"])):
+        with pytest.raises(UnknownProducerError):
+            process.append(
+                TOPIC,
+                [Record(value=b"late", partition=0)],
+                ProducerBatch(idle, 0, sequence=1),
+                principal="alice",
+            )
+
+
+def test_a_binding_another_process_refreshed_is_read_again_not_refused(
+    make_engine: Callable[..., Engine], topic: str
+) -> None:
+    # Given a process that cached a binding, and another that kept it alive by appending
+    # every 20 hours for 8 days
+    now = {"ms": 1_700_000_000_000}
+    first, second = (make_engine(clock_ms=lambda: now["ms"]) for _ in range(2))
+    producer_id = first.init_producer_id("alice")
+    sequence = 0
+
+    def append(engine: Engine) -> int:
+        nonlocal sequence
+        [ack] = engine.append(
+            TOPIC,
+            [Record(value=b"%d" % sequence, partition=0)],
+            ProducerBatch(producer_id, 0, sequence=sequence),
+            principal="alice",
+        )
+        sequence += 1
+        return ack.offset
+
+    append(first)
+    for _ in range(10):
+        now["ms"] += 20 * 3600 * 1000
+        append(second)
+
+    # When the first process's cached expiry (7 days after issue) has passed, it reads the
+    # binding again and appends
+    assert append(first) == 11

@@ -3,8 +3,13 @@
 ADR 0004. An id is a random 63-bit integer, registered in the catalog with a conditional
 put (a collision draws again), so no caller can guess another's id or take over one that
 will be issued next. An append under an id is accepted only from the principal the
-catalog item names. Bindings never change once written, so each process keeps the ones
-it has seen: an append reads the catalog only the first time this process meets an id.
+catalog item names, and only until the binding expires: `PRODUCER_ID_RETENTION_MS` (7 days)
+after issue or after its last refresh. An append that finds less than `REFRESH_AFTER_MS`
+of that left refreshes it (one write, at most once a day per id and process), so an id in
+use never expires and an idle one does (ADR 0012, 2.1). The principal of an id never
+changes, so each process keeps the bindings it has seen with their expiry: an append reads
+the catalog only the first time this process meets an id, or when its cached expiry
+passed.
 """
 
 from __future__ import annotations
@@ -13,12 +18,19 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from lakelog.errors import UnavailableError, UnknownProducerError
-from lakelog.storage.ports import CatalogStore, ProducerIdRecord
+from lakelog.storage.ports import PRODUCER_ID_RETENTION_MS, CatalogStore, ProducerIdRecord
 
-__all__ = ["BINDINGS_KEPT", "DIRECT_PRINCIPAL", "ISSUE_ATTEMPTS", "ProducerIds"]
+__all__ = [
+    "BINDINGS_KEPT",
+    "DIRECT_PRINCIPAL",
+    "ISSUE_ATTEMPTS",
+    "REFRESH_AFTER_MS",
+    "ProducerIds",
+]
 
 DIRECT_PRINCIPAL: Final = "direct"
 """The principal of every call in direct mode (`Engine` used in-process, no HTTP caller).
@@ -31,6 +43,9 @@ ISSUE_ATTEMPTS: Final = 8
 
 BINDINGS_KEPT: Final = 100_000
 """Bindings a process remembers (least recently used forgotten first), ~100 B each."""
+
+REFRESH_AFTER_MS: Final = 24 * 3600 * 1000
+"""An append refreshes a binding that was issued or last refreshed this long ago."""
 
 
 def _draw_id() -> int:
@@ -64,7 +79,7 @@ class ProducerIds:
         self._clock_ms = clock_ms
         self._draw = draw
         self._capacity = capacity
-        self._held: OrderedDict[int, str] = OrderedDict()
+        self._held: OrderedDict[int, ProducerIdRecord] = OrderedDict()
         self._lock = threading.Lock()
 
     def issue(self, principal: str) -> int:
@@ -78,34 +93,42 @@ class ProducerIds:
         for _ in range(ISSUE_ATTEMPTS):
             record = ProducerIdRecord(self._draw(), principal, self._clock_ms())
             if self._catalog.register_producer(record):
-                self._remember(record.producer_id, principal)
+                self._remember(record)
                 return record.producer_id
         raise UnavailableError("no unused producer id was drawn; retry")
 
     def check(self, producer_id: int, principal: str) -> None:
-        """Return if ``principal`` holds ``producer_id``; read from the catalog on a miss.
+        """Return if ``principal`` holds ``producer_id``; read from the catalog on a miss
+        or when the cached binding looks expired, and refresh a binding due for it.
 
         Raises
         ------
         UnknownProducerError
             The id was never issued, is held by another principal, or has expired.
         """
+        now = self._clock_ms()
         with self._lock:
-            holder = self._held.get(producer_id)
-            if holder is not None:
+            record = self._held.get(producer_id)
+            if record is not None:
                 self._held.move_to_end(producer_id)
-        if holder is None:
+        if record is None or record.expires_ms < now:
             record = self._catalog.get_producer(producer_id)
             if record is None:
                 raise UnknownProducerError(producer_id)
-            holder = record.principal
-            self._remember(producer_id, holder)
-        if holder != principal:
+            self._remember(record)
+        if record.principal != principal or record.expires_ms < now:
             raise UnknownProducerError(producer_id)
+        if record.expires_ms - now <= PRODUCER_ID_RETENTION_MS - REFRESH_AFTER_MS:
+            self._refresh(record, now)
 
-    def _remember(self, producer_id: int, principal: str) -> None:
+    def _refresh(self, record: ProducerIdRecord, now: int) -> None:
+        """Move the binding's expiry to a full retention from ``now``."""
+        if self._catalog.refresh_producer(record.producer_id, record.principal, now):
+            self._remember(replace(record, refreshed_ms=now))
+
+    def _remember(self, record: ProducerIdRecord) -> None:
         with self._lock:
-            self._held[producer_id] = principal
-            self._held.move_to_end(producer_id)
+            self._held[record.producer_id] = record
+            self._held.move_to_end(record.producer_id)
             while len(self._held) > self._capacity:
                 self._held.popitem(last=False)

@@ -486,7 +486,30 @@ class DynamoCatalogStore:
             principal=item["principal"]["S"],
             issued_ms=get_int(item, "issued_ms"),
             epoch=get_int(item, "epoch"),
+            refreshed_ms=get_int(item, "refreshed_ms") if "refreshed_ms" in item else None,
         )
+
+    @translate_client_errors
+    def refresh_producer(self, producer_id: int, principal: str, refreshed_ms: int) -> bool:
+        record = ProducerIdRecord(producer_id, principal, 0, refreshed_ms=refreshed_ms)
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=self._key(producer_pk(producer_id), PRODUCER_SK),
+                UpdateExpression="SET refreshed_ms = :r, #ttl = :t",
+                ConditionExpression="attribute_exists(pk) AND principal = :p",
+                ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":r": num(refreshed_ms),
+                    ":t": num(record.expires_ms // 1000),
+                    ":p": {"S": principal},
+                },
+            )
+        except ClientError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
 
     @translate_client_errors
     def list_acls(self) -> list[AclEntry]:

@@ -274,6 +274,9 @@ class FaultyCatalogStore:
     def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
         return self.inner.get_producer(producer_id)
 
+    def refresh_producer(self, producer_id: int, principal: str, refreshed_ms: int) -> bool:
+        return self.inner.refresh_producer(producer_id, principal, refreshed_ms)
+
     def list_acls(self) -> list[AclEntry]:
         return self.inner.list_acls()
 

@@ -417,6 +417,14 @@ class MemoryCatalogStore:
         with self._s.lock:
             return self._s.producers.get(producer_id)
 
+    def refresh_producer(self, producer_id: int, principal: str, refreshed_ms: int) -> bool:
+        with self._s.lock:
+            record = self._s.producers.get(producer_id)
+            if record is None or record.principal != principal:
+                return False
+            self._s.producers[producer_id] = replace(record, refreshed_ms=refreshed_ms)
+            return True
+
     def list_acls(self) -> list[AclEntry]:
         with self._s.lock:
             return [self._s.acls[key] for key in sorted(self._s.acls)]

@@ -103,25 +103,30 @@ class TopicRecord:
 
 
 PRODUCER_ID_RETENTION_MS: Final = 7 * 24 * 3600 * 1000
-"""How long after issue an id's catalog item is kept: its TTL attribute is set to then."""
+"""How long an id stays held without use: its binding expires this long after issue or
+after its last refresh, and the catalog's TTL attribute is set to then."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProducerIdRecord:
     """An issued idempotent producer id and the principal that holds it (ADR 0004).
 
-    Written once, never changed: the binding of an id to its principal is immutable.
+    The binding of an id to its principal never changes; only its expiry moves, when an
+    append refreshes it (ADR 0012, 2.1). ``refreshed_ms`` None: never refreshed.
     """
 
     producer_id: int
     principal: str
     issued_ms: int
     epoch: int = 0
+    refreshed_ms: int | None = None
 
     @property
     def expires_ms(self) -> int:
-        """When the catalog's TTL may remove the item (`PRODUCER_ID_RETENTION_MS` after issue)."""
-        return self.issued_ms + PRODUCER_ID_RETENTION_MS
+        """When the binding expires: `PRODUCER_ID_RETENTION_MS` after issue or the last
+        refresh (the catalog's TTL may remove the item from then on)."""
+        since = self.issued_ms if self.refreshed_ms is None else self.refreshed_ms
+        return since + PRODUCER_ID_RETENTION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +288,10 @@ class CatalogStore(Protocol):
 
     def get_producer(self, producer_id: int) -> ProducerIdRecord | None:
         """The issued producer id ``producer_id`` (strongly consistent), or None."""
+
+    def refresh_producer(self, producer_id: int, principal: str, refreshed_ms: int) -> bool:
+        """Move the binding's expiry (and TTL) to `PRODUCER_ID_RETENTION_MS` after
+        ``refreshed_ms``, if the id exists and is held by ``principal``; False if not."""
 
     def list_acls(self) -> list[AclEntry]:
         """Every access rule."""
