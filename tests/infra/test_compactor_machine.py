@@ -1,0 +1,170 @@
+"""The synthesized compactor state machine, run by `tests.infra.states` on the real handlers.
+
+Each Task calls, in-process, the handler its function's ``Handler`` names, built by
+`make_task_handlers` as ``functions/compactor/handler.py`` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from lakelog.compactor_handler import TaskHandlers, make_task_handlers
+from lakelog.errors import UnavailableError
+from lakelog.service.compactor import CompactionStep, GcReport
+from tests.infra.states import (
+    ExecutionFailedError,
+    Interpreter,
+    UnsupportedError,
+    resolve_definition,
+)
+from tests.infra.synth import SynthCache, Synthesized
+from tests.infra.test_compactor import state_machine_id
+
+pytestmark = pytest.mark.infra
+
+HANDLER_MODULE = "functions.compactor.handler."
+
+
+@dataclass
+class ScriptedCompactor:
+    """Topics that need a given number of steps; failures injected per call name."""
+
+    steps_left: dict[str, int]
+    failures: dict[str, int] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def _maybe_fail(self, call: str) -> None:
+        self.calls.append(call)
+        if self.failures.get(call, 0) > 0:
+            self.failures[call] -= 1
+            raise UnavailableError(f"{call} failed (injected)")
+
+    def topics_needing_work(self) -> list[str]:
+        self._maybe_fail("list")
+        return sorted(self.steps_left)
+
+    def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
+        self._maybe_fail(f"compact:{topic}")
+        assert self.steps_left[topic] > 0, f"{topic} compacted after it was done"
+        self.steps_left[topic] -= 1
+        return CompactionStep(topic, done=self.steps_left[topic] == 0, segments_merged=2)
+
+    def collect(self) -> GcReport:
+        self._maybe_fail("collect")
+        return GcReport(segments_deleted=1)
+
+
+@dataclass
+class Deadline:
+    """A Lambda context whose deadline is always ``remaining_ms`` away."""
+
+    remaining_ms: int
+    function_name: str = "lakelog-test-compactor"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test"
+    aws_request_id: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture(scope="module")
+def dev(synth: SynthCache) -> Synthesized:
+    return synth.environment("dev")
+
+
+def interpreter(
+    stack: Synthesized, tasks: TaskHandlers, context: Any, sleeps: list[float] | None = None
+) -> Interpreter:
+    """The stack's machine, each task function running its handler from ``tasks``."""
+    functions = stack.resources("AWS::Lambda::Function")
+
+    def invoke(logical_id: str, event: Any) -> Any:
+        handler = functions[logical_id]["Properties"]["Handler"]
+        assert handler.startswith(HANDLER_MODULE), handler
+        run: Callable[[Any, Any], Any] = getattr(tasks, handler.removeprefix(HANDLER_MODULE))
+        return run(event, context)
+
+    definition = resolve_definition(stack.template_json, state_machine_id(stack))
+    record = sleeps.append if sleeps is not None else (lambda _seconds: None)
+    return Interpreter(definition, invoke, record)
+
+
+def test_one_execution_loops_each_topic_until_done_then_collects(dev: Synthesized) -> None:
+    compactor = ScriptedCompactor({"a": 3, "b": 1})
+    # Below the reserve: each invocation runs exactly one step, so the machine loops.
+    tasks = make_task_handlers(compactor, reserve_ms=10_000)
+    machine = interpreter(dev, tasks, Deadline(remaining_ms=5_000))
+
+    output = machine.run({})
+
+    assert output == {"topics": ["a", "b"]}
+    assert compactor.calls == [
+        "list",
+        "compact:a",
+        "compact:a",
+        "compact:a",
+        "compact:b",
+        "collect",
+    ]
+    assert machine.visited.count("TopicDone") == 4
+    assert machine.visited[-1] == "Collect"
+
+
+def test_a_task_with_time_left_runs_steps_until_the_topic_is_done() -> None:
+    compactor = ScriptedCompactor({"a": 3})
+    tasks = make_task_handlers(compactor, reserve_ms=10_000)
+
+    output = tasks.compact_topic({"topic": "a"}, Deadline(remaining_ms=60_000))
+
+    assert output == {
+        "topic": "a",
+        "done": True,
+        "steps": 3,
+        "bytes_expired": 0,
+        "items_removed": 0,
+        "segments_merged": 6,
+        "log_start_offsets": {},
+    }
+
+
+def test_failed_tasks_are_retried_with_exponential_backoff(dev: Synthesized) -> None:
+    compactor = ScriptedCompactor({"a": 1}, failures={"list": 2, "compact:a": 1})
+    sleeps: list[float] = []
+    machine = interpreter(dev, make_task_handlers(compactor), Deadline(60_000), sleeps)
+
+    machine.run({})
+
+    assert compactor.calls == ["list"] * 3 + ["compact:a"] * 2 + ["collect"]
+    assert sleeps == [2, 4, 2]
+
+
+def test_a_task_that_keeps_failing_is_recorded_and_fails_the_execution(dev: Synthesized) -> None:
+    compactor = ScriptedCompactor({"a": 1, "b": 1}, failures={"compact:a": 10})
+    machine = interpreter(dev, make_task_handlers(compactor), Deadline(60_000))
+
+    with pytest.raises(ExecutionFailedError) as failed:
+        machine.run({})
+
+    assert failed.value.error == "CompactorPassFailed"
+    assert "UnavailableError" in failed.value.cause and "compact:a failed" in failed.value.cause
+    assert compactor.calls.count("compact:a") == 4  # the call and three retries
+    assert "collect" not in compactor.calls
+    assert machine.visited[-2:] == ["RecordFailure", "PassFailed"]
+
+
+def test_the_interpreter_refuses_what_it_does_not_implement(dev: Synthesized) -> None:
+    definition = resolve_definition(dev.template_json, state_machine_id(dev))
+    definition["States"]["ListTopics"]["InputPath"] = "$.x"
+    tasks = make_task_handlers(ScriptedCompactor({}))
+    machine = Interpreter(definition, lambda _id, event: event, lambda _seconds: None)
+
+    with pytest.raises(UnsupportedError, match="InputPath"):
+        machine.run({})
+    definition["States"]["ListTopics"] = {"Type": "Wait", "Seconds": 1, "Next": "EachTopic"}
+    with pytest.raises(UnsupportedError, match="Wait"):
+        Interpreter(definition, lambda _id, event: tasks.collect(event, None), print).run({})
