@@ -144,7 +144,12 @@ class Compactor:
             return self._released(meta, now)
         config = TopicConfig.parse(topic.config)
         start = [item for item in first if item.seq >= max(1, meta.chain_start)]
-        if start and start[0].seq < tail.seq and self._below_all(start[0], meta):
+        if (
+            start
+            and start[0].seq < tail.seq
+            and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
+            and self._below_all(start[0], meta)
+        ):
             return True
         if config.cleanup_policy != "delete":
             return False
@@ -209,22 +214,21 @@ class Compactor:
         """The step against ``tail`` and ``meta``; None when the meta item moved meanwhile."""
         now = self._ctx.clock_ms()
         budget = self._settings.max_items_per_step
-        below, _ = self._ctx.ledger.query(topic.topic_id, 0, budget)
-        below = [item for item in below if item.seq < meta.chain_start]
+        first, _ = self._ctx.ledger.query(topic.topic_id, 0, budget)
+        below = [item.seq for item in first if item.seq < meta.chain_start]
         removed = 0
         if below and self._released(meta, now):
-            seqs = [item.seq for item in below]
             if not dry_run:
-                self._ctx.ledger.delete_items(topic.topic_id, seqs)
-            removed = len(seqs)
-            budget -= removed
-        plan = self._retention(topic, tail, meta, max(1, budget), now)
+                self._ctx.ledger.delete_items(topic.topic_id, below)
+            removed = len(below)
+        plan = self._retention(topic, tail, meta, max(1, budget - removed), now)
         if removed:
-            plan.actions.insert(0, f"delete chain items {below[0].seq}..{below[-1].seq}")
-        if (not below or removed == len(below)) and removed < self._settings.max_items_per_step:
+            plan.actions.insert(0, f"delete chain items {below[0]}..{below[-1]}")
+        if removed == budget:
+            plan.complete = False  # there may be more below the chain start
+        elif not below or removed:
+            # The chain start moves again only once the items below it are gone.
             self._truncate(topic, tail, meta, plan, now)
-        else:
-            plan.complete = False
         moved = {
             p: start for p, start in enumerate(plan.log_start) if start != meta.log_start_offset(p)
         }
@@ -317,7 +321,7 @@ class Compactor:
         """Move the chain start past the items wholly below every (new) log start that
         were appended more than `PRODUCER_EXPIRATION_MS` ago; never past the tail."""
         young = first_seq(
-            max(1, meta.chain_start),
+            meta.chain_start,
             tail.seq,
             self._probe(topic.topic_id),
             lambda item: item.append_time_ms > now - PRODUCER_EXPIRATION_MS,
