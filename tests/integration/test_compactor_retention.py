@@ -358,6 +358,47 @@ def test_chain_items_appended_within_a_day_are_kept_for_retried_producers(
     assert engine.describe_topic(TOPIC).partitions[0].log_start_offset == 6
 
 
+def test_items_below_the_chain_start_are_deleted_a_step_budget_at_a_time(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    engine = _expired_and_kept(make, clock)
+    run_pass(compactor_of(engine))
+    clock.advance(GRACE_MS)
+    compactor = compactor_of(engine, items_per_step=4)
+    steps = [compactor.compact_topic(TOPIC) for _ in range(2)]
+    assert [(s.items_removed, s.done) for s in steps] == [(4, False), (2, True)]
+    assert chain_seqs(engine) == [6, 7]
+
+
+def test_a_step_with_nothing_to_do_writes_nothing(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    engine = make()
+    engine.create_topic(TOPIC, partitions=3, config={"retention_ms": DAY_MS})
+    append_batches(engine, 1, [clock.now])
+    topic_id = engine.describe_topic(TOPIC).topic_id
+    before = engine.context.ledger.read_meta(topic_id)
+    step = compactor_of(engine).compact_topic(TOPIC)
+    assert step.done and step.actions == ()
+    assert engine.context.ledger.read_meta(topic_id) == before
+
+
+def test_retention_is_due_while_removed_items_wait_for_their_grace_period(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a chain start just moved (its items wait a grace period)
+    engine = _expired_and_kept(make, clock)
+    compactor = compactor_of(engine)
+    run_pass(compactor)
+    assert compactor.topics_needing_work() == []
+
+    # When the partitions' bytes exceed a new limit, then the topic needs work again
+    engine.alter_topic(TOPIC, config={"retention_bytes": 1})
+    assert compactor.topics_needing_work() == [TOPIC]
+    run_pass(compactor)
+    assert [p.bytes for p in engine.describe_topic(TOPIC).partitions] == [0, 0]
+
+
 # Crashes -------------------------------------------------------------------------------------
 
 CRASHES = [

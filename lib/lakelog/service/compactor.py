@@ -140,8 +140,8 @@ class Compactor:
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, first: list[ChainItem]
     ) -> bool:
         now = self._ctx.clock_ms()
-        if any(item.seq < meta.chain_start for item in first):
-            return self._released(meta, now)
+        if any(item.seq < meta.chain_start for item in first) and self._released(meta, now):
+            return True
         config = TopicConfig.parse(topic.config)
         start = [item for item in first if item.seq >= max(1, meta.chain_start)]
         if (
@@ -214,8 +214,7 @@ class Compactor:
         """The step against ``tail`` and ``meta``; None when the meta item moved meanwhile."""
         now = self._ctx.clock_ms()
         budget = self._settings.max_items_per_step
-        first, _ = self._ctx.ledger.query(topic.topic_id, 0, budget)
-        below = [item.seq for item in first if item.seq < meta.chain_start]
+        below = self._below_chain_start(topic, meta, budget)
         removed = 0
         if below and self._released(meta, now):
             if not dry_run:
@@ -232,19 +231,16 @@ class Compactor:
         moved = {
             p: start for p, start in enumerate(plan.log_start) if start != meta.log_start_offset(p)
         }
-        updated = replace(
-            meta,
-            log_start=tuple(plan.log_start),
-            bytes_below=tuple(plan.bytes_below),
-            chain_start=plan.chain_start,
-            chain_start_ms=now if plan.chain_start != meta.chain_start else meta.chain_start_ms,
-        )
-        if (
-            updated != meta
-            and not dry_run
-            and not self._ctx.ledger.update_meta(topic.topic_id, updated, meta.version)
-        ):
-            return None
+        if (moved or plan.chain_start != meta.chain_start) and not dry_run:
+            updated = replace(
+                meta,
+                log_start=tuple(plan.log_start),
+                bytes_below=tuple(plan.bytes_below),
+                chain_start=plan.chain_start,
+                chain_start_ms=now if plan.chain_start != meta.chain_start else meta.chain_start_ms,
+            )
+            if not self._ctx.ledger.update_meta(topic.topic_id, updated, meta.version):
+                return None
         return CompactionStep(
             topic=topic.name,
             done=plan.complete,
@@ -253,6 +249,14 @@ class Compactor:
             items_removed=removed,
             actions=tuple(plan.actions),
         )
+
+    def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
+        """Seqs of the items still stored below the chain start, at most ``budget``: one
+        Query of the first stored item (the items below form a run up to the chain start)."""
+        first, _ = self._ctx.ledger.query(topic.topic_id, 0, 1)
+        if not first or first[0].seq >= meta.chain_start:
+            return []
+        return list(range(first[0].seq, min(meta.chain_start, first[0].seq + budget)))
 
     def _retention(
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, budget: int, now: int
