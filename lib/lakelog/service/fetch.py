@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lakelog.errors import (
@@ -43,6 +43,7 @@ from lakelog.log.chain import (
     first_seq,
     is_sealed,
     row_group_starts,
+    snapshot_before,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.records import BatchRef, ChainItem, ChainMeta
@@ -338,15 +339,32 @@ class Fetcher:
         partitions = {want.partition for want in wanted}
         seq = min(want.start_seq for want in wanted) - 1
         previous: ChainItem | None = None
+        truncated = False
         for _round in range(MAX_QUERY_ROUNDS):
             items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
+            if previous is None and items and items[0].seq == seq + 1:
+                # The anchor is gone: compaction removes items below the chain start, each
+                # wholly below every log start (ADR 0013, 3.2), so no record at or after a
+                # start at or above the log start lies before the chain start, and a start
+                # below it is answered 416. Its snapshot is derived from the next item's.
+                known = meta or self._ctx.ledger.read_meta(topic.topic_id)
+                truncated = known is not None and known.chain_start > seq
+                if truncated:
+                    anchor = replace(
+                        items[0], seq=seq, snapshot=snapshot_before(items[0]), batches=()
+                    )
+                    items = [anchor, *items]
             run = chain_run(items, seq, partitions)
             if not run or run[0].seq != seq:
                 if previous is None:
                     return None
                 break  # the item walked last is gone: answer with what was taken
-            if previous is None and not all(
-                run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
+            if (
+                previous is None
+                and not truncated
+                and not all(
+                    run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
+                )
             ):
                 return None
             if any(is_sealed(item) for item in run):
