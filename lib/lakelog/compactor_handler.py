@@ -63,7 +63,7 @@ class TaskHandlers:
 
 def compactor_for(engine: Engine, settings: CompactionSettings | None = None) -> CompactorCalls:
     """The compactor over ``engine``'s stores and gc."""
-    from lakelog.service.compactor import Compactor  # type: ignore[attr-defined] # noqa: PLC0415
+    from lakelog.service.compactor import Compactor  # noqa: PLC0415
 
     compactor: CompactorCalls = Compactor(engine.context, engine.gc, settings)
     return compactor

@@ -1,18 +1,26 @@
 """The synthesized compactor state machine, run by `tests.infra.states` on the real handlers.
 
-Each Task calls, in-process, the handler its function's ``Handler`` names, built by
-`make_task_handlers` as ``functions/compactor/handler.py`` builds it.
+Each Task calls, in-process, the handler its function's ``Handler`` names: on moto, the
+very module Lambda loads (``functions/compactor/handler.py``, built from the environment
+the stack gives it); elsewhere the handlers `make_task_handlers` builds over a scripted
+compactor, to drive the loop, the retries and the failure path.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from lakelog.compactor_handler import TaskHandlers, make_task_handlers
+from lakelog import Engine, OffsetOutOfRangeError, Record
+from lakelog.compactor_handler import make_task_handlers
+from lakelog.environment import ENV_BUCKET, ENV_CATALOG_TABLE, ENV_LEDGER_TABLE
+from lakelog.service.context import now_ms
+from lakelog.storage.keys import ResourceNames
 from tests.compactor_support import ScriptedCompactor
 from tests.infra.states import (
     ExecutionFailedError,
@@ -26,6 +34,7 @@ from tests.infra.test_compactor import state_machine_id
 pytestmark = pytest.mark.infra
 
 HANDLER_MODULE = "functions.compactor.handler."
+DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass
@@ -48,7 +57,7 @@ def dev(synth: SynthCache) -> Synthesized:
 
 
 def interpreter(
-    stack: Synthesized, tasks: TaskHandlers, context: Any, sleeps: list[float] | None = None
+    stack: Synthesized, tasks: object, context: Any, sleeps: list[float] | None = None
 ) -> Interpreter:
     """The stack's machine, each task function running its handler from ``tasks``."""
     functions = stack.resources("AWS::Lambda::Function")
@@ -83,6 +92,39 @@ def test_one_execution_loops_each_topic_until_done_then_collects(dev: Synthesize
     ]
     assert machine.visited.count("TopicDone") == 4
     assert machine.visited[-1] == "Collect"
+
+
+def test_one_execution_expires_old_records_on_moto(
+    dev: Synthesized,
+    make_engine: Callable[..., Engine],
+    resources: ResourceNames,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a topic keeping a day of records, with two batches older than that
+    engine = make_engine(sleep=lambda _seconds: None)
+    engine.create_topic("events", config={"retention_ms": DAY_MS})
+    now = now_ms()
+    for timestamp in (now - 3 * DAY_MS, now - 2 * DAY_MS, now):
+        engine.append("events", [Record(value=b"v", partition=0, timestamp_ms=timestamp)])
+    # and the task functions' module loaded as Lambda loads it, from the stack's variables
+    for name, value in {
+        ENV_BUCKET: resources.bucket,
+        ENV_LEDGER_TABLE: resources.ledger_table,
+        ENV_CATALOG_TABLE: resources.catalog_table,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delitem(sys.modules, "functions.compactor.handler", raising=False)
+    module = importlib.import_module("functions.compactor.handler")
+
+    # When one execution of the synthesized machine runs
+    interpreter(dev, module, Deadline(remaining_ms=60_000)).run({})
+
+    # Then the expired batches are below the new log start, and the rest is readable
+    [partition] = engine.describe_topic("events").partitions
+    assert partition.log_start_offset == 2
+    with pytest.raises(OffsetOutOfRangeError):
+        engine.fetch("events", 0, 0)
+    assert [r.offset for r in engine.fetch("events", 0, 2).records] == [2]
 
 
 def test_a_task_with_time_left_runs_steps_until_the_topic_is_done() -> None:
