@@ -35,13 +35,17 @@ def _post(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         reply = json.loads(response.data or b"{}")
     except json.JSONDecodeError:
         reply = {}
-    if response.status in (403, 404) and "steps" not in reply:
+    if not isinstance(reply, dict):
+        reply = {}
+    # The API answers a route it lacks with 404 not_found; API Gateway an unsigned call
+    # with 403 and no error code.
+    if response.status in (403, 404) and reply.get("error") in (None, "not_found"):
         raise CommandError(
             "not_supported",
             f"{endpoint} runs no compactor pass on request: lakelog compact drives lakelog "
             "dev; a deployment compacts on its schedule (state machine <prefix>-compactor)",
         )
-    if response.status != 200 or not isinstance(reply, dict):
+    if response.status != 200:
         raise CommandError(
             str(reply.get("error", "internal")),
             str(reply.get("message", f"HTTP {response.status} from {url}")),
