@@ -9,6 +9,7 @@ compactor, to drive the loop, the retries and the failure path.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +29,14 @@ from tests.infra.states import (
     UnsupportedError,
     resolve_definition,
 )
-from tests.infra.synth import SynthCache, Synthesized
+from tests.infra.synth import REPO_ROOT, SynthCache, Synthesized
 from tests.infra.test_compactor import state_machine_id
 
 pytestmark = pytest.mark.infra
 
 HANDLER_MODULE = "functions.compactor.handler."
 DAY_MS = 24 * 3600 * 1000
+EVENTS = REPO_ROOT / "events"
 
 
 @dataclass
@@ -180,3 +182,17 @@ def test_the_interpreter_refuses_what_it_does_not_implement(dev: Synthesized) ->
     definition["States"]["ListTopics"] = {"Type": "Wait", "Seconds": 1, "Next": "EachTopic"}
     with pytest.raises(UnsupportedError, match="Wait"):
         Interpreter(definition, lambda _id, event: tasks.collect(event, None), print).run({})
+
+
+def test_the_sample_events_are_what_the_tasks_take_and_give() -> None:
+    samples = {
+        path.stem: json.loads(path.read_text()) for path in (EVENTS / "compactor").glob("*.json")
+    }
+    tasks = make_task_handlers(ScriptedCompactor({"orders": 3}), reserve_ms=10_000)
+    context = Deadline(remaining_ms=5_000)  # one step per call
+
+    assert tasks.list_topics(samples["list_topics"], context) == {"topics": ["orders"]}
+    first = tasks.compact_topic(samples["compact_topic"], context)
+    assert set(first) == set(samples["compact_topic_again"])
+    assert tasks.compact_topic(samples["compact_topic_again"], context)["topic"] == "orders"
+    assert tasks.collect(samples["collect"], context) == {"segments_deleted": 1, "topics_purged": 0}
