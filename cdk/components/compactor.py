@@ -100,6 +100,11 @@ class Compactor(Construct):
             targets=[targets.SfnStateMachine(self.state_machine, retry_attempts=2)],
         )
         platform.monitoring.watch_state_machine(self.state_machine, label="Compactor")
+        platform.outputs.add(
+            "CompactorStateMachineArn",
+            self.state_machine.state_machine_arn,
+            "State machine of a compactor pass; start-execution runs one now",
+        )
 
     def _grant(self, platform: Platform) -> None:
         storage = platform.storage

@@ -115,6 +115,12 @@ def test_a_schedule_starts_the_pass_as_the_environment_says(env_stack: Synthesiz
     assert statement["Resource"] == {"Ref": state_machine_id(env_stack)}
 
 
+def test_the_stack_outputs_the_state_machine(env_stack: Synthesized) -> None:
+    output = env_stack.template_json["Outputs"]["CompactorStateMachineArn"]
+
+    assert output["Value"] == {"Ref": state_machine_id(env_stack)}
+
+
 def test_failed_or_timed_out_passes_alarm_where_alarms_are_on(env_stack: Synthesized) -> None:
     alarms = {
         alarm["Properties"]["AlarmName"]: alarm["Properties"]
