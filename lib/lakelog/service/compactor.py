@@ -347,14 +347,19 @@ class Compactor:
 
         Every live topic's unreferenced segments past the grace period; the storage of
         topics deleted before it (and of creates that stopped before their catalog
-        write); and a listed topic whose chain is sealed has its deletion completed.
+        write); and a listed topic whose chain was sealed before the grace period (a
+        deletion that stopped, not one still running) has its deletion completed.
         """
         deleted = 0
+        cutoff = self._ctx.clock_ms() - self._gc.grace_ms
         for topic in self._ctx.catalog.list_topics():
             found = self._ctx.ledger.read_tail(topic.topic_id)
             if found is not None and _sealed(*found):
-                with suppress(TopicNotFoundError):
-                    TopicAdmin(self._ctx).complete_delete(topic.name, topic.topic_id)
+                tail, meta = found
+                sealed_ms = tail.append_time_ms if meta.sealed_ms is None else meta.sealed_ms
+                if sealed_ms <= cutoff:  # not a deletion still running
+                    with suppress(TopicNotFoundError):
+                        TopicAdmin(self._ctx).complete_delete(topic.name, topic.topic_id)
                 continue
             with suppress(TopicNotFoundError):
                 deleted += len(self._gc.collect_topic(topic.name))
