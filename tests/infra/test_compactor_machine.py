@@ -20,6 +20,7 @@ import pytest
 from lakelog import Engine, OffsetOutOfRangeError, Record
 from lakelog.compactor_handler import make_task_handlers
 from lakelog.environment import ENV_BUCKET, ENV_CATALOG_TABLE, ENV_LEDGER_TABLE
+from lakelog.errors import InvalidRequestError
 from lakelog.service.context import now_ms
 from lakelog.storage.keys import ResourceNames
 from tests.compactor_support import ScriptedCompactor
@@ -196,3 +197,13 @@ def test_the_sample_events_are_what_the_tasks_take_and_give() -> None:
     assert set(first) == set(samples["compact_topic_again"])
     assert tasks.compact_topic(samples["compact_topic_again"], context)["topic"] == "orders"
     assert tasks.collect(samples["collect"], context) == {"segments_deleted": 1, "topics_purged": 0}
+
+
+def test_compact_topic_without_a_topic_is_refused_before_any_step() -> None:
+    compactor = ScriptedCompactor({"orders": 1})
+    tasks = make_task_handlers(compactor)
+
+    for event in ({}, {"topic": ""}, {"topic": 7}):
+        with pytest.raises(InvalidRequestError, match="needs"):
+            tasks.compact_topic(event, Deadline(remaining_ms=60_000))
+    assert compactor.calls == []
