@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from aws_cdk import CfnResource, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
@@ -25,6 +26,8 @@ from components.function import LakelogFunction, retention_days
 from components.nag import acknowledge, ignore_cfn_lint_rule
 from components.platform import Platform
 from components.storage import removal_policy
+from config.settings import ALARM_PERIOD_MINUTES
+from lakelog.compactor_handler import NAMESPACE, SERVICE
 
 __all__ = [
     "COMPACTOR_HANDLERS",
@@ -100,6 +103,7 @@ class Compactor(Construct):
             targets=[targets.SfnStateMachine(self.state_machine, retry_attempts=2)],
         )
         platform.monitoring.watch_state_machine(self.state_machine, label="Compactor")
+        platform.monitoring.dashboard.add_widgets(*_work_widgets())
         platform.outputs.add(
             "CompactorStateMachineArn",
             self.state_machine.state_machine_arn,
@@ -237,6 +241,36 @@ class Compactor(Construct):
             "permissions; Step Functions needs them on '*' to log and trace executions.",
             applies_to="Resource::*",
         )
+
+
+def _work_widgets() -> list[cloudwatch.IWidget]:
+    """What the passes did, from the metrics the tasks publish (`METRICS`)."""
+
+    def metric(name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": SERVICE},
+            statistic="Sum",
+            period=Duration.minutes(ALARM_PERIOD_MINUTES),
+        )
+
+    return [
+        cloudwatch.GraphWidget(
+            title="Compactor: bytes expired",
+            left=[metric("BytesExpired")],
+            width=12,
+        ),
+        cloudwatch.GraphWidget(
+            title="Compactor: topics, steps, items removed, segments merged and deleted",
+            left=[
+                metric(name)
+                for name in ("TopicsNeedingWork", "CompactionSteps", "ChainItemsRemoved")
+            ],
+            right=[metric(name) for name in ("SegmentsMerged", "SegmentsDeleted", "TopicsPurged")],
+            width=12,
+        ),
+    ]
 
 
 def _logical_id(stack: Stack, function: LakelogFunction) -> str:

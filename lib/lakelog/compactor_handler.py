@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from lakelog.api.settings import ApiSettings
 from lakelog.errors import InvalidRequestError
@@ -32,6 +33,8 @@ from lakelog.service.engine import Engine
 from lakelog.service.passes import CompactorCalls, run_topic
 
 __all__ = [
+    "METRICS",
+    "NAMESPACE",
     "SERVICE",
     "STEP_RESERVE_MS",
     "TaskHandler",
@@ -43,6 +46,18 @@ __all__ = [
 ]
 
 SERVICE: Final = "lakelog-compactor"
+NAMESPACE: Final = "lakelog"
+METRICS: Final = {
+    "TopicsNeedingWork": MetricUnit.Count,
+    "CompactionSteps": MetricUnit.Count,
+    "BytesExpired": MetricUnit.Bytes,
+    "ChainItemsRemoved": MetricUnit.Count,
+    "SegmentsMerged": MetricUnit.Count,
+    "SegmentsDeleted": MetricUnit.Count,
+    "TopicsPurged": MetricUnit.Count,
+}
+"""What the tasks publish (namespace `NAMESPACE`, dimension ``service`` = `SERVICE`), summed
+per pass on the dashboard."""
 STEP_RESERVE_MS: Final = 20_000
 """A step starts only while this much time is left before the Lambda deadline: one step
 reads at most `CompactionSettings.max_items_per_step` chain items and writes one merged
@@ -116,10 +131,16 @@ def make_task_handlers(
         (the context's ``get_remaining_time_in_millis``; no context, no deadline).
     """
     logger = Logger(service=SERVICE)
+    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+    def publish(**values: int) -> None:
+        for name, value in values.items():
+            metrics.add_metric(name=name, unit=METRICS[name], value=value)
 
     def list_topics(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         topics = compactor.topics_needing_work()
         logger.info("topics needing work", extra={"topics": len(topics)})
+        publish(TopicsNeedingWork=len(topics))
         return {"topics": topics}
 
     def compact_topic(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -133,6 +154,12 @@ def make_task_handlers(
 
         output = step_totals(topic, run_topic(compactor, topic, keep_going=keep_going))
         logger.info("compacted", extra=output)
+        publish(
+            CompactionSteps=output["steps"],
+            BytesExpired=output["bytes_expired"],
+            ChainItemsRemoved=output["items_removed"],
+            SegmentsMerged=output["segments_merged"],
+        )
         return output
 
     def collect(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -142,7 +169,11 @@ def make_task_handlers(
             "topics_purged": report.topics_purged,
         }
         logger.info("collected", extra=output)
+        publish(SegmentsDeleted=report.segments_deleted, TopicsPurged=report.topics_purged)
         return output
 
-    wrap = logger.inject_lambda_context
+    def wrap(handler: TaskHandler) -> TaskHandler:
+        wrapped: TaskHandler = logger.inject_lambda_context(metrics.log_metrics(handler))
+        return wrapped
+
     return TaskHandlers(wrap(list_topics), wrap(compact_topic), wrap(collect))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from components.compactor import COMPACTOR_HANDLERS, MAX_CONCURRENCY
+from lakelog.compactor_handler import METRICS
 from tests.infra.states import resolve_definition
 from tests.infra.synth import Synthesized, policy_actions
 
@@ -193,3 +195,13 @@ def test_each_task_role_holds_what_its_task_uses_on_the_bucket_and_tables(
     assert not refused & actions
     for statement in data:
         assert _referenced_ids(statement["Resource"]) <= storage_ids, statement
+
+
+def test_the_dashboard_shows_what_passes_did(env_stack: Synthesized) -> None:
+    [dashboard] = env_stack.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+
+    assert "Compactor: executions" in body
+    for name in METRICS:
+        assert f'\\"{name}\\"' in body, name
+    assert "lakelog-compactor" in body

@@ -33,7 +33,11 @@ from tests.infra.states import (
 from tests.infra.synth import REPO_ROOT, SynthCache, Synthesized
 from tests.infra.test_compactor import state_machine_id
 
-pytestmark = pytest.mark.infra
+pytestmark = [
+    pytest.mark.infra,
+    # A task that raised added no metric; Powertools warns when it flushes none.
+    pytest.mark.filterwarnings("ignore:No application metrics:UserWarning"),
+]
 
 HANDLER_MODULE = "functions.compactor.handler."
 DAY_MS = 24 * 3600 * 1000
@@ -207,3 +211,18 @@ def test_compact_topic_without_a_topic_is_refused_before_any_step() -> None:
         with pytest.raises(InvalidRequestError, match="needs"):
             tasks.compact_topic(event, Deadline(remaining_ms=60_000))
     assert compactor.calls == []
+
+
+def test_compact_topic_publishes_what_it_did_as_metrics(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    tasks = make_task_handlers(ScriptedCompactor({"orders": 3}))
+
+    tasks.compact_topic({"topic": "orders"}, Deadline(remaining_ms=60_000))
+
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "lakelog"
+    assert emf["service"] == "lakelog-compactor"
+    assert (emf["CompactionSteps"], emf["SegmentsMerged"], emf["BytesExpired"]) == ([3], [6], [0])
