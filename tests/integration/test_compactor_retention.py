@@ -330,6 +330,23 @@ def test_a_fetch_at_the_log_start_whose_anchor_was_removed_reads_its_records(
     assert raised.value.log_start_offset == 6
 
 
+def test_a_fetch_below_the_log_start_is_416_while_removed_items_wait_for_their_grace(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a chain start just moved past items still stored (the anchor of its first item
+    # among them)
+    engine = _expired_and_kept(make, clock)
+    run_pass(compactor_of(engine))
+    assert chain_seqs(engine)[0] == 0
+
+    # When fresh processes fetch below the log start and at it, then 416 with the bounds,
+    # and the records
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        make().fetch(TOPIC, 0, 2)
+    assert (raised.value.log_start_offset, raised.value.high_watermark) == (6, 8)
+    assert offsets(make(), 0, 6) == [6, 7]
+
+
 def test_a_cursor_into_removed_items_falls_back_to_the_offset(
     make: Callable[..., Engine], clock: Clock
 ) -> None:
@@ -544,9 +561,10 @@ BATCHES = 12
 PASSES = 30
 
 
-class Fetches:
-    """Fetches in flight, and a clock moved only between them: no fetch outlasts the grace
-    period (a Lambda runs 15 minutes at most), however far the test moves the clock."""
+class InFlight:
+    """Appends and fetches in flight, and a clock moved only between them: no request
+    outlasts the grace period (a Lambda runs 15 minutes at most), however far the test
+    moves the clock."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -576,7 +594,7 @@ class Fetches:
 
 
 def _consume(
-    engine: Engine, partitions: int, stop: threading.Event, fetches: Fetches
+    engine: Engine, partitions: int, stop: threading.Event, requests: InFlight
 ) -> Iterator[tuple[int, int, bytes | None]]:
     """Every record a sequential reader gets from offset 0, partition by partition in
     turn, until it reaches the high watermarks read once ``stop`` is set; a 416 must be a
@@ -589,7 +607,7 @@ def _consume(
             targets = [engine.list_offset(TOPIC, p, "latest") for p in range(partitions)]
         for partition in range(partitions):
             try:
-                with fetches.one():
+                with requests.one():
                     result = engine.fetch(
                         TOPIC,
                         partition,
@@ -615,7 +633,7 @@ def test_producers_and_consumers_keep_working_while_passes_run(
     admin.create_topic(TOPIC, partitions=3, config={"retention_ms": DAY_MS})
     old, new = clock.now - 7 * DAY_MS, clock.now + 7 * DAY_MS
     stop = threading.Event()
-    fetches = Fetches(clock)
+    requests = InFlight(clock)
     old_written = threading.Barrier(PRODUCERS + 1)
     produced: dict[int, dict[int, tuple[bytes | None, int]]] = {p: {} for p in range(3)}
     read: list[list[tuple[int, int, bytes | None]]] = [[] for _ in range(CONSUMERS)]
@@ -643,14 +661,16 @@ def test_producers_and_consumers_keep_working_while_passes_run(
                 Record(value=f"p{index}-{batch}-{p}".encode(), partition=p, timestamp_ms=ts)
                 for p in range(3)
             ]
-            for ack, record in zip(engine.append(TOPIC, records), records, strict=True):
+            with requests.one():
+                acks = engine.append(TOPIC, records)
+            for ack, record in zip(acks, records, strict=True):
                 with lock:
                     produced[ack.partition][ack.offset] = (record.value, ts)
             if batch == BATCHES // 2 - 1:
                 old_written.wait()
 
     def consume(index: int) -> None:
-        read[index].extend(_consume(make(), 3, stop, fetches))
+        read[index].extend(_consume(make(), 3, stop, requests))
 
     def compact(_index: int) -> None:
         compactor = compactor_of(make(), items_per_step=5)
@@ -659,7 +679,7 @@ def test_producers_and_consumers_keep_working_while_passes_run(
                 if index == 2:
                     old_written.wait()  # every old record precedes every new one
                 run_pass(compactor)
-                fetches.advance(HOUR_MS)
+                requests.advance(HOUR_MS)
         finally:
             finished()
 

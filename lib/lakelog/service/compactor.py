@@ -270,10 +270,10 @@ class Compactor:
             meta.chain_start,
             tail.seq + 1,
         )
-        live = first_seq(
+        live = self._first(
+            topic,
             max(1, meta.chain_start),
             tail.seq,
-            self._probe(topic.topic_id),
             lambda item: not self._below_all(item, meta, plan.log_start),
         )
         plan.live_seq = tail.seq + 1 if live is None else live
@@ -324,10 +324,10 @@ class Compactor:
     ) -> None:
         """Move the chain start past the items wholly below every (new) log start that
         were appended more than `PRODUCER_EXPIRATION_MS` ago; never past the tail."""
-        young = first_seq(
+        young = self._first(
+            topic,
             meta.chain_start,
             tail.seq,
-            self._probe(topic.topic_id),
             lambda item: item.append_time_ms > now - PRODUCER_EXPIRATION_MS,
         )
         end = min(plan.live_seq, tail.seq, tail.seq + 1 if young is None else young)
@@ -338,8 +338,19 @@ class Compactor:
                 f"(items {meta.chain_start}..{end - 1} deleted after the grace period)"
             )
 
-    def _probe(self, topic_id: str) -> Callable[[int], ChainItem | None]:
-        return lambda seq: self._ctx.ledger.get_item(topic_id, seq)
+    def _first(
+        self, topic: TopicRecord, low: int, high: int, predicate: Callable[[ChainItem], bool]
+    ) -> int | None:
+        """The first seq in ``[low, high]`` whose item satisfies the monotone ``predicate``:
+        one probe when it is ``low`` (the steady state), else a binary search."""
+
+        def probe(seq: int) -> ChainItem | None:
+            return self._ctx.ledger.get_item(topic.topic_id, seq)
+
+        first = probe(low) if low <= high else None
+        if first is not None and predicate(first):
+            return low
+        return first_seq(low + 1, high, probe, predicate)
 
     # Garbage ---------------------------------------------------------------------------
     def collect(self) -> GcReport:

@@ -339,34 +339,38 @@ class Fetcher:
         partitions = {want.partition for want in wanted}
         seq = min(want.start_seq for want in wanted) - 1
         previous: ChainItem | None = None
-        truncated = False
         for _round in range(MAX_QUERY_ROUNDS):
             items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
-            if previous is None and items and items[0].seq == seq + 1:
-                # The anchor is gone: compaction removes items below the chain start, each
-                # wholly below every log start (ADR 0013, 3.2), so no record at or after a
-                # start at or above the log start lies before the chain start, and a start
-                # below it is answered 416. Its snapshot is derived from the next item's.
-                known = meta or self._ctx.ledger.read_meta(topic.topic_id)
-                truncated = known is not None and known.chain_start > seq
-                if truncated:
-                    anchor = replace(
-                        items[0], seq=seq, snapshot=snapshot_before(items[0]), batches=()
-                    )
-                    items = [anchor, *items]
             run = chain_run(items, seq, partitions)
+            if previous is None and not (
+                run
+                and run[0].seq == seq
+                and all(run[0].mark(w.partition).high_watermark <= w.offset for w in wanted)
+            ):
+                # Not proven by the anchor. An anchor below the chain start (removed by
+                # compaction, or about to be) is proven by the meta item: every item below
+                # the chain start lies wholly below every log start (ADR 0013, 3.2), so no
+                # record at or after a start at or above the log start lies before, and a
+                # start below the log start is answered 416. Its snapshot is derived from
+                # the next item's.
+                known = meta or self._ctx.ledger.read_meta(topic.topic_id)
+                following = [item for item in items if item.seq > seq]
+                if (
+                    known is None
+                    or known.chain_start <= seq
+                    or not following
+                    or following[0].seq != seq + 1
+                ):
+                    return None
+                anchor = replace(
+                    following[0], seq=seq, snapshot=snapshot_before(following[0]), batches=()
+                )
+                items = [anchor, *following]
+                run = chain_run(items, seq, partitions)
             if not run or run[0].seq != seq:
                 if previous is None:
                     return None
                 break  # the item walked last is gone: answer with what was taken
-            if (
-                previous is None
-                and not truncated
-                and not all(
-                    run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
-                )
-            ):
-                return None
             if any(is_sealed(item) for item in run):
                 # Even if the budget ends before it: the topic is being deleted, and
                 # its meta item may not say so yet (a delete that stopped after the seal).
