@@ -21,6 +21,6 @@ CONFIG = EnvironmentConfig(
     default_acl_effect="deny",
     api_throttle_rate=1000,
     api_throttle_burst=2000,
-    compactor_schedule="rate(15 minutes)",
+    compactor_schedule="rate(5 minutes)",
     tracing=True,
 )

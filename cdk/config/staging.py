@@ -20,6 +20,6 @@ CONFIG = EnvironmentConfig(
     default_acl_effect="deny",
     api_throttle_rate=200,
     api_throttle_burst=400,
-    compactor_schedule="rate(30 minutes)",
+    compactor_schedule="rate(15 minutes)",
     tracing=True,
 )

@@ -10,6 +10,7 @@ from aws_cdk import App, Environment, Stack, Tags
 from constructs import Construct
 
 from components.api import HttpApi
+from components.compactor import Compactor
 from components.monitoring import Monitoring
 from components.nag import add_aws_solutions_checks
 from components.outputs import StableOutputs
@@ -22,9 +23,10 @@ from lakelog.storage.keys import ResourceNames
 __all__ = ["COMPONENTS", "FEATURE_FLAGS", "LakelogStack", "build_app"]
 
 COMPONENTS: Final[Sequence[tuple[str, Component]]] = (
-    # One line per component, built in this order on the shared platform; the compactor
-    # and the trigger dispatcher join here as ("Compactor", ...), ("Triggers", ...).
+    # One line per component, built in this order on the shared platform; the trigger
+    # dispatcher joins here as ("Triggers", ...).
     ("Api", HttpApi),
+    ("Compactor", Compactor),
 )
 """The components every environment gets, as (construct id, component)."""
 

@@ -183,6 +183,18 @@ def test_deleting_a_chain_removes_its_items_and_meta_and_may_run_again(
     chains.delete_chain(new_topic_id())  # never created: nothing to do
 
 
+def test_deleting_items_removes_exactly_those_below_and_never_the_meta_item(
+    chains: LedgerStore, topic_id: str
+) -> None:
+    tail = _chain_of(chains, topic_id, 30)  # past one batch of deletes
+    chains.delete_items(topic_id, [*range(0, 27), HEAD_SK])
+    chains.delete_items(topic_id, range(0, 27))  # again: missing ones are not an error
+
+    assert [item.seq for item in chains.chain(topic_id)] == [27, 28, 29, 30]
+    assert chains.read_tail(topic_id) == (tail, ChainMeta())
+    assert chains.query(topic_id, 0, 2) == ([chains.get_item(topic_id, s) for s in (27, 28)], None)
+
+
 # --- conditional puts --------------------------------------------------------------------
 
 
@@ -598,6 +610,7 @@ def test_every_attribute_of_the_meta_item_and_a_producer_state_reads_back(
         chain_start=2**33,
         sealed_ms=APPEND_MS,
         version=6,
+        chain_start_ms=APPEND_MS + 1,
     )
     chains.create_chain(topic_id, meta, genesis())
     requests = tuple(ProducerRequest(2**40 + i, 2**20, 2**40, digest(str(i))) for i in range(5))

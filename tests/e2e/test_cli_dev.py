@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 from lakelog.local.server import LocalService
 from tests.e2e.conftest import REPO, start_dev
 
+DAY_MS = 24 * 3600 * 1000
 EXIT_BACKSTOP_SECONDS = 60.0
 """Longest wait for the server to exit; only a server that hangs reaches it."""
 
@@ -108,7 +111,7 @@ def test_help_lists_the_dev_options() -> None:
         check=True,
     )
 
-    for option in ("--port", "--host", "--principal", "--default-acl"):
+    for option in ("--port", "--host", "--principal", "--default-acl", "--compact-every"):
         assert option in result.stdout
 
 
@@ -132,6 +135,37 @@ def test_local_service_serves_in_process_and_frees_its_ports() -> None:
     assert not service.running
     assert refuses_connections(api_url)
     assert refuses_connections(s3_url)
+
+
+@in_process
+def test_the_dev_server_runs_compactor_passes_on_its_schedule() -> None:
+    # Given a dev server passing every 50 ms and a topic keeping a day, one batch expired
+    now_ms = int(time.time() * 1000)
+    with LocalService(port=0, compact_every=0.05) as service:
+        topics = f"{service.api_url}/v1/topics"
+        created = httpx.post(
+            topics, json={"name": "kept-a-day", "config": {"retention_ms": DAY_MS}}, timeout=30
+        )
+        assert created.status_code == 201, created.text
+        for timestamp in (now_ms - 3 * DAY_MS, now_ms):
+            record = {"value": {"type": "STRING", "data": "v"}, "timestamp_ms": timestamp}
+            sent = httpx.post(f"{topics}/kept-a-day/records", json={"records": [record]})
+            assert sent.status_code == 200, sent.text
+
+        # When passes run in the background (waiting on the outcome, with a backstop)
+        deadline = time.monotonic() + EXIT_BACKSTOP_SECONDS
+        while (start := _log_start(topics)) == 0 and time.monotonic() < deadline:
+            threading.Event().wait(0.05)
+
+        # Then the expired batch went without anyone asking
+        assert start == 1
+        assert service.compactor is not None and service.compactor.passes >= 1
+
+
+def _log_start(topics: str) -> int:
+    described = httpx.get(f"{topics}/kept-a-day", timeout=30).json()
+    start: int = described["partitions"][0]["log_start_offset"]
+    return start
 
 
 @in_process

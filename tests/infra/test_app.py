@@ -84,6 +84,7 @@ def test_stack_is_named_and_placed_by_the_environment(env_stack: Synthesized) ->
 def test_outputs_have_stable_names_and_no_exports(env_stack: Synthesized) -> None:
     outputs: dict[str, Any] = env_stack.template_json["Outputs"]
     expected = {"BucketName", "LedgerTableName", "CatalogTableName", "DashboardName", "ApiUrl"}
+    expected.add("CompactorStateMachineArn")
     if env_stack.config.alarm_notifications:
         expected.add("AlarmTopicArn")
 

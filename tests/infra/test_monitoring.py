@@ -54,6 +54,12 @@ def test_alarms_exist_only_where_enabled(env_stack: Synthesized) -> None:
             f"{prefix}-api-errors",
             f"{prefix}-api-throttles",
             f"{prefix}-Api-5xx",
+            f"{prefix}-Compactor-failures",
+            *(
+                f"{prefix}-compactor-{task}-{kind}"
+                for task in ("list", "compact", "collect")
+                for kind in ("errors", "throttles")
+            ),
         }
     else:
         assert alarms == {}

@@ -58,6 +58,11 @@ def test_importing_the_api_lambda_handler_loads_neither_moto_nor_the_dev_server(
 
 
 @pytest.mark.slow
+def test_importing_the_compactor_lambda_handler_loads_neither_moto_nor_the_dev_server() -> None:
+    assert _dev_modules_loaded_by("functions.compactor.handler") == []
+
+
+@pytest.mark.slow
 def test_the_probe_sees_the_emulation_when_a_module_does_load_it() -> None:
     loaded = _dev_modules_loaded_by("lakelog.local.emulation")
     assert "lakelog.local.emulation" in loaded

@@ -4,6 +4,7 @@ One click group, one module per command group::
 
     lakelog [--endpoint URL] [--json] COMMAND
     lakelog dev [--port 8080] [--host 127.0.0.1] [--principal ARN] [--default-acl allow|deny]
+                [--compact-every SECONDS]
     lakelog topic create NAME [--partitions N] [--config KEY=VALUE ...]
     lakelog topic list | describe NAME | delete NAME [--yes]
     lakelog topic alter NAME [--partitions N] [--config KEY=VALUE ...]
@@ -14,6 +15,7 @@ One click group, one module per command group::
     lakelog group reset GROUP --topic T (--to-earliest | --to-latest | --to-offset N |
                                          --to-datetime ISO | --since 10m)
     lakelog bench [--records N] [--record-bytes S] [--partitions N | --topic T]
+    lakelog compact [TOPIC] [--dry-run]
 
 ========================  ===================================================================
 module                    holds
@@ -26,6 +28,7 @@ module                    holds
 `lakelog.cli.consume`     ``consume``
 `lakelog.cli.group`       ``group describe | reset``
 `lakelog.cli.bench`       ``bench`` (`lakelog.bench` measures)
+`lakelog.cli.compact`     ``compact`` (a pass of ``lakelog dev``, run by the dev server)
 ========================  ===================================================================
 
 Every command but ``dev`` talks to the service at ``--endpoint`` (``LAKELOG_ENDPOINT``)
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import click
 
-from lakelog.cli import bench, consume, dev, group, produce, topic
+from lakelog.cli import bench, compact, consume, dev, group, produce, topic
 from lakelog.cli.common import DEFAULT_ENDPOINT, CommandError, Commands, Settings
 
 __all__ = ["DEFAULT_ENDPOINT", "CommandError", "lakelog", "main"]
@@ -73,7 +76,15 @@ def lakelog(ctx: click.Context, endpoint: str, as_json: bool) -> None:
     ctx.call_on_close(settings.close)
 
 
-for _command in (bench.bench, consume.consume, dev.dev, group.group, produce.produce, topic.topic):
+for _command in (
+    bench.bench,
+    compact.compact,
+    consume.consume,
+    dev.dev,
+    group.group,
+    produce.produce,
+    topic.topic,
+):
     lakelog.add_command(_command)
 
 

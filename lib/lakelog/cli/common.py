@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lakelog.client import Client
 
 __all__ = [
+    "DEFAULT_COMPACT_EVERY",
     "DEFAULT_ENDPOINT",
     "DEFAULT_PORT",
     "EXIT_FAILED",
@@ -59,6 +60,9 @@ __all__ = [
 DEFAULT_PORT: Final = 8080
 """Where ``lakelog dev`` listens (`lakelog.local.server.DEFAULT_PORT`, kept equal by a test)."""
 DEFAULT_ENDPOINT: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_COMPACT_EVERY: Final = 60.0
+"""Seconds between ``lakelog dev``'s compactor passes (`lakelog.local.compaction`'s, kept
+equal by a test)."""
 EXIT_FAILED: Final = 1
 """Exit status of a command that failed (click's usage errors exit with 2)."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import click
 
-from lakelog.cli.common import DEFAULT_PORT, console, styled
+from lakelog.cli.common import DEFAULT_COMPACT_EVERY, DEFAULT_PORT, console, styled
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,9 +53,22 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     show_default=True,
     help="Decision when no ACL rule matches.",
 )
+@click.option(
+    "--compact-every",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_COMPACT_EVERY,
+    show_default=True,
+    metavar="SECONDS",
+    help="Run a compactor pass this often; 0 runs none (lakelog compact still runs one).",
+)
 @click.option("--quiet", is_flag=True, help="No access log.")
 def dev(
-    port: int, host: str, principal: str, default_acl: Literal["allow", "deny"], quiet: bool
+    port: int,
+    host: str,
+    principal: str,
+    default_acl: Literal["allow", "deny"],
+    compact_every: float,
+    quiet: bool,
 ) -> None:
     """Serve the HTTP API on this machine over AWS emulated in-process by moto.
 
@@ -70,6 +83,8 @@ def dev(
         IAM caller ARN of every request; empty for none.
     default_acl
         Decision when no ACL rule matches.
+    compact_every
+        Seconds between compactor passes over the local storage (0: none).
     quiet
         Whether to skip the access log (one line per request on stderr).
     """
@@ -87,6 +102,7 @@ def dev(
         principal=principal or None,
         default_acl=default_acl,
         access_log=None if quiet else sys.stderr,
+        compact_every=compact_every,
     )
     stop = threading.Event()
 
@@ -128,6 +144,12 @@ def _print_banner(out: Console, service: LocalService) -> None:
         ("S3 endpoint", service.s3_endpoint_url),
         ("Bucket", service.bucket),
         ("Principal", f"{service.principal or '(none)'} (default ACL: {service.default_acl})"),
+        (
+            "Compactor",
+            f"a pass every {service.compact_every:g} s (lakelog compact runs one now)"
+            if service.compact_every > 0
+            else "no scheduled passes (lakelog compact runs one now)",
+        ),
         (
             "DuckDB",
             "CREATE SECRET (TYPE s3, KEY_ID 'testing', SECRET 'testing', "

@@ -49,9 +49,12 @@ from botocore.config import Config
 
 from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
+from lakelog.compactor_handler import compactor_for
+from lakelog.local.compaction import COMPACT_PATH, DEFAULT_COMPACT_EVERY, LocalCompactor
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.local.events import LocalContext, http_event
 from lakelog.service.engine import Engine
+from lakelog.service.passes import CompactorCalls
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.resources import create_resources
 
@@ -147,6 +150,7 @@ class _ApiServer(ThreadingHTTPServer):
         access_log: TextIO | None,
     ) -> None:
         self.invoke = invoke
+        self.compactor: LocalCompactor | None = None
         self.principal = principal
         self.access_log = access_log
         self.stopping = threading.Event()
@@ -386,6 +390,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         return event
 
     def _dispatch(self, body: bytes) -> None:
+        compactor = self.api.compactor
+        if compactor is not None and (self.command, self.path) == ("POST", COMPACT_PATH):
+            self._send_json(*compactor.reply(body))
+            return
         event = self._event(body)
         try:
             reply = self.api.invoke(event)
@@ -501,6 +509,9 @@ class LocalService:
         Resource name prefix (see `ResourceNames.for_prefix`).
     access_log
         Where one line per request is written; None for no access log.
+    compact_every
+        Seconds between compactor passes over the local storage; 0 runs none (a pass
+        still runs whenever ``lakelog compact`` asks, see `lakelog.local.compaction`).
 
     Examples
     --------
@@ -517,6 +528,7 @@ class LocalService:
         default_acl: Literal["allow", "deny"] = "allow",
         prefix: str = DEFAULT_PREFIX,
         access_log: TextIO | None = None,
+        compact_every: float = DEFAULT_COMPACT_EVERY,
     ) -> None:
         self.host = host
         self.port = port
@@ -524,6 +536,9 @@ class LocalService:
         self.default_acl: Literal["allow", "deny"] = default_acl
         self.names = ResourceNames.for_prefix(prefix)
         self.access_log = access_log
+        self.compact_every = compact_every
+        self.compactor: LocalCompactor | None = None
+        """Runs the passes (set by `start`)."""
         self._moto: Any = None
         self._moto_url: str | None = None
         self._api: _ApiServer | None = None
@@ -597,6 +612,10 @@ class LocalService:
             self._start_moto()
             create_resources(self._s3_client(), self._dynamodb_client(), self.names)
             invoke.handler = self._make_handler()
+            self.compactor = self._api.compactor = LocalCompactor(
+                self._make_compactor, self.compact_every, self.access_log
+            )
+            self.compactor.start()
         except BaseException:
             self.stop()
             raise
@@ -615,6 +634,9 @@ class LocalService:
         Safe to call more than once, and after a failed `start`. The process environment
         and log levels `start` changed are restored.
         """
+        compactor, self.compactor = self.compactor, None
+        if compactor is not None:
+            compactor.stop(DRAIN_SECONDS)
         api, self._api = self._api, None
         thread, self._api_thread = self._api_thread, None
         if api is not None:
@@ -707,6 +729,10 @@ class LocalService:
         )
         engine = Engine.from_clients(self._s3_client(), self._dynamodb_client(), self.names)
         return make_handler(settings, engine=engine)
+
+    def _make_compactor(self) -> CompactorCalls:
+        engine = Engine.from_clients(self._s3_client(), self._dynamodb_client(), self.names)
+        return compactor_for(engine)
 
 
 def _url_host(host: str) -> str:

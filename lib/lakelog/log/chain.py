@@ -74,6 +74,7 @@ __all__ = [
     "request_digest",
     "row_group_starts",
     "seal_after",
+    "snapshot_before",
 ]
 
 PRODUCER_REQUESTS_KEPT: Final = 5
@@ -275,6 +276,20 @@ def _check_snapshot(tail: ChainItem, item: ChainItem) -> None:
             raise InvariantViolation(
                 "SNAPSHOT", f"partition {partition} moved from {before} to {after}"
             )
+
+
+def snapshot_before(item: ChainItem) -> tuple[PartitionMark, ...]:
+    """The snapshot of the item before ``item``, derived from ``item``'s: each touched
+    partition's mark less its batch (the item before may be removed by compaction)."""
+    marks = list(item.snapshot)
+    for batch in item.batches:
+        if 0 <= batch.partition < len(marks):
+            after = marks[batch.partition]
+            marks[batch.partition] = PartitionMark(
+                after.high_watermark - batch.record_count,
+                after.cumulative_bytes - batch.byte_length,
+            )
+    return tuple(marks)
 
 
 def chain_run(

@@ -154,6 +154,9 @@ class ChainMeta:
     sealed_ms: int | None = None
     version: int = 0
     format_version: int = LEDGER_FORMAT
+    chain_start_ms: int | None = None
+    """When ``chain_start`` last moved (None: never); items below it are deleted only a
+    grace period later (ADR 0013, 3.2)."""
 
     def log_start_offset(self, partition: int) -> int:
         """``log_start_offset`` of ``partition``."""

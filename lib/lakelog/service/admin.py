@@ -53,7 +53,8 @@ class TopicAdmin:
 
         The chain's meta item and genesis are written under a fresh topic id before the
         catalog item that makes the topic visible, so a crash in between leaves nothing a
-        reader can see (gc removes it with the other unreferenced storage).
+        reader can see. The id's deleted-topic marker is put first and forgotten last: gc
+        purges the chain of a create that stopped in between (ADR 0013, 3.4).
         """
         validate_topic_name(name)
         count = _validate_partitions(partitions)
@@ -66,10 +67,14 @@ class TopicAdmin:
             config=parsed.model_dump(),
             created_ms=now,
         )
+        catalog = self._ctx.catalog
+        catalog.mark_deleted_topic(topic, now)
         self._ctx.ledger.create_chain(topic.topic_id, ChainMeta(), genesis(count, now))
-        if not self._ctx.catalog.create_topic(topic):
+        if not catalog.create_topic(topic):
             self._ctx.ledger.delete_chain(topic.topic_id)
+            catalog.forget_deleted_topic(topic.topic_id)
             raise TopicExistsError(name)
+        catalog.forget_deleted_topic(topic.topic_id)
         self._ctx.caches.topics.put(topic)
         return self._describe(topic)
 

@@ -11,9 +11,25 @@ writes and its failure cases are in ADR 0013.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 
-__all__ = ["CompactionSettings", "CompactionStep", "GcReport"]
+from lakelog.config import TopicConfig
+from lakelog.errors import TopicNotFoundError
+from lakelog.log.chain import PRODUCER_EXPIRATION_MS, chain_run, first_seq
+from lakelog.log.records import ChainItem, ChainMeta
+from lakelog.service.admin import TopicAdmin
+from lakelog.service.context import EngineContext
+from lakelog.service.gc import GarbageCollector
+from lakelog.storage.ports import TopicRecord
+
+__all__ = ["CompactionSettings", "CompactionStep", "Compactor", "GcReport"]
+
+RACE_ATTEMPTS = 3
+"""Times a step re-reads and replans after another writer moved the meta item first."""
+WALK_PAGE = 100
+"""Chain items one Query of the retention walk asks for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,5 +70,309 @@ class GcReport:
     topics_purged: int = 0
 
 
-# The `Compactor` class (topics_needing_work, compact_topic(topic, dry_run=False) ->
-# CompactionStep, collect() -> GcReport) is built on these types; see ADR 0013.
+def _padded(values: tuple[int, ...], length: int) -> list[int]:
+    return list(values) + [0] * (length - len(values))
+
+
+def _sealed(tail: ChainItem, meta: ChainMeta) -> bool:
+    return tail.kind == "seal" or meta.sealed_ms is not None
+
+
+@dataclass
+class _Plan:
+    """What one step will write: the new log starts and chain start, and what it counted."""
+
+    log_start: list[int]
+    bytes_below: list[int]
+    chain_start: int
+    live_seq: int
+    """The first item holding a record at or above some partition's (new) log start."""
+    bytes_expired: int = 0
+    complete: bool = True
+    actions: list[str] = field(default_factory=list)
+
+
+class Compactor:
+    """One compactor pass's three calls over a deployment's stores (ADR 0013).
+
+    Parameters
+    ----------
+    context
+        The stores, caches and clock (``context.clock_ms`` is the compactor's clock).
+    gc
+        The garbage collector `collect` runs; its grace period also spaces the chain
+        truncation's two writes.
+    settings
+        How much one step may do.
+    """
+
+    def __init__(
+        self,
+        context: EngineContext,
+        gc: GarbageCollector,
+        settings: CompactionSettings | None = None,
+    ) -> None:
+        self._ctx = context
+        self._gc = gc
+        self._settings = settings or CompactionSettings()
+
+    # Which topics ----------------------------------------------------------------------
+    def topics_needing_work(self) -> list[str]:
+        """Names of the live topics a pass should step through, sorted.
+
+        A cheap filter (ADR 0013, 1): per topic one reverse Query (tail and meta item)
+        and one Query of the first two stored chain items, about 2 RRU. It may list a
+        topic whose step then finds nothing to do; work it misses (e.g. retention by
+        time of a batch past the first stored item) is found by a later pass.
+        """
+        names = []
+        for topic in self._ctx.catalog.list_topics():
+            found = self._ctx.ledger.read_tail(topic.topic_id)
+            if found is None or _sealed(*found):
+                continue  # collect() deals with sealed topics
+            tail, meta = found
+            first, _ = self._ctx.ledger.query(topic.topic_id, 0, 2)
+            if self._needs_work(topic, tail, meta, first):
+                names.append(topic.name)
+        return sorted(names)
+
+    def _needs_work(
+        self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, first: list[ChainItem]
+    ) -> bool:
+        now = self._ctx.clock_ms()
+        if any(item.seq < meta.chain_start for item in first) and self._released(meta, now):
+            return True
+        config = TopicConfig.parse(topic.config)
+        start = [item for item in first if item.seq >= max(1, meta.chain_start)]
+        if (
+            start
+            and start[0].seq < tail.seq
+            and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
+            and self._below_all(start[0], meta)
+        ):
+            return True
+        if config.cleanup_policy != "delete":
+            return False
+        if config.retention_bytes >= 0 and any(
+            tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
+            > config.retention_bytes
+            for p in range(len(tail.snapshot))
+        ):
+            return True
+        return (
+            config.retention_ms >= 0
+            and bool(start)
+            and any(
+                batch.max_timestamp < now - config.retention_ms
+                and start[0].mark(batch.partition).high_watermark
+                > meta.log_start_offset(batch.partition)
+                for batch in start[0].batches
+            )
+        )
+
+    @staticmethod
+    def _below_all(item: ChainItem, meta: ChainMeta, log_start: list[int] | None = None) -> bool:
+        """Whether every record of ``item`` and before lies below its partition's log start."""
+        starts = log_start if log_start is not None else list(meta.log_start)
+        return all(
+            mark.high_watermark <= (starts[p] if p < len(starts) else 0)
+            for p, mark in enumerate(item.snapshot)
+        )
+
+    def _released(self, meta: ChainMeta, now: int) -> bool:
+        """Whether the items below the chain start may be deleted (a grace period after
+        the chain start moved past them)."""
+        return now >= (meta.chain_start_ms or 0) + self._gc.grace_ms
+
+    # One step ---------------------------------------------------------------------------
+    def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
+        """One bounded step of ``topic``: retention, then chain truncation (ADR 0013, 2-3).
+
+        Reads at most ``max_items_per_step`` chain items in its walk (plus the binary
+        searches' probes). ``done`` False: call again in this pass. With ``dry_run``
+        nothing is written and ``actions`` says what would be.
+
+        Raises
+        ------
+        TopicNotFoundError
+            No topic of that name.
+        """
+        record = self._ctx.current_topic(topic)
+        for _attempt in range(RACE_ATTEMPTS):
+            found = self._ctx.ledger.read_tail(record.topic_id)
+            if found is None or _sealed(*found):
+                return CompactionStep(topic, done=True)
+            tail, meta = found
+            step = self._step(record, tail, meta, dry_run)
+            if step is not None:
+                return step
+        return CompactionStep(topic, done=False, actions=("lost the meta item to other writers",))
+
+    def _step(
+        self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, dry_run: bool
+    ) -> CompactionStep | None:
+        """The step against ``tail`` and ``meta``; None when the meta item moved meanwhile."""
+        now = self._ctx.clock_ms()
+        budget = self._settings.max_items_per_step
+        below = self._below_chain_start(topic, meta, budget)
+        removed = 0
+        if below and self._released(meta, now):
+            if not dry_run:
+                self._ctx.ledger.delete_items(topic.topic_id, below)
+            removed = len(below)
+        plan = self._retention(topic, tail, meta, max(1, budget - removed), now)
+        if removed:
+            plan.actions.insert(0, f"delete chain items {below[0]}..{below[-1]}")
+        if removed == budget:
+            plan.complete = False  # there may be more below the chain start
+        elif not below or removed:
+            # The chain start moves again only once the items below it are gone.
+            self._truncate(topic, tail, meta, plan, now)
+        moved = {
+            p: start for p, start in enumerate(plan.log_start) if start != meta.log_start_offset(p)
+        }
+        if (moved or plan.chain_start != meta.chain_start) and not dry_run:
+            updated = replace(
+                meta,
+                log_start=tuple(plan.log_start),
+                bytes_below=tuple(plan.bytes_below),
+                chain_start=plan.chain_start,
+                chain_start_ms=now if plan.chain_start != meta.chain_start else meta.chain_start_ms,
+            )
+            if not self._ctx.ledger.update_meta(topic.topic_id, updated, meta.version):
+                return None
+        return CompactionStep(
+            topic=topic.name,
+            done=plan.complete,
+            log_start_offsets=moved,
+            bytes_expired=plan.bytes_expired,
+            items_removed=removed,
+            actions=tuple(plan.actions),
+        )
+
+    def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
+        """Seqs of the items still stored below the chain start, at most ``budget``: one
+        Query of the first stored item (the items below form a run up to the chain start)."""
+        first, _ = self._ctx.ledger.query(topic.topic_id, 0, 1)
+        if not first or first[0].seq >= meta.chain_start:
+            return []
+        return list(range(first[0].seq, min(meta.chain_start, first[0].seq + budget)))
+
+    def _retention(
+        self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, budget: int, now: int
+    ) -> _Plan:
+        """Walk from where live data starts and expire each partition's prefix of batches
+        older than ``retention_ms`` or beyond ``retention_bytes`` (ADR 0013, 2)."""
+        length = max(len(tail.snapshot), len(meta.log_start))
+        plan = _Plan(
+            _padded(meta.log_start, length),
+            _padded(meta.bytes_below, length),
+            meta.chain_start,
+            tail.seq + 1,
+        )
+        live = self._first(
+            topic,
+            max(1, meta.chain_start),
+            tail.seq,
+            lambda item: not self._below_all(item, meta, plan.log_start),
+        )
+        plan.live_seq = tail.seq + 1 if live is None else live
+        config = TopicConfig.parse(topic.config)
+        if live is None or config.cleanup_policy != "delete":
+            return plan
+        oldest = now - config.retention_ms if config.retention_ms >= 0 else None
+        limit = config.retention_bytes
+        size = [tail.mark(p).cumulative_bytes - plan.bytes_below[p] for p in range(length)]
+        open_ = {p for p in range(length) if plan.log_start[p] < tail.mark(p).high_watermark}
+        if oldest is None and limit < 0:
+            open_.clear()
+        seq, walked = live, 0
+        first_live: int | None = None
+        while open_ and seq <= tail.seq and walked < budget:
+            items, _ = self._ctx.ledger.query(topic.topic_id, seq, min(WALK_PAGE, budget - walked))
+            run = chain_run(items, seq, ())
+            if not run:
+                break
+            for item in run:
+                walked += 1
+                for batch in item.batches:
+                    p = batch.partition
+                    end = item.mark(p).high_watermark
+                    if p not in open_ or end <= plan.log_start[p]:
+                        continue
+                    by_time = oldest is not None and batch.max_timestamp < oldest
+                    if not (by_time or (limit >= 0 and size[p] > limit)):
+                        open_.discard(p)
+                        continue
+                    plan.log_start[p] = end
+                    plan.bytes_below[p] = item.mark(p).cumulative_bytes
+                    size[p] -= batch.byte_length
+                    plan.bytes_expired += batch.byte_length
+                    plan.actions.append(
+                        f"expire {topic.name}-{p} below {end} "
+                        f"({'time' if by_time else 'bytes'}, item {item.seq})"
+                    )
+                if first_live is None and not self._below_all(item, meta, plan.log_start):
+                    first_live = item.seq
+            seq = run[-1].seq + 1
+        plan.complete = not open_ or seq > tail.seq
+        plan.live_seq = first_live if first_live is not None else seq
+        return plan
+
+    def _truncate(
+        self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, plan: _Plan, now: int
+    ) -> None:
+        """Move the chain start past the items wholly below every (new) log start that
+        were appended more than `PRODUCER_EXPIRATION_MS` ago; never past the tail."""
+        young = self._first(
+            topic,
+            meta.chain_start,
+            tail.seq,
+            lambda item: item.append_time_ms > now - PRODUCER_EXPIRATION_MS,
+        )
+        end = min(plan.live_seq, tail.seq, tail.seq + 1 if young is None else young)
+        if end > meta.chain_start:
+            plan.chain_start = end
+            plan.actions.append(
+                f"move the chain start of {topic.name} to {end} "
+                f"(items {meta.chain_start}..{end - 1} deleted after the grace period)"
+            )
+
+    def _first(
+        self, topic: TopicRecord, low: int, high: int, predicate: Callable[[ChainItem], bool]
+    ) -> int | None:
+        """The first seq in ``[low, high]`` whose item satisfies the monotone ``predicate``:
+        one probe when it is ``low`` (the steady state), else a binary search."""
+
+        def probe(seq: int) -> ChainItem | None:
+            return self._ctx.ledger.get_item(topic.topic_id, seq)
+
+        first = probe(low) if low <= high else None
+        if first is not None and predicate(first):
+            return low
+        return first_seq(low + 1, high, probe, predicate)
+
+    # Garbage ---------------------------------------------------------------------------
+    def collect(self) -> GcReport:
+        """Delete what nothing references any more (ADR 0013, 1 and 3.4).
+
+        Every live topic's unreferenced segments past the grace period; the storage of
+        topics deleted before it (and of creates that stopped before their catalog
+        write); and a listed topic whose chain was sealed before the grace period (a
+        deletion that stopped, not one still running) has its deletion completed.
+        """
+        deleted = 0
+        cutoff = self._ctx.clock_ms() - self._gc.grace_ms
+        for topic in self._ctx.catalog.list_topics():
+            found = self._ctx.ledger.read_tail(topic.topic_id)
+            if found is not None and _sealed(*found):
+                tail, meta = found
+                sealed_ms = tail.append_time_ms if meta.sealed_ms is None else meta.sealed_ms
+                if sealed_ms <= cutoff:  # not a deletion still running
+                    with suppress(TopicNotFoundError):
+                        TopicAdmin(self._ctx).complete_delete(topic.name, topic.topic_id)
+                continue
+            with suppress(TopicNotFoundError):
+                deleted += len(self._gc.collect_topic(topic.name))
+        purged = self._gc.purge_deleted_topics()
+        return GcReport(segments_deleted=deleted, topics_purged=len(purged))

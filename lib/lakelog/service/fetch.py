@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lakelog.errors import (
@@ -43,6 +43,7 @@ from lakelog.log.chain import (
     first_seq,
     is_sealed,
     row_group_starts,
+    snapshot_before,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
 from lakelog.log.records import BatchRef, ChainItem, ChainMeta
@@ -341,14 +342,35 @@ class Fetcher:
         for _round in range(MAX_QUERY_ROUNDS):
             items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
             run = chain_run(items, seq, partitions)
+            if previous is None and not (
+                run
+                and run[0].seq == seq
+                and all(run[0].mark(w.partition).high_watermark <= w.offset for w in wanted)
+            ):
+                # Not proven by the anchor. An anchor below the chain start (removed by
+                # compaction, or about to be) is proven by the meta item: every item below
+                # the chain start lies wholly below every log start (ADR 0013, 3.2), so no
+                # record at or after a start at or above the log start lies before, and a
+                # start below the log start is answered 416. Its snapshot is derived from
+                # the next item's.
+                known = meta or self._ctx.ledger.read_meta(topic.topic_id)
+                following = [item for item in items if item.seq > seq]
+                if (
+                    known is None
+                    or known.chain_start <= seq
+                    or not following
+                    or following[0].seq != seq + 1
+                ):
+                    return None
+                anchor = replace(
+                    following[0], seq=seq, snapshot=snapshot_before(following[0]), batches=()
+                )
+                items = [anchor, *following]
+                run = chain_run(items, seq, partitions)
             if not run or run[0].seq != seq:
                 if previous is None:
                     return None
                 break  # the item walked last is gone: answer with what was taken
-            if previous is None and not all(
-                run[0].mark(want.partition).high_watermark <= want.offset for want in wanted
-            ):
-                return None
             if any(is_sealed(item) for item in run):
                 # Even if the budget ends before it: the topic is being deleted, and
                 # its meta item may not say so yet (a delete that stopped after the seal).

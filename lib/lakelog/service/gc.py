@@ -34,6 +34,11 @@ class GarbageCollector:
         self._ctx = context
         self._grace_ms = grace_ms
 
+    @property
+    def grace_ms(self) -> int:
+        """Age below which nothing unreferenced is deleted."""
+        return self._grace_ms
+
     def _referenced(self, topic: TopicRecord) -> set[str]:
         return {
             l0_segment_key_from_id(topic.topic_id, item.segment_id)

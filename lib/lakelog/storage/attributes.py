@@ -380,7 +380,7 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
 
 
 def meta_to_item(pk: str, meta: ChainMeta, version: int | None = None) -> Item:
-    """The meta item of ``meta`` (``ls lb l1 cs sealed ver v``), at ``version`` if given."""
+    """The meta item of ``meta`` (``ls lb l1 cs csm sealed ver v``), at ``version`` if given."""
     attrs: Item = {
         "pk": {"S": pk},
         "sk": num(HEAD_SK),
@@ -393,6 +393,8 @@ def meta_to_item(pk: str, meta: ChainMeta, version: int | None = None) -> Item:
             attrs[name] = {"B": pack_varints(values)}
     if meta.sealed_ms is not None:
         attrs["sealed"] = num(meta.sealed_ms)
+    if meta.chain_start_ms is not None:
+        attrs["csm"] = num(meta.chain_start_ms)
     return attrs
 
 
@@ -407,6 +409,7 @@ def meta_from_item(attrs: Item) -> ChainMeta:
         chain_start=get_int(attrs, "cs"),
         sealed_ms=get_int(attrs, "sealed") if "sealed" in attrs else None,
         version=get_int(attrs, "ver"),
+        chain_start_ms=get_int(attrs, "csm") if "csm" in attrs else None,
     )
 
 

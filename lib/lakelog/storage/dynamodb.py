@@ -28,7 +28,7 @@ Catalog access rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -318,10 +318,8 @@ class DynamoLedgerStore:
         item = self._get(producer_state_pk(topic_id, producer_id), 0)
         return None if item is None else producer_from_item(item)
 
-    @translate_client_errors
-    def delete_chain(self, topic_id: str) -> None:
-        pk = chain_pk(topic_id)
-        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._chain_items(pk, "pk, sk")]
+    def _delete_keys(self, keys: Sequence[Item]) -> None:
+        """Delete ``keys`` with ``BatchWriteItem``, 25 at a time, until none is unprocessed."""
         for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
             request: Any = {
                 self._table: [
@@ -332,7 +330,19 @@ class DynamoLedgerStore:
             while request:
                 response = self._ddb.batch_write_item(RequestItems=request)
                 request = response.get("UnprocessedItems") or None
+
+    @translate_client_errors
+    def delete_chain(self, topic_id: str) -> None:
+        pk = chain_pk(topic_id)
+        self._delete_keys(
+            [{"pk": item["pk"], "sk": item["sk"]} for item in self._chain_items(pk, "pk, sk")]
+        )
         self._ddb.delete_item(TableName=self._table, Key=self._key(pk, HEAD_SK))  # meta last
+
+    @translate_client_errors
+    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+        pk = chain_pk(topic_id)
+        self._delete_keys([self._key(pk, seq) for seq in sorted(set(seqs)) if seq != HEAD_SK])
 
 
 def _topic_from_item(item: Item) -> TopicRecord:

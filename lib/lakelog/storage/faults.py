@@ -71,6 +71,7 @@ class FailPoint(StrEnum):
     BEFORE_META_UPDATE = "before_meta_update"
     AFTER_META_UPDATE = "after_meta_update"
     BEFORE_CHAIN_DELETE = "before_chain_delete"
+    BEFORE_ITEMS_DELETE = "before_items_delete"
 
 
 class InjectedFaultError(UnavailableError):
@@ -223,6 +224,10 @@ class FaultyLedgerStore:
     def delete_chain(self, topic_id: str) -> None:
         self.injector.check(FailPoint.BEFORE_CHAIN_DELETE)
         self.inner.delete_chain(topic_id)
+
+    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+        self.injector.check(FailPoint.BEFORE_ITEMS_DELETE)
+        self.inner.delete_items(topic_id, seqs)
 
 
 class FaultyCatalogStore:

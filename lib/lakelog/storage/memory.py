@@ -345,6 +345,13 @@ class MemoryLedgerStore:
         with self._s.lock:
             self._s.ledger_items.pop(chain_pk(topic_id), None)
 
+    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+        with self._s.lock:
+            run = self._run(chain_pk(topic_id))
+            for seq in seqs:
+                if seq != HEAD_SK:
+                    run.delete(seq)
+
 
 class MemoryCatalogStore:
     """The `CatalogStore` port on a `MemoryStorage`: topics, issued producer ids, ACLs."""

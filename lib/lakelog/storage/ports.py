@@ -247,6 +247,10 @@ class LedgerStore(Protocol):
     def delete_chain(self, topic_id: str) -> None:
         """Delete every chain item of a topic, the meta item last. Idempotent."""
 
+    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+        """Delete the chain items at ``seqs`` (the compactor's truncation below the chain
+        start, ADR 0013); missing ones are not an error. Never the meta item."""
+
 
 class CatalogStore(Protocol):
     """Topics, issued producer ids and access rules (DynamoDB catalog table)."""

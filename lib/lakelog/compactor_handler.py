@@ -1,0 +1,179 @@
+"""The compactor's Lambda tasks: list the topics, compact one topic, collect garbage.
+
+The state machine of each deployment (ADR 0013) calls three functions built from this
+module, one per task, so each gets only the permissions its task needs:
+
+==================  ==========================  ==========================================
+task                input                       output
+==================  ==========================  ==========================================
+``list_topics``     anything                    ``{"topics": [name, ...]}``
+``compact_topic``   ``{"topic": name}``         ``{"topic", "done", "steps", counters...}``
+``collect``         anything                    ``{"segments_deleted", "topics_purged"}``
+==================  ==========================  ==========================================
+
+``compact_topic`` runs steps until the topic is done or the Lambda deadline nears (less
+than the reserve left, `STEP_RESERVE_MS` by default); the state machine calls it again
+while ``done`` is false. The handlers are built once per process (`make_task_handlers`),
+at cold start in Lambda, and on any engine in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lakelog.api.settings import ApiSettings
+from lakelog.errors import InvalidRequestError
+from lakelog.service.compactor import CompactionSettings, CompactionStep
+from lakelog.service.engine import Engine
+from lakelog.service.passes import CompactorCalls, run_topic
+
+__all__ = [
+    "METRICS",
+    "NAMESPACE",
+    "SERVICE",
+    "STEP_RESERVE_MS",
+    "TaskHandler",
+    "TaskHandlers",
+    "compactor_for",
+    "compactor_from_env",
+    "make_task_handlers",
+    "step_totals",
+]
+
+SERVICE: Final = "lakelog-compactor"
+NAMESPACE: Final = "lakelog"
+METRICS: Final = {
+    "TopicsNeedingWork": MetricUnit.Count,
+    "CompactionSteps": MetricUnit.Count,
+    "BytesExpired": MetricUnit.Bytes,
+    "ChainItemsRemoved": MetricUnit.Count,
+    "SegmentsMerged": MetricUnit.Count,
+    "SegmentsDeleted": MetricUnit.Count,
+    "TopicsPurged": MetricUnit.Count,
+}
+"""What the tasks publish (namespace `NAMESPACE`, dimension ``service`` = `SERVICE`), summed
+per pass on the dashboard."""
+STEP_RESERVE_MS: Final = 20_000
+"""A step starts only while this much time is left before the Lambda deadline: one step
+reads at most `CompactionSettings.max_items_per_step` chain items and writes one merged
+segment, which takes seconds, not tens of seconds."""
+
+TaskHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+"""A Lambda handler: (event, context) -> JSON-serializable output."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHandlers:
+    """The three task handlers of one compactor."""
+
+    list_topics: TaskHandler
+    compact_topic: TaskHandler
+    collect: TaskHandler
+
+
+def compactor_for(engine: Engine, settings: CompactionSettings | None = None) -> CompactorCalls:
+    """The compactor over ``engine``'s stores and gc."""
+    from lakelog.service.compactor import Compactor  # noqa: PLC0415
+
+    compactor: CompactorCalls = Compactor(engine.context, engine.gc, settings)
+    return compactor
+
+
+def compactor_from_env(environ: Mapping[str, str]) -> CompactorCalls:
+    """The compactor of the deployment ``environ`` names (bucket and tables).
+
+    Raises
+    ------
+    lakelog.api.settings.SettingsError
+        If a name is missing or malformed (fails the cold start).
+    """
+    names = ApiSettings.from_env(environ).names
+    return compactor_for(Engine.from_session(names))
+
+
+def step_totals(topic: str, steps: list[CompactionStep]) -> dict[str, Any]:
+    """The output of ``compact_topic``: the last step's ``done`` and the steps' sums."""
+    log_start_offsets: dict[str, int] = {}
+    for step in steps:
+        log_start_offsets.update({str(p): o for p, o in step.log_start_offsets.items()})
+    return {
+        "topic": topic,
+        "done": steps[-1].done,
+        "steps": len(steps),
+        "bytes_expired": sum(step.bytes_expired for step in steps),
+        "items_removed": sum(step.items_removed for step in steps),
+        "segments_merged": sum(step.segments_merged for step in steps),
+        "log_start_offsets": log_start_offsets,
+    }
+
+
+def _remaining_ms(context: Any) -> int | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return None if remaining is None else int(remaining())
+
+
+def make_task_handlers(
+    compactor: CompactorCalls, *, reserve_ms: int = STEP_RESERVE_MS
+) -> TaskHandlers:
+    """The task handlers over ``compactor``.
+
+    Parameters
+    ----------
+    compactor
+        What runs the steps (`compactor_for` an engine).
+    reserve_ms
+        ``compact_topic`` starts no step with less time than this left before the deadline
+        (the context's ``get_remaining_time_in_millis``; no context, no deadline).
+    """
+    logger = Logger(service=SERVICE)
+    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+    def publish(**values: int) -> None:
+        for name, value in values.items():
+            metrics.add_metric(name=name, unit=METRICS[name], value=value)
+
+    def list_topics(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        topics = compactor.topics_needing_work()
+        logger.info("topics needing work", extra={"topics": len(topics)})
+        publish(TopicsNeedingWork=len(topics))
+        return {"topics": topics}
+
+    def compact_topic(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        topic = event.get("topic")
+        if not isinstance(topic, str) or not topic:
+            raise InvalidRequestError(f"compact_topic needs {{'topic': name}}, got {event!r}")
+
+        def keep_going() -> bool:
+            remaining = _remaining_ms(context)
+            return remaining is None or remaining >= reserve_ms
+
+        output = step_totals(topic, run_topic(compactor, topic, keep_going=keep_going))
+        logger.info("compacted", extra=output)
+        publish(
+            CompactionSteps=output["steps"],
+            BytesExpired=output["bytes_expired"],
+            ChainItemsRemoved=output["items_removed"],
+            SegmentsMerged=output["segments_merged"],
+        )
+        return output
+
+    def collect(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        report = compactor.collect()
+        output = {
+            "segments_deleted": report.segments_deleted,
+            "topics_purged": report.topics_purged,
+        }
+        logger.info("collected", extra=output)
+        publish(SegmentsDeleted=report.segments_deleted, TopicsPurged=report.topics_purged)
+        return output
+
+    def wrap(handler: TaskHandler) -> TaskHandler:
+        wrapped: TaskHandler = logger.inject_lambda_context(metrics.log_metrics(handler))
+        return wrapped
+
+    return TaskHandlers(wrap(list_topics), wrap(compact_topic), wrap(collect))

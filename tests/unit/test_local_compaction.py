@@ -1,0 +1,95 @@
+"""The dev server's compactor passes: one at a time, on request and on a schedule."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import HTTPStatus
+
+from lakelog.local.compaction import LocalCompactor
+from lakelog.service.compactor import GcReport
+from lakelog.service.passes import run_pass
+from tests.compactor_support import ScriptedCompactor
+
+
+def test_a_requested_pass_steps_each_topic_to_done_then_collects() -> None:
+    compactor = ScriptedCompactor({"a": 2, "b": 1})
+    local = LocalCompactor(lambda: compactor, every=0)
+
+    status, reply = local.reply(b"{}")
+
+    assert status == HTTPStatus.OK
+    assert [(s["topic"], s["done"]) for s in reply["steps"]] == [
+        ("a", False),
+        ("a", True),
+        ("b", True),
+    ]
+    assert reply["gc"] == {"segments_deleted": 1, "topics_purged": 0}
+    assert compactor.calls == ["list", "compact:a", "compact:a", "compact:b", "collect"]
+
+
+def test_a_dry_run_of_one_topic_takes_one_step_and_skips_gc() -> None:
+    compactor = ScriptedCompactor({"a": 3, "b": 1})
+
+    report = run_pass(compactor, ["a"], dry_run=True)
+
+    assert [step.topic for step in report.steps] == ["a"]
+    assert report.gc is None
+    assert compactor.calls == ["compact:a"]
+
+
+def test_bad_requests_are_refused_with_the_apis_error_body() -> None:
+    local = LocalCompactor(lambda: ScriptedCompactor({"a": 1}), every=0)
+
+    for body in (b"[1]", b"not json", b'{"topic": 3}', b'{"dry_run": "yes"}', b'{"x": 1}'):
+        status, reply = local.reply(body)
+        assert status == HTTPStatus.BAD_REQUEST, body
+        assert reply["error"] == "invalid_request"
+    status, reply = local.reply(b'{"topic": "a", "dry_run": true}')
+    assert status == HTTPStatus.OK
+    assert json.loads(json.dumps(reply))["steps"][0]["topic"] == "a"
+
+
+def test_a_failing_call_answers_with_its_error() -> None:
+    local = LocalCompactor(lambda: ScriptedCompactor({"a": 1}, failures={"list": 1}), every=0)
+
+    status, reply = local.reply(b"{}")
+
+    assert status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert reply["error"] == "unavailable"
+
+
+class _Signalling(ScriptedCompactor):
+    def __init__(self) -> None:
+        super().__init__({})
+        self.collected = threading.Event()
+
+    def collect(self) -> GcReport:
+        report = super().collect()
+        self.collected.set()
+        return report
+
+
+def test_scheduled_passes_run_in_the_background_and_survive_a_failed_pass() -> None:
+    compactor = _Signalling()
+    compactor.failures["list"] = 1  # the first scheduled pass fails
+    local = LocalCompactor(lambda: compactor, every=0.001)
+
+    local.start()
+    try:
+        assert compactor.collected.wait(timeout=30)
+    finally:
+        local.stop()
+
+    assert compactor.calls[:3] == ["list", "list", "collect"]
+    assert local.passes >= 1
+
+
+def test_no_schedule_when_every_is_zero() -> None:
+    compactor = ScriptedCompactor({})
+    local = LocalCompactor(lambda: compactor, every=0)
+
+    local.start()
+    local.stop()
+
+    assert compactor.calls == []
