@@ -1,7 +1,8 @@
 """Garbage collection of segments no chain item references (invariant 5).
 
 A segment is unreferenced when an append crashed between its PUT and its chain write,
-or (later) when the compactor merged or expired it. Only segments older
+when the compactor merged its chain items into L1 (`lakelog.service.merge`) or expired
+it, or when a merge stopped between an L1 segment's PUT and its entries. Only segments older
 than the grace period are candidates: an append that has PUT its segment but not yet
 moved the ledger must never lose it, so the grace period is longer than the longest
 Lambda run (15 minutes).
@@ -35,11 +36,16 @@ class GarbageCollector:
         self._grace_ms = grace_ms
 
     def _referenced(self, topic: TopicRecord) -> set[str]:
-        return {
+        """Segments a chain item (L0) or an L1 entry of any partition names."""
+        ledger = self._ctx.ledger
+        referenced = {
             l0_segment_key_from_id(topic.topic_id, item.segment_id)
-            for item in self._ctx.ledger.chain(topic.topic_id)
+            for item in ledger.chain(topic.topic_id)
             if item.segment_id is not None
         }
+        for partition in range(topic.partitions):
+            referenced.update(e.segment_key for e in ledger.entries(topic.topic_id, partition))
+        return referenced
 
     def orphan_segments(self, topic_name: str) -> list[str]:
         """Keys of the topic's segments past the grace period that no chain item references.
