@@ -14,18 +14,7 @@ from lakelog.log.records import ChainMeta, Entry
 from lakelog.storage.attributes import entry_from_item, entry_to_item
 from lakelog.storage.keys import l1_entries_pk
 from lakelog.storage.ports import LedgerStore
-from tests.contract.backends import Stores
 from tests.contract.chain_support import appended, genesis, new_topic_id
-
-
-@pytest.fixture
-def chains(stores: Stores) -> LedgerStore:
-    return stores[1]
-
-
-@pytest.fixture
-def topic_id() -> str:
-    return new_topic_id()
 
 
 def entry(base: int, count: int, key: str = "segments/t/L1/0/a.parquet", group: int = 0) -> Entry:

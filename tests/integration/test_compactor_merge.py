@@ -81,6 +81,20 @@ def fill(engine: Engine, topic: str, clock: Clock, appends: int = 24) -> None:
         clock.ms += 1000
 
 
+def day_old_topic(
+    make: Callable[[], Engine], clock: Clock, topic: str, young: int = 0
+) -> tuple[Engine, dict[int, list[StoredRecord]]]:
+    """A topic of 24 appends a day old, then ``young`` fresh appends: its writer, and every
+    record as a fresh reader sees it before any merge."""
+    engine = make()
+    engine.create_topic(topic, partitions=PARTITIONS)
+    fill(engine, topic, clock)
+    clock.ms += DAY_MS + 1
+    if young:
+        fill(engine, topic, clock, appends=young)
+    return engine, read_all(make(), topic)
+
+
 def read_all(engine: Engine, topic: str, max_records: int = 5) -> dict[int, list[StoredRecord]]:
     """Every record of every partition, fetched from offset 0 following cursors."""
     found: dict[int, list[StoredRecord]] = {}
@@ -216,12 +230,7 @@ def test_a_merge_leaves_items_younger_than_a_day_in_the_chain(
 def test_one_fetch_reads_across_the_l1_end_into_the_chain(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    fill(engine, topic_name, clock, appends=3)
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name, young=3)
     merge_all(engine, topic_name, clock.ms)
     l1_end = meta_of(engine, topic_name).l1_end
 
@@ -243,11 +252,7 @@ def test_one_fetch_reads_across_the_l1_end_into_the_chain(
 def test_a_fetch_stopped_by_its_budget_inside_l1_resumes_from_its_cursor(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name)
     merge_all(engine, topic_name, clock.ms, target_bytes=100)
 
     reader = make()
@@ -261,12 +266,7 @@ def test_a_fetch_stopped_by_its_budget_inside_l1_resumes_from_its_cursor(
 def test_the_sdk_consumer_reads_every_record_across_levels(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    fill(engine, topic_name, clock, appends=2)
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name, young=2)
     merge_all(engine, topic_name, clock.ms)
 
     client = Client(transport=make())
@@ -301,12 +301,7 @@ def test_cursors_taken_before_a_merge_read_on_correctly_after_it(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
     # Given readers parked at every offset of every partition, with their cursors
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    fill(engine, topic_name, clock, appends=2)
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name, young=2)
     parked = []
     for partition in range(PARTITIONS):
         for offset in range(len(expected[partition])):
@@ -326,12 +321,7 @@ def test_cursors_taken_before_a_merge_read_on_correctly_after_it(
 def test_offsets_for_times_are_the_same_before_and_after_a_merge(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    fill(engine, topic_name, clock, appends=2)
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name, young=2)
     stamps = sorted({r.timestamp_ms for records in expected.values() for r in records})
     probes = [stamps[0] - 1, *stamps, stamps[-1] + 1]
 
@@ -370,12 +360,7 @@ def test_a_merge_that_crashes_at_any_step_then_reruns_ends_consistent(
     point: FailPoint,
 ) -> None:
     # Given a day-old topic, and a merge that crashes at one step
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    fill(engine, topic_name, clock, appends=2)
-    expected = read_all(make(), topic_name)
+    _, expected = day_old_topic(make, clock, topic_name, young=2)
     faulty, injector = make_faulty(clock_ms=clock)
     injector.arm(point)
     with pytest.raises(InjectedFaultError):
@@ -434,10 +419,7 @@ def test_appends_landing_during_every_step_of_a_merge_are_all_kept(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
     # Given a day-old topic, and a producer that appends before each step of the merge
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
+    engine, _ = day_old_topic(make, clock, topic_name)
     producer = make()
     steps: list[str] = []
 
@@ -474,10 +456,7 @@ def test_appends_landing_during_every_step_of_a_merge_are_all_kept(
 def test_a_dry_run_reports_the_merge_and_changes_nothing(
     make: Callable[[], Engine], clock: Clock, topic_name: str, backend: Any, backend_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
+    engine, _ = day_old_topic(make, clock, topic_name)
     contents = backend.contents()
 
     report = Merger(engine.context).merge_topic(
@@ -494,11 +473,7 @@ def test_a_dry_run_reports_the_merge_and_changes_nothing(
 def test_a_cursor_naming_a_chain_item_removed_by_the_merge_falls_back_to_l1(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
-    expected = read_all(make(), topic_name)
+    engine, expected = day_old_topic(make, clock, topic_name)
     first = engine.fetch(topic_name, 1, 0, max_records=1)
 
     merge_all(engine, topic_name, clock.ms)
@@ -511,10 +486,7 @@ def test_a_cursor_naming_a_chain_item_removed_by_the_merge_falls_back_to_l1(
 def test_a_partition_with_every_record_merged_reads_empty_at_its_end(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    fill(engine, topic_name, clock)
-    clock.ms += DAY_MS + 1
+    engine, _ = day_old_topic(make, clock, topic_name)
     engine.append(topic_name, [Record(value=b"only p0", partition=0)])
     merge_all(engine, topic_name, clock.ms)
     end = meta_of(engine, topic_name).l1_end[2]
