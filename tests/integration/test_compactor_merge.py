@@ -495,3 +495,20 @@ def test_a_partition_with_every_record_merged_reads_empty_at_its_end(
 
     assert result.records == [] and result.next_offset == result.high_watermark == end
     assert make().list_offset(topic_name, 2, "latest") == end
+
+
+def test_purging_a_deleted_topic_removes_its_l1_entries_and_segments(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    engine, _ = day_old_topic(make, clock, topic_name, young=1)
+    merge_all(engine, topic_name, clock.ms)
+    topic_id = topic_of(engine, topic_name).topic_id
+    assert entries(engine, topic_name)
+
+    engine.delete_topic(topic_name)
+    clock.ms = max(clock.ms, int(time.time() * 1000)) + 2 * 3600_000
+    assert engine.gc.purge_deleted_topics() == [topic_id]
+
+    ledger = engine.context.ledger
+    assert all(list(ledger.entries(topic_id, p)) == [] for p in range(PARTITIONS))
+    assert list(engine.context.objects.list(topic_segments_prefix(topic_id))) == []

@@ -86,12 +86,21 @@ class GarbageCollector:
         for topic in self._ctx.catalog.deleted_topics():
             if (topic.deleted_ms or 0) > cutoff or self._unfinished(topic):
                 continue
+            self._delete_entries(topic)
             self._ctx.ledger.delete_chain(topic.topic_id)
             prefix = topic_segments_prefix(topic.topic_id)
             self._ctx.objects.delete([info.key for info in self._ctx.objects.list(prefix)])
             self._ctx.catalog.forget_deleted_topic(topic.topic_id)
             purged.append(topic.topic_id)
         return purged
+
+    def _delete_entries(self, topic: TopicRecord) -> None:
+        """Delete every L1 entry of the topic's partitions (the merge's, ADR 0012 1.7)."""
+        ledger = self._ctx.ledger
+        for partition in range(topic.partitions):
+            offsets = [entry.last_offset for entry in ledger.entries(topic.topic_id, partition)]
+            if offsets:
+                ledger.delete_entries(topic.topic_id, partition, offsets)
 
     def _unfinished(self, marker: TopicRecord) -> bool:
         """Deal with the marker of a deletion that stopped while the topic kept its name.
