@@ -29,6 +29,7 @@ from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from lakelog.storage.ports import LedgerStore, TopicRecord
 from lakelog.types import FetchPosition, FetchResult, Record, StoredRecord
 from tests.conftest import MakeFaulty
+from tests.support import run_in_threads
 
 PARTITIONS = 3
 DAY_MS = 24 * 3600 * 1000
@@ -512,3 +513,39 @@ def test_purging_a_deleted_topic_removes_its_l1_entries_and_segments(
     ledger = engine.context.ledger
     assert all(list(ledger.entries(topic_id, p)) == [] for p in range(PARTITIONS))
     assert list(engine.context.objects.list(topic_segments_prefix(topic_id))) == []
+
+
+def test_producers_and_merges_running_in_threads_lose_and_repeat_nothing(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a day-old topic, two producers appending and a merger looping, all at once
+    _, expected = day_old_topic(make, clock, topic_name)
+    future = clock.ms + 2 * DAY_MS  # every item but the last is old enough to merge
+    finished: list[int] = []  # list.append is atomic: the producers that are done
+
+    def work(index: int) -> None:
+        engine = make()
+        if index < 2:
+            for i in range(15):
+                engine.append(topic_name, [Record(value=b"w%d-%d" % (index, i), key=b"%d" % i)])
+            finished.append(index)
+            return
+        while len(finished) < 2:
+            merge_all(engine, topic_name, future, max_items=3, target_bytes=200)
+
+    run_in_threads(3, work)
+    merge_all(make(), topic_name, future)
+
+    # Then every record is read back once, at dense offsets, the old ones unchanged
+    everything = read_all(make(), topic_name)
+    written = sorted(
+        r.value
+        for records in everything.values()
+        for r in records
+        if r.value and r.value[:1] == b"w"
+    )
+    assert written == sorted(b"w%d-%d" % (w, i) for w in range(2) for i in range(15))
+    for partition, records in everything.items():
+        assert [r.offset for r in records] == list(range(len(records)))
+        assert records[: len(expected[partition])] == expected[partition]
+    assert meta_of(make(), topic_name).chain_start > 25

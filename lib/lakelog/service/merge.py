@@ -137,63 +137,23 @@ class Merger:
         tail, meta = found
         page, _ = ledger.query(topic.topic_id, 0, max_items)
         leftover = [item.seq for item in page if item.seq < meta.chain_start]
-        actions: list[str] = []
-        if leftover:
-            actions.append(
-                f"delete {len(leftover)} chain items below chain start {meta.chain_start}"
-            )
-            if not dry_run:
-                ledger.delete_items(topic.topic_id, leftover)
-        partitions = range(len(tail.snapshot))
-        candidates = [item for item in page if item.seq >= meta.chain_start]
-        run = chain_run(candidates, meta.chain_start, partitions)
-        cutoff = now_ms - PRODUCER_EXPIRATION_MS
-        ready: list[ChainItem] = []
-        for item in run:
-            if item.seq >= tail.seq or is_sealed(item) or item.append_time_ms > cutoff:
-                break
-            ready.append(item)
-        more = len(page) == max_items and len(ready) == len(run)
-        if not ready:
-            return MergeResult(
-                topic.name,
-                done=not (leftover and len(page) == max_items),
-                chain_start=meta.chain_start,
-                items_removed=0 if dry_run else len(leftover),
-                actions=tuple(actions),
-            )
-        s1 = ready[-1].seq + 1
-        last = ready[-1]
-        l1_end = {
-            p: last.mark(p).high_watermark
-            for p in partitions
-            if last.mark(p).high_watermark > _at(meta.l1_end, p)
-        }
-        segments = {item.segment_id for item in ready if item.segment_id is not None}
-        merged_bytes = sum(batch.byte_length for item in ready for batch in item.batches)
-        actions.append(
-            f"merge chain items {meta.chain_start}..{s1 - 1} ({len(segments)} L0 segments, "
-            f"{merged_bytes} bytes) into L1; L1 end "
-            + ", ".join(f"p{p}={end}" for p, end in sorted(l1_end.items()))
-        )
-        result = MergeResult(
-            topic.name,
-            done=not more,
-            chain_start=meta.chain_start if dry_run else s1,
-            items_merged=len(ready),
-            items_removed=0 if dry_run else len(leftover) + len(ready),
-            segments_merged=len(segments),
-            bytes_merged=merged_bytes,
-            l1_end=l1_end,
-            actions=tuple(actions),
+        ready = _ready(page, meta, tail, now_ms)
+        plan = _plan(
+            topic, meta, tail, leftover, ready, seen=len(page), full=len(page) == max_items
         )
         if dry_run:
-            return result
+            return replace(plan, chain_start=meta.chain_start, items_removed=0)
+        if leftover:
+            ledger.delete_items(topic.topic_id, leftover)
+        if not ready:
+            return plan
         written, entries = self._write_l1(topic, meta, ready, target_bytes)
-        if not self._move_meta(topic, l1_end, s1):
-            return replace(result, done=True, chain_start=meta.chain_start, items_removed=0)
+        if not self._move_meta(topic, plan.l1_end, plan.chain_start):
+            return replace(
+                plan, done=True, chain_start=meta.chain_start, items_removed=len(leftover)
+            )
         ledger.delete_items(topic.topic_id, [item.seq for item in ready])
-        return replace(result, segments_written=written, entries_written=entries)
+        return replace(plan, segments_written=written, entries_written=entries)
 
     # Step 1: L1 segments and entries -------------------------------------------------------
     def _write_l1(
@@ -348,6 +308,73 @@ class Merger:
             if ledger.update_meta(topic.topic_id, moved, meta.version):
                 return True
         return False
+
+
+def _ready(page: list[ChainItem], meta: ChainMeta, tail: ChainItem, now_ms: int) -> list[ChainItem]:
+    """The items of ``page`` to merge: a run from the chain start, each older than
+    `PRODUCER_EXPIRATION_MS` at ``now_ms``, the chain's last item excluded."""
+    candidates = [item for item in page if item.seq >= meta.chain_start]
+    run = chain_run(candidates, meta.chain_start, range(len(tail.snapshot)))
+    cutoff = now_ms - PRODUCER_EXPIRATION_MS
+    ready: list[ChainItem] = []
+    for item in run:
+        if item.seq >= tail.seq or is_sealed(item) or item.append_time_ms > cutoff:
+            break
+        ready.append(item)
+    return ready
+
+
+def _plan(
+    topic: TopicRecord,
+    meta: ChainMeta,
+    tail: ChainItem,
+    leftover: list[int],
+    ready: list[ChainItem],
+    *,
+    seen: int,
+    full: bool,
+) -> MergeResult:
+    """What the step does: the result it reports once every write succeeded.
+
+    ``seen`` items came back from the chain query; ``full``: as many as the step may take,
+    so more may wait behind them. The step is not ``done`` when it took every item it saw.
+    """
+    done = not (full and len(leftover) + len(ready) == seen)
+    actions = []
+    if leftover:
+        actions.append(f"delete {len(leftover)} chain items below chain start {meta.chain_start}")
+    if not ready:
+        return MergeResult(
+            topic.name,
+            done=done,
+            chain_start=meta.chain_start,
+            items_removed=len(leftover),
+            actions=tuple(actions),
+        )
+    last = ready[-1]
+    l1_end = {
+        p: last.mark(p).high_watermark
+        for p in range(len(tail.snapshot))
+        if last.mark(p).high_watermark > _at(meta.l1_end, p)
+    }
+    segments = {item.segment_id for item in ready if item.segment_id is not None}
+    merged_bytes = sum(batch.byte_length for item in ready for batch in item.batches)
+    actions.append(
+        f"merge chain items {meta.chain_start}..{last.seq} ({len(segments)} L0 segments, "
+        f"{merged_bytes} bytes) into L1; L1 end "
+        + ", ".join(f"p{p}={end}" for p, end in sorted(l1_end.items()))
+    )
+    return MergeResult(
+        topic.name,
+        done=done,
+        chain_start=last.seq + 1,
+        items_merged=len(ready),
+        items_removed=len(leftover) + len(ready),
+        segments_merged=len(segments),
+        bytes_merged=merged_bytes,
+        l1_end=l1_end,
+        actions=tuple(actions),
+    )
 
 
 def _at(values: tuple[int, ...], partition: int) -> int:
