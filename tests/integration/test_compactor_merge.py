@@ -8,6 +8,7 @@ are injected faults; concurrent appends are interleaved at named points of the m
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 
 from lakelog.client import Client
 from lakelog.log.records import ChainMeta, Entry
+from lakelog.service import fetch as fetch_module
+from lakelog.service import merge as merge_module
 from lakelog.service.context import EngineContext
 from lakelog.service.engine import Engine
 from lakelog.service.merge import Merger, MergeResult
@@ -549,3 +552,80 @@ def test_producers_and_merges_running_in_threads_lose_and_repeat_nothing(
         assert [r.offset for r in records] == list(range(len(records)))
         assert records[: len(expected[partition])] == expected[partition]
     assert meta_of(make(), topic_name).chain_start > 25
+
+
+class _CountingObjects:
+    """An object store that records the ranges GET from it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gets: list[tuple[str, int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        self.gets.append((key, start, end))
+        data: bytes = self.inner.get_range(key, start, end)
+        return data
+
+
+def _counting_reader(backend: Any, clock: Clock) -> tuple[Engine, _CountingObjects]:
+    objects, ledger, catalog, groups = backend.stores()
+    counting = _CountingObjects(objects)
+    return Engine(counting, ledger, catalog, groups, clock_ms=clock), counting  # type: ignore[arg-type]
+
+
+def test_a_replay_of_merged_records_gets_each_small_l1_segment_once(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, backend: Any
+) -> None:
+    engine, expected = day_old_topic(make, clock, topic_name)
+    merge_all(engine, topic_name, clock.ms, max_items=100, target_bytes=1 << 20)
+    reader, counting = _counting_reader(backend, clock)
+
+    assert read_all(reader, topic_name, max_records=2) == expected
+
+    l1_gets = [key for key, _, _ in counting.gets if "/L1/" in key]
+    assert sorted(l1_gets) == sorted({e.segment_key for e in entries(reader, topic_name)})
+
+
+def test_a_replay_of_a_large_l1_segment_reads_ahead_and_its_footer_once(
+    make: Callable[[], Engine],
+    clock: Clock,
+    topic_name: str,
+    backend: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given 640 KiB of incompressible records of one partition merged into one L1 segment
+    # of 32 KiB row groups
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 32 << 10)
+    engine = make()
+    engine.create_topic(topic_name, partitions=PARTITIONS)
+    noise = random.Random(7)
+    for i in range(40):
+        engine.append(
+            topic_name, [Record(value=noise.randbytes(16 << 10), partition=0, key=b"%d" % i)]
+        )
+    clock.ms += DAY_MS + 1
+    engine.append(topic_name, [Record(value=b"young", partition=1)])
+    expected = read_all(make(), topic_name)
+    merge_all(engine, topic_name, clock.ms, max_items=100, target_bytes=64 << 20)
+    (segment,) = {e.segment_key for e in entries(engine, topic_name)}
+    monkeypatch.setattr(fetch_module, "L1_READ_AHEAD", 128 << 10)
+
+    # When a reader replays it 20 KiB at a time
+    reader, counting = _counting_reader(backend, clock)
+    records, offset, cursor = [], 0, None
+    while offset < 40:
+        result = reader.fetch(topic_name, 0, offset, max_bytes=20 << 10, cursor=cursor)
+        records.extend(result.records)
+        offset, cursor = result.next_offset, result.cursor
+
+    # Then it reads the same records with one GET per 128 KiB read ahead (3 whole row
+    # groups of the 20 once the footer is known), plus the footer once
+    assert records == expected[0]
+    gets = [(start, end) for key, start, end in counting.gets if key == segment]
+    footers = [span for span in gets if span[1] - span[0] < 16 << 10]
+    assert len(footers) == 1
+    assert len(gets) <= 1 + 1 + 6
+    assert all(end - start <= 128 << 10 for start, end in gets)

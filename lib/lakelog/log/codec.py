@@ -365,6 +365,20 @@ class SegmentReader:
             raise CorruptSegmentError(key, str(exc)) from None
         return cls(key, len(body), footer_offset, body[footer_offset:])
 
+    def row_group_span(self, row_group: int) -> tuple[int, int]:
+        """Bytes ``[start, end)`` of ``row_group`` in the object."""
+        return _row_group_span(self.metadata.row_group(row_group))
+
+    def read_ahead_end(self, start: int, end: int, limit: int) -> int:
+        """Where a read that must cover ``[start, end)`` may stop to take whole row groups
+        up to ``limit``: the last row group end at or below ``limit`` (``end`` at least)."""
+        ends = [
+            span[1]
+            for span in map(self.row_group_span, range(self.num_row_groups))
+            if span[0] >= start and span[1] <= limit
+        ]
+        return max([end, *ends])
+
     @property
     def num_row_groups(self) -> int:
         """Row groups (batches) in the segment."""

@@ -60,7 +60,14 @@ from lakelog.storage.keys import l0_segment_key_from_id
 from lakelog.storage.ports import TopicRecord
 from lakelog.types import FetchPosition, FetchResult, OffsetAndTimestamp, StoredRecord
 
-__all__ = ["L1_QUERY_ENTRIES", "L1_START", "QUERY_ITEMS", "SINGLE_GET_SLACK", "Fetcher"]
+__all__ = [
+    "L1_QUERY_ENTRIES",
+    "L1_READ_AHEAD",
+    "L1_START",
+    "QUERY_ITEMS",
+    "SINGLE_GET_SLACK",
+    "Fetcher",
+]
 
 QUERY_ITEMS = 32
 """Chain items one fetch Query asks for (plus the anchor; the meta item comes along at the
@@ -73,6 +80,9 @@ MAX_QUERY_ROUNDS = 8
 """Queries one fetch makes per topic before it answers with what it has."""
 L1_QUERY_ENTRIES = 10
 """L1 entries one Query asks for (ADR 0012, 1.5 step 1)."""
+L1_READ_AHEAD = 8 << 20
+"""Bytes of an L1 segment one GET reads at least (or to the footer): kept in the process's
+segment bytes cache, they serve a replay's next fetches without another GET."""
 L1_START = 0
 """The start seq of a position below its partition's L1 end: read from the L1 entries.
 Never a chain item's start (seq 0 is genesis, which holds no records)."""
@@ -707,7 +717,9 @@ class Fetcher:
 
     def _read_l1_segment(self, parts: list[tuple[Entry, int]]) -> dict[int, list[SegmentRow]]:
         """Rows of the given entries (rows to skip in each) of one L1 segment, by row
-        group: one ranged GET over them and the footer (unless cached)."""
+        group: one ranged GET over them and `L1_READ_AHEAD` beyond (kept in the segment
+        bytes cache), unless cached; the footer comes along when it is near, else with a
+        second GET the first time a process reads the segment."""
         first_entry = parts[0][0]
         key, size, footer_offset = (
             first_entry.segment_key,
@@ -717,10 +729,16 @@ class Fetcher:
         first = min(entry.byte_offset for entry, _ in parts)
         last = max(entry.byte_offset + entry.byte_length for entry, _ in parts)
         reader = self._ctx.caches.segments.get(key)
-        whole = reader is None or footer_offset - last <= SINGLE_GET_SLACK
-        data = self._segment_range(key, first, size if whole else last)
+        data = self._ctx.caches.segment_bytes.get(key, first, last)
+        if data is None or reader is None:
+            data = self._read_ahead(key, reader, size, footer_offset, first, last)
         if reader is None:
-            reader = SegmentReader(key, size, footer_offset, data[footer_offset - first :])
+            footer = (
+                data[footer_offset - first :]
+                if first + len(data) == size
+                else self._ctx.objects.get_range(key, footer_offset, size)
+            )
+            reader = SegmentReader(key, size, footer_offset, footer)
             self._ctx.caches.segments.put(reader)
         rows: dict[int, list[SegmentRow]] = {}
         for entry, skip in parts:
@@ -730,6 +748,26 @@ class Fetcher:
                 )
             rows[entry.row_group] = reader.read_rows(entry.row_group, data, first, skip, -1)
         return rows
+
+    def _read_ahead(
+        self,
+        key: str,
+        reader: SegmentReader | None,
+        size: int,
+        footer_offset: int,
+        first: int,
+        last: int,
+    ) -> bytes:
+        """Bytes of an L1 segment from ``first``, through ``last`` and `L1_READ_AHEAD` on:
+        whole row groups once the footer is known (so the next read starts where this one
+        ends), to the footer when it is near."""
+        ahead = max(last, first + L1_READ_AHEAD)
+        end = min(
+            footer_offset, ahead if reader is None else reader.read_ahead_end(first, last, ahead)
+        )
+        if reader is None and size - end <= SINGLE_GET_SLACK:
+            end = size  # the footer comes along
+        return self._segment_range(key, first, end)
 
     def _l1_result(
         self, topic: TopicRecord, state: TopicState, want: _Wanted, next_offset: int
