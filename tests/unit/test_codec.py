@@ -808,3 +808,18 @@ def test_an_l1_schema_under_an_l0_level_is_refused() -> None:
 
     with pytest.raises(CorruptSegmentError, match="unexpected schema"):
         SegmentReader.from_bytes("seg", parquet_bytes(mislabelled))
+
+
+def test_read_ahead_stops_at_the_last_whole_row_group_within_the_limit() -> None:
+    segment, _ = three_partition_segment("none")
+    reader = reader_of(segment)
+    spans = [reader.row_group_span(i) for i in range(reader.num_row_groups)]
+    assert spans == [
+        (loc.byte_offset, loc.byte_offset + loc.byte_length) for loc in segment.row_groups
+    ]
+    (s0, e0), (s1, e1), (_, e2) = spans
+
+    assert reader.read_ahead_end(s0, e0, e1) == e1
+    assert reader.read_ahead_end(s0, e0, e1 - 1) == e0  # the next group does not fit whole
+    assert reader.read_ahead_end(s1, e1, e2 + 100) == e2
+    assert reader.read_ahead_end(s0, e0, s0) == e0  # never less than what must be read
