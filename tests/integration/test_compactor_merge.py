@@ -629,3 +629,33 @@ def test_a_replay_of_a_large_l1_segment_reads_ahead_and_its_footer_once(
     assert len(footers) == 1
     assert len(gets) <= 1 + 1 + 6
     assert all(end - start <= 128 << 10 for start, end in gets)
+
+
+def test_a_merge_moving_the_chain_start_during_a_fetch_across_levels_loses_no_budget(
+    make: Callable[[], Engine], make_faulty: MakeFaulty, clock: Clock, topic_name: str
+) -> None:
+    # Given a topic merged halfway, and a reader whose chain query (after its L1 part)
+    # runs just after the next merge step moved the chain start past where it reads
+    engine, expected = day_old_topic(make, clock, topic_name, young=1)
+    record = topic_of(engine, topic_name)
+    merger = Merger(engine.context)
+    merger.merge_topic(record, max_items=8, target_bytes=1 << 20, now_ms=clock.ms)
+    reader, _ = make_faulty(clock_ms=clock)
+    ledger = reader.context.ledger
+    assert isinstance(ledger, FaultyLedgerStore)
+    moved: list[MergeResult] = []
+
+    def merge_once(_topic_id: str) -> None:
+        if not moved:
+            moved.append(
+                merger.merge_topic(record, max_items=8, target_bytes=1 << 20, now_ms=clock.ms)
+            )
+
+    ledger.on_query = merge_once
+
+    # When it fetches from offset 0 with room for 12 records
+    result = reader.fetch(topic_name, 0, 0, max_records=12)
+
+    # Then it gets 12 records, as if the merge had not run meanwhile
+    assert moved and moved[0].items_merged == 8
+    assert result.records == expected[0][:12]

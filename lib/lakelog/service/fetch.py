@@ -308,6 +308,7 @@ class Fetcher:
         going away (`StaleTopicError`).
         """
         outcome: dict[int, FetchResult | LakelogError] = {}
+        before = budget.copy()  # what the topic's part may use, should it be planned again
         wanted: list[_Wanted] = []
         for index, position in members:
             try:
@@ -327,6 +328,12 @@ class Fetcher:
             if read is None:
                 if searched:
                     raise self._ctx.stale(topic)
+                # Records read from L1 so far are dropped: the budget they took is given back
+                budget.records, budget.bytes, budget.started = (
+                    before.records,
+                    before.bytes,
+                    before.started,
+                )
                 return self._fetch_topic(topic, members, budget, searched=True)
             self._read_segments(topic, read.wanted, budget)
             for want in read.wanted:
