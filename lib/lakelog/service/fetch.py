@@ -409,7 +409,8 @@ class Fetcher:
         previous: ChainItem | None = None
         for _round in range(MAX_QUERY_ROUNDS):
             items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
-            run = chain_run(items if previous else _anchored(seq, items), seq, partitions)
+            anchored = items if previous is not None else _anchored(seq, items)
+            run = chain_run(anchored, seq, partitions)
             if not run or run[0].seq != seq:
                 if previous is None:
                     return None
