@@ -355,7 +355,20 @@ CRASH_POINTS = [
 ]
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS, ids=str)
+@pytest.mark.parametrize(
+    "point",
+    [
+        *CRASH_POINTS,
+        # and on DynamoDB, where entries put before the crash are found by a real Query
+        pytest.param(
+            FailPoint.AFTER_ENTRIES_PUT, id="moto-after_entries_put", marks=pytest.mark.moto
+        ),
+        pytest.param(
+            FailPoint.AFTER_META_UPDATE, id="moto-after_meta_update", marks=pytest.mark.moto
+        ),
+    ],
+    ids=str,
+)
 def test_a_merge_that_crashes_at_any_step_then_reruns_ends_consistent(
     make: Callable[[], Engine],
     make_faulty: MakeFaulty,
