@@ -84,8 +84,8 @@ class MergeResult:
 class _Run:
     """One partition's records being cut into L1 row groups and segments."""
 
-    partition: int
     cumulative_max: int
+    """The largest timestamp up to the last record added (``max_timestamp_cum``)."""
     segments: list[tuple[int, list[tuple[int, list[SegmentRow]]]]] = field(default_factory=list)
     """Per segment: its base offset and its row groups (base offset, rows)."""
     segment_bytes: int = 0
@@ -167,7 +167,7 @@ class Merger:
         for partition in touched:
             start = max(_at(meta.l1_end, partition), meta.log_start_offset(partition))
             existing = self._existing(topic.topic_id, partition, start)
-            run = _Run(partition, self._cumulative_max(topic.topic_id, partition, existing, start))
+            run = _Run(self._cumulative_max(topic.topic_id, partition, existing, start))
             after = existing[-1].last_offset + 1 if existing else start
             for item in ready:
                 batch = item.batch(partition)
