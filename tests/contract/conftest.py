@@ -22,6 +22,7 @@ import uuid
 
 import pytest
 
+from lakelog.storage.ports import LedgerStore
 from tests.contract.backends import (
     AWS_PREFIX_VARIABLE,
     AwsBackend,
@@ -30,6 +31,7 @@ from tests.contract.backends import (
     Stores,
     aws_backend,
 )
+from tests.contract.chain_support import new_topic_id
 
 _AWS_PREFIX = os.environ.get(AWS_PREFIX_VARIABLE, "")
 
@@ -60,3 +62,15 @@ def stores(backend: Backend) -> Stores:
 def ns() -> str:
     """A prefix no other test (or run) uses: for keys, partition keys, topics and groups."""
     return f"c{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def chains(stores: Stores) -> LedgerStore:
+    """The backend's ledger."""
+    return stores[1]
+
+
+@pytest.fixture
+def topic_id() -> str:
+    """A topic id no other test uses."""
+    return new_topic_id()

@@ -27,7 +27,7 @@ from lakelog.log.records import (
 from lakelog.storage.attributes import Item, chain_item_to_item, item_size
 from lakelog.storage.keys import HEAD_SK, chain_pk, producer_state_pk
 from lakelog.storage.ports import ChainConflict, LedgerStore
-from tests.contract.backends import AwsBackend, Backend, MemoryBackend, Stores
+from tests.contract.backends import AwsBackend, Backend, MemoryBackend
 from tests.contract.chain_support import (
     APPEND_MS,
     EXPIRES_MS,
@@ -41,16 +41,6 @@ from tests.contract.support import race
 
 THREADS = 8
 KB = 1024
-
-
-@pytest.fixture
-def chains(stores: Stores) -> LedgerStore:
-    return stores[1]
-
-
-@pytest.fixture
-def topic_id() -> str:
-    return new_topic_id()
 
 
 def _chain_of(chains: LedgerStore, topic_id: str, appends: int, partitions: int = 3) -> ChainItem:

@@ -21,6 +21,7 @@ import pytest
 from lakelog.errors import CorruptSegmentError
 from lakelog.log.codec import (
     FORMAT_VERSION,
+    L1_SCHEMA,
     SCHEMA,
     EncodedSegment,
     RowGroupLocation,
@@ -704,3 +705,121 @@ def test_a_segment_of_another_format_version_is_refused() -> None:
 
     with pytest.raises(CorruptSegmentError, match="format"):
         SegmentReader.from_bytes("segments/t/L0/old.parquet", body)
+
+
+# L1 (merged) segments ---------------------------------------------------------------------
+
+
+def l1_segment(compression: str = "zstd") -> tuple[EncodedSegment, list[tuple[int, Batch]]]:
+    """An L1 segment of partition 3: two row groups, offsets 100-106 then 107-108."""
+    first = mixed_batch(3)
+    second = Batch(3).add(20, b"x", b"X", [("h", b"1")]).add(21, None, None)
+    builder = SegmentBuilder(TOPIC_ID, compression, level="L1")
+    groups = [(100, first), (107, second)]
+    for base, batch in groups:
+        headers = cast("list[list[Header]]", batch.headers)
+        builder.add_batch(3, batch.timestamps, batch.keys, batch.values, headers, base_offset=base)
+    return builder.build(), groups
+
+
+def test_pyarrow_sees_the_documented_l1_schema_and_metadata() -> None:
+    segment, _ = l1_segment()
+
+    schema = pq.read_schema(pa.BufferReader(segment.body))
+
+    assert schema.remove_metadata().equals(L1_SCHEMA)
+    assert schema.names == ["partition", "offset", "timestamp", "key", "value", "headers"]
+    assert not schema.field("offset").nullable
+    assert schema.metadata[b"lakelog.level"] == b"L1"
+    assert schema.metadata[b"lakelog.format"] == FORMAT_VERSION.encode()
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_duckdb_reads_an_l1_segment_with_each_records_offset(
+    tmp_path: Path, compression: str
+) -> None:
+    # Given an L1 segment of two row groups
+    segment, groups = l1_segment(compression)
+    path = write_temp(tmp_path, segment.body)
+
+    # When DuckDB reads it
+    got = sql_rows(
+        f'SELECT partition, "offset", epoch_ms(timestamp), key, value, headers '
+        f"FROM read_parquet('{path}') ORDER BY \"offset\""
+    )
+    level = dict(sql_rows(f"SELECT key, value FROM parquet_kv_metadata('{path}')"))
+
+    # Then every record carries its partition and its dense offset, in order
+    expected: list[tuple[Any, ...]] = [
+        (3, base + i, ts, key, value, [{"key": k, "value": v} for k, v in hdrs])
+        for base, batch in groups
+        for i, (ts, key, value, hdrs) in enumerate(
+            zip(batch.timestamps, batch.keys, batch.values, batch.headers, strict=True)
+        )
+    ]
+    assert got == expected
+    assert level[b"lakelog.level"] == b"L1"
+
+
+def test_l1_row_groups_are_located_and_read_back_by_the_segment_reader() -> None:
+    segment, groups = l1_segment()
+    reader = reader_of(segment)
+
+    assert reader.level == "L1"
+    assert [(loc.row_group, loc.rows) for loc in segment.row_groups] == [(0, 7), (1, 2)]
+    for location, (_, batch) in zip(segment.row_groups, groups, strict=True):
+        data = row_group_bytes(segment, location)
+        rows = reader.read_rows(location.row_group, data, location.byte_offset)
+        assert rows == batch.rows()
+        assert location.min_timestamp == min(batch.timestamps)
+        assert location.max_timestamp == max(batch.timestamps)
+
+
+def test_duckdb_uses_l1_offset_statistics_to_find_a_row_group(tmp_path: Path) -> None:
+    segment, _ = l1_segment()
+    path = write_temp(tmp_path, segment.body)
+
+    stats = sql_rows(
+        f"SELECT row_group_id, stats_min, stats_max FROM parquet_metadata('{path}') "
+        f"WHERE path_in_schema = 'offset' ORDER BY row_group_id"
+    )
+
+    assert [(group, int(low), int(high)) for group, low, high in stats] == [
+        (0, 100, 106),
+        (1, 107, 108),
+    ]
+
+
+def test_an_l1_batch_needs_its_base_offset_and_an_l0_batch_must_not_have_one() -> None:
+    with pytest.raises(ValueError, match="base offset"):
+        SegmentBuilder(TOPIC_ID, level="L1").add_batch(0, [1], [None], [b"v"], [[]])
+    with pytest.raises(ValueError, match="base offset"):
+        SegmentBuilder(TOPIC_ID).add_batch(0, [1], [None], [b"v"], [[]], base_offset=5)
+    with pytest.raises(ValueError, match="level"):
+        SegmentBuilder(TOPIC_ID, level="L2")
+
+
+def test_an_l1_schema_under_an_l0_level_is_refused() -> None:
+    segment, _ = l1_segment()
+    table = pq.read_table(pa.BufferReader(segment.body))
+    mislabelled = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"lakelog.level": b"L0"}
+    )
+
+    with pytest.raises(CorruptSegmentError, match="unexpected schema"):
+        SegmentReader.from_bytes("seg", parquet_bytes(mislabelled))
+
+
+def test_read_ahead_stops_at_the_last_whole_row_group_within_the_limit() -> None:
+    segment, _ = three_partition_segment("none")
+    reader = reader_of(segment)
+    spans = [reader.row_group_span(i) for i in range(reader.num_row_groups)]
+    assert spans == [
+        (loc.byte_offset, loc.byte_offset + loc.byte_length) for loc in segment.row_groups
+    ]
+    (s0, e0), (s1, e1), (_, e2) = spans
+
+    assert reader.read_ahead_end(s0, e0, e1) == e1
+    assert reader.read_ahead_end(s0, e0, e1 - 1) == e0  # the next group does not fit whole
+    assert reader.read_ahead_end(s1, e1, e2 + 100) == e2
+    assert reader.read_ahead_end(s0, e0, s0) == e0  # never less than what must be read

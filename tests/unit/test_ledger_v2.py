@@ -41,7 +41,12 @@ from lakelog.log.records import (
     ProducerStamp,
     TopicProducerState,
 )
-from lakelog.storage.keys import l0_segment_key_from_id, segment_created_ms
+from lakelog.storage.keys import (
+    l0_segment_key_from_id,
+    l1_entries_pk,
+    l1_segment_key,
+    segment_created_ms,
+)
 from lakelog.types import Record
 
 NOW = 1_700_000_000_000
@@ -334,6 +339,16 @@ def test_a_segment_id_names_its_time_and_gives_the_v1_key_format() -> None:
     assert segment_created_ms(key) == NOW
     with pytest.raises(ValueError, match="24 bytes"):
         l0_segment_key_from_id("ab" * 16, first[:23])
+
+
+def test_an_l1_key_names_its_partition_and_base_offset_and_no_creation_time() -> None:
+    first, second = l1_segment_key("ab" * 16, 7, 1234), l1_segment_key("ab" * 16, 7, 1234)
+    assert first != second
+    assert first.startswith(f"segments/{'ab' * 16}/L1/7/{1234:020d}-")
+    assert first.endswith(".parquet")
+    # gc must not read an offset as a creation time: an L1 key's age is its object's
+    assert segment_created_ms(first) is None
+    assert l1_entries_pk("ab" * 16, 7) == f"p#{'ab' * 16}#7"
 
 
 # --- producers ----------------------------------------------------------------------------------

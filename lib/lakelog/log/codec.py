@@ -1,6 +1,14 @@
-"""Segment codec: records <-> one Parquet object with one row group per partition.
+"""Segment codec: records <-> one Parquet object per flush (L0) or per merged run (L1).
 
-Segment format, version 1 (any Parquet reader can open a segment)
+Segment format, version 2 (any Parquet reader can open a segment). Two levels share it:
+
+- **L0** (flush segments, ``lakelog.level = "L0"``): one append request's records, one row
+  group per partition; offsets are not stored (the chain item gives them).
+- **L1** (merged segments, ``lakelog.level = "L1"``, written by the compactor): consecutive
+  records of **one** partition in several row groups, with an ``offset`` column, so a query
+  engine reading the bucket sees each record's place in its log.
+
+L0 schema
 
 ================  =================================  ==========================================
 column            Parquet / Arrow type               meaning
@@ -15,12 +23,27 @@ column            Parquet / Arrow type               meaning
                   required                           Parquet terms; lakelog never writes null)
 ================  =================================  ==========================================
 
+L1 schema: the same columns with ``offset`` after ``partition``
+
+================  =================================  ==========================================
+column            Parquet / Arrow type               meaning
+================  =================================  ==========================================
+``partition``     INT32 / int32, required            the segment's partition (one per segment)
+``offset``        INT64 / int64, required            the record's offset in its partition
+``timestamp``     as in L0                           as in L0
+``key``           as in L0                           as in L0
+``value``         as in L0                           as in L0
+``headers``       as in L0                           as in L0
+================  =================================  ==========================================
+
 Rows of a row group are the records of one batch in offset order: the record at row ``i``
-of the row group a chain item's batch names has offset ``base_offset + i``. File key-value
-metadata: ``lakelog.format = "2"`` (ledger v2's segments: row groups contiguous from byte 4
-in the order of the chain item's batches; readers refuse any other format),
-``lakelog.topic_id`` and ``lakelog.level = "L0"``.
-Statistics are written for ``partition`` and ``timestamp`` only; every page carries a CRC32
+of the row group a chain item's batch (L0) or an L1 entry names has offset
+``base_offset + i`` (in L1 the ``offset`` column says so too, dense and ascending through
+the segment). File key-value metadata: ``lakelog.format = "2"`` (ledger v2's segments: row
+groups contiguous from byte 4 in the order written; readers refuse any other format),
+``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or ``"L1"``).
+Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset`` only; every page
+carries a CRC32
 checksum that readers verify; no page index, no bloom filter, so each row group's column
 chunks are contiguous and lie before the footer.
 
@@ -45,6 +68,7 @@ from lakelog.types import Header
 
 __all__ = [
     "FORMAT_VERSION",
+    "L1_SCHEMA",
     "SCHEMA",
     "EncodedSegment",
     "RowGroupLocation",
@@ -68,6 +92,11 @@ SCHEMA = pa.schema(
         pa.field("headers", pa.list_(_HEADER_TYPE), nullable=False),
     ]
 )
+L1_SCHEMA = pa.schema(
+    [SCHEMA.field("partition"), pa.field("offset", pa.int64(), nullable=False)]
+    + [SCHEMA.field(name) for name in SCHEMA.names[1:]]
+)
+_SCHEMAS = {"L0": SCHEMA, "L1": L1_SCHEMA}
 _READ_COLUMNS = ("timestamp", "key", "value", "headers")
 _COMPRESSION = {"zstd": "zstd", "snappy": "snappy", "lz4": "lz4", "none": "none"}
 _FOOTER_TRAILER = 8  # 4-byte little-endian footer length + b"PAR1"
@@ -111,7 +140,7 @@ class EncodedSegment:
 
 
 class SegmentBuilder:
-    """Accumulates batches (one per partition) and encodes them into one segment.
+    """Accumulates batches and encodes them into one segment, one row group each.
 
     Parameters
     ----------
@@ -119,11 +148,18 @@ class SegmentBuilder:
         Id of the topic the segment belongs to (written to the file metadata).
     compression
         ``zstd``, ``snappy``, ``lz4`` or ``none``.
+    level
+        ``"L0"``: a flush segment (one batch per partition). ``"L1"``: a merged segment,
+        whose batches each give their ``base_offset`` (stored in the ``offset`` column).
     """
 
-    def __init__(self, topic_id: str, compression: str = "zstd") -> None:
+    def __init__(self, topic_id: str, compression: str = "zstd", level: str = "L0") -> None:
         if compression not in _COMPRESSION:
             raise ValueError(f"unknown compression {compression!r}")
+        if level not in _SCHEMAS:
+            raise ValueError(f"unknown segment level {level!r}")
+        self._level = level
+        self._schema = _SCHEMAS[level]
         self._topic_id = topic_id
         self._compression = _COMPRESSION[compression]
         self._batches: list[tuple[int, pa.Table]] = []
@@ -135,11 +171,18 @@ class SegmentBuilder:
         keys: Sequence[bytes | None],
         values: Sequence[bytes | None],
         headers: Sequence[Sequence[Header]],
+        base_offset: int | None = None,
     ) -> None:
-        """Add one partition's batch; the columns are parallel sequences of equal length."""
+        """Add one partition's batch; the columns are parallel sequences of equal length.
+
+        ``base_offset`` (L1 segments only, where it is required) is the offset of the
+        batch's first record.
+        """
         rows = len(timestamps)
         if rows == 0:
             raise ValueError("a batch needs at least one record")
+        if (base_offset is None) != (self._level == "L0"):
+            raise ValueError(f"a base offset is given for L1 batches only, not {self._level}")
         offsets = [0]
         header_keys: list[str] = []
         header_values: list[bytes | None] = []
@@ -156,16 +199,16 @@ class SegmentBuilder:
             ),
             type=SCHEMA.field("headers").type,
         )
-        table = pa.Table.from_arrays(
-            [
-                pa.array([partition] * rows, pa.int32()),
-                pa.array(timestamps, pa.int64()).cast(SCHEMA.field("timestamp").type),
-                pa.array(keys, pa.binary()),
-                pa.array(values, pa.binary()),
-                header_array,
-            ],
-            schema=SCHEMA,
-        )
+        columns = [
+            pa.array([partition] * rows, pa.int32()),
+            pa.array(timestamps, pa.int64()).cast(SCHEMA.field("timestamp").type),
+            pa.array(keys, pa.binary()),
+            pa.array(values, pa.binary()),
+            header_array,
+        ]
+        if base_offset is not None:
+            columns.insert(1, pa.array(range(base_offset, base_offset + rows), pa.int64()))
+        table = pa.Table.from_arrays(columns, schema=self._schema)
         self._batches.append((partition, table))
 
     def build(self) -> EncodedSegment:
@@ -173,11 +216,11 @@ class SegmentBuilder:
         if not self._batches:
             raise ValueError("a segment needs at least one batch")
         sink = io.BytesIO()
-        schema = SCHEMA.with_metadata(
+        schema = self._schema.with_metadata(
             {
                 "lakelog.format": FORMAT_VERSION,
                 "lakelog.topic_id": self._topic_id,
-                "lakelog.level": "L0",
+                "lakelog.level": self._level,
             }
         )
         with pq.ParquetWriter(
@@ -185,7 +228,8 @@ class SegmentBuilder:
             schema,
             compression=self._compression,
             use_dictionary=False,
-            write_statistics=["partition", "timestamp"],
+            write_statistics=["partition", "timestamp"]
+            + (["offset"] if self._level == "L1" else []),
             write_page_index=False,
             write_page_checksum=True,
         ) as writer:
@@ -300,8 +344,12 @@ class SegmentReader:
             schema = self.metadata.schema.to_arrow_schema()
         except (pa.ArrowException, ValueError, OSError) as exc:
             raise CorruptSegmentError(key, str(exc)) from None
-        if not schema.remove_metadata().equals(SCHEMA):
-            raise CorruptSegmentError(key, f"unexpected schema {schema}")
+        stored_level = (self.metadata.metadata or {}).get(b"lakelog.level", b"L0")
+        expected = _SCHEMAS.get(stored_level.decode("ascii", "replace"))
+        if expected is None or not schema.remove_metadata().equals(expected):
+            raise CorruptSegmentError(key, f"unexpected schema {schema} for level {stored_level}")
+        self.level = stored_level.decode()
+        """``"L0"`` (flush) or ``"L1"`` (merged), from the file metadata."""
         stored = (self.metadata.metadata or {}).get(b"lakelog.format")
         if stored != FORMAT_VERSION.encode():
             raise CorruptSegmentError(
@@ -316,6 +364,20 @@ class SegmentReader:
         except ValueError as exc:
             raise CorruptSegmentError(key, str(exc)) from None
         return cls(key, len(body), footer_offset, body[footer_offset:])
+
+    def row_group_span(self, row_group: int) -> tuple[int, int]:
+        """Bytes ``[start, end)`` of ``row_group`` in the object."""
+        return _row_group_span(self.metadata.row_group(row_group))
+
+    def read_ahead_end(self, start: int, end: int, limit: int) -> int:
+        """Where a read that must cover ``[start, end)`` may stop to take whole row groups
+        up to ``limit``: the last row group end at or below ``limit`` (``end`` at least)."""
+        ends = [
+            span[1]
+            for span in map(self.row_group_span, range(self.num_row_groups))
+            if span[0] >= start and span[1] <= limit
+        ]
+        return max([end, *ends])
 
     @property
     def num_row_groups(self) -> int:

@@ -1,9 +1,10 @@
 """Per-partition entries read as a dense run: the compactor's L1 entries (ADR 0012).
 
 The ledger's append protocol is the chain's (`lakelog.log.chain`): one item per append for
-the whole topic. Offsets below a partition's L1 end will be served from per-partition L1
-entries (`lakelog.log.records.Entry`, at ``p#{topic_id}#{partition}``) that the compactor
-writes (ADR 0012, 1.5 and 1.7); they are read with `contiguous_run`, so a reader only ever
+the whole topic. Offsets below a partition's L1 end are served from per-partition L1
+entries (`lakelog.log.records.Entry`, at ``p#{topic_id}#{partition}``) that the compactor's
+merge writes (ADR 0012, 1.5 and 1.7; `lakelog.service.merge`); they are read with
+`contiguous_run`, so a reader only ever
 returns a dense run of entries from the requested offset and a batch is never visible
 without its predecessor.
 """

@@ -8,6 +8,13 @@ cursor that points too far ahead is caught. Items are taken only in a `chain_run
 consecutive, every partition continuing the previous snapshot), so a batch is never
 visible without its predecessors. The segments the taken batches live in are read with
 one ranged GET each, in parallel.
+
+Offsets below a partition's L1 end (the meta item's ``l1``, moved by the compactor's merge,
+`lakelog.service.merge`) are read from the partition's L1 entries instead
+(ADR 0012, 1.5 step 1): one ``Query`` of the entries from the offset, taken as a
+`contiguous_run`, then one ranged GET per L1 segment. A fetch that reaches the L1 end with
+budget left continues on the chain from its start, in the same call. Such a position's
+cursor names seq `L1_START`, which sends the next fetch to the search again.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lakelog.errors import (
+    CorruptLedgerError,
     CorruptSegmentError,
     InvalidRequestError,
     LakelogError,
@@ -46,13 +54,21 @@ from lakelog.log.chain import (
     snapshot_before,
 )
 from lakelog.log.codec import SegmentReader, SegmentRow, record_size
-from lakelog.log.records import BatchRef, ChainItem, ChainMeta
+from lakelog.log.ledger import contiguous_run
+from lakelog.log.records import BatchRef, ChainItem, ChainMeta, Entry
 from lakelog.service.context import EngineContext, TopicState, retry_if_stale
 from lakelog.storage.keys import l0_segment_key_from_id
 from lakelog.storage.ports import TopicRecord
 from lakelog.types import FetchPosition, FetchResult, OffsetAndTimestamp, StoredRecord
 
-__all__ = ["QUERY_ITEMS", "SINGLE_GET_SLACK", "Fetcher"]
+__all__ = [
+    "L1_QUERY_ENTRIES",
+    "L1_READ_AHEAD",
+    "L1_START",
+    "QUERY_ITEMS",
+    "SINGLE_GET_SLACK",
+    "Fetcher",
+]
 
 QUERY_ITEMS = 32
 """Chain items one fetch Query asks for (plus the anchor; the meta item comes along at the
@@ -63,6 +79,19 @@ GET_THREADS = 16
 """Segment GETs one fetch runs at once."""
 MAX_QUERY_ROUNDS = 8
 """Queries one fetch makes per topic before it answers with what it has."""
+L1_QUERY_ENTRIES = 10
+"""L1 entries one Query asks for (ADR 0012, 1.5 step 1)."""
+L1_READ_AHEAD = 8 << 20
+"""Bytes of an L1 segment one GET reads at least (or to the footer): kept in the process's
+segment bytes cache, they serve a replay's next fetches without another GET."""
+L1_START = 0
+"""The start seq of a position below its partition's L1 end: read from the L1 entries.
+Never a chain item's start (seq 0 is genesis, which holds no records)."""
+
+
+def _l1_end(meta: ChainMeta, partition: int) -> int:
+    """The partition's L1 end: offsets below it are read from L1 entries."""
+    return meta.l1_end[partition] if 0 <= partition < len(meta.l1_end) else 0
 
 
 def _after(partition: object) -> object:
@@ -123,6 +152,21 @@ class _Budget:
 
     def copy(self) -> _Budget:
         return _Budget(self.records, self.bytes, self.started)
+
+
+def _proven(
+    run: Sequence[ChainItem], seq: int, wanted: Sequence[_Wanted], meta: ChainMeta | None
+) -> bool:
+    """Whether the run's first item, the anchor at ``seq``, proves every wanted start: no
+    record at or after a start lies at or before it (or, given ``meta``, the start is below
+    its partition's log start and is answered 416)."""
+    if not run or run[0].seq != seq:
+        return False
+    return all(
+        run[0].mark(want.partition).high_watermark <= want.offset
+        or (meta is not None and want.offset < meta.log_start_offset(want.partition))
+        for want in wanted
+    )
 
 
 def _check_positions(positions: object) -> None:
@@ -253,6 +297,7 @@ class Fetcher:
         going away (`StaleTopicError`).
         """
         outcome: dict[int, FetchResult | LakelogError] = {}
+        before = budget.copy()  # what the topic's part may use, should it be planned again
         wanted: list[_Wanted] = []
         for index, position in members:
             try:
@@ -265,10 +310,19 @@ class Fetcher:
                 continue
             wanted.append(_Wanted(index, partition, offset, start))
         if wanted:
+            outcome.update(self._read_l1(topic, wanted, budget))
+            wanted = [want for want in wanted if want.index not in outcome]
+        if wanted:
             read = self._plan(topic, wanted, budget.copy())
             if read is None:
                 if searched:
                     raise self._ctx.stale(topic)
+                # Records read from L1 so far are dropped: the budget they took is given back
+                budget.records, budget.bytes, budget.started = (
+                    before.records,
+                    before.bytes,
+                    before.started,
+                )
                 return self._fetch_topic(topic, members, budget, searched=True)
             self._read_segments(topic, read.wanted, budget)
             for want in read.wanted:
@@ -292,7 +346,8 @@ class Fetcher:
 
     def _search_seq(self, topic: TopicRecord, partition: int, offset: int) -> int:
         """The first seq whose item's high watermark of ``partition`` passes ``offset``
-        (the tail's next seq when none does), by binary search over the snapshots."""
+        (the tail's next seq when none does), by binary search over the snapshots;
+        `L1_START` when ``offset`` lies below the partition's L1 end."""
         state = self._ctx.topic_state(topic)
         if offset > state.high_watermark(partition):
             raise OffsetOutOfRangeError(
@@ -304,6 +359,8 @@ class Fetcher:
             )
         if offset == state.high_watermark(partition):
             return state.tail.seq + 1
+        if offset < _l1_end(state.meta, partition):
+            return L1_START
         low = max(1, state.meta.chain_start)
         probe = self._probe(topic.topic_id)
 
@@ -342,17 +399,12 @@ class Fetcher:
         for _round in range(MAX_QUERY_ROUNDS):
             items, meta = self._ctx.ledger.query(topic.topic_id, seq, QUERY_ITEMS + 1)
             run = chain_run(items, seq, partitions)
-            if previous is None and not (
-                run
-                and run[0].seq == seq
-                and all(run[0].mark(w.partition).high_watermark <= w.offset for w in wanted)
-            ):
+            if previous is None and not _proven(run, seq, wanted, None):
                 # Not proven by the anchor. An anchor below the chain start (removed by
-                # compaction, or about to be) is proven by the meta item: every item below
-                # the chain start lies wholly below every log start (ADR 0013, 3.2), so no
-                # record at or after a start at or above the log start lies before, and a
-                # start below the log start is answered 416. Its snapshot is derived from
-                # the next item's.
+                # compaction, or about to be) is stood in for by the next item's snapshot
+                # before its batches: what the anchor held, since each item continues its
+                # predecessor's (DENSE, SNAPSHOT). Starts are then checked against it as
+                # against the anchor, except those below the log start, answered 416.
                 known = meta or self._ctx.ledger.read_meta(topic.topic_id)
                 following = [item for item in items if item.seq > seq]
                 if (
@@ -367,6 +419,8 @@ class Fetcher:
                 )
                 items = [anchor, *following]
                 run = chain_run(items, seq, partitions)
+                if not _proven(run, seq, wanted, known):
+                    return None
             if not run or run[0].seq != seq:
                 if previous is None:
                     return None
@@ -375,7 +429,7 @@ class Fetcher:
                 # Even if the budget ends before it: the topic is being deleted, and
                 # its meta item may not say so yet (a delete that stopped after the seal).
                 raise self._ctx.stale(topic)
-            previous, complete = run[0], len(run) == len(items)
+            previous, complete = run[0], bool(items) and run[-1].seq == items[-1].seq
             stopped = False
             for item in run[1:]:
                 if not self._take(item, wanted, budget):
@@ -564,6 +618,214 @@ class Fetcher:
             known.append(newest.mark(want.partition).high_watermark)
         return max(known)
 
+    # Below the L1 end (ADR 0012, 1.5 step 1) -------------------------------------------------
+    def _read_l1(
+        self, topic: TopicRecord, wanted: list[_Wanted], budget: _Budget
+    ) -> dict[int, FetchResult | LakelogError]:
+        """Read the positions below their L1 end from the L1 entries, within ``budget``.
+
+        A position that reaches its L1 end with budget left is moved there, to continue on
+        the chain from its start (``wanted`` keeps it); the others are answered here, by
+        their index in the request.
+        """
+        below = [want for want in wanted if want.start_seq == L1_START]
+        if not below:
+            return {}
+        state = self._ctx.topic_state(topic)
+        answered: dict[int, FetchResult | LakelogError] = {}
+        for want in below:
+            partition = want.partition
+            start, end = state.log_start_offset(partition), _l1_end(state.meta, partition)
+            if want.offset < start:
+                answered[want.index] = OffsetOutOfRangeError(
+                    topic.name, partition, want.offset, start, state.high_watermark(partition)
+                )
+                continue
+            try:
+                next_offset = self._read_l1_records(topic, state, want, end, budget)
+            except OffsetOutOfRangeError as expired:
+                answered[want.index] = expired
+                continue
+            if next_offset < end:
+                answered[want.index] = self._l1_result(topic, state, want, next_offset)
+            else:
+                # Continue on the chain: its first item starts at or below the L1 end.
+                want.offset, want.start_seq = end, max(1, state.meta.chain_start)
+        return answered
+
+    def _read_l1_records(
+        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, budget: _Budget
+    ) -> int:
+        """Add the partition's records from ``want.offset`` below ``end`` to ``want`` while
+        the budget lasts (one Query of entries, one ranged GET per L1 segment); returns
+        the next offset to read."""
+        taken = self._l1_entries(topic, state, want, end, budget.copy())
+        by_key: dict[str, list[tuple[Entry, int]]] = {}
+        for entry, skip in taken:
+            by_key.setdefault(entry.segment_key, []).append((entry, skip))
+        keys = list(by_key)
+        decoded = self._map(
+            lambda job: self._read_l1_segment(by_key[keys[job]]), list(range(len(keys)))
+        )
+        rows_of = {key: rows for key, rows in zip(keys, decoded, strict=True)}
+        next_offset = want.offset
+        for entry, skip in taken:
+            rows = rows_of[entry.segment_key][entry.row_group]
+            for offset, row in enumerate(rows, start=entry.base_offset + skip):
+                size = record_size(row.key, row.value, row.headers)
+                if offset >= end or not budget.room(size):
+                    return next_offset
+                budget.take(size)
+                want.records.append(
+                    StoredRecord(
+                        want.partition, offset, row.timestamp_ms, row.key, row.value, row.headers
+                    )
+                )
+                next_offset = offset + 1
+        return next_offset
+
+    def _l1_entries(
+        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, estimate: _Budget
+    ) -> list[tuple[Entry, int]]:
+        """The entries (and rows to skip in each) that hold ``want.offset`` onwards, below
+        ``end``, while the estimated budget lasts: a `contiguous_run` of each Query.
+
+        Raises `OffsetOutOfRangeError` when no entry holds the offset because retention
+        expired it meanwhile, `CorruptLedgerError` when none holds it otherwise.
+        """
+        taken: list[tuple[Entry, int]] = []
+        offset = want.offset
+        for _round in range(MAX_QUERY_ROUNDS):
+            page = self._ctx.ledger.query_entries(
+                topic.topic_id, want.partition, offset, L1_QUERY_ENTRIES
+            )
+            run = [entry for entry in contiguous_run(page, offset) if entry.base_offset < end]
+            if not run and not taken:
+                self._l1_miss(topic, want, end)
+            for entry in run:
+                average = max(1, entry.size_bytes // max(1, entry.record_count))
+                if not estimate.room(average):
+                    return taken
+                for _ in range(offset, min(entry.last_offset + 1, end)):
+                    if not estimate.room(average):
+                        break
+                    estimate.take(average)
+                taken.append((entry, offset - entry.base_offset))
+                offset = min(entry.last_offset + 1, end)
+            if offset >= end or not run or len(run) < len(page) or len(page) < L1_QUERY_ENTRIES:
+                return taken
+        return taken
+
+    def _l1_miss(self, topic: TopicRecord, want: _Wanted, end: int) -> None:
+        """No L1 entry holds ``want.offset``: expired meanwhile (416), or a broken ledger."""
+        state = self._ctx.topic_state(topic)
+        start = state.log_start_offset(want.partition)
+        if want.offset < start:
+            raise OffsetOutOfRangeError(
+                topic.name, want.partition, want.offset, start, state.high_watermark(want.partition)
+            )
+        raise CorruptLedgerError(
+            f"p#{topic.topic_id}#{want.partition}",
+            f"no L1 entry holds offset {want.offset} below the L1 end {end}",
+        )
+
+    def _read_l1_segment(self, parts: list[tuple[Entry, int]]) -> dict[int, list[SegmentRow]]:
+        """Rows of the given entries (rows to skip in each) of one L1 segment, by row
+        group: one ranged GET over them and `L1_READ_AHEAD` beyond (kept in the segment
+        bytes cache), unless cached; the footer comes along when it is near, else with a
+        second GET the first time a process reads the segment."""
+        first_entry = parts[0][0]
+        key, size, footer_offset = (
+            first_entry.segment_key,
+            first_entry.segment_size,
+            first_entry.footer_offset,
+        )
+        first = min(entry.byte_offset for entry, _ in parts)
+        last = max(entry.byte_offset + entry.byte_length for entry, _ in parts)
+        reader = self._ctx.caches.segments.get(key)
+        data = self._ctx.caches.segment_bytes.get(key, first, last)
+        if data is None or reader is None:
+            data = self._read_ahead(key, reader, size, footer_offset, first, last)
+        if reader is None:
+            footer = (
+                data[footer_offset - first :]
+                if first + len(data) == size
+                else self._ctx.objects.get_range(key, footer_offset, size)
+            )
+            reader = SegmentReader(key, size, footer_offset, footer)
+            self._ctx.caches.segments.put(reader)
+        rows: dict[int, list[SegmentRow]] = {}
+        for entry, skip in parts:
+            if reader.metadata.row_group(entry.row_group).num_rows != entry.record_count:
+                raise CorruptSegmentError(
+                    key, f"row group {entry.row_group} does not hold {entry.record_count} rows"
+                )
+            rows[entry.row_group] = reader.read_rows(entry.row_group, data, first, skip, -1)
+        return rows
+
+    def _read_ahead(
+        self,
+        key: str,
+        reader: SegmentReader | None,
+        size: int,
+        footer_offset: int,
+        first: int,
+        last: int,
+    ) -> bytes:
+        """Bytes of an L1 segment from ``first``, through ``last`` and `L1_READ_AHEAD` on:
+        whole row groups once the footer is known (so the next read starts where this one
+        ends), to the footer when it is near."""
+        ahead = max(last, first + L1_READ_AHEAD)
+        end = min(
+            footer_offset, ahead if reader is None else reader.read_ahead_end(first, last, ahead)
+        )
+        if reader is None and size - end <= SINGLE_GET_SLACK:
+            end = size  # the footer comes along
+        return self._segment_range(key, first, end)
+
+    def _l1_result(
+        self, topic: TopicRecord, state: TopicState, want: _Wanted, next_offset: int
+    ) -> FetchResult:
+        """The reply of a position answered from L1 alone; its cursor sends the next
+        fetch to the search (`L1_START`)."""
+        cursor = Cursor(topic.topic_id, want.partition, L1_START, next_offset)
+        return FetchResult(
+            topic=topic.name,
+            partition=want.partition,
+            records=want.records,
+            next_offset=next_offset,
+            high_watermark=state.high_watermark(want.partition),
+            log_start_offset=state.log_start_offset(want.partition),
+            cursor=encode_cursor(cursor),
+        )
+
+    def _l1_time_offset(
+        self, topic: TopicRecord, state: TopicState, partition: int, timestamp_ms: int
+    ) -> OffsetAndTimestamp | None:
+        """The first record at or after ``timestamp_ms`` below the L1 end, or None.
+
+        Entries whose ``max_timestamp_cum`` (the largest timestamp up to them) is below
+        the time hold no such record and are passed over without a GET.
+        """
+        start, end = state.log_start_offset(partition), _l1_end(state.meta, partition)
+        offset = start
+        while offset < end:
+            page = self._ctx.ledger.query_entries(
+                topic.topic_id, partition, offset, L1_QUERY_ENTRIES
+            )
+            run = [entry for entry in contiguous_run(page, offset) if entry.base_offset < end]
+            if not run:
+                return None
+            for entry in run:
+                if entry.max_timestamp_cum >= timestamp_ms and entry.max_timestamp >= timestamp_ms:
+                    skip = max(0, offset - entry.base_offset)
+                    rows = self._read_l1_segment([(entry, skip)])[entry.row_group]
+                    for at, row in enumerate(rows, start=entry.base_offset + skip):
+                        if at < end and row.timestamp_ms >= timestamp_ms:
+                            return OffsetAndTimestamp(at, row.timestamp_ms)
+                offset = entry.last_offset + 1
+        return None
+
     # Offsets -----------------------------------------------------------------------------
     @retry_if_stale
     def list_offset(
@@ -590,7 +852,8 @@ class Fetcher:
     ) -> OffsetAndTimestamp | None:
         """The first record of ``partition`` at or after ``timestamp_ms`` and its timestamp.
 
-        A binary search finds the first chain item whose topic-wide maximum timestamp
+        Below the partition's L1 end the L1 entries are searched first. On the chain, a
+        binary search finds the first chain item whose topic-wide maximum timestamp
         reaches the time (every record before it is older); from there the first batch of
         the partition that reaches it holds the answer, read with one GET.
         """
@@ -599,6 +862,9 @@ class Fetcher:
         partition = self._ctx.check_partition(topic, partition)
         state = self._ctx.topic_state(topic)
         start_offset = state.log_start_offset(partition)
+        below = self._l1_time_offset(topic, state, partition, timestamp_ms)
+        if below is not None:
+            return below
         begin = first_seq(
             max(1, state.meta.chain_start),
             state.tail.seq,

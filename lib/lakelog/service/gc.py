@@ -1,7 +1,8 @@
 """Garbage collection of segments no chain item references (invariant 5).
 
 A segment is unreferenced when an append crashed between its PUT and its chain write,
-or (later) when the compactor merged or expired it. Only segments older
+when the compactor merged its chain items into L1 (`lakelog.service.merge`) or expired
+it, or when a merge stopped between an L1 segment's PUT and its entries. Only segments older
 than the grace period are candidates: an append that has PUT its segment but not yet
 moved the ledger must never lose it, so the grace period is longer than the longest
 Lambda run (15 minutes).
@@ -40,11 +41,16 @@ class GarbageCollector:
         return self._grace_ms
 
     def _referenced(self, topic: TopicRecord) -> set[str]:
-        return {
+        """Segments a chain item (L0) or an L1 entry of any partition names."""
+        ledger = self._ctx.ledger
+        referenced = {
             l0_segment_key_from_id(topic.topic_id, item.segment_id)
-            for item in self._ctx.ledger.chain(topic.topic_id)
+            for item in ledger.chain(topic.topic_id)
             if item.segment_id is not None
         }
+        for partition in range(topic.partitions):
+            referenced.update(e.segment_key for e in ledger.entries(topic.topic_id, partition))
+        return referenced
 
     def orphan_segments(self, topic_name: str) -> list[str]:
         """Keys of the topic's segments past the grace period that no chain item references.
@@ -85,12 +91,21 @@ class GarbageCollector:
         for topic in self._ctx.catalog.deleted_topics():
             if (topic.deleted_ms or 0) > cutoff or self._unfinished(topic):
                 continue
+            self._delete_entries(topic)
             self._ctx.ledger.delete_chain(topic.topic_id)
             prefix = topic_segments_prefix(topic.topic_id)
             self._ctx.objects.delete([info.key for info in self._ctx.objects.list(prefix)])
             self._ctx.catalog.forget_deleted_topic(topic.topic_id)
             purged.append(topic.topic_id)
         return purged
+
+    def _delete_entries(self, topic: TopicRecord) -> None:
+        """Delete every L1 entry of the topic's partitions (the merge's, ADR 0012 1.7)."""
+        ledger = self._ctx.ledger
+        for partition in range(topic.partitions):
+            offsets = [entry.last_offset for entry in ledger.entries(topic.topic_id, partition)]
+            if offsets:
+                ledger.delete_entries(topic.topic_id, partition, offsets)
 
     def _unfinished(self, marker: TopicRecord) -> bool:
         """Deal with the marker of a deletion that stopped while the topic kept its name.

@@ -14,6 +14,7 @@ from lakelog.log.records import (
     BatchRef,
     ChainItem,
     ChainMeta,
+    Entry,
     PartitionMark,
     ProducerRequest,
     ProducerStamp,
@@ -31,6 +32,8 @@ __all__ = [
     "check_format",
     "check_item_size",
     "condition_failed",
+    "entry_from_item",
+    "entry_to_item",
     "get_int",
     "item_size",
     "item_too_large",
@@ -410,6 +413,48 @@ def meta_from_item(attrs: Item) -> ChainMeta:
         sealed_ms=get_int(attrs, "sealed") if "sealed" in attrs else None,
         version=get_int(attrs, "ver"),
         chain_start_ms=get_int(attrs, "csm") if "csm" in attrs else None,
+    )
+
+
+_ENTRY_NUMBERS = (
+    "base_offset",
+    "row_group",
+    "byte_offset",
+    "byte_length",
+    "segment_size",
+    "footer_offset",
+    "min_timestamp",
+    "max_timestamp",
+    "max_timestamp_cum",
+    "size_bytes",
+)
+_L1_LEVEL = 1
+
+
+def entry_to_item(pk: str, entry: Entry) -> Item:
+    """The ledger item of an L1 entry (``sk = last_offset``): the v1 entry attributes
+    (``base_offset segment_key row_group byte_offset byte_length segment_size footer_offset
+    min_timestamp max_timestamp max_timestamp_cum size_bytes``) plus ``v`` = 2, ``lvl`` = 1."""
+    item: Item = {
+        "pk": {"S": pk},
+        "sk": num(entry.last_offset),
+        "v": num(LEDGER_FORMAT),
+        "lvl": num(_L1_LEVEL),
+        "segment_key": {"S": entry.segment_key},
+    }
+    item.update({name: num(getattr(entry, name)) for name in _ENTRY_NUMBERS})
+    return item
+
+
+def entry_from_item(item: Item) -> Entry:
+    """The L1 entry an item holds; `CorruptLedgerError` if it is not format 2, level 1."""
+    check_format(item)
+    if get_int(item, "lvl", -1) != _L1_LEVEL or "segment_key" not in item:
+        raise CorruptLedgerError(_item_key(item), "not an L1 entry")
+    return Entry(
+        last_offset=int(item["sk"]["N"]),
+        segment_key=item["segment_key"]["S"],
+        **{name: get_int(item, name) for name in _ENTRY_NUMBERS},
     )
 
 

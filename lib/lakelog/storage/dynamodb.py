@@ -12,6 +12,10 @@ Chain item (``pk = t#{topic_id}#0``, ``sk = seq``)
 Chain meta (``sk = HEAD_SK``)
     ``v`` N, ``ls`` B, ``lb`` B, ``l1`` B (one varint per partition), ``cs`` N, ``ver`` N,
     ``sealed`` N once the deletion sealed the chain.
+L1 entry (``pk = p#{topic_id}#{partition}``, ``sk = last_offset``)
+    ``v`` N (2), ``lvl`` N (1), ``base_offset`` N, ``segment_key`` S, ``row_group`` N,
+    ``byte_offset`` N, ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N,
+    ``min_timestamp`` N, ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N.
 Producer state (``pk = pr#{topic_id}#{producer_id}``, ``sk = 0``)
     ``v`` N, ``e`` N, ``l`` N, ``r`` B (last requests), ``expires_at`` N (the table's TTL
     attribute, epoch seconds rounded up).
@@ -36,6 +40,7 @@ from botocore.exceptions import ClientError
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
+    Entry,
     ProducerUpdate,
     TopicProducerState,
 )
@@ -47,6 +52,8 @@ from lakelog.storage.attributes import (
     chain_item_to_item,
     check_item_size,
     condition_failed,
+    entry_from_item,
+    entry_to_item,
     get_int,
     item_too_large,
     meta_from_item,
@@ -67,6 +74,7 @@ from lakelog.storage.keys import (
     PRODUCER_SK,
     acl_sort_key,
     chain_pk,
+    l1_entries_pk,
     producer_pk,
     producer_state_pk,
 )
@@ -126,7 +134,8 @@ class DynamoLedgerStore:
         self._table = table
 
     def _chain_items(self, pk: str, projection: str | None = None) -> Iterator[Item]:
-        """Every item of ``pk`` below `HEAD_SK` (the chain items), in sort-key order."""
+        """Every item of ``pk`` below `HEAD_SK` (the chain items, or every L1 entry), in
+        sort-key order."""
         paginator = self._ddb.get_paginator("query")
         kwargs: Any = {
             "TableName": self._table,
@@ -318,8 +327,15 @@ class DynamoLedgerStore:
         item = self._get(producer_state_pk(topic_id, producer_id), 0)
         return None if item is None else producer_from_item(item)
 
-    def _delete_keys(self, keys: Sequence[Item]) -> None:
-        """Delete ``keys`` with ``BatchWriteItem``, 25 at a time, until none is unprocessed."""
+    @translate_client_errors
+    def delete_chain(self, topic_id: str) -> None:
+        pk = chain_pk(topic_id)
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self._chain_items(pk, "pk, sk")]
+        self._batch_delete(keys)
+        self._ddb.delete_item(TableName=self._table, Key=self._key(pk, HEAD_SK))  # meta last
+
+    def _batch_delete(self, keys: Sequence[Item]) -> None:
+        """Delete ``keys`` with ``BatchWriteItem``, 25 a request, until none is left over."""
         for start in range(0, len(keys), _BATCH_WRITE_LIMIT):
             request: Any = {
                 self._table: [
@@ -332,17 +348,44 @@ class DynamoLedgerStore:
                 request = response.get("UnprocessedItems") or None
 
     @translate_client_errors
-    def delete_chain(self, topic_id: str) -> None:
-        pk = chain_pk(topic_id)
-        self._delete_keys(
-            [{"pk": item["pk"], "sk": item["sk"]} for item in self._chain_items(pk, "pk, sk")]
-        )
-        self._ddb.delete_item(TableName=self._table, Key=self._key(pk, HEAD_SK))  # meta last
-
-    @translate_client_errors
     def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
         pk = chain_pk(topic_id)
-        self._delete_keys([self._key(pk, seq) for seq in sorted(set(seqs)) if seq != HEAD_SK])
+        self._batch_delete([self._key(pk, seq) for seq in sorted(set(seqs)) if seq != HEAD_SK])
+
+    @translate_client_errors
+    def put_entries(self, topic_id: str, partition: int, entries: Sequence[Entry]) -> None:
+        pk = l1_entries_pk(topic_id, partition)
+        items = [entry_to_item(pk, entry) for entry in entries]
+        for item in items:
+            check_item_size(item, "entry put")
+        for item in items:
+            self._put_if_absent(item, "entry put")
+
+    @translate_client_errors
+    def query_entries(
+        self, topic_id: str, partition: int, from_offset: int, limit: int
+    ) -> list[Entry]:
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk >= :sk",
+            ExpressionAttributeValues={
+                ":pk": {"S": l1_entries_pk(topic_id, partition)},
+                ":sk": num(from_offset),
+            },
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [entry_from_item(item) for item in response["Items"]]
+
+    @translate_client_errors
+    def entries(self, topic_id: str, partition: int) -> Iterator[Entry]:
+        for item in self._chain_items(l1_entries_pk(topic_id, partition)):
+            yield entry_from_item(item)
+
+    @translate_client_errors
+    def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
+        pk = l1_entries_pk(topic_id, partition)
+        self._batch_delete([self._key(pk, offset) for offset in sorted(set(last_offsets))])
 
 
 def _topic_from_item(item: Item) -> TopicRecord:

@@ -18,6 +18,7 @@ from lakelog.errors import ThrottledError, UnavailableError
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
+    Entry,
     ProducerUpdate,
     TopicProducerState,
 )
@@ -71,7 +72,10 @@ class FailPoint(StrEnum):
     BEFORE_META_UPDATE = "before_meta_update"
     AFTER_META_UPDATE = "after_meta_update"
     BEFORE_CHAIN_DELETE = "before_chain_delete"
+    BEFORE_ENTRIES_PUT = "before_entries_put"
+    AFTER_ENTRIES_PUT = "after_entries_put"
     BEFORE_ITEMS_DELETE = "before_items_delete"
+    AFTER_ITEMS_DELETE = "after_items_delete"
 
 
 class InjectedFaultError(UnavailableError):
@@ -228,6 +232,23 @@ class FaultyLedgerStore:
     def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
         self.injector.check(FailPoint.BEFORE_ITEMS_DELETE)
         self.inner.delete_items(topic_id, seqs)
+        self.injector.check(FailPoint.AFTER_ITEMS_DELETE)
+
+    def put_entries(self, topic_id: str, partition: int, entries: Sequence[Entry]) -> None:
+        self.injector.check(FailPoint.BEFORE_ENTRIES_PUT)
+        self.inner.put_entries(topic_id, partition, entries)
+        self.injector.check(FailPoint.AFTER_ENTRIES_PUT)
+
+    def query_entries(
+        self, topic_id: str, partition: int, from_offset: int, limit: int
+    ) -> list[Entry]:
+        return self.inner.query_entries(topic_id, partition, from_offset, limit)
+
+    def entries(self, topic_id: str, partition: int) -> Iterator[Entry]:
+        return self.inner.entries(topic_id, partition)
+
+    def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
+        self.inner.delete_entries(topic_id, partition, last_offsets)
 
 
 class FaultyCatalogStore:

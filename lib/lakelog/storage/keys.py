@@ -8,6 +8,10 @@ S3 bucket
         ``created_ms`` leads so that gc can tell an object's age from its key and a listing
         comes back oldest first. Offsets are not inside L0 objects: an entry's
         ``base_offset`` plus the row index gives them.
+    ``segments/{topic_id}/L1/{partition}/{base_offset:020d}-{uuid}.parquet``
+        A merged segment of one partition (the compactor's, ADR 0012 1.7): consecutive
+        records of the partition from ``base_offset``, in several row groups, each named
+        by one L1 entry. Its rows carry their ``offset`` (`lakelog.log.codec`, level L1).
     ``segments/{topic_id}/``
         Everything a topic ever stored; deleting a topic hands this prefix to gc.
 
@@ -22,8 +26,10 @@ Ledger table (``pk`` string, ``sk`` number; format 2, ADR 0012)
         An idempotent producer's state in one topic (epoch, last sequence, last requests);
         ``expires_at`` is the table's TTL attribute.
     ``pk = "p#{topic_id}#{partition}"``, ``sk = last_offset``
-        Reserved for the compactor's L1 entries (later, ADR 0012 1.1 and 1.7): one
-        `lakelog.log.records.Entry` per L1 batch of one partition. Nothing writes them yet.
+        The compactor's L1 entries (ADR 0012 1.1 and 1.7): one
+        `lakelog.log.records.Entry` per row group of a partition's L1 segments, put only
+        if absent, read with ``Query pk AND sk >= offset`` for offsets below the
+        partition's L1 end (the meta item's ``l1``).
 
 Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``
@@ -75,6 +81,8 @@ __all__ = [
     "group_pk",
     "l0_segment_key",
     "l0_segment_key_from_id",
+    "l1_entries_pk",
+    "l1_segment_key",
     "member_sort_key",
     "offsets_block",
     "offsets_sort_key",
@@ -115,6 +123,11 @@ class ResourceNames:
 def chain_pk(topic_id: str, shard: int = 0) -> str:
     """Ledger partition key of a topic's chain (ADR 0012; the shard is always 0)."""
     return f"t#{topic_id}#{shard}"
+
+
+def l1_entries_pk(topic_id: str, partition: int) -> str:
+    """Ledger partition key of the L1 entries of one partition of a topic (ADR 0012)."""
+    return f"p#{topic_id}#{partition}"
 
 
 def producer_state_pk(topic_id: str, producer_id: int) -> str:
@@ -163,8 +176,20 @@ def l0_segment_key_from_id(topic_id: str, segment_id: bytes) -> str:
     return _l0_key(topic_id, created, segment_id[8:].hex())
 
 
+def l1_segment_key(topic_id: str, partition: int, base_offset: int) -> str:
+    """A fresh, never reused key for a merged (L1) segment of one partition whose first
+    record is at ``base_offset``."""
+    return (
+        f"{topic_segments_prefix(topic_id)}L1/{partition}/"
+        f"{base_offset:020d}-{uuid.uuid4().hex}.parquet"
+    )
+
+
 def segment_created_ms(key: str) -> int | None:
-    """The creation time encoded in a segment key, or None if the key is not one of ours."""
+    """The creation time encoded in a flush (L0) segment key, or None if the key is not
+    one (an L1 key leads with an offset, not a time)."""
+    if "/L0/" not in key:
+        return None
     name = key.rsplit("/", 1)[-1]
     stamp = name.split("-", 1)[0]
     return int(stamp) if stamp.isdigit() else None

@@ -44,6 +44,7 @@ from lakelog.errors import UnavailableError
 from lakelog.log.records import (
     ChainItem,
     ChainMeta,
+    Entry,
     ProducerUpdate,
     TopicProducerState,
 )
@@ -52,6 +53,8 @@ from lakelog.storage.attributes import (
     chain_item_from_item,
     chain_item_to_item,
     check_item_size,
+    entry_from_item,
+    entry_to_item,
     meta_from_item,
     meta_to_item,
     producer_from_item,
@@ -61,6 +64,7 @@ from lakelog.storage.keys import (
     HEAD_SK,
     acl_sort_key,
     chain_pk,
+    l1_entries_pk,
     member_sort_key,
     producer_state_pk,
 )
@@ -345,12 +349,41 @@ class MemoryLedgerStore:
         with self._s.lock:
             self._s.ledger_items.pop(chain_pk(topic_id), None)
 
-    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+    def _delete(self, pk: str, sort_keys: Sequence[int]) -> None:
         with self._s.lock:
-            run = self._run(chain_pk(topic_id))
-            for seq in seqs:
-                if seq != HEAD_SK:
-                    run.delete(seq)
+            run = self._s.ledger_items.get(pk)
+            for sk in sort_keys:
+                if run is not None:
+                    run.delete(sk)
+
+    def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
+        self._delete(chain_pk(topic_id), [seq for seq in seqs if seq != HEAD_SK])
+
+    def put_entries(self, topic_id: str, partition: int, entries: Sequence[Entry]) -> None:
+        pk = l1_entries_pk(topic_id, partition)
+        items = [entry_to_item(pk, entry) for entry in entries]
+        for item in items:
+            check_item_size(item, "entry put")
+        with self._s.lock:
+            for item in items:
+                if self._get(pk, int(item["sk"]["N"])) is None:
+                    self._put(item)
+
+    def query_entries(
+        self, topic_id: str, partition: int, from_offset: int, limit: int
+    ) -> list[Entry]:
+        with self._s.lock:
+            items = self._run(l1_entries_pk(topic_id, partition)).from_key(from_offset, limit)
+        return [entry_from_item(item) for item in items]
+
+    def entries(self, topic_id: str, partition: int) -> Iterator[Entry]:
+        with self._s.lock:
+            items = self._run(l1_entries_pk(topic_id, partition)).from_key(0)
+        for item in items:
+            yield entry_from_item(item)
+
+    def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
+        self._delete(l1_entries_pk(topic_id, partition), last_offsets)
 
 
 class MemoryCatalogStore:

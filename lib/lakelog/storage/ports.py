@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lakelog.log.records import (
         ChainItem,
         ChainMeta,
+        Entry,
         ProducerUpdate,
         TopicProducerState,
     )
@@ -248,8 +249,25 @@ class LedgerStore(Protocol):
         """Delete every chain item of a topic, the meta item last. Idempotent."""
 
     def delete_items(self, topic_id: str, seqs: Sequence[int]) -> None:
-        """Delete the chain items at ``seqs`` (the compactor's truncation below the chain
-        start, ADR 0013); missing ones are not an error. Never the meta item."""
+        """Delete the chain items at ``seqs`` (never the meta item); missing ones are not
+        an error. For items below the meta's chain start only (ADR 0012, 1.7)."""
+
+    def put_entries(self, topic_id: str, partition: int, entries: Sequence[Entry]) -> None:
+        """Put each L1 entry of ``partition`` at its ``last_offset`` only if that key is
+        free; an entry already there is left as it is (a rerun after a crash)."""
+
+    def query_entries(
+        self, topic_id: str, partition: int, from_offset: int, limit: int
+    ) -> list[Entry]:
+        """Up to ``limit`` L1 entries of ``partition`` with ``last_offset >= from_offset``,
+        in offset order (``Query pk AND sk >= offset``)."""
+
+    def entries(self, topic_id: str, partition: int) -> Iterator[Entry]:
+        """Every L1 entry of ``partition``, in offset order (gc's references)."""
+
+    def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
+        """Delete the L1 entries of ``partition`` at ``last_offsets``; missing ones are not
+        an error."""
 
 
 class CatalogStore(Protocol):
