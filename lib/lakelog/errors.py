@@ -15,6 +15,7 @@ __all__ = [
     "OutOfOrderSequenceError",
     "PayloadTooLargeError",
     "ProducerFencedError",
+    "SegmentMissingError",
     "StaleTopicError",
     "ThrottledError",
     "TopicExistsError",
@@ -248,3 +249,11 @@ class CorruptLedgerError(UnavailableError):
         super().__init__(f"ledger item {key} is unreadable: {reason}")
         self.key = key
         self.reason = reason
+
+
+class SegmentMissingError(CorruptSegmentError):
+    """A segment a ledger item named is not in the bucket (or is shorter than named).
+
+    Reported as ``corrupt_segment``. A fetch that meets it re-plans once from the ledger:
+    the compactor may have merged the items it read and gc deleted their segment since.
+    """

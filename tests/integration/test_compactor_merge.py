@@ -672,3 +672,32 @@ def test_a_merge_moving_the_chain_start_during_a_fetch_across_levels_loses_no_bu
     # Then it gets 12 records, as if the merge had not run meanwhile
     assert moved and moved[0].items_merged == 8
     assert result.records == expected[0][:12]
+
+
+def test_a_fetch_whose_segment_a_merge_and_gc_removed_after_it_read_the_chain_reads_l1(
+    make: Callable[[], Engine], clock: Clock
+) -> None:
+    # Given a day-old topic and a reader whose fetch has read the chain items, when the
+    # merge runs and gc deletes their L0 segments before the fetch's GETs
+    engine, expected = day_old_topic(make, clock, "raced")
+    reader = make()
+    objects_store = reader.context.objects
+    raced: list[bool] = []
+
+    class MergedUnderneath:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(objects_store, name)
+
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            if not raced:
+                raced.append(True)
+                merge_all(engine, "raced", clock.ms)
+                collect_after_grace(engine, "raced", clock)
+            return objects_store.get_range(key, start, end)
+
+    reader.context.objects = MergedUnderneath()  # type: ignore[assignment]
+
+    # Then the fetch plans again from the ledger and returns the records from L1
+    result = reader.fetch("raced", 0, 0, max_records=3)
+    assert raced
+    assert result.records == expected[0][:3]

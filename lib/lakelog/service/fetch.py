@@ -31,6 +31,7 @@ from lakelog.errors import (
     InvalidRequestError,
     LakelogError,
     OffsetOutOfRangeError,
+    SegmentMissingError,
     StaleTopicError,
     TopicNotFoundError,
 )
@@ -318,16 +319,29 @@ class Fetcher:
                 if searched:
                     raise self._ctx.stale(topic)
                 # Records read from L1 so far are dropped: the budget they took is given back
-                budget.records, budget.bytes, budget.started = (
-                    before.records,
-                    before.bytes,
-                    before.started,
-                )
+                self._reset(budget, before)
                 return self._fetch_topic(topic, members, budget, searched=True)
-            self._read_segments(topic, read.wanted, budget)
+            try:
+                self._read_segments(topic, read.wanted, budget)
+            except SegmentMissingError:
+                # The compactor merged the items read and gc deleted their segment since:
+                # the ledger, read again, names where the records live now (L1).
+                if searched:
+                    raise
+                self._reset(budget, before)
+                return self._fetch_topic(topic, members, budget, searched=True)
             for want in read.wanted:
                 outcome[want.index] = self._result(read, want)
         return [outcome[index] for index, _ in members]
+
+    @staticmethod
+    def _reset(budget: _Budget, before: _Budget) -> None:
+        """Give the topic's part of a fetch back the budget it had before it was read."""
+        budget.records, budget.bytes, budget.started = (
+            before.records,
+            before.bytes,
+            before.started,
+        )
 
     # Where to start ----------------------------------------------------------------------
     def _start_seq(self, topic: TopicRecord, partition: int, offset: int, cursor: object) -> int:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from lakelog.errors import CorruptSegmentError, LeaseFencedError
+from lakelog.errors import CorruptSegmentError, LeaseFencedError, SegmentMissingError
 from lakelog.storage.keys import offsets_block
 from lakelog.storage.ports import LeaseRecord
 
@@ -53,10 +53,10 @@ def transaction_chunks(items: Sequence[T], size: int = TRANSACTION_ITEMS) -> Ite
 # Objects --------------------------------------------------------------------------------
 
 
-def missing_object(key: str, code: str) -> CorruptSegmentError:
+def missing_object(key: str, code: str) -> SegmentMissingError:
     """The error of a ranged GET of a missing object (``NoSuchKey``) or one starting past
     its end (``InvalidRange``)."""
-    return CorruptSegmentError(key, f"object missing or too short ({code})")
+    return SegmentMissingError(key, f"object missing or too short ({code})")
 
 
 def short_read(key: str, start: int, end: int, got: int) -> CorruptSegmentError:
