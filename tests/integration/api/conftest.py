@@ -229,7 +229,8 @@ def hold_producer(
 ) -> None:
     """Register ``producer_id`` as issued to ``principal``, as ``POST /v1/producers`` does
     when it draws that id, so that the sample idempotent event may append under it."""
-    engine.context.catalog.register_producer(ProducerIdRecord(producer_id, principal, 0))
+    issued = ProducerIdRecord(producer_id, principal, engine.context.clock_ms())
+    engine.context.catalog.register_producer(issued)
 
 
 @pytest.fixture(autouse=True)
