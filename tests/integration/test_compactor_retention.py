@@ -347,6 +347,26 @@ def test_a_fetch_below_the_log_start_is_416_while_removed_items_wait_for_their_g
     assert offsets(make(), 0, 6) == [6, 7]
 
 
+def test_a_fetch_below_the_log_start_reads_no_segment_of_items_below_the_chain_start(
+    make: Callable[..., Engine], make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given a cursor into item 1, and a chain start since moved past it (items still stored,
+    # their segments about to be collected)
+    engine = _expired_and_kept(make, clock)
+    cursor = make().fetch(TOPIC, 0, 0, max_records=1).cursor
+    run_pass(compactor_of(engine))
+
+    # When a process whose every GET would fail continues from the cursor
+    reader, injector = make_faulty(clock_ms=clock, grace_ms=GRACE_MS)
+    injector.set_probability(FailPoint.GET_TIMEOUT, 1.0)
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        reader.fetch(TOPIC, 0, 1, max_records=1, cursor=cursor)
+
+    # Then it answers 416 without reading a segment
+    assert raised.value.log_start_offset == 6
+    assert injector.hits[FailPoint.GET_TIMEOUT] == 0
+
+
 def test_a_cursor_into_removed_items_falls_back_to_the_offset(
     make: Callable[..., Engine], clock: Clock
 ) -> None:
