@@ -347,6 +347,26 @@ def test_a_fetch_below_the_log_start_is_416_while_removed_items_wait_for_their_g
     assert offsets(make(), 0, 6) == [6, 7]
 
 
+def test_a_fetch_below_the_log_start_reads_no_segment_of_items_below_the_chain_start(
+    make: Callable[..., Engine], make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given a cursor into item 1, and a chain start since moved past it (items still stored,
+    # their segments about to be collected)
+    engine = _expired_and_kept(make, clock)
+    cursor = make().fetch(TOPIC, 0, 0, max_records=1).cursor
+    run_pass(compactor_of(engine))
+
+    # When a process whose every GET would fail continues from the cursor
+    reader, injector = make_faulty(clock_ms=clock, grace_ms=GRACE_MS)
+    injector.set_probability(FailPoint.GET_TIMEOUT, 1.0)
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        reader.fetch(TOPIC, 0, 1, max_records=1, cursor=cursor)
+
+    # Then it answers 416 without reading a segment
+    assert raised.value.log_start_offset == 6
+    assert injector.hits[FailPoint.GET_TIMEOUT] == 0
+
+
 def test_a_cursor_into_removed_items_falls_back_to_the_offset(
     make: Callable[..., Engine], clock: Clock
 ) -> None:
@@ -360,6 +380,32 @@ def test_a_cursor_into_removed_items_falls_back_to_the_offset(
 
     # When it continues after the items were removed, then it reads on from its offset
     assert [r.offset for r in engine.fetch(TOPIC, 1, 5, cursor=cursor).records] == [5]
+
+
+def test_a_process_idle_for_a_day_never_appends_into_removed_items(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a process whose last write is item 1, and a chain later truncated past it
+    idle = make()
+    idle.create_topic(TOPIC, partitions=2, config={"retention_ms": DAY_MS})
+    old = clock.now - 2 * DAY_MS
+    append_batches(idle, 0, [old])
+    other = make()
+    append_batches(other, 0, [old, old])
+    append_batches(other, 1, [old, old])
+    append_batches(other, 1, [clock.now + 3 * DAY_MS])
+    clock.advance(PRODUCER_EXPIRATION_MS + 1)
+    compactor = compactor_of(other)
+    run_pass(compactor)
+    clock.advance(GRACE_MS)
+    run_pass(compactor)
+    assert chain_seqs(other) == [6]
+
+    # When the idle process appends again, then after the tail, at the next offset
+    (ack,) = idle.append(TOPIC, [Record(value=b"late", partition=0)])
+    assert (ack.partition, ack.offset) == (0, 6)
+    assert chain_seqs(other) == [6, 7]
+    assert [r.value for r in make().fetch(TOPIC, 0, 6).records] == [b"late"]
 
 
 def test_chain_items_appended_within_a_day_are_kept_for_retried_producers(
@@ -707,7 +753,7 @@ def test_producers_and_consumers_keep_working_while_passes_run(
     # And only old records were expired, and the bucket holds exactly what the chain names
     for partition in range(3):
         start = final[partition].log_start_offset
-        assert all(ts == old for o, (_, ts) in produced[partition].items() if o < start)
+        assert [o for o, (_, ts) in produced[partition].items() if o < start and ts != old] == []
     assert segments(admin) == referenced(admin)
     # And the passes did expire, truncate the chain and delete segments meanwhile
     assert any(p.log_start_offset > 0 for p in final)
