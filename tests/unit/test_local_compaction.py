@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http import HTTPStatus
 
 from lakelog.local.compaction import LocalCompactor
-from lakelog.service.compactor import GcReport
+from lakelog.service.compactor import CompactionStep, GcReport
 from lakelog.service.passes import run_pass
 from tests.compactor_support import ScriptedCompactor
 
@@ -93,3 +94,36 @@ def test_no_schedule_when_every_is_zero() -> None:
     local.stop()
 
     assert compactor.calls == []
+
+
+class _Blocking(ScriptedCompactor):
+    """A compactor whose first step waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__({"a": 1000, "b": 1})
+        self.stepping = threading.Event()
+        self.release = threading.Event()
+
+    def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
+        self.stepping.set()
+        assert self.release.wait(timeout=30)
+        return super().compact_topic(topic, dry_run=dry_run)
+
+
+def test_stopping_ends_a_running_pass_after_its_current_step() -> None:
+    # Given a scheduled pass in its first step of a topic that needs 1,000 steps
+    compactor = _Blocking()
+    local = LocalCompactor(lambda: compactor, every=0.001)
+    local.start()
+    assert compactor.stepping.wait(timeout=30)
+
+    # When the dev server stops while that step runs (not waiting), and the step ends
+    local.stop(timeout=0)
+    compactor.release.set()
+    deadline = time.monotonic() + 30
+    while local.passes == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+    # Then the pass ended after that step: no other topic, no gc
+    assert local.passes == 1
+    assert compactor.calls == ["list", "compact:a"]

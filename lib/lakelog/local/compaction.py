@@ -67,11 +67,18 @@ class LocalCompactor:
         """Passes run so far (scheduled and requested)."""
 
     def run(self, topic: str | None = None, *, dry_run: bool = False) -> PassReport:
-        """One pass over ``topic`` (or every topic needing work), after any pass running."""
+        """One pass over ``topic`` (or every topic needing work), after any pass running.
+
+        Once `stop` is called the pass ends after its current step."""
         with self._lock:
             if self._compactor is None:
                 self._compactor = self._make()
-            report = run_pass(self._compactor, None if topic is None else [topic], dry_run=dry_run)
+            report = run_pass(
+                self._compactor,
+                None if topic is None else [topic],
+                dry_run=dry_run,
+                keep_going=lambda: not self._stop.is_set(),
+            )
             self.passes += 1
             return report
 
@@ -102,7 +109,8 @@ class LocalCompactor:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the schedule; a pass running finishes first (up to ``timeout`` seconds)."""
+        """Stop the schedule; a pass running ends after its current step (waited for up
+        to ``timeout`` seconds)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:

@@ -70,15 +70,22 @@ def run_pass(
     *,
     dry_run: bool = False,
     on_step: Callable[[CompactionStep], None] | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> PassReport:
     """A whole pass: each topic (``topics``, or those needing work) to done, then gc.
 
-    A dry run reports what the first step of each topic would do and skips gc.
+    A dry run reports what the first step of each topic would do and skips gc. When
+    ``keep_going`` says stop (asked after every step), the pass ends there, gc included:
+    the next pass carries on (a stopping ``lakelog dev`` must not wait for a long pass).
     """
     report = PassReport()
     names = compactor.topics_needing_work() if topics is None else list(topics)
     for name in names:
-        report.steps.extend(run_topic(compactor, name, dry_run=dry_run, on_step=on_step))
-    if not dry_run:
+        if not keep_going():
+            return report
+        report.steps.extend(
+            run_topic(compactor, name, dry_run=dry_run, keep_going=keep_going, on_step=on_step)
+        )
+    if not dry_run and keep_going():
         report.gc = compactor.collect()
     return report
