@@ -465,6 +465,9 @@ class Fetcher:
             raise self._ctx.stale(topic)
         after = read.last.seq + 1 if read.last is not None else 0
         for want in wanted:
+            # A batch of an item below the chain start lies below the log start: the reply
+            # is 416, and the item's segment may be going (ADR 0013, 3.2): not read.
+            want.taken = [t for t in want.taken if t[0].seq >= read.meta.chain_start]
             if want.next_offset < 0:
                 want.next_offset = want.offset
             if want.resume_seq < 0:

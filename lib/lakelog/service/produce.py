@@ -66,6 +66,11 @@ MAX_UPLOAD_AGE_MS: Final = 5 * 60 * 1000
 """Longest time between a segment's PUT and the chain item that references it: well
 inside gc's grace period, so gc never deletes a segment an append is about to commit."""
 
+CACHED_TAIL_MS: Final = 15 * 60 * 1000
+"""How long after writing it a process plans its next append after its own last item
+without reading the tail. The compactor deletes only items appended more than a day ago
+(ADR 0013, 3.1), so a put after a cached tail can never land on a seq it deleted."""
+
 PREDECESSOR_WAIT_MS: Final = 1000
 """How long an idempotent request waits for its producer's previous request to commit
 (two in flight, the second first) before it is refused with `OutOfOrderSequenceError`."""
@@ -582,6 +587,14 @@ class Appender:
         with lock:
             yield
 
+    def _cached_tail(self, topic_id: str) -> ChainItem | None:
+        """The item this process wrote last in the topic, if written in the last
+        `CACHED_TAIL_MS` (by its append time)."""
+        tail = self._tails.get(topic_id)
+        if tail is None or self._ctx.clock_ms() - tail.append_time_ms > CACHED_TAIL_MS:
+            return None
+        return tail
+
     def _read_tail(self, topic: TopicRecord) -> ChainItem:
         """The chain's last item read strongly; `StaleTopicError` once the topic is sealed."""
         found = self._ledger.read_tail(topic.topic_id)
@@ -608,7 +621,7 @@ class Appender:
             self._check_segment_still_safe(upload)
             with self._planning(topic.topic_id):
                 if tail is None:
-                    tail = self._tails.get(topic.topic_id) or self._read_tail(topic)
+                    tail = self._cached_tail(topic.topic_id) or self._read_tail(topic)
                 item, failure = self._write(request, upload, tail)
             if failure is None:
                 return item
