@@ -4,6 +4,10 @@ per-partition L1 segments, and every reader still sees exactly the same log.
 Records are compared whole (`StoredRecord`: partition, offset, timestamp, key, value,
 headers), so "the same" means byte for byte and in order. Time is a fake clock; crashes
 are injected faults; concurrent appends are interleaved at named points of the merge.
+
+The merge deletes nothing: the compactor's chain truncation deletes the items below the
+chain start a grace period after the merge moved it (`truncate_after_grace`), and gc then
+deletes the L0 segments they named (`collect_after_grace`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from lakelog.client import Client
 from lakelog.log.records import ChainMeta, Entry
 from lakelog.service import fetch as fetch_module
 from lakelog.service import merge as merge_module
+from lakelog.service.compactor import CompactionStep, Compactor
 from lakelog.service.context import EngineContext
 from lakelog.service.engine import Engine
 from lakelog.service.merge import Merger, MergeResult
@@ -167,6 +172,19 @@ def referenced(engine: Engine, topic: str) -> set[str]:
     return named
 
 
+def truncate_after_grace(engine: Engine, topic: str, clock: Clock) -> list[CompactionStep]:
+    """Compactor steps once the grace period after the chain start moved has passed: they
+    delete the chain items below the chain start (and merge whatever else is ready)."""
+    clock.ms += engine.gc.grace_ms + 1
+    compactor = Compactor(engine.context, engine.gc)
+    steps = []
+    for _ in range(100):
+        steps.append(compactor.compact_topic(topic))
+        if steps[-1].done:
+            return steps
+    raise AssertionError("the compactor never finished")
+
+
 def collect_after_grace(engine: Engine, topic: str, clock: Clock) -> list[str]:
     """gc of the topic once every object written so far is past the grace period."""
     clock.ms = max(clock.ms, int(time.time() * 1000)) + 2 * 3600_000
@@ -198,8 +216,11 @@ def test_a_merge_keeps_every_record_byte_for_byte_and_reduces_the_object_count(
     fill(writer, topic_name, clock, appends=2)  # young: they stay in the chain
     expected = read_all(make(), topic_name)
 
-    # When the merge runs to the end, and gc after its grace period
+    # When the merge runs to the end, the merged items are deleted after the grace
+    # period, and gc runs after its own
     steps = merge_all(make(), topic_name, clock.ms)
+    assert referenced(make(), topic_name) >= set(objects(make(), topic_name))  # no deletes yet
+    truncated = truncate_after_grace(make(), topic_name, clock)
     collected = collect_after_grace(make(), topic_name, clock)
 
     # Then every record reads back identical, in order, from a fresh process
@@ -210,6 +231,8 @@ def test_a_merge_keeps_every_record_byte_for_byte_and_reduces_the_object_count(
     meta = meta_of(reader, topic_name)
     assert meta.l1_end == tuple(hw_before[p] for p in range(PARTITIONS))
     assert meta.chain_start == sum(step.items_merged for step in steps) == 25  # genesis too
+    assert sum(step.items_removed for step in truncated) == 25
+    assert sum(step.segments_merged for step in truncated) == 0  # nothing more to merge
     # ... and the merged L0 segments are gone: fewer objects than before the merge
     assert len(collected) == segments_before == sum(step.segments_merged for step in steps)
     assert len(objects(reader, topic_name)) < segments_before
@@ -350,6 +373,7 @@ CRASH_POINTS = [
     FailPoint.AFTER_ENTRIES_PUT,  # entries put, the meta item not moved
     FailPoint.BEFORE_META_UPDATE,
     FailPoint.AFTER_META_UPDATE,  # the meta item moved, the items below still there
+    # the truncation a grace period later, deleting the merged items
     FailPoint.BEFORE_ITEMS_DELETE,
     FailPoint.AFTER_ITEMS_DELETE,
 ]
@@ -376,20 +400,23 @@ def test_a_merge_that_crashes_at_any_step_then_reruns_ends_consistent(
     topic_name: str,
     point: FailPoint,
 ) -> None:
-    # Given a day-old topic, and a merge that crashes at one step
+    # Given a day-old topic, and a merge, then the truncation of the merged items, that
+    # crash at one write
     _, expected = day_old_topic(make, clock, topic_name, young=2)
     faulty, injector = make_faulty(clock_ms=clock)
     injector.arm(point)
     with pytest.raises(InjectedFaultError):
         merge_all(faulty, topic_name, clock.ms)
+        truncate_after_grace(faulty, topic_name, clock)
 
     # Then readers see the same log at once, and after gc past its grace period
     assert_consistent(make(), topic_name, expected)
     collect_after_grace(make(), topic_name, clock)
     assert_consistent(make(), topic_name, expected)
 
-    # When the merge runs again to the end, then gc
+    # When the merge runs again to the end, then the truncation and gc
     merge_all(faulty, topic_name, clock.ms)
+    truncate_after_grace(faulty, topic_name, clock)
     collect_after_grace(make(), topic_name, clock)
 
     # Then the log is unchanged, fully merged, and nothing unreferenced survives
@@ -450,12 +477,16 @@ def test_appends_landing_during_every_step_of_a_merge_are_all_kept(
         context.objects, _Interleaving(context.ledger, append), context.catalog, clock
     )
 
-    # When the merge runs while those appends land
+    # When the merge runs while those appends land, then the truncation after grace
     record = topic_of(engine, topic_name)
     result = Merger(interleaved).merge_topic(
         record, max_items=100, target_bytes=1 << 20, now_ms=clock.ms
     )
     assert result.items_merged == 24  # the chain's last item always stays
+    assert "delete" not in steps  # the merge deletes nothing itself
+    clock.ms += base.gc.grace_ms + 1
+    compactor = Compactor(interleaved, base.gc)
+    assert compactor.compact_topic(topic_name).items_removed == 24
 
     # Then every append of the producer is read back after those merged, none lost
     assert {"entries", "meta", "delete"} <= set(steps)
@@ -482,7 +513,7 @@ def test_a_dry_run_reports_the_merge_and_changes_nothing(
 
     assert backend.contents() == contents
     assert report.items_merged == 10 and report.segments_merged == 9
-    assert report.items_removed == 0 and report.segments_written == 0
+    assert report.segments_written == 0 and report.entries_written == 0
     assert report.actions and "merge chain items 0..9" in report.actions[0]
     assert not report.done
 
@@ -692,6 +723,7 @@ def test_a_fetch_whose_segment_a_merge_and_gc_removed_after_it_read_the_chain_re
             if not raced:
                 raced.append(True)
                 merge_all(engine, "raced", clock.ms)
+                truncate_after_grace(engine, "raced", clock)
                 collect_after_grace(engine, "raced", clock)
             return objects_store.get_range(key, start, end)
 
@@ -701,3 +733,70 @@ def test_a_fetch_whose_segment_a_merge_and_gc_removed_after_it_read_the_chain_re
     result = reader.fetch("raced", 0, 0, max_records=3)
     assert raced
     assert result.records == expected[0][:3]
+
+
+def test_a_fetch_whose_chain_items_a_merge_moved_below_the_chain_start_returns_them(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a day-old topic and a reader whose fetch, stopped by its budget before the
+    # chain's end, reads the meta item only after a merge moved the chain start past the
+    # items it planned from
+    engine, expected = day_old_topic(make, clock, topic_name, young=2)
+    reader = make()
+    queried: list[bool] = []
+    merged: list[MergeResult] = []
+
+    class MergedBeforeTheMetaRead(FaultyLedgerStore):
+        def query(self, topic_id: str, start: int, limit: int) -> Any:
+            queried.append(True)
+            return super().query(topic_id, start, limit)
+
+        def read_meta(self, topic_id: str) -> ChainMeta | None:
+            if queried and not merged:
+                merged.extend(merge_all(engine, topic_name, clock.ms))
+            return super().read_meta(topic_id)
+
+    reader.context.ledger = MergedBeforeTheMetaRead(reader.context.ledger, FaultInjector())
+
+    # When it fetches from offset 0
+    result = reader.fetch(topic_name, 0, 0, max_records=3)
+
+    # Then it returns the records it planned, none skipped (their items are deleted only
+    # a grace period later, their segments after that)
+    assert merged and meta_of(engine, topic_name).chain_start == 25
+    assert result.records == expected[0][:3]
+    assert result.next_offset == 3
+
+
+def test_a_pass_merges_again_only_once_the_items_below_the_chain_start_are_gone(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a topic whose first half a compactor step merged
+    engine = make()
+    engine.create_topic(topic_name, partitions=PARTITIONS)
+    fill(engine, topic_name, clock, appends=12)
+    clock.ms += DAY_MS + 1
+    fill(engine, topic_name, clock, appends=12)
+    expected = read_all(make(), topic_name)
+    clock.ms += DAY_MS - engine.gc.grace_ms // 2
+    compactor = Compactor(engine.context, engine.gc)
+    assert compactor.compact_topic(topic_name).segments_merged == 12
+    moved = meta_of(engine, topic_name)
+    assert moved.chain_start == 13
+
+    # When the second half is a day old too, but the merged items still wait for their
+    # grace period: no merge (it would restart their grace period at every pass)
+    clock.ms += engine.gc.grace_ms // 2 + 1
+    assert compactor.topics_needing_work() == []
+    step = compactor.compact_topic(topic_name)
+    assert step.done and step.segments_merged == 0
+    assert meta_of(engine, topic_name) == moved
+
+    # When the grace period has passed: one step deletes them and merges the second half
+    assert moved.chain_start_ms is not None
+    clock.ms = moved.chain_start_ms + engine.gc.grace_ms
+    assert compactor.topics_needing_work() == [topic_name]
+    step = compactor.compact_topic(topic_name)
+    assert step.items_removed == 13 and step.segments_merged == 11
+    assert meta_of(engine, topic_name).chain_start == 24
+    assert read_all(make(), topic_name) == expected

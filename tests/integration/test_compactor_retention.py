@@ -3,7 +3,9 @@
 Retention by time and by bytes moves ``log_start_offset`` (a per-partition prefix of
 batches); chain items wholly below every log start go (chain start first, the items a
 grace period later, their segments at the next gc); a crash at any write and a rerun end
-consistent; producers and consumers keep working while it runs.
+consistent; producers and consumers keep working while it runs. Items a day old are also
+merged to L1 in the same steps (ADR 0013, 4): wherever that happens, the records read are
+checked to be exactly those written, and offsets below the log start still 416.
 """
 
 from __future__ import annotations
@@ -108,12 +110,38 @@ def segments(engine: Engine) -> set[str]:
 
 
 def referenced(engine: Engine) -> set[str]:
-    topic_id = engine.describe_topic(TOPIC).topic_id
-    return {
-        l0_segment_key_from_id(topic_id, item.segment_id)
-        for item in engine.context.ledger.chain(topic_id)
+    """Every segment a chain item or an L1 entry names."""
+    described = engine.describe_topic(TOPIC)
+    ledger = engine.context.ledger
+    named = {
+        entry.segment_key
+        for p in range(len(described.partitions))
+        for entry in ledger.entries(described.topic_id, p)
+    }
+    return named | {
+        l0_segment_key_from_id(described.topic_id, item.segment_id)
+        for item in ledger.chain(described.topic_id)
         if item.segment_id is not None
     }
+
+
+def stored(engine: Engine, partition: int, start: int) -> list[tuple[int, int, bytes | None]]:
+    """Offset, timestamp and value of each record of ``partition`` from ``start``."""
+    fetched = engine.fetch(TOPIC, partition, start, max_records=1_000)
+    return [(r.offset, r.timestamp_ms, r.value) for r in fetched.records]
+
+
+def assert_kept_and_expired(make: Callable[..., Engine], kept: dict[int, list[Any]]) -> None:
+    """A fresh reader gets exactly ``kept`` (partition: records from its log start), and
+    416 with the log start below it."""
+    fresh = make()
+    for partition, records in kept.items():
+        start = records[0][0]
+        assert fresh.list_offset(TOPIC, partition, "earliest") == start
+        assert stored(fresh, partition, start) == records
+        with pytest.raises(OffsetOutOfRangeError) as raised:
+            fresh.fetch(TOPIC, partition, start - 1)
+        assert raised.value.log_start_offset == start
 
 
 # Retention -----------------------------------------------------------------------------------
@@ -174,11 +202,15 @@ def test_retention_minus_one_never_expires(make: Callable[..., Engine], clock: C
     engine = make()
     engine.create_topic(TOPIC, config={"retention_ms": -1, "retention_bytes": -1})
     append_batches(engine, 0, [0, 0])
+    written = stored(engine, 0, 0)
     clock.advance(30 * DAY_MS)
     compactor = compactor_of(engine)
-    assert compactor.topics_needing_work() == []
-    assert compactor.compact_topic(TOPIC).log_start_offsets == {}
+    assert compactor.topics_needing_work() == [TOPIC]  # the first item is merged to L1
+    step = compactor.compact_topic(TOPIC)
+    assert step.log_start_offsets == {} and step.segments_merged == 1
     assert engine.describe_topic(TOPIC).partitions[0].log_start_offset == 0
+    assert stored(make(), 0, 0) == written
+    assert compactor.topics_needing_work() == []
 
 
 def test_retention_by_bytes_drops_the_oldest_batches_while_the_partition_exceeds_it(
@@ -254,7 +286,8 @@ def test_a_small_step_budget_takes_several_steps_and_ends_where_one_large_step_d
 
 
 def _expired_and_kept(make: Callable[..., Engine], clock: Clock) -> Engine:
-    """Items 1-5 expired (old records), 6-7 kept, then a day passes (producer expiry)."""
+    """Items 1-5 expired (old records), 6-7 kept, then a day passes (producer expiry): a
+    pass expires 1-5 and merges 6 (the chain's last item, 7, stays)."""
     engine = make()
     engine.create_topic(TOPIC, partitions=2, config={"retention_ms": DAY_MS})
     old = clock.now - 2 * DAY_MS
@@ -272,62 +305,64 @@ def test_expired_chain_items_are_removed_and_their_segments_deleted_after_grace_
 ) -> None:
     # Given items 1-5 wholly expired, a day old
     engine = _expired_and_kept(make, clock)
+    kept = {0: stored(engine, 0, 6), 1: stored(engine, 1, 4)}
     all_segments = segments(engine)
     compactor = compactor_of(engine)
 
-    # When a pass runs: the chain start moves past them, but they stay a grace period
+    # When a pass runs: the chain start moves past them and the merged item 6, but they
+    # stay a grace period
     run_pass(compactor)
     topic_id = engine.describe_topic(TOPIC).topic_id
     meta = engine.context.ledger.read_meta(topic_id)
-    assert meta is not None and meta.chain_start == 6
+    assert meta is not None and meta.chain_start == 7 and meta.l1_end[0] == 8
     assert chain_seqs(engine) == list(range(8))
-    assert segments(engine) == all_segments
+    assert all_segments < segments(engine)  # plus the L1 segment
+    assert_kept_and_expired(make, kept)
 
     # When another pass runs before the grace period ends, nothing is deleted
     clock.advance(GRACE_MS - 1)
     run_pass(compactor)
     assert chain_seqs(engine) == list(range(8))
-    assert segments(engine) == all_segments
+    assert all_segments < segments(engine)
 
     # When one runs after it: the items go, then gc deletes their segments
     clock.advance(1)
     run_pass(compactor)
-    assert chain_seqs(engine) == [6, 7]
+    assert chain_seqs(engine) == [7]
     assert segments(engine) == referenced(engine)
-    assert len(segments(engine)) == 2
+    assert len(segments(engine)) == 2  # item 7's and partition 0's L1 segment
 
     # And every reader still finds the kept records, from earliest and from the start item
-    fresh = make()
-    assert [fresh.list_offset(TOPIC, p, "earliest") for p in (0, 1)] == [6, 4]
-    assert offsets(fresh, 0, 6) == [6, 7]
-    assert offsets(fresh, 1, 4) == [4, 5]
+    assert_kept_and_expired(make, kept)
     with pytest.raises(OffsetOutOfRangeError):
-        fresh.fetch(TOPIC, 0, 0)
+        make().fetch(TOPIC, 0, 0)
     assert compactor.topics_needing_work() == []
 
 
 def test_a_fetch_at_the_log_start_whose_anchor_was_removed_reads_its_records(
     make: Callable[..., Engine], clock: Clock
 ) -> None:
-    # Given a chain truncated so that the log start of partition 0 is in the first item
-    # left (its anchor, the item before, is deleted)
+    # Given a chain truncated so that the log start of partition 1 is in the first item
+    # left (its anchor, the item before, is deleted; partition 0's start is in L1)
     engine = _expired_and_kept(make, clock)
+    kept = {0: stored(engine, 0, 6), 1: stored(engine, 1, 4)}
     compactor = compactor_of(engine)
     run_pass(compactor)
     clock.advance(GRACE_MS)
     run_pass(compactor)
-    assert chain_seqs(engine)[0] == 6
+    assert chain_seqs(engine)[0] == 7
 
     # When a fresh process fetches at exactly the log start (and below it, and many at once)
     fresh = make()
-    result = fresh.fetch(TOPIC, 0, 6)
+    result = fresh.fetch(TOPIC, 1, 4)
 
     # Then it reads the records, and its cursor continues
-    assert [r.offset for r in result.records] == [6, 7]
-    assert fresh.fetch(TOPIC, 0, 8, cursor=result.cursor).records == []
+    assert [(r.offset, r.timestamp_ms, r.value) for r in result.records] == kept[1]
+    assert fresh.fetch(TOPIC, 1, 6, cursor=result.cursor).records == []
     with pytest.raises(OffsetOutOfRangeError) as raised:
-        fresh.fetch(TOPIC, 0, 2)
-    assert raised.value.log_start_offset == 6
+        fresh.fetch(TOPIC, 1, 2)
+    assert raised.value.log_start_offset == 4
+    assert_kept_and_expired(make, kept)
 
 
 def test_a_fetch_below_the_log_start_is_416_while_removed_items_wait_for_their_grace(
@@ -429,8 +464,8 @@ def test_items_below_the_chain_start_are_deleted_a_step_budget_at_a_time(
     clock.advance(GRACE_MS)
     compactor = compactor_of(engine, items_per_step=4)
     steps = [compactor.compact_topic(TOPIC) for _ in range(2)]
-    assert [(s.items_removed, s.done) for s in steps] == [(4, False), (2, True)]
-    assert chain_seqs(engine) == [6, 7]
+    assert [(s.items_removed, s.done) for s in steps] == [(4, False), (3, True)]
+    assert chain_seqs(engine) == [7]
 
 
 def test_a_step_with_nothing_to_do_writes_nothing(
@@ -459,7 +494,10 @@ def test_retention_is_due_while_removed_items_wait_for_their_grace_period(
     engine.alter_topic(TOPIC, config={"retention_bytes": 1})
     assert compactor.topics_needing_work() == [TOPIC]
     run_pass(compactor)
-    assert [p.bytes for p in engine.describe_topic(TOPIC).partitions] == [0, 0]
+    # Partition 1's records are in the chain's last item: expired. (Partition 0's were
+    # merged to L1 by the first pass; retention of L1 records is ADR 0013 4's open item.)
+    assert engine.describe_topic(TOPIC).partitions[1].bytes == 0
+    assert engine.describe_topic(TOPIC).partitions[1].log_start_offset == 6
 
 
 # Crashes -------------------------------------------------------------------------------------
@@ -468,11 +506,14 @@ CRASHES = [
     ("move", FailPoint.BEFORE_META_UPDATE),
     ("move", FailPoint.AFTER_META_UPDATE),
     ("delete", FailPoint.BEFORE_ITEMS_DELETE),
+    ("merge", FailPoint.AFTER_PUT),
+    ("merge", FailPoint.AFTER_ENTRIES_PUT),
     pytest.param("move", FailPoint.AFTER_META_UPDATE, marks=pytest.mark.moto, id="move-moto"),
     pytest.param("delete", FailPoint.BEFORE_ITEMS_DELETE, marks=pytest.mark.moto, id="delete-moto"),
 ]
 """Each write of the truncation a crash can hit: the meta item moving log and chain start
-(before it, and after it with the reply lost), and the items' deletion a grace later."""
+(before it, and after it with the reply lost), and the items' deletion a grace later; and
+the merge's in the same pass: an L1 segment PUT, its entries put (the meta item not moved)."""
 
 
 def _crashing_pass(compactor: Compactor, injector: FaultInjector, point: FailPoint) -> None:
@@ -494,6 +535,7 @@ def test_a_crash_at_any_write_then_a_rerun_ends_consistent(
 ) -> None:
     # Given expired items and a compactor whose stores fail where told
     engine = _expired_and_kept(make, clock)
+    kept = {0: stored(engine, 0, 6), 1: stored(engine, 1, 4)}
     faulty, injector = make_faulty(clock_ms=clock, grace_ms=GRACE_MS)
     compactor = compactor_of(faulty)
     if phase == "delete":  # the chain start has moved: the crash hits the items' deletion
@@ -508,11 +550,10 @@ def test_a_crash_at_any_write_then_a_rerun_ends_consistent(
     run_pass(compactor_of(make()))
 
     # Then the ledger and the bucket are consistent and every kept record is readable
-    assert chain_seqs(engine) == [6, 7]
+    assert chain_seqs(engine) == [7]
     assert segments(engine) == referenced(engine)
     assert [p.log_start_offset for p in engine.describe_topic(TOPIC).partitions] == [6, 4]
-    assert offsets(make(), 0, 6) == [6, 7]
-    assert offsets(make(), 1, 4) == [4, 5]
+    assert_kept_and_expired(make, kept)
 
 
 def test_a_lost_race_for_the_meta_item_is_replanned(

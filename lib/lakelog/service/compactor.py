@@ -22,6 +22,7 @@ from lakelog.log.records import ChainItem, ChainMeta
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
 from lakelog.service.gc import GarbageCollector
+from lakelog.service.merge import Merger
 from lakelog.storage.ports import TopicRecord
 
 __all__ = ["CompactionSettings", "CompactionStep", "Compactor", "GcReport"]
@@ -55,11 +56,13 @@ class CompactionStep:
     """Partitions whose ``log_start_offset`` moved, and where to."""
     bytes_expired: int = 0
     items_removed: int = 0
-    """Chain items deleted (wholly below every partition's log start, or merged)."""
+    """Chain items deleted (a grace period after the chain start moved past them)."""
     segments_merged: int = 0
     """L0 segments whose records now live in L1 segments."""
     actions: tuple[str, ...] = ()
     """One line per action, for ``lakelog compact --dry-run`` and logs."""
+    merge_ready: bool = field(default=True, repr=False, compare=False)
+    """No item is left below the chain start (so the merge may move it again)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class Compactor:
         self._ctx = context
         self._gc = gc
         self._settings = settings or CompactionSettings()
+        self._merger = Merger(context)
 
     # Which topics ----------------------------------------------------------------------
     def topics_needing_work(self) -> list[str]:
@@ -140,17 +144,18 @@ class Compactor:
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, first: list[ChainItem]
     ) -> bool:
         now = self._ctx.clock_ms()
-        if any(item.seq < meta.chain_start for item in first) and self._released(meta, now):
+        below = any(item.seq < meta.chain_start for item in first)
+        if below and self._released(meta, now):
             return True
         config = TopicConfig.parse(topic.config)
         start = [item for item in first if item.seq >= max(1, meta.chain_start)]
         if (
-            start
+            not below
+            and start
             and start[0].seq < tail.seq
             and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
-            and self._below_all(start[0], meta)
         ):
-            return True
+            return True  # chain truncation or the merge
         if config.cleanup_policy != "delete":
             return False
         if config.retention_bytes >= 0 and any(
@@ -186,11 +191,14 @@ class Compactor:
 
     # One step ---------------------------------------------------------------------------
     def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
-        """One bounded step of ``topic``: retention, then chain truncation (ADR 0013, 2-3).
+        """One bounded step of ``topic``: retention, chain truncation, then the merge to
+        L1 (ADR 0013, 2-4).
 
-        Reads at most ``max_items_per_step`` chain items in its walk (plus the binary
-        searches' probes). ``done`` False: call again in this pass. With ``dry_run``
-        nothing is written and ``actions`` says what would be.
+        The merge runs once retention and truncation are done and no item is left below
+        the chain start (the chain start moves again only once they are gone). Each part
+        reads at most ``max_items_per_step`` chain items (plus the binary searches'
+        probes). ``done`` False: call again in this pass. With ``dry_run`` nothing is
+        written and ``actions`` says what would be.
 
         Raises
         ------
@@ -205,7 +213,7 @@ class Compactor:
             tail, meta = found
             step = self._step(record, tail, meta, dry_run)
             if step is not None:
-                return step
+                return self._merge(record, step, dry_run) if step.done else step
         return CompactionStep(topic, done=False, actions=("lost the meta item to other writers",))
 
     def _step(
@@ -216,7 +224,8 @@ class Compactor:
         budget = self._settings.max_items_per_step
         below = self._below_chain_start(topic, meta, budget)
         removed = 0
-        if below and self._released(meta, now):
+        released = self._released(meta, now)
+        if below and released:
             if not dry_run:
                 self._ctx.ledger.delete_items(topic.topic_id, below)
             removed = len(below)
@@ -244,10 +253,30 @@ class Compactor:
         return CompactionStep(
             topic=topic.name,
             done=plan.complete,
+            merge_ready=not below or released,
             log_start_offsets=moved,
             bytes_expired=plan.bytes_expired,
             items_removed=removed,
             actions=tuple(plan.actions),
+        )
+
+    def _merge(self, topic: TopicRecord, step: CompactionStep, dry_run: bool) -> CompactionStep:
+        """``step`` (retention and truncation done) followed by one merge step (ADR 0013,
+        4), when no item is left below the chain start; ``done`` once the merge is."""
+        if not step.merge_ready:
+            return step
+        merged = self._merger.merge_topic(
+            topic,
+            max_items=self._settings.max_items_per_step,
+            target_bytes=self._settings.target_l1_bytes,
+            now_ms=self._ctx.clock_ms(),
+            dry_run=dry_run,
+        )
+        return replace(
+            step,
+            done=merged.done,
+            segments_merged=merged.segments_merged,
+            actions=step.actions + merged.actions,
         )
 
     def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:

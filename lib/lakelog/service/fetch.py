@@ -465,9 +465,17 @@ class Fetcher:
             raise self._ctx.stale(topic)
         after = read.last.seq + 1 if read.last is not None else 0
         for want in wanted:
-            # A batch of an item below the chain start lies below the log start: the reply
-            # is 416, and the item's segment may be going (ADR 0013, 3.2): not read.
-            want.taken = [t for t in want.taken if t[0].seq >= read.meta.chain_start]
+            # A batch below the log start of an item below the chain start: the reply is
+            # 416, and the item's segment may be going (ADR 0013, 3.2): not read. Batches
+            # a merge moved below the chain start are read (their items are deleted only a
+            # grace period later, their segments later still: ADR 0013, 4).
+            start = read.meta.log_start_offset(want.partition)
+            want.taken = [
+                t
+                for t in want.taken
+                if t[0].seq >= read.meta.chain_start
+                or t[0].mark(want.partition).high_watermark > start
+            ]
             if want.next_offset < 0:
                 want.next_offset = want.offset
             if want.resume_seq < 0:

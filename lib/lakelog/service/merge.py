@@ -2,23 +2,27 @@
 
 Flush (L0) segments hold one append each, for every partition it touched; a replay of old
 data would read them one small GET at a time. `Merger.merge_topic` takes the oldest chain
-items (those below ``s1``, every one older than `PRODUCER_EXPIRATION_MS`, so a producer's
-retry is still answered from the chain, ADR 0012 2.4) and rewrites their records per
-partition into L1 segments (`lakelog.log.codec`, level L1) named by L1 entries. The order
-of writes is ADR 0012 1.7's:
+items (those from the chain start below ``s1``, every one older than
+`PRODUCER_EXPIRATION_MS`, so a producer's retry is still answered from the chain, ADR 0012
+2.4) and rewrites their records per partition into L1 segments (`lakelog.log.codec`, level
+L1) named by L1 entries. The order of writes is ADR 0012 1.7's, with ADR 0013 4's single
+deletion model:
 
 1. PUT the L1 segments, then put their L1 entries (each only if absent);
 2. one conditional update of the meta item: ``l1_end[p] = h_{s1-1}[p].hw`` for every
-   partition and ``chain_start = s1`` (re-read and retried when another writer moved the
-   meta item first);
-3. delete the chain items below ``s1``;
-4. gc deletes the L0 segments no chain item references, after its grace period.
+   partition, ``chain_start = s1`` and ``chain_start_ms = now`` (re-read and retried when
+   another writer moved the meta item first).
+
+The merge deletes nothing. The compactor's chain truncation deletes the items below the
+chain start once gc's grace period has passed since ``chain_start_ms`` (a fetch that read
+them just before still finds their segments), and gc deletes the L0 segments no chain item
+references after its own grace period.
 
 A crash anywhere leaves a consistent ledger: before step 2 readers still use the chain
 and the entries put are invisible (above ``l1_end``); a rerun finds them and continues
-after them instead of writing them again. After step 2 the rerun finds nothing to merge
-below the chain start and deletes the items left over. Segments PUT but never named by an
-entry are orphans that gc removes after its grace period.
+after them instead of writing them again. After step 2 the rerun starts at the new chain
+start. Segments PUT but never named by an entry are orphans that gc removes after its
+grace period.
 
 Each call does bounded work: at most ``max_items`` chain items.
 """
@@ -57,7 +61,7 @@ GET_THREADS: Final = 8
 class MergeResult:
     """What one `Merger.merge_topic` call did (or, with ``dry_run``, would do).
 
-    ``done`` False: call again, more chain items are ready to merge (or left over).
+    ``done`` False: call again, more chain items are ready to merge.
     """
 
     topic: str
@@ -66,8 +70,6 @@ class MergeResult:
     """The meta item's chain start after the step (every item below it is in L1)."""
     items_merged: int = 0
     """Chain items whose records this step moved to L1."""
-    items_removed: int = 0
-    """Chain items deleted (merged by this step, or left over by a crashed one)."""
     segments_merged: int = 0
     """L0 segments whose records now live in L1 segments (gc deletes them after grace)."""
     segments_written: int = 0
@@ -135,24 +137,14 @@ class Merger:
         if found is None or is_sealed(found[0]) or found[1].sealed_ms is not None:
             return MergeResult(topic.name, done=True)
         tail, meta = found
-        page, _ = ledger.query(topic.topic_id, 0, max_items)
-        leftover = [item.seq for item in page if item.seq < meta.chain_start]
+        page, _ = ledger.query(topic.topic_id, meta.chain_start, max_items)
         ready = _ready(page, meta, tail, now_ms)
-        plan = _plan(
-            topic, meta, tail, leftover, ready, seen=len(page), full=len(page) == max_items
-        )
-        if dry_run:
-            return replace(plan, chain_start=meta.chain_start, items_removed=0)
-        if leftover:
-            ledger.delete_items(topic.topic_id, leftover)
-        if not ready:
-            return plan
+        plan = _plan(topic, meta, tail, ready, full=len(ready) == max_items)
+        if dry_run or not ready:
+            return replace(plan, chain_start=meta.chain_start)
         written, entries = self._write_l1(topic, meta, ready, target_bytes)
-        if not self._move_meta(topic, plan.l1_end, plan.chain_start):
-            return replace(
-                plan, done=True, chain_start=meta.chain_start, items_removed=len(leftover)
-            )
-        ledger.delete_items(topic.topic_id, [item.seq for item in ready])
+        if not self._move_meta(topic, plan.l1_end, plan.chain_start, now_ms):
+            return replace(plan, done=True, chain_start=meta.chain_start)
         return replace(plan, segments_written=written, entries_written=entries)
 
     # Step 1: L1 segments and entries -------------------------------------------------------
@@ -286,8 +278,9 @@ class Merger:
         return made
 
     # Step 2: the meta item -----------------------------------------------------------------
-    def _move_meta(self, topic: TopicRecord, l1_end: dict[int, int], s1: int) -> bool:
-        """Set the L1 ends and the chain start, conditional on the version read; re-read
+    def _move_meta(self, topic: TopicRecord, l1_end: dict[int, int], s1: int, now_ms: int) -> bool:
+        """Set the L1 ends, the chain start and ``chain_start_ms = now_ms`` (the items
+        below are deleted a grace period later), conditional on the version read; re-read
         and retried when another writer (retention, another merge) moved it first.
 
         False when the topic is being deleted or the update kept losing (nothing moved:
@@ -305,6 +298,8 @@ class Merger:
             width = max(len(meta.l1_end), max(l1_end, default=-1) + 1)
             ends = tuple(max(_at(meta.l1_end, p), l1_end.get(p, 0)) for p in range(width))
             moved = replace(meta, l1_end=ends, chain_start=max(meta.chain_start, s1))
+            if moved.chain_start != meta.chain_start:
+                moved = replace(moved, chain_start_ms=now_ms)
             if ledger.update_meta(topic.topic_id, moved, meta.version):
                 return True
         return False
@@ -328,29 +323,17 @@ def _plan(
     topic: TopicRecord,
     meta: ChainMeta,
     tail: ChainItem,
-    leftover: list[int],
     ready: list[ChainItem],
     *,
-    seen: int,
     full: bool,
 ) -> MergeResult:
     """What the step does: the result it reports once every write succeeded.
 
-    ``seen`` items came back from the chain query; ``full``: as many as the step may take,
-    so more may wait behind them. The step is not ``done`` when it took every item it saw.
+    ``full``: the step took as many items as it may, so more may wait behind them (it is
+    not ``done``).
     """
-    done = not (full and len(leftover) + len(ready) == seen)
-    actions = []
-    if leftover:
-        actions.append(f"delete {len(leftover)} chain items below chain start {meta.chain_start}")
     if not ready:
-        return MergeResult(
-            topic.name,
-            done=done,
-            chain_start=meta.chain_start,
-            items_removed=len(leftover),
-            actions=tuple(actions),
-        )
+        return MergeResult(topic.name, done=True, chain_start=meta.chain_start)
     last = ready[-1]
     l1_end = {
         p: last.mark(p).high_watermark
@@ -359,21 +342,21 @@ def _plan(
     }
     segments = {item.segment_id for item in ready if item.segment_id is not None}
     merged_bytes = sum(batch.byte_length for item in ready for batch in item.batches)
-    actions.append(
+    action = (
         f"merge chain items {meta.chain_start}..{last.seq} ({len(segments)} L0 segments, "
         f"{merged_bytes} bytes) into L1; L1 end "
         + ", ".join(f"p{p}={end}" for p, end in sorted(l1_end.items()))
+        + f"; chain start {last.seq + 1} (items below deleted after the grace period)"
     )
     return MergeResult(
         topic.name,
-        done=done,
+        done=not full,
         chain_start=last.seq + 1,
         items_merged=len(ready),
-        items_removed=len(leftover) + len(ready),
         segments_merged=len(segments),
         bytes_merged=merged_bytes,
         l1_end=l1_end,
-        actions=tuple(actions),
+        actions=(action,),
     )
 
 
