@@ -50,6 +50,12 @@ class Entry:
     max_timestamp: int
     max_timestamp_cum: int
     size_bytes: int
+    cumulative_bytes: int = 0
+    """The partition's log bytes (chain units: the sum of `BatchRef.byte_length`) up to and
+    including ``last_offset``: retention by bytes moves ``bytes_below`` to it (ADR 0013, 2)."""
+    row_count: int = -1
+    """Rows the entry's row group holds; -1: one per offset it spans. Key compaction leaves
+    gaps (fewer rows than offsets; each row carries its ``offset``)."""
 
     @property
     def record_count(self) -> int:

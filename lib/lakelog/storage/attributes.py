@@ -427,6 +427,8 @@ _ENTRY_NUMBERS = (
     "max_timestamp",
     "max_timestamp_cum",
     "size_bytes",
+    "cumulative_bytes",
+    "row_count",
 )
 _L1_LEVEL = 1
 
@@ -434,7 +436,8 @@ _L1_LEVEL = 1
 def entry_to_item(pk: str, entry: Entry) -> Item:
     """The ledger item of an L1 entry (``sk = last_offset``): the v1 entry attributes
     (``base_offset segment_key row_group byte_offset byte_length segment_size footer_offset
-    min_timestamp max_timestamp max_timestamp_cum size_bytes``) plus ``v`` = 2, ``lvl`` = 1."""
+    min_timestamp max_timestamp max_timestamp_cum size_bytes``, and ``cumulative_bytes
+    row_count``) plus ``v`` = 2, ``lvl`` = 1."""
     item: Item = {
         "pk": {"S": pk},
         "sk": num(entry.last_offset),

@@ -15,7 +15,8 @@ Chain meta (``sk = HEAD_SK``)
 L1 entry (``pk = p#{topic_id}#{partition}``, ``sk = last_offset``)
     ``v`` N (2), ``lvl`` N (1), ``base_offset`` N, ``segment_key`` S, ``row_group`` N,
     ``byte_offset`` N, ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N,
-    ``min_timestamp`` N, ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N.
+    ``min_timestamp`` N, ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N,
+    ``cumulative_bytes`` N, ``row_count`` N (-1: one row per offset).
 Producer state (``pk = pr#{topic_id}#{producer_id}``, ``sk = 0``)
     ``v`` N, ``e`` N, ``l`` N, ``r`` B (last requests), ``expires_at`` N (the table's TTL
     attribute, epoch seconds rounded up).
