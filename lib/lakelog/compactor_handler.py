@@ -48,16 +48,25 @@ __all__ = [
 SERVICE: Final = "lakelog-compactor"
 NAMESPACE: Final = "lakelog"
 METRICS: Final = {
+    "Passes": MetricUnit.Count,
     "TopicsNeedingWork": MetricUnit.Count,
     "CompactionSteps": MetricUnit.Count,
     "BytesExpired": MetricUnit.Bytes,
     "ChainItemsRemoved": MetricUnit.Count,
     "SegmentsMerged": MetricUnit.Count,
+    "BytesMerged": MetricUnit.Bytes,
+    "L0BacklogAge": MetricUnit.Seconds,
     "SegmentsDeleted": MetricUnit.Count,
     "TopicsPurged": MetricUnit.Count,
+    "TaskFailures": MetricUnit.Count,
 }
 """What the tasks publish (namespace `NAMESPACE`, dimension ``service`` = `SERVICE`), summed
-per pass on the dashboard."""
+per pass on the dashboard, except ``L0BacklogAge`` (its maximum is what the alarm watches).
+
+``Passes``: one per ``list_topics``, the first task of every pass. ``L0BacklogAge``: one per
+``compact_topic`` call, the last step's `CompactionStep.l0_backlog_ms` in seconds, with the
+topic as a property of the record (not a dimension: one metric for all topics).
+``TaskFailures``: one per task call that raised (each retry counts)."""
 STEP_RESERVE_MS: Final = 20_000
 """A step starts only while this much time is left before the Lambda deadline: one step
 reads at most `CompactionSettings.max_items_per_step` chain items and writes one merged
@@ -108,6 +117,8 @@ def step_totals(topic: str, steps: list[CompactionStep]) -> dict[str, Any]:
         "bytes_expired": sum(step.bytes_expired for step in steps),
         "items_removed": sum(step.items_removed for step in steps),
         "segments_merged": sum(step.segments_merged for step in steps),
+        "bytes_merged": sum(step.bytes_merged for step in steps),
+        "l0_backlog_ms": steps[-1].l0_backlog_ms,
         "log_start_offsets": log_start_offsets,
     }
 
@@ -140,7 +151,7 @@ def make_task_handlers(
     def list_topics(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         topics = compactor.topics_needing_work()
         logger.info("topics needing work", extra={"topics": len(topics)})
-        publish(TopicsNeedingWork=len(topics))
+        publish(Passes=1, TopicsNeedingWork=len(topics))
         return {"topics": topics}
 
     def compact_topic(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -154,11 +165,14 @@ def make_task_handlers(
 
         output = step_totals(topic, run_topic(compactor, topic, keep_going=keep_going))
         logger.info("compacted", extra=output)
+        metrics.add_metadata(key="topic", value=topic)
         publish(
             CompactionSteps=output["steps"],
             BytesExpired=output["bytes_expired"],
             ChainItemsRemoved=output["items_removed"],
             SegmentsMerged=output["segments_merged"],
+            BytesMerged=output["bytes_merged"],
+            L0BacklogAge=output["l0_backlog_ms"] // 1000,
         )
         return output
 
@@ -172,8 +186,20 @@ def make_task_handlers(
         publish(SegmentsDeleted=report.segments_deleted, TopicsPurged=report.topics_purged)
         return output
 
+    def counting_failures(handler: TaskHandler) -> TaskHandler:
+        def run(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+            try:
+                return handler(event, context)
+            except Exception:
+                publish(TaskFailures=1)
+                raise
+
+        return run
+
     def wrap(handler: TaskHandler) -> TaskHandler:
-        wrapped: TaskHandler = logger.inject_lambda_context(metrics.log_metrics(handler))
+        wrapped: TaskHandler = logger.inject_lambda_context(
+            metrics.log_metrics(counting_failures(handler))
+        )
         return wrapped
 
     return TaskHandlers(wrap(list_topics), wrap(compact_topic), wrap(collect))

@@ -15,16 +15,19 @@ __all__ = [
     "FetchResult",
     "GroupDescription",
     "Header",
+    "LevelUsage",
     "MemberInfo",
     "Membership",
     "OffsetAndTimestamp",
     "OffsetCommit",
     "PartitionInfo",
     "PartitionLag",
+    "PartitionLevels",
     "ProducerBatch",
     "Record",
     "RecordMetadata",
     "ResetTarget",
+    "StorageLevels",
     "StoredRecord",
     "ToOffset",
     "ToTimestamp",
@@ -135,23 +138,57 @@ class FetchManyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class LevelUsage:
+    """Segments and bytes of one storage level: L0 (flush segments, one per append) or L1
+    (per-partition segments the compactor's merge writes)."""
+
+    segments: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLevels:
+    """One partition's share of the storage levels.
+
+    ``l0_bytes`` counts the partition's batches in the chain items from the chain start to
+    the tail (an L0 segment holds batches of several partitions, so segments are counted
+    per topic only, in `StorageLevels`); ``l1`` the distinct L1 segments its entries name.
+    """
+
+    l0_bytes: int
+    l1: LevelUsage
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLevels:
+    """A topic's segments and bytes per storage level (what the compactor has yet to merge,
+    and what it merged)."""
+
+    l0: LevelUsage
+    l1: LevelUsage
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionInfo:
-    """The visible state of one partition."""
+    """The visible state of one partition; ``levels`` only when asked for (it costs reads)."""
 
     partition: int
     log_start_offset: int
     high_watermark: int
     bytes: int
+    levels: PartitionLevels | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TopicDescription:
-    """A topic, its configuration and the state of each partition."""
+    """A topic, its configuration and the state of each partition; ``levels`` only when
+    asked for."""
 
     name: str
     topic_id: str
     config: dict[str, object]
     partitions: list[PartitionInfo]
+    levels: StorageLevels | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -342,7 +342,7 @@ def _register_topic_routes(
     def create_topic(request: Annotated[TopicCreate, Body()]) -> Response[Any]:
         access.check(caller(), "admin", request.name)
         created = engine.call(CreateTopic(request.name, request.partitions, request.config))
-        return _json(HTTPStatus.CREATED, TopicState.of(created).model_dump(mode="json"))
+        return _json(HTTPStatus.CREATED, TopicState.of(created).body())
 
     @app.get(
         "/v1/topics",
@@ -359,11 +359,21 @@ def _register_topic_routes(
         summary="Describe a topic",
         responses=success(TopicState) | error_responses(403, 404),
     )
-    def describe_topic(topic: str) -> TopicState:
+    def describe_topic(
+        topic: str,
+        levels: Annotated[
+            bool,
+            Query(
+                description="Also count segments and bytes per storage level (L0, L1): "
+                "one more ledger read, plus one per 1,000 L1 entries of each partition",
+            ),
+        ] = False,
+    ) -> Response[Any]:
         principal = caller()
         if not access.visible(principal, [topic]):
             access.check(principal, "consume", topic)
-        return TopicState.of(engine.call(DescribeTopic(topic)))
+        described = engine.call(DescribeTopic(topic, levels=levels or None))
+        return _json(HTTPStatus.OK, TopicState.of(described).body())
 
     @app.patch(
         "/v1/topics/<topic>",
@@ -371,9 +381,10 @@ def _register_topic_routes(
         summary="Alter config or add partitions",
         responses=success(TopicState) | error_responses(403, 404, *BODY_ERRORS),
     )
-    def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> TopicState:
+    def alter_topic(topic: str, request: Annotated[TopicAlter, Body()]) -> Response[Any]:
         access.check(caller(), "admin", topic)
-        return TopicState.of(engine.call(AlterTopic(topic, request.config, request.partitions)))
+        altered = engine.call(AlterTopic(topic, request.config, request.partitions))
+        return _json(HTTPStatus.OK, TopicState.of(altered).body())
 
     @app.delete(
         "/v1/topics/<topic>",

@@ -13,7 +13,6 @@ from lakelog.cli.common import (
     key_values,
     make_table,
     print_json,
-    show,
     styled,
     table_console,
     topic_config,
@@ -28,6 +27,18 @@ def topic() -> None:
     """Create, list, describe, alter and delete topics."""
 
 
+def _show_topic(description: TopicDescription, as_json: bool) -> None:
+    """A topic description as JSON (``levels`` only where counted), or as tables."""
+    if not as_json:
+        _print_topic(description)
+        return
+    data = dataclasses.asdict(description)
+    for part in (data, *data["partitions"]):
+        if part["levels"] is None:
+            del part["levels"]
+    print_json(data)
+
+
 def _print_topic(description: TopicDescription) -> None:
     out = table_console()
     count = len(description.partitions)
@@ -37,13 +48,23 @@ def _print_topic(description: TopicDescription) -> None:
         heading.append(f", id {description.topic_id}")
     out.print(heading)
     numbers = ("partition", "log_start_offset", "high_watermark", "bytes")
+    if description.levels is not None:
+        numbers += ("l0_bytes", "l1_segments", "l1_bytes")
     partitions = make_table(*numbers, numeric=numbers)
     for p in description.partitions:
-        partitions.add_row(
-            str(p.partition), str(p.log_start_offset), str(p.high_watermark), str(p.bytes)
-        )
+        row = [p.partition, p.log_start_offset, p.high_watermark, p.bytes]
+        if p.levels is not None:
+            row += [p.levels.l0_bytes, p.levels.l1.segments, p.levels.l1.bytes]
+        partitions.add_row(*map(str, row))
     out.print(partitions)
     out.print()
+    if description.levels is not None:
+        columns = ("level", "segments", "bytes")
+        levels = make_table(*columns, numeric=columns[1:])
+        for name, usage in (("L0", description.levels.l0), ("L1", description.levels.l1)):
+            levels.add_row(name, str(usage.segments), str(usage.bytes))
+        out.print(levels)
+        out.print()
     config = make_table("config", "value")
     for key, value in sorted(description.config.items()):
         config.add_row(key, cell(value))
@@ -88,7 +109,7 @@ def topic_create(
     """Create topic NAME."""
     description = settings.client().create_topic(name, partitions, topic_config(configs) or None)
     if as_json or settings.json:
-        print_json(dataclasses.asdict(description))
+        _show_topic(description, as_json=True)
     else:
         count = len(description.partitions)
         click.echo(f"created topic {name} ({count} partition{'s' if count != 1 else ''})")
@@ -112,9 +133,10 @@ def topic_list(settings: Settings, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def topic_describe(settings: Settings, name: str, as_json: bool) -> None:
-    """Show each partition's offsets and bytes, and the config of topic NAME."""
-    description = settings.client().describe_topic(name)
-    show(description, as_json or settings.json, _print_topic)
+    """Show each partition's offsets and bytes, the segments and bytes per storage level
+    (L0: flush segments not merged yet; L1: merged segments), and the config of topic NAME."""
+    description = settings.client().describe_topic(name, levels=True)
+    _show_topic(description, as_json or settings.json)
 
 
 @topic.command("alter")
@@ -142,7 +164,7 @@ def topic_alter(
     description = settings.client().alter_topic(
         name, config=topic_config(configs) or None, partitions=partitions
     )
-    show(description, as_json or settings.json, _print_topic)
+    _show_topic(description, as_json or settings.json)
 
 
 @topic.command("delete")

@@ -122,9 +122,15 @@ class Client:
         """Names of every topic the caller may see."""
         return self.call(ListTopics())
 
-    def describe_topic(self, name: str) -> TopicDescription:
-        """Config and per-partition offsets and bytes."""
-        return self.call(DescribeTopic(name))
+    def describe_topic(self, name: str, *, levels: bool = False) -> TopicDescription:
+        """Config and per-partition offsets and bytes.
+
+        With ``levels``, also the segments and bytes per storage level (L0 flush segments,
+        L1 merged segments) of the topic and of each partition (``description.levels``,
+        ``partition.levels``): one more ledger read, plus one per 1,000 L1 entries of each
+        merged partition.
+        """
+        return self.call(DescribeTopic(name, levels=levels or None))
 
     def alter_topic(
         self, name: str, config: dict[str, Any] | None = None, partitions: int | None = None

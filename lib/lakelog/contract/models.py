@@ -56,16 +56,19 @@ from lakelog.types import (
     FetchResult,
     GroupDescription,
     Header,
+    LevelUsage,
     MemberInfo,
     Membership,
     OffsetAndTimestamp,
     OffsetCommit,
     PartitionInfo,
     PartitionLag,
+    PartitionLevels,
     ProducerBatch,
     Record,
     RecordMetadata,
     ResetTarget,
+    StorageLevels,
     StoredRecord,
     ToOffset,
     TopicDescription,
@@ -106,12 +109,14 @@ __all__ = [
     "HeaderIn",
     "JoinRequest",
     "JsonData",
+    "LevelState",
     "MemberHeartbeatIn",
     "MemberState",
     "MembershipReply",
     "OffsetCommitIn",
     "OffsetReply",
     "PartitionLagState",
+    "PartitionLevelsState",
     "PartitionPositionIn",
     "PartitionState",
     "ProduceReply",
@@ -129,6 +134,7 @@ __all__ = [
     "TimeOffsetReply",
     "TopicAlter",
     "TopicCreate",
+    "TopicLevelsState",
     "TopicList",
     "TopicPartitionState",
     "TopicState",
@@ -705,40 +711,109 @@ class TopicAlter(_Request):
         return build(cls, config=op.config, partitions=op.partitions)
 
 
+class LevelState(_Reply):
+    """Segments and bytes of one storage level (L0 flush segments, L1 merged segments)."""
+
+    segments: int
+    bytes: int
+
+    @classmethod
+    def of(cls, usage: LevelUsage) -> LevelState:
+        """The reply form of a level's usage."""
+        return cls(segments=usage.segments, bytes=usage.bytes)
+
+    def to_usage(self) -> LevelUsage:
+        """The engine's level usage."""
+        return LevelUsage(segments=self.segments, bytes=self.bytes)
+
+
+class PartitionLevelsState(_Reply):
+    """One partition's share of the levels: its L0 bytes and its L1 segments."""
+
+    l0_bytes: int
+    l1: LevelState
+
+
+class TopicLevelsState(_Reply):
+    """A topic's segments and bytes per storage level."""
+
+    l0: LevelState
+    l1: LevelState
+
+
 class PartitionState(_Reply):
-    """One partition of a described topic."""
+    """One partition of a described topic; ``levels`` only when asked for (``?levels=true``)."""
 
     partition: int
     log_start_offset: int
     high_watermark: int
     bytes: int
+    levels: PartitionLevelsState | None = None
+
+    @classmethod
+    def of(cls, info: PartitionInfo) -> PartitionState:
+        """The reply form of one partition's state."""
+        levels = info.levels
+        return cls(
+            partition=info.partition,
+            log_start_offset=info.log_start_offset,
+            high_watermark=info.high_watermark,
+            bytes=info.bytes,
+            levels=None
+            if levels is None
+            else PartitionLevelsState(l0_bytes=levels.l0_bytes, l1=LevelState.of(levels.l1)),
+        )
+
+    def to_info(self) -> PartitionInfo:
+        """The engine's partition state."""
+        levels = self.levels
+        return PartitionInfo(
+            partition=self.partition,
+            log_start_offset=self.log_start_offset,
+            high_watermark=self.high_watermark,
+            bytes=self.bytes,
+            levels=None
+            if levels is None
+            else PartitionLevels(l0_bytes=levels.l0_bytes, l1=levels.l1.to_usage()),
+        )
 
 
 class TopicState(_Reply):
-    """``GET /v1/topics/{topic}``; ``topic_id`` changes when a topic is deleted and re-created."""
+    """``GET /v1/topics/{topic}``; ``topic_id`` changes when a topic is deleted and re-created.
+
+    ``levels`` (here and per partition) is an extension present only when the request asked
+    for it with ``?levels=true`` (ADR 0014): replies without it are unchanged.
+    """
 
     name: str
     topic_id: str
     config: dict[str, Any]
     partitions: list[PartitionState]
+    levels: TopicLevelsState | None = None
 
     @classmethod
     def of(cls, topic: TopicDescription) -> TopicState:
         """The reply form of a topic description."""
+        levels = topic.levels
         return cls(
             name=topic.name,
             topic_id=topic.topic_id,
             config=topic.config,
-            partitions=[
-                PartitionState(
-                    partition=p.partition,
-                    log_start_offset=p.log_start_offset,
-                    high_watermark=p.high_watermark,
-                    bytes=p.bytes,
-                )
-                for p in topic.partitions
-            ],
+            partitions=[PartitionState.of(p) for p in topic.partitions],
+            levels=None
+            if levels is None
+            else TopicLevelsState(l0=LevelState.of(levels.l0), l1=LevelState.of(levels.l1)),
         )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON reply body: the ``levels`` extension only where it was computed."""
+        body = self.model_dump(mode="json", exclude={"levels"})
+        for state, partition in zip(self.partitions, body["partitions"], strict=True):
+            if state.levels is None:
+                del partition["levels"]
+        if self.levels is not None:
+            body["levels"] = self.levels.model_dump(mode="json")
+        return body
 
     def result(self, op: Any) -> TopicDescription:
         """The topic's description."""
@@ -746,11 +821,15 @@ class TopicState(_Reply):
 
     def to_description(self) -> TopicDescription:
         """The engine's topic description."""
+        levels = self.levels
         return TopicDescription(
             name=self.name,
             topic_id=self.topic_id,
             config=self.config,
-            partitions=[PartitionInfo(**p.model_dump()) for p in self.partitions],
+            partitions=[p.to_info() for p in self.partitions],
+            levels=None
+            if levels is None
+            else StorageLevels(l0=levels.l0.to_usage(), l1=levels.l1.to_usage()),
         )
 
 

@@ -70,7 +70,8 @@ class Http:
     method, path
         The route; ``{name}`` in ``path`` is the operation's field ``name``, URL-quoted.
     query
-        Fields sent as query parameters (those left at None are not sent).
+        Fields sent as query parameters (those left at None are not sent; booleans as
+        ``true``/``false``).
     request
         Name of the request body model in `lakelog.contract.models` (None: no body); its
         ``encode(op)`` writes the body.
@@ -110,7 +111,11 @@ class Operation(Generic[R_co]):
     def url_query(self) -> dict[str, Any]:
         """The query parameters (fields left at None are not sent)."""
         values = ((name, getattr(self, name)) for name in self.http.query)
-        return {name: value for name, value in values if value is not None}
+        return {
+            name: (str(value).lower() if isinstance(value, bool) else value)
+            for name, value in values
+            if value is not None
+        }
 
     def encode(self) -> bytes | None:
         """The request body, written by the binding's request model (None: no body)."""
@@ -155,10 +160,12 @@ class ListTopics(Operation[list[str]]):
 
 @dataclass(frozen=True)
 class DescribeTopic(Operation[TopicDescription]):
-    """Config and per-partition offsets and bytes of a topic."""
+    """Config and per-partition offsets and bytes of a topic; with ``levels``, also its
+    segments and bytes per storage level (L0, L1), which costs more reads."""
 
-    http: ClassVar = Http("GET", "/v1/topics/{topic}", reply="TopicState")
+    http: ClassVar = Http("GET", "/v1/topics/{topic}", query=("levels",), reply="TopicState")
     topic: str
+    levels: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,13 @@ class CompactionStep:
     """Chain items deleted (a grace period after the chain start moved past them)."""
     segments_merged: int = 0
     """L0 segments whose records now live in L1 segments."""
+    bytes_merged: int = 0
+    """Row-group bytes of the L0 batches the merge moved to L1."""
     actions: tuple[str, ...] = ()
     """One line per action, for ``lakelog compact --dry-run`` and logs."""
+    l0_backlog_ms: int = 0
+    """How long the oldest chain item ready to merge after this step has waited beyond its
+    merge eligibility (``now - PRODUCER_EXPIRATION_MS - append_time``; 0: none waits)."""
     merge_ready: bool = field(default=True, repr=False, compare=False)
     """No item is left below the chain start (so the merge may move it again)."""
 
@@ -213,7 +218,9 @@ class Compactor:
             tail, meta = found
             step = self._step(record, tail, meta, dry_run)
             if step is not None:
-                return self._merge(record, step, dry_run) if step.done else step
+                return self._backlog(
+                    record, self._merge(record, step, dry_run) if step.done else step
+                )
         return CompactionStep(topic, done=False, actions=("lost the meta item to other writers",))
 
     def _step(
@@ -276,8 +283,24 @@ class Compactor:
             step,
             done=merged.done,
             segments_merged=merged.segments_merged,
+            bytes_merged=merged.bytes_merged,
             actions=step.actions + merged.actions,
         )
+
+    def _backlog(self, topic: TopicRecord, step: CompactionStep) -> CompactionStep:
+        """``step`` with its ``l0_backlog_ms``: 0 without a read when its merge ran to done
+        (every item left is too young); else from the first two items at the chain start
+        (one Query; the chain's last item is never merged)."""
+        if step.done and step.merge_ready:
+            return step
+        meta = self._ctx.ledger.read_meta(topic.topic_id)
+        if meta is None:
+            return step
+        items, _ = self._ctx.ledger.query(topic.topic_id, max(1, meta.chain_start), 2)
+        if len(items) < 2 or items[0].kind != "append":
+            return step
+        waited = self._ctx.clock_ms() - PRODUCER_EXPIRATION_MS - items[0].append_time_ms
+        return replace(step, l0_backlog_ms=max(0, waited))
 
     def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
         """Seqs of the items still stored below the chain start, at most ``budget``: one

@@ -94,7 +94,10 @@ def _handlers(
         [
             _on(ops.CreateTopic, lambda op: admin.create_topic(op.name, op.partitions, op.config)),
             _on(ops.ListTopics, lambda op: admin.list_topics()),
-            _on(ops.DescribeTopic, lambda op: admin.describe_topic(op.topic)),
+            _on(
+                ops.DescribeTopic,
+                lambda op: admin.describe_topic(op.topic, levels=bool(op.levels)),
+            ),
             _on(ops.AlterTopic, lambda op: admin.alter_topic(op.topic, op.config, op.partitions)),
             _on(ops.DeleteTopic, lambda op: admin.delete_topic(op.topic)),
             _as_caller(ops.InitProducerId, lambda op, caller: admin.init_producer_id(caller)),
