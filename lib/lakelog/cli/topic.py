@@ -47,7 +47,7 @@ def _print_topic(description: TopicDescription) -> None:
     if description.topic_id:
         heading.append(f", id {description.topic_id}")
     out.print(heading)
-    numbers = ("partition", "log_start_offset", "high_watermark", "bytes")
+    numbers: tuple[str, ...] = ("partition", "log_start_offset", "high_watermark", "bytes")
     if description.levels is not None:
         numbers += ("l0_bytes", "l1_segments", "l1_bytes")
     partitions = make_table(*numbers, numeric=numbers)
