@@ -8,11 +8,21 @@ error rather than a run-time "exactly one of" check.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 
-from lakelog import OffsetAndTimestamp, ToOffset, ToTimestamp
+from lakelog import (
+    LevelUsage,
+    OffsetAndTimestamp,
+    PartitionInfo,
+    PartitionLevels,
+    StorageLevels,
+    ToOffset,
+    TopicDescription,
+    ToTimestamp,
+)
 from lakelog.contract import models
 from lakelog.contract.operations import (
     DescribeTopic,
@@ -84,6 +94,36 @@ def test_a_fetch_over_http_asks_for_at_most_the_api_limit() -> None:
 
 def test_query_fields_at_none_are_not_sent() -> None:
     assert ListOffset("t", 1, "latest").url_query() == {"spec": "latest"}
+    assert DescribeTopic("t").url_query() == {}
+
+
+def test_boolean_query_fields_are_sent_as_json_booleans() -> None:
+    assert DescribeTopic("t", levels=True).url_query() == {"levels": "true"}
+    assert DescribeTopic("t", levels=False).url_query() == {"levels": "false"}
+
+
+def test_a_topic_description_with_levels_round_trips_the_wire() -> None:
+    usage = LevelUsage(segments=2, bytes=300)
+    described = TopicDescription(
+        name="t",
+        topic_id="id",
+        config={},
+        partitions=[
+            PartitionInfo(0, 1, 5, 40, PartitionLevels(l0_bytes=10, l1=usage)),
+            PartitionInfo(1, 0, 0, 0, PartitionLevels(l0_bytes=0, l1=LevelUsage(0, 0))),
+        ],
+        levels=StorageLevels(l0=LevelUsage(3, 10), l1=usage),
+    )
+    plain = dataclasses.replace(
+        described,
+        levels=None,
+        partitions=[dataclasses.replace(p, levels=None) for p in described.partitions],
+    )
+
+    for description in (described, plain):
+        body = json.dumps(models.TopicState.of(description).body()).encode()
+        assert models.TopicState.decode(body, DescribeTopic("t")) == description
+    assert "levels" not in json.dumps(models.TopicState.of(plain).body())
 
 
 @pytest.mark.parametrize(

@@ -124,3 +124,28 @@ def test_openapi_422_replies_use_the_error_body_schema(api: Api) -> None:
         if "HTTPValidationError" in json.dumps(operation["responses"].get("422", {}))
     ]
     assert wrong == []
+
+
+def test_openapi_describes_the_optional_levels_of_a_topic_description(
+    document: dict[str, Any],
+) -> None:
+    describe = document["paths"]["/v1/topics/{topic}"]["get"]
+    schemas = document["components"]["schemas"]
+
+    [levels] = [p for p in describe["parameters"] if p["name"] == "levels"]
+    assert levels["in"] == "query"
+    assert levels.get("required", False) is False
+    assert levels["schema"]["type"] == "boolean"
+    reply = describe["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    topic_state = schemas[reply.rsplit("/", 1)[-1]]
+    assert set(topic_state["required"]) == {"name", "topic_id", "config", "partitions"}
+    assert "levels" in topic_state["properties"]
+    partition_state = schemas["PartitionState"]
+    assert set(partition_state["required"]) == {
+        "partition",
+        "log_start_offset",
+        "high_watermark",
+        "bytes",
+    }
+    assert "levels" in partition_state["properties"]
+    assert set(schemas["LevelState"]["required"]) == {"segments", "bytes"}

@@ -200,3 +200,29 @@ def _without_body(event: dict[str, Any]) -> dict[str, Any]:
     event.pop("body", None)
     event["headers"].pop("content-length", None)
     return event
+
+
+def test_describe_with_levels_adds_them_and_keeps_every_other_field(orders: Api) -> None:
+    # Given two records in partition 1, none merged yet
+    records = [{"value": {"type": "STRING", "data": v}, "partition": 1} for v in ("a", "b")]
+    assert orders.send("produce", body={"records": records}).status == 200
+    plain = _describe(orders)
+
+    # When the topic is described with ?levels=true
+    reply = orders.send("describe_topic_levels")
+
+    # Then the reply is the plain one plus the levels of the topic and of each partition
+    assert reply.status == 200, reply.text
+    body = reply.json
+    levels = [p.pop("levels") for p in body["partitions"]]
+    assert body.pop("levels") == {
+        "l0": {"segments": 1, "bytes": plain["partitions"][1]["bytes"]},
+        "l1": {"segments": 0, "bytes": 0},
+    }
+    assert body == plain
+    assert levels == [
+        {"l0_bytes": p["bytes"], "l1": {"segments": 0, "bytes": 0}} for p in plain["partitions"]
+    ]
+    # And ?levels=false is the plain describe; anything but a boolean is refused
+    assert orders.send("describe_topic", query={"levels": "false"}).json == plain
+    assert_error(orders.send("describe_topic", query={"levels": "maybe"}), 422, "invalid_request")

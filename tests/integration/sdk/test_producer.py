@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import TypeVar
 
 import pytest
 
-from lakelog import TopicPartition
+from lakelog import LevelUsage, PartitionLevels, StorageLevels, TopicPartition
 from lakelog.client import Client
 from lakelog.client.producer import Producer
 from lakelog.contract.operations import Append, Fetch, Operation
@@ -275,3 +276,26 @@ def test_one_sequence_per_topic_counts_each_requests_records_over_its_partitions
     assert [count for _, count in sent["a"]] == [5, 6, 7]
     assert len({op.producer.producer_id for op in sequences.appends if op.producer}) == 1
     assert sum(len(rows) for rows in read_all(client, "a").values()) == 18
+
+
+def test_describe_topic_gives_levels_only_when_asked(client: Client) -> None:
+    # Given three appends to a two-partition topic
+    client.create_topic("leveled", partitions=2)
+    with client.producer(linger_ms=0) as producer:
+        for partition in (0, 1, 1):
+            producer.send("leveled", value=b"v", partition=partition).get(timeout=10)
+
+    plain = client.describe_topic("leveled")
+    described = client.describe_topic("leveled", levels=True)
+
+    # Then only the second has levels: three L0 segments of the partitions' bytes, no L1
+    assert plain.levels is None
+    assert [p.levels for p in plain.partitions] == [None, None]
+    assert described.levels == StorageLevels(
+        l0=LevelUsage(segments=3, bytes=sum(p.bytes for p in plain.partitions)),
+        l1=LevelUsage(segments=0, bytes=0),
+    )
+    assert [p.levels for p in described.partitions] == [
+        PartitionLevels(l0_bytes=p.bytes, l1=LevelUsage(0, 0)) for p in plain.partitions
+    ]
+    assert [dataclasses.replace(p, levels=None) for p in described.partitions] == plain.partitions
