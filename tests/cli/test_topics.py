@@ -31,15 +31,25 @@ def test_topic_create_list_describe_alter_delete_round_trip(
     assert described["name"] == topic_name
     assert described["config"]["retention_ms"] == 3600000
     assert described["config"]["cleanup_policy"] == "compact"
+    empty = {"segments": 0, "bytes": 0}
     assert described["partitions"] == [
-        {"partition": p, "log_start_offset": 0, "high_watermark": 0, "bytes": 0} for p in (0, 1)
+        {
+            "partition": p,
+            "log_start_offset": 0,
+            "high_watermark": 0,
+            "bytes": 0,
+            "levels": {"l0_bytes": 0, "l1": empty},
+        }
+        for p in (0, 1)
     ]
+    assert described["levels"] == {"l0": empty, "l1": empty}
 
     # When it is altered (the global --json): one more partition and a new retention
     altered = run("--json", "topic", "alter", topic_name, "-p", "3", "-c", "retention_ms=-1")
     assert altered.returncode == 0, altered.stderr
     after = json.loads(altered.stdout)
     assert len(after["partitions"]) == 3
+    assert "levels" not in after  # counted by describe only
     assert after["config"]["retention_ms"] == -1
 
     # When it is deleted without a question, it is gone
@@ -52,11 +62,11 @@ def test_topic_create_list_describe_alter_delete_round_trip(
 def test_topic_describe_prints_aligned_partition_and_config_tables(
     run: Run, client: Client, topic_name: str
 ) -> None:
-    # Given a topic with two records in partition 2
+    # Given a topic with two records in partition 2, appended one at a time
     client.create_topic(topic_name, partitions=3)
     with client.producer() as producer:
         for value in (b"one", b"two"):
-            producer.send(topic_name, value=value, partition=2)
+            producer.send(topic_name, value=value, partition=2).get(timeout=10)
 
     described = run("topic", "describe", topic_name)
 
@@ -64,13 +74,26 @@ def test_topic_describe_prints_aligned_partition_and_config_tables(
     lines = described.stdout.splitlines()
     topic_id = client.describe_topic(topic_name).topic_id
     assert lines[0].split() == ["topic", topic_name, "3", "partitions,", "id", topic_id]
-    assert lines[1].split() == ["partition", "log_start_offset", "high_watermark", "bytes"]
+    assert lines[1].split() == [
+        "partition", "log_start_offset", "high_watermark", "bytes",
+        "l0_bytes", "l1_segments", "l1_bytes",
+    ]  # fmt: skip
     rows = lines[3:6]
     assert [row.split()[:3] for row in rows] == [["0", "0", "0"], ["1", "0", "0"], ["2", "0", "2"]]
-    assert int(rows[2].split()[3]) > 0
+    size = int(rows[2].split()[3])
+    assert size > 0
+    # Nothing is merged yet: partition 2's bytes are all in L0
+    assert [row.split()[4:] for row in rows] == [
+        ["0", "0", "0"],
+        ["0", "0", "0"],
+        [str(size), "0", "0"],
+    ]
     # Numbers are right-aligned: every line of the table ends in the same column.
     assert len({len(line.rstrip()) for line in [lines[1], *rows]}) == 1
-    config = dict(line.split() for line in lines[6:] if len(line.split()) == 2)
+    # Then the levels of the whole topic: one flush segment per append
+    assert lines[7].split() == ["level", "segments", "bytes"]
+    assert [line.split() for line in lines[9:11]] == [["L0", "2", str(size)], ["L1", "0", "0"]]
+    config = dict(line.split() for line in lines[11:] if len(line.split()) == 2)
     assert config["cleanup_policy"] == "delete"
     assert config["compression"] == "zstd"
 
