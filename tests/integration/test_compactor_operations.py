@@ -7,12 +7,16 @@ Time is a fake clock; the merge is the compactor's own (`Compactor.compact_topic
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from lakelog.cli.compact import print_pass
+from lakelog.local.compaction import pass_reply
 from lakelog.service import levels as levels_module
 from lakelog.service.compactor import CompactionSettings, CompactionStep, Compactor
 from lakelog.service.engine import Engine
+from lakelog.service.passes import PassReport
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.types import LevelUsage, Record
 from tests.integration.test_compactor_merge import BACKENDS, DAY_MS, PARTITIONS, Clock, fill
@@ -175,3 +179,43 @@ def test_an_idle_topic_has_no_backlog_however_old_its_last_item(
 
     assert step.segments_merged == 0
     assert step.l0_backlog_ms == 0
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_dry_run_says_what_the_step_does_for_retention_truncation_and_merge(
+    make: Callable[[], Engine],
+    clock: Clock,
+    backend: Any,
+    backend_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given three expired batches and two kept, appended a day ago
+    engine = make()
+    engine.create_topic(TOPIC, partitions=1, config={"retention_ms": DAY_MS})
+    for stamp in [clock.ms - 2 * DAY_MS] * 3 + [clock.ms + 3 * DAY_MS] * 2:
+        engine.append(TOPIC, [Record(value=b"v", timestamp_ms=stamp)])
+    clock.ms += DAY_MS + 1
+    compactor = Compactor(engine.context, engine.gc)
+    contents = backend.contents()
+
+    # When a dry run looks, then the step runs
+    dry = compactor.compact_topic(TOPIC, dry_run=True)
+    assert backend.contents() == contents
+    real = compactor.compact_topic(TOPIC)
+
+    # Then the dry run said exactly what the step did: expire items 1-3, move the chain
+    # start past them, merge item 4 alone (not the expired ones; item 5 is the tail)
+    assert (dry.log_start_offsets, dry.bytes_expired) == ({0: 3}, real.bytes_expired)
+    assert (dry.segments_merged, dry.bytes_merged) == (1, real.bytes_merged)
+    assert dry.actions == real.actions
+    kinds = [action.split()[0] for action in dry.actions]
+    assert kinds == ["expire", "expire", "expire", "move", "merge"]
+    assert "merge chain items 4..4" in dry.actions[-1]
+
+    # And lakelog compact --dry-run prints it, counters and actions
+    print_pass(pass_reply(PassReport(steps=[dry])), dry_run=True)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{TOPIC}: would do: {dry.bytes_expired} bytes expired, ")
+    assert f"1 segments merged ({dry.bytes_merged} bytes)" in out[0]
+    assert "log_start_offset 0->3" in out[0]
+    assert [line.strip() for line in out[1:]] == list(dry.actions)

@@ -14,7 +14,7 @@ import click
 
 from lakelog.cli.common import CommandError, Settings, json_option, print_json
 
-__all__ = ["COMPACT_PATH", "compact"]
+__all__ = ["COMPACT_PATH", "compact", "print_pass"]
 
 COMPACT_PATH: Final = "/local/compact"
 """The dev server's pass route (`lakelog.local.compaction.COMPACT_PATH`, kept equal by a
@@ -53,7 +53,8 @@ def _post(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def _print_pass(reply: dict[str, Any], dry_run: bool) -> None:
+def print_pass(reply: dict[str, Any], dry_run: bool) -> None:
+    """A pass's reply for people: per step its counters, then its actions, then gc."""
     steps: list[dict[str, Any]] = reply["steps"]
     if not steps:
         click.echo("no topic needs work")
@@ -61,7 +62,7 @@ def _print_pass(reply: dict[str, Any], dry_run: bool) -> None:
         counters = [
             f"{step['bytes_expired']} bytes expired",
             f"{step['items_removed']} chain items removed",
-            f"{step['segments_merged']} segments merged",
+            f"{step['segments_merged']} segments merged ({step['bytes_merged']} bytes)",
         ]
         starts = step["log_start_offsets"]
         if starts:
@@ -102,4 +103,4 @@ def compact(settings: Settings, topic: str | None, dry_run: bool, as_json: bool)
     if as_json or settings.json:
         print_json(reply)
     else:
-        _print_pass(reply, dry_run)
+        print_pass(reply, dry_run)

@@ -68,6 +68,9 @@ class CompactionStep:
     merge eligibility (``now - PRODUCER_EXPIRATION_MS - append_time``; 0: none waits)."""
     merge_ready: bool = field(default=True, repr=False, compare=False)
     """No item is left below the chain start (so the merge may move it again)."""
+    chain_start: int | None = field(default=None, repr=False, compare=False)
+    """The chain start after retention and truncation (in a dry run: where they would
+    move it, for the merge's plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,7 @@ class Compactor:
             topic=topic.name,
             done=plan.complete,
             merge_ready=not below or released,
+            chain_start=plan.chain_start,
             log_start_offsets=moved,
             bytes_expired=plan.bytes_expired,
             items_removed=removed,
@@ -278,6 +282,7 @@ class Compactor:
             target_bytes=self._settings.target_l1_bytes,
             now_ms=self._ctx.clock_ms(),
             dry_run=dry_run,
+            planned_chain_start=step.chain_start,
         )
         return replace(
             step,

@@ -121,6 +121,7 @@ class Merger:
         target_bytes: int,
         now_ms: int,
         dry_run: bool = False,
+        planned_chain_start: int | None = None,
     ) -> MergeResult:
         """Merge at most ``max_items`` of the topic's oldest chain items into L1.
 
@@ -128,7 +129,9 @@ class Merger:
         ``now_ms``; the chain's last item always stays. Each partition's records become L1
         segments of about ``target_bytes`` record bytes (the partition's whole share if
         smaller). Records keep their offsets, timestamps, keys, values and headers byte
-        for byte. ``dry_run`` reads the ledger only and writes nothing.
+        for byte. ``dry_run`` reads the ledger only and writes nothing; with
+        ``planned_chain_start`` it plans from there, where the step's truncation would have
+        moved the chain start.
         """
         if max_items < 1 or target_bytes < 1:
             raise ValueError("max_items and target_bytes must be positive")
@@ -137,6 +140,8 @@ class Merger:
         if found is None or is_sealed(found[0]) or found[1].sealed_ms is not None:
             return MergeResult(topic.name, done=True)
         tail, meta = found
+        if dry_run and planned_chain_start is not None:
+            meta = replace(meta, chain_start=max(meta.chain_start, planned_chain_start))
         page, _ = ledger.query(topic.topic_id, meta.chain_start, max_items)
         ready = _ready(page, meta, tail, now_ms)
         plan = _plan(topic, meta, tail, ready, full=len(ready) == max_items)
