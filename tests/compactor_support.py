@@ -17,6 +17,8 @@ class ScriptedCompactor:
     steps_left: dict[str, int]
     failures: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    backlog_ms: int = 0
+    """The L0 backlog age each step reports while steps are left (the last reports 0)."""
 
     def _maybe_fail(self, call: str) -> None:
         self.calls.append(call)
@@ -32,7 +34,14 @@ class ScriptedCompactor:
         self._maybe_fail(f"compact:{topic}")
         assert self.steps_left[topic] > 0, f"{topic} compacted after it was done"
         self.steps_left[topic] -= 1
-        return CompactionStep(topic, done=self.steps_left[topic] == 0, segments_merged=2)
+        done = self.steps_left[topic] == 0
+        return CompactionStep(
+            topic,
+            done=done,
+            segments_merged=2,
+            bytes_merged=2 << 20,
+            l0_backlog_ms=0 if done else self.backlog_ms,
+        )
 
     def collect(self) -> GcReport:
         self._maybe_fail("collect")

@@ -20,7 +20,7 @@ import pytest
 from lakelog import Engine, OffsetOutOfRangeError, Record
 from lakelog.compactor_handler import make_task_handlers
 from lakelog.environment import ENV_BUCKET, ENV_CATALOG_TABLE, ENV_LEDGER_TABLE
-from lakelog.errors import InvalidRequestError
+from lakelog.errors import InvalidRequestError, UnavailableError
 from lakelog.service.context import now_ms
 from lakelog.storage.keys import ResourceNames
 from tests.compactor_support import ScriptedCompactor
@@ -147,6 +147,8 @@ def test_a_task_with_time_left_runs_steps_until_the_topic_is_done() -> None:
         "bytes_expired": 0,
         "items_removed": 0,
         "segments_merged": 6,
+        "bytes_merged": 6 << 20,
+        "l0_backlog_ms": 0,
         "log_start_offsets": {},
     }
 
@@ -213,6 +215,22 @@ def test_compact_topic_without_a_topic_is_refused_before_any_step() -> None:
     assert compactor.calls == []
 
 
+def _emf(output: str) -> list[dict[str, Any]]:
+    """The EMF records Powertools printed, each checked for its namespace and dimension."""
+    records = [json.loads(line) for line in output.splitlines() if '"_aws"' in line]
+    for record in records:
+        [directive] = record["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "lakelog"
+        assert directive["Dimensions"] == [["service"]]
+        assert record["service"] == "lakelog-compactor"
+    return records
+
+
+def _units(record: dict[str, Any]) -> dict[str, str]:
+    [directive] = record["_aws"]["CloudWatchMetrics"]
+    return {metric["Name"]: metric["Unit"] for metric in directive["Metrics"]}
+
+
 def test_compact_topic_publishes_what_it_did_as_metrics(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,8 +239,65 @@ def test_compact_topic_publishes_what_it_did_as_metrics(
 
     tasks.compact_topic({"topic": "orders"}, Deadline(remaining_ms=60_000))
 
-    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    [directive] = emf["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == "lakelog"
-    assert emf["service"] == "lakelog-compactor"
+    [emf] = _emf(capsys.readouterr().out)
     assert (emf["CompactionSteps"], emf["SegmentsMerged"], emf["BytesExpired"]) == ([3], [6], [0])
+    assert (emf["BytesMerged"], emf["L0BacklogAge"]) == ([6 << 20], [0])
+
+
+def test_a_pass_of_the_sample_events_publishes_passes_work_and_backlog_per_topic(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a topic whose mergeable items have waited 90 minutes, compacted one step a call
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    samples = {
+        path.stem: json.loads(path.read_text()) for path in (EVENTS / "compactor").glob("*.json")
+    }
+    tasks = make_task_handlers(
+        ScriptedCompactor({"orders": 2}, backlog_ms=90 * 60_000), reserve_ms=10_000
+    )
+    context = Deadline(remaining_ms=5_000)
+
+    # When the tasks run on the sample events, as one pass's state machine calls them
+    tasks.list_topics(samples["list_topics"], context)
+    tasks.compact_topic(samples["compact_topic"], context)
+    tasks.compact_topic(samples["compact_topic_again"], context)
+    tasks.collect(samples["collect"], context)
+
+    # Then one pass is counted; each compact_topic call publishes its work and the topic's
+    # backlog age in seconds, naming the topic without making it a dimension
+    listed, first, again, collected = _emf(capsys.readouterr().out)
+    assert (listed["Passes"], listed["TopicsNeedingWork"]) == ([1], [1])
+    assert _units(listed)["Passes"] == "Count"
+    assert (first["topic"], first["L0BacklogAge"], first["BytesMerged"]) == (
+        "orders",
+        [5400],
+        [2 << 20],
+    )
+    assert _units(first) == _units(again)
+    assert {name: _units(first)[name] for name in ("L0BacklogAge", "BytesMerged")} == {
+        "L0BacklogAge": "Seconds",
+        "BytesMerged": "Bytes",
+    }
+    assert (again["topic"], again["L0BacklogAge"]) == ("orders", [0])
+    assert collected["SegmentsDeleted"] == [1]
+    assert "topic" not in collected and "Passes" not in collected
+
+
+def test_a_failing_task_publishes_a_task_failure_and_still_raises(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    compactor = ScriptedCompactor({"orders": 1}, failures={"compact:orders": 1, "collect": 1})
+    tasks = make_task_handlers(compactor)
+
+    with pytest.raises(UnavailableError):
+        tasks.compact_topic({"topic": "orders"}, Deadline(remaining_ms=60_000))
+    with pytest.raises(UnavailableError):
+        tasks.collect({}, Deadline(remaining_ms=60_000))
+    tasks.compact_topic({"topic": "orders"}, Deadline(remaining_ms=60_000))
+
+    failed_compact, failed_collect, succeeded = _emf(capsys.readouterr().out)
+    assert failed_compact["TaskFailures"] == [1]
+    assert failed_collect["TaskFailures"] == [1]
+    assert "TaskFailures" not in succeeded
+    assert succeeded["CompactionSteps"] == [1]
