@@ -4,7 +4,8 @@ A pass (ADR 0013): ``ListTopics`` -> ``EachTopic`` (a Map, at most `MAX_CONCURRE
 topics at once) running ``CompactTopic`` until its output says ``done`` -> ``Collect``
 (gc). Every task retries task failures with exponential backoff; what still fails is
 caught, recorded by ``RecordFailure`` and ends the execution in ``PassFailed``, which the
-``Compactor-failures`` alarm watches. An EventBridge rule starts a pass on the
+``Compactor-failures`` alarm watches; the ``Compactor-l0-backlog`` alarm watches the
+``L0BacklogAge`` the tasks publish. An EventBridge rule starts a pass on the
 environment's ``compactor_schedule``.
 """
 
@@ -26,14 +27,17 @@ from components.function import LakelogFunction, retention_days
 from components.nag import acknowledge, ignore_cfn_lint_rule
 from components.platform import Platform
 from components.storage import removal_policy
+from config.environment import EnvironmentConfig
 from config.settings import ALARM_PERIOD_MINUTES
 from lakelog.compactor_handler import NAMESPACE, SERVICE
+from lakelog.service.gc import DEFAULT_GRACE_MS
 
 __all__ = [
     "COMPACTOR_HANDLERS",
     "MAX_CONCURRENCY",
     "PASS_TIMEOUT",
     "Compactor",
+    "l0_backlog_threshold_seconds",
 ]
 
 COMPACTOR_HANDLERS: Final = {
@@ -103,7 +107,21 @@ class Compactor(Construct):
             targets=[targets.SfnStateMachine(self.state_machine, retry_attempts=2)],
         )
         platform.monitoring.watch_state_machine(self.state_machine, label="Compactor")
-        platform.monitoring.dashboard.add_widgets(*_work_widgets())
+        backlog = _metric("L0BacklogAge", "Maximum")
+        threshold = l0_backlog_threshold_seconds(config)
+        platform.monitoring.dashboard.add_widgets(*_work_widgets(backlog, threshold))
+        platform.monitoring.alarm_above(
+            "Compactor",
+            "l0-backlog",
+            backlog,
+            threshold=threshold,
+            description=(
+                "A topic's oldest mergeable L0 chain item has waited more than gc's grace "
+                f"period plus {config.compactor_backlog_alarm_passes} compactor passes "
+                "beyond its merge eligibility: the compactor is falling behind "
+                "(runbook: docs/operations.md, 'L0 backlog')"
+            ),
+        )
         platform.outputs.add(
             "CompactorStateMachineArn",
             self.state_machine.state_machine_arn,
@@ -243,31 +261,55 @@ class Compactor(Construct):
         )
 
 
-def _work_widgets() -> list[cloudwatch.IWidget]:
+def l0_backlog_threshold_seconds(config: EnvironmentConfig) -> int:
+    """Seconds of L0 backlog age beyond which the alarm fires: gc's grace period (the merge
+    of a topic waits that long after its previous one, ADR 0013) plus
+    ``compactor_backlog_alarm_passes`` passes of the environment's schedule (1 hour when
+    the schedule is a cron expression and alarms are off)."""
+    minutes = config.compactor_pass_minutes or 60
+    return DEFAULT_GRACE_MS // 1000 + config.compactor_backlog_alarm_passes * minutes * 60
+
+
+def _metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+    """One of the metrics the tasks publish (`METRICS`), per alarm period."""
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic=statistic,
+        period=Duration.minutes(ALARM_PERIOD_MINUTES),
+    )
+
+
+def _work_widgets(backlog: cloudwatch.Metric, threshold: int) -> list[cloudwatch.IWidget]:
     """What the passes did, from the metrics the tasks publish (`METRICS`)."""
-
-    def metric(name: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=NAMESPACE,
-            metric_name=name,
-            dimensions_map={"service": SERVICE},
-            statistic="Sum",
-            period=Duration.minutes(ALARM_PERIOD_MINUTES),
-        )
-
     return [
         cloudwatch.GraphWidget(
-            title="Compactor: bytes expired",
-            left=[metric("BytesExpired")],
+            title="Compactor: passes and task failures",
+            left=[_metric("Passes")],
+            right=[_metric("TaskFailures")],
+            width=12,
+        ),
+        cloudwatch.GraphWidget(
+            title="Compactor: bytes expired and merged",
+            left=[_metric("BytesExpired"), _metric("BytesMerged")],
             width=12,
         ),
         cloudwatch.GraphWidget(
             title="Compactor: topics, steps, items removed, segments merged and deleted",
             left=[
-                metric(name)
+                _metric(name)
                 for name in ("TopicsNeedingWork", "CompactionSteps", "ChainItemsRemoved")
             ],
-            right=[metric(name) for name in ("SegmentsMerged", "SegmentsDeleted", "TopicsPurged")],
+            right=[_metric(name) for name in ("SegmentsMerged", "SegmentsDeleted", "TopicsPurged")],
+            width=12,
+        ),
+        cloudwatch.GraphWidget(
+            title="Compactor: L0 backlog age, oldest topic (seconds)",
+            left=[backlog],
+            left_annotations=[
+                cloudwatch.HorizontalAnnotation(value=threshold, label="alarm threshold")
+            ],
             width=12,
         ),
     ]

@@ -197,6 +197,29 @@ class Monitoring(Construct):
             )
         )
 
+    def alarm_above(
+        self,
+        label: str,
+        kind: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+    ) -> cloudwatch.Alarm | None:
+        """Alarm ``<prefix>-<label>-<kind>`` when ``metric`` exceeds ``threshold`` in a
+        period, on the same topic as every other alarm; None when alarms are off.
+
+        ``label`` is that of a component already watched (its dashboard has the widgets).
+        """
+        return self._alarm(
+            label,
+            kind,
+            metric,
+            description,
+            threshold=threshold,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+
     # -- helpers -------------------------------------------------------------------------
 
     def _claim(self, label: str) -> None:
@@ -207,7 +230,16 @@ class Monitoring(Construct):
         self._labels.add(label)
 
     def _alarm(
-        self, label: str, kind: str, metric: cloudwatch.IMetric, description: str
+        self,
+        label: str,
+        kind: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        *,
+        threshold: float = 1,
+        comparison: cloudwatch.ComparisonOperator = (
+            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        ),
     ) -> cloudwatch.Alarm | None:
         if not self._config.alarms_enabled:
             return None
@@ -217,8 +249,8 @@ class Monitoring(Construct):
             alarm_name=f"{self._config.prefix}-{label}-{kind}",
             alarm_description=description,
             metric=metric,
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            threshold=threshold,
+            comparison_operator=comparison,
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             datapoints_to_alarm=ALARM_EVALUATION_PERIODS,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

@@ -72,6 +72,11 @@ class EnvironmentConfig(BaseModel):
         ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/*``.
     compactor_schedule
         EventBridge schedule expression that starts the compactor.
+    compactor_backlog_alarm_passes
+        The L0 backlog alarm fires when a topic's oldest mergeable chain item has waited
+        longer than gc's grace period plus this many passes (N): the merge waits up to one
+        grace period between two merges of a topic by design (ADR 0013), so only a wait
+        beyond it means the compactor falls behind.
     tracing
         Active X-Ray tracing of the functions.
     """
@@ -99,6 +104,7 @@ class EnvironmentConfig(BaseModel):
     api_throttle_burst: int = Field(default=200, gt=0)
     """Requests the stage accepts in a burst above the steady rate."""
     compactor_schedule: str
+    compactor_backlog_alarm_passes: int = Field(default=3, ge=1)
     tracing: bool
 
     @field_validator("name")
@@ -143,7 +149,21 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("alarm_notifications needs alarms_enabled")
         if self.deletion_protection and self.removal_policy == "destroy":
             raise ValueError("deletion_protection would make removal_policy 'destroy' fail")
+        if self.alarms_enabled and self.compactor_pass_minutes is None:
+            raise ValueError(
+                "alarms_enabled needs a 'rate(N unit)' compactor_schedule: the L0 backlog "
+                "alarm's threshold is counted in passes"
+            )
         return self
+
+    @property
+    def compactor_pass_minutes(self) -> int | None:
+        """Minutes between two compactor passes (None: a ``cron(...)`` schedule)."""
+        match = _SCHEDULE.fullmatch(self.compactor_schedule)
+        if match is None or match.group(2) is None:
+            return None
+        minutes = {"minute": 1, "hour": 60, "day": 24 * 60}[match.group(3).rstrip("s")]
+        return int(match.group(2)) * minutes
 
     @property
     def prefix(self) -> str:

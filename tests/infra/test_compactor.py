@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from components.compactor import COMPACTOR_HANDLERS, MAX_CONCURRENCY
+from components.compactor import (
+    COMPACTOR_HANDLERS,
+    MAX_CONCURRENCY,
+    l0_backlog_threshold_seconds,
+)
+from config import load_environment
 from lakelog.compactor_handler import METRICS
 from tests.infra.states import resolve_definition
 from tests.infra.synth import Synthesized, policy_actions
@@ -202,6 +207,50 @@ def test_the_dashboard_shows_what_passes_did(env_stack: Synthesized) -> None:
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
 
     assert "Compactor: executions" in body
+    for title in (
+        "Compactor: passes and task failures",
+        "Compactor: bytes expired and merged",
+        "Compactor: L0 backlog age, oldest topic (seconds)",
+    ):
+        assert title in body, title
     for name in METRICS:
         assert f'\\"{name}\\"' in body, name
     assert "lakelog-compactor" in body
+
+
+def test_an_l0_backlog_older_than_grace_plus_n_passes_alarms_with_the_failures(
+    env_stack: Synthesized,
+) -> None:
+    alarms = {
+        alarm["Properties"]["AlarmName"]: alarm["Properties"]
+        for alarm in env_stack.resources("AWS::CloudWatch::Alarm").values()
+    }
+    config = env_stack.config
+    name = f"{config.prefix}-Compactor-l0-backlog"
+
+    if not config.alarms_enabled:
+        assert name not in alarms
+        return
+    backlog = alarms[name]
+    assert (backlog["Namespace"], backlog["MetricName"]) == ("lakelog", "L0BacklogAge")
+    assert backlog["Dimensions"] == [{"Name": "service", "Value": "lakelog-compactor"}]
+    assert backlog["Statistic"] == "Maximum"
+    assert backlog["ComparisonOperator"] == "GreaterThanThreshold"
+    assert backlog["TreatMissingData"] == "notBreaching"
+    passes = config.compactor_backlog_alarm_passes
+    assert passes == 3
+    assert config.compactor_pass_minutes is not None
+    assert backlog["Threshold"] == 3600 + passes * config.compactor_pass_minutes * 60
+    assert "docs/operations.md" in backlog["AlarmDescription"]
+    failures = alarms[f"{config.prefix}-Compactor-failures"]
+    assert backlog.get("AlarmActions") == failures.get("AlarmActions")
+    assert backlog.get("OKActions") == failures.get("OKActions")
+    assert bool(backlog.get("AlarmActions")) == config.alarm_notifications
+
+
+def test_the_backlog_threshold_follows_the_environment_settings() -> None:
+    prod = load_environment("prod")
+    patient = prod.model_copy(update={"compactor_backlog_alarm_passes": 12})
+
+    assert l0_backlog_threshold_seconds(prod) == 3600 + 3 * 5 * 60
+    assert l0_backlog_threshold_seconds(patient) == 3600 + 12 * 5 * 60

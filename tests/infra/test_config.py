@@ -71,6 +71,8 @@ def _with(**changes: object) -> dict[str, object]:
         ({"name": "Dev_1"}, "lowercase"),
         ({"deletion_protection": True}, "deletion_protection"),
         ({"alarm_notifications": True}, "alarms_enabled"),
+        ({"alarms_enabled": True, "compactor_schedule": "cron(0/5 * * * ? *)"}, "rate"),
+        ({"compactor_backlog_alarm_passes": 0}, "greater than or equal to 1"),
         ({"surprise": 1}, "Extra inputs are not permitted"),
     ],
 )
@@ -113,3 +115,19 @@ def test_every_environment_deploys_where_both_layers_are_pinned(name: str) -> No
 
     assert POWERTOOLS_LAYER.arn(region)
     assert SDK_FOR_PANDAS_LAYER.arn(region)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "minutes"),
+    [
+        ("rate(1 minute)", 1),
+        ("rate(5 minutes)", 5),
+        ("rate(2 hours)", 120),
+        ("rate(1 day)", 1440),
+        ("cron(0/5 * * * ? *)", None),
+    ],
+)
+def test_the_pass_length_is_read_from_a_rate_schedule(schedule: str, minutes: int | None) -> None:
+    config = EnvironmentConfig(**_with(compactor_schedule=schedule))
+
+    assert config.compactor_pass_minutes == minutes

@@ -55,6 +55,7 @@ def test_alarms_exist_only_where_enabled(env_stack: Synthesized) -> None:
             f"{prefix}-api-throttles",
             f"{prefix}-Api-5xx",
             f"{prefix}-Compactor-failures",
+            f"{prefix}-Compactor-l0-backlog",
             *(
                 f"{prefix}-compactor-{task}-{kind}"
                 for task in ("list", "compact", "collect")
