@@ -717,11 +717,6 @@ class LevelState(_Reply):
     segments: int
     bytes: int
 
-    @classmethod
-    def of(cls, usage: LevelUsage) -> LevelState:
-        """The reply form of a level's usage."""
-        return cls(segments=usage.segments, bytes=usage.bytes)
-
     def to_usage(self) -> LevelUsage:
         """The engine's level usage."""
         return LevelUsage(segments=self.segments, bytes=self.bytes)
@@ -733,12 +728,20 @@ class PartitionLevelsState(_Reply):
     l0_bytes: int
     l1: LevelState
 
+    def to_levels(self) -> PartitionLevels:
+        """The engine's partition levels."""
+        return PartitionLevels(l0_bytes=self.l0_bytes, l1=self.l1.to_usage())
+
 
 class TopicLevelsState(_Reply):
     """A topic's segments and bytes per storage level."""
 
     l0: LevelState
     l1: LevelState
+
+    def to_levels(self) -> StorageLevels:
+        """The engine's storage levels."""
+        return StorageLevels(l0=self.l0.to_usage(), l1=self.l1.to_usage())
 
 
 class PartitionState(_Reply):
@@ -750,31 +753,14 @@ class PartitionState(_Reply):
     bytes: int
     levels: PartitionLevelsState | None = None
 
-    @classmethod
-    def of(cls, info: PartitionInfo) -> PartitionState:
-        """The reply form of one partition's state."""
-        levels = info.levels
-        return cls(
-            partition=info.partition,
-            log_start_offset=info.log_start_offset,
-            high_watermark=info.high_watermark,
-            bytes=info.bytes,
-            levels=None
-            if levels is None
-            else PartitionLevelsState(l0_bytes=levels.l0_bytes, l1=LevelState.of(levels.l1)),
-        )
-
     def to_info(self) -> PartitionInfo:
         """The engine's partition state."""
-        levels = self.levels
         return PartitionInfo(
             partition=self.partition,
             log_start_offset=self.log_start_offset,
             high_watermark=self.high_watermark,
             bytes=self.bytes,
-            levels=None
-            if levels is None
-            else PartitionLevels(l0_bytes=levels.l0_bytes, l1=levels.l1.to_usage()),
+            levels=None if self.levels is None else self.levels.to_levels(),
         )
 
 
@@ -793,17 +779,8 @@ class TopicState(_Reply):
 
     @classmethod
     def of(cls, topic: TopicDescription) -> TopicState:
-        """The reply form of a topic description."""
-        levels = topic.levels
-        return cls(
-            name=topic.name,
-            topic_id=topic.topic_id,
-            config=topic.config,
-            partitions=[PartitionState.of(p) for p in topic.partitions],
-            levels=None
-            if levels is None
-            else TopicLevelsState(l0=LevelState.of(levels.l0), l1=LevelState.of(levels.l1)),
-        )
+        """The reply form of a topic description (its dataclasses read field by field)."""
+        return cls.model_validate(topic, from_attributes=True)
 
     def body(self) -> dict[str, Any]:
         """The JSON reply body: the ``levels`` extension only where it was computed."""
@@ -821,15 +798,12 @@ class TopicState(_Reply):
 
     def to_description(self) -> TopicDescription:
         """The engine's topic description."""
-        levels = self.levels
         return TopicDescription(
             name=self.name,
             topic_id=self.topic_id,
             config=self.config,
             partitions=[p.to_info() for p in self.partitions],
-            levels=None
-            if levels is None
-            else StorageLevels(l0=levels.l0.to_usage(), l1=levels.l1.to_usage()),
+            levels=None if self.levels is None else self.levels.to_levels(),
         )
 
 
