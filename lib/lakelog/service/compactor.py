@@ -69,8 +69,8 @@ class CompactionStep:
     merge_ready: bool = field(default=True, repr=False, compare=False)
     """No item is left below the chain start (so the merge may move it again)."""
     chain_start: int | None = field(default=None, repr=False, compare=False)
-    """The chain start after retention and truncation (in a dry run: where they would
-    move it, for the merge's plan)."""
+    """The chain start after the step (in a dry run: where it would be); the merge plans
+    from the one retention and truncation leave."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +289,7 @@ class Compactor:
             done=merged.done,
             segments_merged=merged.segments_merged,
             bytes_merged=merged.bytes_merged,
+            chain_start=merged.chain_start,
             actions=step.actions + merged.actions,
         )
 
@@ -296,12 +297,9 @@ class Compactor:
         """``step`` with its ``l0_backlog_ms``: 0 without a read when its merge ran to done
         (every item left is too young); else from the first two items at the chain start
         (one Query; the chain's last item is never merged)."""
-        if step.done and step.merge_ready:
+        if (step.done and step.merge_ready) or step.chain_start is None:
             return step
-        meta = self._ctx.ledger.read_meta(topic.topic_id)
-        if meta is None:
-            return step
-        items, _ = self._ctx.ledger.query(topic.topic_id, max(1, meta.chain_start), 2)
+        items, _ = self._ctx.ledger.query(topic.topic_id, max(1, step.chain_start), 2)
         if len(items) < 2 or items[0].kind != "append":
             return step
         waited = self._ctx.clock_ms() - PRODUCER_EXPIRATION_MS - items[0].append_time_ms
