@@ -1150,3 +1150,16 @@ def test_listing_and_a_step_with_nothing_due_in_l1_query_each_partition_once(
     step = compactor.compact_topic(TOPIC)
     assert step.done and step.log_start_offsets == {} and step.entries_removed == 0
     assert sorted(counting.queries) == [0, 1]
+
+
+def test_a_compacted_topic_is_not_listed_nor_expired_for_its_old_l1_records(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _merged(make, clock, monkeypatch)
+    engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS, "cleanup_policy": "compact"})
+    compactor = compactor_of(engine)
+
+    assert compactor.topics_needing_work() == []
+    step = compactor.compact_topic(TOPIC)
+    assert step.log_start_offsets == {} and step.entries_removed == 0
+    assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]

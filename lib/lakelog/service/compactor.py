@@ -169,7 +169,7 @@ class Compactor:
             and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
         ):
             return True  # chain truncation or the merge
-        oldest = _oldest_kept(config, now)
+        oldest = _oldest_kept(config, now) if config.cleanup_policy == "delete" else None
         if config.cleanup_policy == "delete":
             if config.retention_bytes >= 0 and any(
                 tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
