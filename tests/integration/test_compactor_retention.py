@@ -1163,3 +1163,37 @@ def test_a_compacted_topic_is_not_listed_nor_expired_for_its_old_l1_records(
     step = compactor.compact_topic(TOPIC)
     assert step.log_start_offsets == {} and step.entries_removed == 0
     assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]
+
+
+def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries_is_416(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records stamped A, now expired, and a reader that found partition 1's
+    # L1 entries, whose GET of their segment runs after a compactor step deleted them and
+    # gc, past the segment's grace period, deleted the segment
+    engine = _merged(make, clock, monkeypatch)
+    engine.alter_topic(TOPIC, config={"retention_ms": DAY_MS})
+    compactor = compactor_of(make())
+    reader = make()
+    objects_store = reader.context.objects
+    raced: list[int] = []
+
+    class ExpiredUnderneath:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(objects_store, name)
+
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            if "/L1/" in key and not raced:
+                raced.append(compactor.compact_topic(TOPIC).entries_removed)
+                clock.advance(GRACE_MS)
+                raced.append(compactor.collect().segments_deleted)
+            data: bytes = objects_store.get_range(key, start, end)
+            return data
+
+    reader.context.objects = ExpiredUnderneath()  # type: ignore[assignment]
+
+    # When it fetches, then 416 with the new bounds
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        reader.fetch(TOPIC, 1, 0)
+    assert raced == [4, 1]
+    assert (raised.value.log_start_offset, raised.value.high_watermark) == (4, 6)
