@@ -41,7 +41,8 @@ class CompactionSettings:
     """How much one step may do, and the merge's target size."""
 
     max_items_per_step: int = 1_000
-    """Chain items one `compact_topic` call reads at most."""
+    """Chain items one `compact_topic` call reads, and L1 entries it expires or deletes, at
+    most (besides one Query of L1 entries per partition with an L1 end)."""
     target_l1_bytes: int = 64 << 20
     """Size an L1 segment is merged up to (or a partition's whole tail if smaller)."""
 
@@ -138,9 +139,10 @@ class Compactor:
         """Names of the live topics a pass should step through, sorted.
 
         A cheap filter (ADR 0013, 1): per topic one reverse Query (tail and meta item)
-        and one Query of the first two stored chain items, about 2 RRU. It may list a
-        topic whose step then finds nothing to do; work it misses (e.g. retention by
-        time of a batch past the first stored item) is found by a later pass.
+        and one Query of the first two stored chain items, about 2 RRU, plus one Query
+        of one L1 entry per partition with an L1 end (about 1 RRU each) until one is due.
+        It may list a topic whose step then finds nothing to do; work it misses (e.g.
+        retention by time of a batch past the first stored item) is found by a later pass.
         """
         names = []
         for topic in self._ctx.catalog.list_topics():
@@ -228,8 +230,9 @@ class Compactor:
         The merge runs once retention and truncation are done and no item is left below
         the chain start (the chain start moves again only once they are gone). Each part
         reads at most ``max_items_per_step`` chain items (plus the binary searches'
-        probes). ``done`` False: call again in this pass. With ``dry_run`` nothing is
-        written and ``actions`` says what would be.
+        probes); retention's walk over L1 entries counts those it expires or deletes
+        against the same budget. ``done`` False: call again in this pass. With
+        ``dry_run`` nothing is written and ``actions`` says what would be.
 
         Raises
         ------
