@@ -812,12 +812,18 @@ def test_producers_and_consumers_keep_working_while_passes_run(
 # Retention over L1 (ADR 0013, 2) -------------------------------------------------------------
 
 
-def _merged(make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def _merged(
+    make: Callable[..., Engine],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    retention_ms: int = -1,
+) -> Engine:
     """Partition 0: batches stamped A, A, B, B; partition 1: A, A (items 1-6), merged by a
     pass a day later into one L1 segment per partition of one entry per batch; then in the
     chain partition 1: a batch stamped A + 12 h (item 7), partition 0: B (item 8).
 
-    A is the start time, B three days on; the topic keeps everything until a test says.
+    A is the start time, B three days on; the topic keeps everything until the merge, then
+    records for ``retention_ms``.
     """
     monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 1)  # one row group per batch
     engine = make()
@@ -832,6 +838,7 @@ def _merged(make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.Monke
     meta = engine.context.ledger.read_meta(engine.describe_topic(TOPIC).topic_id)
     assert meta is not None and meta.l1_end == (8, 4) and meta.chain_start == 7
     assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]
+    engine.alter_topic(TOPIC, config={"retention_ms": retention_ms})
     return engine
 
 
@@ -868,9 +875,8 @@ def test_retention_by_time_expires_l1_entries_then_the_chain_in_one_pass(
     backend_kind: str,
 ) -> None:
     # Given merged records, of which those stamped A (and maybe A + 12 h) are now expired
-    engine = _merged(make, clock, monkeypatch)
+    engine = _merged(make, clock, monkeypatch, retention_ms)
     kept = {0: stored(engine, 0, 4), 1: stored(engine, 1, starts[1])}
-    engine.alter_topic(TOPIC, config={"retention_ms": retention_ms})
     compactor = compactor_of(engine)
 
     # When a pass runs
@@ -978,8 +984,7 @@ def test_a_fetch_that_read_the_meta_item_before_retention_and_misses_the_entries
 ) -> None:
     # Given merged records stamped A, now expired, and a reader whose entries Query runs
     # just after a compactor step moved the log start and deleted the entries below it
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": DAY_MS})
+    _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     compactor = compactor_of(make())
     steps: list[CompactionStep] = []
 
@@ -1023,8 +1028,7 @@ def test_a_crash_between_the_meta_update_and_the_entries_deletion_then_a_rerun_e
 ) -> None:
     # Given merged records stamped A, now expired, and a step that stops after its meta
     # update
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": DAY_MS})
+    engine = _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     kept = {0: stored(engine, 0, 4)}
     faulty, injector = make_faulty(clock_ms=clock, grace_ms=GRACE_MS)
     injector.arm(point)
@@ -1057,9 +1061,8 @@ def test_gc_deletes_an_expired_l1_segment_after_its_grace_period_and_never_a_nam
 ) -> None:
     # Given merged records, whose L1 segments were just written, and a step expiring every
     # entry of partition 1's segment and half of partition 0's
-    engine = _merged(make, clock, monkeypatch)
+    engine = _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     (named,), (expired,) = l1_segments(engine, 0), l1_segments(engine, 1)
-    engine.alter_topic(TOPIC, config={"retention_ms": DAY_MS})
     compactor = compactor_of(engine)
     assert compactor.compact_topic(TOPIC).entries_removed == 4
 
@@ -1087,8 +1090,7 @@ def test_a_small_budget_over_l1_takes_several_steps_and_ends_where_a_large_one_d
     monkeypatch: pytest.MonkeyPatch,
     items_per_step: int,
 ) -> None:
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS})
+    engine = _merged(make, clock, monkeypatch, retention_ms=HOUR_MS)
     compactor = compactor_of(engine, items_per_step=items_per_step)
     steps = []
     while not steps or not steps[-1].done:
@@ -1105,8 +1107,7 @@ def test_a_small_budget_over_l1_takes_several_steps_and_ends_where_a_large_one_d
 def test_a_dry_run_over_l1_writes_nothing_and_says_what_it_would_do(
     make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch, backend: Backend
 ) -> None:
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS})
+    engine = _merged(make, clock, monkeypatch, retention_ms=HOUR_MS)
     before = backend.contents()
 
     step = compactor_of(engine).compact_topic(TOPIC, dry_run=True)
@@ -1138,8 +1139,7 @@ class _CountingEntries(FaultyLedgerStore):
 def test_listing_and_a_step_with_nothing_due_in_l1_query_each_partition_once(
     make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": 30 * DAY_MS})
+    engine = _merged(make, clock, monkeypatch, retention_ms=30 * DAY_MS)
     counting = _CountingEntries(engine.context.ledger)
     engine.context.ledger = counting
     compactor = compactor_of(engine)
@@ -1171,8 +1171,7 @@ def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries
     # Given merged records stamped A, now expired, and a reader that found partition 1's
     # L1 entries, whose GET of their segment runs after a compactor step deleted them and
     # gc, past the segment's grace period, deleted the segment
-    engine = _merged(make, clock, monkeypatch)
-    engine.alter_topic(TOPIC, config={"retention_ms": DAY_MS})
+    _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     compactor = compactor_of(make())
     reader = make()
     objects_store = reader.context.objects
