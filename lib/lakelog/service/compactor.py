@@ -200,11 +200,12 @@ class Compactor:
             if end == 0:
                 continue
             first = self._ctx.ledger.query_entries(topic.topic_id, partition, 0, 1)
-            if not first or first[0].last_offset >= end:
-                continue  # none, or only entries of a merge still under way
+            if not first:
+                continue
             if first[0].last_offset < meta.log_start_offset(partition):
                 return True
-            if oldest is not None and first[0].max_timestamp < oldest:
+            expired = oldest is not None and first[0].max_timestamp < oldest
+            if expired and first[0].last_offset < end:
                 return True
         return False
 
@@ -430,9 +431,9 @@ class Compactor:
                 break
             expiring = plan.log_start[partition] < end and (oldest is not None or limit >= 0)
             for entry in self._entries_from_zero(topic.topic_id, partition):
-                if entry.last_offset >= end:
-                    break  # the L1 end (entries above it belong to a merge under way)
                 if entry.last_offset >= plan.log_start[partition]:
+                    if entry.last_offset >= end:
+                        break  # the L1 end (entries above it belong to a merge under way)
                     size = tail.mark(partition).cumulative_bytes - plan.bytes_below[partition]
                     by_time = oldest is not None and entry.max_timestamp < oldest
                     if not (expiring and (by_time or 0 <= limit < size)):
