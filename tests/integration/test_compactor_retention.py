@@ -1196,3 +1196,46 @@ def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries
         reader.fetch(TOPIC, 1, 0)
     assert raced == [4, 1]
     assert (raised.value.log_start_offset, raised.value.high_watermark) == (4, 6)
+
+
+def test_consumers_reading_l1_while_retention_expires_it_lose_and_repeat_nothing(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records, and consumers reading them from offset 0 while passes expire
+    # those stamped A (L1 entries and partition 1's chain batch) and gc runs after grace
+    engine = _merged(make, clock, monkeypatch)
+    written = {p: {r[0]: r[2] for r in stored(engine, p, 0)} for p in range(2)}
+    stop = threading.Event()
+    requests = InFlight(clock)
+    read: list[list[tuple[int, int, bytes | None]]] = [[] for _ in range(CONSUMERS)]
+
+    def consume(index: int) -> None:
+        read[index].extend(_consume(make(), 2, stop, requests))
+
+    def compact(_index: int) -> None:
+        try:
+            engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS})
+            compactor = compactor_of(make(), items_per_step=1)
+            for _ in range(3):
+                run_pass(compactor)
+                requests.advance(GRACE_MS)
+        finally:
+            stop.set()
+
+    run_in_threads(CONSUMERS + 1, lambda i: consume(i) if i < CONSUMERS else compact(i))
+
+    # Then each consumer read, per partition, offsets in order without repeats, every one
+    # from the final log start on, each with the value written there
+    final = engine.describe_topic(TOPIC).partitions
+    assert [p.log_start_offset for p in final] == [4, 6]
+    for records in read:
+        for partition in range(2):
+            got = [(o, v) for p, o, v in records if p == partition]
+            assert [o for o, _ in got] == sorted({o for o, _ in got})
+            start = final[partition].log_start_offset
+            assert [o for o, _ in got if o >= start] == list(
+                range(start, final[partition].high_watermark)
+            )
+            assert all(written[partition][o] == v for o, v in got)
+    assert segments(engine) == referenced(engine)
+    assert l1_segments(engine, 1) == set()
