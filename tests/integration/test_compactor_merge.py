@@ -800,3 +800,40 @@ def test_a_pass_merges_again_only_once_the_items_below_the_chain_start_are_gone(
     assert step.items_removed == 13 and step.segments_merged == 11
     assert meta_of(engine, topic_name).chain_start == 24
     assert read_all(make(), topic_name) == expected
+
+
+def test_l1_row_groups_end_only_where_chain_batches_end_and_carry_their_cumulative_bytes(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given batches of 3 records on partition 0, and row groups of 60 record bytes (a group
+    # fills up in the middle of a batch)
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 60)
+    engine = make()
+    engine.create_topic(topic_name, partitions=PARTITIONS)
+    for i in range(8):
+        engine.append(
+            topic_name,
+            [Record(value=b"v%d-%d-" % (i, n) + b"x" * 12, partition=0) for n in range(3)],
+        )
+    clock.ms += DAY_MS + 1
+    engine.append(topic_name, [Record(value=b"young", partition=1)])
+    expected = read_all(make(), topic_name)
+    topic_id = topic_of(engine, topic_name).topic_id
+    marks = {
+        item.mark(0).high_watermark: item.mark(0).cumulative_bytes
+        for item in engine.context.ledger.chain(topic_id)
+    }
+
+    # When they are merged into one L1 segment
+    merge_all(engine, topic_name, clock.ms, max_items=100, target_bytes=1 << 20)
+
+    # Then there are several row groups, each of whole batches, each entry carrying the
+    # partition's chain bytes at its end
+    made = list(engine.context.ledger.entries(topic_id, 0))
+    assert len(made) > 1
+    assert all(entry.record_count % 3 == 0 for entry in made)
+    assert [entry.cumulative_bytes for entry in made] == [
+        marks[entry.last_offset + 1] for entry in made
+    ]
+    assert made[-1].cumulative_bytes == engine.describe_topic(topic_name).partitions[0].bytes
+    assert read_all(make(), topic_name) == expected

@@ -13,16 +13,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from lakelog import Engine, OffsetOutOfRangeError, Record, TopicNotFoundError
 from lakelog.log.chain import PRODUCER_EXPIRATION_MS
-from lakelog.service.compactor import CompactionSettings, Compactor
+from lakelog.log.records import Entry
+from lakelog.service import merge as merge_module
+from lakelog.service.compactor import CompactionSettings, CompactionStep, Compactor
 from lakelog.service.context import now_ms
 from lakelog.service.produce import AppendRetryPolicy
-from lakelog.storage.faults import FailPoint, FaultInjector, InjectedFaultError
+from lakelog.storage.faults import (
+    FailPoint,
+    FaultInjector,
+    FaultyLedgerStore,
+    InjectedFaultError,
+)
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from tests.conftest import MakeFaulty
 from tests.contract.backends import Backend, MemoryBackend
@@ -494,10 +502,10 @@ def test_retention_is_due_while_removed_items_wait_for_their_grace_period(
     engine.alter_topic(TOPIC, config={"retention_bytes": 1})
     assert compactor.topics_needing_work() == [TOPIC]
     run_pass(compactor)
-    # Partition 1's records are in the chain's last item: expired. (Partition 0's were
-    # merged to L1 by the first pass; retention of L1 records is ADR 0013 4's open item.)
-    assert engine.describe_topic(TOPIC).partitions[1].bytes == 0
-    assert engine.describe_topic(TOPIC).partitions[1].log_start_offset == 6
+    # Partition 1's records are in the chain's last item, partition 0's were merged to L1
+    # by the first pass: both are expired
+    described = engine.describe_topic(TOPIC).partitions
+    assert [(p.log_start_offset, p.bytes) for p in described] == [(8, 0), (6, 0)]
 
 
 # Crashes -------------------------------------------------------------------------------------
@@ -799,3 +807,435 @@ def test_producers_and_consumers_keep_working_while_passes_run(
     # And the passes did expire, truncate the chain and delete segments meanwhile
     assert any(p.log_start_offset > 0 for p in final)
     assert chain_seqs(admin)[0] > 0
+
+
+# Retention over L1 (ADR 0013, 2) -------------------------------------------------------------
+
+
+def _merged(
+    make: Callable[..., Engine],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    retention_ms: int = -1,
+) -> Engine:
+    """Partition 0: batches stamped A, A, B, B; partition 1: A, A (items 1-6), merged by a
+    pass a day later into one L1 segment per partition of one entry per batch; then in the
+    chain partition 1: a batch stamped A + 12 h (item 7), partition 0: B (item 8).
+
+    A is the start time, B three days on; the topic keeps everything until the merge, then
+    records for ``retention_ms``.
+    """
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 1)  # one row group per batch
+    engine = make()
+    engine.create_topic(TOPIC, partitions=2, config={"retention_ms": -1, "retention_bytes": -1})
+    a, b = clock.now, clock.now + 3 * DAY_MS
+    append_batches(engine, 0, [a, a, b, b])
+    append_batches(engine, 1, [a, a])
+    clock.advance(PRODUCER_EXPIRATION_MS + 1)
+    append_batches(engine, 1, [a + DAY_MS // 2], tag="c")
+    append_batches(engine, 0, [b], tag="c")
+    run_pass(compactor_of(engine))
+    meta = engine.context.ledger.read_meta(engine.describe_topic(TOPIC).topic_id)
+    assert meta is not None and meta.l1_end == (8, 4) and meta.chain_start == 7
+    assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]
+    engine.alter_topic(TOPIC, config={"retention_ms": retention_ms})
+    return engine
+
+
+def l1_spans(engine: Engine, partition: int) -> list[tuple[int, int]]:
+    """The stored L1 entries of ``partition``: (base offset, last offset)."""
+    topic_id = engine.describe_topic(TOPIC).topic_id
+    return [
+        (e.base_offset, e.last_offset) for e in engine.context.ledger.entries(topic_id, partition)
+    ]
+
+
+def l1_segments(engine: Engine, partition: int) -> set[str]:
+    return {key for key in segments(engine) if f"/L1/{partition}/" in key}
+
+
+EXPIRED_BY_TIME = {0: [(4, 5), (6, 7)], 1: []}
+"""The L1 entries left when A is expired and B is not."""
+
+
+@pytest.mark.parametrize(
+    ("retention_ms", "starts"),
+    [
+        pytest.param(DAY_MS, [4, 4], id="l1-only"),  # A + 12 h is kept
+        pytest.param(HOUR_MS, [4, 6], id="l1-and-chain"),  # partition 1's chain batch too
+    ],
+)
+@pytest.mark.parametrize("backend_kind", ["memory", pytest.param("moto", marks=pytest.mark.moto)])
+def test_retention_by_time_expires_l1_entries_then_the_chain_in_one_pass(
+    make: Callable[..., Engine],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    retention_ms: int,
+    starts: list[int],
+    backend_kind: str,
+) -> None:
+    # Given merged records, of which those stamped A (and maybe A + 12 h) are now expired
+    engine = _merged(make, clock, monkeypatch, retention_ms)
+    kept = {0: stored(engine, 0, 4), 1: stored(engine, 1, starts[1])}
+    compactor = compactor_of(engine)
+
+    # When a pass runs
+    assert compactor.topics_needing_work() == [TOPIC]
+    step = compactor.compact_topic(TOPIC)
+    compactor.collect()
+
+    # Then the log starts moved past the expired prefix, L1 and chain, in one step, and
+    # describe shows them, with the bytes from there
+    assert step.done and step.log_start_offsets == {0: 4, 1: starts[1]}
+    assert step.entries_removed == 4
+    described = engine.describe_topic(TOPIC).partitions
+    assert [p.log_start_offset for p in described] == starts
+    assert [p.high_watermark for p in described] == [10, 6]
+    assert step.bytes_expired > 0 and described[0].bytes > 0
+    assert (described[1].bytes == 0) == (starts[1] == 6)
+    # ... the entries wholly below the log starts are deleted, the others kept
+    assert {p: l1_spans(engine, p) for p in range(2)} == EXPIRED_BY_TIME
+    # ... a fetch below the start is 416 with the bounds, from it returns the rest
+    if starts[1] < 6:
+        assert_kept_and_expired(make, kept)
+    else:
+        assert_kept_and_expired(make, {0: kept[0]})
+        assert make().fetch(TOPIC, 1, 6).records == []
+        with pytest.raises(OffsetOutOfRangeError) as raised:
+            make().fetch(TOPIC, 1, 1)
+        assert (raised.value.log_start_offset, raised.value.high_watermark) == (6, 6)
+    # ... and nothing more is due
+    assert compactor.topics_needing_work() == []
+
+
+def _bytes_model(engine: Engine, partition: int, limit: int) -> int:
+    """Where retention by bytes puts the log start: after the shortest prefix of batches
+    (by the chain's marks) leaving at most ``limit`` bytes."""
+    chain = list(engine.context.ledger.chain(engine.describe_topic(TOPIC).topic_id))
+    total = chain[-1].mark(partition).cumulative_bytes
+    ends = [(i.mark(partition).high_watermark, i.mark(partition).cumulative_bytes) for i in chain]
+    return min(end for end, below in [(0, 0), *ends] if total - below <= limit)
+
+
+@pytest.mark.parametrize("share", [0.7, 0.45, 0.2, 0.0])
+def test_retention_by_bytes_expires_l1_entries_then_the_chain(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    # Given merged records and a byte limit of a share of partition 0's bytes
+    engine = _merged(make, clock, monkeypatch)
+    limit = int(engine.describe_topic(TOPIC).partitions[0].bytes * share)
+    expected = [_bytes_model(engine, p, limit) for p in range(2)]
+    assert expected[0] > 0
+    engine.alter_topic(TOPIC, config={"retention_bytes": limit})
+    compactor = compactor_of(engine)
+
+    # When a pass runs
+    assert compactor.topics_needing_work() == [TOPIC]
+    run_pass(compactor)
+
+    # Then each partition keeps the shortest suffix of batches within the limit
+    described = engine.describe_topic(TOPIC).partitions
+    assert [p.log_start_offset for p in described] == expected
+    assert all(p.bytes <= limit for p in described)
+    for partition in range(2):
+        assert all(last >= expected[partition] for _, last in l1_spans(engine, partition))
+        if expected[partition] > 0:
+            with pytest.raises(OffsetOutOfRangeError) as raised:
+                make().fetch(TOPIC, partition, expected[partition] - 1)
+            assert raised.value.log_start_offset == expected[partition]
+        records = make().fetch(TOPIC, partition, expected[partition], max_records=100).records
+        assert [r.offset for r in records] == list(
+            range(expected[partition], described[partition].high_watermark)
+        )
+    assert compactor.topics_needing_work() == []
+
+
+def test_a_fetch_at_the_log_start_inside_an_l1_entry_reads_from_it(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given partition 0 merged into one L1 entry (offsets 0-7), and a log start moved to 4
+    # inside it (as by a chain retention step that a merge in flight had not seen)
+    engine = make()
+    engine.create_topic(TOPIC, partitions=2, config={"retention_ms": 2 * DAY_MS})
+    a = clock.now
+    append_batches(engine, 0, [a, a, a + 3 * DAY_MS, a + 3 * DAY_MS])
+    clock.advance(PRODUCER_EXPIRATION_MS + 1)
+    append_batches(engine, 1, [clock.now])
+    kept = stored(engine, 0, 4)
+    run_pass(compactor_of(make()))
+    assert l1_spans(engine, 0) == [(0, 7)]
+    ledger = engine.context.ledger
+    topic_id = engine.describe_topic(TOPIC).topic_id
+    meta = ledger.read_meta(topic_id)
+    assert meta is not None and meta.log_start_offset(0) == 0
+    assert ledger.update_meta(topic_id, replace(meta, log_start=(4, 0)), meta.version)
+
+    # When fresh readers fetch at the log start and below, then they get the records from
+    # it and 416
+    assert_kept_and_expired(make, {0: kept})
+    # ... and a retention step keeps the entry (its records from 4 on are not expired)
+    step = compactor_of(make()).compact_topic(TOPIC)
+    assert step.entries_removed == 0 and step.log_start_offsets == {}
+    assert l1_spans(engine, 0) == [(0, 7)]
+
+
+def test_a_fetch_that_read_the_meta_item_before_retention_and_misses_the_entries_is_416(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records stamped A, now expired, and a reader whose entries Query runs
+    # just after a compactor step moved the log start and deleted the entries below it
+    _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
+    compactor = compactor_of(make())
+    steps: list[CompactionStep] = []
+
+    class ExpiredUnderneath(FaultyLedgerStore):
+        def query_entries(
+            self, topic_id: str, partition: int, from_offset: int, limit: int
+        ) -> list[Entry]:
+            if not steps:
+                steps.append(compactor.compact_topic(TOPIC))
+            return super().query_entries(topic_id, partition, from_offset, limit)
+
+    reader = make()
+    reader.context.ledger = ExpiredUnderneath(reader.context.ledger, FaultInjector())
+
+    # When it fetches an offset now below the log start, then 416 with the new bounds
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        reader.fetch(TOPIC, 0, 1)
+    assert steps and steps[0].entries_removed == 4
+    assert (raised.value.log_start_offset, raised.value.high_watermark) == (4, 10)
+    # ... and at the log start it reads on
+    assert [r.offset for r in reader.fetch(TOPIC, 0, 4, max_records=100).records] == list(
+        range(4, 10)
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        FailPoint.AFTER_META_UPDATE,  # the reply lost
+        FailPoint.BEFORE_ENTRIES_DELETE,
+        pytest.param(FailPoint.BEFORE_ENTRIES_DELETE, marks=pytest.mark.moto, id="moto"),
+    ],
+    ids=str,
+)
+def test_a_crash_between_the_meta_update_and_the_entries_deletion_then_a_rerun_ends_consistent(
+    make: Callable[..., Engine],
+    make_faulty: MakeFaulty,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    point: FailPoint,
+) -> None:
+    # Given merged records stamped A, now expired, and a step that stops after its meta
+    # update
+    engine = _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
+    kept = {0: stored(engine, 0, 4)}
+    faulty, injector = make_faulty(clock_ms=clock, grace_ms=GRACE_MS)
+    injector.arm(point)
+    with pytest.raises(InjectedFaultError):
+        compactor_of(faulty).compact_topic(TOPIC)
+
+    # Then the log starts moved, the entries below them are still stored, readers get the
+    # kept records and 416 below them
+    assert [p.log_start_offset for p in engine.describe_topic(TOPIC).partitions] == [4, 4]
+    assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]
+    assert_kept_and_expired(make, kept)
+
+    # When the next pass runs: it lists the topic and deletes them
+    compactor = compactor_of(make())
+    assert compactor.topics_needing_work() == [TOPIC]
+    step = compactor.compact_topic(TOPIC)
+    assert step.entries_removed == 4 and step.log_start_offsets == {}
+    assert {p: l1_spans(engine, p) for p in range(2)} == EXPIRED_BY_TIME
+    assert compactor.topics_needing_work() == []
+    # ... and gc after the grace period leaves exactly what is referenced
+    clock.advance(GRACE_MS)
+    run_pass(compactor)
+    assert segments(engine) == referenced(engine)
+    assert l1_segments(engine, 1) == set()
+    assert_kept_and_expired(make, kept)
+
+
+def test_gc_deletes_an_expired_l1_segment_after_its_grace_period_and_never_a_named_one(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records, whose L1 segments were just written, and a step expiring every
+    # entry of partition 1's segment and half of partition 0's
+    engine = _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
+    (named,), (expired,) = l1_segments(engine, 0), l1_segments(engine, 1)
+    compactor = compactor_of(engine)
+    assert compactor.compact_topic(TOPIC).entries_removed == 4
+
+    # When gc runs before the segment is a grace period old, then it stays
+    assert compactor.collect().segments_deleted == 0
+    clock.advance(GRACE_MS - 1)
+    compactor.collect()
+    assert {named, expired} <= segments(engine)
+
+    # When it runs after, then the segment no entry names goes, the one a live entry
+    # names stays
+    clock.advance(1)
+    assert compactor.collect().segments_deleted == 1
+    assert expired not in segments(engine) and named in segments(engine)
+    assert segments(engine) == referenced(engine)
+    assert [r.offset for r in make().fetch(TOPIC, 0, 4, max_records=100).records] == list(
+        range(4, 10)
+    )
+
+
+@pytest.mark.parametrize("items_per_step", [1, 2, 3, 1_000])
+def test_a_small_budget_over_l1_takes_several_steps_and_ends_where_a_large_one_does(
+    make: Callable[..., Engine],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    items_per_step: int,
+) -> None:
+    engine = _merged(make, clock, monkeypatch, retention_ms=HOUR_MS)
+    compactor = compactor_of(engine, items_per_step=items_per_step)
+    steps = []
+    while not steps or not steps[-1].done:
+        steps.append(compactor.compact_topic(TOPIC))
+        assert len(steps) < 20
+    # 4 entries and 1 chain batch to expire: at least one step per budget's worth
+    assert len(steps) >= -(-5 // items_per_step)
+    assert (len(steps) == 1) == (items_per_step == 1_000)
+    assert [p.log_start_offset for p in engine.describe_topic(TOPIC).partitions] == [4, 6]
+    assert {p: l1_spans(engine, p) for p in range(2)} == EXPIRED_BY_TIME
+    assert sum(step.entries_removed for step in steps) == 4
+
+
+def test_a_dry_run_over_l1_writes_nothing_and_says_what_it_would_do(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch, backend: Backend
+) -> None:
+    engine = _merged(make, clock, monkeypatch, retention_ms=HOUR_MS)
+    before = backend.contents()
+
+    step = compactor_of(engine).compact_topic(TOPIC, dry_run=True)
+
+    assert backend.contents() == before
+    assert step.log_start_offsets == {0: 4, 1: 6} and step.entries_removed == 4
+    assert "expire events-0 below 2 (time, L1 entry 0..1)" in step.actions
+    assert "expire events-1 below 4 (time, L1 entry 2..3)" in step.actions
+    assert "delete 2 L1 entries of events-0 below 4" in step.actions
+    assert any(
+        action.startswith("expire events-1 below 6 (time, item 7)") for action in step.actions
+    )
+
+
+class _CountingEntries(FaultyLedgerStore):
+    """A ledger that counts the L1 entry Queries per partition."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, FaultInjector())
+        self.queries: list[int] = []
+
+    def query_entries(
+        self, topic_id: str, partition: int, from_offset: int, limit: int
+    ) -> list[Entry]:
+        self.queries.append(partition)
+        return super().query_entries(topic_id, partition, from_offset, limit)
+
+
+def test_listing_and_a_step_with_nothing_due_in_l1_query_each_partition_once(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _merged(make, clock, monkeypatch, retention_ms=30 * DAY_MS)
+    counting = _CountingEntries(engine.context.ledger)
+    engine.context.ledger = counting
+    compactor = compactor_of(engine)
+
+    assert compactor.topics_needing_work() == []
+    assert sorted(counting.queries) == [0, 1]
+    counting.queries.clear()
+    step = compactor.compact_topic(TOPIC)
+    assert step.done and step.log_start_offsets == {} and step.entries_removed == 0
+    assert sorted(counting.queries) == [0, 1]
+
+
+def test_a_compacted_topic_is_not_listed_nor_expired_for_its_old_l1_records(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _merged(make, clock, monkeypatch)
+    engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS, "cleanup_policy": "compact"})
+    compactor = compactor_of(engine)
+
+    assert compactor.topics_needing_work() == []
+    step = compactor.compact_topic(TOPIC)
+    assert step.log_start_offsets == {} and step.entries_removed == 0
+    assert [len(l1_spans(engine, p)) for p in range(2)] == [4, 2]
+
+
+def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries_is_416(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records stamped A, now expired, and a reader that found partition 1's
+    # L1 entries, whose GET of their segment runs after a compactor step deleted them and
+    # gc, past the segment's grace period, deleted the segment
+    _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
+    compactor = compactor_of(make())
+    reader = make()
+    objects_store = reader.context.objects
+    raced: list[int] = []
+
+    class ExpiredUnderneath:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(objects_store, name)
+
+        def get_range(self, key: str, start: int, end: int) -> bytes:
+            if "/L1/" in key and not raced:
+                raced.append(compactor.compact_topic(TOPIC).entries_removed)
+                clock.advance(GRACE_MS)
+                raced.append(compactor.collect().segments_deleted)
+            data: bytes = objects_store.get_range(key, start, end)
+            return data
+
+    reader.context.objects = ExpiredUnderneath()  # type: ignore[assignment]
+
+    # When it fetches, then 416 with the new bounds
+    with pytest.raises(OffsetOutOfRangeError) as raised:
+        reader.fetch(TOPIC, 1, 0)
+    assert raced == [4, 1]
+    assert (raised.value.log_start_offset, raised.value.high_watermark) == (4, 6)
+
+
+def test_consumers_reading_l1_while_retention_expires_it_lose_and_repeat_nothing(
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given merged records, and consumers reading them from offset 0 while passes expire
+    # those stamped A (L1 entries and partition 1's chain batch) and gc runs after grace
+    engine = _merged(make, clock, monkeypatch)
+    written = {p: {r[0]: r[2] for r in stored(engine, p, 0)} for p in range(2)}
+    stop = threading.Event()
+    requests = InFlight(clock)
+    read: list[list[tuple[int, int, bytes | None]]] = [[] for _ in range(CONSUMERS)]
+
+    def consume(index: int) -> None:
+        read[index].extend(_consume(make(), 2, stop, requests))
+
+    def compact(_index: int) -> None:
+        try:
+            engine.alter_topic(TOPIC, config={"retention_ms": HOUR_MS})
+            compactor = compactor_of(make(), items_per_step=1)
+            for _ in range(3):
+                run_pass(compactor)
+                requests.advance(GRACE_MS)
+        finally:
+            stop.set()
+
+    run_in_threads(CONSUMERS + 1, lambda i: consume(i) if i < CONSUMERS else compact(i))
+
+    # Then each consumer read, per partition, offsets in order without repeats, every one
+    # from the final log start on, each with the value written there
+    final = engine.describe_topic(TOPIC).partitions
+    assert [p.log_start_offset for p in final] == [4, 6]
+    for records in read:
+        for partition in range(2):
+            got = [(o, v) for p, o, v in records if p == partition]
+            assert [o for o, _ in got] == sorted({o for o, _ in got})
+            start = final[partition].log_start_offset
+            assert [o for o, _ in got if o >= start] == list(
+                range(start, final[partition].high_watermark)
+            )
+            assert all(written[partition][o] == v for o, v in got)
+    assert segments(engine) == referenced(engine)
+    assert l1_segments(engine, 1) == set()

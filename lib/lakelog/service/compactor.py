@@ -11,14 +11,14 @@ writes and its failure cases are in ADR 0013.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
 from lakelog.config import TopicConfig
 from lakelog.errors import TopicNotFoundError
 from lakelog.log.chain import PRODUCER_EXPIRATION_MS, chain_run, first_seq
-from lakelog.log.records import ChainItem, ChainMeta
+from lakelog.log.records import ChainItem, ChainMeta, Entry
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
 from lakelog.service.gc import GarbageCollector
@@ -30,7 +30,10 @@ __all__ = ["CompactionSettings", "CompactionStep", "Compactor", "GcReport"]
 RACE_ATTEMPTS = 3
 """Times a step re-reads and replans after another writer moved the meta item first."""
 WALK_PAGE = 100
-"""Chain items one Query of the retention walk asks for."""
+"""Chain items (or L1 entries) one Query of the retention walk asks for at most."""
+FIRST_ENTRY_PAGE = 2
+"""L1 entries the walk's first Query of a partition asks for (its pages double from there):
+when nothing is due the partition costs one Query of two small items."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,8 @@ class CompactionSettings:
     """How much one step may do, and the merge's target size."""
 
     max_items_per_step: int = 1_000
-    """Chain items one `compact_topic` call reads at most."""
+    """Chain items one `compact_topic` call reads, and L1 entries it expires or deletes, at
+    most (besides one Query of L1 entries per partition with an L1 end)."""
     target_l1_bytes: int = 64 << 20
     """Size an L1 segment is merged up to (or a partition's whole tail if smaller)."""
 
@@ -57,6 +61,8 @@ class CompactionStep:
     bytes_expired: int = 0
     items_removed: int = 0
     """Chain items deleted (a grace period after the chain start moved past them)."""
+    entries_removed: int = 0
+    """L1 entries deleted (wholly below their partition's log start)."""
     segments_merged: int = 0
     """L0 segments whose records now live in L1 segments."""
     bytes_merged: int = 0
@@ -85,6 +91,11 @@ def _padded(values: tuple[int, ...], length: int) -> list[int]:
     return list(values) + [0] * (length - len(values))
 
 
+def _oldest_kept(config: TopicConfig, now: int) -> int | None:
+    """The oldest max timestamp a batch may have and be kept by time (None: kept forever)."""
+    return now - config.retention_ms if config.retention_ms >= 0 else None
+
+
 def _sealed(tail: ChainItem, meta: ChainMeta) -> bool:
     return tail.kind == "seal" or meta.sealed_ms is not None
 
@@ -101,6 +112,9 @@ class _Plan:
     bytes_expired: int = 0
     complete: bool = True
     actions: list[str] = field(default_factory=list)
+    dead_entries: dict[int, list[int]] = field(default_factory=dict)
+    """Per partition, the last offsets of the L1 entries wholly below its (new) log start:
+    deleted once the meta item holds that log start."""
 
 
 class Compactor:
@@ -133,9 +147,10 @@ class Compactor:
         """Names of the live topics a pass should step through, sorted.
 
         A cheap filter (ADR 0013, 1): per topic one reverse Query (tail and meta item)
-        and one Query of the first two stored chain items, about 2 RRU. It may list a
-        topic whose step then finds nothing to do; work it misses (e.g. retention by
-        time of a batch past the first stored item) is found by a later pass.
+        and one Query of the first two stored chain items, about 2 RRU, plus one Query
+        of one L1 entry per partition with an L1 end (about 1 RRU each) until one is due.
+        It may list a topic whose step then finds nothing to do; work it misses (e.g.
+        retention by time of a batch past the first stored item) is found by a later pass.
         """
         names = []
         for topic in self._ctx.catalog.list_topics():
@@ -164,24 +179,43 @@ class Compactor:
             and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
         ):
             return True  # chain truncation or the merge
-        if config.cleanup_policy != "delete":
-            return False
-        if config.retention_bytes >= 0 and any(
-            tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
-            > config.retention_bytes
-            for p in range(len(tail.snapshot))
-        ):
-            return True
-        return (
-            config.retention_ms >= 0
-            and bool(start)
-            and any(
-                batch.max_timestamp < now - config.retention_ms
-                and start[0].mark(batch.partition).high_watermark
-                > meta.log_start_offset(batch.partition)
-                for batch in start[0].batches
-            )
-        )
+        oldest = _oldest_kept(config, now) if config.cleanup_policy == "delete" else None
+        if config.cleanup_policy == "delete":
+            if config.retention_bytes >= 0 and any(
+                tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
+                > config.retention_bytes
+                for p in range(len(tail.snapshot))
+            ):
+                return True
+            if (
+                oldest is not None
+                and start
+                and any(
+                    batch.max_timestamp < oldest
+                    and start[0].mark(batch.partition).high_watermark
+                    > meta.log_start_offset(batch.partition)
+                    for batch in start[0].batches
+                )
+            ):
+                return True
+        return self._l1_due(topic, meta, oldest)
+
+    def _l1_due(self, topic: TopicRecord, meta: ChainMeta, oldest: int | None) -> bool:
+        """Whether a partition's first stored L1 entry is below its log start (left by a
+        step that stopped before deleting it) or expired by time: one Query of one entry per
+        partition with an L1 end, until one is found (ADR 0013, 2)."""
+        for partition, end in enumerate(meta.l1_end):
+            if end == 0:
+                continue
+            first = self._ctx.ledger.query_entries(topic.topic_id, partition, 0, 1)
+            if not first:
+                continue
+            if first[0].last_offset < meta.log_start_offset(partition):
+                return True
+            expired = oldest is not None and first[0].max_timestamp < oldest
+            if expired and first[0].last_offset < end:
+                return True
+        return False
 
     @staticmethod
     def _below_all(item: ChainItem, meta: ChainMeta, log_start: list[int] | None = None) -> bool:
@@ -205,8 +239,9 @@ class Compactor:
         The merge runs once retention and truncation are done and no item is left below
         the chain start (the chain start moves again only once they are gone). Each part
         reads at most ``max_items_per_step`` chain items (plus the binary searches'
-        probes). ``done`` False: call again in this pass. With ``dry_run`` nothing is
-        written and ``actions`` says what would be.
+        probes); retention's walk over L1 entries counts those it expires or deletes
+        against the same budget. ``done`` False: call again in this pass. With
+        ``dry_run`` nothing is written and ``actions`` says what would be.
 
         Raises
         ------
@@ -260,6 +295,11 @@ class Compactor:
             )
             if not self._ctx.ledger.update_meta(topic.topic_id, updated, meta.version):
                 return None
+        if not dry_run:
+            # After the meta item holds the new log starts (ADR 0012 1.7): a reader that
+            # misses these entries reads the meta item again and answers 416.
+            for partition, last_offsets in plan.dead_entries.items():
+                self._ctx.ledger.delete_entries(topic.topic_id, partition, last_offsets)
         return CompactionStep(
             topic=topic.name,
             done=plan.complete,
@@ -268,6 +308,7 @@ class Compactor:
             log_start_offsets=moved,
             bytes_expired=plan.bytes_expired,
             items_removed=removed,
+            entries_removed=sum(len(offsets) for offsets in plan.dead_entries.values()),
             actions=tuple(plan.actions),
         )
 
@@ -316,15 +357,21 @@ class Compactor:
     def _retention(
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, budget: int, now: int
     ) -> _Plan:
-        """Walk from where live data starts and expire each partition's prefix of batches
-        older than ``retention_ms`` or beyond ``retention_bytes`` (ADR 0013, 2)."""
-        length = max(len(tail.snapshot), len(meta.log_start))
+        """Expire each partition's prefix of L1 entries, then walk the chain from where live
+        data starts, expiring each partition's prefix of batches older than
+        ``retention_ms`` or beyond ``retention_bytes`` (ADR 0013, 2)."""
+        length = max(len(tail.snapshot), len(meta.log_start), len(meta.l1_end))
         plan = _Plan(
             _padded(meta.log_start, length),
             _padded(meta.bytes_below, length),
             meta.chain_start,
             tail.seq + 1,
         )
+        config = TopicConfig.parse(topic.config)
+        due = config.cleanup_policy == "delete"
+        oldest = _oldest_kept(config, now) if due else None
+        limit = config.retention_bytes if due else -1
+        walked, closed = self._expire_l1(topic, tail, meta, plan, budget, oldest, limit)
         live = self._first(
             topic,
             max(1, meta.chain_start),
@@ -332,16 +379,20 @@ class Compactor:
             lambda item: not self._below_all(item, meta, plan.log_start),
         )
         plan.live_seq = tail.seq + 1 if live is None else live
-        config = TopicConfig.parse(topic.config)
-        if live is None or config.cleanup_policy != "delete":
+        if live is None or not due:
             return plan
-        oldest = now - config.retention_ms if config.retention_ms >= 0 else None
-        limit = config.retention_bytes
         size = [tail.mark(p).cumulative_bytes - plan.bytes_below[p] for p in range(length)]
-        open_ = {p for p in range(length) if plan.log_start[p] < tail.mark(p).high_watermark}
+        open_ = {
+            p
+            for p in range(length)
+            if p not in closed and plan.log_start[p] < tail.mark(p).high_watermark
+        }
         if oldest is None and limit < 0:
             open_.clear()
-        seq, walked = live, 0
+        if walked >= budget:
+            plan.complete = False  # the L1 walk took the step's budget
+            return plan
+        seq = live
         first_live: int | None = None
         while open_ and seq <= tail.seq and walked < budget:
             items, _ = self._ctx.ledger.query(topic.topic_id, seq, min(WALK_PAGE, budget - walked))
@@ -370,9 +421,87 @@ class Compactor:
                 if first_live is None and not self._below_all(item, meta, plan.log_start):
                     first_live = item.seq
             seq = run[-1].seq + 1
-        plan.complete = not open_ or seq > tail.seq
+        plan.complete = plan.complete and (not open_ or seq > tail.seq)
         plan.live_seq = first_live if first_live is not None else seq
         return plan
+
+    def _expire_l1(
+        self,
+        topic: TopicRecord,
+        tail: ChainItem,
+        meta: ChainMeta,
+        plan: _Plan,
+        budget: int,
+        oldest: int | None,
+        limit: int,
+    ) -> tuple[int, set[int]]:
+        """Expire each partition's prefix of L1 entries (below its L1 end) that are older
+        than ``oldest`` or beyond ``limit`` bytes, moving ``plan``'s log start to the end
+        of the last one; note in ``plan.dead_entries`` every entry wholly below the new
+        log start, those a step that stopped before deleting them included.
+
+        Each partition with an L1 end is queried from offset 0: its first stored entry is
+        the one at its log start unless a step left some below it. Returns how many
+        entries it expired or found below the log start (at most ``budget``:
+        ``plan.complete`` is False when it stopped there), and the partitions whose L1
+        records are not all expired, which the chain walk skips.
+        """
+        walked = 0
+        closed: set[int] = set()
+        for partition, end in enumerate(meta.l1_end):
+            if end == 0:
+                continue
+            if walked >= budget:
+                plan.complete = False
+                closed.update(range(partition, len(meta.l1_end)))
+                break
+            expiring = plan.log_start[partition] < end and (oldest is not None or limit >= 0)
+            for entry in self._entries_from_zero(topic.topic_id, partition):
+                if entry.last_offset >= plan.log_start[partition]:
+                    if entry.last_offset >= end:
+                        break  # the L1 end (entries above it belong to a merge under way)
+                    size = tail.mark(partition).cumulative_bytes - plan.bytes_below[partition]
+                    by_time = oldest is not None and entry.max_timestamp < oldest
+                    if not (expiring and (by_time or 0 <= limit < size)):
+                        break
+                    self._expire_entry(topic, plan, partition, entry, by_time)
+                plan.dead_entries.setdefault(partition, []).append(entry.last_offset)
+                walked += 1
+                if walked >= budget:
+                    break
+            if plan.log_start[partition] < end:
+                closed.add(partition)
+        for partition, last_offsets in plan.dead_entries.items():
+            plan.actions.append(
+                f"delete {len(last_offsets)} L1 entries of {topic.name}-{partition} "
+                f"below {plan.log_start[partition]}"
+            )
+        return walked, closed
+
+    def _entries_from_zero(self, topic_id: str, partition: int) -> Iterator[Entry]:
+        """The partition's L1 entries in offset order from offset 0, read as needed: pages
+        of `FIRST_ENTRY_PAGE` entries, doubling up to `WALK_PAGE`."""
+        offset, page_size = 0, FIRST_ENTRY_PAGE
+        while True:
+            limit = min(page_size, WALK_PAGE)
+            page = self._ctx.ledger.query_entries(topic_id, partition, offset, limit)
+            yield from page
+            if len(page) < limit:
+                return
+            offset, page_size = page[-1].last_offset + 1, page_size * 2
+
+    @staticmethod
+    def _expire_entry(
+        topic: TopicRecord, plan: _Plan, partition: int, entry: Entry, by_time: bool
+    ) -> None:
+        """Move ``plan``'s log start of ``partition`` past ``entry`` (ADR 0013, 2)."""
+        plan.bytes_expired += max(0, entry.cumulative_bytes - plan.bytes_below[partition])
+        plan.log_start[partition] = entry.last_offset + 1
+        plan.bytes_below[partition] = max(plan.bytes_below[partition], entry.cumulative_bytes)
+        plan.actions.append(
+            f"expire {topic.name}-{partition} below {entry.last_offset + 1} "
+            f"({'time' if by_time else 'bytes'}, L1 entry {entry.base_offset}..{entry.last_offset})"
+        )
 
     def _truncate(
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, plan: _Plan, now: int

@@ -671,6 +671,13 @@ class Fetcher:
             except OffsetOutOfRangeError as expired:
                 answered[want.index] = expired
                 continue
+            except SegmentMissingError:
+                # Retention expired the entries read, and gc deleted their segment, since
+                gone = self._expired_meanwhile(topic, want)
+                if gone is None:
+                    raise
+                answered[want.index] = gone
+                continue
             if next_offset < end:
                 answered[want.index] = self._l1_result(topic, state, want, next_offset)
             else:
@@ -743,15 +750,23 @@ class Fetcher:
 
     def _l1_miss(self, topic: TopicRecord, want: _Wanted, end: int) -> None:
         """No L1 entry holds ``want.offset``: expired meanwhile (416), or a broken ledger."""
-        state = self._ctx.topic_state(topic)
-        start = state.log_start_offset(want.partition)
-        if want.offset < start:
-            raise OffsetOutOfRangeError(
-                topic.name, want.partition, want.offset, start, state.high_watermark(want.partition)
-            )
+        gone = self._expired_meanwhile(topic, want)
+        if gone is not None:
+            raise gone
         raise CorruptLedgerError(
             f"p#{topic.topic_id}#{want.partition}",
             f"no L1 entry holds offset {want.offset} below the L1 end {end}",
+        )
+
+    def _expired_meanwhile(self, topic: TopicRecord, want: _Wanted) -> OffsetOutOfRangeError | None:
+        """The 416 of ``want`` if retention moved its log start past it since the fetch read
+        the meta item (read afresh here), else None."""
+        state = self._ctx.topic_state(topic)
+        start = state.log_start_offset(want.partition)
+        if want.offset >= start:
+            return None
+        return OffsetOutOfRangeError(
+            topic.name, want.partition, want.offset, start, state.high_watermark(want.partition)
         )
 
     def _read_l1_segment(self, parts: list[tuple[Entry, int]]) -> dict[int, list[SegmentRow]]:

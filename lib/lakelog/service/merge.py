@@ -47,8 +47,10 @@ from lakelog.storage.ports import TopicRecord
 __all__ = ["L1_ROW_GROUP_BYTES", "MergeResult", "Merger"]
 
 L1_ROW_GROUP_BYTES: Final = 1 << 20
-"""Record bytes (key, value, headers) per row group of an L1 segment, hence per L1 entry:
-a fetch reads one row group's byte range, so this bounds what it reads beyond its budget."""
+"""Record bytes (key, value, headers) at which an L1 row group (hence an L1 entry) ends, at
+the end of the L0 batch that reaches it: a group is cut only between batches, so it holds
+this much plus at most one batch. A fetch reads one row group's byte range, so this bounds
+what it reads beyond its budget."""
 ENTRY_PAGE: Final = 100
 """L1 entries one query reads while the merge looks for entries a crashed run left."""
 META_ATTEMPTS: Final = 8
@@ -83,26 +85,49 @@ class MergeResult:
 
 
 @dataclass
+class _Group:
+    """One L1 row group being filled: whole L0 batches of one partition."""
+
+    base_offset: int
+    rows: list[SegmentRow] = field(default_factory=list)
+    cumulative_bytes: int = 0
+    """The partition's chain bytes up to the end of its last batch (`Entry.cumulative_bytes`)."""
+
+
+@dataclass
 class _Run:
-    """One partition's records being cut into L1 row groups and segments."""
+    """One partition's records being cut into L1 row groups and segments.
+
+    Cuts fall only between L0 batches: a row group ends once it holds
+    `L1_ROW_GROUP_BYTES` at the end of a batch, a segment once it holds the target size
+    (ADR 0013, 4). Each L1 entry therefore ends where a chain batch ends, and its
+    ``cumulative_bytes`` is that batch's mark, which retention by bytes moves to.
+    """
 
     cumulative_max: int
     """The largest timestamp up to the last record added (``max_timestamp_cum``)."""
-    segments: list[tuple[int, list[tuple[int, list[SegmentRow]]]]] = field(default_factory=list)
-    """Per segment: its base offset and its row groups (base offset, rows)."""
+    segments: list[tuple[int, list[_Group]]] = field(default_factory=list)
+    """Per segment: its base offset and its row groups."""
     segment_bytes: int = 0
     group_bytes: int = 0
 
-    def add(self, offset: int, row: SegmentRow, target_bytes: int) -> None:
-        size = record_size(row.key, row.value, row.headers)
+    def add_batch(
+        self, base_offset: int, rows: list[SegmentRow], cumulative_bytes: int, target_bytes: int
+    ) -> None:
+        """Add one batch's rows (from ``base_offset``) whole to the current row group, or
+        to a new one when the current one is full."""
+        if not rows:
+            return
         if not self.segments or self.segment_bytes >= target_bytes:
-            self.segments.append((offset, []))
+            self.segments.append((base_offset, []))
             self.segment_bytes = self.group_bytes = 0
         groups = self.segments[-1][1]
         if not groups or self.group_bytes >= L1_ROW_GROUP_BYTES:
-            groups.append((offset, []))
+            groups.append(_Group(base_offset))
             self.group_bytes = 0
-        groups[-1][1].append(row)
+        size = sum(record_size(row.key, row.value, row.headers) for row in rows)
+        groups[-1].rows.extend(rows)
+        groups[-1].cumulative_bytes = cumulative_bytes
         self.segment_bytes += size
         self.group_bytes += size
 
@@ -170,10 +195,15 @@ class Merger:
                 batch = item.batch(partition)
                 if batch is None:
                     continue
-                base = item.mark(partition).high_watermark - batch.record_count
-                for offset, row in enumerate(rows[item.seq][partition], start=base):
-                    if offset >= after:
-                        run.add(offset, row, target_bytes)
+                mark = item.mark(partition)
+                base = mark.high_watermark - batch.record_count
+                skip = max(0, after - base)
+                run.add_batch(
+                    base + skip,
+                    rows[item.seq][partition][skip:],
+                    mark.cumulative_bytes,
+                    target_bytes,
+                )
             for segment_base, groups in run.segments:
                 made = self._put_segment(topic, partition, segment_base, groups, run, compression)
                 self._ctx.ledger.put_entries(topic.topic_id, partition, made)
@@ -243,31 +273,33 @@ class Merger:
         topic: TopicRecord,
         partition: int,
         base_offset: int,
-        groups: list[tuple[int, list[SegmentRow]]],
+        groups: list[_Group],
         run: _Run,
         compression: str,
     ) -> list[Entry]:
-        """PUT one L1 segment of ``groups`` (base offset, rows); its entries, in order."""
+        """PUT one L1 segment of ``groups``; its entries, in order."""
         builder = SegmentBuilder(topic.topic_id, compression, level="L1")
-        for group_base, rows in groups:
+        for group in groups:
+            rows = group.rows
             builder.add_batch(
                 partition,
                 [row.timestamp_ms for row in rows],
                 [row.key for row in rows],
                 [row.value for row in rows],
                 [row.headers for row in rows],
-                base_offset=group_base,
+                base_offset=group.base_offset,
             )
         encoded = builder.build()
         key = l1_segment_key(topic.topic_id, partition, base_offset)
         self._ctx.objects.put(key, encoded.body)
         made: list[Entry] = []
-        for location, (group_base, rows) in zip(encoded.row_groups, groups, strict=True):
+        for location, group in zip(encoded.row_groups, groups, strict=True):
             run.cumulative_max = max(run.cumulative_max, location.max_timestamp)
+            rows = group.rows
             made.append(
                 Entry(
-                    base_offset=group_base,
-                    last_offset=group_base + len(rows) - 1,
+                    base_offset=group.base_offset,
+                    last_offset=group.base_offset + len(rows) - 1,
                     segment_key=key,
                     row_group=location.row_group,
                     byte_offset=location.byte_offset,
@@ -278,6 +310,7 @@ class Merger:
                     max_timestamp=location.max_timestamp,
                     max_timestamp_cum=run.cumulative_max,
                     size_bytes=sum(record_size(r.key, r.value, r.headers) for r in rows),
+                    cumulative_bytes=group.cumulative_bytes,
                 )
             )
         return made

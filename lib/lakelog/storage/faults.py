@@ -76,6 +76,8 @@ class FailPoint(StrEnum):
     AFTER_ENTRIES_PUT = "after_entries_put"
     BEFORE_ITEMS_DELETE = "before_items_delete"
     AFTER_ITEMS_DELETE = "after_items_delete"
+    BEFORE_ENTRIES_DELETE = "before_entries_delete"
+    AFTER_ENTRIES_DELETE = "after_entries_delete"
 
 
 class InjectedFaultError(UnavailableError):
@@ -248,7 +250,9 @@ class FaultyLedgerStore:
         return self.inner.entries(topic_id, partition)
 
     def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
+        self.injector.check(FailPoint.BEFORE_ENTRIES_DELETE)
         self.inner.delete_entries(topic_id, partition, last_offsets)
+        self.injector.check(FailPoint.AFTER_ENTRIES_DELETE)
 
 
 class FaultyCatalogStore:
