@@ -62,6 +62,7 @@ def print_pass(reply: dict[str, Any], dry_run: bool) -> None:
         counters = [
             f"{step['bytes_expired']} bytes expired",
             f"{step['items_removed']} chain items removed",
+            f"{step['entries_removed']} L1 entries removed",
             f"{step['segments_merged']} segments merged ({step['bytes_merged']} bytes)",
         ]
         starts = step["log_start_offsets"]
