@@ -299,7 +299,12 @@ def _work_widgets(backlog: cloudwatch.Metric, threshold: int) -> list[cloudwatch
             title="Compactor: topics, steps, items removed, segments merged and deleted",
             left=[
                 _metric(name)
-                for name in ("TopicsNeedingWork", "CompactionSteps", "ChainItemsRemoved", "L1EntriesRemoved")
+                for name in (
+                    "TopicsNeedingWork",
+                    "CompactionSteps",
+                    "ChainItemsRemoved",
+                    "L1EntriesRemoved",
+                )
             ],
             right=[_metric(name) for name in ("SegmentsMerged", "SegmentsDeleted", "TopicsPurged")],
             width=12,
