@@ -675,6 +675,76 @@ def test_a_replay_of_a_large_l1_segment_reads_ahead_and_its_footer_once(
     assert all(end - start <= 128 << 10 for start, end in gets)
 
 
+def test_a_replay_takes_the_rest_of_an_l1_segment_with_its_read_ahead_when_little_is_left(
+    make: Callable[[], Engine],
+    clock: Clock,
+    topic_name: str,
+    backend: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given 2.5 MiB of incompressible records of one partition merged into one L1 segment
+    # of 128 KiB row groups, and a read ahead of 2 MiB (the rest after it, about 0.5 MiB,
+    # is less than half of it)
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 128 << 10)
+    engine = make()
+    engine.create_topic(topic_name, partitions=PARTITIONS)
+    noise = random.Random(11)
+    for i in range(40):
+        engine.append(
+            topic_name, [Record(value=noise.randbytes(64 << 10), partition=0, key=b"%d" % i)]
+        )
+    clock.ms += DAY_MS + 1
+    engine.append(topic_name, [Record(value=b"young", partition=1)])
+    expected = read_all(make(), topic_name)
+    merge_all(engine, topic_name, clock.ms, max_items=100, target_bytes=64 << 20)
+    (segment,) = {e.segment_key for e in entries(engine, topic_name)}
+    monkeypatch.setattr(fetch_module, "L1_READ_AHEAD", 2 << 20)
+
+    # When a reader replays it 256 KiB at a time
+    reader, counting = _counting_reader(backend, clock)
+    records, offset, cursor = [], 0, None
+    while offset < 40:
+        result = reader.fetch(topic_name, 0, offset, max_bytes=256 << 10, cursor=cursor)
+        records.extend(result.records)
+        offset, cursor = result.next_offset, result.cursor
+
+    # Then one GET reads the whole segment, footer included, instead of 2 MiB, the footer
+    # and a small last GET
+    assert records == expected[0]
+    gets = [(start, end) for key, start, end in counting.gets if key == segment]
+    footer = reader.context.caches.segments.get(segment)
+    assert footer is not None
+    assert len(gets) == 1
+    assert gets[0][1] == footer.size
+
+
+def test_a_merge_step_stops_at_max_bytes_and_the_next_steps_merge_the_rest(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a topic of 24 day-old appends and a young one
+    engine, expected = day_old_topic(make, clock, topic_name, young=1)
+    record = topic_of(engine, topic_name)
+    merger = Merger(engine.context)
+    start = meta_of(engine, topic_name).chain_start
+
+    # When a merge step may take 1,000 items but only 200 bytes of batches
+    first = merger.merge_topic(
+        record, max_items=1000, target_bytes=1 << 20, now_ms=clock.ms, max_bytes=200
+    )
+
+    # Then it takes the items whose batches fit (one at least), says it is not done, and
+    # the steps after it merge the rest; every record reads the same
+    assert 1 <= first.items_merged < 24
+    assert first.bytes_merged <= 200 or first.items_merged == 1
+    assert not first.done
+    rest = merge_all(engine, topic_name, clock.ms, max_items=1000, target_bytes=1 << 20)
+    found = engine.context.ledger.read_tail(record.topic_id)
+    assert found is not None
+    assert meta_of(engine, topic_name).chain_start == found[0].seq  # all but the tail
+    assert sum(step.items_merged for step in [first, *rest]) == found[0].seq - start
+    assert read_all(make(), topic_name) == expected
+
+
 def test_a_merge_moving_the_chain_start_during_a_fetch_across_levels_loses_no_budget(
     make: Callable[[], Engine], make_faulty: MakeFaulty, clock: Clock, topic_name: str
 ) -> None:
