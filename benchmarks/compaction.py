@@ -38,15 +38,16 @@ from __future__ import annotations
 import functools
 import io
 import math
-import os
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar
 from unittest import mock
 
+import pyarrow as pa
 from moto import mock_aws
 
 from benchmarks.cost import RECORD_BYTES, Deployment
@@ -70,15 +71,17 @@ from benchmarks.pricing import (
 from benchmarks.recorder import Call
 from benchmarks.simulation import DDB_READ_S, S3_GET_S, START_MS, io_seconds, sim_time
 from benchmarks.workloads import make_values
-from lakelog import Record, TopicPartition
+from lakelog import Engine, Record, TopicPartition
 from lakelog.client import Consumer
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.log.chain import PRODUCER_EXPIRATION_MS
 from lakelog.service import merge as merge_module
 from lakelog.service.compactor import CompactionSettings, Compactor
 from lakelog.service.gc import DEFAULT_GRACE_MS
+from lakelog.service.merge import Merger
 from lakelog.service.passes import run_topic
 from lakelog.storage.keys import HEAD_SK
+from lakelog.storage.memory import MemoryStorage
 
 __all__ = [
     "BucketState",
@@ -96,6 +99,7 @@ __all__ = [
     "compact_gb_seconds_per_gib",
     "compact_storage_per_gib",
     "gc_scan",
+    "merge_memory",
     "merge_storage_month",
     "merge_units",
     "price_w1",
@@ -261,7 +265,7 @@ class CompactionReport:
     replay_segment_bytes: int
     """Record bytes of each L1 segment of the replay (what a W1 merge step makes)."""
     peak_mib_per_mib: float
-    """Peak resident memory the merge step added, per MiB of records it merged."""
+    """Peak memory a merge step holds per MiB of records it merges (`merge_memory`)."""
     chain_item_bytes: float
     """Average billed size of a W1-like chain item (DynamoDB item size)."""
     entry_bytes: float
@@ -295,30 +299,73 @@ class _InThread:
         return map(function, items)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@contextmanager
-def _peak_rss() -> Iterator[list[int]]:
-    """Sample the resident set every 2 ms; yields a list that holds the peak growth."""
-    base = _rss_bytes()
+def _peak_memory(action: Callable[[], R]) -> tuple[R, int]:
+    """``action()`` and the peak bytes it held: Python's allocations (`tracemalloc`) plus
+    Arrow's memory pool, sampled together every millisecond (and Python's own peak, when
+    larger)."""
+    arrow_base = pa.total_allocated_bytes()
     peak = [0]
     stop = threading.Event()
 
-    def sample() -> None:
-        while not stop.wait(0.002):
-            peak[0] = max(peak[0], _rss_bytes() - base)
+    def held() -> int:
+        return tracemalloc.get_traced_memory()[0] + pa.total_allocated_bytes() - arrow_base
 
+    def sample() -> None:
+        while not stop.wait(0.001):
+            peak[0] = max(peak[0], held() - base)
+
+    tracemalloc.start()
+    base = held()
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        yield peak
+        result = action()
+        python_peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         stop.set()
         thread.join()
-        peak[0] = max(peak[0], _rss_bytes() - base)
+        tracemalloc.stop()
+    return result, max(peak[0], python_peak)
+
+
+def _w1_records(n: int, per_append: int, partitions: int, seed: int) -> list[Record]:
+    """The records of W1-like append ``n``: keyed 1 KiB records, round robin."""
+    values = make_values(per_append, RECORD_BYTES - 16, seed + n)
+    return [
+        Record(
+            key=f"k{n:07d}-{i:05d}".encode()[:16].ljust(16, b"."),
+            value=value,
+            partition=i % partitions,
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+def merge_memory(workload: CompactionWorkload, appends: int = 48) -> float:
+    """Peak bytes a merge step holds per record byte it merges, measured on in-memory
+    storage (no moto, no botocore in the way): ``appends`` W1-like appends a day old,
+    merged in one step by the real `Merger`."""
+    clock = [START_MS]
+    storage = MemoryStorage(clock_ms=lambda: clock[0])
+    engine = Engine(*storage.stores(), clock_ms=lambda: clock[0])
+    topic = "w1.memory"
+    engine.create_topic(topic, partitions=workload.partitions)
+    per_append = workload.records_per_append
+    for n in range(appends):
+        engine.append(topic, _w1_records(n, per_append, workload.partitions, workload.seed))
+    clock[0] += PRODUCER_EXPIRATION_MS + 60_000
+    record = engine.context.current_topic(topic)
+    settings = workload.settings
+    result, peak = _peak_memory(
+        lambda: Merger(engine.context).merge_topic(
+            record,
+            max_items=settings.max_merge_items,
+            target_bytes=settings.target_l1_bytes,
+            now_ms=clock[0],
+            max_bytes=settings.max_merge_bytes,
+        )
+    )
+    return peak / (result.items_merged * per_append * RECORD_BYTES)
 
 
 class _Bench:
@@ -402,15 +449,7 @@ class _Bench:
             self.engine.create_topic(topic, partitions=partitions)
             for n in range(appends):
                 self.at(n * gap_s)
-                values = make_values(per_append, RECORD_BYTES - 16, self.workload.seed + n)
-                records = [
-                    Record(
-                        key=f"k{n:07d}-{i:05d}".encode()[:16].ljust(16, b"."),
-                        value=value,
-                        partition=i % partitions,
-                    )
-                    for i, value in enumerate(values)
-                ]
+                records = _w1_records(n, per_append, partitions, self.workload.seed)
                 self.engine.append(topic, records)
                 total += sum(16 + len(r.value or b"") for r in records)
         return total
@@ -477,13 +516,8 @@ def run_compaction(workload: CompactionWorkload | None = None) -> CompactionRepo
             bench.at(last + grace_s + 60)
             early = bench.run_pass()
             bench.at(last + day_s + 60)
-            with _peak_rss() as peak:
-                merge = bench.run_pass()
+            merge = bench.run_pass()
             chain_item_bytes, entry_bytes = bench.item_sizes()
-            l1_put = sum(
-                c.bytes_sent for t in merge.compact for c in t.calls if c.operation == "PutObject"
-            )
-            peak_per_mib = max(0, peak[0] - l1_put) / record_bytes
             bench.at(last + day_s + grace_s + 120)
             truncate = bench.run_pass()
             bench.at(last + day_s + grace_s + 420)
@@ -492,6 +526,7 @@ def run_compaction(workload: CompactionWorkload | None = None) -> CompactionRepo
             items_after = bench.chain_items(topic)
             fetch_after = bench.replay(topic, 0)
             replay, segment_bytes = _replay(bench, workload, record_bytes)
+        peak_per_mib = merge_memory(workload)
     return CompactionReport(
         workload=workload,
         record_bytes=record_bytes,

@@ -568,8 +568,8 @@ def _compact_rows(report: CompactionReport, memory_mb: int) -> list[Row]:
             f"${express * GIB / report.record_bytes:.6f} (Express duration)",
         ),
         Row(
-            "compactor: compact task CPU ms per MiB merged; peak memory added per MiB; "
-            "memory a W1 step needs",
+            "compactor: compact task CPU ms per MiB merged; peak memory a merge step holds "
+            "per MiB; memory a W1 step needs",
             f"{cpu * 1000 * MIB / report.record_bytes:.1f} ms; "
             f"{report.peak_mib_per_mib:.2f} MiB; {required_memory_mb(report):,.0f} MB "
             f"({workload.settings.max_merge_bytes / MIB:.0f} MiB step) -> "
