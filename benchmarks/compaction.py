@@ -11,16 +11,16 @@ Two topics:
 - **W1-like**: 12 partitions, keyed 1 KiB records, appends of W1's size (1 MiB/s at the
   3 appends a second W1's producer makes over HTTPS: 341 records, about 28 KiB a
   partition), one append every 1/3 s of modeled time. `CompactionWorkload.appends` of
-  them (about a minute of W1; a modeled day is 259,200) fill the chain with L0 flush
-  segments. Then passes run as the state machine runs them (list, compact each topic
-  until done, collect): one before anything is a day old (the steady-state pass that
+  them (48 s of W1; a modeled day is 259,200) fill the chain with L0 flush segments.
+  Then passes run as the state machine runs them (list, compact each topic until done,
+  collect): one before anything is a day old (the steady-state pass that
   merges nothing), the merge pass a day later, the pass a grace period after that
   (truncation of the merged items, gc of their L0 segments), and an idle pass.
   Everything a pass does per item, per object or per GiB is linear in them, so the
   monthly figures scale the measured units (`price_w1`).
 - **Replay**: one partition of 1 MiB appends, merged into L1 segments of the size a W1
-  merge step makes per partition (`CompactionSettings.max_items_per_step` items of W1
-  share a step, about 28 KiB of each partition per item), then read from offset 0 by the
+  merge step makes per partition (`w1_segment_bytes`: its share of the step's
+  `CompactionSettings.max_merge_bytes`), then read from offset 0 by the
   SDK's `Consumer` over HTTPS (the API handler in-process, one warm function) as the cost
   benchmark does it. The replay of a day of one W1 partition (7.03 GiB) is this one
   scaled.
@@ -31,6 +31,8 @@ decoding is counted) stretched by ``1769 / memory`` below a full vCPU, plus the 
 I/O (`benchmarks.simulation.io_seconds`; the merge's GETs overlap `merge.GET_THREADS` at a
 time). The Express execution's duration is its tasks' durations plus
 `STATE_OVERHEAD_S` per Lambda task, billed per started 100 ms at 64 MB (ADR 0013, 5.2).
+A merge step's memory is measured apart, on in-memory storage (`merge_memory`). The
+arithmetic and the results are in ADR 0013, 5.5.
 """
 
 from __future__ import annotations
@@ -117,17 +119,15 @@ W1_APPENDS_PER_S: Final = 3.0
 """W1's appends a second over HTTPS (the cost benchmark's S3 PUTs: 7.78 M a month)."""
 W1_MIB_PER_S: Final = 1.0
 W1_PARTITIONS: Final = 12
-PASSES_PER_MONTH: Final = MONTH_S // 300
-"""Passes a month at one every 5 minutes (8,640)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CompactionWorkload:
-    """Sizes of the compactor benchmark (the defaults take about 20 s on two cores)."""
+    """Sizes of the compactor benchmark (the defaults take about 30 s on two cores)."""
 
     partitions: int = W1_PARTITIONS
     appends: int = 144
-    """L0 flush segments of the W1-like topic (a minute of W1)."""
+    """L0 flush segments of the W1-like topic (48 s of W1)."""
     records_per_append: int = round(W1_MIB_PER_S * _MIB / RECORD_BYTES / W1_APPENDS_PER_S)
     replay_appends: int = 86
     """1 MiB appends of the replay's one partition."""
