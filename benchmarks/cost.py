@@ -83,6 +83,7 @@ __all__ = [
     "LOG_BYTES_PER_REQUEST",
     "CostReport",
     "CostWorkload",
+    "Deployment",
     "MonthlyCost",
     "WorkloadResult",
     "WorkloadSpec",
@@ -239,7 +240,7 @@ class CostReport:
     wru_per_append: dict[int, float] = field(default_factory=dict)
 
 
-class _Run:
+class Deployment:
     """One deployment on moto, the run's clock, and the transports of its clients."""
 
     def __init__(self, seed: int) -> None:
@@ -307,7 +308,7 @@ def _quiet(producer: Producer, transport: MeteredTransport, clock: SimClock) -> 
 class _Simulation:
     """The SDK clients of one workload, driven step by step in simulated time."""
 
-    def __init__(self, spec: WorkloadSpec, run: _Run, seed: int) -> None:
+    def __init__(self, spec: WorkloadSpec, run: Deployment, seed: int) -> None:
         self.spec = spec
         self.clock = run.clock
         self.topic = "cost.topic"
@@ -486,7 +487,7 @@ def run_workload(spec: WorkloadSpec, seed: int) -> WorkloadResult:
     at the measured cost per record read; the row says by how much.
     """
     with mock_aws():
-        run = _Run(seed)
+        run = Deployment(seed)
         with sim_time(run.clock), run.account.excluding_moto(), run.account.excluding_gc():
             latencies, produced, _ = _Simulation(spec, run, seed).run()
         begin = spec.idle_start + spec.warmup
@@ -525,7 +526,7 @@ def measure_wru_per_append(partitions: Sequence[int], seed: int) -> dict[int, fl
     """
     result: dict[int, float] = {}
     with mock_aws():
-        run = _Run(seed)
+        run = Deployment(seed)
         pool = _records(100, seed)
         for count in partitions:
             engine = run.engine()

@@ -72,6 +72,10 @@ __all__ = [
     "DYNAMODB_READ_UNIT",
     "DYNAMODB_STORAGE_GB_MONTH",
     "DYNAMODB_WRITE_UNIT",
+    "EXPRESS_BILLED_GB",
+    "EXPRESS_BILLED_INCREMENT_S",
+    "EXPRESS_GB_SECOND",
+    "EXPRESS_REQUEST",
     "GIB",
     "HOURS_PER_MONTH",
     "KINESIS_EXTENDED_RETENTION_GB_MONTH",
@@ -80,6 +84,7 @@ __all__ = [
     "KINESIS_RECORD_UNIT_BYTES",
     "KINESIS_STREAM_HOUR",
     "LAMBDA_ARM_GB_SECOND",
+    "LAMBDA_FULL_VCPU_MB",
     "LAMBDA_REQUEST",
     "LOGS_INGESTED_GB",
     "MONTH_S",
@@ -97,7 +102,9 @@ __all__ = [
     "api_gateway_requests",
     "cost_per_gib",
     "cost_per_operation",
+    "express_execution_cost",
     "kinesis_on_demand_month",
+    "lambda_duration",
     "lambda_gb_seconds",
     "lambda_request_cost",
     "msk_serverless_month",
@@ -379,3 +386,57 @@ def msk_serverless_month(shape: StreamShape) -> float:
         + written * shape.readers * MSK_GB_OUT
         + shape.stored_gib() * MSK_STORAGE_GB_MONTH
     )
+
+
+# Step Functions Express and the compactor's Lambda tasks ---------------------------------
+EXPRESS_REQUEST: Final = 1.00 / 1_000_000
+"""One Step Functions Express execution (request), us-east-1."""
+EXPRESS_GB_SECOND: Final = 0.00001667
+"""Express duration, first 1,000 GB-hours a month ($0.06 per GB-hour)."""
+EXPRESS_BILLED_GB: Final = 0.0625
+"""Memory an Express execution is billed for: 64 MB chunks, about 51 MB used (ADR 0013, 5.2)."""
+EXPRESS_BILLED_INCREMENT_S: Final = 0.1
+"""Express duration is billed per started 100 ms."""
+LAMBDA_FULL_VCPU_MB: Final = 1769
+"""Memory at which a Lambda function gets one full vCPU; below it, CPU time stretches."""
+
+
+def express_execution_cost(duration_seconds: float) -> float:
+    """USD of one Express execution: the request plus its billed duration at 64 MB.
+
+    Parameters
+    ----------
+    duration_seconds
+        The execution's duration; billed rounded up to the next 100 ms.
+
+    Returns
+    -------
+    float
+        `EXPRESS_REQUEST` plus `EXPRESS_GB_SECOND` times `EXPRESS_BILLED_GB` times the
+        billed seconds.
+    """
+    increments = math.ceil(round(duration_seconds / EXPRESS_BILLED_INCREMENT_S, 9))
+    billed = increments * EXPRESS_BILLED_INCREMENT_S
+    return EXPRESS_REQUEST + EXPRESS_GB_SECOND * EXPRESS_BILLED_GB * billed
+
+
+def lambda_duration(cpu_seconds: float, io_seconds: float, memory_mb: int) -> float:
+    """Duration of a Lambda task whose CPU was measured on a full core.
+
+    Parameters
+    ----------
+    cpu_seconds
+        CPU the task used (one core).
+    io_seconds
+        Time it waits for S3 and DynamoDB.
+    memory_mb
+        Configured memory: below `LAMBDA_FULL_VCPU_MB` the function gets that fraction of
+        a vCPU, so its CPU time stretches by ``1769 / memory_mb``; above it, a
+        single-threaded task gets no faster.
+
+    Returns
+    -------
+    float
+        ``cpu_seconds * max(1, 1769 / memory_mb) + io_seconds``.
+    """
+    return cpu_seconds * max(1.0, LAMBDA_FULL_VCPU_MB / memory_mb) + io_seconds

@@ -8,12 +8,36 @@ be if reply bytes were metered too (`benchmarks.pricing`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from benchmarks.api import ApiReport, RouteReport
+from benchmarks.compaction import (
+    BucketState,
+    CompactionReport,
+    ReplayReport,
+    W1Compaction,
+    W1Shape,
+    choose_memory,
+    compact_gb_seconds_per_gib,
+    compact_storage_per_gib,
+    price_w1,
+    replay_day,
+    required_memory_mb,
+    w1_segment_bytes,
+)
 from benchmarks.cost import CostReport, WorkloadResult
-from benchmarks.pricing import ApiCost, api_cost_per_gib, api_gateway_requests, cost_per_gib
+from benchmarks.pricing import (
+    EXPRESS_REQUEST,
+    GIB,
+    LAMBDA_ARM_GB_SECOND,
+    ApiCost,
+    api_cost_per_gib,
+    api_gateway_requests,
+    cost_per_gib,
+    express_execution_cost,
+    lambda_request_cost,
+)
 from benchmarks.recorder import Usage
 from benchmarks.sdk import SdkReport
 from benchmarks.startup import StartupReport
@@ -26,6 +50,8 @@ __all__ = [
     "WRITE_TARGET_USD",
     "Row",
     "build_rows",
+    "compaction_rows",
+    "compaction_verdict",
     "cost_rows",
     "cost_verdict",
     "render",
@@ -469,3 +495,168 @@ def cost_verdict(rows: Sequence[Row]) -> str:
     line = verdict(rows).replace("Targets met", "Cost targets met")
     missed = any(row.met is False for row in rows)
     return f"{line} Why: {COST_MISS_REASON}." if missed else line
+
+
+# The compactor ---------------------------------------------------------------------------
+COMPACTION_SHARE_TARGET: Final = 0.10
+"""What the compactor running every 5 minutes may add to W1's monthly cost."""
+REPLAY_MIB_PER_GET_TARGET: Final = 32.0
+"""Record MiB a replay of merged data reads per S3 GET, on average."""
+ADR_TOPICS: Final = 1000
+"""ADR 0013 5.2's deployment: 1,000 topics, every one needing a step every pass."""
+ADR_TASK_S: Final = 0.3
+ADR_MEMORY_MB: Final = 1769
+COMPACTION_MISS_REASON: Final = (
+    "every pass's collect lists every segment and reads every chain item and L1 entry of "
+    "the topic (gc's reference set, ADR 0013 3.3), and in W1 there are always L0 segments "
+    "past the grace period, so each of the 8,640 passes a month scans about 290,000 objects "
+    "and 800,000 items. The merge and truncation themselves stay under 10 % (next row): "
+    "gc's full scan on its own daily schedule, with the truncation deleting the L0 "
+    "segments of the items it deletes, is the fix (not built)"
+)
+
+
+def _bucket(state: BucketState) -> str:
+    objects = state.l0_objects + state.l1_objects
+    size = (state.l0_bytes + state.l1_bytes) / MIB
+    return (
+        f"{objects:,} objects, {size:.1f} MiB (L0 {state.l0_objects:,} / "
+        f"{state.l0_bytes / MIB:.1f} MiB, L1 {state.l1_objects:,} / "
+        f"{state.l1_bytes / MIB:.1f} MiB)"
+    )
+
+
+def _per_gib(report: CompactionReport, count: float) -> str:
+    return _number(count * GIB / report.record_bytes)
+
+
+def _compact_rows(report: CompactionReport, memory_mb: int) -> list[Row]:
+    """Objects before and after, and what the merge and truncation cost per GiB."""
+    workload = report.workload
+    tasks = (*report.merge.compact, *report.truncate.compact)
+    calls = [c for task in tasks for c in task.calls]
+    count = {op: sum(1 for c in calls if c.operation == op) for op in ("GetObject", "PutObject")}
+    wru = sum(c.write_units for c in calls)
+    rru = sum(c.read_units for c in calls)
+    cpu = sum(task.cpu_s for task in tasks)
+    append_bytes = report.record_bytes / workload.appends
+    here = report.record_bytes / workload.partitions / MIB
+    w1 = w1_segment_bytes(workload.settings, append_bytes, W1Shape().partitions) / MIB
+    express = sum(
+        express_execution_cost(p.execution_s(memory_mb)) - EXPRESS_REQUEST
+        for p in (report.merge, report.truncate)
+    )
+    return [
+        Row(
+            f"compactor: bucket before / after the merge ({workload.partitions} partitions, "
+            f"{workload.appends} W1-sized appends, {report.record_bytes / MIB:.0f} MiB; "
+            f"chain items {report.chain_items_before} / {report.chain_items_after})",
+            f"{_bucket(report.before)} / {_bucket(report.after)}",
+        ),
+        Row(
+            "compactor: compact tasks (merge, then truncation), AWS calls per GiB merged "
+            f"(this scale: L1 segments of {here:.0f} MiB, a W1 step's {w1:.0f} MiB)",
+            f"S3 GET {_per_gib(report, count['GetObject'])}, PUT "
+            f"{_per_gib(report, count['PutObject'])}; DynamoDB WRU "
+            f"{_per_gib(report, wru)} / RRU {_per_gib(report, rru)}",
+        ),
+        Row(
+            f"compactor: $ per GiB merged: S3 + DynamoDB + Lambda {memory_mb} MB + Express "
+            "(this scale)",
+            f"${compact_storage_per_gib(report):.5f} + "
+            f"${compact_gb_seconds_per_gib(report, memory_mb) * LAMBDA_ARM_GB_SECOND:.5f} + "
+            f"${express * GIB / report.record_bytes:.6f} (Express duration)",
+        ),
+        Row(
+            "compactor: compact task CPU ms per MiB merged; peak memory a merge step holds "
+            "per MiB; memory a W1 step needs",
+            f"{cpu * 1000 * MIB / report.record_bytes:.1f} ms; "
+            f"{report.peak_mib_per_mib:.2f} MiB; {required_memory_mb(report):,.0f} MB "
+            f"({workload.settings.max_merge_bytes / MIB:.0f} MiB step) -> "
+            f"{memory_mb} MB chosen, "
+            f"{compact_gb_seconds_per_gib(report, memory_mb):.0f} GB-s per GiB",
+        ),
+    ]
+
+
+def _fetch_row(label: str, replay: ReplayReport, *, judged: bool) -> Row:
+    dollars = replay.per_gib(replay.storage_cost)
+    measured = (
+        f"{replay.per_gib(replay.gets):,.0f} / {replay.per_gib(replay.read_units):,.0f}, "
+        f"${dollars:.5f} ({replay.record_bytes_per_get / MIB:.2f} MiB of records per GET)"
+    )
+    metric = (
+        f"fetch of one partition from offset 0, {label}: S3 GETs / RRU per GiB, "
+        "$ per GiB (S3 + DynamoDB)"
+    )
+    if not judged:
+        return Row(metric, measured)
+    return Row(metric, measured, f"≤ ${READ_TARGET_USD:g}", dollars <= READ_TARGET_USD)
+
+
+def _w1_parts(cost: W1Compaction) -> str:
+    return (
+        f"merge S3 + DynamoDB {_usd(cost.merge_storage)}, compact Lambda "
+        f"{_usd(cost.merge_lambda)}, gc scans {_usd(cost.gc_storage)}, list queries "
+        f"{_usd(cost.list_storage)}, list + collect Lambda {_usd(cost.pass_lambda)}, Express "
+        f"{_usd(cost.express)}, storage {_usd(cost.storage_change)}"
+    )
+
+
+def compaction_rows(report: CompactionReport, w1_total: float) -> list[Row]:
+    """The compactor benchmark's rows (`benchmarks.compaction`), W1 priced at ``w1_total``
+    a month without it."""
+    memory_mb = choose_memory(report)
+    shape = W1Shape()
+    added = price_w1(report, memory_mb, shape)
+    daily = price_w1(report, memory_mb, replace(shape, gc_scans_per_month=30))
+    day = replay_day(report, shape)
+    share = added.total / w1_total
+    steps = report.truncate.compact
+    small_s = steps[0].duration_s(memory_mb) if steps else 0.0
+    passes = shape.passes_per_month
+    adr = ADR_TOPICS * passes * lambda_request_cost(ADR_TASK_S, ADR_MEMORY_MB)
+    measured = ADR_TOPICS * passes * lambda_request_cost(small_s, memory_mb)
+    usage = added.usage
+    return [
+        *_compact_rows(report, memory_mb),
+        _fetch_row("before the merge (L0)", report.fetch_before, judged=False),
+        _fetch_row("after the merge (L1)", report.fetch_after, judged=True),
+        Row(
+            f"replay of one day of one W1 partition after the merge ({day.record_gib:.2f} "
+            "GiB, SDK over HTTPS, one warm function): S3 GETs, API requests, Queries, modeled "
+            "time; record MiB (S3 MiB) per GET",
+            f"{day.gets:,.0f}, {day.api_requests:,.0f}, {day.queries:,.0f}, "
+            f"{day.modeled_s:,.0f} s; {day.record_mib_per_get:.1f} "
+            f"({day.s3_mib_per_get:.1f}) MiB per GET",
+            f"≥ {REPLAY_MIB_PER_GET_TARGET:g} MiB of records per GET",
+            day.record_mib_per_get >= REPLAY_MIB_PER_GET_TARGET,
+        ),
+        Row(
+            "W1 with the compactor every 5 minutes: $/month added (as built)",
+            f"{_usd(added.total)} = {_w1_parts(added)}; W1 {_usd(w1_total)} -> "
+            f"{_usd(w1_total + added.total)} (+{share:.1%}); gc reads "
+            f"{usage['gc_objects']:,.0f} objects and {usage['gc_items']:,.0f} items a pass "
+            f"({usage['gc_scan_s']:.0f} s)",
+            f"≤ +{COMPACTION_SHARE_TARGET:.0%} of W1 = {_usd(w1_total * COMPACTION_SHARE_TARGET)}",
+            share <= COMPACTION_SHARE_TARGET,
+        ),
+        Row(
+            "W1 with the compactor, if gc's full scan ran once a day and the truncation "
+            "deleted its items' L0 segments (not built)",
+            f"{_usd(daily.total)} = {_w1_parts(daily)} (+{daily.total / w1_total:.1%})",
+        ),
+        Row(
+            f"{ADR_TOPICS:,} topics each needing one small step every pass (ADR 0013 5.2's "
+            "worst case): compact task Lambda $/month",
+            f"{_usd(measured)} at {memory_mb} MB x {small_s * 1000:.0f} ms measured "
+            f"(ADR's estimate {_usd(adr)} at {ADR_MEMORY_MB} MB x {ADR_TASK_S * 1000:.0f} ms)",
+        ),
+    ]
+
+
+def compaction_verdict(rows: Sequence[Row]) -> str:
+    """The compactor's own count of targets met, with the reason the missed ones are."""
+    line = verdict(rows).replace("Targets met", "Compactor targets met")
+    missed = any(row.met is False for row in rows)
+    return f"{line} Why: {COMPACTION_MISS_REASON}." if missed else line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +19,17 @@ import boto3
 from moto import mock_aws
 
 from benchmarks.api import ApiWorkload, run_api
-from benchmarks.cost import CostWorkload, run_cost
-from benchmarks.report import build_rows, cost_rows, cost_verdict, render, verdict
+from benchmarks.compaction import CompactionWorkload, run_compaction
+from benchmarks.cost import CostWorkload, WorkloadResult, run_cost
+from benchmarks.report import (
+    build_rows,
+    compaction_rows,
+    compaction_verdict,
+    cost_rows,
+    cost_verdict,
+    render,
+    verdict,
+)
 from benchmarks.sdk import SdkWorkload, run_sdk
 from benchmarks.startup import StartupWorkload, run_startup
 from benchmarks.workloads import (
@@ -71,6 +81,7 @@ def run(
     sdk_workload: SdkWorkload | None = None,
     startup_workload: StartupWorkload | None = None,
     cost_workload: CostWorkload | None = None,
+    compaction_workload: CompactionWorkload | None = None,
 ) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
@@ -86,12 +97,15 @@ def run(
         Runs of the start-up workload (`StartupWorkload` defaults when None).
     cost_workload
         The named workloads W1-W4 (`CostWorkload` defaults when None).
+    compaction_workload
+        The compactor's topics (`CompactionWorkload` defaults when None).
 
     Returns
     -------
     str
         The Markdown table followed by a line saying which targets were met, then the
-        monthly cost table of the named workloads and its own count of targets met.
+        monthly cost table of the named workloads and its own count of targets met, then
+        the compactor's table and count.
     """
     _use_fake_credentials()
     # First, in a process that holds nothing else yet, like a fresh Lambda.
@@ -120,12 +134,25 @@ def run(
         sdk,
         startup,
     )
-    cost = cost_rows(run_cost(cost_workload, sys.stderr.write))
+    cost_report = run_cost(cost_workload, sys.stderr.write)
+    cost = cost_rows(cost_report)
+    started = time.monotonic()
+    compaction = compaction_rows(
+        run_compaction(compaction_workload), _w1_total(cost_report.results)
+    )
+    sys.stderr.write(f"compactor workload: {time.monotonic() - started:.1f} s\n")
     return (
         f"{render(rows)}\n\n{verdict(rows)}\n\n"
         f"### A month of each named workload (us-east-1 list prices)\n\n"
-        f"{render(cost)}\n\n{cost_verdict(cost)}\n"
+        f"{render(cost)}\n\n{cost_verdict(cost)}\n\n"
+        f"### The compactor (W1-like topic on moto, scaled to a month of W1)\n\n"
+        f"{render(compaction)}\n\n{compaction_verdict(compaction)}\n"
     )
+
+
+def _w1_total(results: Sequence[WorkloadResult]) -> float:
+    """W1's monthly cost as the cost benchmark measured it."""
+    return next(result.cost.total for result in results if result.spec.name == "W1")
 
 
 def update_readme(text: str, readme: Path = README_PATH) -> bool:

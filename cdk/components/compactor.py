@@ -93,6 +93,7 @@ class Compactor(Construct):
                 handler=handler,
                 description=f"lakelog compactor task: {task}",
                 timeout_seconds=TASK_TIMEOUT_SECONDS,
+                memory_mb=1536 if task == "compact" else None,  # a 512 MiB merge step: ADR 0013 5.5
             )
             for task, handler in COMPACTOR_HANDLERS.items()
         }

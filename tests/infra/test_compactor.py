@@ -254,3 +254,16 @@ def test_the_backlog_threshold_follows_the_environment_settings() -> None:
 
     assert l0_backlog_threshold_seconds(prod) == 3600 + 3 * 5 * 60
     assert l0_backlog_threshold_seconds(patient) == 3600 + 12 * 5 * 60
+
+
+def test_the_compact_task_has_the_memory_of_a_merge_step_in_every_environment(
+    env_stack: Synthesized,
+) -> None:
+    # A 512 MiB merge step needs about 900 MB (ADR 0013 5.5), whatever the environment's
+    # default; the other tasks keep the default
+    functions = env_stack.resources("AWS::Lambda::Function")
+    ids = task_functions(env_stack)
+    assert functions[ids["compact"]]["Properties"]["MemorySize"] == 1536
+    for task in ("list", "collect"):
+        memory = functions[ids[task]]["Properties"]["MemorySize"]
+        assert memory == env_stack.config.function_memory_mb

@@ -633,46 +633,121 @@ def test_a_replay_of_merged_records_gets_each_small_l1_segment_once(
     assert sorted(l1_gets) == sorted({e.segment_key for e in entries(reader, topic_name)})
 
 
-def test_a_replay_of_a_large_l1_segment_reads_ahead_and_its_footer_once(
-    make: Callable[[], Engine],
-    clock: Clock,
-    topic_name: str,
-    backend: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given 640 KiB of incompressible records of one partition merged into one L1 segment
-    # of 32 KiB row groups
-    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 32 << 10)
+def _one_l1_segment(
+    make: Callable[[], Engine], clock: Clock, topic: str, value_bytes: int, seed: int
+) -> tuple[list[StoredRecord], str]:
+    """40 incompressible records of ``value_bytes`` in partition 0, a day old, merged into
+    one L1 segment: the records as read before the merge, and the segment's key."""
     engine = make()
-    engine.create_topic(topic_name, partitions=PARTITIONS)
-    noise = random.Random(7)
+    engine.create_topic(topic, partitions=PARTITIONS)
+    noise = random.Random(seed)
     for i in range(40):
         engine.append(
-            topic_name, [Record(value=noise.randbytes(16 << 10), partition=0, key=b"%d" % i)]
+            topic, [Record(value=noise.randbytes(value_bytes), partition=0, key=b"%d" % i)]
         )
     clock.ms += DAY_MS + 1
-    engine.append(topic_name, [Record(value=b"young", partition=1)])
-    expected = read_all(make(), topic_name)
-    merge_all(engine, topic_name, clock.ms, max_items=100, target_bytes=64 << 20)
-    (segment,) = {e.segment_key for e in entries(engine, topic_name)}
-    monkeypatch.setattr(fetch_module, "L1_READ_AHEAD", 128 << 10)
+    engine.append(topic, [Record(value=b"young", partition=1)])
+    expected = read_all(make(), topic)
+    merge_all(engine, topic, clock.ms, max_items=100, target_bytes=64 << 20)
+    (segment,) = {e.segment_key for e in entries(engine, topic)}
+    return expected[0], segment
 
-    # When a reader replays it 20 KiB at a time
+
+def _replayed(
+    make: Callable[[], Engine],
+    clock: Clock,
+    topic: str,
+    backend: Any,
+    sizes: tuple[int, int, int, int],
+) -> tuple[list[StoredRecord], list[StoredRecord], list[tuple[int, int]], Engine, str]:
+    """`_one_l1_segment` of records of ``value_bytes``, replayed by a fresh reader
+    ``fetch_bytes`` a fetch: the records expected and read, the segment's GETs, the reader
+    and the segment's key. ``sizes`` is (value_bytes, row group bytes, read ahead,
+    fetch_bytes), as the ``replay_sizes`` fixture patched them."""
+    value_bytes, _group, _read_ahead, fetch_bytes = sizes
+    expected, segment = _one_l1_segment(make, clock, topic, value_bytes, seed=value_bytes)
     reader, counting = _counting_reader(backend, clock)
-    records, offset, cursor = [], 0, None
+    records: list[StoredRecord] = []
+    offset, cursor = 0, None
     while offset < 40:
-        result = reader.fetch(topic_name, 0, offset, max_bytes=20 << 10, cursor=cursor)
+        result = reader.fetch(topic, 0, offset, max_bytes=fetch_bytes, cursor=cursor)
         records.extend(result.records)
         offset, cursor = result.next_offset, result.cursor
+    gets = [(start, end) for key, start, end in counting.gets if key == segment]
+    return expected, records, gets, reader, segment
+
+
+@pytest.fixture
+def replay_sizes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The sizes of `_replayed`, with the row group size and the read ahead patched."""
+    sizes: tuple[int, int, int, int] = request.param
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", sizes[1])
+    monkeypatch.setattr(fetch_module, "L1_READ_AHEAD", sizes[2])
+    return sizes
+
+
+@pytest.mark.parametrize("replay_sizes", [(16 << 10, 32 << 10, 128 << 10, 20 << 10)], indirect=True)
+def test_a_replay_of_a_large_l1_segment_reads_ahead_and_its_footer_once(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, backend: Any, replay_sizes: Any
+) -> None:
+    # Given 640 KiB of incompressible records of one partition merged into one L1 segment
+    # of 32 KiB row groups, when a reader replays it 20 KiB at a time with 128 KiB ahead
+    expected, records, gets, _, _ = _replayed(make, clock, topic_name, backend, replay_sizes)
 
     # Then it reads the same records with one GET per 128 KiB read ahead (3 whole row
     # groups of the 20 once the footer is known), plus the footer once
-    assert records == expected[0]
-    gets = [(start, end) for key, start, end in counting.gets if key == segment]
+    assert records == expected
     footers = [span for span in gets if span[1] - span[0] < 16 << 10]
     assert len(footers) == 1
     assert len(gets) <= 1 + 1 + 6
     assert all(end - start <= 128 << 10 for start, end in gets)
+
+
+@pytest.mark.parametrize("replay_sizes", [(64 << 10, 128 << 10, 2 << 20, 256 << 10)], indirect=True)
+def test_a_replay_takes_the_rest_of_an_l1_segment_with_its_read_ahead_when_little_is_left(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, backend: Any, replay_sizes: Any
+) -> None:
+    # Given 2.5 MiB of incompressible records of one partition merged into one L1 segment
+    # of 128 KiB row groups, when a reader replays it 256 KiB at a time with 2 MiB ahead
+    # (the rest after it, about 0.5 MiB, is less than half of it)
+    expected, records, gets, reader, segment = _replayed(
+        make, clock, topic_name, backend, replay_sizes
+    )
+
+    # Then one GET reads the whole segment, footer included, instead of 2 MiB, the footer
+    # and a small last GET
+    assert records == expected
+    footer = reader.context.caches.segments.get(segment)
+    assert footer is not None
+    assert len(gets) == 1
+    assert gets[0][1] == footer.size
+
+
+def test_a_merge_step_stops_at_max_bytes_and_the_next_steps_merge_the_rest(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a topic of 24 day-old appends and a young one
+    engine, expected = day_old_topic(make, clock, topic_name, young=1)
+    record = topic_of(engine, topic_name)
+    merger = Merger(engine.context)
+    start = meta_of(engine, topic_name).chain_start
+
+    # When a merge step may take 1,000 items but only 200 bytes of batches
+    first = merger.merge_topic(
+        record, max_items=1000, target_bytes=1 << 20, now_ms=clock.ms, max_bytes=200
+    )
+
+    # Then it takes the items whose batches fit (one at least), says it is not done, and
+    # the steps after it merge the rest; every record reads the same
+    assert 1 <= first.items_merged < 24
+    assert first.bytes_merged <= 200 or first.items_merged == 1
+    assert not first.done
+    rest = merge_all(engine, topic_name, clock.ms, max_items=1000, target_bytes=1 << 20)
+    found = engine.context.ledger.read_tail(record.topic_id)
+    assert found is not None
+    assert meta_of(engine, topic_name).chain_start == found[0].seq  # all but the tail
+    assert sum(step.items_merged for step in [first, *rest]) == found[0].seq - start
+    assert read_all(make(), topic_name) == expected
 
 
 def test_a_merge_moving_the_chain_start_during_a_fetch_across_levels_loses_no_budget(

@@ -41,10 +41,17 @@ class CompactionSettings:
     """How much one step may do, and the merge's target size."""
 
     max_items_per_step: int = 1_000
-    """Chain items one `compact_topic` call reads, and L1 entries it expires or deletes, at
-    most (besides one Query of L1 entries per partition with an L1 end)."""
+    """Chain items one `compact_topic` call's retention walk and truncation read, and L1
+    entries it expires or deletes, at most (besides one Query of L1 entries per partition
+    with an L1 end; its merge: `max_merge_items`)."""
     target_l1_bytes: int = 64 << 20
     """Size an L1 segment is merged up to (or a partition's whole tail if smaller)."""
+    max_merge_items: int = 4_000
+    """Chain items one merge step takes at most (one Query: fewer when they fill 1 MB)."""
+    max_merge_bytes: int = 512 << 20
+    """Record bytes one merge step takes at most: the step holds them in memory, and a
+    partition's L1 segments are cut from its share of them, so this over the partitions
+    written is the L1 segment size (W1: 12 partitions, about 43 MiB; ADR 0013, 5.5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +326,10 @@ class Compactor:
             return step
         merged = self._merger.merge_topic(
             topic,
-            max_items=self._settings.max_items_per_step,
+            max_items=self._settings.max_merge_items,
             target_bytes=self._settings.target_l1_bytes,
             now_ms=self._ctx.clock_ms(),
+            max_bytes=self._settings.max_merge_bytes,
             dry_run=dry_run,
             planned_chain_start=step.chain_start,
         )

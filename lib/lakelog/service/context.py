@@ -191,8 +191,10 @@ class SegmentReaderCache:
                 self._readers.popitem(last=False)
 
 
-SEGMENT_BYTES_CACHED: Final = 32 << 20
-"""Bytes of recently read segment ranges a process keeps (`SegmentBytesCache`)."""
+SEGMENT_BYTES_CACHED: Final = 64 << 20
+"""Bytes of recently read segment ranges a process keeps (`SegmentBytesCache`): more than
+the largest L1 read ahead (1.5 times `lakelog.service.fetch.L1_READ_AHEAD`), which a range
+larger than the cache would not be kept for the next fetch."""
 
 
 class SegmentBytesCache:

@@ -82,9 +82,12 @@ MAX_QUERY_ROUNDS = 8
 """Queries one fetch makes per topic before it answers with what it has."""
 L1_QUERY_ENTRIES = 10
 """L1 entries one Query asks for (ADR 0012, 1.5 step 1)."""
-L1_READ_AHEAD = 8 << 20
+L1_READ_AHEAD = 32 << 20
 """Bytes of an L1 segment one GET reads at least (or to the footer): kept in the process's
-segment bytes cache, they serve a replay's next fetches without another GET."""
+segment bytes cache, they serve a replay's next fetches without another GET. A GET whose
+rest of the segment would be less than half of this takes the rest too (at most 1.5 times
+this), so a replay never ends a segment with a small GET: a 64 MiB (records) L1 segment
+compressed to up to 48 MiB is one GET (the compactor benchmark's replay row)."""
 L1_START = 0
 """The start seq of a position below its partition's L1 end: read from the L1 entries.
 Never a chain item's start (seq 0 is genesis, which holds no records)."""
@@ -814,11 +817,14 @@ class Fetcher:
     ) -> bytes:
         """Bytes of an L1 segment from ``first``, through ``last`` and `L1_READ_AHEAD` on:
         whole row groups once the footer is known (so the next read starts where this one
-        ends), to the footer when it is near."""
+        ends); to the footer when less than half of `L1_READ_AHEAD` would be left; the
+        footer too when it is near."""
         ahead = max(last, first + L1_READ_AHEAD)
         end = min(
             footer_offset, ahead if reader is None else reader.read_ahead_end(first, last, ahead)
         )
+        if footer_offset - end < L1_READ_AHEAD // 2:
+            end = footer_offset  # the rest, rather than a small GET of its own later
         if reader is None and size - end <= SINGLE_GET_SLACK:
             end = size  # the footer comes along
         return self._segment_range(key, first, end)

@@ -145,18 +145,21 @@ class Merger:
         max_items: int,
         target_bytes: int,
         now_ms: int,
+        max_bytes: int | None = None,
         dry_run: bool = False,
         planned_chain_start: int | None = None,
     ) -> MergeResult:
         """Merge at most ``max_items`` of the topic's oldest chain items into L1.
 
         Items qualify while every one is older than `PRODUCER_EXPIRATION_MS` at
-        ``now_ms``; the chain's last item always stays. Each partition's records become L1
-        segments of about ``target_bytes`` record bytes (the partition's whole share if
-        smaller). Records keep their offsets, timestamps, keys, values and headers byte
-        for byte. ``dry_run`` reads the ledger only and writes nothing; with
-        ``planned_chain_start`` it plans from there, where the step's truncation would have
-        moved the chain start.
+        ``now_ms``; the chain's last item always stays. With ``max_bytes``, the step also
+        stops before the item that would take its batches' bytes past it (it takes one
+        item at least): the step holds every record it merges in memory. Each
+        partition's records become L1 segments of about ``target_bytes`` record bytes
+        (the partition's whole share if smaller). Records keep their offsets,
+        timestamps, keys, values and headers byte for byte. ``dry_run`` reads the ledger
+        only and writes nothing; with ``planned_chain_start`` it plans from there, where
+        the step's truncation would have moved the chain start.
         """
         if max_items < 1 or target_bytes < 1:
             raise ValueError("max_items and target_bytes must be positive")
@@ -168,8 +171,9 @@ class Merger:
         if dry_run and planned_chain_start is not None:
             meta = replace(meta, chain_start=max(meta.chain_start, planned_chain_start))
         page, _ = ledger.query(topic.topic_id, meta.chain_start, max_items)
-        ready = _ready(page, meta, tail, now_ms)
-        plan = _plan(topic, meta, tail, ready, full=len(ready) == max_items)
+        due = _ready(page, meta, tail, now_ms)
+        ready = _within(due, max_bytes)
+        plan = _plan(topic, meta, tail, ready, full=len(due) == max_items or ready != due)
         if dry_run or not ready:
             return replace(plan, chain_start=meta.chain_start)
         written, entries = self._write_l1(topic, meta, ready, target_bytes)
@@ -344,7 +348,7 @@ class Merger:
 
 
 def _ready(page: list[ChainItem], meta: ChainMeta, tail: ChainItem, now_ms: int) -> list[ChainItem]:
-    """The items of ``page`` to merge: a run from the chain start, each older than
+    """The items of ``page`` due to merge: a run from the chain start, each older than
     `PRODUCER_EXPIRATION_MS` at ``now_ms``, the chain's last item excluded."""
     candidates = [item for item in page if item.seq >= meta.chain_start]
     run = chain_run(candidates, meta.chain_start, range(len(tail.snapshot)))
@@ -355,6 +359,23 @@ def _ready(page: list[ChainItem], meta: ChainMeta, tail: ChainItem, now_ms: int)
             break
         ready.append(item)
     return ready
+
+
+def _within(items: list[ChainItem], max_bytes: int | None) -> list[ChainItem]:
+    """The first of ``items`` whose batches hold at most ``max_bytes`` (one at least)."""
+    if max_bytes is None:
+        return items
+    taken = 0
+    for count, item in enumerate(items):
+        taken += _byte_length([item])
+        if count and taken > max_bytes:
+            return items[:count]
+    return items
+
+
+def _byte_length(items: Sequence[ChainItem]) -> int:
+    """Bytes of the items' batches."""
+    return sum(batch.byte_length for item in items for batch in item.batches)
 
 
 def _plan(
@@ -379,7 +400,7 @@ def _plan(
         if last.mark(p).high_watermark > _at(meta.l1_end, p)
     }
     segments = {item.segment_id for item in ready if item.segment_id is not None}
-    merged_bytes = sum(batch.byte_length for item in ready for batch in item.batches)
+    merged_bytes = _byte_length(ready)
     action = (
         f"merge chain items {meta.chain_start}..{last.seq} ({len(segments)} L0 segments, "
         f"{merged_bytes} bytes) into L1; L1 end "
