@@ -136,7 +136,9 @@ def test_l0_backlog_age_is_how_long_the_oldest_mergeable_item_waited(
         engine.append(TOPIC, [Record(value=value)])
         clock.ms += 3600_000
     clock.ms = start_ms + DAY_MS + 3 * 3600_000
-    compactor = Compactor(engine.context, engine.gc, CompactionSettings(max_items_per_step=1, max_merge_items=1))
+    compactor = Compactor(
+        engine.context, engine.gc, CompactionSettings(max_items_per_step=1, max_merge_items=1)
+    )
 
     # When a step merges the first: the second has waited two hours past its eligibility
     merged = compactor.compact_topic(TOPIC)
