@@ -40,8 +40,8 @@ Rows of a row group are the records of one batch in offset order: the record at 
 of the row group a chain item's batch (L0) has offset ``base_offset + i``. In L1 the
 ``offset`` column gives each row's offset, ascending through the segment: dense as the
 merge writes them, with gaps once key compaction dropped records (ADR 0013, 6), so L1
-readers take offsets from that column. File key-value metadata: ``lakelog.format = "2"`` (ledger v2's segments: row
-groups contiguous from byte 4 in the order written; readers refuse any other format),
+readers take offsets from that column. File key-value metadata: ``lakelog.format = "2"``
+(ledger v2's segments: row groups contiguous from byte 4 in the order written; readers refuse any other format),
 ``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or ``"L1"``).
 Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset`` only; every page
 carries a CRC32
@@ -55,6 +55,7 @@ range to decode it: `SegmentReader.read_rows`.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,7 +188,7 @@ class SegmentBuilder:
         if (base_offset is None and offsets is None) != (self._level == "L0"):
             raise ValueError(f"a base offset is given for L1 batches only, not {self._level}")
         if offsets is not None and (
-            len(offsets) != rows or any(b <= a for a, b in zip(offsets, offsets[1:]))
+            len(offsets) != rows or any(b <= a for a, b in itertools.pairwise(offsets))
         ):
             raise ValueError("offsets must be ascending, one per record")
         header_offsets = [0]
