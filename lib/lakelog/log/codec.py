@@ -41,11 +41,10 @@ of the row group a chain item's batch (L0) has offset ``base_offset + i``. In L1
 ``offset`` column gives each row's offset, ascending through the segment: dense as the
 merge writes them, with gaps once key compaction dropped records (ADR 0013, 6), so L1
 readers take offsets from that column. File key-value metadata: ``lakelog.format = "2"``
-(ledger v2's segments: row groups contiguous from byte 4 in the order written; readers refuse any other format),
-``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or ``"L1"``).
-Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset`` only; every page
-carries a CRC32
-checksum that readers verify; no page index, no bloom filter, so each row group's column
+(ledger v2's segments: row groups contiguous from byte 4 in the order written; readers
+refuse any other format), ``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or
+``"L1"``). Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset``
+only; every page carries a CRC32 checksum that readers verify; no page index, no bloom filter, so each row group's column
 chunks are contiguous and lie before the footer.
 
 A reader that holds the footer (cached per segment key) needs only the row group's byte
