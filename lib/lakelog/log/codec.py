@@ -44,8 +44,8 @@ readers take offsets from that column. File key-value metadata: ``lakelog.format
 (ledger v2's segments: row groups contiguous from byte 4 in the order written; readers
 refuse any other format), ``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or
 ``"L1"``). Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset``
-only; every page carries a CRC32 checksum that readers verify; no page index, no bloom filter, so each row group's column
-chunks are contiguous and lie before the footer.
+only; every page carries a CRC32 checksum that readers verify; no page index, no bloom
+filter, so each row group's column chunks are contiguous and lie before the footer.
 
 A reader that holds the footer (cached per segment key) needs only the row group's byte
 range to decode it: `SegmentReader.read_rows`.
