@@ -22,6 +22,7 @@ from lakelog.log.records import ChainItem, ChainMeta
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
 from lakelog.service.gc import GarbageCollector
+from lakelog.service.keycompact import KeyCompactor, dirty
 from lakelog.service.merge import Merger
 from lakelog.storage.ports import TopicRecord
 
@@ -41,6 +42,8 @@ class CompactionSettings:
     """Chain items one `compact_topic` call reads at most."""
     target_l1_bytes: int = 64 << 20
     """Size an L1 segment is merged up to (or a partition's whole tail if smaller)."""
+    key_compaction_bytes: int = 64 << 20
+    """Dirty record bytes one key compaction step takes into its window (ADR 0013, 6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ class Compactor:
         self._gc = gc
         self._settings = settings or CompactionSettings()
         self._merger = Merger(context)
+        self._keys = KeyCompactor(context)
 
     # Which topics ----------------------------------------------------------------------
     def topics_needing_work(self) -> list[str]:
@@ -156,6 +160,8 @@ class Compactor:
             and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
         ):
             return True  # chain truncation or the merge
+        if config.cleanup_policy == "compact":
+            return dirty(meta, topic.partitions)  # key compaction (ADR 0013, 6)
         if config.cleanup_policy != "delete":
             return False
         if config.retention_bytes >= 0 and any(
@@ -191,8 +197,8 @@ class Compactor:
 
     # One step ---------------------------------------------------------------------------
     def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
-        """One bounded step of ``topic``: retention, chain truncation, then the merge to
-        L1 (ADR 0013, 2-4).
+        """One bounded step of ``topic``: retention, chain truncation, the merge to L1, then
+        key compaction of a compact topic (ADR 0013, 2-4 and 6).
 
         The merge runs once retention and truncation are done and no item is left below
         the chain start (the chain start moves again only once they are gone). Each part
@@ -213,7 +219,8 @@ class Compactor:
             tail, meta = found
             step = self._step(record, tail, meta, dry_run)
             if step is not None:
-                return self._merge(record, step, dry_run) if step.done else step
+                merged = self._merge(record, step, dry_run) if step.done else step
+                return self._compact_keys(record, merged, dry_run) if merged.done else merged
         return CompactionStep(topic, done=False, actions=("lost the meta item to other writers",))
 
     def _step(
@@ -278,6 +285,20 @@ class Compactor:
             segments_merged=merged.segments_merged,
             actions=step.actions + merged.actions,
         )
+
+    def _compact_keys(
+        self, topic: TopicRecord, step: CompactionStep, dry_run: bool
+    ) -> CompactionStep:
+        """``step`` (everything before done) followed by one key compaction step of a
+        compact topic (ADR 0013, 6); ``done`` once that is."""
+        compacted = self._keys.compact_topic(
+            topic,
+            max_bytes=self._settings.key_compaction_bytes,
+            max_entries=self._settings.max_items_per_step,
+            now_ms=self._ctx.clock_ms(),
+            dry_run=dry_run,
+        )
+        return replace(step, done=compacted.done, actions=step.actions + compacted.actions)
 
     def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
         """Seqs of the items still stored below the chain start, at most ``budget``: one

@@ -697,7 +697,7 @@ class Fetcher:
         for attempt in range(2):
             taken = self._l1_entries(topic, state, want, end, budget.copy())
             try:
-                rows_of = self._read_l1_rows([entry for entry, _ in taken])
+                rows_of = self.read_l1_rows([entry for entry, _ in taken])
                 break
             except SegmentMissingError:
                 if attempt:
@@ -768,11 +768,20 @@ class Fetcher:
             f"no L1 entry holds offset {want.offset} below the L1 end {end}",
         )
 
-    def _read_l1_rows(
+    def read_l1_rows(
         self, entries: Sequence[Entry]
     ) -> dict[tuple[str, int], list[tuple[int, SegmentRow]]]:
-        """The rows, with their offsets, of each entry's row group (by segment key and row
-        group): one `_read_l1_segment` per segment, in parallel; none for empty entries."""
+        """The rows, with their offsets, of each L1 entry's row group, by segment key and
+        row group: one ranged GET per segment (unless cached), in parallel; none for an
+        entry key compaction emptied. Key compaction reads its region with it too.
+
+        Raises
+        ------
+        SegmentMissingError
+            A segment is gone (replaced and collected since the entries were read).
+        CorruptSegmentError
+            A row group does not hold the entry's rows at offsets inside its range.
+        """
         by_key: dict[str, list[Entry]] = {}
         for entry in entries:
             if entry.rows:
