@@ -9,7 +9,6 @@ at each write of a step; readers racing a step run at each of its writes.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,8 +31,9 @@ from lakelog.storage.faults import (
     InjectedFaultError,
 )
 from lakelog.storage.keys import topic_segments_prefix
-from lakelog.storage.ports import LedgerStore, TopicRecord
+from lakelog.storage.ports import LedgerStore
 from lakelog.types import Record, StoredRecord
+from tests.integration.test_compactor_merge import Clock, collect_after_grace, meta_of, topic_of
 
 PARTITIONS = 2
 DAY_MS = 24 * 3600 * 1000
@@ -41,16 +41,6 @@ KEYS = 5
 APPENDS = 24
 BACKENDS = [pytest.param("memory"), pytest.param("moto", marks=pytest.mark.moto)]
 Log = dict[int, list[StoredRecord]]
-
-
-class Clock:
-    """The engines' clock: starts at wall time (objects carry wall-time ages), moves by hand."""
-
-    def __init__(self) -> None:
-        self.ms = int(time.time() * 1000)
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 @pytest.fixture
@@ -189,18 +179,6 @@ def survivors(log: Log, meta: ChainMeta, now_ms: int, delete_retention_ms: int) 
     return kept
 
 
-def topic_of(engine: Engine, topic: str) -> TopicRecord:
-    record = engine.context.catalog.get_topic(topic)
-    assert record is not None
-    return record
-
-
-def meta_of(engine: Engine, topic: str) -> ChainMeta:
-    meta = engine.context.ledger.read_meta(topic_of(engine, topic).topic_id)
-    assert meta is not None
-    return meta
-
-
 def entries(engine: Engine, topic: str, partition: int) -> list[Entry]:
     return list(engine.context.ledger.entries(topic_of(engine, topic).topic_id, partition))
 
@@ -208,12 +186,6 @@ def entries(engine: Engine, topic: str, partition: int) -> list[Entry]:
 def objects(engine: Engine, topic: str) -> set[str]:
     prefix = topic_segments_prefix(topic_of(engine, topic).topic_id)
     return {info.key for info in engine.context.objects.list(prefix)}
-
-
-def collect_after_grace(engine: Engine, topic: str, clock: Clock) -> list[str]:
-    """gc of the topic once every object written so far is past the grace period."""
-    clock.ms = max(clock.ms, int(time.time() * 1000)) + 2 * 3600_000
-    return engine.gc.collect_topic(topic)
 
 
 def assert_valid(engine: Engine, topic: str, before: Log, after: Log) -> None:
