@@ -479,7 +479,9 @@ def test_a_step_that_crashes_at_any_write_then_reruns_ends_consistent(
 
 
 class _Racing(FaultyLedgerStore):
-    """A ledger that runs ``before`` ahead of each write of a key compaction step."""
+    """A ledger that runs ``before`` ahead of each write of a key compaction step: the put
+    of a replacement entry and each of its deletions (highest offset first, as
+    `LedgerStore.replace_entry` does them)."""
 
     def __init__(self, inner: LedgerStore, before: Callable[[str], None]) -> None:
         super().__init__(inner, FaultInjector())
@@ -489,12 +491,14 @@ class _Racing(FaultyLedgerStore):
         self, topic_id: str, partition: int, entry: Entry, replaced: Sequence[Entry]
     ) -> bool:
         self._before("replace")
-        if not self.inner.replace_entry(topic_id, partition, entry, replaced[-1:]):
+        last = replaced[-1]
+        if not self.inner.replace_entry(topic_id, partition, entry, [last]):
             return False
-        self._before("deletions")
-        done = self.inner.replace_entry(topic_id, partition, entry, replaced)
+        for old in reversed(replaced[:-1]):  # each deletion alone, highest first
+            self._before("deletion")
+            self.inner.replace_entry(topic_id, partition, entry, [old, last])
         self._before("replaced")
-        return done
+        return True
 
     def update_meta(self, topic_id: str, meta: ChainMeta, expected_version: int) -> bool:
         self._before("meta")
@@ -526,7 +530,7 @@ def test_fetches_racing_each_write_of_a_step_see_every_survivor_once_in_order(
             break
 
     # Then every reader saw a valid log at every write, and the final log is compacted
-    assert {"replace", "deletions", "replaced", "meta"} <= set(writes)
+    assert {"replace", "deletion", "replaced", "meta"} <= set(writes)
     assert read_log(warm, topic_name) == after
 
 
