@@ -436,6 +436,7 @@ WRITES = [
     (FailPoint.AFTER_ENTRY_REPLACE, 2),
     (FailPoint.BEFORE_META_UPDATE, 1),
     (FailPoint.AFTER_META_UPDATE, 1),
+    pytest.param(FailPoint.AFTER_ENTRY_PUT, 2, marks=pytest.mark.moto, id="moto-after_entry_put-2"),
 ]
 
 
@@ -505,8 +506,9 @@ class _Racing(FaultyLedgerStore):
         return super().update_meta(topic_id, meta, expected_version)
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
 def test_fetches_racing_each_write_of_a_step_see_every_survivor_once_in_order(
-    make: Callable[[], Engine], clock: Clock, topic_name: str
+    make: Callable[[], Engine], clock: Clock, topic_name: str, backend_name: str
 ) -> None:
     # Given a compact topic in L1, and readers that read the whole log (each from a
     # fresh process, and one that keeps its caches) before each write of a compaction
