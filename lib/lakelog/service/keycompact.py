@@ -128,8 +128,10 @@ class KeyCompactor:
         if max_bytes < 1 or max_entries < 1:
             raise ValueError("max_bytes and max_entries must be positive")
         config = TopicConfig.parse(topic.config)
+        if config.cleanup_policy != "compact":
+            return KeyCompactionResult(topic.name, done=True)
         meta = self._ctx.ledger.read_meta(topic.topic_id)
-        if config.cleanup_policy != "compact" or meta is None or meta.sealed_ms is not None:
+        if meta is None or meta.sealed_ms is not None:
             return KeyCompactionResult(topic.name, done=True)
         for partition in range(topic.partitions):
             window = self._window(topic, meta, partition, max_bytes, max_entries)
