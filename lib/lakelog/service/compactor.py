@@ -1,4 +1,5 @@
-"""The compactor's use cases: enforce retention, merge flush segments, collect garbage.
+"""The compactor's use cases: enforce retention, merge flush segments, compact keys,
+collect garbage.
 
 A compactor *pass* visits every topic that has work (`Compactor.topics_needing_work`),
 then runs `Compactor.compact_topic` on each until it reports ``done`` (every call does a
