@@ -582,3 +582,30 @@ def test_a_dry_run_reports_the_compaction_and_writes_nothing(
     assert step.done
     assert any(line.startswith(f"compact keys of {topic_name}-0") for line in step.actions)
     assert read_log(make(), topic_name) == before
+
+
+def test_two_compactors_racing_on_one_partition_end_with_one_valid_log(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a compact topic in L1, and a compactor that another one overtakes between
+    # its plan and its first replacement
+    engine, before = make_topic(make, clock, topic_name)
+    after = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    overtaken: list[CompactionStep] = []
+
+    def overtake(write: str) -> None:
+        if write == "replace" and not overtaken:
+            overtaken.extend(compact(make(), topic_name))
+
+    base = make().context
+    slow = EngineContext.create(base.objects, _Racing(base.ledger, overtake), base.catalog, clock)
+
+    # When the slow one goes on with its step
+    step = Compactor(slow, engine.gc).compact_topic(topic_name)
+
+    # Then its replacements found the entries changed and wrote nothing more, and the log
+    # is the other one's, compacted; gc then leaves only what the entries name
+    assert overtaken and "lost a race" in step.actions[-1]
+    assert read_log(make(), topic_name) == after
+    collect_after_grace(engine, topic_name, clock)
+    assert_valid(make(), topic_name, after, after)
