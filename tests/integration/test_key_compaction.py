@@ -111,6 +111,12 @@ def make_topic(
     return engine, read_log(make(), topic)
 
 
+def with_survivors(make: Callable[[], Engine], clock: Clock, topic: str) -> tuple[Engine, Log, Log]:
+    """`make_topic`, and the log key compaction should leave of it now (`survivors`)."""
+    engine, before = make_topic(make, clock, topic)
+    return engine, before, survivors(before, meta_of(engine, topic), clock.ms, 2 * DAY_MS)
+
+
 def merge(engine: Engine, topic: str, clock: Clock) -> None:
     """Merge every day-old chain item into small L1 segments (one row group each)."""
     merger = Merger(engine.context)
@@ -347,8 +353,7 @@ def test_a_small_budget_compacts_window_by_window_while_the_region_is_due(
 def test_a_fetch_from_any_offset_returns_the_next_survivors_and_skips_the_gaps(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine, before = make_topic(make, clock, topic_name)
-    expected = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, before, expected = with_survivors(make, clock, topic_name)
     compact(engine, topic_name)
     reader = make()
 
@@ -368,8 +373,7 @@ def test_a_fetch_from_any_offset_returns_the_next_survivors_and_skips_the_gaps(
 def test_the_sdk_consumer_reads_a_compacted_topic_once_in_order(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine, before = make_topic(make, clock, topic_name)
-    expected = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, _before, expected = with_survivors(make, clock, topic_name)
     compact(engine, topic_name)
 
     consumer = Client(transport=make()).consumer(
@@ -396,8 +400,7 @@ def test_the_sdk_consumer_reads_a_compacted_topic_once_in_order(
 def test_offsets_for_times_over_a_compacted_region_name_the_first_survivor(
     make: Callable[[], Engine], clock: Clock, topic_name: str
 ) -> None:
-    engine, before = make_topic(make, clock, topic_name)
-    expected = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, before, expected = with_survivors(make, clock, topic_name)
     compact(engine, topic_name)
     reader = make()
 
@@ -445,8 +448,7 @@ def test_a_step_that_crashes_at_any_write_then_reruns_ends_consistent(
     make: Callable[[], Engine], clock: Clock, topic_name: str, point: FailPoint, n: int
 ) -> None:
     # Given a compact topic in L1, and a compactor whose stores fail at one write
-    engine, before = make_topic(make, clock, topic_name)
-    after = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, before, after = with_survivors(make, clock, topic_name)
     base = make().context
     injector = _NthPass(point, n)
     crashing = EngineContext.create(
@@ -512,8 +514,7 @@ def test_fetches_racing_each_write_of_a_step_see_every_survivor_once_in_order(
 ) -> None:
     # Given a compact topic in L1, and readers that read the whole log (each from a
     # fresh process, and one that keeps its caches) before each write of a compaction
-    engine, before = make_topic(make, clock, topic_name)
-    after = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, before, after = with_survivors(make, clock, topic_name)
     warm = make()
     writes: list[str] = []
 
@@ -541,8 +542,7 @@ def test_a_fetch_whose_l1_segment_was_replaced_and_collected_after_it_read_the_e
 ) -> None:
     # Given a compact topic in L1, and a reader that has read the entries when key
     # compaction replaces them and gc deletes the old segments, before its GETs
-    engine, before = make_topic(make, clock, topic_name)
-    after = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, _before, after = with_survivors(make, clock, topic_name)
     reader = make()
     ledger = reader.context.ledger
     raced: list[bool] = []
@@ -589,8 +589,7 @@ def test_two_compactors_racing_on_one_partition_end_with_one_valid_log(
 ) -> None:
     # Given a compact topic in L1, and a compactor that another one overtakes between
     # its plan and its first replacement
-    engine, before = make_topic(make, clock, topic_name)
-    after = survivors(before, meta_of(engine, topic_name), clock.ms, 2 * DAY_MS)
+    engine, _before, after = with_survivors(make, clock, topic_name)
     overtaken: list[CompactionStep] = []
 
     def overtake(write: str) -> None:
