@@ -537,13 +537,9 @@ def test_fetches_racing_each_write_of_a_step_see_every_survivor_once_in_order(
     assert read_log(warm, topic_name) == after
 
 
-def test_a_fetch_whose_l1_segment_was_replaced_and_collected_after_it_read_the_entries(
-    make: Callable[[], Engine], clock: Clock, topic_name: str
-) -> None:
-    # Given a compact topic in L1, and a reader that has read the entries when key
-    # compaction replaces them and gc deletes the old segments, before its GETs
-    engine, _before, after = with_survivors(make, clock, topic_name)
-    reader = make()
+def compacted_underneath(reader: Engine, writer: Engine, topic: str, clock: Clock) -> list[bool]:
+    """Make ``reader``'s first L1 entry Query run key compaction and gc of the replaced
+    segments right after it read the entries (before its GETs); True in the list once."""
     ledger = reader.context.ledger
     raced: list[bool] = []
 
@@ -557,16 +553,42 @@ def test_a_fetch_whose_l1_segment_was_replaced_and_collected_after_it_read_the_e
             found = ledger.query_entries(topic_id, partition, from_offset, limit)
             if not raced:
                 raced.append(True)
-                compact(engine, topic_name)
-                assert collect_after_grace(engine, topic_name, clock)
+                compact(writer, topic)
+                assert collect_after_grace(writer, topic, clock)
             return found
 
     reader.context.ledger = CompactedUnderneath()  # type: ignore[assignment]
+    return raced
+
+
+def test_a_fetch_whose_l1_segment_was_replaced_and_collected_after_it_read_the_entries(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a compact topic in L1, and a reader that has read the entries when key
+    # compaction replaces them and gc deletes the old segments, before its GETs
+    engine, _before, after = with_survivors(make, clock, topic_name)
+    reader = make()
+    raced = compacted_underneath(reader, engine, topic_name, clock)
 
     # Then its fetch reads the entries again and returns the survivors
     result = reader.fetch(topic_name, 0, 0, max_records=3)
     assert raced
     assert result.records == after[0][:3]
+
+
+def test_offsets_for_times_whose_l1_segment_was_replaced_and_collected_meanwhile(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    engine, before, after = with_survivors(make, clock, topic_name)
+    reader = make()
+    raced = compacted_underneath(reader, engine, topic_name, clock)
+    # (the first record was superseded: its entry and segment were replaced)
+    assert after[1][0].offset > 0
+
+    found = reader.offset_for_time(topic_name, 1, before[1][0].timestamp_ms)
+
+    assert raced
+    assert found == after[1][0].offset
 
 
 def test_a_dry_run_reports_the_compaction_and_writes_nothing(

@@ -945,7 +945,10 @@ class Fetcher:
         partition = self._ctx.check_partition(topic, partition)
         state = self._ctx.topic_state(topic)
         start_offset = state.log_start_offset(partition)
-        below = self._l1_time_offset(topic, state, partition, timestamp_ms)
+        try:
+            below = self._l1_time_offset(topic, state, partition, timestamp_ms)
+        except SegmentMissingError:  # replaced by key compaction and collected meanwhile
+            below = self._l1_time_offset(topic, state, partition, timestamp_ms)
         if below is not None:
             return below
         begin = first_seq(
