@@ -34,6 +34,7 @@ from lakelog.storage.keys import topic_segments_prefix
 from lakelog.storage.ports import LedgerStore
 from lakelog.types import Record, StoredRecord
 from tests.integration.test_compactor_merge import Clock, collect_after_grace, meta_of, topic_of
+from tests.support import run_in_threads
 
 PARTITIONS = 2
 DAY_MS = 24 * 3600 * 1000
@@ -630,3 +631,29 @@ def test_two_compactors_racing_on_one_partition_end_with_one_valid_log(
     assert read_log(make(), topic_name) == after
     collect_after_grace(engine, topic_name, clock)
     assert_valid(make(), topic_name, after, after)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_compactors_and_readers_running_in_threads_agree_on_one_log(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, backend_name: str
+) -> None:
+    # Given a compact topic in L1, two compactors and two readers at once
+    _, before, after = with_survivors(make, clock, topic_name)
+    finished: list[int] = []  # list.append is atomic: the compactors that are done
+    reads: list[int] = []
+
+    def work(index: int) -> None:
+        engine = make()
+        if index < 2:
+            compact(engine, topic_name)
+            finished.append(index)
+            return
+        while len(finished) < 2 or not reads:
+            assert_between(read_log(engine, topic_name, max_records=2 + index), before, after)
+            reads.append(index)
+
+    run_in_threads(4, work)
+
+    # Then every read was a valid log, and the log ends compacted
+    assert reads
+    assert read_log(make(), topic_name) == after
