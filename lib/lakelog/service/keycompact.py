@@ -216,9 +216,9 @@ class KeyCompactor:
                 if row.key is not None:
                     latest[row.key] = offset
         plan = _Plan(partition, window[-1][0].last_offset + 1, [])
-        changed = [entry.base_offset < first for entry, first in window]
+        changed: list[bool] = []
         kept_rows: list[list[tuple[int, SegmentRow]]] = []
-        for index, part in enumerate(rows):
+        for part in rows:
             kept = []
             for offset, row in part:
                 if row.key is None or (
@@ -230,26 +230,9 @@ class KeyCompactor:
                     plan.dropped += 1
                     plan.tombstones += row.value is None and latest[row.key] == offset
             kept_rows.append(kept)
-            changed[index] = changed[index] or len(kept) < len(part)
-        # An entry overlapping earlier ones (a replacement a crash left) replaces them too.
-        for index, (entry, first) in enumerate(window):
-            if entry.base_offset < first:
-                for before in range(index):
-                    changed[before] = changed[before] or window[before][0].base_offset >= (
-                        entry.base_offset
-                    )
-        group: _Group | None = None
-        for (entry, first), kept, change in zip(window, kept_rows, changed, strict=True):
-            if group is None and not change:
-                continue
-            if group is None:
-                group = _Group(first)
-                plan.groups.append(group)
-            group.old.append(entry)
-            group.kept.extend(kept)
-            group.kept_bytes += sum(record_size(r.key, r.value, r.headers) for _, r in kept)
-            if group.kept_bytes >= L1_ROW_GROUP_BYTES or len(group.old) >= MAX_COVERED:
-                group = None
+            changed.append(len(kept) < len(part))
+        _mark_overlapped(window, changed)
+        plan.groups = _groups(window, kept_rows, changed)
         return plan
 
     # Writes ---------------------------------------------------------------------------------
@@ -335,6 +318,41 @@ class KeyCompactor:
                 topic.topic_id, replace(meta, compacted_end=tuple(ends)), meta.version
             ):
                 return
+
+
+def _mark_overlapped(window: Sequence[tuple[Entry, int]], changed: list[bool]) -> None:
+    """Mark as changed each entry that starts below the offset it contributes from (a
+    replacement put just before a crash) and the entries before it that it overlaps, so
+    they are replaced together and the entries end dense again."""
+    for index, (entry, first) in enumerate(window):
+        if entry.base_offset < first:
+            changed[index] = True
+            for before in range(index):
+                if window[before][0].base_offset >= entry.base_offset:
+                    changed[before] = True
+
+
+def _groups(
+    window: Sequence[tuple[Entry, int]],
+    kept_rows: Sequence[list[tuple[int, SegmentRow]]],
+    changed: Sequence[bool],
+) -> list[_Group]:
+    """The replacements: a group opens at a changed entry and takes the following ones
+    until its kept rows reach `L1_ROW_GROUP_BYTES` or it covers `MAX_COVERED` entries."""
+    groups: list[_Group] = []
+    group: _Group | None = None
+    for (entry, first), kept, change in zip(window, kept_rows, changed, strict=True):
+        if group is None and not change:
+            continue
+        if group is None:
+            group = _Group(first)
+            groups.append(group)
+        group.old.append(entry)
+        group.kept.extend(kept)
+        group.kept_bytes += sum(record_size(r.key, r.value, r.headers) for _, r in kept)
+        if group.kept_bytes >= L1_ROW_GROUP_BYTES or len(group.old) >= MAX_COVERED:
+            group = None
+    return groups
 
 
 def _result(topic: TopicRecord, plan: _Plan) -> KeyCompactionResult:
