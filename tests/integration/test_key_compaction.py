@@ -657,3 +657,34 @@ def test_compactors_and_readers_running_in_threads_agree_on_one_log(
     # Then every read was a valid log, and the log ends compacted
     assert reads
     assert read_log(make(), topic_name) == after
+
+
+def test_a_rerun_that_keeps_more_than_the_crashed_step_still_leaves_dense_entries(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given a partition whose only record to drop is an expired tombstone, and a step that
+    # crashed between its replacement's put and the deletions of the entries it covers
+    def unique_keys(engine: Engine, topic: str, clock: Clock) -> None:
+        engine.append(topic, [Record(key=b"gone", value=None, partition=0)])
+        for i in range(6):
+            engine.append(topic, [Record(key=b"u%d" % i, value=b"v", partition=0)])
+
+    engine, before = make_topic(make, clock, topic_name, 0, unique_keys)
+    base = make().context
+    injector = _NthPass(FailPoint.AFTER_ENTRY_PUT, 1)
+    crashing = EngineContext.create(
+        base.objects, FaultyLedgerStore(base.ledger, injector), base.catalog, clock
+    )
+    with pytest.raises(InjectedFaultError):
+        Compactor(crashing, engine.gc).compact_topic(topic_name)
+    spans = [(e.base_offset, e.last_offset) for e in entries(engine, topic_name, 0)]
+    assert spans[0][0] == spans[1][0] == 0  # the replacement overlaps the entries it covers
+
+    # When the tombstone is kept again (a longer delete retention) and the step reruns
+    engine.alter_topic(topic_name, config={"delete_retention_ms": 10 * DAY_MS})
+    compact(make(), topic_name)
+
+    # Then the overlapped entries are replaced too: the entries are dense, the log whole
+    spans = [(e.base_offset, e.last_offset) for e in entries(engine, topic_name, 0)]
+    assert [low for low, _ in spans] == [0] + [high + 1 for _, high in spans[:-1]]
+    assert read_log(make(), topic_name) == before
