@@ -11,9 +11,10 @@ from lakelog.errors import InvalidRequestError
 from lakelog.limits import MAX_RECORD_BYTES
 from lakelog.validation import summarize
 
-__all__ = ["DEFAULT_RETENTION_MS", "Compression", "TopicConfig"]
+__all__ = ["DEFAULT_DELETE_RETENTION_MS", "DEFAULT_RETENTION_MS", "Compression", "TopicConfig"]
 
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000
 
 Compression = Literal["zstd", "snappy", "lz4", "none"]
 
@@ -28,7 +29,11 @@ class TopicConfig(BaseModel):
     retention_bytes
         Bytes kept per partition; ``-1`` means no limit.
     cleanup_policy
-        ``delete`` drops old segments; ``compact`` keeps the latest value per key.
+        ``delete`` drops old segments; ``compact`` keeps the latest value per key (and
+        refuses keyless records).
+    delete_retention_ms
+        How long key compaction keeps a tombstone (a record with a null value), by its
+        timestamp (``compact`` topics; ADR 0013, 6).
     max_record_bytes
         Largest record (key + value + headers) an append accepts.
     compression
@@ -40,6 +45,7 @@ class TopicConfig(BaseModel):
     retention_ms: int = Field(default=DEFAULT_RETENTION_MS, ge=-1)
     retention_bytes: int = Field(default=-1, ge=-1)
     cleanup_policy: Literal["delete", "compact"] = "delete"
+    delete_retention_ms: int = Field(default=DEFAULT_DELETE_RETENTION_MS, ge=0)
     max_record_bytes: int = Field(default=1024 * 1024, ge=1, le=MAX_RECORD_BYTES)
     compression: Compression = "zstd"
 

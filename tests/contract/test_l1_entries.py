@@ -131,3 +131,78 @@ def test_an_entry_item_carries_format_2_and_level_1() -> None:
     assert item["lvl"] == {"N": "1"}
     assert item["sk"] == {"N": "7"}
     assert item["base_offset"] == {"N": "5"}
+
+
+# Key compaction's replacement (ADR 0013, 6) ---------------------------------------------
+
+NEW = "segments/t/L1/0/compacted.parquet"
+
+
+def compacted(base: int, last: int, rows: int, group: int = 0) -> Entry:
+    """A replacement entry over ``[base, last]`` holding ``rows`` rows (0: none, no segment)."""
+    if rows == 0:
+        return replace(
+            entry(base, last - base + 1, key="", group=0),
+            row_group=-1,
+            byte_length=0,
+            size_bytes=0,
+            row_count=0,
+        )
+    return replace(entry(base, last - base + 1, key=NEW, group=group), row_count=rows)
+
+
+def test_a_replacement_puts_its_entry_and_deletes_the_entries_it_covers(
+    chains: LedgerStore, topic_id: str
+) -> None:
+    chains.put_entries(topic_id, 0, RUN)
+    new = compacted(0, 14, rows=3)
+
+    assert chains.replace_entry(topic_id, 0, new, RUN[:2])
+
+    assert list(chains.entries(topic_id, 0)) == [new, *RUN[2:]]
+    assert chains.query_entries(topic_id, 0, 3, 10) == [new, *RUN[2:]]
+
+
+def test_a_replacement_whose_entry_was_replaced_meanwhile_writes_nothing(
+    chains: LedgerStore, topic_id: str
+) -> None:
+    chains.put_entries(topic_id, 0, RUN)
+    other = replace(RUN[1], segment_key="segments/t/L1/0/other.parquet")
+    assert chains.replace_entry(topic_id, 0, other, [RUN[1]])
+
+    assert not chains.replace_entry(topic_id, 0, compacted(0, 14, rows=3), RUN[:2])
+    assert not chains.replace_entry(topic_id, 0, compacted(0, 99, rows=1), [entry(99, 1)])
+
+    assert list(chains.entries(topic_id, 0)) == [RUN[0], other, *RUN[2:]]
+
+
+def test_a_replacement_keeps_a_covered_entry_that_names_another_segment_now(
+    chains: LedgerStore, topic_id: str
+) -> None:
+    chains.put_entries(topic_id, 0, RUN)
+    other = replace(RUN[1], segment_key="segments/t/L1/0/other.parquet")
+    chains.replace_entry(topic_id, 0, other, [RUN[1]])
+    new = compacted(0, 15, rows=2)
+
+    assert chains.replace_entry(topic_id, 0, new, RUN[:3])
+
+    assert list(chains.entries(topic_id, 0)) == [other, new, RUN[3]]
+
+
+def test_a_replacement_run_again_finishes_its_deletions(chains: LedgerStore, topic_id: str) -> None:
+    chains.put_entries(topic_id, 0, RUN)
+    new = compacted(0, 55, rows=0)
+    assert chains.replace_entry(topic_id, 0, new, RUN[3:])  # the put alone, as a crash leaves
+
+    assert chains.replace_entry(topic_id, 0, new, RUN)
+
+    assert list(chains.entries(topic_id, 0)) == [new]
+    assert new.rows == 0
+
+
+def test_an_empty_and_a_gapped_entry_read_back_as_put(chains: LedgerStore, topic_id: str) -> None:
+    empty, gapped = compacted(0, 9, rows=0), compacted(10, 14, rows=2, group=4)
+    chains.put_entries(topic_id, 0, [empty, gapped])
+
+    assert list(chains.entries(topic_id, 0)) == [empty, gapped]
+    assert [e.rows for e in (empty, gapped, RUN[0])] == [0, 2, 10]

@@ -24,6 +24,7 @@ DEFAULT_CONFIG = {
     "retention_ms": 604_800_000,
     "retention_bytes": -1,
     "cleanup_policy": "delete",
+    "delete_retention_ms": 86_400_000,
     "max_record_bytes": 1024 * 1024,
     "compression": "zstd",
 }

@@ -823,3 +823,37 @@ def test_read_ahead_stops_at_the_last_whole_row_group_within_the_limit() -> None
     assert reader.read_ahead_end(s0, e0, e1 - 1) == e0  # the next group does not fit whole
     assert reader.read_ahead_end(s1, e1, e2 + 100) == e2
     assert reader.read_ahead_end(s0, e0, s0) == e0  # never less than what must be read
+
+
+def test_an_l1_batch_with_gaps_stores_and_reads_back_each_rows_offset() -> None:
+    # Given the records key compaction kept, at offsets with gaps between them
+    batch = Batch(3).add(20, b"a", b"A", [("h", b"1")]).add(21, b"b", None).add(22, None, b"C")
+    builder = SegmentBuilder(TOPIC_ID, level="L1")
+    headers = cast("list[list[Header]]", batch.headers)
+    builder.add_batch(3, batch.timestamps, batch.keys, batch.values, headers, offsets=[5, 9, 40])
+    segment = builder.build()
+    reader = reader_of(segment)
+    (location,) = segment.row_groups
+
+    # When the row group is read with its offsets
+    data = row_group_bytes(segment, location)
+    rows = reader.read_offset_rows(0, data, location.byte_offset)
+
+    # Then each row comes with the offset it was written at
+    assert rows == list(zip([5, 9, 40], batch.rows(), strict=True))
+
+
+@pytest.mark.parametrize("offsets", [[5, 5, 6], [6, 5, 7], [1, 2]])
+def test_l1_offsets_must_ascend_one_per_record(offsets: list[int]) -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        SegmentBuilder(TOPIC_ID, level="L1").add_batch(
+            0, [1, 2, 3], [None] * 3, [b"v"] * 3, [[], [], []], offsets=offsets
+        )
+
+
+def test_offsets_are_read_from_l1_segments_only() -> None:
+    segment = build([mixed_batch()])
+    location = segment.row_groups[0]
+
+    with pytest.raises(CorruptSegmentError, match="offset column"):
+        reader_of(segment).read_offset_rows(0, row_group_bytes(segment, location), 4)

@@ -79,8 +79,8 @@ config_option = click.option(
     callback=key_values,
     multiple=True,
     help="Topic config KEY=VALUE, repeatable: retention_ms, retention_bytes, cleanup_policy "
-    "(delete|compact), max_record_bytes, compression. Integer-looking values are sent as "
-    "integers.",
+    "(delete|compact), delete_retention_ms, max_record_bytes, compression. Integer-looking "
+    "values are sent as integers.",
 )
 """``--config KEY=VALUE ...`` of ``topic create`` and ``topic alter``."""
 

@@ -37,15 +37,15 @@ column            Parquet / Arrow type               meaning
 ================  =================================  ==========================================
 
 Rows of a row group are the records of one batch in offset order: the record at row ``i``
-of the row group a chain item's batch (L0) or an L1 entry names has offset
-``base_offset + i`` (in L1 the ``offset`` column says so too, dense and ascending through
-the segment). File key-value metadata: ``lakelog.format = "2"`` (ledger v2's segments: row
-groups contiguous from byte 4 in the order written; readers refuse any other format),
-``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or ``"L1"``).
-Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset`` only; every page
-carries a CRC32
-checksum that readers verify; no page index, no bloom filter, so each row group's column
-chunks are contiguous and lie before the footer.
+of the row group a chain item's batch (L0) has offset ``base_offset + i``. In L1 the
+``offset`` column gives each row's offset, ascending through the segment: dense as the
+merge writes them, with gaps once key compaction dropped records (ADR 0013, 6), so L1
+readers take offsets from that column. File key-value metadata: ``lakelog.format = "2"``
+(ledger v2's segments: row groups contiguous from byte 4 in the order written; readers
+refuse any other format), ``lakelog.topic_id`` and ``lakelog.level`` (``"L0"`` or
+``"L1"``). Statistics are written for ``partition``, ``timestamp`` and (L1) ``offset``
+only; every page carries a CRC32 checksum that readers verify; no page index, no bloom
+filter, so each row group's column chunks are contiguous and lie before the footer.
 
 A reader that holds the footer (cached per segment key) needs only the row group's byte
 range to decode it: `SegmentReader.read_rows`.
@@ -54,6 +54,7 @@ range to decode it: `SegmentReader.read_rows`.
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,27 +173,33 @@ class SegmentBuilder:
         values: Sequence[bytes | None],
         headers: Sequence[Sequence[Header]],
         base_offset: int | None = None,
+        offsets: Sequence[int] | None = None,
     ) -> None:
         """Add one partition's batch; the columns are parallel sequences of equal length.
 
-        ``base_offset`` (L1 segments only, where it is required) is the offset of the
-        batch's first record.
+        ``base_offset`` (L1 segments only, where it or ``offsets`` is required) is the
+        offset of the batch's first record, the others following densely; ``offsets``
+        gives each record's offset instead (ascending, gaps allowed: key compaction's).
         """
         rows = len(timestamps)
         if rows == 0:
             raise ValueError("a batch needs at least one record")
-        if (base_offset is None) != (self._level == "L0"):
+        if (base_offset is None and offsets is None) != (self._level == "L0"):
             raise ValueError(f"a base offset is given for L1 batches only, not {self._level}")
-        offsets = [0]
+        if offsets is not None and (
+            len(offsets) != rows or any(b <= a for a, b in itertools.pairwise(offsets))
+        ):
+            raise ValueError("offsets must be ascending, one per record")
+        header_offsets = [0]
         header_keys: list[str] = []
         header_values: list[bytes | None] = []
         for record_headers in headers:
             for name, data in record_headers:
                 header_keys.append(name)
                 header_values.append(data)
-            offsets.append(len(header_keys))
+            header_offsets.append(len(header_keys))
         header_array = pa.ListArray.from_arrays(
-            pa.array(offsets, pa.int32()),
+            pa.array(header_offsets, pa.int32()),
             pa.StructArray.from_arrays(
                 [pa.array(header_keys, pa.string()), pa.array(header_values, pa.binary())],
                 fields=list(_HEADER_TYPE),
@@ -206,7 +213,9 @@ class SegmentBuilder:
             pa.array(values, pa.binary()),
             header_array,
         ]
-        if base_offset is not None:
+        if offsets is not None:
+            columns.insert(1, pa.array(offsets, pa.int64()))
+        elif base_offset is not None:
             columns.insert(1, pa.array(range(base_offset, base_offset + rows), pa.int64()))
         table = pa.Table.from_arrays(columns, schema=self._schema)
         self._batches.append((partition, table))
@@ -391,6 +400,25 @@ class SegmentReader:
 
         ``data`` holds the object's bytes from ``data_offset``; it must cover the row group.
         """
+        group = self._read_group(row_group, data, data_offset, _READ_COLUMNS)
+        if start or limit >= 0:
+            group = group.slice(start, None if limit < 0 else limit)
+        return self._rows(group)
+
+    def read_offset_rows(
+        self, row_group: int, data: bytes, data_offset: int
+    ) -> list[tuple[int, SegmentRow]]:
+        """Every row of an L1 segment's ``row_group`` with its offset (the ``offset``
+        column), in order; `CorruptSegmentError` if the segment has no such column."""
+        if self.level != "L1":
+            raise CorruptSegmentError(self.key, "no offset column (not an L1 segment)")
+        group = self._read_group(row_group, data, data_offset, ("offset", *_READ_COLUMNS))
+        offsets = group.column("offset").to_pylist()
+        return list(zip(offsets, self._rows(group), strict=True))
+
+    def _read_group(
+        self, row_group: int, data: bytes, data_offset: int, columns: Sequence[str]
+    ) -> pa.Table:
         if not 0 <= row_group < self.num_row_groups:
             raise CorruptSegmentError(self.key, f"no row group {row_group}")
         source = _SparseFile(
@@ -402,9 +430,14 @@ class SegmentReader:
                 metadata=self.metadata,
                 page_checksum_verification=True,
             )
-            group = parquet.read_row_group(row_group, columns=list(_READ_COLUMNS))
-            if start or limit >= 0:
-                group = group.slice(start, None if limit < 0 else limit)
+            return parquet.read_row_group(row_group, columns=list(columns))
+        except CorruptSegmentError:
+            raise
+        except (pa.ArrowException, ValueError, OSError, TypeError) as exc:
+            raise CorruptSegmentError(self.key, str(exc)) from None
+
+    def _rows(self, group: pa.Table) -> list[SegmentRow]:
+        try:
             timestamps = group.column("timestamp").cast(pa.int64()).to_pylist()
             keys = group.column("key").to_pylist()
             values = group.column("value").to_pylist()
@@ -418,8 +451,6 @@ class SegmentReader:
                 )
                 for ts, key, value, hdrs in zip(timestamps, keys, values, headers, strict=True)
             ]
-        except CorruptSegmentError:
-            raise
         except (pa.ArrowException, ValueError, OSError, TypeError) as exc:
             # UnicodeDecodeError is a ValueError: corrupt bytes in a string column.
             raise CorruptSegmentError(self.key, str(exc)) from None

@@ -55,7 +55,13 @@ class Entry:
     including ``last_offset``: retention by bytes moves ``bytes_below`` to it (ADR 0013, 2)."""
     row_count: int = -1
     """Rows the entry's row group holds; -1: one per offset it spans. Key compaction leaves
-    gaps (fewer rows than offsets; each row carries its ``offset``)."""
+    gaps (fewer rows than offsets; each row carries its ``offset``); 0: every offset of
+    the entry was compacted away, and it names no row group (``segment_key`` empty)."""
+
+    @property
+    def rows(self) -> int:
+        """Rows its row group holds (``row_count``, or one per offset when dense)."""
+        return self.record_count if self.row_count < 0 else self.row_count
 
     @property
     def record_count(self) -> int:
@@ -163,6 +169,9 @@ class ChainMeta:
     chain_start_ms: int | None = None
     """When ``chain_start`` last moved (None: never); items below it are deleted only a
     grace period later (ADR 0013, 3.2)."""
+    compacted_end: tuple[int, ...] = ()
+    """Per partition, the end of the L1 region key compaction last compacted (ADR 0013,
+    6): ``[log_start, compacted_end)`` is clean, ``[compacted_end, l1_end)`` dirty."""
 
     def log_start_offset(self, partition: int) -> int:
         """``log_start_offset`` of ``partition``."""

@@ -1,4 +1,5 @@
-"""The compactor's use cases: enforce retention, merge flush segments, collect garbage.
+"""The compactor's use cases: enforce retention, merge flush segments, compact keys,
+collect garbage.
 
 A compactor *pass* visits every topic that has work (`Compactor.topics_needing_work`),
 then runs `Compactor.compact_topic` on each until it reports ``done`` (every call does a
@@ -22,6 +23,7 @@ from lakelog.log.records import ChainItem, ChainMeta, Entry
 from lakelog.service.admin import TopicAdmin
 from lakelog.service.context import EngineContext
 from lakelog.service.gc import GarbageCollector
+from lakelog.service.keycompact import KeyCompactor, dirty
 from lakelog.service.merge import Merger
 from lakelog.storage.ports import TopicRecord
 
@@ -52,6 +54,8 @@ class CompactionSettings:
     """Record bytes one merge step takes at most: the step holds them in memory, and a
     partition's L1 segments are cut from its share of them, so this over the partitions
     written is the L1 segment size (W1: 12 partitions, about 43 MiB; ADR 0013, 5.5)."""
+    key_compaction_bytes: int = 64 << 20
+    """Dirty record bytes one key compaction step takes into its window (ADR 0013, 6)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,7 @@ class Compactor:
         self._gc = gc
         self._settings = settings or CompactionSettings()
         self._merger = Merger(context)
+        self._keys = KeyCompactor(context)
 
     # Which topics ----------------------------------------------------------------------
     def topics_needing_work(self) -> list[str]:
@@ -186,25 +191,26 @@ class Compactor:
             and start[0].append_time_ms <= now - PRODUCER_EXPIRATION_MS
         ):
             return True  # chain truncation or the merge
-        oldest = _oldest_kept(config, now) if config.cleanup_policy == "delete" else None
-        if config.cleanup_policy == "delete":
-            if config.retention_bytes >= 0 and any(
-                tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
-                > config.retention_bytes
-                for p in range(len(tail.snapshot))
-            ):
-                return True
-            if (
-                oldest is not None
-                and start
-                and any(
-                    batch.max_timestamp < oldest
-                    and start[0].mark(batch.partition).high_watermark
-                    > meta.log_start_offset(batch.partition)
-                    for batch in start[0].batches
-                )
-            ):
-                return True
+        if config.cleanup_policy == "compact":
+            return dirty(meta, topic.partitions)  # key compaction (ADR 0013, 6)
+        oldest = _oldest_kept(config, now)
+        if config.retention_bytes >= 0 and any(
+            tail.mark(p).cumulative_bytes - _padded(meta.bytes_below, p + 1)[p]
+            > config.retention_bytes
+            for p in range(len(tail.snapshot))
+        ):
+            return True
+        if (
+            oldest is not None
+            and start
+            and any(
+                batch.max_timestamp < oldest
+                and start[0].mark(batch.partition).high_watermark
+                > meta.log_start_offset(batch.partition)
+                for batch in start[0].batches
+            )
+        ):
+            return True
         return self._l1_due(topic, meta, oldest)
 
     def _l1_due(self, topic: TopicRecord, meta: ChainMeta, oldest: int | None) -> bool:
@@ -240,8 +246,8 @@ class Compactor:
 
     # One step ---------------------------------------------------------------------------
     def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
-        """One bounded step of ``topic``: retention, chain truncation, then the merge to
-        L1 (ADR 0013, 2-4).
+        """One bounded step of ``topic``: retention, chain truncation, the merge to L1, then
+        key compaction of a compact topic (ADR 0013, 2-4 and 6).
 
         The merge runs once retention and truncation are done and no item is left below
         the chain start (the chain start moves again only once they are gone). Each part
@@ -263,9 +269,9 @@ class Compactor:
             tail, meta = found
             step = self._step(record, tail, meta, dry_run)
             if step is not None:
-                return self._backlog(
-                    record, self._merge(record, step, dry_run) if step.done else step
-                )
+                merged = self._merge(record, step, dry_run) if step.done else step
+                compacted = self._compact_keys(record, merged, dry_run) if merged.done else merged
+                return self._backlog(record, compacted)
         return CompactionStep(topic, done=False, actions=("lost the meta item to other writers",))
 
     def _step(
@@ -353,6 +359,20 @@ class Compactor:
             return step
         waited = self._ctx.clock_ms() - PRODUCER_EXPIRATION_MS - items[0].append_time_ms
         return replace(step, l0_backlog_ms=max(0, waited))
+
+    def _compact_keys(
+        self, topic: TopicRecord, step: CompactionStep, dry_run: bool
+    ) -> CompactionStep:
+        """``step`` (everything before done) followed by one key compaction step of a
+        compact topic (ADR 0013, 6); ``done`` once that is."""
+        compacted = self._keys.compact_topic(
+            topic,
+            max_bytes=self._settings.key_compaction_bytes,
+            max_entries=self._settings.max_items_per_step,
+            now_ms=self._ctx.clock_ms(),
+            dry_run=dry_run,
+        )
+        return replace(step, done=compacted.done, actions=step.actions + compacted.actions)
 
     def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
         """Seqs of the items still stored below the chain start, at most ``budget``: one

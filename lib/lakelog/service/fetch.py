@@ -12,18 +12,21 @@ one ranged GET each, in parallel.
 Offsets below a partition's L1 end (the meta item's ``l1``, moved by the compactor's merge,
 `lakelog.service.merge`) are read from the partition's L1 entries instead
 (ADR 0012, 1.5 step 1): one ``Query`` of the entries from the offset, taken as a
-`contiguous_run`, then one ranged GET per L1 segment. A fetch that reaches the L1 end with
-budget left continues on the chain from its start, in the same call. Such a position's
+`contiguous_run`, then one ranged GET per L1 segment. Each L1 row's offset is read from the
+segment's ``offset`` column: key compaction leaves gaps there (ADR 0013, 6), which fetch
+skips, so ``next_offset`` may jump. A fetch that reaches the L1 end with budget left
+continues on the chain from its start, in the same call. Such a position's
 cursor names seq `L1_START`, which sends the next fetch to the search again.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 from lakelog.errors import (
     CorruptLedgerError,
@@ -70,6 +73,9 @@ __all__ = [
     "SINGLE_GET_SLACK",
     "Fetcher",
 ]
+
+_Decoded = TypeVar("_Decoded")
+"""What one segment's read decodes (rows by row group, with or without offsets)."""
 
 QUERY_ITEMS = 32
 """Chain items one fetch Query asks for (plus the anchor; the meta item comes along at the
@@ -557,9 +563,7 @@ class Fetcher:
                         )
                     )
 
-    def _map(
-        self, read: Callable[[int], dict[int, list[SegmentRow]]], jobs: list[int]
-    ) -> list[dict[int, list[SegmentRow]]]:
+    def _map(self, read: Callable[[int], _Decoded], jobs: list[int]) -> list[_Decoded]:
         if len(jobs) == 1:
             return [read(jobs[0])]
         with self._pool_lock:
@@ -675,7 +679,8 @@ class Fetcher:
                 answered[want.index] = expired
                 continue
             except SegmentMissingError:
-                # Retention expired the entries read, and gc deleted their segment, since
+                # Retention expired the entries read and gc deleted their segment since the
+                # fetch read the meta item: 416 with the new bounds.
                 gone = self._expired_meanwhile(topic, want)
                 if gone is None:
                     raise
@@ -693,20 +698,26 @@ class Fetcher:
     ) -> int:
         """Add the partition's records from ``want.offset`` below ``end`` to ``want`` while
         the budget lasts (one Query of entries, one ranged GET per L1 segment); returns
-        the next offset to read."""
-        taken = self._l1_entries(topic, state, want, end, budget.copy())
-        by_key: dict[str, list[tuple[Entry, int]]] = {}
-        for entry, skip in taken:
-            by_key.setdefault(entry.segment_key, []).append((entry, skip))
-        keys = list(by_key)
-        decoded = self._map(
-            lambda job: self._read_l1_segment(by_key[keys[job]]), list(range(len(keys)))
-        )
-        rows_of = {key: rows for key, rows in zip(keys, decoded, strict=True)}
+        the next offset to read.
+
+        Each row's offset comes from the segment's ``offset`` column: key compaction
+        leaves gaps (ADR 0013, 6), which the next offset skips once an entry's rows are
+        taken. A segment that is gone (replaced by key compaction, then collected) sends
+        the read back to the entries once: they name the segment that replaced it.
+        """
+        for attempt in range(2):
+            taken = self._l1_entries(topic, state, want, end, budget.copy())
+            try:
+                rows_of = self.read_l1_rows([entry for entry, _ in taken])
+                break
+            except SegmentMissingError:
+                if attempt:
+                    raise
         next_offset = want.offset
-        for entry, skip in taken:
-            rows = rows_of[entry.segment_key][entry.row_group]
-            for offset, row in enumerate(rows, start=entry.base_offset + skip):
+        for entry, first in taken:
+            for offset, row in rows_of.get((entry.segment_key, entry.row_group), ()):
+                if offset < first:
+                    continue
                 size = record_size(row.key, row.value, row.headers)
                 if offset >= end or not budget.room(size):
                     return next_offset
@@ -717,13 +728,15 @@ class Fetcher:
                     )
                 )
                 next_offset = offset + 1
+            next_offset = max(next_offset, min(entry.last_offset + 1, end))
         return next_offset
 
     def _l1_entries(
         self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, estimate: _Budget
     ) -> list[tuple[Entry, int]]:
-        """The entries (and rows to skip in each) that hold ``want.offset`` onwards, below
-        ``end``, while the estimated budget lasts: a `contiguous_run` of each Query.
+        """The entries (and the first offset wanted from each) that hold ``want.offset``
+        onwards, below ``end``, while the estimated budget lasts: a `contiguous_run` of
+        each Query. An entry key compaction emptied costs nothing.
 
         Raises `OffsetOutOfRangeError` when no entry holds the offset because retention
         expired it meanwhile, `CorruptLedgerError` when none holds it otherwise.
@@ -738,14 +751,16 @@ class Fetcher:
             if not run and not taken:
                 self._l1_miss(topic, want, end)
             for entry in run:
-                average = max(1, entry.size_bytes // max(1, entry.record_count))
-                if not estimate.room(average):
+                span = min(entry.last_offset + 1, end) - offset
+                rows = -(-entry.rows * span // entry.record_count)  # expected, rounded up
+                average = max(1, entry.size_bytes // max(1, entry.rows))
+                if rows and not estimate.room(average):
                     return taken
-                for _ in range(offset, min(entry.last_offset + 1, end)):
+                for _ in range(rows):
                     if not estimate.room(average):
                         break
                     estimate.take(average)
-                taken.append((entry, offset - entry.base_offset))
+                taken.append((entry, offset))
                 offset = min(entry.last_offset + 1, end)
             if offset >= end or not run or len(run) < len(page) or len(page) < L1_QUERY_ENTRIES:
                 return taken
@@ -772,19 +787,48 @@ class Fetcher:
             topic.name, want.partition, want.offset, start, state.high_watermark(want.partition)
         )
 
-    def _read_l1_segment(self, parts: list[tuple[Entry, int]]) -> dict[int, list[SegmentRow]]:
-        """Rows of the given entries (rows to skip in each) of one L1 segment, by row
-        group: one ranged GET over them and `L1_READ_AHEAD` beyond (kept in the segment
-        bytes cache), unless cached; the footer comes along when it is near, else with a
-        second GET the first time a process reads the segment."""
-        first_entry = parts[0][0]
+    def read_l1_rows(
+        self, entries: Sequence[Entry]
+    ) -> dict[tuple[str, int], list[tuple[int, SegmentRow]]]:
+        """The rows, with their offsets, of each L1 entry's row group, by segment key and
+        row group: one ranged GET per segment (unless cached), in parallel; none for an
+        entry key compaction emptied. Key compaction reads its region with it too.
+
+        Raises
+        ------
+        SegmentMissingError
+            A segment is gone (replaced and collected since the entries were read).
+        CorruptSegmentError
+            A row group does not hold the entry's rows at offsets inside its range.
+        """
+        by_key: dict[str, list[Entry]] = {}
+        for entry in entries:
+            if entry.rows:
+                by_key.setdefault(entry.segment_key, []).append(entry)
+        keys = list(by_key)
+        decoded = self._map(
+            lambda job: self._read_l1_segment(by_key[keys[job]]), list(range(len(keys)))
+        )
+        return {
+            (key, group): rows
+            for key, groups in zip(keys, decoded, strict=True)
+            for group, rows in groups.items()
+        }
+
+    def _read_l1_segment(self, parts: list[Entry]) -> dict[int, list[tuple[int, SegmentRow]]]:
+        """Rows (with their offsets) of the given entries of one L1 segment, by row group:
+        one ranged GET over them and `L1_READ_AHEAD` beyond (kept in the segment bytes
+        cache), unless cached; the footer comes along when it is near, else with a second
+        GET the first time a process reads the segment. Each row group must hold the
+        entry's rows, at ascending offsets inside the entry's range."""
+        first_entry = parts[0]
         key, size, footer_offset = (
             first_entry.segment_key,
             first_entry.segment_size,
             first_entry.footer_offset,
         )
-        first = min(entry.byte_offset for entry, _ in parts)
-        last = max(entry.byte_offset + entry.byte_length for entry, _ in parts)
+        first = min(entry.byte_offset for entry in parts)
+        last = max(entry.byte_offset + entry.byte_length for entry in parts)
         reader = self._ctx.caches.segments.get(key)
         data = self._ctx.caches.segment_bytes.get(key, first, last)
         if data is None or reader is None:
@@ -797,13 +841,25 @@ class Fetcher:
             )
             reader = SegmentReader(key, size, footer_offset, footer)
             self._ctx.caches.segments.put(reader)
-        rows: dict[int, list[SegmentRow]] = {}
-        for entry, skip in parts:
-            if reader.metadata.row_group(entry.row_group).num_rows != entry.record_count:
+        rows: dict[int, list[tuple[int, SegmentRow]]] = {}
+        for entry in parts:
+            if reader.metadata.row_group(entry.row_group).num_rows != entry.rows:
                 raise CorruptSegmentError(
-                    key, f"row group {entry.row_group} does not hold {entry.record_count} rows"
+                    key, f"row group {entry.row_group} does not hold {entry.rows} rows"
                 )
-            rows[entry.row_group] = reader.read_rows(entry.row_group, data, first, skip, -1)
+            found = reader.read_offset_rows(entry.row_group, data, first)
+            offsets = [offset for offset, _ in found]
+            if offsets and (
+                offsets[0] < entry.base_offset
+                or offsets[-1] > entry.last_offset
+                or any(b <= a for a, b in itertools.pairwise(offsets))
+            ):
+                raise CorruptSegmentError(
+                    key,
+                    f"row group {entry.row_group} holds offsets outside "
+                    f"{entry.base_offset}..{entry.last_offset} or out of order",
+                )
+            rows[entry.row_group] = found
         return rows
 
     def _read_ahead(
@@ -863,11 +919,14 @@ class Fetcher:
             if not run:
                 return None
             for entry in run:
-                if entry.max_timestamp_cum >= timestamp_ms and entry.max_timestamp >= timestamp_ms:
-                    skip = max(0, offset - entry.base_offset)
-                    rows = self._read_l1_segment([(entry, skip)])[entry.row_group]
-                    for at, row in enumerate(rows, start=entry.base_offset + skip):
-                        if at < end and row.timestamp_ms >= timestamp_ms:
+                if (
+                    entry.rows
+                    and entry.max_timestamp_cum >= timestamp_ms
+                    and entry.max_timestamp >= timestamp_ms
+                ):
+                    rows = self._read_l1_segment([entry])[entry.row_group]
+                    for at, row in rows:
+                        if offset <= at < end and row.timestamp_ms >= timestamp_ms:
                             return OffsetAndTimestamp(at, row.timestamp_ms)
                 offset = entry.last_offset + 1
         return None
@@ -908,7 +967,10 @@ class Fetcher:
         partition = self._ctx.check_partition(topic, partition)
         state = self._ctx.topic_state(topic)
         start_offset = state.log_start_offset(partition)
-        below = self._l1_time_offset(topic, state, partition, timestamp_ms)
+        try:
+            below = self._l1_time_offset(topic, state, partition, timestamp_ms)
+        except SegmentMissingError:  # replaced by key compaction and collected meanwhile
+            below = self._l1_time_offset(topic, state, partition, timestamp_ms)
         if below is not None:
             return below
         begin = first_seq(

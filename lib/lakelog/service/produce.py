@@ -342,7 +342,7 @@ class Appender:
         highest = max((p for p in explicit if isinstance(p, int)), default=-1)
         topic = self._ctx.caches.topics.get(topic_name, min_partitions=highest + 1)
         config = TopicConfig.parse(topic.config)
-        sizes = self._validate(topic, records, config.max_record_bytes)
+        sizes = self._validate(topic, records, config)
         sequence = None if producer is None else _sequence_of(producer)
         if producer is not None:
             self._producers.check(producer.producer_id, principal)
@@ -375,9 +375,13 @@ class Appender:
         return self._reply(request, written)
 
     def _validate(
-        self, topic: TopicRecord, records: Sequence[Record], max_record_bytes: int
+        self, topic: TopicRecord, records: Sequence[Record], config: TopicConfig
     ) -> list[int]:
-        """Check every record and the request's limits; each record's size in bytes."""
+        """Check every record and the request's limits; each record's size in bytes.
+
+        A topic with ``cleanup_policy = "compact"`` takes keyed records only (as Kafka's
+        ``INVALID_RECORD``; ADR 0013, 6).
+        """
         if not records:
             raise InvalidRequestError("an append needs at least one record")
         if len(records) > MAX_APPEND_RECORDS:
@@ -386,7 +390,12 @@ class Appender:
             )
         sizes = []
         for position, record in enumerate(records):
-            sizes.append(_validate_record(record, position, max_record_bytes))
+            sizes.append(_validate_record(record, position, config.max_record_bytes))
+            if record.key is None and config.cleanup_policy == "compact":
+                raise InvalidRequestError(
+                    f"record {position} has no key; topic {topic.name} has "
+                    "cleanup_policy=compact, which keeps the latest record per key"
+                )
             if record.partition is not None:
                 self._ctx.check_partition(topic, record.partition)
         total = sum(sizes)

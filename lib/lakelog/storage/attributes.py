@@ -383,7 +383,8 @@ def chain_item_from_item(attrs: Item) -> ChainItem:
 
 
 def meta_to_item(pk: str, meta: ChainMeta, version: int | None = None) -> Item:
-    """The meta item of ``meta`` (``ls lb l1 cs csm sealed ver v``), at ``version`` if given."""
+    """The meta item of ``meta`` (``ls lb l1 ce cs csm sealed ver v``), at ``version`` if
+    given."""
     attrs: Item = {
         "pk": {"S": pk},
         "sk": num(HEAD_SK),
@@ -391,7 +392,12 @@ def meta_to_item(pk: str, meta: ChainMeta, version: int | None = None) -> Item:
         "cs": num(meta.chain_start),
         "ver": num(meta.version if version is None else version),
     }
-    for name, values in (("ls", meta.log_start), ("lb", meta.bytes_below), ("l1", meta.l1_end)):
+    for name, values in (
+        ("ls", meta.log_start),
+        ("lb", meta.bytes_below),
+        ("l1", meta.l1_end),
+        ("ce", meta.compacted_end),
+    ):
         if values:
             attrs[name] = {"B": pack_varints(values)}
     if meta.sealed_ms is not None:
@@ -413,6 +419,7 @@ def meta_from_item(attrs: Item) -> ChainMeta:
         sealed_ms=get_int(attrs, "sealed") if "sealed" in attrs else None,
         version=get_int(attrs, "ver"),
         chain_start_ms=get_int(attrs, "csm") if "csm" in attrs else None,
+        compacted_end=unpack_varints(_binary(attrs, "ce"), key, "ce"),
     )
 
 

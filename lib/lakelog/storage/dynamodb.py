@@ -10,13 +10,14 @@ Chain item (``pk = t#{topic_id}#0``, ``sk = seq``)
     ``f`` N for an append; ``s`` N (sticky partition), ``h`` B (snapshot), ``b`` B
     (batches), ``p`` B (producer stamp) when present; ``k`` S = ``seal`` on the seal.
 Chain meta (``sk = HEAD_SK``)
-    ``v`` N, ``ls`` B, ``lb`` B, ``l1`` B (one varint per partition), ``cs`` N, ``ver`` N,
-    ``sealed`` N once the deletion sealed the chain.
+    ``v`` N, ``ls`` B, ``lb`` B, ``l1`` B, ``ce`` B (one varint per partition), ``cs`` N,
+    ``ver`` N, ``sealed`` N once the deletion sealed the chain.
 L1 entry (``pk = p#{topic_id}#{partition}``, ``sk = last_offset``)
     ``v`` N (2), ``lvl`` N (1), ``base_offset`` N, ``segment_key`` S, ``row_group`` N,
     ``byte_offset`` N, ``byte_length`` N, ``segment_size`` N, ``footer_offset`` N,
     ``min_timestamp`` N, ``max_timestamp`` N, ``max_timestamp_cum`` N, ``size_bytes`` N,
-    ``cumulative_bytes`` N, ``row_count`` N (-1: one row per offset).
+    ``cumulative_bytes`` N, ``row_count`` N (-1: one row per offset; 0 with ``segment_key``
+    empty: every offset compacted away).
 Producer state (``pk = pr#{topic_id}#{producer_id}``, ``sk = 0``)
     ``v`` N, ``e`` N, ``l`` N, ``r`` B (last requests), ``expires_at`` N (the table's TTL
     attribute, epoch seconds rounded up).
@@ -363,6 +364,40 @@ class DynamoLedgerStore:
             self._put_if_absent(item, "entry put")
 
     @translate_client_errors
+    def replace_entry(
+        self, topic_id: str, partition: int, entry: Entry, replaced: Sequence[Entry]
+    ) -> bool:
+        pk = l1_entries_pk(topic_id, partition)
+        item = entry_to_item(pk, entry)
+        check_item_size(item, "entry put")
+        last = replaced[-1]
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="(segment_key = :ok AND row_group = :og) OR "
+                "(segment_key = :nk AND row_group = :ng)",
+                ExpressionAttributeValues=_names_row_group(last, ":o")
+                | _names_row_group(entry, ":n"),
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
+            return False
+        for old in sorted(replaced[:-1], key=lambda e: e.last_offset, reverse=True):
+            try:
+                self._ddb.delete_item(
+                    TableName=self._table,
+                    Key=self._key(pk, old.last_offset),
+                    ConditionExpression="segment_key = :ok AND row_group = :og",
+                    ExpressionAttributeValues=_names_row_group(old, ":o"),
+                )
+            except ClientError as exc:
+                if not condition_failed(exc):
+                    raise
+        return True
+
+    @translate_client_errors
     def query_entries(
         self, topic_id: str, partition: int, from_offset: int, limit: int
     ) -> list[Entry]:
@@ -387,6 +422,12 @@ class DynamoLedgerStore:
     def delete_entries(self, topic_id: str, partition: int, last_offsets: Sequence[int]) -> None:
         pk = l1_entries_pk(topic_id, partition)
         self._batch_delete([self._key(pk, offset) for offset in sorted(set(last_offsets))])
+
+
+def _names_row_group(entry: Entry, prefix: str) -> Item:
+    """Expression values naming ``entry``'s segment (``{prefix}k``) and row group
+    (``{prefix}g``): what `replace_entry`'s conditions compare."""
+    return {f"{prefix}k": {"S": entry.segment_key}, f"{prefix}g": num(entry.row_group)}
 
 
 def _topic_from_item(item: Item) -> TopicRecord:

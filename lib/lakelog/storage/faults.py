@@ -74,6 +74,10 @@ class FailPoint(StrEnum):
     BEFORE_CHAIN_DELETE = "before_chain_delete"
     BEFORE_ENTRIES_PUT = "before_entries_put"
     AFTER_ENTRIES_PUT = "after_entries_put"
+    BEFORE_ENTRY_REPLACE = "before_entry_replace"
+    AFTER_ENTRY_PUT = "after_entry_put"
+    """Between a replacement entry's put and the deletion of the entries it covers."""
+    AFTER_ENTRY_REPLACE = "after_entry_replace"
     BEFORE_ITEMS_DELETE = "before_items_delete"
     AFTER_ITEMS_DELETE = "after_items_delete"
     BEFORE_ENTRIES_DELETE = "before_entries_delete"
@@ -240,6 +244,17 @@ class FaultyLedgerStore:
         self.injector.check(FailPoint.BEFORE_ENTRIES_PUT)
         self.inner.put_entries(topic_id, partition, entries)
         self.injector.check(FailPoint.AFTER_ENTRIES_PUT)
+
+    def replace_entry(
+        self, topic_id: str, partition: int, entry: Entry, replaced: Sequence[Entry]
+    ) -> bool:
+        self.injector.check(FailPoint.BEFORE_ENTRY_REPLACE)
+        if not self.inner.replace_entry(topic_id, partition, entry, replaced[-1:]):
+            return False
+        self.injector.check(FailPoint.AFTER_ENTRY_PUT)
+        done = self.inner.replace_entry(topic_id, partition, entry, replaced)
+        self.injector.check(FailPoint.AFTER_ENTRY_REPLACE)
+        return done
 
     def query_entries(
         self, topic_id: str, partition: int, from_offset: int, limit: int

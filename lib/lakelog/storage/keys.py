@@ -29,7 +29,9 @@ Ledger table (``pk`` string, ``sk`` number; format 2, ADR 0012)
         The compactor's L1 entries (ADR 0012 1.1 and 1.7): one
         `lakelog.log.records.Entry` per row group of a partition's L1 segments, put only
         if absent, read with ``Query pk AND sk >= offset`` for offsets below the
-        partition's L1 end (the meta item's ``l1``).
+        partition's L1 end (the meta item's ``l1``). Key compaction replaces them
+        conditionally (ADR 0013 §6): an entry then may hold fewer rows than offsets, or
+        none (``row_count`` 0, no segment).
 
 Catalog table (``pk`` string, ``sk`` string)
     ``pk = "topic"``, ``sk = {topic name}``

@@ -369,6 +369,30 @@ class MemoryLedgerStore:
                 if self._get(pk, int(item["sk"]["N"])) is None:
                     self._put(item)
 
+    def replace_entry(
+        self, topic_id: str, partition: int, entry: Entry, replaced: Sequence[Entry]
+    ) -> bool:
+        pk = l1_entries_pk(topic_id, partition)
+        item = entry_to_item(pk, entry)
+        check_item_size(item, "entry put")
+
+        def names(sk: int, named: Entry) -> bool:
+            found = self._get(pk, sk)
+            return found is not None and (
+                found["segment_key"]["S"] == named.segment_key
+                and int(found["row_group"]["N"]) == named.row_group
+            )
+
+        with self._s.lock:
+            if not (names(entry.last_offset, replaced[-1]) or names(entry.last_offset, entry)):
+                return False
+            self._put(item)
+        for old in sorted(replaced[:-1], key=lambda e: e.last_offset, reverse=True):
+            with self._s.lock:
+                if names(old.last_offset, old):
+                    self._s.ledger_items[pk].delete(old.last_offset)
+        return True
+
     def query_entries(
         self, topic_id: str, partition: int, from_offset: int, limit: int
     ) -> list[Entry]:

@@ -256,6 +256,19 @@ class LedgerStore(Protocol):
         """Put each L1 entry of ``partition`` at its ``last_offset`` only if that key is
         free; an entry already there is left as it is (a rerun after a crash)."""
 
+    def replace_entry(
+        self, topic_id: str, partition: int, entry: Entry, replaced: Sequence[Entry]
+    ) -> bool:
+        """Key compaction's replacement of ``replaced`` (entries of ``partition`` in offset
+        order, the last ending at ``entry.last_offset``) by ``entry`` (ADR 0013, 6).
+
+        Puts ``entry`` at its ``last_offset`` only if the item there still names the
+        segment and row group of ``replaced[-1]``, or already names ``entry``'s (a rerun);
+        then deletes each other entry of ``replaced``, highest offset first, each only if
+        its item still names its segment and row group. False, and nothing written, when
+        the put's condition fails.
+        """
+
     def query_entries(
         self, topic_id: str, partition: int, from_offset: int, limit: int
     ) -> list[Entry]:

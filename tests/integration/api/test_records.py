@@ -358,6 +358,24 @@ def test_produce_with_values_the_engine_rejects_returns_400_and_writes_nothing(
     assert _high_watermarks(orders) == [0, 0, 0]
 
 
+def test_a_keyless_record_to_a_compact_topic_returns_400_and_writes_nothing(api: Api) -> None:
+    # Given a topic that keeps the latest record per key (ADR 0013, 6)
+    created = api.send(
+        "create_topic", body={"name": "latest", "config": {"cleanup_policy": "compact"}}
+    )
+    assert created.status == 201, created.text
+    keyed = {"key": _string("k"), "value": _string("a")}
+
+    # When an append holds a keyless record beside a keyed one
+    body = {"records": [keyed, {"value": _string("b")}]}
+    reply = api.send("produce", topic="latest", body=body)
+
+    # Then it is refused whole, saying why; a keyed append is taken
+    assert "cleanup_policy=compact" in assert_error(reply, 400, "invalid_request")["message"]
+    assert _high_watermarks(api, "latest") == [0]
+    assert api.send("produce", topic="latest", body={"records": [keyed]}).status == 200
+
+
 def test_produce_to_unknown_topic_returns_404(api: Api) -> None:
     assert_error(api.send("produce"), 404, "topic_not_found")
 

@@ -10,6 +10,7 @@ CREATED_CONFIG = {
     "retention_ms": 604800000,
     "retention_bytes": -1,
     "cleanup_policy": "delete",
+    "delete_retention_ms": 86_400_000,
     "max_record_bytes": 1048576,
     "compression": "zstd",
 }
