@@ -297,7 +297,7 @@ def _work_widgets(backlog: cloudwatch.Metric, threshold: int) -> list[cloudwatch
             width=12,
         ),
         cloudwatch.GraphWidget(
-            title="Compactor: topics, steps, items removed, segments merged and deleted",
+            title="Compactor: topics, steps, items removed, records compacted, segments",
             left=[
                 _metric(name)
                 for name in (
@@ -305,6 +305,7 @@ def _work_widgets(backlog: cloudwatch.Metric, threshold: int) -> list[cloudwatch
                     "CompactionSteps",
                     "ChainItemsRemoved",
                     "L1EntriesRemoved",
+                    "RecordsCompacted",
                 )
             ],
             right=[_metric(name) for name in ("SegmentsMerged", "SegmentsDeleted", "TopicsPurged")],

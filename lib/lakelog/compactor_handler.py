@@ -54,6 +54,7 @@ METRICS: Final = {
     "BytesExpired": MetricUnit.Bytes,
     "ChainItemsRemoved": MetricUnit.Count,
     "L1EntriesRemoved": MetricUnit.Count,
+    "RecordsCompacted": MetricUnit.Count,
     "SegmentsMerged": MetricUnit.Count,
     "BytesMerged": MetricUnit.Bytes,
     "L0BacklogAge": MetricUnit.Seconds,
@@ -120,6 +121,7 @@ def step_totals(topic: str, steps: list[CompactionStep]) -> dict[str, Any]:
         "entries_removed": sum(step.entries_removed for step in steps),
         "segments_merged": sum(step.segments_merged for step in steps),
         "bytes_merged": sum(step.bytes_merged for step in steps),
+        "records_compacted": sum(step.records_compacted for step in steps),
         "l0_backlog_ms": steps[-1].l0_backlog_ms,
         "log_start_offsets": log_start_offsets,
     }
@@ -175,6 +177,7 @@ def make_task_handlers(
             L1EntriesRemoved=output["entries_removed"],
             SegmentsMerged=output["segments_merged"],
             BytesMerged=output["bytes_merged"],
+            RecordsCompacted=output["records_compacted"],
             L0BacklogAge=output["l0_backlog_ms"] // 1000,
         )
         return output

@@ -149,6 +149,7 @@ def test_a_task_with_time_left_runs_steps_until_the_topic_is_done() -> None:
         "entries_removed": 0,
         "segments_merged": 6,
         "bytes_merged": 6 << 20,
+        "records_compacted": 0,
         "l0_backlog_ms": 0,
         "log_start_offsets": {},
     }
@@ -244,6 +245,7 @@ def test_compact_topic_publishes_what_it_did_as_metrics(
     assert (emf["CompactionSteps"], emf["SegmentsMerged"], emf["BytesExpired"]) == ([3], [6], [0])
     assert (emf["BytesMerged"], emf["L0BacklogAge"]) == ([6 << 20], [0])
     assert (emf["ChainItemsRemoved"], emf["L1EntriesRemoved"]) == ([0], [0])
+    assert emf["RecordsCompacted"] == [0]
 
 
 def test_a_pass_of_the_sample_events_publishes_passes_work_and_backlog_per_topic(

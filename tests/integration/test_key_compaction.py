@@ -232,6 +232,8 @@ def test_compaction_keeps_the_latest_record_per_key_at_its_offset_byte_for_byte(
     assert read_log(make(), topic_name) == expected
     assert sum(map(len, expected.values())) < sum(map(len, before.values())) - 20
     assert any("compact keys" in line for step in steps for line in step.actions)
+    dropped = sum(map(len, before.values())) - sum(map(len, expected.values()))
+    assert sum(step.records_compacted for step in steps) == dropped
     # ... the compacted end reached the L1 end, and the entries are fewer
     assert meta_of(engine, topic_name).compacted_end == meta.l1_end
     assert [len(entries(engine, topic_name, p)) for p in range(PARTITIONS)] < entries_before

@@ -64,6 +64,7 @@ def print_pass(reply: dict[str, Any], dry_run: bool) -> None:
             f"{step['items_removed']} chain items removed",
             f"{step['entries_removed']} L1 entries removed",
             f"{step['segments_merged']} segments merged ({step['bytes_merged']} bytes)",
+            f"{step['records_compacted']} records compacted",
         ]
         starts = step["log_start_offsets"]
         if starts:

@@ -78,6 +78,9 @@ class CompactionStep:
     """L0 segments whose records now live in L1 segments."""
     bytes_merged: int = 0
     """Row-group bytes of the L0 batches the merge moved to L1."""
+    records_compacted: int = 0
+    """Records key compaction dropped (superseded by a later record of their key, or
+    tombstones older than ``delete_retention_ms``)."""
     actions: tuple[str, ...] = ()
     """One line per action, for ``lakelog compact --dry-run`` and logs."""
     l0_backlog_ms: int = 0
@@ -372,7 +375,12 @@ class Compactor:
             now_ms=self._ctx.clock_ms(),
             dry_run=dry_run,
         )
-        return replace(step, done=compacted.done, actions=step.actions + compacted.actions)
+        return replace(
+            step,
+            done=compacted.done,
+            records_compacted=compacted.records_dropped,
+            actions=step.actions + compacted.actions,
+        )
 
     def _below_chain_start(self, topic: TopicRecord, meta: ChainMeta, budget: int) -> list[int]:
         """Seqs of the items still stored below the chain start, at most ``budget``: one
