@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from lakelog.client import Client
@@ -690,3 +692,38 @@ def test_a_rerun_that_keeps_more_than_the_crashed_step_still_leaves_dense_entrie
     spans = [(e.base_offset, e.last_offset) for e in entries(engine, topic_name, 0)]
     assert [low for low, _ in spans] == [0] + [high + 1 for _, high in spans[:-1]]
     assert read_log(make(), topic_name) == before
+
+
+# --- a query engine reading the bucket ------------------------------------------------------
+
+
+def test_duckdb_reads_each_kept_record_at_its_offset_from_the_compacted_l1_segments(
+    make: Callable[[], Engine], clock: Clock, topic_name: str, tmp_path: Path
+) -> None:
+    # Given a compact topic merged to L1 and key compacted (its replaced segments collected)
+    engine, before = make_topic(make, clock, topic_name)
+    meta = meta_of(engine, topic_name)
+    compact(engine, topic_name)
+    collect_after_grace(engine, topic_name, clock)
+    expected = survivors(before, meta, clock.ms, 2 * DAY_MS)
+
+    # When DuckDB reads the topic's L1 objects as they lie in the bucket
+    prefix = topic_segments_prefix(topic_of(engine, topic_name).topic_id)
+    l1 = [info for info in engine.context.objects.list(prefix) if "/L1/" in info.key]
+    for index, info in enumerate(l1):
+        body = engine.context.objects.get_range(info.key, 0, info.size)
+        (tmp_path / f"{index}.parquet").write_bytes(body)
+    relation = duckdb.sql(
+        'SELECT partition, "offset", key, value FROM read_parquet('
+        f"'{tmp_path}/*.parquet') ORDER BY partition, \"offset\""
+    )
+    assert relation is not None
+    rows = relation.fetchall()
+
+    # Then it sees exactly the records a fetch below the L1 end returns, with their offsets
+    assert rows == [
+        (r.partition, r.offset, r.key, r.value)
+        for p in range(PARTITIONS)
+        for r in expected[p]
+        if r.offset < meta.l1_end[p]
+    ]
