@@ -233,8 +233,11 @@ def test_a_merge_keeps_every_record_byte_for_byte_and_reduces_the_object_count(
     assert meta.chain_start == sum(step.items_merged for step in steps) == 25  # genesis too
     assert sum(step.items_removed for step in truncated) == 25
     assert sum(step.segments_merged for step in truncated) == 0  # nothing more to merge
-    # ... and the merged L0 segments are gone: fewer objects than before the merge
-    assert len(collected) == segments_before == sum(step.segments_merged for step in steps)
+    # ... and the truncation deleted the merged L0 segments after their items, leaving
+    # gc nothing: fewer objects than before the merge
+    deleted = sum(step.segments_deleted for step in truncated)
+    assert deleted == segments_before == sum(step.segments_merged for step in steps)
+    assert collected == []
     assert len(objects(reader, topic_name)) < segments_before
     assert set(objects(reader, topic_name)) == referenced(reader, topic_name)
     assert all("/L1/" in e.segment_key for e in entries(reader, topic_name))

@@ -1056,31 +1056,29 @@ def test_a_crash_between_the_meta_update_and_the_entries_deletion_then_a_rerun_e
     assert_kept_and_expired(make, kept)
 
 
-def test_gc_deletes_an_expired_l1_segment_after_its_grace_period_and_never_a_named_one(
+def test_retention_deletes_a_wholly_expired_l1_segment_with_its_entries_never_a_named_one(
     make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given merged records, whose L1 segments were just written, and a step expiring every
-    # entry of partition 1's segment and half of partition 0's
+    # Given merged records, whose L1 segments were just written: partition 1's segment
+    # holds only entries that expire, partition 0's also entries that stay
     engine = _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     (named,), (expired,) = l1_segments(engine, 0), l1_segments(engine, 1)
     compactor = compactor_of(engine)
-    assert compactor.compact_topic(TOPIC).entries_removed == 4
 
-    # When gc runs before the segment is a grace period old, then it stays
-    assert compactor.collect().segments_deleted == 0
-    clock.advance(GRACE_MS - 1)
-    compactor.collect()
-    assert {named, expired} <= segments(engine)
+    # When a step expires every entry of partition 1 and half of partition 0's
+    step = compactor.compact_topic(TOPIC)
 
-    # When it runs after, then the segment no entry names goes, the one a live entry
-    # names stays
-    clock.advance(1)
-    assert compactor.collect().segments_deleted == 1
+    # Then it deletes the segment no entry names any more, after its entries, and keeps
+    # the one a live entry names
+    assert step.entries_removed == 4 and step.segments_deleted == 1
     assert expired not in segments(engine) and named in segments(engine)
     assert segments(engine) == referenced(engine)
     assert [r.offset for r in make().fetch(TOPIC, 0, 4, max_records=100).records] == list(
         range(4, 10)
     )
+    # And a full gc after the grace period finds nothing left to delete
+    clock.advance(GRACE_MS)
+    assert compactor.collect(full=True).segments_deleted == 0
 
 
 @pytest.mark.parametrize("items_per_step", [1, 2, 3, 1_000])
@@ -1168,12 +1166,12 @@ def test_a_compacted_topic_is_not_listed_nor_expired_for_its_old_l1_records(
     assert l1_spans(engine, 0)[0][0] == 0 and l1_spans(engine, 1)[0][0] == 0
 
 
-def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries_is_416(
+def test_a_fetch_whose_l1_segment_retention_deleted_with_its_entries_is_416(
     make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given merged records stamped A, now expired, and a reader that found partition 1's
     # L1 entries, whose GET of their segment runs after a compactor step deleted them and
-    # gc, past the segment's grace period, deleted the segment
+    # then the segment only they named
     _merged(make, clock, monkeypatch, retention_ms=DAY_MS)
     compactor = compactor_of(make())
     reader = make()
@@ -1186,9 +1184,8 @@ def test_a_fetch_whose_l1_segment_gc_deleted_after_retention_expired_its_entries
 
         def get_range(self, key: str, start: int, end: int) -> bytes:
             if "/L1/" in key and not raced:
-                raced.append(compactor.compact_topic(TOPIC).entries_removed)
-                clock.advance(GRACE_MS)
-                raced.append(compactor.collect().segments_deleted)
+                step = compactor.compact_topic(TOPIC)
+                raced.extend((step.entries_removed, step.segments_deleted))
             data: bytes = objects_store.get_range(key, start, end)
             return data
 

@@ -25,6 +25,8 @@ from lakelog.service.context import EngineContext
 from lakelog.service.gc import GarbageCollector
 from lakelog.service.keycompact import KeyCompactor, dirty
 from lakelog.service.merge import Merger
+from lakelog.service.produce import MAX_UPLOAD_AGE_MS
+from lakelog.storage.keys import l0_segment_key_from_id, segment_created_ms
 from lakelog.storage.ports import TopicRecord
 
 __all__ = ["CompactionSettings", "CompactionStep", "Compactor", "GcReport"]
@@ -36,6 +38,12 @@ WALK_PAGE = 100
 FIRST_ENTRY_PAGE = 2
 """L1 entries the walk's first Query of a partition asks for (its pages double from there):
 when nothing is due the partition costs one Query of two small items."""
+CLOCK_SKEW_MS = 5 * 60 * 1000
+"""How far two processes' clocks may differ at most (ADR 0013, 3.1: minutes)."""
+SHARED_SEGMENT_MS = MAX_UPLOAD_AGE_MS + 2 * CLOCK_SKEW_MS
+"""After its PUT, how long an L0 segment may still be named by a new chain item: an append
+commits at most `MAX_UPLOAD_AGE_MS` after its upload (a retry after a lost reply may name
+it again in a later item), give or take two clocks' skew (ADR 0013, 3.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,9 @@ class CompactionStep:
     """Chain items deleted (a grace period after the chain start moved past them)."""
     entries_removed: int = 0
     """L1 entries deleted (wholly below their partition's log start)."""
+    segments_deleted: int = 0
+    """L0 segments of the chain items it deleted and L1 segments of the entries it deleted
+    that nothing names any more (ADR 0013, 3.2 and 2)."""
     segments_merged: int = 0
     """L0 segments whose records now live in L1 segments."""
     bytes_merged: int = 0
@@ -114,6 +125,21 @@ def _sealed(tail: ChainItem, meta: ChainMeta) -> bool:
     return tail.kind == "seal" or meta.sealed_ms is not None
 
 
+def _dead_segments(dead: list[Entry], kept: Entry | None, l1_end: int) -> list[str]:
+    """The L1 segments of one partition that only its ``dead`` entries name (ADR 0013, 2).
+
+    A segment holds consecutive entries of one partition, so one named by a dead entry is
+    named by no entry left unless it is the segment of the first entry left (``kept``,
+    None when none is: it may straddle the log start). Only entries below the L1 end
+    count: a merge under way may still be putting entries of its segments, which the full
+    gc deletes once nothing names them.
+    """
+    keep = set() if kept is None else {kept.segment_key}
+    keep.update(entry.segment_key for entry in dead if entry.last_offset >= l1_end)
+    found = dict.fromkeys(entry.segment_key for entry in dead)
+    return [key for key in found if key not in keep]
+
+
 @dataclass
 class _Plan:
     """What one step will write: the new log starts and chain start, and what it counted."""
@@ -129,6 +155,8 @@ class _Plan:
     dead_entries: dict[int, list[int]] = field(default_factory=dict)
     """Per partition, the last offsets of the L1 entries wholly below its (new) log start:
     deleted once the meta item holds that log start."""
+    dead_segments: list[str] = field(default_factory=list)
+    """L1 segments only dead entries name: deleted after them."""
 
 
 class Compactor:
@@ -286,13 +314,22 @@ class Compactor:
         below = self._below_chain_start(topic, meta, budget)
         removed = 0
         released = self._released(meta, now)
+        l0_segments: list[str] = []
         if below and released:
+            l0_segments = self._l0_segments_of(topic, below, meta.chain_start)
             if not dry_run:
+                # Items first, their segments after (invariant 5): a crash in between
+                # leaves orphans the next full gc deletes.
                 self._ctx.ledger.delete_items(topic.topic_id, below)
+                self._ctx.objects.delete(l0_segments)
             removed = len(below)
         plan = self._retention(topic, tail, meta, max(1, budget - removed), now)
         if removed:
-            plan.actions.insert(0, f"delete chain items {below[0]}..{below[-1]}")
+            plan.actions.insert(
+                0,
+                f"delete chain items {below[0]}..{below[-1]}, "
+                f"then {len(l0_segments)} L0 segments only they name",
+            )
         if removed == budget:
             plan.complete = False  # there may be more below the chain start
         elif not below or removed:
@@ -316,6 +353,7 @@ class Compactor:
             # misses these entries reads the meta item again and answers 416.
             for partition, last_offsets in plan.dead_entries.items():
                 self._ctx.ledger.delete_entries(topic.topic_id, partition, last_offsets)
+            self._ctx.objects.delete(plan.dead_segments)
         return CompactionStep(
             topic=topic.name,
             done=plan.complete,
@@ -325,6 +363,7 @@ class Compactor:
             bytes_expired=plan.bytes_expired,
             items_removed=removed,
             entries_removed=sum(len(offsets) for offsets in plan.dead_entries.values()),
+            segments_deleted=len(l0_segments) + len(plan.dead_segments),
             actions=tuple(plan.actions),
         )
 
@@ -389,6 +428,47 @@ class Compactor:
         if not first or first[0].seq >= meta.chain_start:
             return []
         return list(range(first[0].seq, min(meta.chain_start, first[0].seq + budget)))
+
+    def _l0_segments_of(self, topic: TopicRecord, seqs: list[int], chain_start: int) -> list[str]:
+        """Keys of the L0 segments the items at ``seqs`` (a run below the chain start) name
+        that no item from the chain start on can name (ADR 0013, 3.2).
+
+        Reads the run (Queries of up to ``len(seqs)`` items, about 1 RRU per 15 W1 items)
+        and, when it reaches the chain start, one page of `WALK_PAGE` items from there:
+        an append that retried after a lost reply may name its segment again in a later
+        item, but only within `SHARED_SEGMENT_MS` of its upload. A segment named by an item
+        of that page, or uploaded less than `SHARED_SEGMENT_MS` before the page's last item
+        (when the page does not reach the chain's end), is left to the full gc.
+        """
+        first, last = seqs[0], seqs[-1]
+        ledger = self._ctx.ledger
+        named: dict[str, int] = {}
+        seq = first
+        while seq <= last:
+            items, _ = ledger.query(topic.topic_id, seq, last - seq + 1)
+            run = [item for item in items if item.seq <= last]
+            for item in run:
+                if item.segment_id is not None:
+                    key = l0_segment_key_from_id(topic.topic_id, item.segment_id)
+                    named[key] = segment_created_ms(key) or 0
+            if len(run) < len(items) or not run:
+                break
+            seq = run[-1].seq + 1
+        if last + 1 < chain_start:
+            return list(named)  # no item from the chain start is this close to them
+        after, end_meta = ledger.query(topic.topic_id, chain_start, WALK_PAGE)
+        kept = {
+            l0_segment_key_from_id(topic.topic_id, item.segment_id)
+            for item in after
+            if item.segment_id is not None
+        }
+        # The page's last item bounds when any item after it was written (its end: none).
+        horizon = None if end_meta is not None else (after[-1].append_time_ms if after else 0)
+        return [
+            key
+            for key, created in named.items()
+            if key not in kept and (horizon is None or created + SHARED_SEGMENT_MS < horizon)
+        ]
 
     def _retention(
         self, topic: TopicRecord, tail: ChainItem, meta: ChainMeta, budget: int, now: int
@@ -492,19 +572,27 @@ class Compactor:
                 closed.update(range(partition, len(meta.l1_end)))
                 break
             expiring = plan.log_start[partition] < end and (oldest is not None or limit >= 0)
-            for entry in self._entries_from_zero(topic.topic_id, partition):
+            dead: list[Entry] = []
+            kept: Entry | None = None
+            stored = self._entries_from_zero(topic.topic_id, partition)
+            for entry in stored:
                 if entry.last_offset >= plan.log_start[partition]:
                     if entry.last_offset >= end:
-                        break  # the L1 end (entries above it belong to a merge under way)
+                        kept = entry  # the L1 end (entries above it: a merge under way)
+                        break
                     size = tail.mark(partition).cumulative_bytes - plan.bytes_below[partition]
                     by_time = oldest is not None and entry.max_timestamp < oldest
                     if not (expiring and (by_time or 0 <= limit < size)):
+                        kept = entry
                         break
                     self._expire_entry(topic, plan, partition, entry, by_time)
                 plan.dead_entries.setdefault(partition, []).append(entry.last_offset)
+                dead.append(entry)
                 walked += 1
                 if walked >= budget:
+                    kept = next(stored, None)  # the first entry left, whose segment stays
                     break
+            plan.dead_segments.extend(_dead_segments(dead, kept, end))
             if plan.log_start[partition] < end:
                 closed.add(partition)
         for partition, last_offsets in plan.dead_entries.items():
@@ -573,13 +661,19 @@ class Compactor:
         return first_seq(low + 1, high, probe, predicate)
 
     # Garbage ---------------------------------------------------------------------------
-    def collect(self) -> GcReport:
+    def collect(self, *, full: bool = True) -> GcReport:
         """Delete what nothing references any more (ADR 0013, 1 and 3.4).
 
-        Every live topic's unreferenced segments past the grace period; the storage of
-        topics deleted before it (and of creates that stopped before their catalog
-        write); and a listed topic whose chain was sealed before the grace period (a
-        deletion that stopped, not one still running) has its deletion completed.
+        Every pass: the storage of topics deleted before the grace period (and of creates
+        that stopped before their catalog write), and a listed topic whose chain was
+        sealed before the grace period (a deletion that stopped, not one still running)
+        has its deletion completed: a catalog Query and one reverse Query per topic.
+
+        With ``full`` (the default), also every live topic's unreferenced segments past the
+        grace period: a LIST of all its segments and a read of every chain item and L1
+        entry. Compactor steps delete the segments of the items and entries they delete
+        (ADR 0013, 3.2), so this scan only finds what crashed (appends, merges, a step
+        between its deletions): the state machine runs it once a day.
         """
         deleted = 0
         cutoff = self._ctx.clock_ms() - self._gc.grace_ms
@@ -592,7 +686,8 @@ class Compactor:
                     with suppress(TopicNotFoundError):
                         TopicAdmin(self._ctx).complete_delete(topic.name, topic.topic_id)
                 continue
-            with suppress(TopicNotFoundError):
-                deleted += len(self._gc.collect_topic(topic.name))
+            if full:
+                with suppress(TopicNotFoundError):
+                    deleted += len(self._gc.collect_topic(topic.name))
         purged = self._gc.purge_deleted_topics()
         return GcReport(segments_deleted=deleted, topics_purged=len(purged))
