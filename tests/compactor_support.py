@@ -43,6 +43,6 @@ class ScriptedCompactor:
             l0_backlog_ms=0 if done else self.backlog_ms,
         )
 
-    def collect(self) -> GcReport:
-        self._maybe_fail("collect")
+    def collect(self, *, full: bool = True) -> GcReport:
+        self._maybe_fail("collect" if full else "collect:light")
         return GcReport(segments_deleted=1)

@@ -5,8 +5,10 @@ topics at once) running ``CompactTopic`` until its output says ``done`` -> ``Col
 (gc). Every task retries task failures with exponential backoff; what still fails is
 caught, recorded by ``RecordFailure`` and ends the execution in ``PassFailed``, which the
 ``Compactor-failures`` alarm watches; the ``Compactor-l0-backlog`` alarm watches the
-``L0BacklogAge`` the tasks publish. An EventBridge rule starts a pass on the
-environment's ``compactor_schedule``.
+``L0BacklogAge`` the tasks publish. An EventBridge rule starts a light pass
+(``{"gc": "light"}``: no scan for orphans) on the environment's ``compactor_schedule``,
+another a full one (``{"gc": "full"}``) on its ``compactor_full_gc_schedule``; ``Collect``
+reads ``gc`` from the execution's input (ADR 0013, 5.1).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Compactor(Construct):
     state_machine
         The Express state machine of one pass.
     schedule
-        The EventBridge rule that starts it.
+        The EventBridge rule that starts its light passes.
+    full_gc_schedule
+        The EventBridge rule that starts its passes with the full gc.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, platform: Platform) -> None:
@@ -99,13 +103,19 @@ class Compactor(Construct):
         }
         self._grant(platform)
         self.state_machine = self._state_machine(platform)
-        self.schedule = events.Rule(
-            self,
+        self.schedule = self._schedule(
             "Schedule",
-            rule_name=f"{config.prefix}-compactor",
-            description=f"Starts a compactor pass of {config.prefix}",
-            schedule=events.Schedule.expression(config.compactor_schedule),
-            targets=[targets.SfnStateMachine(self.state_machine, retry_attempts=2)],
+            f"{config.prefix}-compactor",
+            f"Starts a compactor pass of {config.prefix} (light gc)",
+            config.compactor_schedule,
+            "light",
+        )
+        self.full_gc_schedule = self._schedule(
+            "FullGcSchedule",
+            f"{config.prefix}-compactor-full-gc",
+            f"Starts a compactor pass of {config.prefix} with the full gc",
+            config.compactor_full_gc_schedule,
+            "full",
         )
         platform.monitoring.watch_state_machine(self.state_machine, label="Compactor")
         backlog = _metric("L0BacklogAge", "Maximum")
@@ -127,6 +137,25 @@ class Compactor(Construct):
             "CompactorStateMachineArn",
             self.state_machine.state_machine_arn,
             "State machine of a compactor pass; start-execution runs one now",
+        )
+
+    def _schedule(
+        self, construct_id: str, name: str, description: str, expression: str, gc: str
+    ) -> events.Rule:
+        """A rule starting a pass whose input is ``{"gc": gc}``."""
+        return events.Rule(
+            self,
+            construct_id,
+            rule_name=name,
+            description=description,
+            schedule=events.Schedule.expression(expression),
+            targets=[
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    input=events.RuleTargetInput.from_object({"gc": gc}),
+                    retry_attempts=2,
+                )
+            ],
         )
 
     def _grant(self, platform: Platform) -> None:
@@ -187,12 +216,13 @@ class Compactor(Construct):
         each_topic = sfn.Map(
             self,
             "EachTopic",
-            items_path="$.topics",
+            items_path="$.listed.topics",
             item_selector={"topic": sfn.JsonPath.string_at("$$.Map.Item.Value")},
             max_concurrency=MAX_CONCURRENCY,
             result_path=sfn.JsonPath.DISCARD,
         ).item_processor(topic_loop)
-        list_topics = self._task("list", "ListTopics")
+        # The list goes beside the execution's input, whose "gc" Collect reads.
+        list_topics = self._task("list", "ListTopics", result_path="$.listed")
         collect = self._task("collect", "Collect", result_path=sfn.JsonPath.DISCARD)
         for state in (list_topics, each_topic, collect):
             state.add_catch(failed, errors=["States.ALL"], result_path="$.failure")

@@ -71,7 +71,11 @@ class EnvironmentConfig(BaseModel):
         deny default. Set them per account, e.g. the deploying role's
         ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/*``.
     compactor_schedule
-        EventBridge schedule expression that starts the compactor.
+        EventBridge schedule expression that starts the compactor (light passes: gc
+        without the scan of every topic's segments).
+    compactor_full_gc_schedule
+        EventBridge schedule expression that starts a compactor pass with the full gc
+        (the scan for orphans of crashed appends, merges and deletions; ADR 0013 5.1).
     compactor_backlog_alarm_passes
         The L0 backlog alarm fires when a topic's oldest mergeable chain item has waited
         longer than gc's grace period plus this many passes (N): the merge waits up to one
@@ -104,6 +108,7 @@ class EnvironmentConfig(BaseModel):
     api_throttle_burst: int = Field(default=200, gt=0)
     """Requests the stage accepts in a burst above the steady rate."""
     compactor_schedule: str
+    compactor_full_gc_schedule: str = "rate(1 day)"
     compactor_backlog_alarm_passes: int = Field(default=3, ge=1)
     tracing: bool
 
@@ -136,7 +141,7 @@ class EnvironmentConfig(BaseModel):
             raise ValueError(f"CloudWatch Logs accepts only: {allowed}")
         return value
 
-    @field_validator("compactor_schedule")
+    @field_validator("compactor_schedule", "compactor_full_gc_schedule")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
         if not _SCHEDULE.fullmatch(value):

@@ -8,8 +8,12 @@ task                input                       output
 ==================  ==========================  ==========================================
 ``list_topics``     anything                    ``{"topics": [name, ...]}``
 ``compact_topic``   ``{"topic": name}``         ``{"topic", "done", "steps", counters...}``
-``collect``         anything                    ``{"segments_deleted", "topics_purged"}``
+``collect``         ``{"gc"?: "full"|"light"}``  ``{"gc", "segments_deleted", "topics_purged"}``
 ==================  ==========================  ==========================================
+
+``collect`` runs the full gc (a scan of every topic's segments for orphans) unless the
+pass's input says ``"gc": "light"``: the 5-minute schedule starts light passes, a daily
+one a full pass (ADR 0013, 5.1); an execution started by hand without input is full.
 
 ``compact_topic`` runs steps until the topic is done or the Lambda deadline nears (less
 than the reserve left, `STEP_RESERVE_MS` by default); the state machine calls it again
@@ -33,6 +37,7 @@ from lakelog.service.engine import Engine
 from lakelog.service.passes import CompactorCalls, run_topic
 
 __all__ = [
+    "GC_MODES",
     "METRICS",
     "NAMESPACE",
     "SERVICE",
@@ -69,6 +74,8 @@ per pass on the dashboard, except ``L0BacklogAge`` (its maximum is what the alar
 ``compact_topic`` call, the last step's `CompactionStep.l0_backlog_ms` in seconds, with the
 topic as a property of the record (not a dimension: one metric for all topics).
 ``TaskFailures``: one per task call that raised (each retry counts)."""
+GC_MODES: Final = ("full", "light")
+"""What a pass's ``gc`` input may say; without it a pass runs the full gc."""
 STEP_RESERVE_MS: Final = 20_000
 """A step starts only while this much time is left before the Lambda deadline: one step
 reads at most `CompactionSettings.max_items_per_step` chain items and writes one merged
@@ -119,6 +126,7 @@ def step_totals(topic: str, steps: list[CompactionStep]) -> dict[str, Any]:
         "bytes_expired": sum(step.bytes_expired for step in steps),
         "items_removed": sum(step.items_removed for step in steps),
         "entries_removed": sum(step.entries_removed for step in steps),
+        "segments_deleted": sum(step.segments_deleted for step in steps),
         "segments_merged": sum(step.segments_merged for step in steps),
         "bytes_merged": sum(step.bytes_merged for step in steps),
         "records_compacted": sum(step.records_compacted for step in steps),
@@ -175,6 +183,7 @@ def make_task_handlers(
             BytesExpired=output["bytes_expired"],
             ChainItemsRemoved=output["items_removed"],
             L1EntriesRemoved=output["entries_removed"],
+            SegmentsDeleted=output["segments_deleted"],
             SegmentsMerged=output["segments_merged"],
             BytesMerged=output["bytes_merged"],
             RecordsCompacted=output["records_compacted"],
@@ -183,8 +192,12 @@ def make_task_handlers(
         return output
 
     def collect(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        report = compactor.collect()
+        mode = event.get("gc", "full") if isinstance(event, Mapping) else "full"
+        if mode not in GC_MODES:
+            raise InvalidRequestError(f"collect's gc is one of {GC_MODES}, got {mode!r}")
+        report = compactor.collect(full=mode == "full")
         output = {
+            "gc": mode,
             "segments_deleted": report.segments_deleted,
             "topics_purged": report.topics_purged,
         }

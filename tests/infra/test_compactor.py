@@ -110,16 +110,30 @@ def test_every_task_retries_with_backoff_and_failures_end_in_a_recorded_fail(
     assert states[states["RecordFailure"]["Next"]]["Type"] == "Fail"
 
 
-def test_a_schedule_starts_the_pass_as_the_environment_says(env_stack: Synthesized) -> None:
-    [rule] = env_stack.resources("AWS::Events::Rule").values()
-    [target] = rule["Properties"]["Targets"]
-    role_id = target["RoleArn"]["Fn::GetAtt"][0]
-
-    assert rule["Properties"]["ScheduleExpression"] == env_stack.config.compactor_schedule
-    assert target["Arn"] == {"Ref": state_machine_id(env_stack)}
-    [statement] = _role_statements(env_stack, role_id)
-    assert statement["Action"] == "states:StartExecution"
-    assert statement["Resource"] == {"Ref": state_machine_id(env_stack)}
+def test_schedules_start_light_passes_and_full_gc_passes_as_the_environment_says(
+    env_stack: Synthesized,
+) -> None:
+    rules = {
+        rule["Properties"]["Name"]: rule
+        for rule in env_stack.resources("AWS::Events::Rule").values()
+    }
+    prefix = env_stack.config.prefix
+    expected = {
+        f"{prefix}-compactor": (env_stack.config.compactor_schedule, {"gc": "light"}),
+        f"{prefix}-compactor-full-gc": (
+            env_stack.config.compactor_full_gc_schedule,
+            {"gc": "full"},
+        ),
+    }
+    assert set(rules) == set(expected)
+    for name, (schedule, execution_input) in expected.items():
+        [target] = rules[name]["Properties"]["Targets"]
+        assert rules[name]["Properties"]["ScheduleExpression"] == schedule
+        assert json.loads(target["Input"]) == execution_input
+        assert target["Arn"] == {"Ref": state_machine_id(env_stack)}
+        [statement] = _role_statements(env_stack, target["RoleArn"]["Fn::GetAtt"][0])
+        assert statement["Action"] == "states:StartExecution"
+        assert statement["Resource"] == {"Ref": state_machine_id(env_stack)}
 
 
 def test_the_stack_outputs_the_state_machine(env_stack: Synthesized) -> None:

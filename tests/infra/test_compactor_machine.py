@@ -88,7 +88,7 @@ def test_one_execution_loops_each_topic_until_done_then_collects(dev: Synthesize
 
     output = machine.run({})
 
-    assert output == {"topics": ["a", "b"]}
+    assert output == {"listed": {"topics": ["a", "b"]}}
     assert compactor.calls == [
         "list",
         "compact:a",
@@ -99,6 +99,33 @@ def test_one_execution_loops_each_topic_until_done_then_collects(dev: Synthesize
     ]
     assert machine.visited.count("TopicDone") == 4
     assert machine.visited[-1] == "Collect"
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "collect_call"),
+    [({"gc": "light"}, "collect:light"), ({"gc": "full"}, "collect"), ({}, "collect")],
+)
+def test_the_execution_input_says_whether_collect_runs_the_full_gc(
+    dev: Synthesized, execution_input: dict[str, str], collect_call: str
+) -> None:
+    # Given the input each schedule gives an execution (or none, started by hand)
+    compactor = ScriptedCompactor({"a": 1})
+    machine = interpreter(dev, make_task_handlers(compactor), Deadline(remaining_ms=60_000))
+
+    # When the pass runs, then it compacts as always and collects as the input says
+    output = machine.run(execution_input)
+
+    assert compactor.calls == ["list", "compact:a", collect_call]
+    assert output == {**execution_input, "listed": {"topics": ["a"]}}
+
+
+def test_collect_refuses_a_gc_mode_it_does_not_know() -> None:
+    compactor = ScriptedCompactor({})
+    tasks = make_task_handlers(compactor)
+
+    with pytest.raises(InvalidRequestError, match="gc"):
+        tasks.collect({"gc": "deep"}, Deadline(remaining_ms=60_000))
+    assert compactor.calls == []
 
 
 def test_one_execution_expires_old_records_on_moto(
@@ -147,6 +174,7 @@ def test_a_task_with_time_left_runs_steps_until_the_topic_is_done() -> None:
         "bytes_expired": 0,
         "items_removed": 0,
         "entries_removed": 0,
+        "segments_deleted": 0,
         "segments_merged": 6,
         "bytes_merged": 6 << 20,
         "records_compacted": 0,
@@ -204,7 +232,12 @@ def test_the_sample_events_are_what_the_tasks_take_and_give() -> None:
     first = tasks.compact_topic(samples["compact_topic"], context)
     assert set(first) == set(samples["compact_topic_again"])
     assert tasks.compact_topic(samples["compact_topic_again"], context)["topic"] == "orders"
-    assert tasks.collect(samples["collect"], context) == {"segments_deleted": 1, "topics_purged": 0}
+    assert tasks.collect(samples["collect"], context) == {
+        "gc": "light",
+        "segments_deleted": 1,
+        "topics_purged": 0,
+    }
+    assert tasks.collect(samples["collect_full"], context)["gc"] == "full"
 
 
 def test_compact_topic_without_a_topic_is_refused_before_any_step() -> None:

@@ -66,6 +66,7 @@ def _with(**changes: object) -> dict[str, object]:
     [
         ({"log_retention_days": 10}, "CloudWatch Logs accepts only"),
         ({"compactor_schedule": "every hour"}, "EventBridge"),
+        ({"compactor_full_gc_schedule": "daily"}, "EventBridge"),
         ({"region": "Europe"}, "not an AWS region"),
         ({"account": "1234"}, "12-digit"),
         ({"name": "Dev_1"}, "lowercase"),

@@ -65,8 +65,8 @@ class _Signalling(ScriptedCompactor):
         super().__init__({})
         self.collected = threading.Event()
 
-    def collect(self) -> GcReport:
-        report = super().collect()
+    def collect(self, *, full: bool = True) -> GcReport:
+        report = super().collect(full=full)
         self.collected.set()
         return report
 
@@ -84,6 +84,33 @@ def test_scheduled_passes_run_in_the_background_and_survive_a_failed_pass() -> N
 
     assert compactor.calls[:3] == ["list", "list", "collect"]
     assert local.passes >= 1
+
+
+def test_scheduled_passes_run_the_full_gc_at_most_every_full_gc_every_requested_ones_always() -> (
+    None
+):
+    compactor = ScriptedCompactor({})
+    now = [0.0]
+    local = LocalCompactor(lambda: compactor, every=0, full_gc_every=3600, clock=lambda: now[0])
+
+    for at in (0, 60, 3540, 3600, 3660):  # scheduled passes at these seconds
+        now[0] = at
+        local.run_scheduled()
+    now[0] = 3720
+    local.reply(b"{}")  # lakelog compact
+    now[0] = 3780
+    local.run_scheduled()
+
+    gc_calls = [call for call in compactor.calls if call.startswith("collect")]
+    assert gc_calls == [
+        "collect",
+        "collect:light",
+        "collect:light",
+        "collect",
+        "collect:light",
+        "collect",
+        "collect:light",
+    ]
 
 
 def test_no_schedule_when_every_is_zero() -> None:

@@ -63,6 +63,7 @@ def print_pass(reply: dict[str, Any], dry_run: bool) -> None:
             f"{step['bytes_expired']} bytes expired",
             f"{step['items_removed']} chain items removed",
             f"{step['entries_removed']} L1 entries removed",
+            f"{step['segments_deleted']} segments deleted",
             f"{step['segments_merged']} segments merged ({step['bytes_merged']} bytes)",
             f"{step['records_compacted']} records compacted",
         ]
@@ -93,9 +94,11 @@ def print_pass(reply: dict[str, Any], dry_run: bool) -> None:
 @json_option
 @click.pass_obj
 def compact(settings: Settings, topic: str | None, dry_run: bool, as_json: bool) -> None:
-    """Run one compactor pass now: TOPIC, or every topic that needs work, then gc.
+    """Run one compactor pass now: TOPIC, or every topic that needs work, then the full gc.
 
-    Prints what each step did (retention, merges, log_start_offset moves) and what gc
+    The full gc also scans every topic's segments for orphans (of crashed appends and
+    merges); lakelog dev's own scheduled passes run it at most hourly. Prints what each
+    step did (retention, merges, log_start_offset moves, segments deleted) and what gc
     deleted. Talks to lakelog dev, which also runs passes on its own schedule.
     """
     body: dict[str, Any] = {"dry_run": dry_run}

@@ -27,8 +27,9 @@ class CompactorCalls(Protocol):
         """One bounded step of ``topic``; call again while ``done`` is False."""
         ...
 
-    def collect(self) -> GcReport:
-        """Delete what nothing references any more (past the grace period)."""
+    def collect(self, *, full: bool = True) -> GcReport:
+        """Delete what nothing references any more (past the grace period); ``full``:
+        scan every topic's segments for orphans too."""
         ...
 
 
@@ -71,8 +72,10 @@ def run_pass(
     dry_run: bool = False,
     on_step: Callable[[CompactionStep], None] | None = None,
     keep_going: Callable[[], bool] = lambda: True,
+    full_gc: bool = True,
 ) -> PassReport:
-    """A whole pass: each topic (``topics``, or those needing work) to done, then gc.
+    """A whole pass: each topic (``topics``, or those needing work) to done, then gc
+    (``full_gc``: with the scan of every topic's segments for orphans, ADR 0013 5.1).
 
     A dry run reports what the first step of each topic would do and skips gc. When
     ``keep_going`` says stop (asked after every step), the pass ends there, gc included:
@@ -87,5 +90,5 @@ def run_pass(
             run_topic(compactor, name, dry_run=dry_run, keep_going=keep_going, on_step=on_step)
         )
     if not dry_run and keep_going():
-        report.gc = compactor.collect()
+        report.gc = compactor.collect(full=full_gc)
     return report
