@@ -13,9 +13,10 @@ Two topics:
   partition), one append every 1/3 s of modeled time. `CompactionWorkload.appends` of
   them (48 s of W1; a modeled day is 259,200) fill the chain with L0 flush segments.
   Then passes run as the state machine runs them (list, compact each topic until done,
-  collect): one before anything is a day old (the steady-state pass that
-  merges nothing), the merge pass a day later, the pass a grace period after that
-  (truncation of the merged items, gc of their L0 segments), and an idle pass.
+  collect): one with the full gc before anything is a day old (its scan reads every
+  item), then light passes (gc without the scan, as every 5 minutes): the merge pass a
+  day later, the pass a grace period after that (the truncation deletes the merged items,
+  then their L0 segments), and an idle pass.
   Everything a pass does per item, per object or per GiB is linear in them, so the
   monthly figures scale the measured units (`price_w1`).
 - **Replay**: one partition of 1 MiB appends, merged into L1 segments of the size a W1
@@ -78,7 +79,7 @@ from lakelog.client import Consumer
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.log.chain import PRODUCER_EXPIRATION_MS
 from lakelog.service import merge as merge_module
-from lakelog.service.compactor import CompactionSettings, Compactor
+from lakelog.service.compactor import SHARED_SEGMENT_MS, CompactionSettings, Compactor
 from lakelog.service.gc import DEFAULT_GRACE_MS
 from lakelog.service.merge import Merger
 from lakelog.service.passes import run_topic
@@ -101,6 +102,7 @@ __all__ = [
     "compact_gb_seconds_per_gib",
     "compact_storage_per_gib",
     "gc_scan",
+    "left_to_full_gc",
     "merge_memory",
     "merge_storage_month",
     "merge_units",
@@ -108,6 +110,7 @@ __all__ = [
     "replay_day",
     "required_memory_mb",
     "run_compaction",
+    "truncation_read_units",
     "w1_segment_bytes",
 ]
 
@@ -255,10 +258,12 @@ class CompactionReport:
     chain_items_before: int
     chain_items_after: int
     early: PassCost
-    """The pass before anything is a day old: merges nothing, gc reads every item."""
+    """The pass before anything is a day old, with the full gc: merges nothing, its gc
+    lists every segment and reads every item."""
     merge: PassCost
     truncate: PassCost
     idle: PassCost
+    """A light pass with nothing to do: its collect is what every 5-minute pass's is."""
     fetch_before: ReplayReport
     fetch_after: ReplayReport
     replay: ReplayReport
@@ -389,8 +394,9 @@ class _Bench:
             result, cpu = self.run.account.cpu(action)
         return result, TaskRun(cpu, tuple(calls), parallel_gets)
 
-    def run_pass(self) -> PassCost:
-        """A pass as the state machine runs it: one compact task per listed topic."""
+    def run_pass(self, *, full_gc: bool = False) -> PassCost:
+        """A pass as the state machine runs it: one compact task per listed topic, then
+        the collect (``full_gc``: with the scan for orphans, as the daily pass)."""
         topics, listing = self.task(self.compactor.topics_needing_work)
         compact = []
         merged = removed = 0
@@ -401,7 +407,7 @@ class _Bench:
             compact.append(run)
             merged += sum(step.segments_merged for step in steps)
             removed += sum(step.items_removed for step in steps)
-        _, collect = self.task(self.compactor.collect)
+        _, collect = self.task(functools.partial(self.compactor.collect, full=full_gc))
         return PassCost(listing, tuple(compact), collect, len(topics), merged, removed)
 
     def at(self, seconds: float) -> None:
@@ -514,7 +520,7 @@ def run_compaction(workload: CompactionWorkload | None = None) -> CompactionRepo
             items_before = bench.chain_items(topic)
             fetch_before = bench.replay(topic, 0)
             bench.at(last + grace_s + 60)
-            early = bench.run_pass()
+            early = bench.run_pass(full_gc=True)
             bench.at(last + day_s + 60)
             merge = bench.run_pass()
             chain_item_bytes, entry_bytes = bench.item_sizes()
@@ -606,10 +612,11 @@ class W1Shape:
     retention_days: float = 7.0
     pass_every_s: float = 300.0
     grace_s: float = DEFAULT_GRACE_MS / 1000
-    gc_scans_per_month: float | None = None
-    """Passes whose collect reads every chain item and entry (None: every pass, as
-    built). A number models gc's full scan on its own slower schedule, with the
-    truncation deleting the L0 segments of the items it deletes (not built)."""
+    full_gc_every_s: float | None = DAY_S
+    """How often a pass runs the full gc (its own schedule, ``compactor_full_gc_schedule``:
+    daily), the 5-minute passes running the light one and the truncation deleting the L0
+    segments of the items it deletes. None: every pass's collect runs the full gc and
+    nothing else deletes segments (before ADR 0013 5.5's change)."""
 
     @property
     def gib_per_month(self) -> float:
@@ -631,8 +638,20 @@ class W1Shape:
 
     @property
     def passes_per_month(self) -> float:
-        """Compactor passes a month."""
+        """Compactor passes a month on the 5-minute schedule."""
         return MONTH_S / self.pass_every_s
+
+    @property
+    def full_gc_per_month(self) -> float:
+        """Passes a month that run the full gc: those of its own schedule, or every pass."""
+        if self.full_gc_every_s is None:
+            return self.passes_per_month
+        return MONTH_S / self.full_gc_every_s
+
+    @property
+    def light_passes_per_month(self) -> float:
+        """Passes a month whose collect is light (none when every pass runs the full gc)."""
+        return 0.0 if self.full_gc_every_s is None else self.passes_per_month
 
     @property
     def merges_per_month(self) -> float:
@@ -649,13 +668,16 @@ class W1Compaction:
     merge_lambda: float
     """Compact tasks: Lambda requests and GB-seconds."""
     gc_storage: float
-    """Every pass's collect: LIST requests and the reads of every chain item and entry."""
+    """The collects: the full gc's LISTs and reads of every chain item and entry, the
+    light collects' reads of each topic's tail, and the truncation's reads of the items it
+    deletes (to delete their L0 segments)."""
     list_storage: float
     """Every pass's ``topics_needing_work`` queries."""
     pass_lambda: float
     """The list and collect tasks of every pass: Lambda requests and GB-seconds."""
     express: float
-    """Step Functions Express: one execution a pass, requests and duration."""
+    """Step Functions Express: one execution a pass (5-minute and full gc), requests and
+    duration."""
     storage_change: float
     """S3 and DynamoDB storage with the compactor minus W1's as priced (negative: saved)."""
     usage: dict[str, float]
@@ -828,6 +850,25 @@ def merge_storage_month(report: CompactionReport, shape: W1Shape) -> float:
     )
 
 
+def truncation_read_units(report: CompactionReport, shape: W1Shape) -> float:
+    """RRU a W1 merge interval's truncation spends reading the items it deletes (their
+    segment ids) and the page of items from the chain start (`Compactor._l0_segments_of`):
+    strongly consistent Queries of `CompactionSettings.max_items_per_step` items."""
+    page = report.workload.settings.max_items_per_step
+    items = shape.appends_per_s * shape.merge_every_s
+    per_query = math.ceil(page * report.chain_item_bytes / 4096)
+    return (math.ceil(items / page) + 1) * per_query
+
+
+def left_to_full_gc(report: CompactionReport, shape: W1Shape) -> float:
+    """Share of W1's L0 segments the truncation leaves to the full gc: those uploaded less
+    than `SHARED_SEGMENT_MS` before the last item of the page it reads from the chain
+    start (the page spans ``max_items_per_step`` appends)."""
+    page_s = report.workload.settings.max_items_per_step / shape.appends_per_s
+    window_s = max(0.0, SHARED_SEGMENT_MS / 1000 - page_s)
+    return min(1.0, window_s / shape.merge_every_s)
+
+
 def price_w1(
     report: CompactionReport, memory_mb: int, shape: W1Shape | None = None
 ) -> W1Compaction:
@@ -844,35 +885,36 @@ def price_w1(
     """
     shape = shape or W1Shape()
     scan = gc_scan(report, shape)
-    passes, merges = shape.passes_per_month, shape.merges_per_month
-    scans = passes if shape.gc_scans_per_month is None else shape.gc_scans_per_month
+    merges = shape.merges_per_month
+    light, full = shape.light_passes_per_month, shape.full_gc_per_month
+    passes = light + full
     listing = report.idle.listing
-    light_s = listing.duration_s(memory_mb)
-    """A collect that does not scan reads the catalog and the tails, as the list task."""
-    collect_s = scans * scan.duration_s(memory_mb) + (passes - scans) * light_s
+    listing_s = listing.duration_s(memory_mb)
+    light_collect = report.idle.collect
+    """A light collect reads the catalog and each topic's tail (measured)."""
+    collect_s = full * scan.duration_s(memory_mb) + light * light_collect.duration_s(memory_mb)
     compact_s = (
         compact_gb_seconds_per_gib(report, memory_mb) * shape.gib_per_month / (memory_mb / 1024)
     )
-    execution_s = light_s + collect_s / passes + 2 * STATE_OVERHEAD_S
+    execution_s = listing_s + collect_s / passes + 2 * STATE_OVERHEAD_S
     express = (passes - merges) * express_execution_cost(execution_s) + merges * (
         express_execution_cost(execution_s + compact_s / merges + STATE_OVERHEAD_S)
     )
     scan_cost = scan.list_requests * S3_PUT_REQUEST + scan.read_units * DYNAMODB_READ_UNIT
-    gc_storage = scans * scan_cost + (passes - scans) * _storage_cost(listing)
-    if shape.gc_scans_per_month is not None:
-        # The truncation reads the items it deletes to delete their L0 segments too.
-        items = shape.appends_per_s * shape.merge_every_s
-        gc_storage += (
-            merges * math.ceil(items * report.chain_item_bytes / 4096) * (DYNAMODB_READ_UNIT)
-        )
+    gc_storage = full * scan_cost + light * _storage_cost(light_collect)
+    if shape.full_gc_every_s is not None:
+        gc_storage += merges * truncation_read_units(report, shape) * DYNAMODB_READ_UNIT
     s3_before, s3_after, ddb_before, ddb_after = _stored_gib(report, shape, scan)
     usage = {
         "compact_gb_s": compact_s * memory_mb / 1024,
         "compact_invocations": merges,
         "gc_objects": scan.objects,
         "gc_items": scan.chain_items + scan.entries,
-        "gc_list": scan.list_requests * scans,
-        "gc_rru": scan.read_units * scans,
+        "gc_list": scan.list_requests * full,
+        "gc_rru": scan.read_units * full,
+        "full_gc_passes": full,
+        "truncation_rru": truncation_read_units(report, shape),
+        "left_to_full_gc": left_to_full_gc(report, shape),
         "gc_scan_s": scan.duration_s(memory_mb),
         "execution_s": execution_s,
         "s3_gib_before": s3_before,
@@ -884,7 +926,7 @@ def price_w1(
         gc_storage=gc_storage,
         list_storage=passes * _storage_cost(listing),
         pass_lambda=2 * passes * LAMBDA_REQUEST
-        + (passes * light_s + collect_s) * memory_mb / 1024 * LAMBDA_ARM_GB_SECOND,
+        + (passes * listing_s + collect_s) * memory_mb / 1024 * LAMBDA_ARM_GB_SECOND,
         express=express,
         storage_change=(s3_after - s3_before) * S3_STORAGE_GB_MONTH
         + (ddb_after - ddb_before) * DYNAMODB_STORAGE_GB_MONTH,
@@ -897,16 +939,20 @@ def _stored_gib(
 ) -> tuple[float, float, float, float]:
     """GiB stored in S3 and DynamoDB without the compactor (W1 as the cost benchmark prices
     it: L0 segments and chain items for the whole retention) and with it (L0 and chain
-    items for `W1Shape.chain_hold_s`, then L1 segments and entries)."""
+    items for `W1Shape.chain_hold_s`, then L1 segments and entries; the L0 segments the
+    truncation leaves to the full gc, `left_to_full_gc`, half a full gc interval more)."""
     l0_ratio = report.before.l0_bytes / report.record_bytes
     l1_ratio = report.after.l1_bytes / max(1, report.record_bytes - _tail_bytes(report))
     retention_s = shape.retention_days * DAY_S
     held_s = shape.chain_hold_s
+    left_s = 0.0
+    if shape.full_gc_every_s is not None:
+        left_s = left_to_full_gc(report, shape) * shape.full_gc_every_s / 2
     bytes_per_s = shape.mib_per_s * _MIB
     item_bytes = report.chain_item_bytes + DYNAMODB_ITEM_OVERHEAD_BYTES
     return (
         bytes_per_s * retention_s * l0_ratio / GIB,
-        bytes_per_s * (held_s * l0_ratio + (retention_s - held_s) * l1_ratio) / GIB,
+        bytes_per_s * ((held_s + left_s) * l0_ratio + (retention_s - held_s) * l1_ratio) / GIB,
         shape.appends_per_s * retention_s * item_bytes / GIB,
         (
             shape.appends_per_s * held_s * item_bytes

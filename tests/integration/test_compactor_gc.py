@@ -15,7 +15,6 @@ import pytest
 from lakelog import Engine, OffsetOutOfRangeError
 from lakelog.log.chain import PRODUCER_EXPIRATION_MS, new_segment_id
 from lakelog.log.records import ChainItem, Entry, ProducerUpdate
-from lakelog.service import compactor as compactor_module
 from lakelog.service.compactor import SHARED_SEGMENT_MS, Compactor
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.keys import l0_segment_key_from_id
@@ -121,21 +120,21 @@ def test_a_segment_a_later_item_names_again_is_kept_when_its_first_item_goes(
 
 
 def test_segments_written_shortly_before_items_after_the_chain_start_are_left_to_the_full_gc(
-    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Engine], clock: Clock
 ) -> None:
-    # Given items 1-3 appended a minute apart and merged a day later, items 4 and 5 a
-    # minute after them, and steps that read one item from the chain start: item 4, not
-    # the chain's end, could still name a segment uploaded within SHARED_SEGMENT_MS of it
+    # Given items 1-3 appended a minute apart and merged a day later, items 4-8 a minute
+    # after each other, and steps of 4 items, which read 4 items from the chain start:
+    # item 7, not the chain's end, could still name a segment uploaded within
+    # SHARED_SEGMENT_MS before it
     engine = make()
     engine.create_topic(TOPIC, config={"retention_ms": -1})
-    for tag in ("a", "b", "c", "d", "tail"):
+    for tag in ("a", "b", "c", "d", "e", "f", "g", "tail"):
         append_batches(engine, 0, [clock.now], tag=tag)
         clock.advance(MINUTE_MS)
-    assert 5 * MINUTE_MS < SHARED_SEGMENT_MS
-    clock.advance(PRODUCER_EXPIRATION_MS - 3 * MINUTE_MS)
-    compactor = compactor_of(engine)
+    assert 8 * MINUTE_MS < SHARED_SEGMENT_MS
+    clock.advance(PRODUCER_EXPIRATION_MS - 6 * MINUTE_MS)
+    compactor = compactor_of(engine, items_per_step=4)
     assert compactor.compact_topic(TOPIC).segments_merged == 3
-    monkeypatch.setattr(compactor_module, "WALK_PAGE", 1)
     doomed = item_segments(engine, [1, 2, 3])
     clock.advance(GRACE_MS)
 

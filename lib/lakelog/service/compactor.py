@@ -316,7 +316,7 @@ class Compactor:
         released = self._released(meta, now)
         l0_segments: list[str] = []
         if below and released:
-            l0_segments = self._l0_segments_of(topic, below, meta.chain_start)
+            l0_segments = self._l0_segments_of(topic, below, meta.chain_start, budget)
             if not dry_run:
                 # Items first, their segments after (invariant 5): a crash in between
                 # leaves orphans the next full gc deletes.
@@ -429,15 +429,17 @@ class Compactor:
             return []
         return list(range(first[0].seq, min(meta.chain_start, first[0].seq + budget)))
 
-    def _l0_segments_of(self, topic: TopicRecord, seqs: list[int], chain_start: int) -> list[str]:
+    def _l0_segments_of(
+        self, topic: TopicRecord, seqs: list[int], chain_start: int, page: int
+    ) -> list[str]:
         """Keys of the L0 segments the items at ``seqs`` (a run below the chain start) name
         that no item from the chain start on can name (ADR 0013, 3.2).
 
         Reads the run (Queries of up to ``len(seqs)`` items, about 1 RRU per 15 W1 items)
-        and, when it reaches the chain start, one page of `WALK_PAGE` items from there:
-        an append that retried after a lost reply may name its segment again in a later
-        item, but only within `SHARED_SEGMENT_MS` of its upload. A segment named by an item
-        of that page, or uploaded less than `SHARED_SEGMENT_MS` before the page's last item
+        and, when it reaches the chain start, one Query of ``page`` items from there: an
+        append that retried after a lost reply may name its segment again in a later item,
+        but only within `SHARED_SEGMENT_MS` of its upload. A segment named by an item of
+        that page, or uploaded less than `SHARED_SEGMENT_MS` before the page's last item
         (when the page does not reach the chain's end), is left to the full gc.
         """
         first, last = seqs[0], seqs[-1]
@@ -456,7 +458,7 @@ class Compactor:
             seq = run[-1].seq + 1
         if last + 1 < chain_start:
             return list(named)  # no item from the chain start is this close to them
-        after, end_meta = ledger.query(topic.topic_id, chain_start, WALK_PAGE)
+        after, end_meta = ledger.query(topic.topic_id, chain_start, page)
         kept = {
             l0_segment_key_from_id(topic.topic_id, item.segment_id)
             for item in after
