@@ -35,6 +35,7 @@ from lakelog.compactor_handler import NAMESPACE, SERVICE
 from lakelog.service.gc import DEFAULT_GRACE_MS
 
 __all__ = [
+    "COLLECT_TIMEOUT_SECONDS",
     "COMPACTOR_HANDLERS",
     "MAX_CONCURRENCY",
     "PASS_TIMEOUT",
@@ -56,7 +57,12 @@ PASS_TIMEOUT: Final = Duration.minutes(5)
 """An Express execution lasts at most 5 minutes; a pass cut short is resumed by the next."""
 
 TASK_TIMEOUT_SECONDS: Final = 120
-"""Timeout of the task functions; ``compact_topic`` stops starting steps 20 s before it."""
+"""Timeout of the list and compact functions; ``compact_topic`` stops starting steps 20 s
+before it."""
+
+COLLECT_TIMEOUT_SECONDS: Final = 240
+"""Timeout of the collect function: the daily full gc of a W1-sized topic lists and reads
+for about two minutes (ADR 0013 5.5); an Express execution lasts 5 minutes at most."""
 
 RETRY_ERRORS: Final = ("States.TaskFailed", "States.Timeout")
 RETRY_INTERVAL: Final = Duration.seconds(2)
@@ -96,7 +102,9 @@ class Compactor(Construct):
                 short_name=f"compactor-{task}",
                 handler=handler,
                 description=f"lakelog compactor task: {task}",
-                timeout_seconds=TASK_TIMEOUT_SECONDS,
+                timeout_seconds=(
+                    COLLECT_TIMEOUT_SECONDS if task == "collect" else TASK_TIMEOUT_SECONDS
+                ),
                 memory_mb=1536 if task == "compact" else None,  # a 512 MiB merge step: ADR 0013 5.5
             )
             for task, handler in COMPACTOR_HANDLERS.items()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from components.compactor import (
+    COLLECT_TIMEOUT_SECONDS,
     COMPACTOR_HANDLERS,
     MAX_CONCURRENCY,
     l0_backlog_threshold_seconds,
@@ -281,3 +282,14 @@ def test_the_compact_task_has_the_memory_of_a_merge_step_in_every_environment(
     for task in ("list", "collect"):
         memory = functions[ids[task]]["Properties"]["MemorySize"]
         assert memory == env_stack.config.function_memory_mb
+
+
+def test_the_collect_task_has_time_for_a_daily_full_gc_within_the_pass(
+    env_stack: Synthesized,
+) -> None:
+    # The full gc of a W1-sized topic scans for about two minutes (ADR 0013 5.5)
+    functions = env_stack.resources("AWS::Lambda::Function")
+    ids = task_functions(env_stack)
+    timeouts = {task: functions[ids[task]]["Properties"]["Timeout"] for task in ids}
+    assert timeouts == {"list": 120, "compact": 120, "collect": COLLECT_TIMEOUT_SECONDS}
+    assert 180 <= COLLECT_TIMEOUT_SECONDS < 300  # inside an Express execution's 5 minutes
