@@ -70,8 +70,9 @@ def expired_chain(make: Callable[..., Engine], clock: Clock) -> Engine:
 # Chain truncation -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend_kind", ["memory", pytest.param("moto", marks=pytest.mark.moto)])
 def test_truncation_deletes_exactly_the_l0_segments_of_the_items_it_deleted(
-    make: Callable[..., Engine], clock: Clock
+    make: Callable[..., Engine], clock: Clock, backend_kind: str
 ) -> None:
     # Given items 1-3 below the chain start, their grace period passed
     engine = expired_chain(make, clock)
@@ -230,8 +231,9 @@ def test_a_crash_between_the_entries_and_their_segment_leaves_an_orphan_the_full
 # Light and full collect -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend_kind", ["memory", pytest.param("moto", marks=pytest.mark.moto)])
 def test_a_light_collect_lists_no_segment_and_reads_no_chain_item_or_entry(
-    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch, backend_kind: str
 ) -> None:
     # Given a merged topic with L0 and L1 segments past the grace period, and an orphan
     engine = _merged(make, clock, monkeypatch)
