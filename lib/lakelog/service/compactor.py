@@ -128,12 +128,16 @@ def _sealed(tail: ChainItem, meta: ChainMeta) -> bool:
 def _dead_segments(dead: list[Entry], kept: Entry | None, l1_end: int) -> list[str]:
     """The L1 segments of one partition that only its ``dead`` entries name (ADR 0013, 2).
 
-    A segment holds consecutive entries of one partition, so one named by a dead entry is
-    named by no entry left unless it is the segment of the first entry left (``kept``,
-    None when none is: it may straddle the log start). Only entries below the L1 end
-    count: a merge under way may still be putting entries of its segments, which the full
-    gc deletes once nothing names them.
+    A merged segment holds consecutive entries of one partition, so one named by a dead
+    entry is named by no entry left unless it is the segment of the first entry left
+    (``kept``, None when none is: it may straddle the log start). Only entries below the
+    L1 end count: a merge under way may still be putting entries of its segments. Key
+    compaction's entries (``row_count`` set) break the rule: a segment of theirs, or a
+    merged one whose entries they replaced in part, may be named again further on. What
+    is not deleted here, the full gc deletes once nothing names it.
     """
+    if any(entry.row_count >= 0 for entry in (*dead, *([] if kept is None else [kept]))):
+        return []
     keep = set() if kept is None else {kept.segment_key}
     keep.update(entry.segment_key for entry in dead if entry.last_offset >= l1_end)
     found = dict.fromkeys(entry.segment_key for entry in dead)
