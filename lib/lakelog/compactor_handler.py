@@ -3,13 +3,13 @@
 The state machine of each deployment (ADR 0013) calls three functions built from this
 module, one per task, so each gets only the permissions its task needs:
 
-==================  ==========================  ==========================================
-task                input                       output
-==================  ==========================  ==========================================
-``list_topics``     anything                    ``{"topics": [name, ...]}``
-``compact_topic``   ``{"topic": name}``         ``{"topic", "done", "steps", counters...}``
-``collect``         ``{"gc"?: "full"|"light"}``  ``{"gc", "segments_deleted", "topics_purged"}``
-==================  ==========================  ==========================================
+==================  ============================  =============================================
+task                input                         output
+==================  ============================  =============================================
+``list_topics``     anything                      ``{"topics": [name, ...]}``
+``compact_topic``   ``{"topic": name}``           ``{"topic", "done", "steps", counters...}``
+``collect``         ``{"gc"?: "full"|"light"}``   ``{"gc", "segments_deleted", "topics_purged"}``
+==================  ============================  =============================================
 
 ``collect`` runs the full gc (a scan of every topic's segments for orphans) unless the
 pass's input says ``"gc": "light"``: the 5-minute schedule starts light passes, a daily
