@@ -9,7 +9,9 @@ only while no request is in flight (`InFlight`); threads meet at conditions, nev
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -19,17 +21,26 @@ from lakelog.service import keycompact
 from lakelog.service import merge as merge_module
 from lakelog.service.compactor import CompactionSettings, Compactor
 from lakelog.service.produce import AppendRetryPolicy
-from lakelog.storage.keys import topic_segments_prefix
+from lakelog.storage.faults import (
+    FailPoint,
+    FaultInjector,
+    FaultyCatalogStore,
+    FaultyGroupStore,
+    FaultyLedgerStore,
+    FaultyObjectStore,
+    InjectedFaultError,
+)
+from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from tests.contract.backends import Backend, MemoryBackend
 from tests.integration.test_compactor_retention import (
     CONSUMERS,
+    DAY_MS,
     HOUR_MS,
     PRODUCERS,
     TOPIC,
     Clock,
     InFlight,
     _consume,
-    referenced,
     run_pass,
 )
 from tests.support import run_in_threads
@@ -202,10 +213,10 @@ def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_
     assert_bucket_consistent(admin, clock)
 
 
-def assert_bucket_consistent(engine: Engine, clock: Clock) -> None:
+def assert_bucket_consistent(engine: Engine, clock: Clock, topic: str = TOPIC) -> None:
     """Every segment the ledger names is stored; every other one is younger than grace."""
-    topic_id = engine.describe_topic(TOPIC).topic_id
-    named = {key for key in referenced(engine) if key}
+    topic_id = engine.describe_topic(topic).topic_id
+    named = {key for key in named_segments(engine, topic) if key}
     stored = {
         info.key: info.last_modified_ms
         for info in engine.context.objects.list(topic_segments_prefix(topic_id))
@@ -213,6 +224,22 @@ def assert_bucket_consistent(engine: Engine, clock: Clock) -> None:
     assert named <= set(stored)
     old = {key for key, ms in stored.items() if key not in named and ms <= clock() - HOUR_MS}
     assert old == set()
+
+
+def named_segments(engine: Engine, topic: str) -> set[str]:
+    """Every segment a chain item or an L1 entry of ``topic`` names."""
+    described = engine.describe_topic(topic)
+    ledger = engine.context.ledger
+    named = {
+        entry.segment_key
+        for p in range(len(described.partitions))
+        for entry in ledger.entries(described.topic_id, p)
+    }
+    return named | {
+        l0_segment_key_from_id(described.topic_id, item.segment_id)
+        for item in ledger.chain(described.topic_id)
+        if item.segment_id is not None
+    }
 
 
 def _read_from_zero(engine: Engine) -> Produced:
@@ -232,3 +259,199 @@ def _read_from_zero(engine: Engine) -> Produced:
             offset, cursor = result.next_offset, result.cursor
         log[partition] = records
     return log
+
+
+# A crash at every fail point of a whole pass -------------------------------------------------
+
+EVENTS, KEYED = "events", "keyed"
+SWEEP_PASSES = 5
+
+
+class CrashAt(FaultInjector):
+    """Fails the ``nth`` pass through ``point`` once (none when ``point`` is None), and
+    counts every pass through every point."""
+
+    def __init__(self, point: FailPoint | None = None, nth: int = 1) -> None:
+        super().__init__()
+        self.point, self.nth = point, nth
+        self.passed: Counter[FailPoint] = Counter()
+
+    def should_fail(self, point: FailPoint) -> bool:
+        with self._lock:
+            self.passed[point] += 1
+            fail = point == self.point and self.passed[point] == self.nth
+            if fail:
+                self.hits[point] += 1
+            return fail
+
+
+def faulty_engine(backend: Backend, injector: FaultInjector, clock: Clock) -> Engine:
+    objects, ledger, catalog, groups = backend.stores()
+    return Engine(
+        FaultyObjectStore(objects, injector),
+        FaultyLedgerStore(ledger, injector),
+        FaultyCatalogStore(catalog, injector),
+        FaultyGroupStore(groups, injector),
+        clock_ms=clock,
+        grace_ms=HOUR_MS,
+        sleep=lambda _s: None,
+    )
+
+
+Log = dict[int, dict[int, tuple[bytes | None, bytes | None, int]]]
+"""Partition: offset: (key, value, timestamp)."""
+
+
+def two_levels(make: Callable[..., Engine], clock: Clock) -> tuple[dict[str, Log], Log]:
+    """A delete topic with records expired at once, records expired a few hours into the
+    passes (merged to L1 first) and kept ones; a compact topic of rewritten keys and
+    tombstones; a day later a young append to each (it stays in the chain). Returns what
+    each topic holds from its log start once passes are done, and every record written to
+    the compact topic."""
+    engine = make()
+    engine.create_topic(EVENTS, partitions=2, config={"retention_ms": 2 * DAY_MS})
+    engine.create_topic(
+        KEYED, partitions=2, config={"cleanup_policy": "compact", "delete_retention_ms": HOUR_MS}
+    )
+    start = clock()
+    stamps = (
+        [start - 3 * DAY_MS] * 3 + [start - DAY_MS + 2 * HOUR_MS] * 2 + [start + 30 * DAY_MS] * 3
+    )
+    expected: dict[str, Log] = {EVENTS: {0: {}, 1: {}}, KEYED: {0: {}, 1: {}}}
+    written: Log = {0: {}, 1: {}}
+    for index, ts in enumerate(stamps):
+        engine.append(
+            EVENTS,
+            [Record(value=b"e%d-%d" % (index, p), partition=p, timestamp_ms=ts) for p in (0, 1)],
+        )
+        key, value = b"k%d" % (index % 3), None if index % 4 == 3 else b"v%d" % index
+        engine.append(
+            KEYED, [Record(key=key, value=value, partition=p, timestamp_ms=start) for p in (0, 1)]
+        )
+        for p in (0, 1):
+            if index >= 5:
+                expected[EVENTS][p][index] = (None, b"e%d-%d" % (index, p), ts)
+            written[p][index] = (key, value, start)
+            if index in (5, 6):  # the last of k2 and k0 (k1's last is a tombstone)
+                written[p][index] = expected[KEYED][p][index] = (key, value, start)
+    clock.advance(DAY_MS + 1)
+    for topic in (EVENTS, KEYED):
+        engine.append(
+            topic,
+            [Record(key=b"young", value=b"y", partition=p, timestamp_ms=clock()) for p in (0, 1)],
+        )
+        for p in (0, 1):
+            expected[topic][p][len(stamps)] = (b"young", b"y", clock())
+    written = {p: {**written[p], **expected[KEYED][p]} for p in written}
+    return expected, written
+
+
+def whole_log(
+    engine: Engine, topic: str
+) -> dict[int, dict[int, tuple[bytes | None, bytes | None, int]]]:
+    """Every record of each partition from its log start, by offset."""
+    log = {}
+    for partition in (0, 1):
+        records: dict[int, tuple[bytes | None, bytes | None, int]] = {}
+        offset, cursor = engine.list_offset(topic, partition, "earliest"), None
+        high = engine.list_offset(topic, partition, "latest")
+        while offset < high:
+            result = engine.fetch(topic, partition, offset, max_records=2, cursor=cursor)
+            for record in result.records:
+                assert record.offset not in records and record.offset >= offset
+                records[record.offset] = (record.key, record.value, record.timestamp_ms)
+            assert result.next_offset > offset
+            offset, cursor = result.next_offset, result.cursor
+        log[partition] = records
+    return log
+
+
+def sweep_passes(engine: Engine, clock: Clock) -> None:
+    """Passes a grace period apart, each ended by an injected crash if one hits it."""
+    compactor = keyed_compactor(engine)
+    for _ in range(SWEEP_PASSES):
+        with suppress(InjectedFaultError):
+            run_pass(compactor)
+        clock.advance(HOUR_MS)
+
+
+SWEEP = {
+    FailPoint.BEFORE_PUT: 10,
+    FailPoint.AFTER_PUT: 10,
+    FailPoint.GET_TIMEOUT: 19,
+    FailPoint.BEFORE_META_UPDATE: 10,
+    FailPoint.AFTER_META_UPDATE: 10,
+    FailPoint.BEFORE_ENTRIES_PUT: 6,
+    FailPoint.AFTER_ENTRIES_PUT: 6,
+    FailPoint.BEFORE_ENTRY_REPLACE: 8,
+    FailPoint.AFTER_ENTRY_PUT: 8,
+    FailPoint.AFTER_ENTRY_REPLACE: 8,
+    FailPoint.BEFORE_ITEMS_DELETE: 5,
+    FailPoint.AFTER_ITEMS_DELETE: 5,
+    FailPoint.BEFORE_ENTRIES_DELETE: 2,
+    FailPoint.AFTER_ENTRIES_DELETE: 2,
+}
+"""Each fail point the compactor's passes over `two_levels` reach, and how often: the
+merge's PUTs and GETs, meta updates, entries put, key compaction's replacements, the
+truncation's items deleted, retention's L1 entries deleted."""
+
+
+@pytest.fixture
+def small_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One L1 row group (entry) per merged batch; replacements cover at most 3 entries."""
+    monkeypatch.setattr(merge_module, "L1_ROW_GROUP_BYTES", 1)
+    monkeypatch.setattr(keycompact, "MAX_COVERED", 3)
+
+
+@pytest.mark.usefixtures("small_entries")
+def test_the_sweep_reaches_the_fail_points_it_crashes_at(
+    make: Callable[..., Engine], clock: Clock, backend: Backend
+) -> None:
+    # Given both topics, when passes run with no crash, then they pass every fail point of
+    # SWEEP (the crash sweep below covers the whole pass) and no other
+    two_levels(make, clock)
+    injector = CrashAt()
+    sweep_passes(faulty_engine(backend, injector, clock), clock)
+    assert set(injector.passed) == set(SWEEP)
+    assert all(injector.passed[point] >= count for point, count in SWEEP.items())
+
+
+@pytest.mark.usefixtures("small_entries")
+@pytest.mark.parametrize(
+    ("point", "nth"),
+    [
+        pytest.param(point, nth, id=f"{point}-{nth}")
+        for point, count in SWEEP.items()
+        for nth in range(1, count + 1)
+    ],
+)
+def test_a_crash_at_any_fail_point_of_a_pass_then_reruns_end_consistent(
+    make: Callable[..., Engine], clock: Clock, backend: Backend, point: FailPoint, nth: int
+) -> None:
+    # Given a delete topic and a compact topic, each with records in the chain and due for
+    # retention, truncation, merge and key compaction
+    expected, written = two_levels(make, clock)
+
+    # When passes a grace period apart run, one of them crashing at the nth pass through
+    # the fail point, and then a pass without a crash
+    injector = CrashAt(point, nth)
+    sweep_passes(faulty_engine(backend, injector, clock), clock)
+    assert injector.hits[point] == 1
+    run_pass(keyed_compactor(make()))
+
+    # Then every record from the delete topic's log start is there byte for byte; the
+    # compact topic keeps every last record of a key and shows no key's older value without
+    # its last record (a window a crash made larger may leave a dirty tail below the
+    # cleanable ratio: its superseded values stay readable, ADR 0013, 6)
+    reader = make()
+    assert whole_log(reader, EVENTS) == expected[EVENTS]
+    keyed = whole_log(reader, KEYED)
+    for partition, records in keyed.items():
+        assert expected[KEYED][partition].items() <= records.items()
+        assert records.items() <= written[partition].items()
+        keys = {key for key, _, _ in records.values()}
+        last_written = {key: offset for offset, (key, _, _) in sorted(written[partition].items())}
+        assert all(last_written[key] in records for key in keys)
+    # And nothing named is missing, nothing old unnamed is left
+    for topic in (EVENTS, KEYED):
+        assert_bucket_consistent(reader, clock, topic)
