@@ -20,6 +20,7 @@ from lakelog import Engine, Record
 from lakelog.service import keycompact
 from lakelog.service import merge as merge_module
 from lakelog.service.compactor import CompactionSettings, Compactor
+from lakelog.service.merge import Merger
 from lakelog.service.produce import AppendRetryPolicy
 from lakelog.storage.faults import (
     FailPoint,
@@ -32,6 +33,7 @@ from lakelog.storage.faults import (
 )
 from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
 from tests.contract.backends import Backend, MemoryBackend
+from tests.integration.test_compactor_merge import topic_of
 from tests.integration.test_compactor_retention import (
     CONSUMERS,
     DAY_MS,
@@ -455,3 +457,127 @@ def test_a_crash_at_any_fail_point_of_a_pass_then_reruns_end_consistent(
     # And nothing named is missing, nothing old unnamed is left
     for topic in (EVENTS, KEYED):
         assert_bucket_consistent(reader, clock, topic)
+
+
+# Processes with stale caches -----------------------------------------------------------------
+
+STALE = "stale"
+
+
+def keyed_appends(engine: Engine, clock: Clock, count: int, start: int = 0) -> None:
+    """One keyed record an append on partition 0, a second apart: four keys, every fifth
+    record a tombstone."""
+    for index in range(start, start + count):
+        value = None if index % 5 == 4 else b"v%d" % index
+        engine.append(
+            STALE,
+            [Record(key=b"k%d" % (index % 4), value=value, partition=0, timestamp_ms=clock())],
+        )
+        clock.advance(1000)
+
+
+def requests_clock_day(clock: Clock) -> None:
+    """Move the clock past a day: what was appended before may be merged and truncated."""
+    clock.advance(DAY_MS + 1)
+
+
+def read_on(engine: Engine, offset: int, cursor: str | None) -> list[tuple[int, bytes | None]]:
+    """Every record of partition 0 from ``offset`` (with ``cursor``) to the high watermark."""
+    got: list[tuple[int, bytes | None]] = []
+    high = engine.list_offset(STALE, 0, "latest")
+    while offset < high:
+        result = engine.fetch(STALE, 0, offset, max_records=2, cursor=cursor)
+        got.extend((r.offset, r.value) for r in result.records)
+        assert result.next_offset > offset
+        offset, cursor = result.next_offset, result.cursor
+    return got
+
+
+@pytest.mark.usefixtures("small_entries")
+@pytest.mark.parametrize("policy", ["delete", "compact"])
+@pytest.mark.parametrize("level", ["chain", "l1"])
+def test_a_reader_that_fetched_before_passes_continues_with_its_old_cursor(
+    make: Callable[..., Engine], clock: Clock, policy: str, level: str
+) -> None:
+    # Given a reader process that read part of a topic (in the chain, or in L1 after a
+    # merge) and holds its cursor, its cached topic and chain items
+    writer = make()
+    writer.create_topic(
+        STALE,
+        partitions=1,
+        config={"cleanup_policy": policy, "retention_ms": -1, "delete_retention_ms": HOUR_MS},
+    )
+    keyed_appends(writer, clock, 12)
+    compactor = keyed_compactor(writer)
+    if level == "l1":
+        requests_clock_day(clock)
+        Merger(writer.context).merge_topic(
+            topic_of(writer, STALE), max_items=100, target_bytes=100, now_ms=clock()
+        )
+        keyed_appends(writer, clock, 2, start=12)
+    reader = make()
+    first = reader.fetch(STALE, 0, 0, max_records=3)
+    assert [r.offset for r in first.records] == [0, 1, 2]
+
+    # When other processes append, merge, compact keys, truncate the chain and collect its
+    # segments, over a few grace periods
+    keyed_appends(writer, clock, 4, start=14)
+    requests_clock_day(clock)
+    for _ in range(4):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+    assert writer.context.ledger.get_item(topic_of(writer, STALE).topic_id, 1) is None
+
+    # Then the reader goes on with its cursor and gets what a new reader gets from there
+    fresh = read_on(make(), first.next_offset, None)
+    assert read_on(reader, first.next_offset, first.cursor) == fresh
+    high = writer.list_offset(STALE, 0, "latest")
+    if policy == "compact":
+        assert len(fresh) < high - 3
+    else:
+        assert [o for o, _ in fresh] == list(range(3, high))
+
+
+@pytest.mark.usefixtures("small_entries")
+@pytest.mark.parametrize("policy", ["delete", "compact"])
+def test_offsets_for_times_across_levels_and_gaps_name_the_first_record_kept(
+    make: Callable[..., Engine], clock: Clock, policy: str
+) -> None:
+    # Given a topic whose first records were merged to L1 (and, compact, key compacted
+    # with gaps; delete, expired below a log start), the rest in the chain, and a process
+    # that looked up a time before the passes
+    writer = make()
+    writer.create_topic(
+        STALE,
+        partitions=1,
+        config={"cleanup_policy": policy, "retention_ms": -1, "delete_retention_ms": HOUR_MS},
+    )
+    begin = clock()
+    keyed_appends(writer, clock, 14)
+    reader = make()
+    assert reader.offset_for_time(STALE, 0, begin) == 0
+    requests_clock_day(clock)
+    keyed_appends(writer, clock, 4, start=14)
+    compactor = keyed_compactor(writer)
+    for _ in range(4):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+    if policy == "delete":
+        writer.alter_topic(STALE, config={"retention_ms": DAY_MS + HOUR_MS})
+        run_pass(compactor)
+    kept = [
+        (r.offset, r.timestamp_ms)
+        for r in make()
+        .fetch(STALE, 0, writer.list_offset(STALE, 0, "earliest"), max_records=100)
+        .records
+    ]
+    meta = writer.context.ledger.read_meta(topic_of(writer, STALE).topic_id)
+    assert meta is not None and 0 < meta.l1_end[0] < 18 and len(kept) < 18
+    assert (meta.log_start_offset(0) > 0) == (policy == "delete")
+
+    # When it looks up every time from before the first record to after the last, then
+    # each answer is the first record kept at or after that time
+    times = sorted({ts for _, ts in kept} | {ts - 1 for _, ts in kept} | {begin - 1, clock() + 1})
+    for time in [begin + 1000 * i + 1 for i in range(18)] + times:
+        want = next((offset for offset, ts in kept if ts >= time), None)
+        assert reader.offset_for_time(STALE, 0, time) == want, time
