@@ -12,14 +12,17 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from lakelog import Engine, Record
-from lakelog.service import keycompact
+from lakelog import Engine, Record, TopicNotFoundError
+from lakelog.compactor_handler import compactor_for, make_task_handlers
+from lakelog.errors import InvalidRequestError
+from lakelog.service import keycompact, passes
 from lakelog.service import merge as merge_module
-from lakelog.service.compactor import CompactionSettings, Compactor
+from lakelog.service.compactor import CompactionSettings, CompactionStep, Compactor, GcReport
 from lakelog.service.merge import Merger
 from lakelog.service.produce import AppendRetryPolicy
 from lakelog.storage.faults import (
@@ -581,3 +584,94 @@ def test_offsets_for_times_across_levels_and_gaps_name_the_first_record_kept(
     for time in [begin + 1000 * i + 1 for i in range(18)] + times:
         want = next((offset for offset, ts in kept if ts >= time), None)
         assert reader.offset_for_time(STALE, 0, time) == want, time
+
+
+# The compactor's entry points ----------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    """The part of a Lambda context the task handlers read: a deadline a minute away."""
+
+    function_name: str = "lakelog-test-compactor"
+    memory_limit_in_mb: int = 1536
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test"
+    aws_request_id: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.mark.parametrize("event", [None, [], "orders", 7])
+def test_the_compact_task_refuses_an_event_that_is_not_an_object_clearly(
+    make: Callable[..., Engine], event: Any
+) -> None:
+    tasks = make_task_handlers(compactor_for(make()))
+    with pytest.raises(InvalidRequestError, match="needs"):
+        tasks.compact_topic(event, LambdaContext())
+
+
+class DeletedAfterListing:
+    """A compactor whose topics are deleted right after it lists them (a user deleting a
+    topic while a pass runs)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.compactor = compactor_for(engine)
+
+    def topics_needing_work(self) -> list[str]:
+        names = self.compactor.topics_needing_work()
+        self._engine.delete_topic(names[0])
+        return names
+
+    def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
+        return self.compactor.compact_topic(topic, dry_run=dry_run)
+
+    def collect(self) -> GcReport:
+        return self.compactor.collect()
+
+
+def _two_topics_due(make: Callable[..., Engine], clock: Clock) -> Engine:
+    """Topics "a" and "b", each with a day-old chain the merge takes."""
+    engine = make()
+    for topic in ("a", "b"):
+        engine.create_topic(topic, partitions=1)
+        for _ in range(2):
+            engine.append(topic, [Record(value=b"x")])
+    clock.advance(DAY_MS + 1)
+    for topic in ("a", "b"):
+        engine.append(topic, [Record(value=b"y")])
+    return engine
+
+
+def test_a_topic_deleted_after_the_listing_is_done_for_the_compact_task(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a pass that listed "a", then "a" deleted
+    engine = _two_topics_due(make, clock)
+    compactor = DeletedAfterListing(engine)
+    tasks = make_task_handlers(compactor)
+    assert tasks.list_topics({}, LambdaContext()) == {"topics": ["a", "b"]}
+
+    # When its compact task runs, then it is done without an error (no retries, no failed
+    # pass, no alarm), and the next topic's task compacts it
+    output = tasks.compact_topic({"topic": "a"}, LambdaContext())
+    assert output["done"] is True and output["segments_merged"] == 0
+    assert tasks.compact_topic({"topic": "b"}, LambdaContext())["segments_merged"] == 2
+
+
+def test_a_topic_deleted_while_a_local_pass_runs_is_skipped_and_gc_still_runs(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a pass of lakelog dev (or lakelog compact) listing "a" and "b", "a" deleted
+    # after the listing
+    engine = _two_topics_due(make, clock)
+
+    # When the pass runs, then it compacts "b" and collects
+    report = passes.run_pass(DeletedAfterListing(engine))
+    assert [(step.topic, step.segments_merged) for step in report.steps][-1] == ("b", 2)
+    assert report.gc is not None
+
+    # And a pass naming an unknown topic still says so
+    with pytest.raises(TopicNotFoundError):
+        passes.run_pass(compactor_for(engine), ["a"])
