@@ -34,7 +34,7 @@ from lakelog.storage.faults import (
     FaultyObjectStore,
     InjectedFaultError,
 )
-from lakelog.storage.keys import l0_segment_key_from_id, topic_segments_prefix
+from lakelog.storage.keys import topic_segments_prefix
 from tests.contract.backends import Backend, MemoryBackend
 from tests.integration.test_compactor_merge import topic_of
 from tests.integration.test_compactor_retention import (
@@ -46,6 +46,7 @@ from tests.integration.test_compactor_retention import (
     Clock,
     InFlight,
     _consume,
+    referenced,
     run_pass,
 )
 from tests.support import run_in_threads
@@ -221,7 +222,7 @@ def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_
 def assert_bucket_consistent(engine: Engine, clock: Clock, topic: str = TOPIC) -> None:
     """Every segment the ledger names is stored; every other one is younger than grace."""
     topic_id = engine.describe_topic(topic).topic_id
-    named = {key for key in named_segments(engine, topic) if key}
+    named = {key for key in referenced(engine, topic) if key}
     stored = {
         info.key: info.last_modified_ms
         for info in engine.context.objects.list(topic_segments_prefix(topic_id))
@@ -229,22 +230,6 @@ def assert_bucket_consistent(engine: Engine, clock: Clock, topic: str = TOPIC) -
     assert named <= set(stored)
     old = {key for key, ms in stored.items() if key not in named and ms <= clock() - HOUR_MS}
     assert old == set()
-
-
-def named_segments(engine: Engine, topic: str) -> set[str]:
-    """Every segment a chain item or an L1 entry of ``topic`` names."""
-    described = engine.describe_topic(topic)
-    ledger = engine.context.ledger
-    named = {
-        entry.segment_key
-        for p in range(len(described.partitions))
-        for entry in ledger.entries(described.topic_id, p)
-    }
-    return named | {
-        l0_segment_key_from_id(described.topic_id, item.segment_id)
-        for item in ledger.chain(described.topic_id)
-        if item.segment_id is not None
-    }
 
 
 def _read_from_zero(engine: Engine) -> Produced:
@@ -467,6 +452,18 @@ def test_a_crash_at_any_fail_point_of_a_pass_then_reruns_end_consistent(
 STALE = "stale"
 
 
+def stale_topic(make: Callable[..., Engine], policy: str) -> Engine:
+    """A one-partition topic of ``policy`` that keeps everything and tombstones an hour;
+    its writer."""
+    writer = make()
+    writer.create_topic(
+        STALE,
+        partitions=1,
+        config={"cleanup_policy": policy, "retention_ms": -1, "delete_retention_ms": HOUR_MS},
+    )
+    return writer
+
+
 def keyed_appends(engine: Engine, clock: Clock, count: int, start: int = 0) -> None:
     """One keyed record an append on partition 0, a second apart: four keys, every fifth
     record a tombstone."""
@@ -504,12 +501,7 @@ def test_a_reader_that_fetched_before_passes_continues_with_its_old_cursor(
 ) -> None:
     # Given a reader process that read part of a topic (in the chain, or in L1 after a
     # merge) and holds its cursor, its cached topic and chain items
-    writer = make()
-    writer.create_topic(
-        STALE,
-        partitions=1,
-        config={"cleanup_policy": policy, "retention_ms": -1, "delete_retention_ms": HOUR_MS},
-    )
+    writer = stale_topic(make, policy)
     keyed_appends(writer, clock, 12)
     compactor = keyed_compactor(writer)
     if level == "l1":
@@ -549,12 +541,7 @@ def test_offsets_for_times_across_levels_and_gaps_name_the_first_record_kept(
     # Given a topic whose first records were merged to L1 (and, compact, key compacted
     # with gaps; delete, expired below a log start), the rest in the chain, and a process
     # that looked up a time before the passes
-    writer = make()
-    writer.create_topic(
-        STALE,
-        partitions=1,
-        config={"cleanup_policy": policy, "retention_ms": -1, "delete_retention_ms": HOUR_MS},
-    )
+    writer = stale_topic(make, policy)
     begin = clock()
     keyed_appends(writer, clock, 14)
     reader = make()
