@@ -410,9 +410,12 @@ def test_the_sweep_reaches_the_fail_points_it_crashes_at(
 @pytest.mark.parametrize(
     ("point", "nth"),
     [
-        pytest.param(point, nth, id=f"{point}-{nth}")
-        for point, count in SWEEP.items()
-        for nth in range(1, count + 1)
+        *(
+            pytest.param(point, nth, id=f"{point}-{nth}")
+            for point, count in SWEEP.items()
+            for nth in range(1, count + 1)
+        ),
+        *(pytest.param(point, 1, id=f"{point}-1-moto", marks=pytest.mark.moto) for point in SWEEP),
     ],
 )
 def test_a_crash_at_any_fail_point_of_a_pass_then_reruns_end_consistent(
