@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lakelog import Engine, Record, TopicNotFoundError
+from lakelog import Engine, OffsetOutOfRangeError, Record, TopicNotFoundError
 from lakelog.compactor_handler import compactor_for, make_task_handlers
 from lakelog.errors import InvalidRequestError
 from lakelog.service import keycompact, passes
@@ -35,6 +35,7 @@ from lakelog.storage.faults import (
     InjectedFaultError,
 )
 from lakelog.storage.keys import topic_segments_prefix
+from lakelog.types import StoredRecord
 from tests.contract.backends import Backend, MemoryBackend
 from tests.integration.test_compactor_merge import topic_of
 from tests.integration.test_compactor_retention import (
@@ -467,15 +468,15 @@ def stale_topic(make: Callable[..., Engine], policy: str) -> Engine:
     return writer
 
 
-def keyed_appends(engine: Engine, clock: Clock, count: int, start: int = 0) -> None:
-    """One keyed record an append on partition 0, a second apart: four keys, every fifth
-    record a tombstone."""
+def keyed_appends(
+    engine: Engine, clock: Clock, count: int, start: int = 0, keys: int = 4, prefix: bytes = b"k"
+) -> None:
+    """One keyed record an append on partition 0, a second apart: ``keys`` keys, every
+    fifth record a tombstone."""
     for index in range(start, start + count):
         value = None if index % 5 == 4 else b"v%d" % index
-        engine.append(
-            STALE,
-            [Record(key=b"k%d" % (index % 4), value=value, partition=0, timestamp_ms=clock())],
-        )
+        key = b"%s%d" % (prefix, index % keys)
+        engine.append(STALE, [Record(key=key, value=value, partition=0, timestamp_ms=clock())])
         clock.advance(1000)
 
 
@@ -665,3 +666,67 @@ def test_a_topic_deleted_while_a_local_pass_runs_is_skipped_and_gc_still_runs(
     # And a pass naming an unknown topic still says so
     with pytest.raises(TopicNotFoundError):
         passes.run_pass(compactor_for(engine), ["a"])
+
+
+@pytest.mark.usefixtures("small_entries")
+def test_a_compacted_topic_altered_to_delete_then_back_keeps_a_valid_log(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a compact topic whose L1 region was key compacted (gaps, empty entries): ten
+    # keys written once, then six hours later four keys written again and again
+    writer = stale_topic(make, "compact")
+    keyed_appends(writer, clock, 10, keys=10, prefix=b"a")
+    clock.advance(6 * HOUR_MS)
+    keyed_appends(writer, clock, 10, start=10)
+    requests_clock_day(clock)
+    keyed_appends(writer, clock, 1, start=20)
+    compactor = keyed_compactor(writer)
+    for _ in range(3):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+    survivors = {r.offset: r for r in writer.fetch(STALE, 0, 0, max_records=100).records}
+    assert len(survivors) < 21
+
+    # When it is altered to delete with a retention that expires the older half, then
+    # retention moves the log start over whole entries of the older half only, and a reader
+    # gets the survivors from there (416 below it)
+    writer.alter_topic(
+        STALE, config={"cleanup_policy": "delete", "retention_ms": DAY_MS + 8 * HOUR_MS}
+    )
+    for _ in range(3):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+    start = writer.list_offset(STALE, 0, "earliest")
+    assert 0 < start <= 10
+    fresh = make()
+    assert [r.offset for r in read_records(fresh, start)] == [o for o in survivors if o >= start]
+    with pytest.raises(OffsetOutOfRangeError):
+        fresh.fetch(STALE, 0, start - 1)
+
+    # And altered back to compact, with new values of the four keys merged and compacted,
+    # the log from its start holds their last records (k1's a young tombstone)
+    writer.alter_topic(STALE, config={"cleanup_policy": "compact"})
+    keyed_appends(writer, clock, 8, start=21)
+    requests_clock_day(clock)
+    keyed_appends(writer, clock, 1, start=29)
+    for _ in range(3):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+    final = read_records(make(), start)
+    assert [r.offset for r in final] == sorted({r.offset for r in final})
+    last = {r.key: r.offset for r in final}
+    assert last == {b"k0": 28, b"k1": 29, b"k2": 26, b"k3": 27}
+    assert final[-1].value is None
+    assert writer.list_offset(STALE, 0, "earliest") == start
+    assert_bucket_consistent(writer, clock, STALE)
+
+
+def read_records(engine: Engine, offset: int) -> list[StoredRecord]:
+    """Every record of partition 0 from ``offset``, following next_offset and cursors."""
+    got: list[StoredRecord] = []
+    cursor = None
+    while offset < engine.list_offset(STALE, 0, "latest"):
+        result = engine.fetch(STALE, 0, offset, max_records=2, cursor=cursor)
+        got.extend(result.records)
+        offset, cursor = result.next_offset, result.cursor
+    return got
