@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -293,12 +292,11 @@ Log = dict[int, dict[int, tuple[bytes | None, bytes | None, int]]]
 """Partition: offset: (key, value, timestamp)."""
 
 
-def two_levels(make: Callable[..., Engine], clock: Clock) -> tuple[dict[str, Log], Log]:
+def two_levels(make: Callable[..., Engine], clock: Clock) -> tuple[dict[str, Log], dict[str, Log]]:
     """A delete topic with records expired at once, records expired a few hours into the
     passes (merged to L1 first) and kept ones; a compact topic of rewritten keys and
     tombstones; a day later a young append to each (it stays in the chain). Returns what
-    each topic holds from its log start once passes are done, and every record written to
-    the compact topic."""
+    each topic holds from its log start once passes are done, and every record written."""
     engine = make()
     engine.create_topic(EVENTS, partitions=2, config={"retention_ms": 2 * DAY_MS})
     engine.create_topic(
@@ -308,23 +306,17 @@ def two_levels(make: Callable[..., Engine], clock: Clock) -> tuple[dict[str, Log
     stamps = (
         [start - 3 * DAY_MS] * 3 + [start - DAY_MS + 2 * HOUR_MS] * 2 + [start + 30 * DAY_MS] * 3
     )
-    expected: dict[str, Log] = {EVENTS: {0: {}, 1: {}}, KEYED: {0: {}, 1: {}}}
-    written: Log = {0: {}, 1: {}}
+    written: dict[str, Log] = {EVENTS: {0: {}, 1: {}}, KEYED: {0: {}, 1: {}}}
     for index, ts in enumerate(stamps):
-        engine.append(
-            EVENTS,
-            [Record(value=b"e%d-%d" % (index, p), partition=p, timestamp_ms=ts) for p in (0, 1)],
-        )
         key, value = b"k%d" % (index % 3), None if index % 4 == 3 else b"v%d" % index
-        engine.append(
-            KEYED, [Record(key=key, value=value, partition=p, timestamp_ms=start) for p in (0, 1)]
-        )
-        for p in (0, 1):
-            if index >= 5:
-                expected[EVENTS][p][index] = (None, b"e%d-%d" % (index, p), ts)
-            written[p][index] = (key, value, start)
-            if index in (5, 6):  # the last of k2 and k0 (k1's last is a tombstone)
-                written[p][index] = expected[KEYED][p][index] = (key, value, start)
+        for topic, record in (
+            (EVENTS, lambda p, i=index, t=ts: Record(value=b"e%d-%d" % (i, p), timestamp_ms=t)),
+            (KEYED, lambda p, k=key, v=value: Record(key=k, value=v, timestamp_ms=start)),
+        ):
+            records = [replace(record(p), partition=p) for p in (0, 1)]
+            engine.append(topic, records)
+            for p, r in enumerate(records):
+                written[topic][p][index] = (r.key, r.value, r.timestamp_ms or 0)
     clock.advance(DAY_MS + 1)
     for topic in (EVENTS, KEYED):
         engine.append(
@@ -332,9 +324,29 @@ def two_levels(make: Callable[..., Engine], clock: Clock) -> tuple[dict[str, Log
             [Record(key=b"young", value=b"y", partition=p, timestamp_ms=clock()) for p in (0, 1)],
         )
         for p in (0, 1):
-            expected[topic][p][len(stamps)] = (b"young", b"y", clock())
-    written = {p: {**written[p], **expected[KEYED][p]} for p in written}
+            written[topic][p][len(stamps)] = (b"young", b"y", clock())
+    # Retention keeps the records stamped ahead and the young one; key compaction the last
+    # of k2 and k0 and the young one (k1's last is a tombstone older than an hour)
+    expected = {
+        topic: {p: {o: r for o, r in log.items() if o in kept} for p, log in written[topic].items()}
+        for topic, kept in ((EVENTS, {5, 6, 7, 8}), (KEYED, {5, 6, 8}))
+    }
     return expected, written
+
+
+def assert_valid_logs(reader: Engine, expected: dict[str, Log], written: dict[str, Log]) -> None:
+    """The delete topic holds every record written from its log start; the compact topic
+    every record of ``expected`` (its survivors), only records written, and no key's older
+    value without its last record."""
+    events = whole_log(reader, EVENTS)
+    for partition, records in events.items():
+        start = reader.list_offset(EVENTS, partition, "earliest")
+        assert records == {o: r for o, r in written[EVENTS][partition].items() if o >= start}
+    for partition, records in whole_log(reader, KEYED).items():
+        log = written[KEYED][partition]
+        assert expected[KEYED][partition].items() <= records.items() <= log.items()
+        last_written = {key: offset for offset, (key, _, _) in sorted(log.items())}
+        assert all(last_written[key] in records for key, _, _ in records.values())
 
 
 def whole_log(
@@ -357,12 +369,17 @@ def whole_log(
     return log
 
 
-def sweep_passes(engine: Engine, clock: Clock) -> None:
-    """Passes a grace period apart, each ended by an injected crash if one hits it."""
+def sweep_passes(
+    engine: Engine, clock: Clock, after_crash: Callable[[], None] = lambda: None
+) -> None:
+    """Passes a grace period apart, each ended by an injected crash if one hits it (then
+    ``after_crash`` runs)."""
     compactor = keyed_compactor(engine)
     for _ in range(SWEEP_PASSES):
-        with suppress(InjectedFaultError):
+        try:
             run_pass(compactor)
+        except InjectedFaultError:
+            after_crash()
         clock.advance(HOUR_MS)
 
 
@@ -428,24 +445,23 @@ def test_a_crash_at_any_fail_point_of_a_pass_then_reruns_end_consistent(
 
     # When passes a grace period apart run, one of them crashing at the nth pass through
     # the fail point, and then a pass without a crash
+    # (a reader in between sees a valid log)
     injector = CrashAt(point, nth)
-    sweep_passes(faulty_engine(backend, injector, clock), clock)
+    sweep_passes(
+        faulty_engine(backend, injector, clock),
+        clock,
+        after_crash=lambda: assert_valid_logs(make(), expected, written),
+    )
     assert injector.hits[point] == 1
     run_pass(keyed_compactor(make()))
 
-    # Then every record from the delete topic's log start is there byte for byte; the
-    # compact topic keeps every last record of a key and shows no key's older value without
-    # its last record (a window a crash made larger may leave a dirty tail below the
-    # cleanable ratio: its superseded values stay readable, ADR 0013, 6)
+    # Then every record from the delete topic's log start is there byte for byte (its
+    # retention done); the compact topic keeps every last record of a key and shows no
+    # key's older value without its last record (a window a crash made larger may leave a
+    # dirty tail below the cleanable ratio: its superseded values stay readable, ADR 0013, 6)
     reader = make()
+    assert_valid_logs(reader, expected, written)
     assert whole_log(reader, EVENTS) == expected[EVENTS]
-    keyed = whole_log(reader, KEYED)
-    for partition, records in keyed.items():
-        assert expected[KEYED][partition].items() <= records.items()
-        assert records.items() <= written[partition].items()
-        keys = {key for key, _, _ in records.values()}
-        last_written = {key: offset for offset, (key, _, _) in sorted(written[partition].items())}
-        assert all(last_written[key] in records for key in keys)
     # And nothing named is missing, nothing old unnamed is left
     for topic in (EVENTS, KEYED):
         assert_bucket_consistent(reader, clock, topic)
