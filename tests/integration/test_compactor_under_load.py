@@ -8,6 +8,7 @@ only while no request is in flight (`InFlight`); threads meet at conditions, nev
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -105,6 +106,33 @@ class Passes:
         with self._cond:
             assert self._cond.wait_for(lambda: self.done >= count, WAIT_S), "no pass ran"
 
+    def release(self) -> None:
+        """Let every waiter go (the passes are over)."""
+        with self._cond:
+            self.done += 10**6
+            self._cond.notify_all()
+
+
+class StepsInFlight:
+    """A compactor whose calls are requests in flight: the clock moves between them, never
+    during one (a step lasts seconds, not the hours the test moves the clock by)."""
+
+    def __init__(self, compactor: Compactor, requests: InFlight) -> None:
+        self._compactor = compactor
+        self._requests = requests
+
+    def topics_needing_work(self) -> list[str]:
+        with self._requests.one():
+            return self._compactor.topics_needing_work()
+
+    def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
+        with self._requests.one():
+            return self._compactor.compact_topic(topic, dry_run=dry_run)
+
+    def collect(self) -> GcReport:
+        with self._requests.one():
+            return self._compactor.collect()
+
 
 def _record(producer: int, batch: int, partition: int, ts: int) -> Record:
     """Key ``k<producer>-<n>`` (keys shared by the partitions' producers), every fifth a
@@ -115,8 +143,9 @@ def _record(producer: int, batch: int, partition: int, ts: int) -> Record:
     return Record(key=key, value=value, partition=partition, timestamp_ms=ts)
 
 
+@pytest.mark.parametrize("compactors", [1, 2])
 def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_a_key(
-    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Engine], clock: Clock, monkeypatch: pytest.MonkeyPatch, compactors: int
 ) -> None:
     # Given a compact topic whose merges write many small entries and whose key compaction
     # replaces them a few at a time
@@ -130,7 +159,7 @@ def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_
     )
     stop = threading.Event()
     requests = InFlight(clock)
-    passes = Passes()
+    passes_run = Passes()
     produced: Produced = {p: {} for p in range(KEYED_PARTITIONS)}
     read: list[list[tuple[int, int, bytes | None]]] = [[] for _ in range(CONSUMERS)]
     lock = threading.Lock()
@@ -140,7 +169,7 @@ def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_
         try:
             engine = make(retry=AppendRetryPolicy(deadline_seconds=10**6))
             for batch in range(KEYED_BATCHES):
-                passes.wait(batch)
+                passes_run.wait(batch)
                 with requests.one():
                     records = [_record(index, batch, p, clock()) for p in range(KEYED_PARTITIONS)]
                     acks = engine.append(TOPIC, records)
@@ -160,29 +189,39 @@ def test_key_compaction_with_producers_and_consumers_keeps_every_last_record_of_
         read[index].extend(_consume(make(), KEYED_PARTITIONS, stop, requests))
 
     def compact(_index: int) -> None:
-        compactor = keyed_compactor(make())
+        compactor = StepsInFlight(keyed_compactor(make()), requests)
         try:
             while True:
                 with lock:
                     producing = running[0] > 0
-                run_pass(compactor)
+                passes.run_pass(compactor)
                 requests.advance(PASS_STEP_MS)
-                passes.ran()
+                passes_run.ran()
                 if not producing:
                     break
             for _ in range(12):  # two more days: everything merges and is compacted
-                run_pass(compactor)
+                passes.run_pass(compactor)
                 requests.advance(PASS_STEP_MS)
+                passes_run.ran()
         finally:
-            passes.ran()
-            passes.done += 10**6  # release producers if a pass failed
+            passes_run.release()  # the producers and the other compactor, if a pass failed
             stop.set()
 
-    # When 4 producers, 2 consumers and the compactor run at once
+    def compact_too(_index: int) -> None:
+        """Another compactor's passes, each begun with the first compactor's."""
+        compactor = StepsInFlight(keyed_compactor(make()), requests)
+        for count in itertools.count():
+            passes_run.wait(count)
+            if stop.is_set():
+                return
+            passes.run_pass(compactor)
+
+    # When 4 producers, 2 consumers and one or two compactors run at once
     roles: list[Callable[[int], None]] = [
         *(lambda _i, n=n: produce(n) for n in range(PRODUCERS)),
         *(lambda _i, n=n: consume(n) for n in range(CONSUMERS)),
         compact,
+        *([compact_too] if compactors == 2 else []),
     ]
     run_in_threads(len(roles), lambda i: roles[i](i))
 
