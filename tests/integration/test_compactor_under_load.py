@@ -20,6 +20,7 @@ import pytest
 from lakelog import Engine, OffsetOutOfRangeError, Record, TopicNotFoundError
 from lakelog.compactor_handler import compactor_for, make_task_handlers
 from lakelog.errors import InvalidRequestError
+from lakelog.log.records import Entry
 from lakelog.service import keycompact, passes
 from lakelog.service import merge as merge_module
 from lakelog.service.compactor import CompactionSettings, CompactionStep, Compactor, GcReport
@@ -35,6 +36,7 @@ from lakelog.storage.faults import (
     InjectedFaultError,
 )
 from lakelog.storage.keys import topic_segments_prefix
+from lakelog.storage.ports import LedgerStore, ObjectStore
 from lakelog.types import StoredRecord
 from tests.contract.backends import Backend, MemoryBackend
 from tests.integration.test_compactor_merge import topic_of
@@ -47,6 +49,7 @@ from tests.integration.test_compactor_retention import (
     Clock,
     InFlight,
     _consume,
+    _merged,
     referenced,
     run_pass,
 )
@@ -785,3 +788,67 @@ def read_records(engine: Engine, offset: int) -> list[StoredRecord]:
         got.extend(result.records)
         offset, cursor = result.next_offset, result.cursor
     return got
+
+
+class RetentionFirst(FaultyLedgerStore):
+    """A ledger whose first L1 entries Query runs ``before`` first: a compactor's step
+    lands between a reader's read of the meta item and its Query of the entries."""
+
+    def __init__(self, inner: LedgerStore, before: Callable[[], None]) -> None:
+        super().__init__(inner, FaultInjector())
+        self._before: Callable[[], None] | None = before
+
+    def query_entries(self, topic_id: str, partition: int, offset: int, limit: int) -> list[Entry]:
+        before, self._before = self._before, None
+        if before is not None:
+            before()
+        return self.inner.query_entries(topic_id, partition, offset, limit)
+
+
+class RetentionBeforeGet(FaultyObjectStore):
+    """An object store whose first ranged GET runs ``before`` first: a compactor's pass
+    (and its gc) lands between a reader's Query of the entries and its GET."""
+
+    def __init__(self, inner: ObjectStore, before: Callable[[], None]) -> None:
+        super().__init__(inner, FaultInjector())
+        self._before: Callable[[], None] | None = before
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        before, self._before = self._before, None
+        if before is not None:
+            before()
+        return self.inner.get_range(key, start, end)
+
+
+@pytest.mark.parametrize("race", ["before-the-entries", "before-the-get"])
+def test_offsets_for_times_that_read_the_meta_item_before_retention_expired_l1_entries(
+    make: Callable[..., Engine],
+    clock: Clock,
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    race: str,
+) -> None:
+    # Given partition 0's L1 entries stamped A, A, B, B (offsets 0-7) and a chain batch
+    # stamped B (offset 8), merged more than a grace period ago, a retention that expires
+    # A, and a reader whose lookup of B reads the meta item (log start 0) just before a
+    # compactor pass expires A: before it queries the entries, or before its GET (gc then
+    # deleted the expired segment)
+    writer = _merged(make, clock, monkeypatch, retention_ms=-1)
+    stamp_b = writer.fetch(TOPIC, 0, 4, max_records=1).records[0].timestamp_ms
+    writer.alter_topic(TOPIC, config={"retention_ms": HOUR_MS})
+    clock.advance(HOUR_MS)
+    objects, ledger, catalog, groups = backend.stores()
+
+    def expire() -> None:
+        run_pass(keyed_compactor(writer))
+
+    if race == "before-the-entries":
+        ledger = RetentionFirst(ledger, expire)
+    else:
+        objects = RetentionBeforeGet(objects, expire)
+    reader = Engine(objects, ledger, catalog, groups, clock_ms=clock, sleep=lambda _s: None)
+
+    # When it looks B up, then it names offset 4, the first record stamped B (not the
+    # chain's 8, nor none)
+    assert reader.offset_for_time(TOPIC, 0, stamp_b) == 4
+    assert writer.list_offset(TOPIC, 0, "earliest") == 4
