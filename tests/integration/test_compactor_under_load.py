@@ -25,7 +25,7 @@ from lakelog.service import keycompact, passes
 from lakelog.service import merge as merge_module
 from lakelog.service.compactor import CompactionSettings, CompactionStep, Compactor, GcReport
 from lakelog.service.merge import Merger
-from lakelog.service.produce import AppendRetryPolicy
+from lakelog.service.produce import CACHED_TAIL_MS, AppendRetryPolicy
 from lakelog.storage.faults import (
     FailPoint,
     FaultInjector,
@@ -852,3 +852,31 @@ def test_offsets_for_times_that_read_the_meta_item_before_retention_expired_l1_e
     # chain's 8, nor none)
     assert reader.offset_for_time(TOPIC, 0, stamp_b) == 4
     assert writer.list_offset(TOPIC, 0, "earliest") == 4
+
+
+@pytest.mark.usefixtures("small_entries")
+@pytest.mark.parametrize("idle_ms", [CACHED_TAIL_MS + 1, DAY_MS + 2 * HOUR_MS])
+def test_a_producer_idle_past_its_cached_tail_appends_after_merges_truncated_the_chain(
+    make: Callable[..., Engine], clock: Clock, idle_ms: int
+) -> None:
+    # Given a producer process whose last append is cached, idle while another appends and
+    # passes merge the day-old items of a compact topic and truncate its chain
+    idle = stale_topic(make, "compact")
+    keyed_appends(idle, clock, 1)
+    writer = make()
+    keyed_appends(writer, clock, 6, start=1)
+    compactor = keyed_compactor(writer)
+    clock.advance(idle_ms)
+    keyed_appends(writer, clock, 1, start=7)
+    for _ in range(3):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+
+    removed = writer.context.ledger.get_item(topic_of(writer, STALE).topic_id, 1) is None
+    assert removed == (idle_ms > DAY_MS)  # its cached tail item is gone after a day
+
+    # When it appends again, then its record lands after every other, once
+    (ack,) = idle.append(STALE, [Record(key=b"late", value=b"late", partition=0)])
+    assert ack.offset == 8
+    assert [(r.offset, r.value) for r in make().fetch(STALE, 0, 8).records] == [(8, b"late")]
+    assert writer.list_offset(STALE, 0, "latest") == 9
