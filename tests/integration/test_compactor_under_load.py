@@ -880,3 +880,52 @@ def test_a_producer_idle_past_its_cached_tail_appends_after_merges_truncated_the
     assert ack.offset == 8
     assert [(r.offset, r.value) for r in make().fetch(STALE, 0, 8).records] == [(8, b"late")]
     assert writer.list_offset(STALE, 0, "latest") == 9
+
+
+@pytest.mark.usefixtures("small_entries")
+def test_a_compact_topic_grown_after_a_compaction_compacts_every_partition(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a compact topic of one partition, merged and compacted by a compactor process
+    # that keeps its caches, then grown to three partitions by another process
+    writer = stale_topic(make, "compact")
+    other = make()
+    compactor = Compactor(other.context, other.gc)  # windows take every dirty entry
+    written: dict[int, dict[int, tuple[bytes | None, bytes | None]]] = {0: {}, 1: {}, 2: {}}
+
+    def append_round(partitions: int, round_: int) -> None:
+        for index in range(8):
+            records = [
+                Record(key=b"k%d" % (index % 3), value=b"r%d-%d" % (round_, index), partition=p)
+                for p in range(partitions)
+            ]
+            for ack, record in zip(writer.append(STALE, records), records, strict=True):
+                written[ack.partition][ack.offset] = (record.key, record.value)
+        clock.advance(DAY_MS + 1)
+        writer.append(STALE, [Record(key=b"young", value=b"y", partition=0)])
+        written[0][max(written[0]) + 1] = (b"young", b"y")
+        for _ in range(3):
+            run_pass(compactor)
+            clock.advance(HOUR_MS)
+
+    append_round(1, 0)
+    make().alter_topic(STALE, partitions=3)
+
+    # When every partition gets new values, merged and compacted by the same compactor
+    append_round(3, 1)
+
+    # Then each partition holds, below its L1 end, the last record of each key, and every
+    # record from there (the chain is not compacted), as written, once
+    reader = make()
+    meta = reader.context.ledger.read_meta(topic_of(reader, STALE).topic_id)
+    assert meta is not None and all(meta.l1_end[p] > 0 for p in range(3))
+    for partition in range(3):
+        got = {
+            r.offset: (r.key, r.value)
+            for r in reader.fetch(STALE, partition, 0, max_records=100).records
+        }
+        end = meta.l1_end[partition]
+        last = {key: o for o, (key, _) in sorted(written[partition].items()) if o < end}
+        chain = [o for o in written[partition] if o >= end]
+        assert sorted(got) == sorted([*last.values(), *chain]), partition
+        assert all(written[partition][o] == r for o, r in got.items())
