@@ -20,6 +20,7 @@ import pytest
 from lakelog import Engine, OffsetOutOfRangeError, Record, TopicNotFoundError
 from lakelog.compactor_handler import compactor_for, make_task_handlers
 from lakelog.errors import InvalidRequestError
+from lakelog.limits import MAX_RECORD_BYTES
 from lakelog.log.records import Entry
 from lakelog.service import keycompact, passes
 from lakelog.service import merge as merge_module
@@ -929,3 +930,34 @@ def test_a_compact_topic_grown_after_a_compaction_compacts_every_partition(
         chain = [o for o in written[partition] if o >= end]
         assert sorted(got) == sorted([*last.values(), *chain]), partition
         assert all(written[partition][o] == r for o, r in got.items())
+
+
+def test_key_compaction_of_records_at_the_size_limit_keeps_each_key_latest_byte_for_byte(
+    make: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given a compact topic taking records up to its largest size, keys rewritten with
+    # such values (each above an L1 row group's target), merged a day later
+    writer = make()
+    limit = MAX_RECORD_BYTES
+    writer.create_topic(
+        STALE, partitions=1, config={"cleanup_policy": "compact", "max_record_bytes": limit}
+    )
+    values = {}
+    for index in range(6):
+        key = b"k%d" % (index % 2)
+        value = bytes([index]) * (limit - len(key) - 64) + bytes(range(32))
+        (ack,) = writer.append(STALE, [Record(key=key, value=value, partition=0)])
+        values[ack.offset] = (key, value)
+    clock.advance(DAY_MS + 1)
+    writer.append(STALE, [Record(key=b"young", value=b"y", partition=0)])
+
+    # When passes merge and compact it
+    compactor = Compactor(writer.context, writer.gc)
+    for _ in range(2):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+
+    # Then a reader gets the last value of each key, whole, and the young record
+    got = read_records(make(), 0)
+    assert [r.offset for r in got] == [4, 5, 6]
+    assert [(r.key, r.value) for r in got[:2]] == [values[4], values[5]]
