@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from lakelog import Engine, OffsetOutOfRangeError, Record, TopicNotFoundError
 from lakelog.compactor_handler import compactor_for, make_task_handlers
 from lakelog.errors import InvalidRequestError
 from lakelog.limits import MAX_RECORD_BYTES
+from lakelog.local.compaction import LocalCompactor
 from lakelog.log.records import Entry
 from lakelog.service import keycompact, passes
 from lakelog.service import merge as merge_module
@@ -961,3 +963,25 @@ def test_key_compaction_of_records_at_the_size_limit_keeps_each_key_latest_byte_
     got = read_records(make(), 0)
     assert [r.offset for r in got] == [4, 5, 6]
     assert [(r.key, r.value) for r in got[:2]] == [values[4], values[5]]
+
+
+@pytest.mark.parametrize("body", [b'{"topic": "gone", "dry_run": true}', b'{"topic": "gone"}'])
+def test_a_pass_or_dry_run_naming_a_deleted_topic_is_404_and_writes_nothing(
+    make: Callable[..., Engine], clock: Clock, body: bytes
+) -> None:
+    # Given a deleted topic with day-old records, and the dev server's pass route
+    engine = make()
+    engine.create_topic("gone", partitions=1)
+    engine.append("gone", [Record(value=b"x")])
+    clock.advance(DAY_MS + 1)
+    engine.append("gone", [Record(value=b"y")])
+    topic_id = engine.describe_topic("gone").topic_id
+    engine.delete_topic("gone")
+    before = {info.key for info in engine.context.objects.list(topic_segments_prefix(topic_id))}
+    local = LocalCompactor(lambda: compactor_for(make()), every=0)
+
+    # When a pass or a dry run names it, then 404 topic_not_found, and nothing changed
+    status, reply = local.reply(body)
+    assert (status, reply["error"]) == (HTTPStatus.NOT_FOUND, "topic_not_found")
+    after = {info.key for info in engine.context.objects.list(topic_segments_prefix(topic_id))}
+    assert after == before
