@@ -541,6 +541,13 @@ def keyed_appends(
         clock.advance(1000)
 
 
+def hourly_passes(compactor: Compactor, clock: Clock, count: int) -> None:
+    """``count`` passes, the clock moved a grace period (an hour) after each."""
+    for _ in range(count):
+        run_pass(compactor)
+        clock.advance(HOUR_MS)
+
+
 def requests_clock_day(clock: Clock) -> None:
     """Move the clock past a day: what was appended before may be merged and truncated."""
     clock.advance(DAY_MS + 1)
@@ -583,9 +590,7 @@ def test_a_reader_that_fetched_before_passes_continues_with_its_old_cursor(
     # segments, over a few grace periods
     keyed_appends(writer, clock, 4, start=14)
     requests_clock_day(clock)
-    for _ in range(4):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 4)
     assert writer.context.ledger.get_item(topic_of(writer, STALE).topic_id, 1) is None
 
     # Then the reader goes on with its cursor and gets what a new reader gets from there
@@ -614,9 +619,7 @@ def test_offsets_for_times_across_levels_and_gaps_name_the_first_record_kept(
     requests_clock_day(clock)
     keyed_appends(writer, clock, 4, start=14)
     compactor = keyed_compactor(writer)
-    for _ in range(4):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 4)
     if policy == "delete":
         writer.alter_topic(STALE, config={"retention_ms": DAY_MS + HOUR_MS})
         run_pass(compactor)
@@ -742,9 +745,7 @@ def test_a_compacted_topic_altered_to_delete_then_back_keeps_a_valid_log(
     requests_clock_day(clock)
     keyed_appends(writer, clock, 1, start=20)
     compactor = keyed_compactor(writer)
-    for _ in range(3):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 3)
     survivors = {r.offset: r for r in writer.fetch(STALE, 0, 0, max_records=100).records}
     assert len(survivors) < 21
 
@@ -754,9 +755,7 @@ def test_a_compacted_topic_altered_to_delete_then_back_keeps_a_valid_log(
     writer.alter_topic(
         STALE, config={"cleanup_policy": "delete", "retention_ms": DAY_MS + 8 * HOUR_MS}
     )
-    for _ in range(3):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 3)
     start = writer.list_offset(STALE, 0, "earliest")
     assert 0 < start <= 10
     fresh = make()
@@ -770,9 +769,7 @@ def test_a_compacted_topic_altered_to_delete_then_back_keeps_a_valid_log(
     keyed_appends(writer, clock, 8, start=21)
     requests_clock_day(clock)
     keyed_appends(writer, clock, 1, start=29)
-    for _ in range(3):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 3)
     final = read_records(make(), start)
     assert [r.offset for r in final] == sorted({r.offset for r in final})
     last = {r.key: r.offset for r in final}
@@ -871,9 +868,7 @@ def test_a_producer_idle_past_its_cached_tail_appends_after_merges_truncated_the
     compactor = keyed_compactor(writer)
     clock.advance(idle_ms)
     keyed_appends(writer, clock, 1, start=7)
-    for _ in range(3):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 3)
 
     removed = writer.context.ledger.get_item(topic_of(writer, STALE).topic_id, 1) is None
     assert removed == (idle_ms > DAY_MS)  # its cached tail item is gone after a day
@@ -907,9 +902,7 @@ def test_a_compact_topic_grown_after_a_compaction_compacts_every_partition(
         clock.advance(DAY_MS + 1)
         writer.append(STALE, [Record(key=b"young", value=b"y", partition=0)])
         written[0][max(written[0]) + 1] = (b"young", b"y")
-        for _ in range(3):
-            run_pass(compactor)
-            clock.advance(HOUR_MS)
+        hourly_passes(compactor, clock, 3)
 
     append_round(1, 0)
     make().alter_topic(STALE, partitions=3)
@@ -955,9 +948,7 @@ def test_key_compaction_of_records_at_the_size_limit_keeps_each_key_latest_byte_
 
     # When passes merge and compact it
     compactor = Compactor(writer.context, writer.gc)
-    for _ in range(2):
-        run_pass(compactor)
-        clock.advance(HOUR_MS)
+    hourly_passes(compactor, clock, 2)
 
     # Then a reader gets the last value of each key, whole, and the young record
     got = read_records(make(), 0)
