@@ -17,8 +17,11 @@ one a full pass (ADR 0013, 5.1); an execution started by hand without input is f
 
 ``compact_topic`` runs steps until the topic is done or the Lambda deadline nears (less
 than the reserve left, `STEP_RESERVE_MS` by default); the state machine calls it again
-while ``done`` is false. The handlers are built once per process (`make_task_handlers`),
-at cold start in Lambda, and on any engine in tests.
+while ``done`` is false. A topic deleted after ``list_topics`` named it is ``done`` at
+once (a user deleting a topic must not fail the pass and skip its gc); an event that is
+not an object naming a topic is refused with `InvalidRequestError`. The handlers are built
+once per process (`make_task_handlers`), at cold start in Lambda, and on any engine in
+tests.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def make_task_handlers(
         return {"topics": topics}
 
     def compact_topic(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        topic = event.get("topic")
+        topic = event.get("topic") if isinstance(event, Mapping) else None
         if not isinstance(topic, str) or not topic:
             raise InvalidRequestError(f"compact_topic needs {{'topic': name}}, got {event!r}")
 
@@ -175,7 +178,9 @@ def make_task_handlers(
             remaining = _remaining_ms(context)
             return remaining is None or remaining >= reserve_ms
 
-        output = step_totals(topic, run_topic(compactor, topic, keep_going=keep_going))
+        # The topic comes from list_topics: one deleted since is done, not a failed pass.
+        steps = run_topic(compactor, topic, keep_going=keep_going, listed=True)
+        output = step_totals(topic, steps)
         logger.info("compacted", extra=output)
         metrics.add_metadata(key="topic", value=topic)
         publish(

@@ -117,9 +117,9 @@ def segments(engine: Engine) -> set[str]:
     return {info.key for info in engine.context.objects.list(topic_segments_prefix(topic_id))}
 
 
-def referenced(engine: Engine) -> set[str]:
-    """Every segment a chain item or an L1 entry names."""
-    described = engine.describe_topic(TOPIC)
+def referenced(engine: Engine, topic: str = TOPIC) -> set[str]:
+    """Every segment a chain item or an L1 entry of ``topic`` names."""
+    described = engine.describe_topic(topic)
     ledger = engine.context.ledger
     named = {
         entry.segment_key

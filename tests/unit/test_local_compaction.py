@@ -51,6 +51,17 @@ def test_bad_requests_are_refused_with_the_apis_error_body() -> None:
     assert json.loads(json.dumps(reply))["steps"][0]["topic"] == "a"
 
 
+def test_bodies_json_parsers_choke_on_are_refused_as_bad_requests() -> None:
+    # Nesting deeper than Python's recursion limit, an integer of more digits than it
+    # converts, a non-number: each an invalid_request, never an exception out of the route
+    local = LocalCompactor(lambda: ScriptedCompactor({"a": 1}), every=0)
+
+    for body in (b"[" * 100_000, b'{"topic": ' + b"9" * 5_000 + b"}", b'{"dry_run": NaN}'):
+        status, reply = local.reply(body)
+        assert status == HTTPStatus.BAD_REQUEST, body[:20]
+        assert reply["error"] == "invalid_request"
+
+
 def test_a_failing_call_answers_with_its_error() -> None:
     local = LocalCompactor(lambda: ScriptedCompactor({"a": 1}, failures={"list": 1}), every=0)
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Final, TextIO
 
+from lakelog.api.app import parse_json
 from lakelog.contract.errors import error_body, status_of
 from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.service.passes import CompactorCalls, PassReport, run_pass
@@ -120,7 +121,7 @@ class LocalCompactor:
     def reply(self, body: bytes) -> tuple[HTTPStatus, dict[str, Any]]:
         """The status and JSON body answering a ``POST`` to `COMPACT_PATH` with ``body``."""
         try:
-            request = json.loads(body or b"{}")
+            request = parse_json(body or b"{}")
             if not isinstance(request, dict) or set(request) - {"topic", "dry_run"}:
                 raise InvalidRequestError('the body is {"topic"?: name, "dry_run"?: bool}')
             topic, dry_run = request.get("topic"), request.get("dry_run", False)

@@ -118,6 +118,11 @@ def _positive_int(name: str, value: object, upper: int | None = None) -> int:
     return value
 
 
+class _EntriesMoved(Exception):  # noqa: N818 - a signal within this module, not an error
+    """The L1 entries a lookup expected at an offset are gone (retention moved the log
+    start past them after the lookup read the meta item)."""
+
+
 @dataclass
 class _Wanted:
     """One requested partition while a fetch plans it."""
@@ -902,12 +907,20 @@ class Fetcher:
         )
 
     def _l1_time_offset(
-        self, topic: TopicRecord, state: TopicState, partition: int, timestamp_ms: int
+        self,
+        topic: TopicRecord,
+        state: TopicState,
+        partition: int,
+        timestamp_ms: int,
+        *,
+        strict: bool = False,
     ) -> OffsetAndTimestamp | None:
         """The first record at or after ``timestamp_ms`` below the L1 end, or None.
 
         Entries whose ``max_timestamp_cum`` (the largest timestamp up to them) is below
-        the time hold no such record and are passed over without a GET.
+        the time hold no such record and are passed over without a GET. With ``strict``,
+        entries missing where ``state`` says they are (retention deleted them after the
+        meta item was read) raise `_EntriesMoved` instead of ending the search.
         """
         start, end = state.log_start_offset(partition), _l1_end(state.meta, partition)
         offset = start
@@ -917,6 +930,8 @@ class Fetcher:
             )
             run = [entry for entry in contiguous_run(page, offset) if entry.base_offset < end]
             if not run:
+                if strict:
+                    raise _EntriesMoved
                 return None
             for entry in run:
                 if (
@@ -966,13 +981,16 @@ class Fetcher:
         topic = self._ctx.caches.topics.get(topic_name, _after(partition))
         partition = self._ctx.check_partition(topic, partition)
         state = self._ctx.topic_state(topic)
-        start_offset = state.log_start_offset(partition)
         try:
-            below = self._l1_time_offset(topic, state, partition, timestamp_ms)
-        except SegmentMissingError:  # replaced by key compaction and collected meanwhile
+            below = self._l1_time_offset(topic, state, partition, timestamp_ms, strict=True)
+        except (SegmentMissingError, _EntriesMoved):
+            # Replaced by key compaction, or expired by retention, since the meta item was
+            # read: read it again and search from the log start it shows now.
+            state = self._ctx.topic_state(topic)
             below = self._l1_time_offset(topic, state, partition, timestamp_ms)
         if below is not None:
             return below
+        start_offset = state.log_start_offset(partition)
         begin = first_seq(
             max(1, state.meta.chain_start),
             state.tail.seq,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from lakelog.errors import TopicNotFoundError
 from lakelog.service.compactor import CompactionStep, GcReport
 
 __all__ = ["CompactorCalls", "PassReport", "run_pass", "run_topic"]
@@ -48,16 +49,29 @@ def run_topic(
     dry_run: bool = False,
     keep_going: Callable[[], bool] = lambda: True,
     on_step: Callable[[CompactionStep], None] | None = None,
+    listed: bool = False,
 ) -> list[CompactionStep]:
     """Steps of ``topic`` until one is ``done`` or ``keep_going`` says stop.
 
     ``keep_going`` is asked after every step that is not done (a Lambda task stops before
     its deadline); a dry run stops after its first step, since it changes nothing that
-    would let a second step see further.
+    would let a second step see further. With ``listed`` (the topic comes from
+    ``topics_needing_work``), a topic deleted since is one ``done`` step that did nothing,
+    not an error: a user deleting a topic must not fail the pass (and its gc).
+
+    Raises
+    ------
+    TopicNotFoundError
+        No topic of that name, unless ``listed``.
     """
     steps: list[CompactionStep] = []
     while True:
-        step = compactor.compact_topic(topic, dry_run=dry_run)
+        try:
+            step = compactor.compact_topic(topic, dry_run=dry_run)
+        except TopicNotFoundError:
+            if not listed:
+                raise
+            step = CompactionStep(topic, done=True, actions=(f"topic {topic} is gone",))
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -77,6 +91,9 @@ def run_pass(
     """A whole pass: each topic (``topics``, or those needing work) to done, then gc
     (``full_gc``: with the scan of every topic's segments for orphans, ADR 0013 5.1).
 
+    A listed topic deleted while the pass runs is skipped; one of ``topics`` that does not
+    exist raises `TopicNotFoundError`.
+
     A dry run reports what the first step of each topic would do and skips gc. When
     ``keep_going`` says stop (asked after every step), the pass ends there, gc included:
     the next pass carries on (a stopping ``lakelog dev`` must not wait for a long pass).
@@ -87,7 +104,14 @@ def run_pass(
         if not keep_going():
             return report
         report.steps.extend(
-            run_topic(compactor, name, dry_run=dry_run, keep_going=keep_going, on_step=on_step)
+            run_topic(
+                compactor,
+                name,
+                dry_run=dry_run,
+                keep_going=keep_going,
+                on_step=on_step,
+                listed=topics is None,
+            )
         )
     if not dry_run and keep_going():
         report.gc = compactor.collect(full=full_gc)
