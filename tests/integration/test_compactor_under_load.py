@@ -135,9 +135,9 @@ class StepsInFlight:
         with self._requests.one():
             return self._compactor.compact_topic(topic, dry_run=dry_run)
 
-    def collect(self) -> GcReport:
+    def collect(self, *, full: bool = True) -> GcReport:
         with self._requests.one():
-            return self._compactor.collect()
+            return self._compactor.collect(full=full)
 
 
 def _record(producer: int, batch: int, partition: int, ts: int) -> Record:
@@ -682,8 +682,8 @@ class DeletedAfterListing:
     def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
         return self.compactor.compact_topic(topic, dry_run=dry_run)
 
-    def collect(self) -> GcReport:
-        return self.compactor.collect()
+    def collect(self, *, full: bool = True) -> GcReport:
+        return self.compactor.collect(full=full)
 
 
 def _two_topics_due(make: Callable[..., Engine], clock: Clock) -> Engine:
