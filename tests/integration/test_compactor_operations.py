@@ -19,19 +19,19 @@ from lakelog.service.engine import Engine
 from lakelog.service.passes import PassReport
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.types import LevelUsage, Record
-from tests.integration.test_compactor_merge import BACKENDS, DAY_MS, PARTITIONS, Clock, fill
+from tests.integration.test_compactor_merge import (
+    BACKENDS,
+    DAY_MS,
+    PARTITIONS,
+    Clock,
+    clock,
+    fill,
+    make,
+)
+
+__all__ = ["clock", "make"]  # fixtures shared with the merge tests
 
 TOPIC = "levels"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make(make_engine: Callable[..., Engine], clock: Clock) -> Callable[[], Engine]:
-    return lambda: make_engine(clock_ms=clock, sleep=lambda _s: None)
 
 
 def object_sizes(engine: Engine, level: str) -> dict[str, int]:

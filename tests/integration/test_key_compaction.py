@@ -35,8 +35,17 @@ from lakelog.storage.faults import (
 from lakelog.storage.keys import topic_segments_prefix
 from lakelog.storage.ports import LedgerStore
 from lakelog.types import Record, StoredRecord
-from tests.integration.test_compactor_merge import Clock, collect_after_grace, meta_of, topic_of
+from tests.integration.test_compactor_merge import (
+    Clock,
+    clock,
+    collect_after_grace,
+    make,
+    meta_of,
+    topic_of,
+)
 from tests.support import run_in_threads
+
+__all__ = ["clock", "make"]  # fixtures shared with the merge tests
 
 PARTITIONS = 2
 DAY_MS = 24 * 3600 * 1000
@@ -44,17 +53,6 @@ KEYS = 5
 APPENDS = 24
 BACKENDS = [pytest.param("memory"), pytest.param("moto", marks=pytest.mark.moto)]
 Log = dict[int, list[StoredRecord]]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make(make_engine: Callable[..., Engine], clock: Clock) -> Callable[[], Engine]:
-    """Engines on the test's backend and clock, each with its own caches (a process each)."""
-    return lambda: make_engine(clock_ms=clock, sleep=lambda _s: None)
 
 
 @pytest.fixture(autouse=True)
