@@ -17,6 +17,7 @@ __all__ = [
     "Header",
     "LevelUsage",
     "MemberInfo",
+    "OnFailure",
     "Membership",
     "OffsetAndTimestamp",
     "OffsetCommit",
@@ -27,8 +28,11 @@ __all__ = [
     "Record",
     "RecordMetadata",
     "ResetTarget",
+    "StartingPosition",
     "StorageLevels",
     "StoredRecord",
+    "Subscription",
+    "SubscriptionStatus",
     "ToOffset",
     "ToTimestamp",
     "TopicDescription",
@@ -283,3 +287,61 @@ class ToTimestamp:
 ResetTarget: TypeAlias = Literal["earliest", "latest"] | ToOffset | ToTimestamp
 """Where a group's committed offsets move: each partition's log start (``"earliest"``), its
 high watermark (``"latest"``), an offset, or a time."""
+
+
+StartingPosition: TypeAlias = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+"""Where a new subscription starts: each partition's log start, its high watermark when
+the subscription is created, or the first record at or after ``starting_position_timestamp_ms``."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnFailure:
+    """Where a batch goes once its retries are spent: a lakelog topic or an SQS queue
+    (exactly one of the two)."""
+
+    topic: str | None = None
+    sqs_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An event-source trigger: records of ``topic`` delivered to ``function_arn`` with the
+    event shape of Lambda's self-managed Kafka event source (ADR 0015).
+
+    The options and their ranges are those of a Lambda event source mapping; delivery
+    progress is the consumer group `Subscription.group`.
+    """
+
+    name: str
+    topic: str
+    function_arn: str
+    batch_size: int = 100
+    max_batching_window_ms: int = 500
+    starting_position: StartingPosition = "LATEST"
+    starting_position_timestamp_ms: int | None = None
+    maximum_retry_attempts: int = -1
+    maximum_record_age_ms: int = -1
+    bisect_batch_on_function_error: bool = False
+    report_batch_item_failures: bool = False
+    on_failure: OnFailure | None = None
+    topic_id: str = ""
+    """The id of the topic the subscription was created on (a re-created topic of the same
+    name has none)."""
+    created_ms: int = 0
+
+    @property
+    def group(self) -> str:
+        """The consumer group holding the subscription's progress (committed offsets)."""
+        return f"subscription.{self.topic}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    """A subscription with its progress: per partition the committed offset, the high
+    watermark and the lag, and the delivery state (idle, delivering, retrying)."""
+
+    subscription: Subscription
+    partitions: tuple[PartitionLag, ...]
+    state: dict[int, str] = field(default_factory=dict)
+    """Per partition with a delivery under way or waiting: ``delivering`` or
+    ``retrying (attempt N, next at T)``."""
