@@ -48,7 +48,7 @@ ENDPOINT = "http://api.in-process.test"
 Mode = Literal["direct", "http"]
 R = TypeVar("R")
 
-BACKSTOP_S = 60
+BACKSTOP_S = 300
 """Longest wait for something that must happen; only a broken or hung test reaches it."""
 
 
