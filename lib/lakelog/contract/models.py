@@ -1310,23 +1310,13 @@ class SubscriptionCreate(_Request):
     def of_operation(cls, op: CreateSubscription) -> SubscriptionCreate:
         """The body of a subscription's creation (every option sent)."""
         sub = op.subscription
+        fields = {name: getattr(sub, name) for name in cls.model_fields if name != "on_failure"}
         failure = sub.on_failure
-        return build(
-            cls,
-            name=sub.name,
-            function_arn=sub.function_arn,
-            batch_size=sub.batch_size,
-            max_batching_window_ms=sub.max_batching_window_ms,
-            starting_position=sub.starting_position,
-            starting_position_timestamp_ms=sub.starting_position_timestamp_ms,
-            maximum_retry_attempts=sub.maximum_retry_attempts,
-            maximum_record_age_ms=sub.maximum_record_age_ms,
-            bisect_batch_on_function_error=sub.bisect_batch_on_function_error,
-            report_batch_item_failures=sub.report_batch_item_failures,
-            on_failure=None
-            if failure is None
-            else build(OnFailureBody, topic=failure.topic, sqs_arn=failure.sqs_arn),
-        )
+        if failure is not None:
+            fields["on_failure"] = build(
+                OnFailureBody, topic=failure.topic, sqs_arn=failure.sqs_arn
+            )
+        return build(cls, **fields)
 
     def to_subscription(self, topic: str) -> Subscription:
         """The subscription asked for (options not given keep their defaults)."""
