@@ -260,6 +260,8 @@ class ErrorBody(_Reply):
     operation: str | None = None
     segment_key: str | None = None
     reason: str | None = None
+    name: str | None = None
+    """A subscription's name (with ``topic``)."""
 
 
 class _Bytes(_Strict):

@@ -356,11 +356,11 @@ class CreateSubscription(Operation[Subscription]):
         "POST", _SUBSCRIPTIONS, request="SubscriptionCreate", reply="SubscriptionState"
     )
     subscription: Subscription
+    topic: str = field(init=False)
+    """The subscribed topic (the route's ``{topic}``): ``subscription.topic``."""
 
-    @property
-    def topic(self) -> str:
-        """The subscribed topic (the route's ``{topic}``)."""
-        return self.subscription.topic
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "topic", self.subscription.topic)
 
 
 @dataclass(frozen=True)
