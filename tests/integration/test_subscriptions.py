@@ -31,6 +31,7 @@ from lakelog.contract import operations as ops
 from lakelog.errors import ForbiddenError, FunctionNotAllowedError, LakelogError
 from lakelog.service.subscriptions import FunctionPolicy
 from lakelog.storage.ports import GroupState, GroupStore, LeaseRecord
+from tests.contract.backends import Backend
 from tests.integration.group_support import START_MS, Clock
 
 FUNCTION = "arn:aws:lambda:eu-west-1:123456789012:function:billing"
@@ -276,7 +277,7 @@ class _AppendBeforeReset:
     [("LATEST", [3, 0, 0], [2, 1, 0]), ("TRIM_HORIZON", [0, 0, 0], [5, 1, 0])],
 )
 def test_on_a_busy_topic_records_appended_during_creation_are_not_skipped(
-    make_engine: Callable[..., Engine],
+    backend: Backend,
     engine: Engine,
     position: str,
     expected_committed: list[int],
@@ -284,11 +285,13 @@ def test_on_a_busy_topic_records_appended_during_creation_are_not_skipped(
 ) -> None:
     # Given a topic with records, and producers that append while the subscription is made
     append(engine, 0, START_MS, START_MS, START_MS)
-    busy = make_engine()
-    store = busy.groups.store
-    busy.groups._groups = _AppendBeforeReset(  # type: ignore[assignment]
-        store, lambda: (append(engine, 0, START_MS, START_MS), append(engine, 1, START_MS))
-    )
+    objects, ledger, catalog, groups = backend.stores()
+
+    def producers() -> None:
+        append(engine, 0, START_MS, START_MS)
+        append(engine, 1, START_MS)
+
+    busy = Engine(objects, ledger, catalog, _AppendBeforeReset(groups, producers))
 
     # When it is created
     busy.call(ops.CreateSubscription(spec(starting_position=position)))
