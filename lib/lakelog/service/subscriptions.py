@@ -28,6 +28,7 @@ from lakelog.limits import MAX_TIMESTAMP_MS, MAX_TOPIC_NAME_LENGTH, validate_gro
 from lakelog.limits import validate_topic_name as _topic_name
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.groups import GroupCoordinator
+from lakelog.service.producers import DIRECT_PRINCIPAL
 from lakelog.types import (
     OnFailure,
     PartitionLag,
@@ -254,8 +255,10 @@ class Subscriptions:
         self._groups = groups
         self.policy = policy
 
-    def create(self, spec: Subscription, principal: str) -> Subscription:
+    def create(self, spec: Subscription, principal: str = DIRECT_PRINCIPAL) -> Subscription:
         """Subscribe ``spec.function_arn`` to ``spec.topic``; the stored subscription.
+
+        ``principal`` is who asks (named by a refusal of the function policy).
 
         Sets the group's committed offsets from the starting position (TRIM_HORIZON: each
         partition's log start; LATEST: its high watermark now; AT_TIMESTAMP: the first
