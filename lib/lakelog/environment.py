@@ -14,6 +14,7 @@ __all__ = [
     "ENV_DEFAULT_ACL_EFFECT",
     "ENV_ENVIRONMENT",
     "ENV_LEDGER_TABLE",
+    "ENV_TRIGGER_FUNCTION_PREFIXES",
 ]
 
 ENV_ENVIRONMENT: Final = "LAKELOG_ENVIRONMENT"
@@ -23,3 +24,5 @@ ENV_CATALOG_TABLE: Final = "LAKELOG_CATALOG_TABLE"
 ENV_DEFAULT_ACL_EFFECT: Final = "LAKELOG_DEFAULT_ACL_EFFECT"
 ENV_ADMIN_PRINCIPALS: Final = "LAKELOG_ADMIN_PRINCIPALS"
 """Comma-separated principal patterns that always hold ``admin`` (bootstrap administrators)."""
+ENV_TRIGGER_FUNCTION_PREFIXES: Final = "LAKELOG_TRIGGER_FUNCTION_PREFIXES"
+"""Comma-separated function ARN prefixes topics may subscribe (empty: any Lambda function)."""

@@ -6,6 +6,7 @@ __all__ = [
     "CorruptLedgerError",
     "CorruptSegmentError",
     "ForbiddenError",
+    "FunctionNotAllowedError",
     "GroupNotEmptyError",
     "GroupNotFoundError",
     "InvalidRequestError",
@@ -17,6 +18,8 @@ __all__ = [
     "ProducerFencedError",
     "SegmentMissingError",
     "StaleTopicError",
+    "SubscriptionExistsError",
+    "SubscriptionNotFoundError",
     "ThrottledError",
     "TopicExistsError",
     "TopicNotFoundError",
@@ -257,3 +260,39 @@ class SegmentMissingError(CorruptSegmentError):
     Reported as ``corrupt_segment``. A fetch that meets it re-plans once from the ledger:
     the compactor may have merged the items it read and gc deleted their segment since.
     """
+
+
+class SubscriptionExistsError(LakelogError):
+    """The topic already has a subscription of that name (409 ``subscription_exists``)."""
+
+    code = "subscription_exists"
+
+    def __init__(self, topic: str, name: str) -> None:
+        super().__init__(f"topic {topic!r} already has a subscription {name!r}")
+        self.topic = topic
+        self.name = name
+
+
+class SubscriptionNotFoundError(LakelogError):
+    """The topic has no subscription of that name (404 ``subscription_not_found``)."""
+
+    code = "subscription_not_found"
+
+    def __init__(self, topic: str, name: str) -> None:
+        super().__init__(f"topic {topic!r} has no subscription {name!r}")
+        self.topic = topic
+        self.name = name
+
+
+class FunctionNotAllowedError(ForbiddenError):
+    """The deployment refuses subscriptions to this function: its ARN starts with none of
+    the configured prefixes (403 ``forbidden``, ADR 0015 §1)."""
+
+    def __init__(self, principal: str, topic: str, function_arn: str) -> None:
+        super().__init__(principal, "subscribe", topic)
+        self.message = (
+            f"{principal} may not subscribe {function_arn!r} to topic {topic!r}: this "
+            "deployment allows only functions under its configured ARN prefixes"
+        )
+        self.args = (self.message,)
+        self.function_arn = function_arn

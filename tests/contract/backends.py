@@ -81,6 +81,7 @@ class MemoryBackend:
                 "producers": dict(state.producers),
                 "acls": dict(state.acls),
                 "groups": {group: dict(items) for group, items in state.groups.items() if items},
+                "subscriptions": {pk: dict(s) for pk, s in state.subscriptions.items() if s},
             }
 
 

@@ -286,3 +286,26 @@ def test_a_lease_of_a_topic_re_created_under_its_name_keeps_its_own_topic_id(
     assert _leases(store, g, 3) == retaken
     store.commit(g, "b", [OffsetCommit("t", p, 3, 2) for p in (0, 1)], committed_ms=2)
     assert [x.committed_offset for x in _leases(store, g, 3)] == [3, 3, None]
+
+
+def test_deleting_a_group_removes_its_members_leases_and_offsets_only(
+    store: GroupStore, g: str
+) -> None:
+    # Given a group with a member and committed leases of two blocks, and another group
+    store.put_member(g, MemberRecord("a", ("t",), 6000, 99))
+    for partition in (0, 150):
+        taken = store.take_lease(g, LeaseRecord.missing("t", partition), "a", "id-t")
+        assert taken is not None
+        store.commit(g, "a", [OffsetCommit("t", partition, 7, taken.lease_epoch)], 5)
+    store.put_member(f"{g}-other", MemberRecord("b", ("t",), 6000, 99))
+
+    # When the group is deleted (twice: a missing group is not an error)
+    store.delete_group(g)
+    store.delete_group(g)
+
+    # Then nothing of it is left, and the other group is untouched
+    assert store.read_group(g) == GroupState()
+    assert [m.member_id for m in store.read_group(f"{g}-other").members] == ["b"]
+    fresh = store.take_lease(g, LeaseRecord.missing("t", 0), "c", "id-t")
+    assert fresh is not None
+    assert (fresh.lease_epoch, fresh.committed_offset) == (1, None)

@@ -67,6 +67,10 @@ OPERATIONS = (
     ("POST", "/v1/groups/{group}/offsets"),
     ("GET", "/v1/groups/{group}"),
     ("POST", "/v1/groups/{group}/offsets/reset"),
+    ("POST", "/v1/topics/{topic}/subscriptions"),
+    ("GET", "/v1/topics/{topic}/subscriptions"),
+    ("GET", "/v1/topics/{topic}/subscriptions/{name}"),
+    ("DELETE", "/v1/topics/{topic}/subscriptions/{name}"),
 )
 
 
@@ -490,6 +494,10 @@ BODY_ROUTES = (
     ("POST", "/v1/groups/{group}/members"),
     ("POST", "/v1/groups/{group}/offsets"),
     ("POST", "/v1/groups/{group}/offsets/reset"),
+    ("POST", "/v1/topics/{topic}/subscriptions"),
+    ("GET", "/v1/topics/{topic}/subscriptions"),
+    ("GET", "/v1/topics/{topic}/subscriptions/{name}"),
+    ("DELETE", "/v1/topics/{topic}/subscriptions/{name}"),
 )
 
 
@@ -558,6 +566,46 @@ def test_every_documented_422_is_the_error_body(schema: Any) -> None:
     ]
 
     assert wrong == []
+
+
+_SUBSCRIPTIONS = "/v1/topics/{topic}/subscriptions"
+_SUBSCRIPTION = _SUBSCRIPTIONS + "/{name}"
+
+
+def test_subscription_201_409_400_list_describe_200_delete_204_and_404_conform(
+    schema: Any, dev_server: DevProcess, http: Any
+) -> None:
+    topic = create(schema, dev_server, http, name=unique("subs"), partitions=2)
+    dead_letters = create(schema, dev_server, http, name=unique("subs-dlq"))
+    on_topic = {"topic": topic}
+    one = {"topic": topic, "name": "billing"}
+    body = {
+        "name": "billing",
+        "function_arn": "local:handlers.billing:handle",
+        "batch_size": 10,
+        "starting_position": "TRIM_HORIZON",
+        "on_failure": {"topic": dead_letters},
+    }
+
+    def send(method: str, path: str, status: int, **case: Any) -> requests.Response:
+        return call(schema, dev_server, http, method, path, status, **case)
+
+    created = send("POST", _SUBSCRIPTIONS, 201, path_parameters=on_topic, body=body)
+    assert created.json()["group"] == f"subscription.{topic}.billing"
+    taken = send("POST", _SUBSCRIPTIONS, 409, path_parameters=on_topic, body=body)
+    assert taken.json()["error"] == "subscription_exists"
+    refused = send(
+        "POST", _SUBSCRIPTIONS, 400, path_parameters=on_topic, body={**body, "batch_size": 0}
+    )
+    assert refused.json()["error"] == "invalid_request"
+    listed = send("GET", _SUBSCRIPTIONS, 200, path_parameters=on_topic)
+    assert [s["name"] for s in listed.json()["subscriptions"]] == ["billing"]
+    described = send("GET", _SUBSCRIPTION, 200, path_parameters=one)
+    assert [p["lag"] for p in described.json()["partitions"]] == [0, 0]
+    send("DELETE", _SUBSCRIPTION, 204, path_parameters=one)
+    missing = send("GET", _SUBSCRIPTION, 404, path_parameters=one)
+    assert missing.json()["error"] == "subscription_not_found"
+    send("DELETE", _SUBSCRIPTION, 404, path_parameters=one)
 
 
 # Fuzzing (last: it may leave ACL rules and topics behind) --------------------------------

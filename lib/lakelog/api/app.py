@@ -55,6 +55,10 @@ from lakelog.contract.models import (
     ResetPartition,
     ResetReply,
     ResetRequest,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionState,
+    SubscriptionStatusReply,
     TopicAlter,
     TopicCreate,
     TopicList,
@@ -64,9 +68,12 @@ from lakelog.contract.operations import (
     AlterTopic,
     Append,
     CommitOffsets,
+    CreateSubscription,
     CreateTopic,
+    DeleteSubscription,
     DeleteTopic,
     DescribeGroup,
+    DescribeSubscription,
     DescribeTopic,
     Fetch,
     FetchMany,
@@ -74,6 +81,7 @@ from lakelog.contract.operations import (
     JoinGroup,
     LeaveGroup,
     ListOffset,
+    ListSubscriptions,
     ListTopics,
     OffsetForTime,
     ResetOffsets,
@@ -316,6 +324,7 @@ def create_app(
     _register_topic_routes(app, engine, access, caller)
     _register_record_routes(app, engine, access, caller, metrics)
     _register_group_routes(app, engine, access, caller)
+    _register_subscription_routes(app, engine, access, caller)
     _register_acl_routes(app, access, caller)
 
     @app.get("/v1/openapi.json", include_in_schema=False)
@@ -578,6 +587,66 @@ def _register_group_routes(
             topic=request.topic,
             partitions=[ResetPartition(partition=p, offset=o) for p, o in sorted(offsets.items())],
         )
+
+
+def _register_subscription_routes(
+    app: APIGatewayHttpResolver,
+    engine: Engine,
+    access: AccessControl,
+    caller: Callable[[], str],
+) -> None:
+    """Subscriptions (ADR 0015 §1): creating and deleting one needs ``admin`` on the topic
+    (and creating one ``produce`` on its on-failure topic); listing and describing need
+    ``consume``."""
+
+    @app.post(
+        "/v1/topics/<topic>/subscriptions",
+        tags=["subscriptions"],
+        summary="Subscribe a function to a topic",
+        responses=success(SubscriptionState, 201, "Created")
+        | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
+    )
+    def create_subscription(
+        topic: str, request: Annotated[SubscriptionCreate, Body()]
+    ) -> Response[Any]:
+        principal = caller()
+        access.check(principal, "admin", topic)
+        if request.on_failure is not None and request.on_failure.topic is not None:
+            access.check(principal, "produce", request.on_failure.topic)
+        created = engine.call(CreateSubscription(request.to_subscription(topic)), principal)
+        return _json(HTTPStatus.CREATED, SubscriptionState.of(created).model_dump(mode="json"))
+
+    @app.get(
+        "/v1/topics/<topic>/subscriptions",
+        tags=["subscriptions"],
+        summary="List a topic's subscriptions",
+        responses=success(SubscriptionList) | error_responses(403, 429, 503),
+    )
+    def list_subscriptions(topic: str) -> SubscriptionList:
+        access.check(caller(), "consume", topic)
+        found = engine.call(ListSubscriptions(topic))
+        return SubscriptionList(subscriptions=[SubscriptionState.of(s) for s in found])
+
+    @app.get(
+        "/v1/topics/<topic>/subscriptions/<name>",
+        tags=["subscriptions"],
+        summary="A subscription with its committed offsets and lag",
+        responses=success(SubscriptionStatusReply) | error_responses(403, 404, 429, 503),
+    )
+    def describe_subscription(topic: str, name: str) -> SubscriptionStatusReply:
+        access.check(caller(), "consume", topic)
+        return SubscriptionStatusReply.of(engine.call(DescribeSubscription(topic, name)))
+
+    @app.delete(
+        "/v1/topics/<topic>/subscriptions/<name>",
+        tags=["subscriptions"],
+        summary="Delete a subscription and its progress",
+        responses=NO_CONTENT | error_responses(403, 404, 429, 503),
+    )
+    def delete_subscription(topic: str, name: str) -> Response[Any]:
+        access.check(caller(), "admin", topic)
+        engine.call(DeleteSubscription(topic, name))
+        return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
 
 def _register_acl_routes(

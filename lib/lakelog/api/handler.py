@@ -20,6 +20,7 @@ from lakelog.api.app import create_app, precheck
 from lakelog.api.errors import error_body, status_of
 from lakelog.api.settings import ApiSettings
 from lakelog.service.engine import Engine
+from lakelog.service.subscriptions import FunctionPolicy
 
 __all__ = ["SERVICE", "Handler", "make_handler"]
 
@@ -42,7 +43,9 @@ def make_handler(settings: ApiSettings, engine: Engine | None = None) -> Handler
     logger = Logger(service=SERVICE)
     tracer = Tracer(service=SERVICE)
     metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-    engine = engine or Engine.from_session(settings.names)
+    engine = engine or Engine.from_session(
+        settings.names, functions=FunctionPolicy(prefixes=settings.function_prefixes)
+    )
     access = engine.access_control(settings.default_acl, admins=settings.admin_principals)
     app = create_app(engine, access, metrics, logger)
 

@@ -14,6 +14,7 @@ from lakelog.environment import (
     ENV_DEFAULT_ACL_EFFECT,
     ENV_ENVIRONMENT,
     ENV_LEDGER_TABLE,
+    ENV_TRIGGER_FUNCTION_PREFIXES,
 )
 from lakelog.storage.keys import ResourceNames
 from lakelog.validation import summarize
@@ -30,7 +31,8 @@ class ApiSettings(BaseModel):
 
     Read from the variables `lakelog.environment` names: the bucket and table names, the
     default ACL effect (``allow``|``deny``), the bootstrap administrators (comma-separated
-    principal patterns) and the environment's name.
+    principal patterns), the environment's name and the function ARN prefixes topics may
+    subscribe (comma-separated; none: any Lambda function, ADR 0015 §1).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +43,7 @@ class ApiSettings(BaseModel):
     default_acl: Literal["allow", "deny"] = "deny"
     admin_principals: tuple[str, ...] = ()
     env: str = "dev"
+    function_prefixes: tuple[str, ...] = ()
 
     @property
     def names(self) -> ResourceNames:
@@ -57,13 +60,15 @@ class ApiSettings(BaseModel):
             "default_acl": ENV_DEFAULT_ACL_EFFECT,
             "env": ENV_ENVIRONMENT,
             "admin_principals": ENV_ADMIN_PRINCIPALS,
+            "function_prefixes": ENV_TRIGGER_FUNCTION_PREFIXES,
         }
         raw: dict[str, object] = {
             field: environ[name] for field, name in variables.items() if name in environ
         }
-        if "admin_principals" in raw:
-            text = str(raw["admin_principals"])
-            raw["admin_principals"] = tuple(p.strip() for p in text.split(",") if p.strip())
+        for listed in ("admin_principals", "function_prefixes"):
+            if listed in raw:
+                text = str(raw[listed])
+                raw[listed] = tuple(p.strip() for p in text.split(",") if p.strip())
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

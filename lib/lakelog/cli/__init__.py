@@ -14,6 +14,11 @@ One click group, one module per command group::
     lakelog group describe GROUP
     lakelog group reset GROUP --topic T (--to-earliest | --to-latest | --to-offset N |
                                          --to-datetime ISO | --since 10m)
+    lakelog subscribe create TOPIC NAME --function ARN [--batch-size N] [--batching-window-ms N]
+                      [--starting-position P | --at ISO] [--max-retries N]
+                      [--max-record-age-ms N] [--bisect] [--report-batch-item-failures]
+                      [--on-failure-topic T | --on-failure-sqs ARN]
+    lakelog subscribe list TOPIC | describe TOPIC NAME | delete TOPIC NAME
     lakelog bench [--records N] [--record-bytes S] [--partitions N | --topic T]
     lakelog compact [TOPIC] [--dry-run]
 
@@ -27,6 +32,7 @@ module                    holds
 `lakelog.cli.produce`     ``produce``
 `lakelog.cli.consume`     ``consume``
 `lakelog.cli.group`       ``group describe | reset``
+`lakelog.cli.subscribe`   ``subscribe create | list | describe | delete``
 `lakelog.cli.bench`       ``bench`` (`lakelog.bench` measures)
 `lakelog.cli.compact`     ``compact`` (a pass of ``lakelog dev``, run by the dev server)
 ========================  ===================================================================
@@ -42,7 +48,7 @@ from __future__ import annotations
 
 import click
 
-from lakelog.cli import bench, compact, consume, dev, group, produce, topic
+from lakelog.cli import bench, compact, consume, dev, group, produce, subscribe, topic
 from lakelog.cli.common import DEFAULT_ENDPOINT, CommandError, Commands, Settings
 
 __all__ = ["DEFAULT_ENDPOINT", "CommandError", "lakelog", "main"]
@@ -83,6 +89,7 @@ for _command in (
     dev.dev,
     group.group,
     produce.produce,
+    subscribe.subscribe,
     topic.topic,
 ):
     lakelog.add_command(_command)

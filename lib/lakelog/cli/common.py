@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 import click
 
 from lakelog.errors import InvalidRequestError, LakelogError
-from lakelog.types import GroupDescription, TopicDescription
+from lakelog.types import GroupDescription, SubscriptionStatus, TopicDescription
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,7 +67,7 @@ EXIT_FAILED: Final = 1
 """Exit status of a command that failed (click's usage errors exit with 2)."""
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_D = TypeVar("_D", TopicDescription, GroupDescription)
+_D = TypeVar("_D", TopicDescription, GroupDescription, SubscriptionStatus)
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -11,15 +11,26 @@ from lakelog.client.subscription import OffsetReset
 from lakelog.client.transport import Transport
 from lakelog.contract.operations import (
     AlterTopic,
+    CreateSubscription,
     CreateTopic,
+    DeleteSubscription,
     DeleteTopic,
     DescribeGroup,
+    DescribeSubscription,
     DescribeTopic,
+    ListSubscriptions,
     ListTopics,
     Operation,
     ResetOffsets,
 )
-from lakelog.types import GroupDescription, ResetTarget, TopicDescription
+from lakelog.types import (
+    GroupDescription,
+    OnFailure,
+    ResetTarget,
+    Subscription,
+    SubscriptionStatus,
+    TopicDescription,
+)
 
 if TYPE_CHECKING:
     import boto3
@@ -154,6 +165,45 @@ class Client:
         returns partition -> new committed offset.
         """
         return self.call(ResetOffsets(group, topic, to))
+
+    # Subscriptions (ADR 0015 §1) -------------------------------------------------------------
+    def create_subscription(
+        self, topic: str, name: str, function_arn: str, **options: Any
+    ) -> Subscription:
+        """Subscribe ``function_arn`` to ``topic`` under ``name``; the stored subscription.
+
+        ``options`` are the fields of `Subscription` (``batch_size``,
+        ``max_batching_window_ms``, ``starting_position``, ``starting_position_timestamp_ms``,
+        ``maximum_retry_attempts``, ``maximum_record_age_ms``,
+        ``bisect_batch_on_function_error``, ``report_batch_item_failures``, ``on_failure``:
+        an `OnFailure` or ``{"topic": ...}`` / ``{"sqs_arn": ...}``), with the ranges of a
+        Lambda event source mapping. Raises `InvalidRequestError` for a bad one,
+        `SubscriptionExistsError` if the topic has a subscription of that name.
+
+        Examples
+        --------
+        >>> c.create_subscription("orders", "billing",                 # doctest: +SKIP
+        ...     "arn:aws:lambda:eu-west-1:123456789012:function:billing",
+        ...     batch_size=500, starting_position="TRIM_HORIZON",
+        ...     on_failure={"topic": "orders-dlq"})
+        """
+        failure = options.get("on_failure")
+        if isinstance(failure, dict):
+            options["on_failure"] = OnFailure(**failure)
+        spec = Subscription(name=name, topic=topic, function_arn=function_arn, **options)
+        return self.call(CreateSubscription(spec))
+
+    def list_subscriptions(self, topic: str) -> list[Subscription]:
+        """Every subscription of ``topic``, by name."""
+        return self.call(ListSubscriptions(topic))
+
+    def describe_subscription(self, topic: str, name: str) -> SubscriptionStatus:
+        """A subscription with its committed offset, high watermark and lag per partition."""
+        return self.call(DescribeSubscription(topic, name))
+
+    def delete_subscription(self, topic: str, name: str) -> None:
+        """Delete a subscription and its progress; raises `SubscriptionNotFoundError`."""
+        self.call(DeleteSubscription(topic, name))
 
     # Producers and consumers ---------------------------------------------------------------
     def producer(self, **options: Any) -> Producer:

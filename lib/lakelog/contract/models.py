@@ -61,6 +61,7 @@ from lakelog.types import (
     Membership,
     OffsetAndTimestamp,
     OffsetCommit,
+    OnFailure,
     PartitionInfo,
     PartitionLag,
     PartitionLevels,
@@ -70,6 +71,8 @@ from lakelog.types import (
     ResetTarget,
     StorageLevels,
     StoredRecord,
+    Subscription,
+    SubscriptionStatus,
     ToOffset,
     TopicDescription,
     TopicPartition,
@@ -82,6 +85,7 @@ if TYPE_CHECKING:
         AlterTopic,
         Append,
         CommitOffsets,
+        CreateSubscription,
         CreateTopic,
         Fetch,
         FetchMany,
@@ -115,6 +119,7 @@ __all__ = [
     "MembershipReply",
     "OffsetCommitIn",
     "OffsetReply",
+    "OnFailureBody",
     "PartitionLagState",
     "PartitionLevelsState",
     "PartitionPositionIn",
@@ -131,6 +136,10 @@ __all__ = [
     "ResetToOffset",
     "ResetToTimestamp",
     "StringData",
+    "SubscriptionCreate",
+    "SubscriptionList",
+    "SubscriptionState",
+    "SubscriptionStatusReply",
     "TimeOffsetReply",
     "TopicAlter",
     "TopicCreate",
@@ -251,6 +260,8 @@ class ErrorBody(_Reply):
     operation: str | None = None
     segment_key: str | None = None
     reason: str | None = None
+    name: str | None = None
+    """A subscription's name (with ``topic``)."""
 
 
 class _Bytes(_Strict):
@@ -1263,3 +1274,136 @@ class FetchManyReply(_Fetched):
         elif self.member is not None:
             member = self.member.to_membership()
         return FetchManyResult([p.to_result() for p in self.partitions], member)
+
+
+# Subscriptions (ADR 0015 §1) ----------------------------------------------------------
+
+
+class OnFailureBody(_Strict):
+    """Where a batch goes once its retries are spent: exactly one of a lakelog ``topic``
+    or an SQS queue's ``sqs_arn`` (the engine checks, 400)."""
+
+    topic: str | None = None
+    sqs_arn: str | None = None
+
+    def to_on_failure(self) -> OnFailure:
+        """The engine's destination."""
+        return OnFailure(topic=self.topic, sqs_arn=self.sqs_arn)
+
+
+class SubscriptionCreate(_Request):
+    """``POST /v1/topics/{topic}/subscriptions``. Options left out take their defaults;
+    their ranges are those of a Lambda event source mapping, checked by the engine (400
+    ``invalid_request``, ADR 0015 §1)."""
+
+    name: str
+    function_arn: str
+    batch_size: int | None = None
+    max_batching_window_ms: int | None = None
+    starting_position: str | None = None
+    starting_position_timestamp_ms: int | None = None
+    maximum_retry_attempts: int | None = None
+    maximum_record_age_ms: int | None = None
+    bisect_batch_on_function_error: bool | None = None
+    report_batch_item_failures: bool | None = None
+    on_failure: OnFailureBody | None = None
+
+    @classmethod
+    def of_operation(cls, op: CreateSubscription) -> SubscriptionCreate:
+        """The body of a subscription's creation (every option sent)."""
+        sub = op.subscription
+        fields = {name: getattr(sub, name) for name in cls.model_fields if name != "on_failure"}
+        failure = sub.on_failure
+        if failure is not None:
+            fields["on_failure"] = build(
+                OnFailureBody, topic=failure.topic, sqs_arn=failure.sqs_arn
+            )
+        return build(cls, **fields)
+
+    def to_subscription(self, topic: str) -> Subscription:
+        """The subscription asked for (options not given keep their defaults)."""
+        options = self.model_dump(exclude_none=True, exclude={"on_failure"})
+        failure = self.on_failure.to_on_failure() if self.on_failure else None
+        return Subscription(topic=topic, on_failure=failure, **options)
+
+
+class SubscriptionState(_Reply):
+    """A subscription as stored, with the consumer group holding its progress."""
+
+    name: str
+    topic: str
+    function_arn: str
+    group: str
+    batch_size: int
+    max_batching_window_ms: int
+    starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+    starting_position_timestamp_ms: int | None
+    maximum_retry_attempts: int
+    maximum_record_age_ms: int
+    bisect_batch_on_function_error: bool
+    report_batch_item_failures: bool
+    on_failure: OnFailureBody | None
+    topic_id: str
+    created_ms: int
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> SubscriptionState:
+        """The reply form of a subscription (its fields have the same names)."""
+        failure = subscription.on_failure
+        return cls.model_validate(
+            {
+                **{name: getattr(subscription, name) for name in cls.model_fields},
+                "on_failure": None
+                if failure is None
+                else {"topic": failure.topic, "sqs_arn": failure.sqs_arn},
+            }
+        )
+
+    def result(self, op: Any) -> Subscription:
+        """The subscription."""
+        return self.to_subscription()
+
+    def to_subscription(self) -> Subscription:
+        """The engine's subscription."""
+        fields = self.model_dump(exclude={"group", "on_failure"})
+        failure = self.on_failure.to_on_failure() if self.on_failure else None
+        return Subscription(on_failure=failure, **fields)
+
+
+class SubscriptionList(_Reply):
+    """``GET /v1/topics/{topic}/subscriptions``."""
+
+    subscriptions: list[SubscriptionState]
+
+    def result(self, op: Any) -> list[Subscription]:
+        """The subscriptions, by name."""
+        return [s.to_subscription() for s in self.subscriptions]
+
+
+class SubscriptionStatusReply(_Reply):
+    """``GET /v1/topics/{topic}/subscriptions/{name}``: the subscription, its progress per
+    partition (``lag`` counts from offset 0 where nothing is committed yet) and the
+    delivery state of partitions with a delivery under way or waiting."""
+
+    subscription: SubscriptionState
+    partitions: list[PartitionLagState]
+    state: dict[str, str]
+
+    @classmethod
+    def of(cls, status: SubscriptionStatus) -> SubscriptionStatusReply:
+        """The reply form of a subscription's status."""
+        return cls(
+            subscription=SubscriptionState.of(status.subscription),
+            partitions=[
+                PartitionLagState.model_validate(p, from_attributes=True) for p in status.partitions
+            ],
+            state={str(partition): text for partition, text in sorted(status.state.items())},
+        )
+
+    def result(self, op: Any) -> SubscriptionStatus:
+        """The subscription's status."""
+        return SubscriptionStatus(
+            subscription=self.subscription.to_subscription(),
+            partitions=tuple(PartitionLag(**p.model_dump()) for p in self.partitions),
+            state={int(partition): text for partition, text in self.state.items()},
+        )

@@ -34,6 +34,8 @@ from lakelog.types import (
     Record,
     RecordMetadata,
     ResetTarget,
+    Subscription,
+    SubscriptionStatus,
     TopicDescription,
 )
 
@@ -41,9 +43,12 @@ __all__ = [
     "AlterTopic",
     "Append",
     "CommitOffsets",
+    "CreateSubscription",
     "CreateTopic",
+    "DeleteSubscription",
     "DeleteTopic",
     "DescribeGroup",
+    "DescribeSubscription",
     "DescribeTopic",
     "Fetch",
     "FetchMany",
@@ -52,6 +57,7 @@ __all__ = [
     "JoinGroup",
     "LeaveGroup",
     "ListOffset",
+    "ListSubscriptions",
     "ListTopics",
     "OffsetForTime",
     "Operation",
@@ -334,3 +340,50 @@ class ResetOffsets(Operation[dict[int, int]]):
     group: str
     topic: str
     to: ResetTarget
+
+
+# Subscriptions (ADR 0015 §1) ----------------------------------------------------------
+
+_SUBSCRIPTIONS: Final = "/v1/topics/{topic}/subscriptions"
+
+
+@dataclass(frozen=True)
+class CreateSubscription(Operation[Subscription]):
+    """Subscribe a function to ``subscription.topic``; the stored subscription (with its
+    topic id and creation time). Raises `SubscriptionExistsError` if the name is taken."""
+
+    http: ClassVar = Http(
+        "POST", _SUBSCRIPTIONS, request="SubscriptionCreate", reply="SubscriptionState"
+    )
+    subscription: Subscription
+    topic: str = field(init=False)
+    """The subscribed topic (the route's ``{topic}``): ``subscription.topic``."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "topic", self.subscription.topic)
+
+
+@dataclass(frozen=True)
+class ListSubscriptions(Operation[list[Subscription]]):
+    """Every subscription of a topic, by name."""
+
+    http: ClassVar = Http("GET", _SUBSCRIPTIONS, reply="SubscriptionList")
+    topic: str
+
+
+@dataclass(frozen=True)
+class DescribeSubscription(Operation[SubscriptionStatus]):
+    """A subscription with its committed offset, high watermark and lag per partition."""
+
+    http: ClassVar = Http("GET", _SUBSCRIPTIONS + "/{name}", reply="SubscriptionStatusReply")
+    topic: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteSubscription(Operation[None]):
+    """Delete a subscription and its progress (its consumer group)."""
+
+    http: ClassVar = Http("DELETE", _SUBSCRIPTIONS + "/{name}")
+    topic: str
+    name: str

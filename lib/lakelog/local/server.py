@@ -55,6 +55,7 @@ from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.local.events import LocalContext, http_event
 from lakelog.service.engine import Engine
 from lakelog.service.passes import CompactorCalls
+from lakelog.service.subscriptions import FunctionPolicy
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.resources import create_resources
 
@@ -727,7 +728,12 @@ class LocalService:
             default_acl=self.default_acl,
             env="local",
         )
-        engine = Engine.from_clients(self._s3_client(), self._dynamodb_client(), self.names)
+        engine = Engine.from_clients(
+            self._s3_client(),
+            self._dynamodb_client(),
+            self.names,
+            functions=FunctionPolicy(allow_local=True),
+        )
         return make_handler(settings, engine=engine)
 
     def _make_compactor(self) -> CompactorCalls:

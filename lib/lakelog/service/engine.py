@@ -14,7 +14,6 @@ from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.limits import (
     MAX_APPEND_BYTES,
     record_size,
-    validate_group_id,
     validate_member_id,
 )
 from lakelog.service.acl import AccessControl, Effect
@@ -25,6 +24,7 @@ from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
 from lakelog.service.groups import GroupCoordinator
 from lakelog.service.produce import Appender, AppendRetryPolicy
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
+from lakelog.service.subscriptions import FunctionPolicy, Subscriptions, check_user_group
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
@@ -67,7 +67,7 @@ def _fetch_many(fetcher: Fetcher, groups: GroupCoordinator, op: ops.FetchMany) -
     if heartbeat is not None:  # bad input is refused before anything is read
         if heartbeat.member_id is None:
             raise InvalidRequestError("a fetch carries the heartbeat of a joined member_id")
-        validate_group_id(heartbeat.group)
+        check_user_group(heartbeat.group)
         validate_member_id(heartbeat.member_id)
     partitions = fetcher.fetch_many(op.positions, op.max_bytes, op.max_records)
     member: Membership | LakelogError | None = None
@@ -87,9 +87,17 @@ def _fetch_many(fetcher: Fetcher, groups: GroupCoordinator, op: ops.FetchMany) -
 
 
 def _handlers(
-    admin: TopicAdmin, appender: Appender, fetcher: Fetcher, groups: GroupCoordinator
+    admin: TopicAdmin,
+    appender: Appender,
+    fetcher: Fetcher,
+    groups: GroupCoordinator,
+    subscriptions: Subscriptions,
 ) -> dict[type[Operation[Any]], Handler]:
-    """Each operation of the contract, and the service method that implements it."""
+    """Each operation of the contract, and the service method that implements it.
+
+    Group operations refuse the groups of subscriptions (`check_user_group`): only their
+    delivery moves those; describing them is allowed.
+    """
     return dict(
         [
             _on(ops.CreateTopic, lambda op: admin.create_topic(op.name, op.partitions, op.config)),
@@ -121,12 +129,30 @@ def _handlers(
             ),
             _on(
                 ops.JoinGroup,
-                lambda op: groups.join(op.group, op.topics, op.member_id, op.session_timeout_ms),
+                lambda op: groups.join(
+                    check_user_group(op.group), op.topics, op.member_id, op.session_timeout_ms
+                ),
             ),
-            _on(ops.LeaveGroup, lambda op: groups.leave(op.group, op.member_id)),
-            _on(ops.CommitOffsets, lambda op: groups.commit(op.group, op.member_id, op.offsets)),
+            _on(
+                ops.LeaveGroup,
+                lambda op: groups.leave(check_user_group(op.group), op.member_id),
+            ),
+            _on(
+                ops.CommitOffsets,
+                lambda op: groups.commit(check_user_group(op.group), op.member_id, op.offsets),
+            ),
             _on(ops.DescribeGroup, lambda op: groups.describe(op.group)),
-            _on(ops.ResetOffsets, lambda op: groups.reset(op.group, op.topic, op.to)),
+            _on(
+                ops.ResetOffsets,
+                lambda op: groups.reset(check_user_group(op.group), op.topic, op.to),
+            ),
+            _as_caller(
+                ops.CreateSubscription,
+                lambda op, caller: subscriptions.create(op.subscription, caller),
+            ),
+            _on(ops.ListSubscriptions, lambda op: subscriptions.list(op.topic)),
+            _on(ops.DescribeSubscription, lambda op: subscriptions.describe(op.topic, op.name)),
+            _on(ops.DeleteSubscription, lambda op: subscriptions.delete(op.topic, op.name)),
         ]
     )
 
@@ -150,6 +176,9 @@ class Engine:
         Age below which gc never deletes an unreferenced segment.
     clock_ms, sleep, seed
         Injected time, sleep and randomness, for tests.
+    functions
+        Which functions topics may subscribe (default: any Lambda function ARN, no
+        ``local:`` function; the local dev server allows those).
     """
 
     def __init__(
@@ -164,6 +193,7 @@ class Engine:
         clock_ms: Callable[[], int] = now_ms,
         sleep: Callable[[float], None] | None = None,
         seed: int | None = None,
+        functions: FunctionPolicy | None = None,
     ) -> None:
         self.context = EngineContext.create(objects, ledger, catalog, clock_ms)
         producers = ProducerIds(self.context.catalog, self.context.clock_ms)
@@ -172,7 +202,10 @@ class Engine:
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)
-        self._handlers = _handlers(self.admin, self.appender, self.fetcher, self.groups)
+        self.subscriptions = Subscriptions(self.context, self.groups, functions or FunctionPolicy())
+        self._handlers = _handlers(
+            self.admin, self.appender, self.fetcher, self.groups, self.subscriptions
+        )
         # The use cases by the names of their operations (aliases, not wrappers)
         self.create_topic = self.admin.create_topic
         self.list_topics = self.admin.list_topics
@@ -190,6 +223,10 @@ class Engine:
         self.commit_offsets = self.groups.commit
         self.describe_group = self.groups.describe
         self.reset_offsets = self.groups.reset
+        self.create_subscription = self.subscriptions.create
+        self.list_subscriptions = self.subscriptions.list
+        self.describe_subscription = self.subscriptions.describe
+        self.delete_subscription = self.subscriptions.delete
 
     @classmethod
     def from_clients(

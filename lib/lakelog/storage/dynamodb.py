@@ -30,6 +30,8 @@ Catalog producer id
     attribute, epoch seconds, `PRODUCER_ID_RETENTION_MS` after issue).
 Catalog access rule
     ``principal`` S, ``topic`` S, ``effect`` S, ``operations`` SS.
+Catalog subscription
+    as `lakelog.storage.subscriptions` lays it out (shared with the memory adapter).
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from lakelog.storage.keys import (
     l1_entries_pk,
     producer_pk,
     producer_state_pk,
+    subscription_pk,
 )
 from lakelog.storage.ports import (
     AclEntry,
@@ -92,9 +95,12 @@ from lakelog.storage.rules import (
     decode_config,
     encode_config,
 )
+from lakelog.storage.subscriptions import subscription_from_item, subscription_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from lakelog.types import Subscription
 
 __all__ = ["DynamoCatalogStore", "DynamoLedgerStore"]
 
@@ -664,3 +670,30 @@ class DynamoCatalogStore:
                 if not condition_failed(exc):  # re-granted meanwhile: keep the rule
                     raise
         return True
+
+    @translate_client_errors
+    def create_subscription(self, subscription: Subscription) -> bool:
+        return self._put_if(subscription_item(subscription), "attribute_not_exists(pk)")
+
+    @translate_client_errors
+    def get_subscription(self, topic: str, name: str) -> Subscription | None:
+        response = self._ddb.get_item(
+            TableName=self._table,
+            Key=self._key(subscription_pk(topic), name),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return subscription_from_item(item) if item else None
+
+    @translate_client_errors
+    def list_subscriptions(self, topic: str) -> list[Subscription]:
+        return [subscription_from_item(item) for item in self._query_pk(subscription_pk(topic))]
+
+    @translate_client_errors
+    def delete_subscription(self, topic: str, name: str) -> bool:
+        response = self._ddb.delete_item(
+            TableName=self._table,
+            Key=self._key(subscription_pk(topic), name),
+            ReturnValues="ALL_OLD",
+        )
+        return bool(response.get("Attributes"))

@@ -36,7 +36,7 @@ from lakelog.storage.ports import (
     ProducerIdRecord,
     TopicRecord,
 )
-from lakelog.types import OffsetCommit
+from lakelog.types import OffsetCommit, Subscription
 
 __all__ = [
     "FailPoint",
@@ -331,6 +331,18 @@ class FaultyCatalogStore:
     def remove_acl(self, entry: AclEntry) -> bool:
         return self.inner.remove_acl(entry)
 
+    def create_subscription(self, subscription: Subscription) -> bool:
+        return self.inner.create_subscription(subscription)
+
+    def get_subscription(self, topic: str, name: str) -> Subscription | None:
+        return self.inner.get_subscription(topic, name)
+
+    def list_subscriptions(self, topic: str) -> list[Subscription]:
+        return self.inner.list_subscriptions(topic)
+
+    def delete_subscription(self, topic: str, name: str) -> bool:
+        return self.inner.delete_subscription(topic, name)
+
 
 class FaultyGroupStore:
     """A `GroupStore` that fails around lease moves (take, give up) and commits.
@@ -385,3 +397,6 @@ class FaultyGroupStore:
 
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
         return self.inner.reset_leases(group, resets)
+
+    def delete_group(self, group: str) -> None:
+        self.inner.delete_group(group)

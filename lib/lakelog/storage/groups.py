@@ -287,6 +287,11 @@ class DynamoGroupStore:
             yield from page["Items"]
 
     @translate_client_errors
+    def delete_group(self, group: str) -> None:
+        for item in list(self._items(group)):
+            self._ddb.delete_item(TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]})
+
+    @translate_client_errors
     def read_group(self, group: str) -> GroupState:
         members: list[MemberRecord] = []
         leases: list[LeaseRecord] = []

@@ -60,6 +60,11 @@ Catalog table (``pk`` string, ``sk`` string)
         its epoch (one write per item, ADR 0009 amendment 1), rewritten by offset resets.
         Group ids, member ids and topic names never contain ``#``; one ``Query pk`` reads
         the whole group.
+    ``pk = "sub#{topic}"``, ``sk = {subscription name}``
+        A subscription of a topic (ADR 0015 §1): its function, delivery options and the
+        id of the topic it was created on (`lakelog.storage.subscriptions` lays the
+        attributes out). Put only if absent, never changed, deleted by its deletion; one
+        ``Query pk`` lists a topic's subscriptions. Topic names never contain ``#``.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ __all__ = [
     "producer_pk",
     "producer_state_pk",
     "segment_created_ms",
+    "subscription_pk",
     "topic_segments_prefix",
 ]
 
@@ -200,6 +206,11 @@ def segment_created_ms(key: str) -> int | None:
 def acl_sort_key(topic: str, effect: str, principal: str) -> str:
     """Catalog sort key of the access rule for ``topic``, ``effect`` and ``principal``."""
     return f"{topic}|{effect}|{principal}"
+
+
+def subscription_pk(topic: str) -> str:
+    """Catalog partition key of every subscription of ``topic``."""
+    return f"sub#{topic}"
 
 
 _GROUP_PREFIX: Final = "g#"

@@ -67,6 +67,7 @@ from lakelog.storage.keys import (
     l1_entries_pk,
     member_sort_key,
     producer_state_pk,
+    subscription_pk,
 )
 from lakelog.storage.ports import (
     AclEntry,
@@ -91,9 +92,10 @@ from lakelog.storage.rules import (
     short_read,
     taken,
 )
+from lakelog.storage.subscriptions import subscription_from_item, subscription_item
 
 if TYPE_CHECKING:
-    from lakelog.types import OffsetCommit
+    from lakelog.types import OffsetCommit, Subscription
 
 __all__ = [
     "MemoryCatalogStore",
@@ -182,6 +184,8 @@ class MemoryStorage:
         self.producers: dict[int, ProducerIdRecord] = {}
         self.acls: dict[str, AclEntry] = {}
         self.groups: dict[str, dict[str, MemberRecord | LeaseRecord]] = {}
+        self.subscriptions: dict[str, dict[str, Item]] = {}
+        """Subscription items (in DynamoDB's attribute form) by partition key and name."""
 
     def stores(
         self,
@@ -513,6 +517,29 @@ class MemoryCatalogStore:
                 del self._s.acls[key]
             return bool(current.operations & entry.operations)
 
+    def create_subscription(self, subscription: Subscription) -> bool:
+        item = subscription_item(subscription)
+        with self._s.lock:
+            stored = self._s.subscriptions.setdefault(item["pk"]["S"], {})
+            if subscription.name in stored:
+                return False
+            stored[subscription.name] = item
+            return True
+
+    def get_subscription(self, topic: str, name: str) -> Subscription | None:
+        with self._s.lock:
+            item = self._s.subscriptions.get(subscription_pk(topic), {}).get(name)
+        return None if item is None else subscription_from_item(item)
+
+    def list_subscriptions(self, topic: str) -> list[Subscription]:
+        with self._s.lock:
+            stored = dict(self._s.subscriptions.get(subscription_pk(topic), {}))
+        return [subscription_from_item(stored[name]) for name in sorted(stored)]
+
+    def delete_subscription(self, topic: str, name: str) -> bool:
+        with self._s.lock:
+            return self._s.subscriptions.get(subscription_pk(topic), {}).pop(name, None) is not None
+
 
 class MemoryGroupStore:
     """The `GroupStore` port on a `MemoryStorage`: leases fenced by their epoch (ADR 0009)."""
@@ -587,6 +614,10 @@ class MemoryGroupStore:
                 self._put_lease(
                     group, replace(lease, committed_offset=commit.offset, committed_ms=committed_ms)
                 )
+
+    def delete_group(self, group: str) -> None:
+        with self._s.lock:
+            self._s.groups.pop(group, None)
 
     def reset_leases(self, group: str, resets: Sequence[tuple[LeaseRecord, LeaseRecord]]) -> bool:
         for chunk in offsets_items(resets, lambda pair: (pair[1].topic, pair[1].partition)):

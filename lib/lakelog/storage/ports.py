@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         ProducerUpdate,
         TopicProducerState,
     )
-    from lakelog.types import OffsetCommit
+    from lakelog.types import OffsetCommit, Subscription
 
 __all__ = [
     "PRODUCER_ID_RETENTION_MS",
@@ -284,7 +284,7 @@ class LedgerStore(Protocol):
 
 
 class CatalogStore(Protocol):
-    """Topics, issued producer ids and access rules (DynamoDB catalog table)."""
+    """Topics, issued producer ids, access rules and subscriptions (DynamoDB catalog table)."""
 
     def get_topic(self, name: str) -> TopicRecord | None:
         """The topic named ``name`` (strongly consistent), or None."""
@@ -339,6 +339,18 @@ class CatalogStore(Protocol):
 
         False if no such rule existed."""
 
+    def create_subscription(self, subscription: Subscription) -> bool:
+        """Store ``subscription`` unless its topic has one of that name; False if it did."""
+
+    def get_subscription(self, topic: str, name: str) -> Subscription | None:
+        """The subscription ``name`` of ``topic`` (strongly consistent), or None."""
+
+    def list_subscriptions(self, topic: str) -> list[Subscription]:
+        """Every subscription of ``topic``, by name (strongly consistent)."""
+
+    def delete_subscription(self, topic: str, name: str) -> bool:
+        """Remove the subscription ``name`` of ``topic``; False if there was none."""
+
 
 class GroupStore(Protocol):
     """Consumer group members and leases (DynamoDB catalog table, one key per group).
@@ -391,3 +403,7 @@ class GroupStore(Protocol):
         condition failed (the items before it are written, that one and the later ones
         are not).
         """
+
+    def delete_group(self, group: str) -> None:
+        """Remove every item of ``group``: members, leases and committed offsets. A
+        missing group is not an error."""

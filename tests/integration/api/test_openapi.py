@@ -23,6 +23,8 @@ ROUTES = {
     "/v1/groups/{group}/members/{member_id}": {"delete"},
     "/v1/groups/{group}/offsets": {"post"},
     "/v1/groups/{group}/offsets/reset": {"post"},
+    "/v1/topics/{topic}/subscriptions": {"get", "post"},
+    "/v1/topics/{topic}/subscriptions/{name}": {"get", "delete"},
 }
 """Every route the API serves besides the document and the docs themselves."""
 
