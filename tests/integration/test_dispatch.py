@@ -390,3 +390,26 @@ def test_an_idle_topic_is_never_read(clock: Clock) -> None:
     assert not any(idle_id in seen for seen in watched_objects.seen)
     assert h.states.queries == 3  # the schedule: one query each time, nothing else
     eng.close()
+
+
+def test_records_appended_while_the_holder_finishes_are_delivered_by_it(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    holder, latecomer = h.dispatcher(), h.dispatcher()
+    finish = h.states.finish
+    calls = []
+
+    def finish_after_a_late_append(group: str, partition: int) -> bool:
+        if not calls:  # the holder read everything; records arrive before it finishes
+            h.append("orders", 0, b"late")
+            assert latecomer.on_appended([h.topic_id("orders")]).invocations == 0
+        calls.append(partition)
+        return finish(group, partition)
+
+    h.states.finish = finish_after_a_late_append  # type: ignore[method-assign]
+    h.append("orders", 0, b"first")
+    report = holder.on_appended([h.topic_id("orders")])
+    assert report.records_delivered == 2  # the woken state kept the holder reading
+    assert h.functions.offsets("orders-0") == [0, 1]
+    assert h.states.due(10**15) == []
