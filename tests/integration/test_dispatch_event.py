@@ -5,10 +5,9 @@ and `BatchProcessor(EventType.Kafka)`, run on it unchanged."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytest
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -122,21 +121,11 @@ def local_function(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..
     return behaviour
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def eng(make_engine: Callable[..., Engine], clock: Clock) -> Iterator[Engine]:
-    engine = make_engine(clock_ms=clock, sleep=lambda _s: None)
-    yield engine
-    engine.close()
-
-
 def test_a_batch_processor_handler_with_partial_failures_works_unchanged(
-    eng: Engine, clock: Clock
+    make_engine: Callable[..., Engine],
 ) -> None:
+    clock = Clock()
+    eng = make_engine(clock_ms=clock)
     processor = BatchProcessor(event_type=EventType.Kafka)
     handled: list[int] = []
     failing = {b"bad"}
@@ -170,6 +159,7 @@ def test_a_batch_processor_handler_with_partial_failures_works_unchanged(
     assert h.functions.batches("orders-0") == [[0, 1, 2, 3], [2, 3]]
     assert handled == [0, 1, 3, 2, 3]
     assert h.committed(sub, 0) == 4
+    eng.close()
 
 
 def test_the_reply_of_batch_processor_names_the_first_failed_offset() -> None:
