@@ -31,7 +31,7 @@ from lakelog.service.groups import GroupView
 from lakelog.service.invoke import InvokeOutcome, Invoker, QueueSender
 from lakelog.storage.delivery import DeliveryState, DeliveryStateStore
 from lakelog.storage.ports import LeaseRecord, MemberRecord, TopicRecord
-from lakelog.types import OffsetCommit, Record, StoredRecord, Subscription
+from lakelog.types import FetchResult, OffsetCommit, Record, StoredRecord, Subscription
 
 __all__ = [
     "BACKOFF_BASE_MS",
@@ -176,6 +176,18 @@ class _Delivery:
     @property
     def key(self) -> str:
         return f"{self.topic.name}-{self.partition}"
+
+
+@dataclass
+class _Batch:
+    """Records read for one invocation: from ``start``; ``end`` is where the next read
+    starts (past gaps that key compaction left); ``full`` when no window should wait."""
+
+    start: int
+    records: list[StoredRecord]
+    end: int
+    cursor: str | None
+    full: bool
 
 
 class Dispatcher:
@@ -357,28 +369,19 @@ class Dispatcher:
         offset = d.lease.committed_offset
         cursor: str | None = None
         for _ in range(self._max_batches):
-            if (
-                d.state.bisect_end is not None
-                and offset is not None
-                and offset >= d.state.bisect_end
-            ):
-                d.state = replace(d.state, bisect_end=None, bisect_size=None)
-            limit = d.sub.batch_size
-            if (
-                d.state.bisect_end is not None
-                and d.state.bisect_size is not None
-                and offset is not None
-            ):
-                limit = max(1, min(limit, d.state.bisect_size, d.state.bisect_end - offset))
-            offset, records, cursor, full = self._read(d, offset, limit, cursor)
+            batch = self._read(d, offset, self._limit(d, offset), cursor)
+            offset, cursor, records = batch.start, batch.cursor, batch.records
             if not records:
+                if batch.end > offset:  # only a gap key compaction left
+                    offset = self._commit(d, batch.end)
+                    continue
                 if self._states.finish(d.sub.group, d.partition):
                     return
                 d.state = replace(d.state, woken=False)  # woken meanwhile: read again
                 self._states.put(d.state)
                 continue
             now = self._ctx.clock_ms()
-            if not full and not d.state.attempts and d.state.bisect_end is None:
+            if not batch.full and not d.state.attempts and d.state.bisect_end is None:
                 window = d.sub.max_batching_window_ms
                 ends = min(records[0].timestamp_ms + window, now + window)
                 if now < ends:
@@ -389,40 +392,62 @@ class Dispatcher:
                 self._fail(d, expired, "RecordAgeExceeded", "record age exceeded", report)
                 offset, cursor = self._commit(d, expired[-1].offset + 1), None
                 continue
-            after = self._invoke(d, records, report)
+            after = self._invoke(d, batch, report)
             if after is None:
                 return  # retry later
-            offset = after
-            if after != records[-1].offset + 1:
+            if after != batch.end:
                 cursor = None
+            offset = after
         self._states.put(replace(d.state, due_ms=self._ctx.clock_ms()))
 
-    def _read(
-        self, d: _Delivery, offset: int | None, limit: int, cursor: str | None
-    ) -> tuple[int, list[StoredRecord], str | None, bool]:
-        """Up to ``limit`` records from ``offset`` within `MAX_EVENT_BYTES`: the offset
-        read from, the records, the next cursor, and whether the batch is full (by count
-        or bytes, or more records wait behind it)."""
+    @staticmethod
+    def _limit(d: _Delivery, offset: int | None) -> int:
+        """Records the next batch may hold: the batch size, or less while a split batch
+        is retried in parts (ADR 0015 §2, bisect)."""
+        end, size = d.state.bisect_end, d.state.bisect_size
+        if end is not None and offset is not None and offset >= end:
+            d.state = replace(d.state, bisect_end=None, bisect_size=None)
+            end = size = None
+        if end is None or size is None or offset is None:
+            return d.sub.batch_size
+        return max(1, min(d.sub.batch_size, size, end - offset))
+
+    def _read(self, d: _Delivery, offset: int | None, limit: int, cursor: str | None) -> _Batch:
+        """Up to ``limit`` records from ``offset`` (the log start when None or below it),
+        cut before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
+        stopped short of ``limit`` with records behind it."""
         if offset is None:
             offset = self._ctx.topic_state(d.topic).log_start_offset(d.partition)
+        batch = _Batch(offset, [], offset, cursor, full=False)
+        size = _ENVELOPE_BYTES + _json_size(self._servers)
+        while True:
+            result = self._fetch(d, batch, limit - len(batch.records))
+            if not batch.records:  # the fetch moved past records below the log start
+                batch.start = batch.end
+            for record in result.records:
+                size += _json_size(kafka_record(d.topic.name, record)) + 1
+                if batch.records and size > MAX_EVENT_BYTES:
+                    batch.end, batch.cursor, batch.full = batch.records[-1].offset + 1, None, True
+                    return batch
+                batch.records.append(record)
+            batch.end, batch.cursor = result.next_offset, result.cursor
+            if len(batch.records) >= limit:
+                batch.full = True
+                return batch
+            if not result.records or result.next_offset >= result.high_watermark:
+                return batch
+
+    def _fetch(self, d: _Delivery, batch: _Batch, limit: int) -> FetchResult:
+        """One fetch from ``batch.end``; records below the log start are skipped (gone)."""
         fetch = self._engine.fetcher.fetch
         try:
-            result = fetch(d.topic.name, d.partition, offset, limit, MAX_FETCH_BYTES, cursor)
+            return fetch(d.topic.name, d.partition, batch.end, limit, MAX_FETCH_BYTES, batch.cursor)
         except OffsetOutOfRangeError:
             start = self._ctx.topic_state(d.topic).log_start_offset(d.partition)
-            if start <= offset:
+            if start <= batch.end:
                 raise
-            offset = start  # records below the log start are gone: skip them
-            result = fetch(d.topic.name, d.partition, offset, limit, MAX_FETCH_BYTES)
-        records: list[StoredRecord] = []
-        size = _ENVELOPE_BYTES + _json_size(self._servers)
-        for record in result.records:
-            size += _json_size(kafka_record(d.topic.name, record)) + 1
-            if records and size > MAX_EVENT_BYTES:
-                return offset, records, None, True
-            records.append(record)
-        full = len(records) >= limit or result.next_offset < result.high_watermark
-        return offset, records, result.cursor, full
+            batch.end = start
+            return fetch(d.topic.name, d.partition, start, limit, MAX_FETCH_BYTES)
 
     @staticmethod
     def _expired(sub: Subscription, records: list[StoredRecord], now: int) -> list[StoredRecord]:
@@ -437,12 +462,11 @@ class Dispatcher:
             expired.append(record)
         return expired
 
-    def _invoke(
-        self, d: _Delivery, records: list[StoredRecord], report: DispatchReport
-    ) -> int | None:
+    def _invoke(self, d: _Delivery, batch: _Batch, report: DispatchReport) -> int | None:
         """Send one batch and act on the outcome; the next offset to read, or None when
         the delivery ends (a retry is scheduled)."""
         self._renew(d.sub.group, d.topic.name)
+        records = batch.records
         event = kafka_event(d.topic.name, d.partition, records, self._servers)
         outcome = self._invoker.invoke(d.sub.function_arn, event)
         report.invocations += 1
@@ -451,7 +475,7 @@ class Dispatcher:
         if failed_from is None:
             report.records_delivered += len(records)
             d.state = replace(d.state, attempts=0, error=None)
-            return self._commit(d, records[-1].offset + 1)
+            return self._commit(d, batch.end)
         report.failures += 1
         if failed_from > first:
             report.records_delivered += failed_from - first
