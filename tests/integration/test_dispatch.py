@@ -413,3 +413,50 @@ def test_records_appended_while_the_holder_finishes_are_delivered_by_it(eng: Eng
     assert report.records_delivered == 2  # the woken state kept the holder reading
     assert h.functions.offsets("orders-0") == [0, 1]
     assert h.states.due(10**15) == []
+
+
+def test_a_long_backlog_is_left_to_the_schedule_after_a_bounded_delivery(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=2)
+    h = Harness(eng, sub)
+    dispatcher = h.dispatcher(max_batches=2)
+    h.append("orders", 0, *[bytes([i]) for i in range(9)])
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 4
+    assert dispatcher.resume_due().records_delivered == 4  # due at once
+    assert dispatcher.resume_due().records_delivered == 1
+    assert dispatcher.resume_due().invocations == 0
+    assert h.functions.offsets("orders-0") == list(range(9))
+    assert h.states.due(10**15) == []
+
+
+def test_records_already_too_old_go_to_the_destination_without_an_invocation(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders", maximum_record_age_ms=60_000, on_failure=OnFailure(topic="orders-dlq")
+    )
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"old", b"older")
+    clock.advance(60_001)
+    h.append("orders", 0, b"fresh")
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.records_failed, report.records_delivered) == (1, 2, 1)
+    assert h.functions.offsets("orders-0") == [2]
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert values_of(failed["payload"]) == [b"old", b"older"]
+
+
+def test_the_schedule_drops_the_state_of_a_deleted_subscription(eng: Engine, clock: Clock) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")))
+    h.append("orders", 0, b"bad")
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.states.get(sub.group, 0) is not None  # retrying
+    h.subscriptions.by_topic.clear()
+    clock.advance(backoff_ms(1))
+    assert h.dispatcher().resume_due().invocations == 0
+    assert h.states.get(sub.group, 0) is None
