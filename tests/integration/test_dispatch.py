@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lakelog import Engine
+from lakelog import Engine, TopicNotFoundError
 from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.storage.faults import FailPoint, InjectedFaultError
@@ -461,3 +461,29 @@ def test_the_schedule_drops_the_state_of_a_deleted_subscription(eng: Engine, clo
     clock.advance(backoff_ms(1))
     assert h.dispatcher().resume_due().invocations == 0
     assert h.states.get(sub.group, 0) is None
+
+
+def test_a_failing_destination_holds_back_its_batch_but_not_other_subscriptions(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    broken = subscription("orders", maximum_retry_attempts=0, on_failure=OnFailure(topic="nope"))
+    healthy = Subscription(
+        name="s2", topic="orders", function_arn="arn:f2", max_batching_window_ms=0
+    )
+    h = Harness(eng, broken, healthy)
+
+    def only_the_healthy_function_succeeds(_event: Mapping[str, Any]) -> InvokeOutcome:
+        arn = h.functions.calls[-1][0]  # the call being made
+        return InvokeOutcome() if arn == healthy.function_arn else InvokeOutcome(error="Unhandled")
+
+    h.functions.behaviour = only_the_healthy_function_succeeds
+    h.append("orders", 0, b"a")
+    with pytest.raises(TopicNotFoundError):  # the trigger fails: the stream retries it
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (h.committed(broken, 0), h.committed(healthy, 0)) == (None, 1)
+    eng.create_topic("nope")
+    clock.advance(DEFAULT_SESSION_MS)  # the stall guard brings the batch back
+    assert h.dispatcher().resume_due().records_failed == 1
+    assert h.committed(broken, 0) == 1
+    assert len(eng.fetch("nope", 0, 0).records) == 1

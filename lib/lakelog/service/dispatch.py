@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import logging
 import math
@@ -23,7 +24,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from lakelog.errors import LeaseFencedError, OffsetOutOfRangeError, TopicNotFoundError
+from lakelog.errors import (
+    LakelogError,
+    LeaseFencedError,
+    OffsetOutOfRangeError,
+    TopicNotFoundError,
+)
 from lakelog.limits import MAX_FETCH_BYTES, MAX_RECORD_BYTES
 from lakelog.service.context import TOPIC_CACHE_SECONDS
 from lakelog.service.engine import Engine
@@ -242,24 +248,39 @@ class Dispatcher:
         """Deliver, for each subscription of the topics with these ids, every partition
         with records past its committed offset (the ledger stream's trigger)."""
         report = DispatchReport()
-        try:
-            for name in self._topic_names(dict.fromkeys(topic_ids)):
-                for sub in self._subscriptions(name):
-                    self._deliver_subscription(sub, report)
-        finally:
-            self._leave()
+        names = self._topic_names(dict.fromkeys(topic_ids))
+        work = [
+            functools.partial(self._deliver_subscription, sub, report)
+            for name in names
+            for sub in self._subscriptions(name)
+        ]
+        self._run_all(work)
         return report
 
     def resume_due(self) -> DispatchReport:
         """Resume the deliveries whose retry, batching window or stall guard is due (the
         schedule's trigger): one query of the delivery states; nothing else when idle."""
         report = DispatchReport()
+        due = self._states.due(self._ctx.clock_ms())
+        self._run_all([functools.partial(self._resume, state, report) for state in due])
+        return report
+
+    def _run_all(self, work: Sequence[Callable[[], None]]) -> None:
+        """Run each delivery even when an earlier one failed, leave the groups, then raise
+        the first failure: the trigger is retried (the stream) or runs again (the
+        schedule), and the failed delivery's stall guard resumes it meanwhile."""
+        errors: list[LakelogError] = []
         try:
-            for state in self._states.due(self._ctx.clock_ms()):
-                self._resume(state, report)
+            for deliver in work:
+                try:
+                    deliver()
+                except LakelogError as error:
+                    log.warning("delivery failed: %s", error)
+                    errors.append(error)
         finally:
             self._leave()
-        return report
+        if errors:
+            raise errors[0]
 
     # Which partitions ---------------------------------------------------------------------
     def _topic_names(self, topic_ids: Iterable[str]) -> list[str]:
