@@ -12,7 +12,7 @@ from typing import Any
 from lakelog import Engine, Record
 from lakelog.service.dispatch import Dispatcher
 from lakelog.service.invoke import InvokeOutcome
-from lakelog.storage.delivery import MemoryDeliveryStateStore
+from lakelog.storage.delivery import DeliveryStateStore, MemoryDeliveryStateStore
 from lakelog.types import Subscription
 
 SERVERS = "gateway-1.lakelog.local:9092,gateway-2.lakelog.local:9092"
@@ -77,6 +77,7 @@ class Queues:
     """A `QueueSender` that keeps what it was sent."""
 
     sent: list[tuple[str, str]] = field(default_factory=list)
+    """(queue ARN, body) of every message sent, in order."""
 
     def send(self, queue_arn: str, body: str) -> None:
         self.sent.append((queue_arn, body))
@@ -101,13 +102,17 @@ class Harness:
     """Dispatchers on one engine, one delivery-state store, one set of functions."""
 
     def __init__(
-        self, engine: Engine, *subscriptions: Subscription, functions: Functions | None = None
+        self,
+        engine: Engine,
+        *subscriptions: Subscription,
+        functions: Functions | None = None,
+        states: DeliveryStateStore | None = None,
     ) -> None:
         self.engine = engine
         self.subscriptions = Subscriptions(*subscriptions)
         self.functions = functions or Functions()
         self.queues = Queues()
-        self.states = MemoryDeliveryStateStore()
+        self.states = states or MemoryDeliveryStateStore()
 
     def dispatcher(self, engine: Engine | None = None, **kwargs: Any) -> Dispatcher:
         return Dispatcher(

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from lakelog import Engine, TopicNotFoundError
+from lakelog import Engine, ResetTarget, ResourceNames, ToOffset, TopicNotFoundError, ToTimestamp
 from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
 from lakelog.service.invoke import InvokeOutcome
+from lakelog.storage.delivery import DynamoDeliveryStateStore
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.memory import MemoryStorage
 from lakelog.types import OnFailure, Subscription
 from tests.conftest import MakeFaulty, new_client
 from tests.integration.dispatch_support import Functions, Harness, records_of, values_of
-from tests.integration.group_support import Clock
+from tests.integration.group_support import START_MS, Clock
 
 
 @pytest.fixture
@@ -487,3 +488,44 @@ def test_a_failing_destination_holds_back_its_batch_but_not_other_subscriptions(
     assert h.dispatcher().resume_due().records_failed == 1
     assert h.committed(broken, 0) == 1
     assert len(eng.fetch("nope", 0, 0).records) == 1
+
+
+@pytest.mark.parametrize(
+    ("to", "first"),
+    [("earliest", 0), ("latest", 10), (ToOffset(6), 6), (ToTimestamp(START_MS + 3), 3)],
+)
+def test_delivery_starts_at_the_offsets_the_subscription_committed(
+    eng: Engine, clock: Clock, to: ResetTarget, first: int
+) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    for i in range(10):  # a busy topic: one record a millisecond
+        h.append("orders", 0, bytes([i]))
+        clock.advance(1)
+    eng.reset_offsets(sub.group, "orders", to)  # what creating the subscription commits
+    h.append("orders", 0, b"new")
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.functions.offsets("orders-0") == list(range(first, 11))
+
+
+@pytest.mark.moto
+def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
+    make_faulty: MakeFaulty, clock: Clock, resources: ResourceNames
+) -> None:
+    eng, injector = make_faulty(clock_ms=clock)
+    states = DynamoDeliveryStateStore(new_client("dynamodb"), resources.catalog_table)
+    eng.create_topic("orders", 2)
+    sub = subscription("orders", batch_size=3)
+    h = Harness(eng, sub, states=states)
+    h.append("orders", 1, *[bytes([i]) for i in range(5)])
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    (guard,) = states.due(clock.now_ms + DEFAULT_SESSION_MS)
+    assert (guard.partition, guard.attempts) == (1, 0)
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 5
+    assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
+    assert states.due(10**15) == []
+    eng.close()
