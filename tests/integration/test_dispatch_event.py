@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import KafkaSelfManagedEventModel
 
 from lakelog import Engine, Record
-from lakelog.service.dispatch import failure_offset, kafka_event
+from lakelog.service.dispatch import backoff_ms, failure_offset, kafka_event
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.types import StoredRecord, Subscription
 from tests.integration.dispatch_support import SERVERS, Functions, Harness
@@ -184,3 +184,14 @@ def test_the_reply_of_batch_processor_names_the_first_failed_offset() -> None:
     ]
     for reply_ in malformed:
         assert failure_offset(reply_, "orders", 0, SAMPLE) == 15, reply_
+
+
+def test_retries_back_off_exponentially_up_to_a_minute() -> None:
+    assert [backoff_ms(n) for n in (1, 2, 3, 6, 7, 100)] == [
+        1_000,
+        2_000,
+        4_000,
+        32_000,
+        60_000,
+        60_000,
+    ]
