@@ -65,6 +65,11 @@ Catalog table (``pk`` string, ``sk`` string)
         id of the topic it was created on (`lakelog.storage.subscriptions` lays the
         attributes out). Put only if absent, never changed, deleted by its deletion; one
         ``Query pk`` lists a topic's subscriptions. Topic names never contain ``#``.
+    ``pk = "dispatch"``, ``sk = "{group}#{partition:05d}"``
+        The delivery state of one (subscription, partition) whose delivery runs, waits
+        for its batching window or retries (ADR 0015 §2): ``due_ms``, ``attempts``,
+        ``woken``... Deleted when the delivery catches up, so the few items there are
+        the schedule's due index: one ``Query pk = "dispatch"`` finds what is due.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ __all__ = [
     "CATALOG_ACL_PK",
     "CATALOG_DELETED_TOPIC_PK",
     "CATALOG_TOPIC_PK",
+    "DELIVERY_STATE_PK",
     "HEAD_SK",
     "OFFSETS_BLOCK_PARTITIONS",
     "PRODUCER_SK",
@@ -85,6 +91,7 @@ __all__ = [
     "ResourceNames",
     "acl_sort_key",
     "chain_pk",
+    "delivery_state_sort_key",
     "group_pk",
     "l0_segment_key",
     "l0_segment_key_from_id",
@@ -107,6 +114,7 @@ HEAD_SK: Final = 2**63 - 1
 CATALOG_TOPIC_PK: Final = "topic"
 CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
 CATALOG_ACL_PK: Final = "acl"
+DELIVERY_STATE_PK: Final = "dispatch"
 PRODUCER_SK: Final = "producer"
 
 
@@ -251,3 +259,8 @@ def parse_group_sort_key(sk: str) -> str | tuple[str, int] | None:
         if topic and block.isdigit():
             return topic, int(block)
     return None
+
+
+def delivery_state_sort_key(group: str, partition: int) -> str:
+    """Catalog sort key of the delivery state of ``partition`` of a subscription's group."""
+    return f"{group}#{partition:05d}"

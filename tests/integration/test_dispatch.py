@@ -1,0 +1,531 @@
+"""The dispatcher's delivery protocol (ADR 0015 §2) and the invariants it must keep.
+
+Time is a fake clock shared by engine and dispatchers; functions are scripted; races use
+events and threads, never sleeps. Faults are injected at the group store's commit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from lakelog import Engine, ResetTarget, ResourceNames, ToOffset, TopicNotFoundError, ToTimestamp
+from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
+from lakelog.service.invoke import InvokeOutcome
+from lakelog.storage.delivery import DynamoDeliveryStateStore
+from lakelog.storage.faults import FailPoint, InjectedFaultError
+from lakelog.storage.memory import MemoryStorage
+from lakelog.types import OnFailure, Subscription
+from tests.conftest import MakeFaulty, new_client
+from tests.integration.dispatch_support import Functions, Harness, records_of, values_of
+from tests.integration.group_support import START_MS, Clock
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def eng(make_engine: Callable[..., Engine], clock: Clock) -> Iterator[Engine]:
+    engine = make_engine(clock_ms=clock, sleep=lambda _s: None)
+    yield engine
+    engine.close()
+
+
+def subscription(topic: str, **options: Any) -> Subscription:
+    return Subscription(
+        name="s1",
+        topic=topic,
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        **{"max_batching_window_ms": 0, **options},
+    )
+
+
+def fails_on(bad: bytes, error: str = "Unhandled: poison") -> Callable[..., InvokeOutcome]:
+    """A function that fails every batch holding a record of value ``bad``."""
+
+    def behaviour(event: Mapping[str, Any]) -> InvokeOutcome:
+        return InvokeOutcome(error=error) if bad in values_of(event) else InvokeOutcome()
+
+    return behaviour
+
+
+def test_each_partition_arrives_in_order_across_many_batches(eng: Engine) -> None:
+    eng.create_topic("orders", 3)
+    sub = subscription("orders", batch_size=7)
+    h = Harness(eng, sub)
+    dispatcher = h.dispatcher()
+    for round_ in range(5):
+        for partition in range(3):
+            h.append("orders", partition, *[f"{round_}-{i}".encode() for i in range(10)])
+        report = dispatcher.on_appended([h.topic_id("orders")])
+        assert report.records_delivered == 30
+    for partition in range(3):
+        assert h.functions.offsets(f"orders-{partition}") == list(range(50))
+        assert all(len(b) <= 7 for b in h.functions.batches(f"orders-{partition}"))
+        assert h.committed(sub, partition) == 50
+    assert h.states.due(10**15) == []  # caught up: no state left
+
+
+def test_a_short_batch_waits_for_its_window_and_a_full_one_does_not(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=10, max_batching_window_ms=1_000)
+    h = Harness(eng, sub)
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a", b"b", b"c")
+    assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0
+    clock.advance(999)
+    assert dispatcher.resume_due().invocations == 0
+    clock.advance(1)
+    report = dispatcher.resume_due()
+    assert (report.invocations, report.records_delivered) == (1, 3)
+    h.append("orders", 0, *[bytes([i]) for i in range(10)])  # a full batch: no wait
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 10
+    assert h.functions.batches("orders-0") == [[0, 1, 2], list(range(3, 13))]
+
+
+def test_a_batch_is_cut_before_the_event_exceeds_lambdas_payload_limit(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=100)
+    h = Harness(eng, sub)
+    for _ in range(4):
+        h.append("orders", 0, b"x" * (1 << 20))  # 1 MiB each, 1.33 MiB once base64
+    h.append("orders", 0, b"x" * (1 << 20), b"x" * (1 << 20))
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    batches = h.functions.batches("orders-0")
+    assert [o for b in batches for o in b] == list(range(6))
+    assert len(batches) == 2
+    assert all(len(json.dumps(e).encode()) <= MAX_EVENT_BYTES for _, e in h.functions.calls)
+
+
+def _dlq_records(eng: Engine, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(r.value or b"") for r in eng.fetch(topic, 0, 0).records]
+
+
+def test_retries_back_off_then_the_batch_goes_to_a_topic_and_later_records_arrive(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        batch_size=2,
+        maximum_retry_attempts=2,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"bad", b"in the same batch")
+    report = dispatcher.on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.failures) == (1, 1)
+    h.append("orders", 0, b"later")
+    assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0  # backoff stands
+    clock.advance(backoff_ms(1) - 1)
+    assert dispatcher.resume_due().invocations == 0
+    clock.advance(1)
+    assert dispatcher.resume_due().invocations == 1
+    clock.advance(backoff_ms(2))
+    report = dispatcher.resume_due()  # 3rd failure: to the dlq, then the later record
+    assert (report.invocations, report.records_failed, report.records_delivered) == (2, 2, 1)
+    assert h.functions.batches("orders-0") == [[0, 1], [0, 1], [0, 1], [2]]
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failed["requestContext"]["approximateInvokeCount"] == 3
+    assert failed["responseContext"]["functionError"] == "Unhandled: poison"
+    assert failed["KafkaBatchInfo"]["firstOffset"] == 0
+    assert failed["KafkaBatchInfo"]["lastOffset"] == 1
+    assert failed["subscription"]["name"] == "s1"
+    assert [r["offset"] for r in records_of(failed["payload"])] == [0, 1]
+    assert h.committed(sub, 0) == 3
+    assert h.states.due(10**15) == []
+
+
+def test_a_failed_batch_goes_to_sqs(
+    make_engine: Callable[..., Engine], clock: Clock, aws: None
+) -> None:
+    eng = make_engine(clock_ms=clock, sleep=lambda _s: None)
+    sqs = new_client("sqs")
+    url = sqs.create_queue(QueueName="orders-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+    class SqsSender:
+        def send(self, queue_arn: str, body: str) -> None:
+            name = queue_arn.rsplit(":", 1)[1]
+            sqs.send_message(
+                QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"], MessageBody=body
+            )
+
+    eng.create_topic("orders")
+    sub = subscription("orders", maximum_retry_attempts=0, on_failure=OnFailure(sqs_arn=arn))
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")))
+    h.queues = SqsSender()  # type: ignore[assignment]
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"bad")
+    report = dispatcher.on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.records_failed) == (1, 1)
+    h.append("orders", 0, b"fine")
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 1
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["KafkaBatchInfo"]["topic"] == "orders"
+    assert values_of(body["payload"]) == [b"bad"]
+    eng.close()
+
+
+def test_a_failure_record_keeps_only_the_records_that_fit_its_destination(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", maximum_retry_attempts=0, on_failure=OnFailure(sqs_arn="arn:q"))
+    h = Harness(eng, sub, functions=Functions(fails_on(b"x" * 100_000)))
+    h.append("orders", 0, *[b"x" * 100_000] * 3)  # 3 x 133 KB once base64 > 256 KiB
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    ((_, body),) = h.queues.sent
+    assert len(body.encode()) <= 256 * 1024
+    failed = json.loads(body)
+    assert [r["offset"] for r in records_of(failed["payload"])] == [0]
+    assert failed["payloadOmitted"] == 2
+    assert failed["KafkaBatchInfo"]["batchSize"] == 3
+
+
+def test_without_a_destination_a_spent_batch_is_skipped_with_a_log_line(
+    eng: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", maximum_retry_attempts=0)
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")))
+    h.append("orders", 0, b"bad")
+    with caplog.at_level("WARNING"):
+        report = h.dispatcher().on_appended([h.topic_id("orders")])
+    assert report.records_failed == 1
+    assert "no on-failure destination" in caplog.text
+    assert h.committed(sub, 0) == 1
+
+
+def test_bisect_isolates_the_one_poison_record(eng: Engine) -> None:
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        batch_size=8,
+        bisect_batch_on_function_error=True,
+        maximum_retry_attempts=0,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(fails_on(b"5")))
+    h.append("orders", 0, *[str(i).encode() for i in range(8)])
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert [r["offset"] for r in records_of(failed["payload"])] == [5]
+    acknowledged = [o for b in h.functions.batches("orders-0") if 5 not in b for o in b]
+    assert acknowledged == [0, 1, 2, 3, 4, 6, 7]  # each once, in order
+    assert h.committed(sub, 0) == 8
+    h.append("orders", 0, *[str(i).encode() for i in range(10, 18)])
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.functions.batches("orders-0")[-1] == list(range(8, 16))  # sizes back to normal
+
+
+def test_partial_failures_resume_at_the_first_failed_offset(eng: Engine, clock: Clock) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=10, report_batch_item_failures=True)
+    replies = iter(
+        [
+            {
+                "batchItemFailures": [
+                    {"itemIdentifier": {"partition": "orders-0", "offset": 6}},
+                    {"itemIdentifier": {"partition": "orders-0", "offset": 3}},
+                ]
+            },
+            {"batchItemFailures": [{"itemIdentifier": {"partition": "orders-0", "offset": 99}}]},
+            {"batchItemFailures": []},
+        ]
+    )
+    h = Harness(eng, sub, functions=Functions(lambda _e: InvokeOutcome(payload=next(replies))))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, *[bytes([i]) for i in range(10)])
+    report = dispatcher.on_appended([h.topic_id("orders")])
+    assert (report.records_delivered, report.failures) == (3, 1)
+    assert h.committed(sub, 0) == 3
+    clock.advance(backoff_ms(1))
+    report = dispatcher.resume_due()  # an offset not in the batch: the whole batch failed
+    assert (report.records_delivered, report.failures) == (0, 1)
+    clock.advance(backoff_ms(2))
+    assert dispatcher.resume_due().records_delivered == 7
+    assert h.functions.batches("orders-0") == [list(range(10)), *[list(range(3, 10))] * 2]
+    assert h.committed(sub, 0) == 10
+
+
+def test_records_older_than_the_age_limit_go_to_the_destination(eng: Engine, clock: Clock) -> None:
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders", maximum_record_age_ms=60_000, on_failure=OnFailure(topic="orders-dlq")
+    )
+    h = Harness(eng, sub, functions=Functions(lambda _e: InvokeOutcome(error="Timeout")))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a")
+    dispatcher.on_appended([h.topic_id("orders")])
+    for _ in range(3):  # retried with the longest backoff until the record is too old
+        clock.advance(backoff_ms(99))
+        if dispatcher.resume_due().records_failed:
+            break
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert 60_000 < clock.now_ms - failed["KafkaBatchInfo"]["firstRecordTimestamp"] <= 120_000
+    assert h.committed(sub, 0) == 1
+
+
+def test_two_dispatchers_never_deliver_one_partition_at_once(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=2)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_first(event: Mapping[str, Any]) -> InvokeOutcome:
+        if records_of(event)[0]["offset"] == 0:
+            entered.set()
+            assert release.wait(10)
+        return InvokeOutcome()
+
+    h = Harness(eng, sub, functions=Functions(slow_first))
+    first, second = h.dispatcher(), h.dispatcher()
+    h.append("orders", 0, b"0", b"1")
+    thread = threading.Thread(target=first.on_appended, args=([h.topic_id("orders")],))
+    thread.start()
+    assert entered.wait(10)
+    h.append("orders", 0, b"2", b"3")
+    assert second.on_appended([h.topic_id("orders")]).invocations == 0  # lease held: woken
+    release.set()
+    thread.join(10)
+    second.resume_due()
+    assert h.functions.offsets("orders-0") == [0, 1, 2, 3]  # each once, in order
+    assert h.functions.max_in_flight["orders-0"] == 1
+    assert h.committed(sub, 0) == 4
+    assert h.states.due(10**15) == []
+
+
+def test_a_delivery_whose_lease_moved_commits_nothing(eng: Engine, clock: Clock) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=10)
+    h = Harness(eng, sub)
+    late = h.dispatcher()
+    other = h.dispatcher()
+
+    def outlives_its_session(event: Mapping[str, Any]) -> InvokeOutcome:
+        if len(h.functions.calls) == 1:  # the late dispatcher's call
+            clock.advance(DEFAULT_SESSION_MS + 1)
+            h.append("orders", 0, b"c")
+            assert other.on_appended([h.topic_id("orders")]).records_delivered == 3
+        return InvokeOutcome()
+
+    h.functions.behaviour = outlives_its_session
+    h.append("orders", 0, b"a", b"b")
+    report = late.on_appended([h.topic_id("orders")])
+    assert report.records_delivered == 2  # the function acknowledged, the commit was fenced
+    assert h.committed(sub, 0) == 3  # not moved back by the late commit
+    assert h.functions.offsets("orders-0") == [0, 1, 0, 1, 2]  # at least once
+
+
+def test_a_crash_between_invoke_and_commit_redelivers_the_batch(
+    make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    eng, injector = make_faulty(clock_ms=clock)
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a", b"b")
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.committed(sub, 0) is None
+    assert h.dispatcher().resume_due().invocations == 0  # the stall guard waits the session
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 2
+    assert h.functions.offsets("orders-0") == [0, 1, 0, 1]
+    assert h.committed(sub, 0) == 2
+    eng.close()
+
+
+class _Reads:
+    """Wraps a store and records the first argument of every call (topic id or key)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.seen: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.seen.append(str(args[0]) if args else name)
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_an_idle_topic_is_never_read(clock: Clock) -> None:
+    storage = MemoryStorage(clock)
+    objects, ledger, catalog, groups = storage.stores()
+    watched_ledger, watched_objects = _Reads(ledger), _Reads(objects)
+    eng = Engine(watched_objects, watched_ledger, catalog, groups, clock_ms=clock)
+    eng.create_topic("idle")
+    eng.create_topic("busy")
+    h = Harness(eng, subscription("idle"), subscription("busy"))
+    h.append("idle", 0, b"old")  # delivered once, then the topic goes quiet
+    h.dispatcher().on_appended([h.topic_id("idle")])
+    idle_id = h.topic_id("idle")
+    watched_ledger.seen.clear()
+    watched_objects.seen.clear()
+    dispatcher = h.dispatcher()
+    for _ in range(3):
+        h.append("busy", 0, b"x")
+        assert dispatcher.on_appended([h.topic_id("busy")]).records_delivered == 1
+        clock.advance(60_000)
+        assert dispatcher.resume_due().invocations == 0
+    assert watched_ledger.seen and not any(idle_id in seen for seen in watched_ledger.seen)
+    assert not any(idle_id in seen for seen in watched_objects.seen)
+    assert h.states.queries == 3  # the schedule: one query each time, nothing else
+    eng.close()
+
+
+def test_records_appended_while_the_holder_finishes_are_delivered_by_it(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    holder, latecomer = h.dispatcher(), h.dispatcher()
+    finish = h.states.finish
+    calls = []
+
+    def finish_after_a_late_append(group: str, partition: int) -> bool:
+        if not calls:  # the holder read everything; records arrive before it finishes
+            h.append("orders", 0, b"late")
+            assert latecomer.on_appended([h.topic_id("orders")]).invocations == 0
+        calls.append(partition)
+        return finish(group, partition)
+
+    h.states.finish = finish_after_a_late_append  # type: ignore[method-assign]
+    h.append("orders", 0, b"first")
+    report = holder.on_appended([h.topic_id("orders")])
+    assert report.records_delivered == 2  # the woken state kept the holder reading
+    assert h.functions.offsets("orders-0") == [0, 1]
+    assert h.states.due(10**15) == []
+
+
+def test_a_long_backlog_is_left_to_the_schedule_after_a_bounded_delivery(eng: Engine) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=2)
+    h = Harness(eng, sub)
+    dispatcher = h.dispatcher(max_batches=2)
+    h.append("orders", 0, *[bytes([i]) for i in range(9)])
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 4
+    assert dispatcher.resume_due().records_delivered == 4  # due at once
+    assert dispatcher.resume_due().records_delivered == 1
+    assert dispatcher.resume_due().invocations == 0
+    assert h.functions.offsets("orders-0") == list(range(9))
+    assert h.states.due(10**15) == []
+
+
+def test_records_already_too_old_go_to_the_destination_without_an_invocation(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders", maximum_record_age_ms=60_000, on_failure=OnFailure(topic="orders-dlq")
+    )
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"old", b"older")
+    clock.advance(60_001)
+    h.append("orders", 0, b"fresh")
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.records_failed, report.records_delivered) == (1, 2, 1)
+    assert h.functions.offsets("orders-0") == [2]
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert values_of(failed["payload"]) == [b"old", b"older"]
+
+
+def test_the_schedule_drops_the_state_of_a_deleted_subscription(eng: Engine, clock: Clock) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")))
+    h.append("orders", 0, b"bad")
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.states.get(sub.group, 0) is not None  # retrying
+    h.subscriptions.by_topic.clear()
+    clock.advance(backoff_ms(1))
+    assert h.dispatcher().resume_due().invocations == 0
+    assert h.states.get(sub.group, 0) is None
+
+
+def test_a_failing_destination_holds_back_its_batch_but_not_other_subscriptions(
+    eng: Engine, clock: Clock
+) -> None:
+    eng.create_topic("orders")
+    broken = subscription("orders", maximum_retry_attempts=0, on_failure=OnFailure(topic="nope"))
+    healthy = Subscription(
+        name="s2", topic="orders", function_arn="arn:f2", max_batching_window_ms=0
+    )
+    h = Harness(eng, broken, healthy)
+
+    def only_the_healthy_function_succeeds(_event: Mapping[str, Any]) -> InvokeOutcome:
+        arn = h.functions.calls[-1][0]  # the call being made
+        return InvokeOutcome() if arn == healthy.function_arn else InvokeOutcome(error="Unhandled")
+
+    h.functions.behaviour = only_the_healthy_function_succeeds
+    h.append("orders", 0, b"a")
+    with pytest.raises(TopicNotFoundError):  # the trigger fails: the stream retries it
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (h.committed(broken, 0), h.committed(healthy, 0)) == (None, 1)
+    eng.create_topic("nope")
+    clock.advance(DEFAULT_SESSION_MS)  # the stall guard brings the batch back
+    assert h.dispatcher().resume_due().records_failed == 1
+    assert h.committed(broken, 0) == 1
+    assert len(eng.fetch("nope", 0, 0).records) == 1
+
+
+@pytest.mark.parametrize(
+    ("to", "first"),
+    [("earliest", 0), ("latest", 10), (ToOffset(6), 6), (ToTimestamp(START_MS + 3), 3)],
+)
+def test_delivery_starts_at_the_offsets_the_subscription_committed(
+    eng: Engine, clock: Clock, to: ResetTarget, first: int
+) -> None:
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    for i in range(10):  # a busy topic: one record a millisecond
+        h.append("orders", 0, bytes([i]))
+        clock.advance(1)
+    eng.reset_offsets(sub.group, "orders", to)  # what creating the subscription commits
+    h.append("orders", 0, b"new")
+    h.dispatcher().on_appended([h.topic_id("orders")])
+    assert h.functions.offsets("orders-0") == list(range(first, 11))
+
+
+@pytest.mark.moto
+def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
+    make_faulty: MakeFaulty, clock: Clock, resources: ResourceNames
+) -> None:
+    eng, injector = make_faulty(clock_ms=clock)
+    states = DynamoDeliveryStateStore(new_client("dynamodb"), resources.catalog_table)
+    eng.create_topic("orders", 2)
+    sub = subscription("orders", batch_size=3)
+    h = Harness(eng, sub, states=states)
+    h.append("orders", 1, *[bytes([i]) for i in range(5)])
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    (guard,) = states.due(clock.now_ms + DEFAULT_SESSION_MS)
+    assert (guard.partition, guard.attempts) == (1, 0)
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 5
+    assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
+    assert states.due(10**15) == []
+    eng.close()
