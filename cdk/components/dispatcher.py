@@ -253,12 +253,8 @@ class Dispatcher(Construct):
         )
         monitoring.dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Dispatcher: stream records, topics notified, scheduled runs",
-                left=[
-                    _metric("StreamRecords"),
-                    _metric("TopicsNotified"),
-                    _metric("ScheduledRuns"),
-                ],
+                title="Dispatcher: stream records and topics notified",
+                left=[_metric("StreamRecords"), _metric("TopicsNotified")],
                 right=[_metric("NotifyFailures"), _metric("ScheduleFailures")],
                 width=12,
             ),

@@ -67,14 +67,16 @@ METRICS: Final = {
     "StreamRecords": MetricUnit.Count,
     "TopicsNotified": MetricUnit.Count,
     "NotifyFailures": MetricUnit.Count,
-    "ScheduledRuns": MetricUnit.Count,
     "ScheduleFailures": MetricUnit.Count,
 }
 """What the handlers publish (namespace `NAMESPACE`, dimension ``service`` = `SERVICE`).
 
 ``StreamRecords``: records of a stream batch that name a new chain item. ``TopicsNotified``:
 ``on_appended`` calls that returned. ``NotifyFailures``: calls that raised (the batch is
-retried from that topic). ``ScheduledRuns`` / ``ScheduleFailures``: ``resume_due`` calls."""
+retried from that topic). ``ScheduleFailures``: ``resume_due`` calls that raised. A scheduled
+run that succeeds publishes nothing: a custom metric costs $0.30 a month for each month it
+receives data, more than the idle schedule itself (ADR 0015 §4); Lambda's own
+``Invocations`` count the runs."""
 STREAM_RESERVE_MS: Final = 30_000
 """A topic is handed to ``on_appended`` only while this much time is left before the
 Lambda deadline (after the first): the rest of the batch is reported failed and retried,
@@ -212,7 +214,6 @@ def make_handlers(
         except Exception:
             publish(ScheduleFailures=1)
             raise
-        publish(ScheduledRuns=1)
         output = _output(report)
         logger.info("resumed due deliveries", extra=output)
         return output

@@ -303,7 +303,7 @@ def test_the_dashboard_shows_the_dispatcher_and_failed_batches_alarm(
 ) -> None:
     [dashboard] = env_stack.resources("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
-    assert "Dispatcher: stream records, topics notified, scheduled runs" in body
+    assert "Dispatcher: stream records and topics notified" in body
     assert "IteratorAge" in body
     alarms = {
         alarm["Properties"]["AlarmName"]: alarm["Properties"]

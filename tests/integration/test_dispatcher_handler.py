@@ -136,10 +136,18 @@ def test_the_first_topic_is_handed_over_however_little_time_is_left() -> None:
     assert dispatcher.appended == [[TOPIC_A]]
 
 
-def test_schedule_event_resumes_due_deliveries() -> None:
+def test_schedule_event_resumes_due_deliveries_and_publishes_no_metric_when_it_succeeds(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An idle deployment's schedule runs every minute: a metric per run would cost $0.30
+    # a month on its own
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     dispatcher = RecordingDispatcher()
-    assert make_handlers(dispatcher).on_schedule(sample("schedule"), CONTEXT) == {}
+    with pytest.warns(UserWarning, match="No application metrics"):
+        output = make_handlers(dispatcher).on_schedule(sample("schedule"), CONTEXT)
+    assert output == {}
     assert dispatcher.resumed == 1
+    assert '"_aws"' not in capsys.readouterr().out
 
 
 @dataclass(frozen=True)
