@@ -68,6 +68,7 @@ class HttpApi(Construct):
             short_name="api",
             handler=API_HANDLER,
             description="lakelog HTTP API v1: topics, records, offsets, groups and ACLs",
+            environment=platform.trigger_environment(),  # refuses other subscribed functions
         )
         grantee = self.function.function
         storage = platform.storage

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from aws_cdk import Aws
 from constructs import Construct
 
 from components.function import LakelogFunction
@@ -21,6 +22,7 @@ from components.monitoring import Monitoring
 from components.outputs import StableOutputs
 from components.storage import Storage
 from config.environment import EnvironmentConfig
+from lakelog.environment import ENV_TRIGGER_FUNCTION_PREFIXES
 
 __all__ = ["Component", "Platform"]
 
@@ -45,6 +47,16 @@ class Platform:
     storage: Storage
     monitoring: Monitoring
     outputs: StableOutputs
+
+    @property
+    def function_prefixes(self) -> tuple[str, ...]:
+        """ARN prefixes of the functions subscriptions may deliver to (ADR 0015 §4), in the
+        stack's account when the environment names none."""
+        return self.config.function_prefixes(self.config.account or Aws.ACCOUNT_ID, Aws.PARTITION)
+
+    def trigger_environment(self) -> dict[str, str]:
+        """The variable telling a function (the API, the dispatcher) `function_prefixes`."""
+        return {ENV_TRIGGER_FUNCTION_PREFIXES: ",".join(self.function_prefixes)}
 
     def add_function(
         self,

@@ -26,6 +26,9 @@ _SCHEDULE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+_FUNCTION_PREFIX = re.compile(
+    r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]+$"
+)
 
 
 class EnvironmentConfig(BaseModel):
@@ -83,6 +86,12 @@ class EnvironmentConfig(BaseModel):
         beyond it means the compactor falls behind.
     tracing
         Active X-Ray tracing of the functions.
+    trigger_function_prefixes
+        Lambda function ARN prefixes a subscription may deliver to (ADR 0015 §4): the
+        dispatcher may invoke only functions whose ARN starts with one of them, and the
+        API refuses any other ``function_arn``. Each is a full ARN up to a name prefix,
+        e.g. ``arn:aws:lambda:eu-west-1:123456789012:function:orders-``. Empty (the
+        default): functions named ``<prefix>-*`` in the stack's account and region.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -111,6 +120,7 @@ class EnvironmentConfig(BaseModel):
     compactor_full_gc_schedule: str = "rate(1 day)"
     compactor_backlog_alarm_passes: int = Field(default=3, ge=1)
     tracing: bool
+    trigger_function_prefixes: tuple[str, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -139,6 +149,17 @@ class EnvironmentConfig(BaseModel):
         if value not in LOG_RETENTION_DAYS:
             allowed = ", ".join(str(days) for days in sorted(LOG_RETENTION_DAYS))
             raise ValueError(f"CloudWatch Logs accepts only: {allowed}")
+        return value
+
+    @field_validator("trigger_function_prefixes")
+    @classmethod
+    def _check_function_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not _FUNCTION_PREFIX.fullmatch(prefix):
+                raise ValueError(
+                    f"{prefix!r} is not a Lambda function ARN prefix such as "
+                    "'arn:aws:lambda:eu-west-1:123456789012:function:orders-'"
+                )
         return value
 
     @field_validator("compactor_schedule", "compactor_full_gc_schedule")
@@ -184,6 +205,14 @@ class EnvironmentConfig(BaseModel):
     def destroys_data(self) -> bool:
         """True when deleting the stack deletes the bucket and the tables."""
         return self.removal_policy == "destroy"
+
+    def function_prefixes(self, account: str, partition: str = "aws") -> tuple[str, ...]:
+        """The ARN prefixes of the functions subscriptions may deliver to:
+        ``trigger_function_prefixes``, or those named ``<prefix>-`` in ``account`` (the
+        stack's, possibly a CloudFormation token) and this environment's region."""
+        if self.trigger_function_prefixes:
+            return self.trigger_function_prefixes
+        return (f"arn:{partition}:lambda:{self.region}:{account}:function:{self.prefix}-",)
 
     def function_name(self, short_name: str) -> str:
         """Full name of the function ``short_name`` (``lakelog-<env>-<short_name>``).

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from components.api import HttpApi
 from components.compactor import Compactor
+from components.dispatcher import Dispatcher
 from components.monitoring import Monitoring
 from components.nag import add_aws_solutions_checks
 from components.outputs import StableOutputs
@@ -23,10 +24,10 @@ from lakelog.storage.keys import ResourceNames
 __all__ = ["COMPONENTS", "FEATURE_FLAGS", "LakelogStack", "build_app"]
 
 COMPONENTS: Final[Sequence[tuple[str, Component]]] = (
-    # One line per component, built in this order on the shared platform; the trigger
-    # dispatcher joins here as ("Triggers", ...).
+    # One line per component, built in this order on the shared platform.
     ("Api", HttpApi),
     ("Compactor", Compactor),
+    ("Dispatcher", Dispatcher),
 )
 """The components every environment gets, as (construct id, component)."""
 

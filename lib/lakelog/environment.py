@@ -9,6 +9,7 @@ from typing import Final
 
 __all__ = [
     "ENV_ADMIN_PRINCIPALS",
+    "ENV_BOOTSTRAP_SERVERS",
     "ENV_BUCKET",
     "ENV_CATALOG_TABLE",
     "ENV_DEFAULT_ACL_EFFECT",
@@ -25,4 +26,8 @@ ENV_DEFAULT_ACL_EFFECT: Final = "LAKELOG_DEFAULT_ACL_EFFECT"
 ENV_ADMIN_PRINCIPALS: Final = "LAKELOG_ADMIN_PRINCIPALS"
 """Comma-separated principal patterns that always hold ``admin`` (bootstrap administrators)."""
 ENV_TRIGGER_FUNCTION_PREFIXES: Final = "LAKELOG_TRIGGER_FUNCTION_PREFIXES"
-"""Comma-separated function ARN prefixes topics may subscribe (empty: any Lambda function)."""
+"""Comma-separated Lambda ARN prefixes a subscription's ``function_arn`` must start with
+(the dispatcher's role may invoke only those, ADR 0015 §4)."""
+ENV_BOOTSTRAP_SERVERS: Final = "LAKELOG_BOOTSTRAP_SERVERS"
+"""``bootstrapServers`` of the events the dispatcher sends (the Kafka gateway's address,
+when the deployment has one)."""

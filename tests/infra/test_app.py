@@ -85,6 +85,7 @@ def test_outputs_have_stable_names_and_no_exports(env_stack: Synthesized) -> Non
     outputs: dict[str, Any] = env_stack.template_json["Outputs"]
     expected = {"BucketName", "LedgerTableName", "CatalogTableName", "DashboardName", "ApiUrl"}
     expected.add("CompactorStateMachineArn")
+    expected.add("DispatcherStreamFailureQueueUrl")
     if env_stack.config.alarm_notifications:
         expected.add("AlarmTopicArn")
 

@@ -114,11 +114,12 @@ def test_every_task_retries_with_backoff_and_failures_end_in_a_recorded_fail(
 def test_schedules_start_light_passes_and_full_gc_passes_as_the_environment_says(
     env_stack: Synthesized,
 ) -> None:
+    prefix = env_stack.config.prefix
     rules = {
         rule["Properties"]["Name"]: rule
         for rule in env_stack.resources("AWS::Events::Rule").values()
+        if rule["Properties"]["Name"].startswith(f"{prefix}-compactor")
     }
-    prefix = env_stack.config.prefix
     expected = {
         f"{prefix}-compactor": (env_stack.config.compactor_schedule, {"gc": "light"}),
         f"{prefix}-compactor-full-gc": (

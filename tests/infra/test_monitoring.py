@@ -56,6 +56,9 @@ def test_alarms_exist_only_where_enabled(env_stack: Synthesized) -> None:
             f"{prefix}-Api-5xx",
             f"{prefix}-Compactor-failures",
             f"{prefix}-Compactor-l0-backlog",
+            f"{prefix}-dispatcher-errors",
+            f"{prefix}-dispatcher-throttles",
+            f"{prefix}-dispatcher-stream-failures",
             *(
                 f"{prefix}-compactor-{task}-{kind}"
                 for task in ("list", "compact", "collect")

@@ -63,6 +63,13 @@ def test_importing_the_compactor_lambda_handler_loads_neither_moto_nor_the_dev_s
 
 
 @pytest.mark.slow
+def test_importing_the_dispatcher_handlers_loads_neither_moto_nor_the_dev_server() -> None:
+    # functions.dispatcher.handler builds the dispatcher at import: its module and the
+    # invokers are what it loads besides the engine.
+    assert _dev_modules_loaded_by("lakelog.dispatcher_handler, lakelog.service.invokers") == []
+
+
+@pytest.mark.slow
 def test_the_probe_sees_the_emulation_when_a_module_does_load_it() -> None:
     loaded = _dev_modules_loaded_by("lakelog.local.emulation")
     assert "lakelog.local.emulation" in loaded

@@ -50,12 +50,16 @@ from botocore.config import Config
 from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
 from lakelog.compactor_handler import compactor_for
+from lakelog.dispatcher_handler import DispatcherCalls, dispatcher_for
 from lakelog.local.compaction import COMPACT_PATH, DEFAULT_COMPACT_EVERY, LocalCompactor
+from lakelog.local.dispatching import DEFAULT_RESUME_EVERY, LocalDispatcher
 from lakelog.local.emulation import serialize_moto_dynamodb
 from lakelog.local.events import LocalContext, http_event
 from lakelog.service.engine import Engine
+from lakelog.service.invokers import LocalInvoker, RoutingInvoker, SqsQueueSender
 from lakelog.service.passes import CompactorCalls
 from lakelog.service.subscriptions import FunctionPolicy
+from lakelog.storage.delivery import DynamoDeliveryStateStore
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.resources import create_resources
 
@@ -513,6 +517,9 @@ class LocalService:
     compact_every
         Seconds between compactor passes over the local storage; 0 runs none (a pass
         still runs whenever ``lakelog compact`` asks, see `lakelog.local.compaction`).
+    resume_every
+        Seconds between the trigger dispatcher's ``resume_due`` calls; appends are handed
+        to it as they commit (`lakelog.local.dispatching`).
 
     Examples
     --------
@@ -530,6 +537,7 @@ class LocalService:
         prefix: str = DEFAULT_PREFIX,
         access_log: TextIO | None = None,
         compact_every: float = DEFAULT_COMPACT_EVERY,
+        resume_every: float = DEFAULT_RESUME_EVERY,
     ) -> None:
         self.host = host
         self.port = port
@@ -540,6 +548,10 @@ class LocalService:
         self.compact_every = compact_every
         self.compactor: LocalCompactor | None = None
         """Runs the passes (set by `start`)."""
+        self.dispatcher = LocalDispatcher(self._make_dispatcher, resume_every, access_log)
+        """Delivers appended records to subscriptions (started by `start`)."""
+        self.bootstrap_servers = "127.0.0.1:9092"
+        """``bootstrapServers`` of the events delivered locally."""
         self._moto: Any = None
         self._moto_url: str | None = None
         self._api: _ApiServer | None = None
@@ -617,6 +629,7 @@ class LocalService:
                 self._make_compactor, self.compact_every, self.access_log
             )
             self.compactor.start()
+            self.dispatcher.start()
         except BaseException:
             self.stop()
             raise
@@ -638,6 +651,7 @@ class LocalService:
         compactor, self.compactor = self.compactor, None
         if compactor is not None:
             compactor.stop(DRAIN_SECONDS)
+        self.dispatcher.stop(DRAIN_SECONDS)
         api, self._api = self._api, None
         thread, self._api_thread = self._api_thread, None
         if api is not None:
@@ -696,7 +710,7 @@ class LocalService:
         host, port = self._moto.get_host_and_port()
         self._moto_url = f"http://{host}:{port}"
 
-    def _client(self, service: Literal["s3", "dynamodb"]) -> Any:
+    def _client(self, service: Literal["s3", "dynamodb", "sqs"]) -> Any:
         # Creating clients from one session is not thread-safe.
         with self._session_lock:
             if self._session is None:
@@ -728,13 +742,32 @@ class LocalService:
             default_acl=self.default_acl,
             env="local",
         )
-        engine = Engine.from_clients(
+        engine = self._engine()
+        return make_handler(settings, engine=engine)
+
+    def _engine(self) -> Engine:
+        """An engine on the local storage whose appends are handed to the dispatcher."""
+        return Engine.from_clients(
             self._s3_client(),
             self._dynamodb_client(),
             self.names,
             functions=FunctionPolicy(allow_local=True),
+            on_append=self.dispatcher.notify,
         )
-        return make_handler(settings, engine=engine)
+
+    def _make_dispatcher(self) -> DispatcherCalls:
+        """The dispatcher over the local storage, calling ``local:`` functions in process
+        and sending to moto's SQS."""
+        invoker = RoutingInvoker(local_invoker=LocalInvoker())
+        sender = SqsQueueSender(self._client("sqs"))
+        states = DynamoDeliveryStateStore(self._dynamodb_client(), self.names.catalog_table)
+        return dispatcher_for(
+            self._engine(),
+            invoker,
+            sender,
+            states=states,
+            bootstrap_servers=self.bootstrap_servers,
+        )
 
     def _make_compactor(self) -> CompactorCalls:
         engine = Engine.from_clients(self._s3_client(), self._dynamodb_client(), self.names)

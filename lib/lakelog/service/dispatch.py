@@ -60,8 +60,10 @@ MAX_EVENT_BYTES: Final = 6 * 1024 * 1024
 """Bytes of one event's JSON at most: Lambda's payload limit of a synchronous invoke."""
 SQS_MESSAGE_BYTES: Final = 256 * 1024
 """Bytes of one SQS message at most (an on-failure record sent to a queue)."""
-DEFAULT_SESSION_MS: Final = 120_000
-"""The dispatching member's session: longer than the functions' timeout (ADR 0015 §2)."""
+DEFAULT_SESSION_MS: Final = 330_000
+"""The dispatching member's session: longer than the dispatcher function's own timeout and
+the invoke's read timeout (300 s, `lakelog.service.invokers`), so no second dispatcher takes
+a partition whose delivery is still waiting on its function (ADR 0015 §2)."""
 BACKOFF_BASE_MS: Final = 1_000
 """Wait before the first retry of a failed batch; each later retry waits twice as long."""
 BACKOFF_MAX_MS: Final = 60_000

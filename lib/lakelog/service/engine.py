@@ -22,7 +22,7 @@ from lakelog.service.context import EngineContext, now_ms
 from lakelog.service.fetch import Fetcher
 from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
 from lakelog.service.groups import GroupCoordinator
-from lakelog.service.produce import Appender, AppendRetryPolicy
+from lakelog.service.produce import Appender, AppendHook, AppendRetryPolicy
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.service.subscriptions import FunctionPolicy, Subscriptions, check_user_group
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
@@ -179,6 +179,10 @@ class Engine:
     functions
         Which functions topics may subscribe (default: any Lambda function ARN, no
         ``local:`` function; the local dev server allows those).
+    on_append
+        Called with the topic id after each committed append (`AppendHook`): ``lakelog
+        dev`` queues the topic for its dispatcher (ADR 0015 §4). None in Lambda, where
+        the ledger's stream starts the dispatcher.
     """
 
     def __init__(
@@ -194,11 +198,14 @@ class Engine:
         sleep: Callable[[float], None] | None = None,
         seed: int | None = None,
         functions: FunctionPolicy | None = None,
+        on_append: AppendHook | None = None,
     ) -> None:
         self.context = EngineContext.create(objects, ledger, catalog, clock_ms)
         producers = ProducerIds(self.context.catalog, self.context.clock_ms)
         self.admin = TopicAdmin(self.context, producers)
-        self.appender = Appender(self.context, retry, sleep or time.sleep, seed, producers)
+        self.appender = Appender(
+            self.context, retry, sleep or time.sleep, seed, producers, on_append
+        )
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)

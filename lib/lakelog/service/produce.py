@@ -10,6 +10,7 @@ that holds the original, whoever chose its partitions (ADR 0012, 2.4).
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -260,6 +261,14 @@ class _ProducerStates:
                 self._states.popitem(last=False)
 
 
+AppendHook = Callable[[str], None]
+"""Told the topic id after each append whose chain item is committed (ADR 0015 §4): the dev
+server's dispatcher queues the topic. It must return at once; what it raises is logged and
+ignored, since the append is committed and acknowledged either way."""
+
+_log = logging.getLogger(__name__)
+
+
 class Appender:
     """The append use case (ADR 0012, 1.3).
 
@@ -280,6 +289,8 @@ class Appender:
         Seeds the backoff jitter and the sticky partitioner.
     producers
         Which principal holds each producer id (shared with `TopicAdmin`, which issues them).
+    on_append
+        Called with the topic id once an append's chain item is committed (`AppendHook`).
     """
 
     def __init__(
@@ -289,6 +300,7 @@ class Appender:
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
         producers: ProducerIds | None = None,
+        on_append: AppendHook | None = None,
     ) -> None:
         self._ctx = context
         self._producers = producers or ProducerIds(context.catalog, context.clock_ms)
@@ -300,6 +312,7 @@ class Appender:
         self._states = _ProducerStates()
         self._topic_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._on_append = on_append
 
     @property
     def _ledger(self) -> LedgerStore:
@@ -370,9 +383,19 @@ class Appender:
                 return self._answer(request, original)
         upload = self._upload(request, config.compression)
         written = self._commit(request, upload)
+        self._notify(request.topic.topic_id)
         if isinstance(written, ProducerRequest):
             return self._answer(request, written)
         return self._reply(request, written)
+
+    def _notify(self, topic_id: str) -> None:
+        """Tell the append hook, if any, that ``topic_id``'s chain has a new item."""
+        if self._on_append is None:
+            return
+        try:
+            self._on_append(topic_id)
+        except Exception:  # the append is committed: a hook never fails it
+            _log.exception("the append hook failed for topic %s", topic_id)
 
     def _validate(
         self, topic: TopicRecord, records: Sequence[Record], config: TopicConfig

@@ -100,6 +100,7 @@ __all__ = [
     "member_sort_key",
     "offsets_block",
     "offsets_sort_key",
+    "parse_chain_pk",
     "parse_group_sort_key",
     "producer_pk",
     "producer_state_pk",
@@ -139,6 +140,16 @@ class ResourceNames:
 def chain_pk(topic_id: str, shard: int = 0) -> str:
     """Ledger partition key of a topic's chain (ADR 0012; the shard is always 0)."""
     return f"t#{topic_id}#{shard}"
+
+
+def parse_chain_pk(pk: str) -> str | None:
+    """The topic id of a chain's partition key (`chain_pk`), or None for any other key
+    (L1 entries ``p#``, producer states ``pr#``)."""
+    head, _, shard = pk.rpartition("#")
+    if not head.startswith("t#") or not shard.isdigit():
+        return None
+    topic_id = head.removeprefix("t#")
+    return topic_id if topic_id and "#" not in topic_id else None
 
 
 def l1_entries_pk(topic_id: str, partition: int) -> str:

@@ -28,11 +28,15 @@ the catalog, producer states in the ledger (ADR 0012)."""
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:
-    """One DynamoDB table: key schema, stream and TTL (billing is always on-demand)."""
+    """One DynamoDB table: key schema, stream and TTL (billing is always on-demand).
+
+    The ledger's stream is ``KEYS_ONLY``: the trigger dispatcher needs only which chain
+    a new item joined (ADR 0015 §4), and a chain item's image (up to 400 KB with a
+    snapshot) would only fill the dispatcher's 6 MB invocation payload."""
 
     role: Literal["ledger", "catalog"]
     sort_key_type: Literal["S", "N"]
-    stream_view_type: Literal["NEW_IMAGE"] | None
+    stream_view_type: Literal["KEYS_ONLY"] | None
     ttl_attribute: str | None
 
     def name(self, names: ResourceNames) -> str:
@@ -42,7 +46,7 @@ class TableSpec:
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
-        role="ledger", sort_key_type="N", stream_view_type="NEW_IMAGE", ttl_attribute=TTL_ATTRIBUTE
+        role="ledger", sort_key_type="N", stream_view_type="KEYS_ONLY", ttl_attribute=TTL_ATTRIBUTE
     ),
     TableSpec(
         role="catalog", sort_key_type="S", stream_view_type=None, ttl_attribute=TTL_ATTRIBUTE

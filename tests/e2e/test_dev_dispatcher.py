@@ -1,0 +1,65 @@
+"""``lakelog dev`` wires its appends to the trigger dispatcher: a record produced over HTTP
+reaches ``on_appended`` of the dispatcher the server built, with local: invocation and
+moto's SQS as its ports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from lakelog.client import Client
+from lakelog.local import server as local_server
+from lakelog.local.server import LocalService
+from lakelog.service.invoke import InvokeOutcome
+from lakelog.service.invokers import RoutingInvoker, SqsQueueSender
+from tests.unit.test_local_dispatching import WAIT, Recording
+
+
+def _prefix() -> str:
+    """A resource prefix of its own (moto's state outlives one server in this process)."""
+    return f"lakelog-{uuid.uuid4().hex[:12]}"
+
+
+def test_records_produced_over_http_reach_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the dev server, with a recording dispatcher in place of the real one
+    dispatcher = Recording()
+    built: dict[str, Any] = {}
+
+    def dispatcher_for(engine: Any, invoker: Any, sender: Any, **kwargs: Any) -> Recording:
+        built.update(engine=engine, invoker=invoker, sender=sender, **kwargs)
+        return dispatcher
+
+    monkeypatch.setattr(local_server, "dispatcher_for", dispatcher_for)
+    with LocalService(port=0, prefix=_prefix()) as service, Client(service.api_url) as client:
+        client.create_topic("orders", partitions=2)
+        topic_id = client.describe_topic("orders").topic_id
+
+        # When a record is produced
+        with client.producer() as producer:
+            producer.send("orders", value=b"hello", partition=1).result(timeout=WAIT)
+
+        # Then the dispatcher hears of the topic from the worker, off the request path
+        assert dispatcher.entered.wait(WAIT)
+        assert service.dispatcher.wait_idle(WAIT)
+        assert dispatcher.appended == [[topic_id]]
+        assert dispatcher.resumed >= 1
+
+    # And it was built to call local: functions in process (never Lambda) and moto's SQS
+    invoker = built["invoker"]
+    assert isinstance(invoker, RoutingInvoker)
+    assert invoker.invoke("arn:aws:lambda:us-east-1:123456789012:function:f", {}) == (
+        InvokeOutcome(error="arn: functions cannot be invoked here")
+    )
+    assert isinstance(built["sender"], SqsQueueSender)
+    assert built["bootstrap_servers"] == "127.0.0.1:9092"
+
+
+def test_the_dev_server_appends_and_goes_idle_with_whatever_dispatcher_it_has() -> None:
+    # Without lakelog.service.dispatch in the build nothing is delivered; appends still work
+    with LocalService(port=0, prefix=_prefix()) as service, Client(service.api_url) as client:
+        client.create_topic("orders", partitions=1)
+        with client.producer() as producer:
+            producer.send("orders", value=b"hello").result(timeout=WAIT)
+        assert service.dispatcher.wait_idle(WAIT)
