@@ -26,11 +26,10 @@ tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lakelog.api.settings import ApiSettings
@@ -38,6 +37,7 @@ from lakelog.errors import InvalidRequestError
 from lakelog.service.compactor import CompactionSettings, CompactionStep
 from lakelog.service.engine import Engine
 from lakelog.service.passes import CompactorCalls, run_topic
+from lakelog.telemetry import NAMESPACE, Handler, Telemetry, remaining_ms
 
 __all__ = [
     "GC_MODES",
@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 SERVICE: Final = "lakelog-compactor"
-NAMESPACE: Final = "lakelog"
 METRICS: Final = {
     "Passes": MetricUnit.Count,
     "TopicsNeedingWork": MetricUnit.Count,
@@ -84,7 +83,7 @@ STEP_RESERVE_MS: Final = 20_000
 reads at most `CompactionSettings.max_items_per_step` chain items and writes one merged
 segment, which takes seconds, not tens of seconds."""
 
-TaskHandler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+TaskHandler = Handler
 """A Lambda handler: (event, context) -> JSON-serializable output."""
 
 
@@ -138,11 +137,6 @@ def step_totals(topic: str, steps: list[CompactionStep]) -> dict[str, Any]:
     }
 
 
-def _remaining_ms(context: Any) -> int | None:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return None if remaining is None else int(remaining())
-
-
 def make_task_handlers(
     compactor: CompactorCalls, *, reserve_ms: int = STEP_RESERVE_MS
 ) -> TaskHandlers:
@@ -156,12 +150,8 @@ def make_task_handlers(
         ``compact_topic`` starts no step with less time than this left before the deadline
         (the context's ``get_remaining_time_in_millis``; no context, no deadline).
     """
-    logger = Logger(service=SERVICE)
-    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-
-    def publish(**values: int) -> None:
-        for name, value in values.items():
-            metrics.add_metric(name=name, unit=METRICS[name], value=value)
+    telemetry = Telemetry(SERVICE, METRICS)
+    logger, metrics, publish = telemetry.logger, telemetry.metrics, telemetry.publish
 
     def list_topics(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         topics = compactor.topics_needing_work()
@@ -175,7 +165,7 @@ def make_task_handlers(
             raise InvalidRequestError(f"compact_topic needs {{'topic': name}}, got {event!r}")
 
         def keep_going() -> bool:
-            remaining = _remaining_ms(context)
+            remaining = remaining_ms(context)
             return remaining is None or remaining >= reserve_ms
 
         # The topic comes from list_topics: one deleted since is done, not a failed pass.
@@ -221,9 +211,6 @@ def make_task_handlers(
         return run
 
     def wrap(handler: TaskHandler) -> TaskHandler:
-        wrapped: TaskHandler = logger.inject_lambda_context(
-            metrics.log_metrics(counting_failures(handler))
-        )
-        return wrapped
+        return telemetry.instrument(counting_failures(handler))
 
     return TaskHandlers(wrap(list_topics), wrap(compact_topic), wrap(collect))

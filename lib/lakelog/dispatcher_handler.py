@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lakelog.environment import ENV_BOOTSTRAP_SERVERS
@@ -46,6 +45,7 @@ from lakelog.service.engine import Engine
 from lakelog.service.invoke import Invoker, QueueSender
 from lakelog.storage.delivery import DeliveryStateStore, DynamoDeliveryStateStore
 from lakelog.storage.keys import HEAD_SK, parse_chain_pk
+from lakelog.telemetry import NAMESPACE, Handler, Telemetry, remaining_ms
 
 __all__ = [
     "DEFAULT_BOOTSTRAP_SERVERS",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 SERVICE: Final = "lakelog-dispatcher"
-NAMESPACE: Final = "lakelog"
 METRICS: Final = {
     "StreamRecords": MetricUnit.Count,
     "TopicsNotified": MetricUnit.Count,
@@ -85,7 +84,6 @@ DEFAULT_BOOTSTRAP_SERVERS: Final = "lakelog:9092"
 """``bootstrapServers`` of the events when the environment names none."""
 _GENESIS_SEQ: Final = 0
 
-Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
 """A Lambda handler: (event, context) -> JSON-serializable output."""
 
 
@@ -143,11 +141,6 @@ def _chain_insert(record: Any) -> tuple[str, str] | None:
     return topic_id, sequence
 
 
-def _remaining_ms(context: Any) -> int | None:
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return None if remaining is None else int(remaining())
-
-
 def _output(report: object) -> dict[str, Any]:
     """A report as JSON-able fields (a dataclass's), or nothing."""
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
@@ -173,12 +166,8 @@ def make_handlers(
         ``on_stream`` hands over no further topic with less time than this left before the
         deadline (the context's ``get_remaining_time_in_millis``; no context, no deadline).
     """
-    logger = Logger(service=SERVICE)
-    metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-
-    def publish(**values: int) -> None:
-        for name, value in values.items():
-            metrics.add_metric(name=name, unit=METRICS[name], value=value)
+    telemetry = Telemetry(SERVICE, METRICS)
+    logger, publish = telemetry.logger, telemetry.publish
 
     def on_stream(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         records = event.get("Records") if isinstance(event, Mapping) else None
@@ -190,7 +179,7 @@ def make_handlers(
         publish(StreamRecords=counted)
         notified = 0
         for index, (topic_id, sequence) in enumerate(topics):
-            remaining = _remaining_ms(context)
+            remaining = remaining_ms(context)
             if index and remaining is not None and remaining < reserve_ms:
                 logger.warning(
                     "deadline near: the rest of the batch is retried",
@@ -226,9 +215,7 @@ def make_handlers(
             return on_schedule(event, context)
         raise InvalidRequestError("the dispatcher takes a DynamoDB stream batch or a schedule")
 
-    def wrap(run: Handler) -> Handler:
-        wrapped: Handler = logger.inject_lambda_context(metrics.log_metrics(run))
-        return wrapped
+    wrap = telemetry.instrument
 
     return DispatcherHandlers(wrap(on_stream), wrap(on_schedule), wrap(handler))
 
