@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
+from benchmarks import triggers
 from benchmarks.api import ApiReport, RouteReport
 from benchmarks.compaction import (
     BucketState,
@@ -41,6 +42,7 @@ from benchmarks.pricing import (
 from benchmarks.recorder import Usage
 from benchmarks.sdk import SdkReport
 from benchmarks.startup import StartupReport
+from benchmarks.triggers import MonthlyDispatch, TriggerReport
 from benchmarks.workloads import MIB, AppendReport, CpuReport, FetchReport
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "cost_rows",
     "cost_verdict",
     "render",
+    "trigger_rows",
+    "trigger_verdict",
     "verdict",
 ]
 
@@ -658,3 +662,83 @@ def compaction_verdict(rows: Sequence[Row]) -> str:
     line = verdict(rows).replace("Targets met", "Compactor targets met")
     missed = any(row.met is False for row in rows)
     return f"{line} Why: {COMPACTION_MISS_REASON}." if missed else line
+
+
+# Triggers: lag, batching and the dispatcher's cost -----------------------------------------
+LAG_P99_TARGET_S: Final = 2.0
+"""``lakelog dev``'s p99 delivery lag: the 500 ms batching window, then the next
+``resume_due`` (every second), with room for a busy machine."""
+INVOCATIONS_PER_1000_TARGET: Final = 20.0
+"""Invocations per 1,000 records on W1 with batch_size 100: batches at least half full."""
+IDLE_DISPATCH_TARGET_USD: Final = 0.50
+"""A subscription on an idle topic (W3), per month (issue 12)."""
+
+
+def _dispatch_parts(cost: MonthlyDispatch) -> str:
+    parts = [
+        ("Lambda requests", cost.requests),
+        ("Lambda GB-s", cost.duration),
+        ("DynamoDB", cost.dynamodb),
+        ("S3 GET", cost.s3),
+        ("logs", cost.logs),
+        ("alarms", cost.alarms),
+    ]
+    return ", ".join(f"{name} {_usd(value)}" for name, value in parts)
+
+
+def trigger_rows(report: TriggerReport, w1_total: float) -> list[Row]:
+    """The trigger benchmark's rows (`benchmarks.triggers`), W1 priced at ``w1_total`` a
+    month without the dispatcher."""
+    lag, w1 = report.lag, report.w1
+    month = triggers.price_w1(w1)
+    idle = triggers.price_w3(w1)
+    per_1000 = w1.invocations / w1.records * 1000
+    n = w1.invocations
+    ops = {name: count / n for name, count in Usage(1, w1.calls).by_operation("dynamodb").items()}
+    calls = ", ".join(f"{name} {_number(v)}" for name, v in ops.items())
+
+    return [
+        Row(
+            f"delivery lag from append to invocation, `lakelog dev` wiring ({len(lag.lags)} "
+            "one-record appends, window 500 ms): p50 / p99 s",
+            f"{lag.p50:.2f} / {lag.p99:.2f} ({lag.invocations} invocations)",
+            f"p99 ≤ {LAG_P99_TARGET_S:g} s",
+            lag.p99 <= LAG_P99_TARGET_S,
+        ),
+        Row(
+            f"W1 stream ({w1.records:,} records, 12 partitions, {w1.seconds:g} s): "
+            "invocations per 1,000 records (batch 100, window 500 ms)",
+            f"{_number(per_1000)} ({w1.records / n:.0f} records a batch)",
+            f"≤ {INVOCATIONS_PER_1000_TARGET:g}",
+            per_1000 <= INVOCATIONS_PER_1000_TARGET,
+        ),
+        Row(
+            "dispatcher per invocation: DynamoDB calls; WRU / RRU; S3 GET; Lambda Invoke",
+            f"{calls}; {_number(w1.write_units / n)} / {_number(w1.read_units / n)}; "
+            f"{_number(w1.count('s3', 'GetObject') / n)}; 1",
+        ),
+        Row(
+            "dispatcher per stream-triggered run: CPU ms (moto excluded), modeled duration ms",
+            f"{w1.cpu_s / w1.stream_calls * 1000:.1f}, "
+            f"{w1.duration_s / w1.stream_calls * 1000:.0f}",
+        ),
+        Row(
+            "W1 with one subscription reading everything: dispatcher $/month (the "
+            "function's own cost excluded)",
+            f"{_usd(month.total)} = {_dispatch_parts(month)}; the function is invoked "
+            f"{month.function_invocations / 1e6:.1f} M times; W1 {_usd(w1_total)} -> "
+            f"{_usd(w1_total + month.total)} (+{month.total / w1_total:.0%})",
+        ),
+        Row(
+            "W3, an idle subscription: dispatcher $/month (the minute schedule: "
+            f"{_calls(Usage(1, w1.schedule_calls), 'dynamodb')} a run; prod's alarms)",
+            f"{_usd(idle.total)} = {_dispatch_parts(idle)}",
+            f"≤ {_usd(IDLE_DISPATCH_TARGET_USD)}",
+            idle.total <= IDLE_DISPATCH_TARGET_USD,
+        ),
+    ]
+
+
+def trigger_verdict(rows: Sequence[Row]) -> str:
+    """The triggers' own count of targets met."""
+    return verdict(rows).replace("Targets met", "Trigger targets met")

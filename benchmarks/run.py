@@ -28,10 +28,13 @@ from benchmarks.report import (
     cost_rows,
     cost_verdict,
     render,
+    trigger_rows,
+    trigger_verdict,
     verdict,
 )
 from benchmarks.sdk import SdkWorkload, run_sdk
 from benchmarks.startup import StartupWorkload, run_startup
+from benchmarks.triggers import TriggerWorkload, run_triggers
 from benchmarks.workloads import (
     Bench,
     CpuReport,
@@ -82,6 +85,7 @@ def run(
     startup_workload: StartupWorkload | None = None,
     cost_workload: CostWorkload | None = None,
     compaction_workload: CompactionWorkload | None = None,
+    trigger_workload: TriggerWorkload | None = None,
 ) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
@@ -99,13 +103,15 @@ def run(
         The named workloads W1-W4 (`CostWorkload` defaults when None).
     compaction_workload
         The compactor's topics (`CompactionWorkload` defaults when None).
+    trigger_workload
+        The trigger benchmark's appends (`TriggerWorkload` defaults when None).
 
     Returns
     -------
     str
         The Markdown table followed by a line saying which targets were met, then the
         monthly cost table of the named workloads and its own count of targets met, then
-        the compactor's table and count.
+        the compactor's table and count, then the triggers' table and count.
     """
     _use_fake_credentials()
     # First, in a process that holds nothing else yet, like a fresh Lambda.
@@ -141,12 +147,18 @@ def run(
         run_compaction(compaction_workload), _w1_total(cost_report.results)
     )
     sys.stderr.write(f"compactor workload: {time.monotonic() - started:.1f} s\n")
+    started = time.monotonic()
+    triggers = trigger_rows(run_triggers(trigger_workload), _w1_total(cost_report.results))
+    sys.stderr.write(f"trigger workload: {time.monotonic() - started:.1f} s\n")
     return (
         f"{render(rows)}\n\n{verdict(rows)}\n\n"
         f"### A month of each named workload (us-east-1 list prices)\n\n"
         f"{render(cost)}\n\n{cost_verdict(cost)}\n\n"
         f"### The compactor (W1-like topic on moto, scaled to a month of W1)\n\n"
-        f"{render(compaction)}\n\n{compaction_verdict(compaction)}\n"
+        f"{render(compaction)}\n\n{compaction_verdict(compaction)}\n\n"
+        f"### Triggers (`lakelog dev` wiring for the lag; W1's stream on moto, scaled to a "
+        f"month)\n\n"
+        f"{render(triggers)}\n\n{trigger_verdict(triggers)}\n"
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from lakelog import Engine, ResetTarget, ResourceNames, ToOffset, TopicNotFoundError, ToTimestamp
 from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
+from lakelog.service.groups import GroupView
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.storage.delivery import DynamoDeliveryStateStore
 from lakelog.storage.faults import FailPoint, InjectedFaultError
@@ -359,14 +360,24 @@ class _Reads:
         self._inner = inner
         self.seen: list[str] = []
 
+    def _seen(self, name: str, args: tuple[Any, ...]) -> str:
+        return str(args[0]) if args else name
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._inner, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self.seen.append(str(args[0]) if args else name)
+            self.seen.append(self._seen(name, args))
             return method(*args, **kwargs)
 
         return call
+
+
+class _Calls(_Reads):
+    """Wraps a store and records the name of every method called."""
+
+    def _seen(self, name: str, args: tuple[Any, ...]) -> str:
+        return name
 
 
 def test_an_idle_topic_is_never_read(clock: Clock) -> None:
@@ -529,3 +540,29 @@ def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
     assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
     assert states.due(10**15) == []
     eng.close()
+
+
+def test_a_delivery_keeps_its_lease_until_the_member_leaves(clock: Clock) -> None:
+    storage = MemoryStorage(clock)
+    objects, ledger, catalog, groups = storage.stores()
+    watched = _Calls(groups)
+    eng = Engine(objects, ledger, catalog, watched, clock_ms=clock)
+    eng.create_topic("orders")
+    sub = subscription("orders", max_batching_window_ms=0)
+    h = Harness(eng, sub)
+    dispatcher = h.dispatcher()
+    for value in (b"a", b"b"):
+        h.append("orders", 0, value)
+        watched.seen.clear()
+        assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 1
+        # one lease write for the first delivery, none for the next one; never a give-up
+        moves = [name for name in watched.seen if name in {"take_lease", "give_up_lease"}]
+        assert moves == (["take_lease"] if value == b"a" else [])
+    view = GroupView.of(groups.read_group(sub.group), clock())
+    assert view.lease("orders", 0).owner == dispatcher.member_id
+    assert dispatcher.member_id not in view.live  # the member left: the lease is free
+    other = h.dispatcher()
+    h.append("orders", 0, b"c")
+    assert other.on_appended([h.topic_id("orders")]).records_delivered == 1
+    assert h.functions.offsets("orders-0") == [0, 1, 2]
+    assert h.committed(sub, 0) == 3

@@ -14,6 +14,7 @@ items) and `Dispatcher.resume_due` (the schedule: one query of the due states).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import functools
 import json
@@ -382,11 +383,10 @@ class Dispatcher:
         state = replace(state, due_ms=guard, woken=False)
         self._states.put(state)
         delivery = _Delivery(sub, topic, partition, lease, state)
-        try:
+        with contextlib.suppress(_LeaseLost):
             self._run(delivery, report)
-        except _LeaseLost:
-            return
-        self._groups.give_up_lease(sub.group, delivery.lease)
+        # The lease stays with this member: its next delivery of the partition takes no
+        # lease write, and `_leave` (deleting the member item) frees it for the others.
 
     def _run(self, d: _Delivery, report: DispatchReport) -> None:
         offset = d.lease.committed_offset

@@ -1,0 +1,393 @@
+"""The trigger benchmark: delivery lag, batching and the dispatcher's cost (ADR 0015 §4, §5).
+
+Everything runs the real dispatcher (`lakelog.service.dispatch.Dispatcher` over the DynamoDB
+delivery states) on in-process moto with the cost benchmark's recorder
+(`benchmarks.simulation.TimedRecorder`: every S3 request and DynamoDB unit as AWS bills
+them, and their CPU left out of the dispatcher's). Nothing reaches AWS.
+
+- **Lag** (real time): ``lakelog dev``'s wiring: an engine whose append hook is
+  `LocalDispatcher.notify`, its worker thread (``resume_due`` every second) and a
+  ``local:`` function recording when each record arrives. One-record appends every
+  `TriggerWorkload.lag_gap_s`; the lag of a record is its arrival minus the return of its
+  append. With the default 500 ms batching window a batch short of 100 records waits for
+  its window, then for the next ``resume_due``.
+- **W1** (a fake clock): W1's stream (3 appends a second of 341 keyed 1 KiB records over
+  12 partitions) with one subscription of the defaults (batch 100, window 500 ms). As the
+  event source mapping CDK sets (batch 1,000, window 1 s) calls the dispatcher at most
+  once a second, ``on_appended`` runs once per modeled second, ``resume_due`` once a
+  minute. The dispatcher's CPU is measured (moto and the recorder excluded) and its
+  duration modeled (`benchmarks.simulation.io_seconds`, plus `INVOKE_WAIT_S` per
+  invocation of the subscribed function); `price_w1` scales a month from it.
+- **W3** (an idle subscription): one ``resume_due`` measured; `price_w3`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import boto3
+from moto import mock_aws
+
+from benchmarks.cost import RECORD_BYTES, REGION
+from benchmarks.pricing import (
+    DYNAMODB_READ_UNIT,
+    DYNAMODB_WRITE_UNIT,
+    LAMBDA_ARM_GB_SECOND,
+    LAMBDA_REQUEST,
+    MONTH_S,
+    S3_GET_REQUEST,
+    lambda_duration,
+)
+from benchmarks.recorder import Call
+from benchmarks.simulation import CpuAccount, SimClock, TimedRecorder, io_seconds
+from benchmarks.workloads import make_values
+from lakelog import Engine, Record, ResourceNames
+from lakelog.dispatcher_handler import dispatcher_for
+from lakelog.local.dispatching import LocalDispatcher
+from lakelog.service.invoke import InvokeOutcome, Invoker
+from lakelog.service.invokers import LocalInvoker, RoutingInvoker
+from lakelog.service.subscriptions import FunctionPolicy
+from lakelog.storage import create_resources
+from lakelog.storage.delivery import DynamoDeliveryStateStore
+from lakelog.types import Subscription
+
+__all__ = [
+    "DISPATCHER_MEMORY_MB",
+    "INVOKE_WAIT_S",
+    "LagReport",
+    "MonthlyDispatch",
+    "TriggerReport",
+    "TriggerWorkload",
+    "W1Dispatch",
+    "arrived",
+    "percentile",
+    "price_w1",
+    "price_w3",
+    "run_triggers",
+]
+
+DISPATCHER_MEMORY_MB: Final = 1769
+"""The dispatcher function's memory in prod (ADR 0015 §4)."""
+INVOKE_WAIT_S: Final = 0.05
+"""Modeled wait of one synchronous Invoke of a short subscribed function."""
+ESM_WINDOW_S: Final = 1.0
+"""The event source mapping's batching window on the ledger stream (CDK)."""
+SCHEDULE_S: Final = 60.0
+ALARMS: Final = 3
+"""Prod's dispatcher alarms (standard metrics, $0.10 each a month)."""
+ALARM_MONTH: Final = 0.10
+LOG_LINE_GB: Final = 250 / 1e9
+"""One log line a run (ADR 0015 §4)."""
+LOGS_GB: Final = 0.50
+W1_APPENDS_PER_S: Final = 3.0
+W1_PARTITIONS: Final = 12
+W1_RECORDS_PER_APPEND: Final = round((1 << 20) / RECORD_BYTES / W1_APPENDS_PER_S)
+_FUNCTION: Final = "local:benchmarks.triggers:arrived"
+_ARRIVALS: list[tuple[float, int, int]] = []
+_ARRIVALS_LOCK = threading.Lock()
+_INVOCATIONS: list[float] = []
+
+
+def arrived(event: dict[str, Any], context: object) -> None:
+    """The subscribed ``local:`` function: remembers when each record arrived."""
+    del context
+    now = time.monotonic()
+    with _ARRIVALS_LOCK:
+        _INVOCATIONS.append(now)
+        for records in event["records"].values():
+            _ARRIVALS.extend((now, r["partition"], r["offset"]) for r in records)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerWorkload:
+    """Sizes of the trigger benchmark (the defaults take about 30 s on two cores)."""
+
+    lag_appends: int = 300
+    lag_gap_s: float = 0.02
+    w1_seconds: int = 20
+    """Modeled seconds of W1's stream."""
+    seed: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LagReport:
+    """Seconds from an append's return to its record's arrival, one per record."""
+
+    lags: tuple[float, ...]
+    invocations: int
+
+    @property
+    def p50(self) -> float:
+        """The median lag, seconds."""
+        return percentile(self.lags, 0.50)
+
+    @property
+    def p99(self) -> float:
+        """The 99th percentile lag, seconds."""
+        return percentile(self.lags, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class W1Dispatch:
+    """What the dispatcher did for ``seconds`` of W1's stream."""
+
+    seconds: float
+    records: int
+    stream_calls: int
+    """``on_appended`` calls (stream-triggered dispatcher invocations)."""
+    invocations: int
+    """Invocations of the subscribed function."""
+    calls: tuple[Call, ...]
+    cpu_s: float
+    schedule_calls: tuple[Call, ...] = field(default=())
+    """The calls of one idle ``resume_due``."""
+    schedule_cpu_s: float = 0.0
+
+    def count(self, service: str, operation: str | None = None) -> int:
+        """Calls to ``service`` (and ``operation``, when given) of the stream runs."""
+        return sum(
+            1
+            for c in self.calls
+            if c.service == service and (operation is None or c.operation == operation)
+        )
+
+    @property
+    def write_units(self) -> float:
+        """DynamoDB write units of the stream runs, as billed."""
+        return sum(c.write_units for c in self.calls)
+
+    @property
+    def read_units(self) -> float:
+        """DynamoDB read units of the stream runs, as billed."""
+        return sum(c.read_units for c in self.calls)
+
+    @property
+    def duration_s(self) -> float:
+        """Modeled billed duration of all the stream-triggered dispatcher runs."""
+        io = io_seconds(self.calls) + self.invocations * INVOKE_WAIT_S
+        return lambda_duration(self.cpu_s, io, DISPATCHER_MEMORY_MB)
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerReport:
+    """The lag run and the W1 run."""
+
+    lag: LagReport
+    w1: W1Dispatch
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyDispatch:
+    """USD a month of the dispatcher, by part."""
+
+    requests: float
+    duration: float
+    dynamodb: float
+    s3: float
+    logs: float
+    alarms: float
+    function_invocations: float
+    """Invocations of the subscribed function a month (its own cost excluded)."""
+
+    @property
+    def total(self) -> float:
+        """USD a month, every part."""
+        return self.requests + self.duration + self.dynamodb + self.s3 + self.logs + self.alarms
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank ``fraction`` percentile of ``values`` (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(fraction * len(ordered), 9)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _schedule_month(w1: W1Dispatch) -> MonthlyDispatch:
+    runs = MONTH_S / SCHEDULE_S
+    io = io_seconds(w1.schedule_calls)
+    duration = lambda_duration(w1.schedule_cpu_s, io, DISPATCHER_MEMORY_MB)
+    reads = sum(c.read_units for c in w1.schedule_calls)
+    return MonthlyDispatch(
+        requests=runs * LAMBDA_REQUEST,
+        duration=runs * duration * DISPATCHER_MEMORY_MB / 1024 * LAMBDA_ARM_GB_SECOND,
+        dynamodb=runs * reads * DYNAMODB_READ_UNIT,
+        s3=0.0,
+        logs=runs * LOG_LINE_GB * LOGS_GB,
+        alarms=ALARMS * ALARM_MONTH,
+        function_invocations=0.0,
+    )
+
+
+def price_w3(w1: W1Dispatch) -> MonthlyDispatch:
+    """A month of an idle subscription: the minute schedule (one Query a run) and alarms."""
+    return _schedule_month(w1)
+
+
+def price_w1(w1: W1Dispatch) -> MonthlyDispatch:
+    """A month of W1 with one subscription reading everything: the measured stream runs
+    scaled from ``w1.seconds`` to a month, plus the minute schedule and alarms."""
+    scale = MONTH_S / w1.seconds
+    idle = _schedule_month(w1)
+    gb_s = w1.duration_s * DISPATCHER_MEMORY_MB / 1024
+    units = w1.write_units * DYNAMODB_WRITE_UNIT + w1.read_units * DYNAMODB_READ_UNIT
+    return MonthlyDispatch(
+        requests=scale * w1.stream_calls * LAMBDA_REQUEST + idle.requests,
+        duration=scale * gb_s * LAMBDA_ARM_GB_SECOND + idle.duration,
+        dynamodb=scale * units + idle.dynamodb,
+        s3=scale * w1.count("s3", "GetObject") * S3_GET_REQUEST,
+        logs=scale * w1.stream_calls * LOG_LINE_GB * LOGS_GB + idle.logs,
+        alarms=idle.alarms,
+        function_invocations=scale * w1.invocations,
+    )
+
+
+class _Deployment:
+    """Resources on moto, an engine that appends and one that dispatches (recorded)."""
+
+    def __init__(self, prefix: str, clock_ms: Any, on_append: Any = None) -> None:
+        self.session = boto3.Session(region_name=REGION)
+        self.names = ResourceNames.for_prefix(prefix)
+        create_resources(self.session.client("s3"), self.session.client("dynamodb"), self.names)
+        self.account = CpuAccount()
+        self.recorder = TimedRecorder(self.session.client("dynamodb"), self.account)
+        policy = FunctionPolicy(allow_local=True)
+        self.producer = self._engine(clock_ms, policy, on_append=on_append)
+        s3, dynamodb = self.session.client("s3"), self.session.client("dynamodb")
+        self.recorder.attach(s3)
+        self.recorder.attach(dynamodb)
+        engine = Engine.from_clients(s3, dynamodb, self.names, clock_ms=clock_ms)
+        self.dispatcher = dispatcher_for(
+            engine,
+            _LambdaLikeInvoker(RoutingInvoker(local_invoker=LocalInvoker()), self.account),
+            _NoQueues(),
+            states=DynamoDeliveryStateStore(dynamodb, self.names.catalog_table),
+        )
+
+    def _engine(self, clock_ms: Any, policy: FunctionPolicy, **kwargs: Any) -> Engine:
+        s3, dynamodb = self.session.client("s3"), self.session.client("dynamodb")
+        return Engine.from_clients(
+            s3, dynamodb, self.names, clock_ms=clock_ms, functions=policy, **kwargs
+        )
+
+    def subscribe(self, topic: str, partitions: int) -> str:
+        topic_id = self.producer.create_topic(topic, partitions).topic_id
+        self.producer.create_subscription(Subscription("bench", topic, _FUNCTION))
+        return topic_id
+
+
+class _LambdaLikeInvoker:
+    """Serializes the event as `LambdaInvoker`'s client does (counted), then calls the
+    ``local:`` function with its CPU excluded (the subscribed function is not the
+    dispatcher's)."""
+
+    def __init__(self, inner: Invoker, account: CpuAccount) -> None:
+        self._inner = inner
+        self._account = account
+
+    def invoke(self, function_arn: str, event: Mapping[str, Any]) -> InvokeOutcome:
+        json.dumps(event).encode()
+        with self._account.exclude():
+            return self._inner.invoke(function_arn, event)
+
+
+class _NoQueues:
+    def send(self, queue_arn: str, body: str) -> None:
+        raise AssertionError(f"nothing fails in the benchmark: {queue_arn} {body[:80]}")
+
+
+def _clear() -> None:
+    with _ARRIVALS_LOCK:
+        _ARRIVALS.clear()
+        _INVOCATIONS.clear()
+
+
+def _run_lag(workload: TriggerWorkload) -> LagReport:
+    worker: LocalDispatcher | None = None
+
+    def notify(topic_id: str) -> None:
+        if worker is not None:
+            worker.notify(topic_id)
+
+    run = _Deployment("triglag", lambda: time.time_ns() // 1_000_000, notify)
+    worker = LocalDispatcher(lambda: run.dispatcher)
+    run.subscribe("lag", 1)
+    _clear()
+    worker.start()
+    appended: dict[int, float] = {}
+    try:
+        for i in range(workload.lag_appends):
+            (landed,) = run.producer.append("lag", [Record(value=b"%d" % i, partition=0)])
+            appended[landed.offset] = time.monotonic()
+            time.sleep(workload.lag_gap_s)
+        deadline = time.monotonic() + 10.0
+        while len(_ARRIVALS) < len(appended) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    with _ARRIVALS_LOCK:
+        arrivals = list(_ARRIVALS)
+    first = {offset: at for at, _, offset in reversed(arrivals)}
+    lags = tuple(first[o] - t for o, t in appended.items() if o in first)
+    return LagReport(lags, len(_INVOCATIONS))
+
+
+def _stream_w1(run: _Deployment, clock: SimClock, workload: TriggerWorkload) -> W1Dispatch:
+    topic_id = run.subscribe("w1", W1_PARTITIONS)
+    values = make_values(W1_RECORDS_PER_APPEND, RECORD_BYTES, workload.seed)
+    records = [Record(key=b"key-%d" % i, value=value) for i, value in enumerate(values)]
+    _clear()
+    calls: list[Call] = []
+    cpu = 0.0
+    stream_calls = 0
+    appends_per_call = round(W1_APPENDS_PER_S * ESM_WINDOW_S)
+    for second in range(workload.w1_seconds):
+        for k in range(appends_per_call):
+            clock.advance_to(second + k / appends_per_call)
+            run.producer.append("w1", records)
+        clock.advance_to(second + ESM_WINDOW_S)
+        with run.recorder.capture() as captured:
+            _, used = run.account.cpu(lambda: run.dispatcher.on_appended([topic_id]))
+        calls += captured
+        cpu += used
+        stream_calls += 1
+    invocations = len(_INVOCATIONS)
+    clock.advance_to(workload.w1_seconds + 600.0)
+    run.dispatcher.resume_due()  # the windows left open, then nothing is due
+    clock.advance_to(workload.w1_seconds + 660.0)
+    with run.recorder.capture() as idle:
+        _, idle_cpu = run.account.cpu(run.dispatcher.resume_due)
+    return W1Dispatch(
+        seconds=float(workload.w1_seconds),
+        records=workload.w1_seconds * appends_per_call * len(records),
+        stream_calls=stream_calls,
+        invocations=invocations,
+        calls=tuple(calls),
+        cpu_s=cpu,
+        schedule_calls=tuple(idle),
+        schedule_cpu_s=idle_cpu,
+    )
+
+
+def run_triggers(workload: TriggerWorkload | None = None) -> TriggerReport:
+    """Run both parts on fresh in-process moto deployments."""
+    workload = workload or TriggerWorkload()
+    with mock_aws():
+        lag = _run_lag(workload)
+    with mock_aws():
+        w1 = _run_w1(workload)
+    return TriggerReport(lag, w1)
+
+
+def _run_w1(workload: TriggerWorkload) -> W1Dispatch:
+    """W1's stream on a fake clock, moto's and Python's gc CPU excluded."""
+    run = _Deployment("trigw1", (clock := SimClock()).ms)
+    with run.account.excluding_moto(), run.account.excluding_gc():
+        return _stream_w1(run, clock, workload)
