@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from lakelog import Engine, ResetTarget, ResourceNames, ToOffset, TopicNotFoundError, ToTimestamp
-from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
+from lakelog.service.dispatch import (
+    DEFAULT_SESSION_MS,
+    INLINE_WINDOW_MS,
+    MAX_EVENT_BYTES,
+    backoff_ms,
+)
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.storage.delivery import DynamoDeliveryStateStore
 from lakelog.storage.faults import FailPoint, InjectedFaultError
@@ -75,13 +80,14 @@ def test_each_partition_arrives_in_order_across_many_batches(eng: Engine) -> Non
 def test_a_short_batch_waits_for_its_window_and_a_full_one_does_not(
     eng: Engine, clock: Clock
 ) -> None:
+    # A window longer than the dispatcher waits for itself is left to the schedule
     eng.create_topic("orders")
-    sub = subscription("orders", batch_size=10, max_batching_window_ms=1_000)
+    sub = subscription("orders", batch_size=10, max_batching_window_ms=INLINE_WINDOW_MS + 1)
     h = Harness(eng, sub)
-    dispatcher = h.dispatcher()
+    dispatcher = h.dispatcher(sleep=pytest.fail)
     h.append("orders", 0, b"a", b"b", b"c")
     assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0
-    clock.advance(999)
+    clock.advance(INLINE_WINDOW_MS)
     assert dispatcher.resume_due().invocations == 0
     clock.advance(1)
     report = dispatcher.resume_due()
@@ -89,6 +95,36 @@ def test_a_short_batch_waits_for_its_window_and_a_full_one_does_not(
     h.append("orders", 0, *[bytes([i]) for i in range(10)])  # a full batch: no wait
     assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 10
     assert h.functions.batches("orders-0") == [[0, 1, 2], list(range(3, 13))]
+
+
+@pytest.mark.parametrize("window_ms", [500, INLINE_WINDOW_MS])
+def test_a_short_window_is_waited_for_in_the_delivery_then_the_batch_goes_out(
+    eng: Engine, clock: Clock, window_ms: int
+) -> None:
+    # Given a subscription whose window ends within the bound the dispatcher waits itself
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=10, max_batching_window_ms=window_ms)
+    h = Harness(eng, sub)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a record arrives while the window runs
+        slept.append(seconds)
+        h.append("orders", 0, b"d")
+        clock.advance(round(seconds * 1000))
+
+    dispatcher = h.dispatcher(sleep=sleep)
+    h.append("orders", 0, b"a", b"b", b"c")
+
+    # When the append's trigger runs
+    report = dispatcher.on_appended([h.topic_id("orders")])
+
+    # Then it waited out the window once and delivered one batch with what it gathered,
+    # leaving nothing for the schedule
+    assert slept == [window_ms / 1000]
+    assert (report.invocations, report.records_delivered) == (1, 4)
+    assert h.functions.batches("orders-0") == [[0, 1, 2, 3]]
+    assert h.committed(sub, 0) == 4
+    assert h.states.due(10**15) == []
 
 
 def test_a_batch_is_cut_before_the_event_exceeds_lambdas_payload_limit(eng: Engine) -> None:
