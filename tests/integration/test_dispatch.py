@@ -6,9 +6,11 @@ events and threads, never sleeps. Faults are injected at the group store's commi
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +23,12 @@ from lakelog.service.dispatch import (
     backoff_ms,
 )
 from lakelog.service.invoke import InvokeOutcome
-from lakelog.storage.delivery import DynamoDeliveryStateStore
+from lakelog.service.subscriptions import delivery_state_text
+from lakelog.storage.delivery import (
+    DeliveryState,
+    DynamoDeliveryStateStore,
+    MemoryDeliveryStateStore,
+)
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.memory import MemoryStorage
 from lakelog.types import OnFailure, Subscription
@@ -565,3 +572,49 @@ def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
     assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
     assert states.due(10**15) == []
     eng.close()
+
+
+def _iso(ms: int) -> str:
+    at = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_describe_reports_each_partitions_delivery_state_from_the_store(
+    make_engine: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given an engine that reads the dispatcher's delivery states, and a subscription with
+    # a window the schedule resumes and a function failing on "bad"
+    states = MemoryDeliveryStateStore()
+    eng = make_engine(clock_ms=clock, sleep=lambda _s: None, deliveries=states)
+    eng.create_topic("orders", 3)
+    sub = subscription("orders", max_batching_window_ms=INLINE_WINDOW_MS + 1_000)
+    eng.create_subscription(sub)
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")), states=states)
+    dispatcher = h.dispatcher(sleep=pytest.fail)
+
+    # When partition 1's batch fails once and partition 0's waits for its window
+    h.append("orders", 1, b"bad")
+    dispatcher.on_appended([h.topic_id("orders")])
+    clock.advance(sub.max_batching_window_ms)
+    assert dispatcher.resume_due().invocations == 1
+    h.append("orders", 0, b"a")
+    dispatcher.on_appended([h.topic_id("orders")])
+    status = eng.describe_subscription("orders", "s1")
+
+    # Then describe says so per partition; partition 2, caught up, has no state
+    now = clock()
+    assert status.state == {
+        0: f"waiting for window (until {_iso(now + sub.max_batching_window_ms)})",
+        1: f"retrying (attempt 2, next at {_iso(now + backoff_ms(1))})",
+    }
+    assert [p.lag for p in status.partitions] == [1, 1, 0]
+
+
+def test_delivery_state_texts() -> None:
+    state = DeliveryState("g", "orders", "s1", 0, due_ms=START_MS)
+    assert delivery_state_text(None, True, START_MS) == "delivering"
+    assert delivery_state_text(state, True, START_MS - 1) == "delivering"
+    assert delivery_state_text(state, False, START_MS) == f"due (since {_iso(START_MS)})"
+    assert delivery_state_text(replace(state, attempts=3), True, START_MS) == (
+        f"retrying (attempt 4, next at {_iso(START_MS)})"
+    )
