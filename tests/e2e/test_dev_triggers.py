@@ -118,6 +118,8 @@ def test_a_local_function_receives_batches_retries_and_sends_failures_on(
     # Then its batch was tried twice (one retry) and its failure record names it
     poisoned = [b for b in batches(dev_server, topic) if [0, 7, POISON] in b]
     assert len(poisoned) == 2, poisoned
+    assert dev_server.output.count(f"lakelog dev: {FUNCTION} raised:") == 2  # as Lambda logs
+    assert "ValueError: poison record" in dev_server.lines
     (failure,) = fetch_all(api, failed, 0)
     body = json.loads(unb64(failure["value"]) or b"")
     assert body["requestContext"]["approximateInvokeCount"] == 2
