@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -56,20 +56,24 @@ def wait_until(condition: Callable[[], bool], what: str, dev: DevProcess) -> Non
             dev.wait_for_line(printed_after(dev, len(dev.lines)), timeout=1.0)
 
 
-def lakelog(dev: DevProcess, *args: str) -> str:
-    """Run the ``lakelog`` console script against the dev server and return its output."""
-    env = {**os.environ, "LAKELOG_ENDPOINT": dev.api_url}
+def run(command: Sequence[str], env: Mapping[str, str]) -> str:
+    """Run ``command`` in the repository root with ``env``; its output (fails unless 0)."""
     done = subprocess.run(
-        [LAKELOG, *args],
+        list(command),
         check=False,
         cwd=REPO,
-        env=env,
+        env=dict(env),
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, (command, done.stdout, done.stderr)
     return done.stdout
+
+
+def lakelog(dev: DevProcess, *args: str) -> str:
+    """Run the ``lakelog`` console script against the dev server and return its output."""
+    return run([LAKELOG, *args], {**os.environ, "LAKELOG_ENDPOINT": dev.api_url})
 
 
 def value(text: str, partition: int) -> dict[str, Any]:

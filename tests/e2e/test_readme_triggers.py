@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
+
+import pytest
 
 from lakelog.local.process import DevProcess
 from tests.e2e.conftest import REPO
-from tests.e2e.test_dev_triggers import wait_until
+from tests.e2e.test_dev_triggers import run, wait_until
 
 BIN = Path("/work/main/.venv/bin")
 """The virtual environment the README's ``make dev`` creates (``.venv/bin``)."""
@@ -28,54 +29,35 @@ def quick_start() -> tuple[list[str], str]:
     return commands, printed.strip()
 
 
-def test_the_readme_trigger_quick_start_prints_what_it_says() -> None:
+def test_the_readme_trigger_quick_start_prints_what_it_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     commands, printed = quick_start()
     assert any("subscribe create" in c for c in commands)
 
     # Given lakelog dev started as a user does: the console script, in the repository root
-    env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}  # not the root itself
-    os_env = os.environ.copy()
-    os.environ.update(env)
-    try:
-        dev = DevProcess("--port", "0", cwd=str(REPO), command=[str(BIN / "lakelog")])
-    finally:
-        os.environ.clear()
-        os.environ.update(os_env)
-    with dev:
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "lib"))  # not the root itself
+    with DevProcess("--port", "0", cwd=str(REPO), command=[str(BIN / "lakelog")]) as dev:
         dev.wait_ready()
         # When the README's commands run in a shell with the venv's PATH
-        shell_env = {
-            **env,
+        env = {
+            **os.environ,
             "PATH": f"{BIN}:{os.environ['PATH']}",
             "LAKELOG_ENDPOINT": dev.api_url,
         }
         for command in commands:
-            done = subprocess.run(
-                ["bash", "-c", command],
-                check=False,
-                cwd=REPO,
-                env=shell_env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, (command, done.stdout, done.stderr, dev.output)
+            run(["bash", "-c", command], env)
 
         # Then the server prints the line the README shows (waited for with a backstop)
         assert dev.wait_for_line(lambda line: line == printed, timeout=120.0) == printed
 
         # And describe reaches what the README says: partition 0 committed at 1, lag 0
         def partitions() -> list[tuple[int, int | None, int | None]]:
-            done = subprocess.run(
-                [str(BIN / "lakelog"), "--json", "subscribe", "describe", "orders", "print"],
-                check=True,
-                env=shell_env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            status = json.loads(done.stdout)
-            return [(p["partition"], p["committed_offset"], p["lag"]) for p in status["partitions"]]
+            out = run(["lakelog", "--json", "subscribe", "describe", "orders", "print"], env)
+            return [
+                (p["partition"], p["committed_offset"], p["lag"])
+                for p in json.loads(out)["partitions"]
+            ]
 
         wait_until(lambda: partitions() == [(0, 1, 0)], "lag 0", dev)
 
