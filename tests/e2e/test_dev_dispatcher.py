@@ -4,6 +4,8 @@ moto's SQS as its ports."""
 
 from __future__ import annotations
 
+import io
+import re
 import uuid
 from typing import Any
 
@@ -63,3 +65,27 @@ def test_the_dev_server_appends_and_goes_idle_with_whatever_dispatcher_it_has() 
         with client.producer() as producer:
             producer.send("orders", value=b"hello").result(timeout=WAIT)
         assert service.dispatcher.wait_idle(WAIT)
+
+
+def test_without_subscriptions_the_real_dispatcher_prints_nothing_but_the_access_log(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Given the dev server with its real dispatcher and a topic nobody subscribed to
+    log = io.StringIO()
+    with (
+        LocalService(port=0, prefix=_prefix(), access_log=log) as service,
+        Client(service.api_url) as client,
+    ):
+        client.create_topic("orders", partitions=2)
+
+        # When records are produced and the dispatcher has handled the append
+        with client.producer() as producer:
+            producer.send("orders", value=b"hello", partition=1).result(timeout=WAIT)
+        assert service.dispatcher.wait_idle(WAIT)
+
+    # Then the server printed its access log lines and nothing else
+    printed = capfd.readouterr()
+    assert printed.out == "" and printed.err == "", printed
+    assert all(
+        re.fullmatch(r"[A-Z]+ /v1/\S+ -> \d{3} \(\d+ ms\)", x) for x in log.getvalue().splitlines()
+    ), log.getvalue()

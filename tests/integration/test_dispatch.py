@@ -6,18 +6,30 @@ events and threads, never sleeps. Faults are injected at the group store's commi
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from lakelog import Engine, ResetTarget, ResourceNames, ToOffset, TopicNotFoundError, ToTimestamp
-from lakelog.service.dispatch import DEFAULT_SESSION_MS, MAX_EVENT_BYTES, backoff_ms
+from lakelog.service.dispatch import (
+    DEFAULT_SESSION_MS,
+    INLINE_WINDOW_MS,
+    MAX_EVENT_BYTES,
+    backoff_ms,
+)
 from lakelog.service.groups import GroupView
 from lakelog.service.invoke import InvokeOutcome
-from lakelog.storage.delivery import DynamoDeliveryStateStore
+from lakelog.service.subscriptions import delivery_state_text
+from lakelog.storage.delivery import (
+    DeliveryState,
+    DynamoDeliveryStateStore,
+    MemoryDeliveryStateStore,
+)
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.memory import MemoryStorage
 from lakelog.types import OnFailure, Subscription
@@ -76,13 +88,14 @@ def test_each_partition_arrives_in_order_across_many_batches(eng: Engine) -> Non
 def test_a_short_batch_waits_for_its_window_and_a_full_one_does_not(
     eng: Engine, clock: Clock
 ) -> None:
+    # A window longer than the dispatcher waits for itself is left to the schedule
     eng.create_topic("orders")
-    sub = subscription("orders", batch_size=10, max_batching_window_ms=1_000)
+    sub = subscription("orders", batch_size=10, max_batching_window_ms=INLINE_WINDOW_MS + 1)
     h = Harness(eng, sub)
-    dispatcher = h.dispatcher()
+    dispatcher = h.dispatcher(sleep=pytest.fail)
     h.append("orders", 0, b"a", b"b", b"c")
     assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0
-    clock.advance(999)
+    clock.advance(INLINE_WINDOW_MS)
     assert dispatcher.resume_due().invocations == 0
     clock.advance(1)
     report = dispatcher.resume_due()
@@ -90,6 +103,36 @@ def test_a_short_batch_waits_for_its_window_and_a_full_one_does_not(
     h.append("orders", 0, *[bytes([i]) for i in range(10)])  # a full batch: no wait
     assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 10
     assert h.functions.batches("orders-0") == [[0, 1, 2], list(range(3, 13))]
+
+
+@pytest.mark.parametrize("window_ms", [500, INLINE_WINDOW_MS])
+def test_a_short_window_is_waited_for_in_the_delivery_then_the_batch_goes_out(
+    eng: Engine, clock: Clock, window_ms: int
+) -> None:
+    # Given a subscription whose window ends within the bound the dispatcher waits itself
+    eng.create_topic("orders")
+    sub = subscription("orders", batch_size=10, max_batching_window_ms=window_ms)
+    h = Harness(eng, sub)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a record arrives while the window runs
+        slept.append(seconds)
+        h.append("orders", 0, b"d")
+        clock.advance(round(seconds * 1000))
+
+    dispatcher = h.dispatcher(sleep=sleep)
+    h.append("orders", 0, b"a", b"b", b"c")
+
+    # When the append's trigger runs
+    report = dispatcher.on_appended([h.topic_id("orders")])
+
+    # Then it waited out the window once and delivered one batch with what it gathered,
+    # leaving nothing for the schedule
+    assert slept == [window_ms / 1000]
+    assert (report.invocations, report.records_delivered) == (1, 4)
+    assert h.functions.batches("orders-0") == [[0, 1, 2, 3]]
+    assert h.committed(sub, 0) == 4
+    assert h.states.due(10**15) == []
 
 
 def test_a_batch_is_cut_before_the_event_exceeds_lambdas_payload_limit(eng: Engine) -> None:
@@ -566,3 +609,49 @@ def test_a_delivery_keeps_its_lease_until_the_member_leaves(clock: Clock) -> Non
     assert other.on_appended([h.topic_id("orders")]).records_delivered == 1
     assert h.functions.offsets("orders-0") == [0, 1, 2]
     assert h.committed(sub, 0) == 3
+
+
+def _iso(ms: int) -> str:
+    at = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def test_describe_reports_each_partitions_delivery_state_from_the_store(
+    make_engine: Callable[..., Engine], clock: Clock
+) -> None:
+    # Given an engine that reads the dispatcher's delivery states, and a subscription with
+    # a window the schedule resumes and a function failing on "bad"
+    states = MemoryDeliveryStateStore()
+    eng = make_engine(clock_ms=clock, sleep=lambda _s: None, deliveries=states)
+    eng.create_topic("orders", 3)
+    sub = subscription("orders", max_batching_window_ms=INLINE_WINDOW_MS + 1_000)
+    eng.create_subscription(sub)
+    h = Harness(eng, sub, functions=Functions(fails_on(b"bad")), states=states)
+    dispatcher = h.dispatcher(sleep=pytest.fail)
+
+    # When partition 1's batch fails once and partition 0's waits for its window
+    h.append("orders", 1, b"bad")
+    dispatcher.on_appended([h.topic_id("orders")])
+    clock.advance(sub.max_batching_window_ms)
+    assert dispatcher.resume_due().invocations == 1
+    h.append("orders", 0, b"a")
+    dispatcher.on_appended([h.topic_id("orders")])
+    status = eng.describe_subscription("orders", "s1")
+
+    # Then describe says so per partition; partition 2, caught up, has no state
+    now = clock()
+    assert status.state == {
+        0: f"waiting for window (until {_iso(now + sub.max_batching_window_ms)})",
+        1: f"retrying (attempt 2, next at {_iso(now + backoff_ms(1))})",
+    }
+    assert [p.lag for p in status.partitions] == [1, 1, 0]
+
+
+def test_delivery_state_texts() -> None:
+    state = DeliveryState("g", "orders", "s1", 0, due_ms=START_MS)
+    assert delivery_state_text(None, True, START_MS) == "delivering"
+    assert delivery_state_text(state, True, START_MS - 1) == "delivering"
+    assert delivery_state_text(state, False, START_MS) == f"due (since {_iso(START_MS)})"
+    assert delivery_state_text(replace(state, attempts=3), True, START_MS) == (
+        f"retrying (attempt 4, next at {_iso(START_MS)})"
+    )

@@ -176,6 +176,19 @@ def test_local_function_exception_is_an_error_with_type_and_message() -> None:
     assert outcome == InvokeOutcome(error="KeyError: 'value'")
 
 
+def test_local_function_exception_is_printed_with_its_traceback_to_the_log() -> None:
+    log = io.StringIO()
+    invoker = LocalInvoker(log=log)
+    invoker.invoke("local:tests.unit.local_functions:explode", EVENT)
+    invoker.invoke("local:tests.unit.no_such_module:record", EVENT)
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "lakelog dev: local:tests.unit.local_functions:explode raised:"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert "KeyError: 'value'" in lines
+    assert "lakelog dev: local:tests.unit.no_such_module:record cannot be loaded:" in lines
+    assert lines[-1] == "ModuleNotFoundError: No module named 'tests.unit.no_such_module'"
+
+
 def test_local_reply_json_cannot_hold_is_a_marshal_error() -> None:
     outcome = LocalInvoker().invoke("local:tests.unit.local_functions:unmarshalable", EVENT)
     assert outcome.error is not None

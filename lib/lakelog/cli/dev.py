@@ -6,6 +6,7 @@ when ``lakelog`` starts.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -94,6 +95,10 @@ def dev(
     )
 
     out = console()
+    # local: functions are modules of the directory the server runs in, as under python -m
+    # (a console script's path starts at its own bin directory instead).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     # Metrics are disabled locally; Powertools still warns when a request recorded none.
     warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
     service = LocalService(

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 __all__ = ["DevProcess", "start_dev"]
@@ -36,11 +36,16 @@ _BANNER: Final = {
 class DevProcess:
     """One ``lakelog dev`` child process and what its banner said."""
 
-    def __init__(self, *args: str, cwd: str | None = None) -> None:
+    def __init__(
+        self, *args: str, cwd: str | None = None, command: Sequence[str] | None = None
+    ) -> None:
+        """Start ``COMMAND dev ARGS`` in ``cwd``; ``command`` defaults to
+        ``python -m lakelog.cli`` (give the ``lakelog`` console script to run it as a user
+        does)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("AWS_ENDPOINT_URL", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lakelog.cli", "dev", *args],
+            [*(command or (sys.executable, "-m", "lakelog.cli")), "dev", *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -758,7 +758,7 @@ class LocalService:
     def _make_dispatcher(self) -> DispatcherCalls:
         """The dispatcher over the local storage, calling ``local:`` functions in process
         and sending to moto's SQS."""
-        invoker = RoutingInvoker(local_invoker=LocalInvoker())
+        invoker = RoutingInvoker(local_invoker=LocalInvoker(log=sys.stderr))
         sender = SqsQueueSender(self._client("sqs"))
         states = DynamoDeliveryStateStore(self._dynamodb_client(), self.names.catalog_table)
         return dispatcher_for(

@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ __all__ = [
     "BACKOFF_BASE_MS",
     "BACKOFF_MAX_MS",
     "DEFAULT_SESSION_MS",
+    "INLINE_WINDOW_MS",
     "MAX_EVENT_BYTES",
     "SQS_MESSAGE_BYTES",
     "DispatchReport",
@@ -69,6 +71,9 @@ BACKOFF_BASE_MS: Final = 1_000
 """Wait before the first retry of a failed batch; each later retry waits twice as long."""
 BACKOFF_MAX_MS: Final = 60_000
 """The longest wait between two attempts of one batch."""
+INLINE_WINDOW_MS: Final = 1_000
+"""A batching window ending at most this far ahead is waited for in the delivery itself
+(then the batch goes out at once); a later one is left to the schedule (ADR 0015 §2)."""
 MAX_BATCHES_PER_DELIVERY: Final = 100
 """Batches one delivery sends before it leaves the rest to the schedule (due at once)."""
 
@@ -217,6 +222,12 @@ class Dispatcher:
         gateway, or whatever names the deployment.
     session_ms
         The dispatching member's session; must exceed the functions' timeout.
+    max_batches
+        Batches one delivery sends before it leaves the rest to the schedule.
+    inline_window_ms
+        The longest batching window a delivery waits for itself, with ``sleep``.
+    sleep
+        Sleeps that many seconds (injected for tests, with the engine's fake clock).
     """
 
     def __init__(
@@ -230,6 +241,8 @@ class Dispatcher:
         bootstrap_servers: str,
         session_ms: int = DEFAULT_SESSION_MS,
         max_batches: int = MAX_BATCHES_PER_DELIVERY,
+        inline_window_ms: int = INLINE_WINDOW_MS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._engine = engine
         self._ctx = engine.context
@@ -241,6 +254,8 @@ class Dispatcher:
         self._servers = bootstrap_servers
         self._session_ms = session_ms
         self._max_batches = max_batches
+        self._inline_window_ms = inline_window_ms
+        self._sleep = sleep
         self.member_id = f"dispatcher-{uuid.uuid4().hex}"
         self._joined: dict[str, int] = {}  # group -> when its member item was put
         self._names: dict[str, str] = {}  # topic id -> name
@@ -407,9 +422,12 @@ class Dispatcher:
             if not batch.full and not d.state.attempts and d.state.bisect_end is None:
                 window = d.sub.max_batching_window_ms
                 ends = min(records[0].timestamp_ms + window, now + window)
-                if now < ends:
+                if now < ends and ends - now > self._inline_window_ms:
                     self._states.put(replace(d.state, due_ms=ends, woken=False))
                     return
+                if now < ends:  # a short window: wait here, then read what it gathered
+                    self._sleep((ends - now) / 1000)
+                    continue
             expired = self._expired(d.sub, records, now)
             if expired:
                 self._fail(d, expired, "RecordAgeExceeded", "record age exceeded", report)

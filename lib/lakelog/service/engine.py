@@ -25,6 +25,7 @@ from lakelog.service.groups import GroupCoordinator
 from lakelog.service.produce import Appender, AppendHook, AppendRetryPolicy
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.service.subscriptions import FunctionPolicy, Subscriptions, check_user_group
+from lakelog.storage.delivery import DeliveryStateStore, DynamoDeliveryStateStore
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
 from lakelog.storage.keys import ResourceNames
@@ -183,6 +184,9 @@ class Engine:
         Called with the topic id after each committed append (`AppendHook`): ``lakelog
         dev`` queues the topic for its dispatcher (ADR 0015 §4). None in Lambda, where
         the ledger's stream starts the dispatcher.
+    deliveries
+        The dispatcher's delivery states, which describing a subscription reports (the
+        DynamoDB store on the catalog table with `Engine.from_clients`).
     """
 
     def __init__(
@@ -199,6 +203,7 @@ class Engine:
         seed: int | None = None,
         functions: FunctionPolicy | None = None,
         on_append: AppendHook | None = None,
+        deliveries: DeliveryStateStore | None = None,
     ) -> None:
         self.context = EngineContext.create(objects, ledger, catalog, clock_ms)
         producers = ProducerIds(self.context.catalog, self.context.clock_ms)
@@ -209,7 +214,9 @@ class Engine:
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
         self.groups = GroupCoordinator(self.context, groups, self.fetcher)
-        self.subscriptions = Subscriptions(self.context, self.groups, functions or FunctionPolicy())
+        self.subscriptions = Subscriptions(
+            self.context, self.groups, functions or FunctionPolicy(), deliveries
+        )
         self._handlers = _handlers(
             self.admin, self.appender, self.fetcher, self.groups, self.subscriptions
         )
@@ -244,6 +251,9 @@ class Engine:
         **kwargs: Any,
     ) -> Engine:
         """An engine on S3 and DynamoDB through the given boto3 clients."""
+        kwargs.setdefault(
+            "deliveries", DynamoDeliveryStateStore(dynamodb_client, names.catalog_table)
+        )
         return cls(
             S3ObjectStore(s3_client, names.bucket),
             DynamoLedgerStore(dynamodb_client, names.ledger_table),

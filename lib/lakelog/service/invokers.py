@@ -19,10 +19,11 @@ import importlib
 import json
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -163,11 +164,18 @@ class LocalInvoker:
     The module is imported on the first call and kept (an import that fails is tried again
     on the next call, so fixing the module is enough). The function receives a copy of the
     event made through JSON, exactly what Lambda would pass, and a `FunctionContext`.
+
+    Parameters
+    ----------
+    log
+        Where a function that raises (or cannot be loaded) has its traceback printed, as
+        Lambda would log it; None prints nothing (the outcome's error still says what).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log: TextIO | None = None) -> None:
         self._functions: dict[str, LocalFunction] = {}
         self._lock = threading.Lock()
+        self._log = log
 
     def invoke(self, function_arn: str, event: Mapping[str, Any]) -> InvokeOutcome:
         """Call the function; raise ValueError only for a malformed ``function_arn``."""
@@ -175,16 +183,25 @@ class LocalInvoker:
         try:
             function = self._function(function_arn, module_name, name)
         except Exception as exc:  # what Lambda reports for a handler it cannot load
+            self._report(function_arn, "cannot be loaded")
             return InvokeOutcome(error=f"Runtime.ImportModuleError: {type(exc).__name__}: {exc}")
         context = FunctionContext(function_name=name, invoked_function_arn=function_arn)
         try:
             result = function(json.loads(json.dumps(event)), context)
         except Exception as exc:
+            self._report(function_arn, "raised")
             return InvokeOutcome(error=f"{type(exc).__name__}: {exc}")
         try:
             return InvokeOutcome(json.loads(json.dumps(result)))
         except (TypeError, ValueError) as exc:
             return InvokeOutcome(error=f"Runtime.MarshalError: Unable to marshal response: {exc}")
+
+    def _report(self, function_arn: str, what: str) -> None:
+        """Print the exception being handled, under a line naming the function."""
+        if self._log is not None:
+            print(f"lakelog dev: {function_arn} {what}:", file=self._log)
+            traceback.print_exc(file=self._log)
+            self._log.flush()
 
     def _function(self, function_arn: str, module_name: str, name: str) -> LocalFunction:
         with self._lock:

@@ -10,9 +10,10 @@ users may not join, commit, reset or leave such groups (`check_user_group`).
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -29,6 +30,7 @@ from lakelog.limits import validate_topic_name as _topic_name
 from lakelog.service.context import EngineContext, retry_if_stale
 from lakelog.service.groups import GroupCoordinator
 from lakelog.service.producers import DIRECT_PRINCIPAL
+from lakelog.storage.delivery import DeliveryState, DeliveryStateStore
 from lakelog.types import (
     OnFailure,
     PartitionLag,
@@ -43,6 +45,7 @@ __all__ = [
     "FunctionPolicy",
     "Subscriptions",
     "check_user_group",
+    "delivery_state_text",
     "validate_subscription",
 ]
 
@@ -246,14 +249,22 @@ class Subscriptions:
         Keeps each subscription's progress (its committed offsets and leases).
     policy
         Which functions may be subscribed.
+    states
+        The dispatcher's delivery states, which `describe` reports per partition (None:
+        no state is reported).
     """
 
     def __init__(
-        self, context: EngineContext, groups: GroupCoordinator, policy: FunctionPolicy
+        self,
+        context: EngineContext,
+        groups: GroupCoordinator,
+        policy: FunctionPolicy,
+        states: DeliveryStateStore | None = None,
     ) -> None:
         self._ctx = context
         self._groups = groups
         self.policy = policy
+        self._states = states
 
     def create(self, spec: Subscription, principal: str = DIRECT_PRINCIPAL) -> Subscription:
         """Subscribe ``spec.function_arn`` to ``spec.topic``; the stored subscription.
@@ -312,7 +323,10 @@ class Subscriptions:
     def describe(self, topic: str, name: str) -> SubscriptionStatus:
         """The subscription and, per partition of its topic, the committed offset, the
         high watermark and the lag (from offset 0 for a partition without a committed
-        offset, where delivery starts). ``state`` is left empty here: delivery fills it.
+        offset, where delivery starts). ``state`` names, per partition with a delivery
+        under way or waiting, what it waits for (`delivery_state_text`): one strongly
+        consistent read of the delivery state per partition with lag or a lease holder,
+        none for a subscription that has caught up.
 
         Raises `SubscriptionNotFoundError`, or `TopicNotFoundError` when the topic is gone.
         """
@@ -340,7 +354,25 @@ class Subscriptions:
                     lag=max(high_watermark - (committed or 0), 0),
                 )
             )
-        return SubscriptionStatus(subscription=subscription, partitions=tuple(partitions))
+        return SubscriptionStatus(
+            subscription=subscription,
+            partitions=tuple(partitions),
+            state=self._delivery_states(subscription.group, partitions),
+        )
+
+    def _delivery_states(self, group: str, partitions: Sequence[PartitionLag]) -> dict[int, str]:
+        """``state`` of `describe`: the text of each partition's delivery state."""
+        if self._states is None:
+            return {}
+        now = self._ctx.clock_ms()
+        found: dict[int, str] = {}
+        for p in partitions:
+            if not p.lag and p.owner is None:
+                continue  # caught up and not delivering: no state worth a read
+            state = self._states.get(group, p.partition)
+            if state is not None or p.owner is not None:
+                found[p.partition] = delivery_state_text(state, p.owner is not None, now)
+        return found
 
     def delete(self, topic: str, name: str) -> None:
         """Remove the subscription, then its group (offsets and leases): no delivery
@@ -349,3 +381,36 @@ class Subscriptions:
         if not self._ctx.catalog.delete_subscription(subscription.topic, subscription.name):
             raise SubscriptionNotFoundError(subscription.topic, subscription.name)
         self._groups.store.delete_group(subscription.group)
+
+
+def _at(ms: int) -> str:
+    """``ms`` as an ISO 8601 UTC time to the second."""
+    at = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def delivery_state_text(state: DeliveryState | None, leased: bool, now_ms: int) -> str:
+    """How a partition's delivery stands, for `SubscriptionStatus.state`.
+
+    Parameters
+    ----------
+    state
+        The partition's delivery state, None when it has none.
+    leased
+        Whether a dispatcher holds the partition's lease (a delivery runs).
+    now_ms
+        The current time, to tell a window still open from one the schedule will resume.
+
+    Returns
+    -------
+    str
+        ``retrying (attempt N, next at T)`` (N: the coming attempt), ``delivering``,
+        ``waiting for window (until T)`` or ``due (since T)``.
+    """
+    if state is not None and state.attempts:
+        return f"retrying (attempt {state.attempts + 1}, next at {_at(state.due_ms)})"
+    if leased or state is None:
+        return "delivering"
+    if state.due_ms > now_ms:
+        return f"waiting for window (until {_at(state.due_ms)})"
+    return f"due (since {_at(state.due_ms)})"
