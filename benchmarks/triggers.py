@@ -27,7 +27,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,8 +48,9 @@ from benchmarks.recorder import Call
 from benchmarks.simulation import CpuAccount, SimClock, TimedRecorder, io_seconds
 from benchmarks.workloads import make_values
 from lakelog import Engine, Record, ResourceNames
-from lakelog.dispatcher_handler import dispatcher_for
+from lakelog.dispatcher_handler import DEFAULT_BOOTSTRAP_SERVERS
 from lakelog.local.dispatching import LocalDispatcher
+from lakelog.service.dispatch import Dispatcher
 from lakelog.service.invoke import InvokeOutcome, Invoker
 from lakelog.service.invokers import LocalInvoker, RoutingInvoker
 from lakelog.service.subscriptions import FunctionPolicy
@@ -148,6 +149,8 @@ class W1Dispatch:
     schedule_calls: tuple[Call, ...] = field(default=())
     """The calls of one idle ``resume_due``."""
     schedule_cpu_s: float = 0.0
+    waited_s: float = 0.0
+    """Seconds the stream runs waited in process for short batching windows (billed)."""
 
     def count(self, service: str, operation: str | None = None) -> int:
         """Calls to ``service`` (and ``operation``, when given) of the stream runs."""
@@ -170,7 +173,7 @@ class W1Dispatch:
     @property
     def duration_s(self) -> float:
         """Modeled billed duration of all the stream-triggered dispatcher runs."""
-        io = io_seconds(self.calls) + self.invocations * INVOKE_WAIT_S
+        io = io_seconds(self.calls) + self.invocations * INVOKE_WAIT_S + self.waited_s
         return lambda_duration(self.cpu_s, io, DISPATCHER_MEMORY_MB)
 
 
@@ -252,7 +255,13 @@ def price_w1(w1: W1Dispatch) -> MonthlyDispatch:
 class _Deployment:
     """Resources on moto, an engine that appends and one that dispatches (recorded)."""
 
-    def __init__(self, prefix: str, clock_ms: Any, on_append: Any = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        clock_ms: Any,
+        on_append: Any = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
         self.session = boto3.Session(region_name=REGION)
         self.names = ResourceNames.for_prefix(prefix)
         create_resources(self.session.client("s3"), self.session.client("dynamodb"), self.names)
@@ -264,11 +273,14 @@ class _Deployment:
         self.recorder.attach(s3)
         self.recorder.attach(dynamodb)
         engine = Engine.from_clients(s3, dynamodb, self.names, clock_ms=clock_ms)
-        self.dispatcher = dispatcher_for(
+        self.dispatcher = Dispatcher(
             engine,
+            engine.subscriptions.list,
             _LambdaLikeInvoker(RoutingInvoker(local_invoker=LocalInvoker()), self.account),
             _NoQueues(),
             states=DynamoDeliveryStateStore(dynamodb, self.names.catalog_table),
+            bootstrap_servers=DEFAULT_BOOTSTRAP_SERVERS,
+            **({} if sleep is None else {"sleep": sleep}),
         )
 
     def _engine(self, clock_ms: Any, policy: FunctionPolicy, **kwargs: Any) -> Engine:
@@ -339,7 +351,9 @@ def _run_lag(workload: TriggerWorkload) -> LagReport:
     return LagReport(lags, len(_INVOCATIONS))
 
 
-def _stream_w1(run: _Deployment, clock: SimClock, workload: TriggerWorkload) -> W1Dispatch:
+def _stream_w1(
+    run: _Deployment, clock: SimClock, workload: TriggerWorkload, waited: list[float]
+) -> W1Dispatch:
     topic_id = run.subscribe("w1", W1_PARTITIONS)
     values = make_values(W1_RECORDS_PER_APPEND, RECORD_BYTES, workload.seed)
     records = [Record(key=b"key-%d" % i, value=value) for i, value in enumerate(values)]
@@ -350,9 +364,9 @@ def _stream_w1(run: _Deployment, clock: SimClock, workload: TriggerWorkload) -> 
     appends_per_call = round(W1_APPENDS_PER_S * ESM_WINDOW_S)
     for second in range(workload.w1_seconds):
         for k in range(appends_per_call):
-            clock.advance_to(second + k / appends_per_call)
+            clock.advance_to(max(second + k / appends_per_call, clock.elapsed()))
             run.producer.append("w1", records)
-        clock.advance_to(second + ESM_WINDOW_S)
+        clock.advance_to(max(second + ESM_WINDOW_S, clock.elapsed()))
         with run.recorder.capture() as captured:
             _, used = run.account.cpu(lambda: run.dispatcher.on_appended([topic_id]))
         calls += captured
@@ -371,6 +385,7 @@ def _stream_w1(run: _Deployment, clock: SimClock, workload: TriggerWorkload) -> 
         invocations=invocations,
         calls=tuple(calls),
         cpu_s=cpu,
+        waited_s=waited[0],
         schedule_calls=tuple(idle),
         schedule_cpu_s=idle_cpu,
     )
@@ -388,6 +403,14 @@ def run_triggers(workload: TriggerWorkload | None = None) -> TriggerReport:
 
 def _run_w1(workload: TriggerWorkload) -> W1Dispatch:
     """W1's stream on a fake clock, moto's and Python's gc CPU excluded."""
-    run = _Deployment("trigw1", (clock := SimClock()).ms)
+    clock = SimClock()
+    waited = [0.0]
+
+    def sleep(seconds: float) -> None:
+        """The dispatcher's in-process wait for a short window, on the simulated clock."""
+        waited[0] += seconds
+        clock.advance_to(clock.elapsed() + seconds)
+
+    run = _Deployment("trigw1", clock.ms, sleep=sleep)
     with run.account.excluding_moto(), run.account.excluding_gc():
-        return _stream_w1(run, clock, workload)
+        return _stream_w1(run, clock, workload, waited)
