@@ -1,0 +1,101 @@
+"""What the gateway serves: each API key, its versions and its handler (ADR 0016 §2).
+
+A handler is a coroutine that takes the parsed request body and the connection's
+`Session` and returns the response body. Each API lives in its own module beside this
+one, which lists it in `SERVED`; service calls are synchronous (boto3), so handlers run
+them on the gateway's threads through `Session.call`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from kio.static.protocol import RequestPayload, ResponsePayload
+
+    from lakelog.contract.operations import Operation
+    from lakelog.service.acl import AccessControl
+    from lakelog.service.engine import Engine
+
+__all__ = ["Api", "Handler", "Services", "Session", "registry", "response_type"]
+
+R = TypeVar("R")
+
+
+class Services(Protocol):
+    """What handlers reach through their session: the engine, access control, and the
+    gateway's thread pool and settings."""
+
+    engine: Engine
+    access: AccessControl
+    apis: Mapping[int, Api]
+    advertised_host: str
+    advertised_port: int
+    node_id: int
+
+    async def run(self, function: Callable[..., R], *args: Any) -> R:
+        """Run a blocking call (a service call) off the event loop."""
+
+
+@dataclass
+class Session:
+    """One client connection: who it is, and what it negotiated.
+
+    ``principal`` is the authenticated caller (SASL), or the gateway's default principal
+    where it runs without SASL (``lakelog dev``); every service call is made as it.
+    """
+
+    services: Services
+    principal: str
+    client_id: str | None = None
+    authenticated: bool = False
+    sasl_mechanism: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    """Per-connection state of handlers that need it (by handler module)."""
+
+    async def call(self, op: Operation[R]) -> R:
+        """Run ``op`` on the engine as this session's principal."""
+        return await self.services.run(self.services.engine.call, op, self.principal)
+
+
+Handler = Callable[[Any, Session], Awaitable["ResponsePayload"]]
+"""Answers one request body of an API (any served version) for a session."""
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One served API: its key, the versions served, and its handler.
+
+    The handler receives the body of the version the client sent (a kio request type of
+    that version) and returns the response type of the same version.
+    """
+
+    key: int
+    min_version: int
+    max_version: int
+    handle: Handler
+    before_auth: bool = False
+    """Served before SASL completes (ApiVersions, SaslHandshake, SaslAuthenticate)."""
+
+    def serves(self, version: int) -> bool:
+        """Whether ``version`` of the API is served."""
+        return self.min_version <= version <= self.max_version
+
+
+def response_type(body: RequestPayload) -> type[ResponsePayload]:
+    """The response type of ``body``'s API at the same version."""
+    from kio.index import load_response_schema  # noqa: PLC0415
+
+    return load_response_schema(body.__api_key__, body.__version__)
+
+
+def registry(*apis: Api) -> Mapping[int, Api]:
+    """``apis`` by key; a key listed twice is a programming error."""
+    served: dict[int, Api] = {}
+    for api in apis:
+        if api.key in served:
+            raise ValueError(f"API {api.key} is listed twice")
+        served[api.key] = api
+    return served

@@ -1,0 +1,15 @@
+"""Every API the gateway serves, by key (ApiVersions lists exactly these)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lakelog.kafka import metadata, versions
+from lakelog.kafka.apis import Api, registry
+
+__all__ = ["SERVED"]
+
+SERVED: Mapping[int, Api] = registry(
+    versions.API,
+    metadata.API,
+)

@@ -1,0 +1,45 @@
+"""Fixtures of the Kafka gateway's tests: a gateway on the test's engine, on its own thread.
+
+Real clients (librdkafka through confluent-kafka, kafka-python, aiokafka) connect to it
+over loopback TCP, as they would to ``lakelog dev`` or a deployed gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lakelog.kafka import GatewayConfig, KafkaGateway
+from lakelog.kafka.server import RunningGateway
+from lakelog.service.engine import Engine
+
+StartGateway = Callable[..., RunningGateway]
+
+
+@pytest.fixture
+def start_gateway(engine: Engine) -> Iterator[StartGateway]:
+    """Start gateways (on ``engine`` unless another is given; any free port; ACLs allow
+    all unless ``access`` is given); each is stopped when the test ends."""
+    running: list[RunningGateway] = []
+
+    def start(on: Engine | None = None, access: Any = None, **config: Any) -> RunningGateway:
+        served = on or engine
+        config.setdefault("port", 0)
+        gateway = KafkaGateway(
+            served, access or served.access_control("allow"), GatewayConfig(**config)
+        )
+        started = RunningGateway(gateway)
+        running.append(started)
+        return started
+
+    yield start
+    for gateway in running:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: StartGateway) -> RunningGateway:
+    """One gateway on the test's engine."""
+    return start_gateway()
