@@ -59,6 +59,12 @@ class Session:
         """Run ``op`` on the engine as this session's principal."""
         return await self.services.run(self.services.engine.call, op, self.principal)
 
+    async def allowed(self, operation: str, topic: str) -> bool:
+        """Whether lakelog's ACLs let this session's principal ``operation`` (``produce``,
+        ``consume``, ``admin``) on ``topic``."""
+        access = self.services.access
+        return await self.services.run(access.allowed, self.principal, operation, topic)
+
 
 Handler = Callable[[Any, Session], Awaitable["ResponsePayload"]]
 """Answers one request body of an API (any served version) for a session."""

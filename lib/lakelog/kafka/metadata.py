@@ -31,10 +31,7 @@ async def _topic(session: Session, schema: type[Any], name: str) -> Any:
     topic_type = item_type(schema, "topics")
     partition_type = item_type(topic_type, "partitions")
     node = session.services.node_id
-    services = session.services
-    if not await services.run(services.access.allowed, session.principal, "consume", name) and (
-        not await services.run(services.access.allowed, session.principal, "produce", name)
-    ):
+    if not await session.allowed("consume", name) and not await session.allowed("produce", name):
         return build(
             topic_type, error_code=ErrorCode.topic_authorization_failed, name=name, partitions=()
         )
