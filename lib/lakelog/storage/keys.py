@@ -60,6 +60,14 @@ Catalog table (``pk`` string, ``sk`` string)
         its epoch (one write per item, ADR 0009 amendment 1), rewritten by offset resets.
         Group ids, member ids and topic names never contain ``#``; one ``Query pk`` reads
         the whole group.
+    ``pk = "g#{group}"``, ``sk = "kafka"``
+        The coordinator state of the Kafka group ``group`` (ADR 0016 §5): state,
+        generation, protocol, leader, rebalance deadline, members and the version ``v``
+        every write is conditional on (`lakelog.storage.kafka_groups` lays it out). Its
+        sort key is neither a member's nor an offsets item's, so ADR 0009's reads skip it.
+    ``pk = "kafka-group"``, ``sk = {group}``
+        The listing of Kafka groups (ListGroups is one ``Query``), put with the group's
+        first state item in one transaction.
     ``pk = "sub#{topic}"``, ``sk = {subscription name}``
         A subscription of a topic (ADR 0015 §1): its function, delivery options and the
         id of the topic it was created on (`lakelog.storage.subscriptions` lays the
@@ -85,6 +93,8 @@ __all__ = [
     "CATALOG_TOPIC_PK",
     "DELIVERY_STATE_PK",
     "HEAD_SK",
+    "KAFKA_GROUP_LIST_PK",
+    "KAFKA_GROUP_SK",
     "OFFSETS_BLOCK_PARTITIONS",
     "PRODUCER_SK",
     "SEGMENT_ID_BYTES",
@@ -117,6 +127,10 @@ CATALOG_DELETED_TOPIC_PK: Final = "deleted-topic"
 CATALOG_ACL_PK: Final = "acl"
 DELIVERY_STATE_PK: Final = "dispatch"
 PRODUCER_SK: Final = "producer"
+KAFKA_GROUP_SK: Final = "kafka"
+"""Sort key of a Kafka group's coordinator state, under the group's partition key."""
+KAFKA_GROUP_LIST_PK: Final = "kafka-group"
+"""Partition key of the listing of Kafka groups (sort key: the group id)."""
 
 
 @dataclass(frozen=True, slots=True)
