@@ -22,12 +22,18 @@ from lakelog.service.context import EngineContext, now_ms
 from lakelog.service.fetch import Fetcher
 from lakelog.service.gc import DEFAULT_GRACE_MS, GarbageCollector
 from lakelog.service.groups import GroupCoordinator
+from lakelog.service.kafka_groups import KafkaGroups
 from lakelog.service.produce import Appender, AppendHook, AppendRetryPolicy
 from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
 from lakelog.service.subscriptions import FunctionPolicy, Subscriptions, check_user_group
 from lakelog.storage.delivery import DeliveryStateStore, DynamoDeliveryStateStore
 from lakelog.storage.dynamodb import DynamoCatalogStore, DynamoLedgerStore
 from lakelog.storage.groups import DynamoGroupStore
+from lakelog.storage.kafka_groups import (
+    DynamoKafkaGroupStore,
+    KafkaGroupStore,
+    MemoryKafkaGroupStore,
+)
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import CatalogStore, GroupStore, LedgerStore, ObjectStore
 from lakelog.storage.s3 import S3ObjectStore
@@ -187,6 +193,9 @@ class Engine:
     deliveries
         The dispatcher's delivery states, which describing a subscription reports (the
         DynamoDB store on the catalog table with `Engine.from_clients`).
+    kafka_groups
+        The Kafka gateway's group coordinator state (ADR 0016 §5; the DynamoDB store on
+        the catalog table with `Engine.from_clients`, else one in memory of this engine).
     """
 
     def __init__(
@@ -204,6 +213,7 @@ class Engine:
         functions: FunctionPolicy | None = None,
         on_append: AppendHook | None = None,
         deliveries: DeliveryStateStore | None = None,
+        kafka_groups: KafkaGroupStore | None = None,
     ) -> None:
         self.context = EngineContext.create(objects, ledger, catalog, clock_ms)
         producers = ProducerIds(self.context.catalog, self.context.clock_ms)
@@ -219,6 +229,11 @@ class Engine:
         )
         self._handlers = _handlers(
             self.admin, self.appender, self.fetcher, self.groups, self.subscriptions
+        )
+        # The Kafka gateway's groups (ADR 0016 §5): not operations of the contract, the
+        # gateway calls them directly.
+        self.kafka_groups = KafkaGroups(
+            kafka_groups or MemoryKafkaGroupStore(), self.groups, self.context.clock_ms
         )
         # The use cases by the names of their operations (aliases, not wrappers)
         self.create_topic = self.admin.create_topic
@@ -253,6 +268,9 @@ class Engine:
         """An engine on S3 and DynamoDB through the given boto3 clients."""
         kwargs.setdefault(
             "deliveries", DynamoDeliveryStateStore(dynamodb_client, names.catalog_table)
+        )
+        kwargs.setdefault(
+            "kafka_groups", DynamoKafkaGroupStore(dynamodb_client, names.catalog_table)
         )
         return cls(
             S3ObjectStore(s3_client, names.bucket),

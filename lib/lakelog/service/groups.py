@@ -16,7 +16,9 @@ from lakelog.errors import (
     GroupNotEmptyError,
     GroupNotFoundError,
     InvalidRequestError,
+    LakelogError,
     TopicNotFoundError,
+    UnavailableError,
 )
 from lakelog.limits import (
     DEFAULT_SESSION_TIMEOUT_MS,
@@ -44,7 +46,10 @@ from lakelog.types import (
     ToTimestamp,
 )
 
-__all__ = ["GroupCoordinator", "GroupView", "balanced_target"]
+__all__ = ["UNLEASED_COMMIT_ATTEMPTS", "GroupCoordinator", "GroupView", "balanced_target"]
+
+UNLEASED_COMMIT_ATTEMPTS = 5
+"""Reads and writes of a commit without a lease racing other writes of its partitions."""
 
 
 def balanced_target(member_id: str, partitions: int, held: Mapping[str, int]) -> int:
@@ -324,6 +329,83 @@ class GroupCoordinator:
                 raise InvalidRequestError(f"{commit.topic}-{partition} is committed twice")
             seen.add((commit.topic, partition))
         self._groups.commit(group, member_id, offsets, self._ctx.clock_ms())
+
+    # Commits and offsets of members that hold no lease (the Kafka gateway) -------------
+    def live_members(self, group: str) -> tuple[str, ...]:
+        """The ids of ``group``'s live members, by id (none for a group never joined)."""
+        state = self._groups.read_group(validate_group_id(group))
+        return tuple(sorted(GroupView.of(state, self._ctx.clock_ms()).live))
+
+    def committed(self, group: str) -> dict[tuple[str, int], int]:
+        """The committed offset of every partition of ``group`` that has one, by (topic,
+        partition): of existing topics only, and only offsets committed on the topic's
+        current id (one query of the group, the topics from the cache)."""
+        state = self._groups.read_group(validate_group_id(group))
+        view = GroupView.of(state, self._ctx.clock_ms())
+        topics = self._confirmed(
+            self._existing(sorted({lease.topic for lease in state.leases})),
+            view,
+            drop_missing=True,
+        )
+        found: dict[tuple[str, int], int] = {}
+        for lease in state.leases:
+            topic = topics.get(lease.topic)
+            if topic is None or lease.partition >= topic.partitions:
+                continue
+            committed = view.committed(lease, topic)
+            if committed is not None:
+                found[(lease.topic, lease.partition)] = committed
+        return found
+
+    def commit_unleased(
+        self, group: str, offsets: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], LakelogError]:
+        """Set committed offsets of ``group`` without holding their leases: the commits of
+        the Kafka gateway's members, whose coordinator checked their generation (ADR 0016
+        §5). Returns the partitions refused, each with its error; the others are written.
+
+        Each lease entry is replaced, on the epoch read, by a free one at the next epoch
+        holding the offset (`GroupStore.reset_leases`), re-read and written again when
+        another write moved it first. Refused: a topic that does not exist
+        (`TopicNotFoundError`), a partition it lacks or a negative offset
+        (`InvalidRequestError`), and every partition while a member of the lakelog group
+        is live (`GroupNotEmptyError`), whose leases this would break.
+        """
+        group = validate_group_id(group)
+        refused: dict[tuple[str, int], LakelogError] = {}
+        topics: dict[str, TopicRecord] = {}
+        for (name, partition), offset in offsets.items():
+            try:
+                topic = topics.get(name) or self._ctx.caches.topics.get(name, partition + 1)
+                topics[name] = topic
+                self._ctx.check_partition(topic, partition)
+                _non_negative_int("offset", offset)
+            except LakelogError as error:
+                refused[(name, partition)] = error
+        wanted = {key: offset for key, offset in offsets.items() if key not in refused}
+        for _ in range(UNLEASED_COMMIT_ATTEMPTS):
+            if not wanted:
+                return refused
+            now = self._ctx.clock_ms()
+            view = GroupView.of(self._groups.read_group(group), now)
+            if view.live:
+                busy = GroupNotEmptyError(group, tuple(sorted(view.live)))
+                return {**refused, **dict.fromkeys(wanted, busy)}
+            resets = []
+            for (name, partition), offset in sorted(wanted.items()):
+                seen = view.lease(name, partition)
+                new = LeaseRecord(
+                    topic=name,
+                    partition=partition,
+                    topic_id=topics[name].topic_id,
+                    lease_epoch=seen.lease_epoch + 1,
+                    committed_offset=offset,
+                    committed_ms=now,
+                )
+                resets.append((seen, new))
+            if self._groups.reset_leases(group, resets):
+                return refused
+        raise UnavailableError(f"the commit of group {group!r} kept racing other writes; retry")
 
     # Describe and reset -----------------------------------------------------------------
     @retry_if_stale
