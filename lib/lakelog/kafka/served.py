@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import metadata, versions
+from lakelog.kafka import groups, metadata, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -12,4 +12,13 @@ __all__ = ["SERVED"]
 SERVED: Mapping[int, Api] = registry(
     versions.API,
     metadata.API,
+    groups.FIND_COORDINATOR,
+    groups.JOIN_GROUP,
+    groups.SYNC_GROUP,
+    groups.HEARTBEAT,
+    groups.LEAVE_GROUP,
+    groups.OFFSET_COMMIT,
+    groups.OFFSET_FETCH,
+    groups.LIST_GROUPS,
+    groups.DESCRIBE_GROUPS,
 )

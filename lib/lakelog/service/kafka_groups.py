@@ -505,8 +505,13 @@ class KafkaGroups:
                 listed.append(ListedGroup(name, group.protocol_type or "", group.state))
         return listed
 
-    def describe(self, group_id: str) -> KafkaGroup:
-        """The group as it stands now (``Dead``, with no members, when never stored)."""
+    def describe(self, group_id: str) -> KafkaGroup | Outcome:
+        """The group as it stands now (``Dead``, with no members, when never stored), or
+        INVALID_GROUP_ID."""
+        try:
+            group_id = check_user_group(group_id)
+        except InvalidRequestError:
+            return Outcome.INVALID_GROUP_ID
         stored = self._store.read(group_id)
         if stored is None:
             return KafkaGroup(group_id, state=DEAD)

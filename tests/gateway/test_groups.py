@@ -1,0 +1,409 @@
+"""Consumer groups through clients nobody here wrote (ADR 0016 §5): librdkafka
+(confluent-kafka), kafka-python and aiokafka join, rebalance, commit and fetch offsets,
+list and describe groups; the offsets are lakelog's, the same the SDK commits.
+
+A test waits on conditions with deadlines; client timeouts are short (6 s sessions,
+500 ms heartbeats) so that a rebalance takes about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import aiokafka
+import confluent_kafka
+import confluent_kafka.admin
+import kafka
+import kafka.errors
+import kafka.structs
+import pytest
+
+from lakelog import TopicPartition
+from lakelog.client import Client
+from lakelog.kafka.server import RunningGateway
+from lakelog.service.acl import AccessControl
+from lakelog.service.engine import Engine
+from lakelog.service.kafka_groups import STABLE
+from lakelog.storage.ports import AclEntry
+
+TOPIC = "orders"
+PARTITIONS = 6
+GROUP = "billing"
+DEADLINE_S = 30.0
+
+
+class Member(Protocol):
+    """A group member as the tests drive it: its client's current assignment."""
+
+    def partitions(self) -> set[int]: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def orders(engine: Engine) -> Engine:
+    engine.create_topic(TOPIC, PARTITIONS)
+    return engine
+
+
+def _wait_for(
+    condition: Callable[[], bool], what: str, step: Callable[[], None] | None = None
+) -> None:
+    """Wait (doing ``step`` each round, else a short pause) until ``condition`` holds."""
+    until = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > until:
+            raise AssertionError(f"timed out waiting for {what}")
+        if step is None:
+            time.sleep(0.05)
+        else:
+            step()
+
+
+class Librdkafka:
+    """A confluent-kafka Consumer in the group; `poll` drives its callbacks."""
+
+    def __init__(self, bootstrap: str, name: str, **config: Any) -> None:
+        self.consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": GROUP,
+                "client.id": name,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+                "enable.auto.commit": False,
+                "log_level": 0,
+                **config,
+            }
+        )
+        self.consumer.subscribe([TOPIC])
+
+    def poll(self) -> None:
+        self.consumer.poll(0.05)
+
+    def partitions(self) -> set[int]:
+        return {tp.partition for tp in self.consumer.assignment()}
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class KafkaPython:
+    """A kafka-python KafkaConsumer in the group, polled on its own thread (its joins block
+    inside poll until the join phase completes)."""
+
+    def __init__(self, bootstrap: str, name: str) -> None:
+        self.consumer = kafka.KafkaConsumer(
+            TOPIC,
+            bootstrap_servers=bootstrap,
+            group_id=GROUP,
+            client_id=name,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            max_poll_interval_ms=10000,
+            enable_auto_commit=False,
+        )
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._assigned: set[int] = set()
+        self._thread = threading.Thread(target=self._run, name=f"kafka-python-{name}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # ListOffsets and Fetch are served by the fetch path, not by groups
+            with contextlib.suppress(kafka.errors.IncompatibleBrokerVersion):
+                self.consumer.poll(timeout_ms=50)
+            with self._lock:
+                self._assigned = {tp.partition for tp in self.consumer.assignment()}
+
+    def partitions(self) -> set[int]:
+        with self._lock:
+            return set(self._assigned)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=DEADLINE_S)
+        self.consumer.close()
+
+
+def _group_settled(engine: Engine, members: list[Member], librdkafka: list[Librdkafka]) -> None:
+    """Wait until the group is Stable with ``members`` and their assignments cover every
+    partition exactly once."""
+
+    def settled() -> bool:
+        group = engine.kafka_groups.describe(GROUP)
+        if isinstance(group, str) or group.state != STABLE or len(group.members) != len(members):
+            return False
+        counts = Counter(p for m in members for p in m.partitions())
+        return set(counts) == set(range(PARTITIONS)) and set(counts.values()) == {1}
+
+    def step() -> None:
+        for consumer in librdkafka:
+            consumer.poll()
+        if not librdkafka:
+            time.sleep(0.05)
+
+    _wait_for(settled, f"a stable group of {len(members)} covering every partition once", step)
+
+
+def _generation(engine: Engine) -> int:
+    group = engine.kafka_groups.describe(GROUP)
+    assert not isinstance(group, str)
+    return group.generation
+
+
+def test_three_librdkafka_consumers_rebalance_as_members_join_and_leave(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    members: list[Librdkafka] = []
+    generations = []
+    try:
+        for name in ("a", "b", "c"):
+            members.append(Librdkafka(gateway.bootstrap, name))
+            _group_settled(orders, list(members), members)
+            generations.append(_generation(orders))
+        assert sorted(len(m.partitions()) for m in members) == [2, 2, 2]
+
+        leaving = members.pop(1)
+        leaving.close()
+        _group_settled(orders, list(members), members)
+        assert sorted(len(m.partitions()) for m in members) == [3, 3]
+        generations.append(_generation(orders))
+    finally:
+        for member in members:
+            member.close()
+    assert generations == sorted(set(generations))  # a new generation each time
+
+
+def test_kafka_python_and_librdkafka_consumers_share_one_group(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    librdkafka: list[Librdkafka] = []
+    members: list[Member] = []
+    try:
+        python_member = KafkaPython(gateway.bootstrap, "py-1")
+        members.append(python_member)
+        _group_settled(orders, members, librdkafka)
+        for name in ("rd-1", "rd-2"):
+            consumer = Librdkafka(gateway.bootstrap, name)
+            librdkafka.append(consumer)
+            members.append(consumer)
+            _group_settled(orders, members, librdkafka)
+        assert sorted(len(m.partitions()) for m in members) == [2, 2, 2]
+
+        members.remove(python_member)
+        python_member.close()
+        _group_settled(orders, members, librdkafka)
+        assert sorted(len(m.partitions()) for m in members) == [3, 3]
+    finally:
+        for member in members:
+            member.close()
+
+
+_DOOMED = """
+import sys, confluent_kafka
+consumer = confluent_kafka.Consumer({
+    "bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "client.id": "doomed",
+    "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "log_level": 0,
+})
+consumer.subscribe([sys.argv[3]])
+while True:
+    consumer.poll(0.1)
+"""
+
+
+def test_a_consumer_killed_without_leaving_is_removed_when_its_session_ends(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    survivor = Librdkafka(gateway.bootstrap, "survivor")
+    doomed = subprocess.Popen([sys.executable, "-c", _DOOMED, gateway.bootstrap, GROUP, TOPIC])
+    try:
+
+        def both_in() -> bool:
+            survivor.poll()
+            group = orders.kafka_groups.describe(GROUP)
+            return (
+                not isinstance(group, str)
+                and group.state == STABLE
+                and (len(group.members) == 2 and len(survivor.partitions()) == PARTITIONS // 2)
+            )
+
+        _wait_for(both_in, "both consumers in the group")
+        doomed.kill()  # no LeaveGroup: only its session ending tells the group
+        doomed.wait()
+        _group_settled(orders, [survivor], [survivor])
+        assert survivor.partitions() == set(range(PARTITIONS))
+    finally:
+        doomed.kill()
+        doomed.wait()
+        survivor.close()
+
+
+# Offsets ---------------------------------------------------------------------------------
+
+
+def test_offsets_committed_over_kafka_are_the_groups_lakelog_offsets(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    member = Librdkafka(gateway.bootstrap, "committer")
+    try:
+        _group_settled(orders, [member], [member])
+        offsets = [confluent_kafka.TopicPartition(TOPIC, p, 10 + p) for p in range(3)]
+        member.consumer.commit(offsets=offsets, asynchronous=False)
+
+        described = orders.describe_group(GROUP)
+        assert {p.partition: p.committed_offset for p in described.partitions} == {
+            0: 10,
+            1: 11,
+            2: 12,
+            3: None,
+            4: None,
+            5: None,
+        }
+        wanted = [confluent_kafka.TopicPartition(TOPIC, p) for p in range(4)]
+        committed = member.consumer.committed(wanted, timeout=10)
+        assert [tp.offset for tp in committed] == [10, 11, 12, confluent_kafka.OFFSET_INVALID]
+    finally:
+        member.close()
+
+
+def test_offsets_committed_by_the_lakelog_sdk_are_fetched_by_kafka_consumers(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    # Given offsets committed by an SDK consumer of the group, which then leaves
+    sdk = Client(transport=orders).consumer(TOPIC, group_id=GROUP)
+    _wait_for(lambda: bool(sdk.poll(timeout_ms=0) or sdk.assignment()), "the SDK's leases")
+    sdk.commit({TopicPartition(TOPIC, p): 100 + p for p in range(PARTITIONS)})
+    sdk.close(autocommit=False)  # closing would commit its positions (0) otherwise
+
+    # Then librdkafka, kafka-python and aiokafka read them through OffsetFetch
+    rd = confluent_kafka.Consumer(
+        {"bootstrap.servers": gateway.bootstrap, "group.id": GROUP, "log_level": 0}
+    )
+    try:
+        wanted = [confluent_kafka.TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+        assert [tp.offset for tp in rd.committed(wanted, timeout=10)] == [
+            100 + p for p in range(PARTITIONS)
+        ]
+    finally:
+        rd.close()
+    python = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=GROUP)
+    try:
+        assert python.committed(kafka.structs.TopicPartition(TOPIC, 2)) == 102
+    finally:
+        python.close()
+
+    async def aiokafka_committed() -> int | None:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=GROUP)
+        await consumer.start()
+        try:
+            committed: int | None = await consumer.committed(aiokafka.TopicPartition(TOPIC, 5))
+            return committed
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(aiokafka_committed()) == 105
+
+
+def test_a_standalone_kafka_python_commit_needs_no_membership(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    consumer = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=GROUP)
+    try:
+        tp = kafka.structs.TopicPartition(TOPIC, 4)
+        consumer.assign([tp])
+        consumer.commit({tp: kafka.structs.OffsetAndMetadata(42, "", -1)})
+        assert consumer.committed(tp) == 42
+    finally:
+        consumer.close()
+    described = {p.partition: p.committed_offset for p in orders.describe_group(GROUP).partitions}
+    assert described[4] == 42
+
+
+def test_aiokafka_joins_commits_and_reads_its_commit(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    async def run() -> tuple[set[int], int | None]:
+        consumer = aiokafka.AIOKafkaConsumer(
+            TOPIC,
+            bootstrap_servers=gateway.bootstrap,
+            group_id=GROUP,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            until = time.monotonic() + DEADLINE_S
+            while not consumer.assignment() and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+            partitions = {tp.partition for tp in consumer.assignment()}
+            await consumer.commit({aiokafka.TopicPartition(TOPIC, 1): 7})
+            committed: int | None = await consumer.committed(aiokafka.TopicPartition(TOPIC, 1))
+            return partitions, committed
+        finally:
+            await consumer.stop()
+
+    partitions, committed = asyncio.run(run())
+    assert partitions == set(range(PARTITIONS))
+    assert committed == 7
+    assert orders.describe_group(GROUP).partitions[1].committed_offset == 7
+
+
+def test_a_principal_without_consume_gets_topic_authorization_failed_and_commits_nothing(
+    orders: Engine, start_gateway: Callable[..., RunningGateway]
+) -> None:
+    access: AccessControl = orders.access_control("allow")
+    access.add(AclEntry("local", TOPIC, "deny", frozenset({"consume"})))
+    gateway = start_gateway(access=access)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=GROUP)
+    try:
+        tp = kafka.structs.TopicPartition(TOPIC, 0)
+        with pytest.raises(kafka.errors.TopicAuthorizationFailedError):
+            consumer.commit({tp: kafka.structs.OffsetAndMetadata(5, "", -1)})
+    finally:
+        consumer.close()
+    assert orders.kafka_groups.committed(GROUP) == {}
+
+
+# Listing and describing ------------------------------------------------------------------
+
+
+@contextmanager
+def _admin(gateway: RunningGateway) -> Iterator[confluent_kafka.admin.AdminClient]:
+    yield confluent_kafka.admin.AdminClient({"bootstrap.servers": gateway.bootstrap})
+
+
+def test_admin_client_lists_and_describes_groups(orders: Engine, gateway: RunningGateway) -> None:
+    member = Librdkafka(gateway.bootstrap, "described")
+    try:
+        _group_settled(orders, [member], [member])
+        with _admin(gateway) as admin:
+            listed = admin.list_consumer_groups(request_timeout=10).result()
+            assert [(g.group_id, g.state) for g in listed.valid] == [
+                (GROUP, confluent_kafka.ConsumerGroupState.STABLE)
+            ]
+            description = admin.describe_consumer_groups([GROUP])[GROUP].result()
+            assert description.state == confluent_kafka.ConsumerGroupState.STABLE
+            assert description.partition_assignor == "range"
+            (only,) = description.members
+            assert only.client_id == "described"
+            assert {tp.partition for tp in only.assignment.topic_partitions} == set(
+                range(PARTITIONS)
+            )
+            reserved = admin.describe_consumer_groups(["subscription.orders.s"])
+            with pytest.raises(confluent_kafka.KafkaException) as raised:
+                reserved["subscription.orders.s"].result()
+            assert raised.value.args[0].code() == confluent_kafka.KafkaError.INVALID_GROUP_ID
+    finally:
+        member.close()
