@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from lakelog import Engine, OffsetCommit
+from lakelog import Engine, GroupNotEmptyError, OffsetCommit
 from lakelog.service.kafka_groups import (
     COMPLETING,
     EMPTY,
@@ -507,3 +507,19 @@ def test_a_lakelog_group_and_a_kafka_group_of_one_name_share_offsets_not_members
     partition = engine.describe_group(GROUP).partitions[0]
     assert (partition.committed_offset, partition.owner) == (12, None)
     assert replace(partition, lease_epoch=0).lease_epoch == 0
+
+
+def test_a_lakelog_member_may_not_join_beside_live_kafka_members(
+    groups: KafkaGroups, engine: Engine, clock: Clock
+) -> None:
+    a = _join_new(groups).member_id
+    groups.sync(GROUP, a, 1, {})
+
+    with pytest.raises(GroupNotEmptyError):
+        engine.join_group(GROUP, ["orders"])
+    assert engine.groups.live_members(GROUP) == ()
+
+    clock.advance(SESSION)  # the Kafka member's session ends: the group is free again
+    assert engine.join_group(GROUP, ["orders"]).assignments
+    # Subscriptions' groups are never Kafka groups: their joins read no Kafka state
+    assert groups.members("subscription.orders.s") == ()

@@ -223,7 +223,12 @@ class Engine:
         )
         self.fetcher = Fetcher(self.context)
         self.gc = GarbageCollector(self.context, grace_ms)
-        self.groups = GroupCoordinator(self.context, groups, self.fetcher)
+        self.groups = GroupCoordinator(
+            self.context,
+            groups,
+            self.fetcher,
+            other_members=lambda group: self.kafka_groups.members(group),  # noqa: PLW0108 - made below
+        )
         self.subscriptions = Subscriptions(
             self.context, self.groups, functions or FunctionPolicy(), deliveries
         )

@@ -9,7 +9,7 @@ on ``floor(P / M)`` or ``ceil(P / M)`` partitions per member within about two ro
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from lakelog.errors import (
@@ -144,10 +144,19 @@ def _assignment(lease: LeaseRecord) -> Assignment:
 class GroupCoordinator:
     """The group use cases over a `GroupStore`, on the engine's topics and ledger."""
 
-    def __init__(self, context: EngineContext, groups: GroupStore, fetcher: Fetcher) -> None:
+    def __init__(
+        self,
+        context: EngineContext,
+        groups: GroupStore,
+        fetcher: Fetcher,
+        other_members: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
         self._ctx = context
         self._groups = groups
         self._fetcher = fetcher
+        self._other_members = other_members
+        """The live members a group has under another protocol (the Kafka gateway's,
+        ADR 0016 §5): a new member may not join beside them."""
 
     @property
     def store(self) -> GroupStore:
@@ -166,7 +175,8 @@ class GroupCoordinator:
 
         Without ``member_id`` the member gets a fresh id; an id the group does not know is
         accepted as a rejoin under that id. Raises `TopicNotFoundError` for an unknown
-        topic and `InvalidRequestError` for bad input, before anything is written. A
+        topic and `InvalidRequestError` for bad input, before anything is written, and
+        `GroupNotEmptyError` for a new member of a group whose Kafka consumers are live. A
         heartbeat (``member_id`` given) leaves out topics deleted since, as Kafka keeps
         consuming the others; it raises only when none of its topics is left.
         """
@@ -177,6 +187,10 @@ class GroupCoordinator:
         timeout = _session_timeout(session_timeout_ms)
         cached = self._existing_topics(subscription, drop_missing=heartbeat)
         subscription = tuple(cached)
+        if not heartbeat and self._other_members is not None:
+            others = tuple(self._other_members(group))
+            if others:
+                raise GroupNotEmptyError(group, others)
         now = self._ctx.clock_ms()
         self._groups.put_member(
             group, MemberRecord(member_id, subscription, timeout, now + timeout)

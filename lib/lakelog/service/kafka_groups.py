@@ -505,6 +505,18 @@ class KafkaGroups:
                 listed.append(ListedGroup(name, group.protocol_type or "", group.state))
         return listed
 
+    def members(self, group_id: str) -> tuple[str, ...]:
+        """The ids of the group's members now (none for a group never stored, and none,
+        without a read, for a group Kafka clients may not use)."""
+        try:
+            group_id = check_user_group(group_id)
+        except InvalidRequestError:
+            return ()
+        stored = self._store.read(group_id)
+        if stored is None:
+            return ()
+        return tuple(m.member_id for m in advanced(stored, self._clock_ms()).members)
+
     def describe(self, group_id: str) -> KafkaGroup | Outcome:
         """The group as it stands now (``Dead``, with no members, when never stored), or
         INVALID_GROUP_ID."""
