@@ -33,7 +33,9 @@ from lakelog.kafka.server import RunningGateway
 from lakelog.service.acl import AccessControl
 from lakelog.service.engine import Engine
 from lakelog.service.kafka_groups import STABLE
+from lakelog.storage.kafka_groups import DynamoKafkaGroupStore, MemoryKafkaGroupStore
 from lakelog.storage.ports import AclEntry
+from tests.contract.backends import AwsBackend, Backend
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -47,6 +49,15 @@ class Member(Protocol):
     def partitions(self) -> set[int]: ...
 
     def close(self) -> None: ...
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., Engine], backend: Backend) -> Engine:
+    """The gateway's engine; on moto its Kafka groups are in the catalog table too."""
+    if isinstance(backend, AwsBackend):
+        store = DynamoKafkaGroupStore(backend.client("dynamodb"), backend.names.catalog_table)
+        return make_engine(sleep=lambda _seconds: None, kafka_groups=store)
+    return make_engine(sleep=lambda _seconds: None)
 
 
 @pytest.fixture
@@ -252,9 +263,12 @@ def test_a_consumer_killed_without_leaving_is_removed_when_its_session_ends(
 # Offsets ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("storage", ["memory", pytest.param("moto", marks=pytest.mark.moto)])
 def test_offsets_committed_over_kafka_are_the_groups_lakelog_offsets(
-    orders: Engine, gateway: RunningGateway
+    orders: Engine, gateway: RunningGateway, storage: str
 ) -> None:
+    kind = MemoryKafkaGroupStore if storage == "memory" else DynamoKafkaGroupStore
+    assert isinstance(orders.kafka_groups.store, kind)  # the group's state is there
     member = Librdkafka(gateway.bootstrap, "committer")
     try:
         _group_settled(orders, [member], [member])

@@ -244,6 +244,11 @@ class KafkaGroups:
         self._offsets = offsets
         self._clock_ms = clock_ms
 
+    @property
+    def store(self) -> KafkaGroupStore:
+        """The store of the groups' coordinator state."""
+        return self._store
+
     def _update(self, group_id: str, step: Callable[[KafkaGroup, int], tuple[KafkaGroup, T]]) -> T:
         """Read the group, advance it to now, apply ``step``, and write the result if it
         changed, at the version read; again from the read when another write came first."""
