@@ -528,7 +528,7 @@ def _register_group_routes(
         "/v1/groups/<group>/members",
         tags=["groups"],
         summary="Join a group, or heartbeat in it",
-        responses=success(MembershipReply) | error_responses(403, 404, 429, 503, *BODY_ERRORS),
+        responses=success(MembershipReply) | error_responses(403, 404, 409, 429, 503, *BODY_ERRORS),
     )
     def join_group(group: str, request: Annotated[JoinRequest, Body()]) -> MembershipReply:
         check_consume(request.topics)
