@@ -105,7 +105,7 @@ async def _wait(
 async def _find_coordinator(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     services = session.services
-    served = body.key_type == GROUP_KEY
+    served = getattr(body, "key_type", GROUP_KEY) == GROUP_KEY  # v0 has no key type
     found: dict[str, Any] = {
         "node_id": services.node_id if served else -1,
         "host": services.advertised_host if served else "",
