@@ -421,3 +421,17 @@ def test_admin_client_lists_and_describes_groups(orders: Engine, gateway: Runnin
             assert raised.value.args[0].code() == confluent_kafka.KafkaError.INVALID_GROUP_ID
     finally:
         member.close()
+
+
+def test_waiting_joins_hold_no_thread_of_the_gateway(
+    orders: Engine, start_gateway: Callable[..., RunningGateway]
+) -> None:
+    # One thread for every service call: members whose JoinGroup waits for the others
+    # must not hold it, or the others' joins could never be served
+    gateway = start_gateway(threads=1)
+    members = [Librdkafka(gateway.bootstrap, name) for name in ("a", "b", "c")]
+    try:
+        _group_settled(orders, list(members), members)
+    finally:
+        for member in members:
+            member.close()
