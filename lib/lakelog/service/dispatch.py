@@ -330,7 +330,7 @@ class Dispatcher:
         bounds = self._ctx.topic_state(topic)
         for partition in range(topic.partitions):
             committed = view.committed(view.lease(topic.name, partition), topic)
-            start = max(committed or 0, bounds.log_start_offset(partition))
+            start = max(sub.start_offset(partition, committed), bounds.log_start_offset(partition))
             if bounds.high_watermark(partition) > start:
                 self._deliver(sub, topic, partition, view, None, report)
 
@@ -404,7 +404,7 @@ class Dispatcher:
         # lease write, and `_leave` (deleting the member item) frees it for the others.
 
     def _run(self, d: _Delivery, report: DispatchReport) -> None:
-        offset = d.lease.committed_offset
+        offset = d.sub.start_offset(d.partition, d.lease.committed_offset)
         cursor: str | None = None
         for _ in range(self._max_batches):
             batch = self._read(d, offset, self._limit(d, offset), cursor)
@@ -442,23 +442,21 @@ class Dispatcher:
         self._states.put(replace(d.state, due_ms=self._ctx.clock_ms()))
 
     @staticmethod
-    def _limit(d: _Delivery, offset: int | None) -> int:
+    def _limit(d: _Delivery, offset: int) -> int:
         """Records the next batch may hold: the batch size, or less while a split batch
         is retried in parts (ADR 0015 §2, bisect)."""
         end, size = d.state.bisect_end, d.state.bisect_size
-        if end is not None and offset is not None and offset >= end:
+        if end is not None and offset >= end:
             d.state = replace(d.state, bisect_end=None, bisect_size=None)
             end = size = None
-        if end is None or size is None or offset is None:
+        if end is None or size is None:
             return d.sub.batch_size
         return max(1, min(d.sub.batch_size, size, end - offset))
 
-    def _read(self, d: _Delivery, offset: int | None, limit: int, cursor: str | None) -> _Batch:
-        """Up to ``limit`` records from ``offset`` (the log start when None or below it),
-        cut before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
+    def _read(self, d: _Delivery, offset: int, limit: int, cursor: str | None) -> _Batch:
+        """Up to ``limit`` records from ``offset`` (the log start when below it), cut
+        before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
         stopped short of ``limit`` with records behind it."""
-        if offset is None:
-            offset = self._ctx.topic_state(d.topic).log_start_offset(d.partition)
         batch = _Batch(offset, [], offset, cursor, full=False)
         size = _ENVELOPE_BYTES + _json_size(self._servers)
         while True:
