@@ -513,37 +513,43 @@ class Dispatcher:
         failed_from, error = self._failed_from(d, outcome, records)
         if failed_from is None:
             report.records_delivered += len(records)
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             return self._commit(d, batch.end)
         report.failures += 1
         if failed_from > first:
             report.records_delivered += failed_from - first
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             self._commit(d, failed_from)
         failed = [record for record in records if record.offset >= failed_from]
-        if not outcome.ok and d.sub.bisect_batch_on_function_error and len(failed) > 1:
+        function_error = not outcome.ok and not outcome.throttled
+        if function_error and d.sub.bisect_batch_on_function_error and len(failed) > 1:
             d.state = replace(
                 d.state, bisect_end=failed[-1].offset + 1, bisect_size=math.ceil(len(failed) / 2)
             )
             self._states.put(d.state)
             return failed_from
         attempts = d.state.attempts + 1
+        throttles = d.state.throttles + outcome.throttled
         now = self._ctx.clock_ms()
         retries = d.sub.maximum_retry_attempts
         age = d.sub.maximum_record_age_ms
         if age >= 0 and failed[0].timestamp_ms < now - age:
             condition = "RecordAgeExceeded"
-        elif retries >= 0 and attempts > retries:
+        elif retries >= 0 and attempts - throttles > retries:
             condition = "RetryAttemptsExhausted"
         else:
             d.state = replace(
-                d.state, attempts=attempts, error=error, due_ms=now + backoff_ms(attempts)
+                d.state,
+                attempts=attempts,
+                throttles=throttles,
+                error=error,
+                due_ms=now + backoff_ms(attempts),
             )
             self._states.put(d.state)
             return None
-        d.state = replace(d.state, attempts=attempts, error=error)
+        d.state = replace(d.state, attempts=attempts, throttles=throttles, error=error)
         self._fail(d, failed, condition, error, report)
-        d.state = replace(d.state, attempts=0, error=None)
+        d.state = replace(d.state, attempts=0, throttles=0, error=None)
         return self._commit(d, failed[-1].offset + 1)
 
     @staticmethod
@@ -595,7 +601,14 @@ class Dispatcher:
             return
         limit = SQS_MESSAGE_BYTES if destination.sqs_arn else MAX_RECORD_BYTES
         body = self.failure_record(
-            d.sub, d.topic.name, d.partition, records, condition, error, d.state.attempts, limit
+            d.sub,
+            d.topic.name,
+            d.partition,
+            records,
+            condition,
+            error,
+            d.state.attempts - d.state.throttles,
+            limit,
         )
         if destination.sqs_arn:
             self._queues.send(destination.sqs_arn, body)
