@@ -38,7 +38,9 @@ def _mine(states: list[DeliveryState], ns: str) -> list[DeliveryState]:
 
 
 def test_a_state_round_trips_with_every_field(store: DeliveryStateStore, ns: str) -> None:
-    full = _state(ns, 3, attempts=2, error="Unhandled: x", bisect_end=40, bisect_size=5)
+    full = _state(
+        ns, 3, attempts=2, throttles=1, error="Unhandled: x", bisect_end=40, bisect_size=5
+    )
     store.put(full)
     assert store.get(full.group, 3) == full
     assert store.get(full.group, 4) is None

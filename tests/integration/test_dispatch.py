@@ -191,6 +191,90 @@ def test_retries_back_off_then_the_batch_goes_to_a_topic_and_later_records_arriv
     assert h.states.due(10**15) == []
 
 
+THROTTLED = InvokeOutcome(error="TooManyRequestsException: Rate exceeded", throttled=True)
+
+
+def throttled_for(calls: int) -> Callable[..., InvokeOutcome]:
+    """A function whose first ``calls`` invocations are throttled (it never runs)."""
+    seen: list[None] = []
+
+    def behaviour(_event: Mapping[str, Any]) -> InvokeOutcome:
+        seen.append(None)
+        return THROTTLED if len(seen) <= calls else InvokeOutcome()
+
+    return behaviour
+
+
+def test_a_throttled_batch_backs_off_without_spending_retry_attempts_or_splitting(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a subscription with no retries and bisect on, whose function is throttled
+    # three times (as Lambda's event source mappings, throttles are no function error)
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        batch_size=2,
+        maximum_retry_attempts=0,
+        bisect_batch_on_function_error=True,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(throttled_for(3)))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a", b"b")
+
+    # When it is delivered, then retried as each backoff ends
+    assert dispatcher.on_appended([h.topic_id("orders")]).failures == 1
+    state = h.states.get(sub.group, 0)
+    assert state is not None
+    assert (state.attempts, state.throttles, state.due_ms) == (1, 1, START_MS + backoff_ms(1))
+    h.append("orders", 0, b"c")
+    assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0  # backoff stands
+    for attempt in (1, 2):
+        clock.advance(backoff_ms(attempt))
+        assert dispatcher.resume_due().failures == 1
+    clock.advance(backoff_ms(3))
+    report = dispatcher.resume_due()
+
+    # Then the whole batch went again each time (never split), then on, and none failed
+    assert (report.failures, report.records_delivered) == (0, 3)
+    assert h.functions.batches("orders-0") == [[0, 1]] * 4 + [[2]]
+    assert eng.fetch("orders-dlq", 0, 0).records == []
+    assert h.committed(sub, 0) == 3
+    assert h.states.due(10**15) == []
+
+
+def test_a_throttled_batch_goes_to_the_destination_once_older_than_the_record_age(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a function throttled for good, and a record age limit of a minute
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        maximum_record_age_ms=60_000,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(throttled_for(10**6)))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a")
+    dispatcher.on_appended([h.topic_id("orders")])
+
+    # When the schedule retries it as each backoff ends, past the record's age
+    while h.committed(sub, 0) is None:
+        state = h.states.get(sub.group, 0)
+        assert state is not None and state.attempts < 10
+        clock.advance(state.due_ms - clock())
+        dispatcher.resume_due()
+
+    # Then it went to the destination as expired, never invoked
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert failed["requestContext"]["approximateInvokeCount"] == 0
+    assert clock() - START_MS > 60_000
+    assert h.committed(sub, 0) == 1
+
+
 def test_a_failed_batch_goes_to_sqs(
     make_engine: Callable[..., Engine], clock: Clock, aws: None
 ) -> None:

@@ -111,16 +111,16 @@ def test_lambda_reply_that_is_not_json_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("code", "status", "throttled"),
     [
-        ("TooManyRequestsException", 429),
-        ("ServiceException", 500),
-        ("ResourceNotFoundException", 404),
-        ("AccessDeniedException", 403),
+        ("TooManyRequestsException", 429, True),
+        ("ServiceException", 500, False),
+        ("ResourceNotFoundException", 404, False),
+        ("AccessDeniedException", 403, False),
     ],
 )
 def test_lambda_throttles_and_service_errors_are_errors_so_the_batch_is_retried(
-    code: str, status: int
+    code: str, status: int, throttled: bool
 ) -> None:
     invoker, _ = _lambda(
         [
@@ -133,7 +133,8 @@ def test_lambda_throttles_and_service_errors_are_errors_so_the_batch_is_retried(
             }
         ]
     )
-    assert invoker.invoke(ARN, EVENT) == InvokeOutcome(error=f"{code}: no")
+    # A throttle is told apart: the function never ran, so it spends no retry attempt
+    assert invoker.invoke(ARN, EVENT) == InvokeOutcome(error=f"{code}: no", throttled=throttled)
 
 
 def test_lambda_timeout_of_the_call_is_an_error() -> None:

@@ -330,7 +330,7 @@ class Dispatcher:
         bounds = self._ctx.topic_state(topic)
         for partition in range(topic.partitions):
             committed = view.committed(view.lease(topic.name, partition), topic)
-            start = max(committed or 0, bounds.log_start_offset(partition))
+            start = max(sub.start_offset(partition, committed), bounds.log_start_offset(partition))
             if bounds.high_watermark(partition) > start:
                 self._deliver(sub, topic, partition, view, None, report)
 
@@ -404,7 +404,7 @@ class Dispatcher:
         # lease write, and `_leave` (deleting the member item) frees it for the others.
 
     def _run(self, d: _Delivery, report: DispatchReport) -> None:
-        offset = d.lease.committed_offset
+        offset = d.sub.start_offset(d.partition, d.lease.committed_offset)
         cursor: str | None = None
         for _ in range(self._max_batches):
             batch = self._read(d, offset, self._limit(d, offset), cursor)
@@ -442,23 +442,21 @@ class Dispatcher:
         self._states.put(replace(d.state, due_ms=self._ctx.clock_ms()))
 
     @staticmethod
-    def _limit(d: _Delivery, offset: int | None) -> int:
+    def _limit(d: _Delivery, offset: int) -> int:
         """Records the next batch may hold: the batch size, or less while a split batch
         is retried in parts (ADR 0015 §2, bisect)."""
         end, size = d.state.bisect_end, d.state.bisect_size
-        if end is not None and offset is not None and offset >= end:
+        if end is not None and offset >= end:
             d.state = replace(d.state, bisect_end=None, bisect_size=None)
             end = size = None
-        if end is None or size is None or offset is None:
+        if end is None or size is None:
             return d.sub.batch_size
         return max(1, min(d.sub.batch_size, size, end - offset))
 
-    def _read(self, d: _Delivery, offset: int | None, limit: int, cursor: str | None) -> _Batch:
-        """Up to ``limit`` records from ``offset`` (the log start when None or below it),
-        cut before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
+    def _read(self, d: _Delivery, offset: int, limit: int, cursor: str | None) -> _Batch:
+        """Up to ``limit`` records from ``offset`` (the log start when below it), cut
+        before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
         stopped short of ``limit`` with records behind it."""
-        if offset is None:
-            offset = self._ctx.topic_state(d.topic).log_start_offset(d.partition)
         batch = _Batch(offset, [], offset, cursor, full=False)
         size = _ENVELOPE_BYTES + _json_size(self._servers)
         while True:
@@ -515,37 +513,43 @@ class Dispatcher:
         failed_from, error = self._failed_from(d, outcome, records)
         if failed_from is None:
             report.records_delivered += len(records)
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             return self._commit(d, batch.end)
         report.failures += 1
         if failed_from > first:
             report.records_delivered += failed_from - first
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             self._commit(d, failed_from)
         failed = [record for record in records if record.offset >= failed_from]
-        if not outcome.ok and d.sub.bisect_batch_on_function_error and len(failed) > 1:
+        function_error = not outcome.ok and not outcome.throttled
+        if function_error and d.sub.bisect_batch_on_function_error and len(failed) > 1:
             d.state = replace(
                 d.state, bisect_end=failed[-1].offset + 1, bisect_size=math.ceil(len(failed) / 2)
             )
             self._states.put(d.state)
             return failed_from
         attempts = d.state.attempts + 1
+        throttles = d.state.throttles + outcome.throttled
         now = self._ctx.clock_ms()
         retries = d.sub.maximum_retry_attempts
         age = d.sub.maximum_record_age_ms
         if age >= 0 and failed[0].timestamp_ms < now - age:
             condition = "RecordAgeExceeded"
-        elif retries >= 0 and attempts > retries:
+        elif retries >= 0 and attempts - throttles > retries:
             condition = "RetryAttemptsExhausted"
         else:
             d.state = replace(
-                d.state, attempts=attempts, error=error, due_ms=now + backoff_ms(attempts)
+                d.state,
+                attempts=attempts,
+                throttles=throttles,
+                error=error,
+                due_ms=now + backoff_ms(attempts),
             )
             self._states.put(d.state)
             return None
-        d.state = replace(d.state, attempts=attempts, error=error)
+        d.state = replace(d.state, attempts=attempts, throttles=throttles, error=error)
         self._fail(d, failed, condition, error, report)
-        d.state = replace(d.state, attempts=0, error=None)
+        d.state = replace(d.state, attempts=0, throttles=0, error=None)
         return self._commit(d, failed[-1].offset + 1)
 
     @staticmethod
@@ -597,7 +601,14 @@ class Dispatcher:
             return
         limit = SQS_MESSAGE_BYTES if destination.sqs_arn else MAX_RECORD_BYTES
         body = self.failure_record(
-            d.sub, d.topic.name, d.partition, records, condition, error, d.state.attempts, limit
+            d.sub,
+            d.topic.name,
+            d.partition,
+            records,
+            condition,
+            error,
+            d.state.attempts - d.state.throttles,
+            limit,
         )
         if destination.sqs_arn:
             self._queues.send(destination.sqs_arn, body)

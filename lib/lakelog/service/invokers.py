@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL_SCHEME",
+    "THROTTLED_CODE",
     "FunctionContext",
     "LambdaInvoker",
     "LocalInvoker",
@@ -48,6 +49,9 @@ LOCAL_SCHEME: Final = "local:"
 LAMBDA_SCHEME: Final = "arn:"
 DEFAULT_INVOKE_TIMEOUT_SECONDS: Final = 300
 """How long `LambdaInvoker` waits for a reply: a function running longer is a timeout."""
+THROTTLED_CODE: Final = "TooManyRequestsException"
+"""The error code of an ``Invoke`` Lambda refused for want of concurrency (429): the
+function did not run (`InvokeOutcome.throttled`)."""
 LOCAL_TIMEOUT_MS: Final = 900_000
 """What `FunctionContext.get_remaining_time_in_millis` counts down from (Lambda's maximum)."""
 
@@ -104,7 +108,8 @@ class LambdaInvoker:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "ClientError")
-            return InvokeOutcome(error=f"{code}: {error.get('Message', str(exc))}")
+            message = f"{code}: {error.get('Message', str(exc))}"
+            return InvokeOutcome(error=message, throttled=code == THROTTLED_CODE)
         except BotoCoreError as exc:  # connection refused, read timeout, ...
             return InvokeOutcome(error=f"{type(exc).__name__}: {exc}")
         status = response.get("StatusCode", 0)

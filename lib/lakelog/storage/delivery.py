@@ -7,9 +7,10 @@ schedule of an idle deployment reads nothing but an empty partition.
 
 Item attributes (``pk = "dispatch"``, ``sk = "{group}#{partition:05d}"``)
     ``group`` S, ``topic`` S, ``name`` S (the subscription), ``partition`` N, ``due_ms`` N,
-    ``attempts`` N, ``error`` S (the last failure, when any), ``bisect_end`` N and
-    ``bisect_size`` N (while a split batch is retried in parts), ``woken`` BOOL (present
-    only when true: records arrived while another delivery held the lease).
+    ``attempts`` N, ``throttles`` N (present only when not 0), ``error`` S (the last
+    failure, when any), ``bisect_end`` N and ``bisect_size`` N (while a split batch is
+    retried in parts), ``woken`` BOOL (present only when true: records arrived while
+    another delivery held the lease).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class DeliveryState:
     """Where the delivery of one (subscription, partition) stands.
 
     ``attempts`` counts failed invocations of the batch at the committed offset (0: not
-    retrying); ``due_ms`` is when the schedule resumes it (the next attempt, the end of
+    retrying), ``throttles`` those of them Lambda throttled (they spend no retry attempt
+    but grow the backoff); ``due_ms`` is when the schedule resumes it (the next attempt, the end of
     the batching window, or the stall guard of a running delivery). ``bisect_end`` and
     ``bisect_size``: batches below ``bisect_end`` are at most ``bisect_size`` records.
     ``woken``: another dispatcher found the lease held and left the records to the holder.
@@ -55,6 +57,7 @@ class DeliveryState:
     partition: int
     due_ms: int
     attempts: int = 0
+    throttles: int = 0
     error: str | None = None
     bisect_end: int | None = None
     bisect_size: int | None = None
@@ -142,6 +145,8 @@ def _to_item(state: DeliveryState) -> Item:
         "due_ms": num(state.due_ms),
         "attempts": num(state.attempts),
     }
+    if state.throttles:
+        item["throttles"] = num(state.throttles)
     if state.error is not None:
         item["error"] = {"S": state.error}
     if state.bisect_end is not None:
@@ -161,6 +166,7 @@ def _from_item(item: Item) -> DeliveryState:
         partition=get_int(item, "partition"),
         due_ms=get_int(item, "due_ms"),
         attempts=get_int(item, "attempts"),
+        throttles=get_int(item, "throttles"),
         error=item["error"]["S"] if "error" in item else None,
         bisect_end=get_int(item, "bisect_end") if "bisect_end" in item else None,
         bisect_size=get_int(item, "bisect_size") if "bisect_size" in item else None,
