@@ -257,8 +257,10 @@ def dispatcher_from_env(environ: Mapping[str, str]) -> DispatcherCalls:
         If a name is missing or malformed (fails the cold start).
     """
     import boto3  # noqa: PLC0415 - only Lambda builds clients from the environment
+    from botocore.config import Config  # noqa: PLC0415
 
     from lakelog.api.settings import ApiSettings  # noqa: PLC0415
+    from lakelog.service.dispatch import MAX_CONCURRENT_DELIVERIES  # noqa: PLC0415
     from lakelog.service.invokers import (  # noqa: PLC0415
         LambdaInvoker,
         RoutingInvoker,
@@ -267,9 +269,12 @@ def dispatcher_from_env(environ: Mapping[str, str]) -> DispatcherCalls:
 
     names = ApiSettings.from_env(environ).names
     session = boto3.Session()
-    dynamodb = session.client("dynamodb")
+    # A connection per concurrent delivery (and one for the trigger's own calls), so the
+    # deliveries never queue for one or reconnect.
+    pooled = Config(max_pool_connections=MAX_CONCURRENT_DELIVERIES + 1)
+    dynamodb = session.client("dynamodb", config=pooled)
     return dispatcher_for(
-        Engine.from_clients(session.client("s3"), dynamodb, names),
+        Engine.from_clients(session.client("s3", config=pooled), dynamodb, names),
         RoutingInvoker(lambda_invoker=LambdaInvoker.from_session(session)),
         SqsQueueSender(session.client("sqs")),
         states=DynamoDeliveryStateStore(dynamodb, names.catalog_table),

@@ -6,7 +6,9 @@ events and threads, never sleeps. Faults are injected at the group store's commi
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +22,7 @@ from lakelog.service.dispatch import (
     DEFAULT_SESSION_MS,
     INLINE_WINDOW_MS,
     MAX_EVENT_BYTES,
+    Dispatcher,
     backoff_ms,
 )
 from lakelog.service.groups import GroupView
@@ -655,3 +658,161 @@ def test_delivery_state_texts() -> None:
     assert delivery_state_text(replace(state, attempts=3), True, START_MS) == (
         f"retrying (attempt 4, next at {_iso(START_MS)})"
     )
+
+
+# Concurrent deliveries (ADR 0015 §2, "Concurrency") -----------------------------------------
+
+
+def meets_at(barrier: threading.Barrier) -> Callable[..., InvokeOutcome]:
+    """A function whose first ``barrier.parties`` invocations wait for each other at
+    ``barrier``: they return only once that many are in flight at once (the barrier is
+    broken after 10 s otherwise); later invocations return at once."""
+    calls = itertools.count()
+
+    def behaviour(_event: Mapping[str, Any]) -> InvokeOutcome:
+        if next(calls) < barrier.parties:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(10)
+        return InvokeOutcome()
+
+    return behaviour
+
+
+def test_a_triggers_partitions_are_delivered_at_once(eng: Engine) -> None:
+    # Given three partitions with records and a function that returns only once all three
+    # partitions' first invocations are in flight together
+    eng.create_topic("orders", 3)
+    sub = subscription("orders", batch_size=2)
+    barrier = threading.Barrier(3)
+    threads: set[int] = set()
+
+    def together(event: Mapping[str, Any]) -> InvokeOutcome:
+        threads.add(threading.get_ident())
+        barrier.wait(10)  # raises BrokenBarrierError unless all three are in flight
+        return InvokeOutcome()
+
+    h = Harness(eng, sub, functions=Functions(together))
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+
+    # When one trigger delivers them
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then the three deliveries ran at once, in threads other than the caller's
+    assert (report.invocations, report.records_delivered, report.failures) == (3, 6, 0)
+    assert not barrier.broken
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    assert [h.committed(sub, p) for p in range(3)] == [2, 2, 2]
+    assert h.states.due(10**15) == []
+
+
+def test_two_subscriptions_of_a_topic_are_delivered_at_once(eng: Engine) -> None:
+    eng.create_topic("orders")
+    first = subscription("orders")
+    second = Subscription(
+        name="s2", topic="orders", function_arn="arn:f2", max_batching_window_ms=0
+    )
+    barrier = threading.Barrier(2)
+
+    def together(_event: Mapping[str, Any]) -> InvokeOutcome:
+        barrier.wait(10)
+        return InvokeOutcome()
+
+    h = Harness(eng, first, second, functions=Functions(together))
+    h.append("orders", 0, b"a")
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.records_delivered) == (2, 2)
+    assert (h.committed(first, 0), h.committed(second, 0)) == (1, 1)
+
+
+def test_one_concurrent_delivery_delivers_in_the_calling_thread_one_after_another(
+    eng: Engine,
+) -> None:
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    threads: list[int] = []
+
+    def where(_event: Mapping[str, Any]) -> InvokeOutcome:
+        threads.append(threading.get_ident())
+        return InvokeOutcome()
+
+    h = Harness(eng, sub, functions=Functions(where))
+    for partition in range(3):
+        h.append("orders", partition, b"a")
+    dispatcher = h.dispatcher(max_concurrent_deliveries=1, executor=pytest.fail)
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 3
+    assert threads == [threading.get_ident()] * 3
+    assert h.functions.batches("orders-0") == [[0]]
+    with pytest.raises(ValueError, match="max_concurrent_deliveries"):
+        h.dispatcher(max_concurrent_deliveries=0)
+
+
+def test_pooled_dispatchers_racing_never_deliver_one_partition_twice(eng: Engine) -> None:
+    # Given two dispatchers, each delivering concurrently, started together on a topic
+    # whose four partitions have records, and a function held until every partition is in
+    # flight somewhere
+    eng.create_topic("orders", 4)
+    sub = subscription("orders", batch_size=3)
+    in_flight = threading.Barrier(4)
+    h = Harness(eng, sub, functions=Functions(meets_at(in_flight)))
+    for partition in range(4):
+        h.append("orders", partition, *[bytes([i]) for i in range(7)])
+    first, second = h.dispatcher(), h.dispatcher()
+    start = threading.Barrier(2)
+    reports: list[int] = []
+    failures: list[BaseException] = []
+
+    def trigger(dispatcher: Dispatcher) -> None:
+        start.wait(10)
+        try:
+            reports.append(dispatcher.on_appended([h.topic_id("orders")]).records_delivered)
+        except BaseException as error:
+            failures.append(error)
+
+    # When both triggers race on the same partitions
+    threads = [threading.Thread(target=trigger, args=(d,)) for d in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    first.resume_due()  # records left to a woken state, if any
+
+    # Then each partition was held by one delivery at a time: every record reached the
+    # function exactly once, in order, and never two invocations of a partition overlapped
+    assert failures == []
+    assert sum(reports) == 28
+    for partition in range(4):
+        key = f"orders-{partition}"
+        assert h.functions.offsets(key) == list(range(7))
+        assert h.functions.max_in_flight[key] == 1
+        assert h.committed(sub, partition) == 7
+    assert not in_flight.broken
+    assert h.states.due(10**15) == []
+
+
+def test_a_crash_in_one_concurrent_delivery_leaves_the_others_committed(
+    make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given three partitions delivered at once, and a commit that fails once
+    eng, injector = make_faulty(clock_ms=clock)
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    h = Harness(eng, sub, functions=Functions(meets_at(threading.Barrier(3))))
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+    injector.arm(FailPoint.BEFORE_COMMIT)
+
+    # When the trigger runs, one delivery crashes between its invoke and its commit
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then the other two committed; the crashed one is redelivered once its session lapsed
+    committed = [h.committed(sub, p) for p in range(3)]
+    assert sorted(committed, key=lambda c: c or 0) == [None, 2, 2]
+    crashed = committed.index(None)
+    assert h.dispatcher().resume_due().invocations == 0
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 2
+    assert h.functions.offsets(f"orders-{crashed}") == [0, 1, 0, 1]
+    assert [h.committed(sub, p) for p in range(3)] == [2, 2, 2]
+    eng.close()

@@ -13,8 +13,10 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from lakelog.service.dispatch import MAX_CONCURRENT_DELIVERIES
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.service.invokers import (
+    DEFAULT_CONNECTIONS,
     FunctionContext,
     LambdaInvoker,
     LocalInvoker,
@@ -152,6 +154,12 @@ def test_lambda_client_config_never_retries_an_invoke() -> None:
     config = LambdaInvoker.client_config(120)
     assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
     assert config.read_timeout == 120
+
+
+def test_lambda_client_has_a_connection_per_concurrent_delivery() -> None:
+    assert DEFAULT_CONNECTIONS == MAX_CONCURRENT_DELIVERIES
+    assert LambdaInvoker.client_config().max_pool_connections == DEFAULT_CONNECTIONS
+    assert LambdaInvoker.client_config(60, 4).max_pool_connections == 4
 
 
 def test_local_function_gets_a_json_copy_of_the_event_and_a_lambda_like_context() -> None:

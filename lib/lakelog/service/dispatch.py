@@ -20,9 +20,11 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -46,6 +48,7 @@ __all__ = [
     "BACKOFF_MAX_MS",
     "DEFAULT_SESSION_MS",
     "INLINE_WINDOW_MS",
+    "MAX_CONCURRENT_DELIVERIES",
     "MAX_EVENT_BYTES",
     "SQS_MESSAGE_BYTES",
     "DispatchReport",
@@ -77,11 +80,24 @@ INLINE_WINDOW_MS: Final = 1_000
 MAX_BATCHES_PER_DELIVERY: Final = 100
 """Batches one delivery sends before it leaves the rest to the schedule (due at once)."""
 
+MAX_CONCURRENT_DELIVERIES: Final = 16
+"""Deliveries one trigger runs at once, each in a thread of its own: a delivery mostly waits
+(on its function's Invoke and on DynamoDB), so a trigger's partitions go out together and the
+trigger lasts about as long as its longest delivery, not the sum of them (ADR 0015 §2)."""
+
 ListSubscriptions = Callable[[str], Sequence[Subscription]]
 """The subscription store's read port: the subscriptions of a topic, by topic name."""
 
 _ENVELOPE_BYTES: Final = 4096
 """Room kept in an event for everything but its records (names, bootstrap servers)."""
+
+_Work = Callable[["DispatchReport"], None]
+"""One delivery of a (subscription, partition), adding what it did to a report."""
+
+
+def _threads(workers: int) -> Executor:
+    """The default executor of a trigger's deliveries: that many threads."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="lakelog-delivery")
 
 
 def backoff_ms(attempts: int) -> int:
@@ -172,6 +188,13 @@ class DispatchReport:
     failures: int = 0
     records_failed: int = 0
 
+    def add(self, other: DispatchReport) -> None:
+        """Count ``other``'s deliveries in this report too."""
+        self.invocations += other.invocations
+        self.records_delivered += other.records_delivered
+        self.failures += other.failures
+        self.records_failed += other.records_failed
+
 
 class _LeaseLost(Exception):  # noqa: N818 - a signal within this module
     """The delivery's commit was fenced: another member holds the lease now."""
@@ -228,6 +251,16 @@ class Dispatcher:
         The longest batching window a delivery waits for itself, with ``sleep``.
     sleep
         Sleeps that many seconds (injected for tests, with the engine's fake clock).
+    max_concurrent_deliveries
+        Deliveries of one trigger that run at once, each in its own thread (different
+        partitions or subscriptions; one partition is never delivered twice at once). 1
+        delivers one after another in the calling thread.
+    executor
+        Makes the executor of a trigger's deliveries, given the number of workers
+        (threads by default; the benchmark meters each one). Used only when more than one
+        delivery may run at once; shut down at the end of the trigger.
+
+    One trigger runs at a time per dispatcher: its member id holds the leases.
     """
 
     def __init__(
@@ -243,7 +276,11 @@ class Dispatcher:
         max_batches: int = MAX_BATCHES_PER_DELIVERY,
         inline_window_ms: int = INLINE_WINDOW_MS,
         sleep: Callable[[float], None] = time.sleep,
+        max_concurrent_deliveries: int = MAX_CONCURRENT_DELIVERIES,
+        executor: Callable[[int], Executor] = _threads,
     ) -> None:
+        if max_concurrent_deliveries < 1:
+            raise ValueError(f"max_concurrent_deliveries must be >= 1: {max_concurrent_deliveries}")
         self._engine = engine
         self._ctx = engine.context
         self._groups = engine.groups.store
@@ -256,8 +293,11 @@ class Dispatcher:
         self._max_batches = max_batches
         self._inline_window_ms = inline_window_ms
         self._sleep = sleep
+        self._concurrency = max_concurrent_deliveries
+        self._executor = executor
         self.member_id = f"dispatcher-{uuid.uuid4().hex}"
         self._joined: dict[str, int] = {}  # group -> when its member item was put
+        self._joined_lock = threading.Lock()
         self._names: dict[str, str] = {}  # topic id -> name
         self._names_ms = -1
 
@@ -265,40 +305,65 @@ class Dispatcher:
     def on_appended(self, topic_ids: Iterable[str]) -> DispatchReport:
         """Deliver, for each subscription of the topics with these ids, every partition
         with records past its committed offset (the ledger stream's trigger)."""
-        report = DispatchReport()
         names = self._topic_names(dict.fromkeys(topic_ids))
-        work = [
-            functools.partial(self._deliver_subscription, sub, report)
+        plans = [
+            functools.partial(self._deliveries_of, sub)
             for name in names
             for sub in self._subscriptions(name)
         ]
-        self._run_all(work)
-        return report
+        return self._run_all(plans)
 
     def resume_due(self) -> DispatchReport:
         """Resume the deliveries whose retry, batching window or stall guard is due (the
         schedule's trigger): one query of the delivery states; nothing else when idle."""
-        report = DispatchReport()
         due = self._states.due(self._ctx.clock_ms())
-        self._run_all([functools.partial(self._resume, state, report) for state in due])
-        return report
+        return self._run_all([functools.partial(self._resume, state) for state in due])
 
-    def _run_all(self, work: Sequence[Callable[[], None]]) -> None:
-        """Run each delivery even when an earlier one failed, leave the groups, then raise
-        the first failure: the trigger is retried (the stream) or runs again (the
-        schedule), and the failed delivery's stall guard resumes it meanwhile."""
+    def _run_all(self, plans: Sequence[Callable[[], Sequence[_Work]]]) -> DispatchReport:
+        """Plan the deliveries (in this thread: join each group, find the partitions),
+        run them (at most ``max_concurrent_deliveries`` at once), leave the groups, then
+        raise the first failure. Every delivery runs even when another failed: the trigger
+        is retried (the stream) or runs again (the schedule), and the failed delivery's
+        stall guard resumes it meanwhile."""
+        report = DispatchReport()
         errors: list[LakelogError] = []
         try:
-            for deliver in work:
+            work: list[_Work] = []
+            for plan in plans:
                 try:
-                    deliver()
+                    work.extend(plan())
                 except LakelogError as error:
                     log.warning("delivery failed: %s", error)
                     errors.append(error)
+            errors.extend(self._deliver_all(work, report))
         finally:
             self._leave()
         if errors:
             raise errors[0]
+        return report
+
+    def _deliver_all(self, work: Sequence[_Work], report: DispatchReport) -> list[LakelogError]:
+        """Run each delivery (each its own report, added to ``report``); the failures, in
+        the order of ``work``. Another exception is raised once every delivery ended."""
+        workers = min(self._concurrency, len(work))
+        if workers <= 1:
+            return [e for deliver in work if (e := self._one(deliver, report)) is not None]
+        reports = [DispatchReport() for _ in work]
+        with self._executor(workers) as pool:
+            futures = [pool.submit(self._one, d, r) for d, r in zip(work, reports, strict=True)]
+        errors = [e for future in futures if (e := future.result()) is not None]
+        for each in reports:
+            report.add(each)
+        return errors
+
+    @staticmethod
+    def _one(deliver: _Work, report: DispatchReport) -> LakelogError | None:
+        try:
+            deliver(report)
+        except LakelogError as error:
+            log.warning("delivery failed: %s", error)
+            return error
+        return None
 
     # Which partitions ---------------------------------------------------------------------
     def _topic_names(self, topic_ids: Iterable[str]) -> list[str]:
@@ -322,26 +387,29 @@ class Dispatcher:
             return None
         return topic
 
-    def _deliver_subscription(self, sub: Subscription, report: DispatchReport) -> None:
+    def _deliveries_of(self, sub: Subscription) -> list[_Work]:
+        """The deliveries of ``sub``: each partition with records past its commit."""
         topic = self._topic_of(sub)
         if topic is None:
-            return
+            return []
         view = self._join(sub.group, topic.name)
         bounds = self._ctx.topic_state(topic)
+        work: list[_Work] = []
         for partition in range(topic.partitions):
             committed = view.committed(view.lease(topic.name, partition), topic)
             start = max(committed or 0, bounds.log_start_offset(partition))
             if bounds.high_watermark(partition) > start:
-                self._deliver(sub, topic, partition, view, None, report)
+                work.append(functools.partial(self._deliver, sub, topic, partition, view, None))
+        return work
 
-    def _resume(self, state: DeliveryState, report: DispatchReport) -> None:
+    def _resume(self, state: DeliveryState) -> list[_Work]:
         subs = [s for s in self._subscriptions(state.topic) if s.name == state.name]
         topic = self._topic_of(subs[0]) if subs else None
         if not subs or topic is None or subs[0].group != state.group:
             self._states.delete(state.group, state.partition)
-            return
+            return []
         view = self._join(state.group, topic.name)
-        self._deliver(subs[0], topic, state.partition, view, state, report)
+        return [functools.partial(self._deliver, subs[0], topic, state.partition, view, state)]
 
     # Membership and lease ----------------------------------------------------------------
     def _join(self, group: str, topic: str) -> GroupView:
@@ -349,19 +417,23 @@ class Dispatcher:
         now = self._ctx.clock_ms()
         member = MemberRecord(self.member_id, (topic,), self._session_ms, now + self._session_ms)
         self._groups.put_member(group, member)
-        self._joined[group] = now
+        with self._joined_lock:
+            self._joined[group] = now
         return GroupView.of(self._groups.read_group(group), now)
 
     def _renew(self, group: str, topic: str) -> None:
         """Renew the member item once a third of its session has passed."""
         now = self._ctx.clock_ms()
-        if now - self._joined.get(group, now) >= self._session_ms // 3:
+        with self._joined_lock:
+            joined = self._joined.get(group, now)
+        if now - joined >= self._session_ms // 3:
             self._join(group, topic)
 
     def _leave(self) -> None:
-        for group in self._joined:
+        with self._joined_lock:
+            groups, self._joined = list(self._joined), {}
+        for group in groups:
             self._groups.delete_member(group, self.member_id)
-        self._joined.clear()
 
     def _take(
         self, sub: Subscription, topic: TopicRecord, partition: int, view: GroupView
