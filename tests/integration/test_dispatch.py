@@ -32,6 +32,7 @@ from lakelog.storage.delivery import (
     DeliveryState,
     DynamoDeliveryStateStore,
     MemoryDeliveryStateStore,
+    RunGuard,
 )
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.memory import MemoryStorage
@@ -456,22 +457,31 @@ def test_records_appended_while_the_holder_finishes_are_delivered_by_it(eng: Eng
     sub = subscription("orders")
     h = Harness(eng, sub)
     holder, latecomer = h.dispatcher(), h.dispatcher()
-    finish = h.states.finish
-    calls = []
+    get, finish = h.states.get, h.states.finish
+    late: list[int] = []
 
-    def finish_after_a_late_append(group: str, partition: int) -> bool:
-        if not calls:  # the holder read everything; records arrive before it finishes
+    def after_a_late_append(group: str, partition: int) -> None:
+        if h.functions.calls and not late:  # the holder read everything and checks its
+            late.append(partition)  # state: records arrive before it finishes
             h.append("orders", 0, b"late")
             assert latecomer.on_appended([h.topic_id("orders")]).invocations == 0
-        calls.append(partition)
+
+    def get_after_a_late_append(group: str, partition: int) -> DeliveryState | None:
+        after_a_late_append(group, partition)
+        return get(group, partition)
+
+    def finish_after_a_late_append(group: str, partition: int) -> bool:
+        after_a_late_append(group, partition)
         return finish(group, partition)
 
+    h.states.get = get_after_a_late_append  # type: ignore[method-assign]
     h.states.finish = finish_after_a_late_append  # type: ignore[method-assign]
     h.append("orders", 0, b"first")
     report = holder.on_appended([h.topic_id("orders")])
+    assert late == [0]
     assert report.records_delivered == 2  # the woken state kept the holder reading
     assert h.functions.offsets("orders-0") == [0, 1]
-    assert h.states.due(10**15) == []
+    assert h.states.due_work(10**15) == ([], [])
 
 
 def test_a_long_backlog_is_left_to_the_schedule_after_a_bounded_delivery(eng: Engine) -> None:
@@ -579,12 +589,15 @@ def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
     injector.arm(FailPoint.BEFORE_COMMIT)
     with pytest.raises(InjectedFaultError):
         h.dispatcher().on_appended([h.topic_id("orders")])
-    (guard,) = states.due(clock.now_ms + DEFAULT_SESSION_MS)
-    assert (guard.partition, guard.attempts) == (1, 0)
+    # the run's guard (its deliveries had no state item) stays, due when the session lapses
+    assert states.due_work(clock.now_ms + DEFAULT_SESSION_MS - 1) == ([], [])
+    due, [guard] = states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+    assert due == []
+    assert guard.topic_ids == (h.topic_id("orders"),)
     clock.advance(DEFAULT_SESSION_MS)
     assert h.dispatcher().resume_due().records_delivered == 5
     assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
-    assert states.due(10**15) == []
+    assert states.due_work(10**15) == ([], [])
     eng.close()
 
 
@@ -816,3 +829,123 @@ def test_a_crash_in_one_concurrent_delivery_leaves_the_others_committed(
     assert h.functions.offsets(f"orders-{crashed}") == [0, 1, 0, 1]
     assert [h.committed(sub, p) for p in range(3)] == [2, 2, 2]
     eng.close()
+
+
+# The run guard (ADR 0015 §2, "Stall guards") ------------------------------------------------
+
+
+def test_deliveries_that_succeed_first_time_write_no_state_item(eng: Engine) -> None:
+    # Given three partitions with records and no delivery state
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    states = MemoryDeliveryStateStore()
+    watched = _Calls(states)
+    h = Harness(eng, sub, states=watched)  # type: ignore[arg-type]
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+
+    # When one trigger delivers them all
+    assert h.dispatcher().on_appended([h.topic_id("orders")]).records_delivered == 6
+
+    # Then the run wrote its guard and deleted it; each delivery only read its state
+    # before and after (no put, no delete of a state item of its own)
+    writes = [name for name in watched.seen if name not in {"get"}]
+    assert writes == ["put_guard", "delete_guard"]
+    assert watched.seen.count("get") == 6
+    assert states.due_work(10**15) == ([], [])
+
+
+def test_a_trigger_with_nothing_to_deliver_writes_no_guard(eng: Engine) -> None:
+    eng.create_topic("orders")
+    states = MemoryDeliveryStateStore()
+    watched = _Calls(states)
+    h = Harness(eng, subscription("orders"), states=watched)  # type: ignore[arg-type]
+    assert h.dispatcher().on_appended([h.topic_id("orders")]).invocations == 0
+    assert watched.seen == []
+
+
+def test_a_lapsed_run_guard_is_replaced_before_its_topics_are_delivered(
+    make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given a trigger that crashed between invoke and commit (its guard left behind)
+    eng, injector = make_faulty(clock_ms=clock)
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    _, [first] = h.states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+
+    # When the schedule resumes it once the session lapsed, and crashes the same way
+    clock.advance(DEFAULT_SESSION_MS)
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().resume_due()
+
+    # Then a new guard of the same topics replaced the lapsed one, and brings the
+    # batch back once this run's session lapsed in turn
+    _, [second] = h.states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+    assert second.run_id != first.run_id and second.topic_ids == first.topic_ids
+    assert h.dispatcher().resume_due().invocations == 0
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.functions.offsets("orders-0") == [0, 0, 0]
+    assert h.committed(sub, 0) == 1
+    assert h.states.due_work(10**15) == ([], [])
+    eng.close()
+
+
+def test_a_partition_with_a_due_state_and_a_lapsed_guard_is_delivered_once(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a partition whose retry is due and whose topic a lapsed run guard names
+    eng.create_topic("orders", 2)
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    h.append("orders", 1, b"b")
+    now = clock()
+    h.states.put(DeliveryState(sub.group, "orders", sub.name, 0, now, attempts=1, error="e"))
+    h.states.put_guard(RunGuard("lapsed", (h.topic_id("orders"),), now))
+
+    # When the schedule runs
+    report = h.dispatcher().resume_due()
+
+    # Then each partition went out once, the retry counted from its state, and nothing
+    # is left: neither the state, nor the lapsed guard, nor the run's own
+    assert (report.invocations, report.records_delivered) == (2, 2)
+    assert h.functions.offsets("orders-0") == [0]
+    assert h.functions.offsets("orders-1") == [0]
+    assert h.states.due_work(10**15) == ([], [])
+
+
+def test_a_failed_planning_keeps_the_lapsed_guard(eng: Engine, clock: Clock) -> None:
+    # Given a lapsed run guard, and a group store that fails to put the member once
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    guard = RunGuard("lapsed", (h.topic_id("orders"),), clock())
+    h.states.put_guard(guard)
+    store = eng.groups.store
+    put_member = store.put_member
+    failures = [InjectedFaultError(FailPoint.BEFORE_LEASE)]
+
+    def fails_once(group: str, member: Any) -> None:
+        if failures:
+            raise failures.pop()
+        put_member(group, member)
+
+    store.put_member = fails_once  # type: ignore[method-assign]
+
+    # When the schedule cannot plan the guard's topics, the guard stays for the next run
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().resume_due()
+    assert h.states.due_work(clock()) == ([], [guard])
+    assert h.functions.calls == []
+
+    # Then the next run delivers them and removes it
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.states.due_work(10**15) == ([], [])

@@ -39,7 +39,7 @@ from lakelog.service.context import TOPIC_CACHE_SECONDS
 from lakelog.service.engine import Engine
 from lakelog.service.groups import GroupView
 from lakelog.service.invoke import InvokeOutcome, Invoker, QueueSender
-from lakelog.storage.delivery import DeliveryState, DeliveryStateStore
+from lakelog.storage.delivery import DeliveryState, DeliveryStateStore, RunGuard
 from lakelog.storage.ports import LeaseRecord, MemberRecord, TopicRecord
 from lakelog.types import FetchResult, OffsetCommit, Record, StoredRecord, Subscription
 
@@ -93,6 +93,8 @@ _ENVELOPE_BYTES: Final = 4096
 
 _Work = Callable[["DispatchReport"], None]
 """One delivery of a (subscription, partition), adding what it did to a report."""
+_Plan = Callable[[], dict[tuple[str, int], _Work]]
+"""Finds deliveries to run, by (group, partition)."""
 
 
 def _threads(workers: int) -> Executor:
@@ -209,6 +211,8 @@ class _Delivery:
     partition: int
     lease: LeaseRecord
     state: DeliveryState
+    stored: bool = True
+    """Whether the state has an item (else the run guard covers the delivery)."""
 
     @property
     def key(self) -> str:
@@ -305,42 +309,79 @@ class Dispatcher:
     def on_appended(self, topic_ids: Iterable[str]) -> DispatchReport:
         """Deliver, for each subscription of the topics with these ids, every partition
         with records past its committed offset (the ledger stream's trigger)."""
-        names = self._topic_names(dict.fromkeys(topic_ids))
-        plans = [
+        ids = list(dict.fromkeys(topic_ids))
+        return self._run_all([], self._plans(ids), ids)
+
+    def resume_due(self) -> DispatchReport:
+        """Resume the deliveries whose retry, batching window or stall guard is due, and
+        the topics of runs whose guard is due (they failed or crashed): the schedule's
+        trigger, one query of the delivery states; nothing else when idle."""
+        states, guards = self._states.due_work(self._ctx.clock_ms())
+        ids = list(dict.fromkeys(topic_id for guard in guards for topic_id in guard.topic_ids))
+        resumed = [functools.partial(self._resume, state) for state in states]
+        return self._run_all(resumed, self._plans(ids), ids, [g.run_id for g in guards])
+
+    def _plans(self, topic_ids: list[str]) -> list[_Plan]:
+        """The deliveries of every subscription of the topics with ``topic_ids``."""
+        names = self._topic_names(topic_ids)
+        return [
             functools.partial(self._deliveries_of, sub)
             for name in names
             for sub in self._subscriptions(name)
         ]
-        return self._run_all(plans)
 
-    def resume_due(self) -> DispatchReport:
-        """Resume the deliveries whose retry, batching window or stall guard is due (the
-        schedule's trigger): one query of the delivery states; nothing else when idle."""
-        due = self._states.due(self._ctx.clock_ms())
-        return self._run_all([functools.partial(self._resume, state) for state in due])
-
-    def _run_all(self, plans: Sequence[Callable[[], Sequence[_Work]]]) -> DispatchReport:
-        """Plan the deliveries (in this thread: join each group, find the partitions),
-        run them (at most ``max_concurrent_deliveries`` at once), leave the groups, then
-        raise the first failure. Every delivery runs even when another failed: the trigger
-        is retried (the stream) or runs again (the schedule), and the failed delivery's
-        stall guard resumes it meanwhile."""
+    def _run_all(
+        self,
+        resumed: Sequence[_Plan],
+        plans: Sequence[_Plan],
+        topic_ids: Sequence[str],
+        lapsed: Sequence[str] = (),
+    ) -> DispatchReport:
+        """Plan the deliveries in this thread (join each group, find the partitions; a
+        partition with a due state once), guard those of ``plans`` with one run guard of
+        ``topic_ids``, delete the ``lapsed`` guards it replaces, run the deliveries (at
+        most ``max_concurrent_deliveries`` at once), leave the groups, then raise the
+        first failure. Every delivery runs even when another failed: the trigger is
+        retried (the stream) or runs again (the schedule), and the run guard (kept when a
+        delivery failed) or the failed delivery's own state resumes it meanwhile."""
         report = DispatchReport()
         errors: list[LakelogError] = []
         try:
-            work: list[_Work] = []
-            for plan in plans:
-                try:
-                    work.extend(plan())
-                except LakelogError as error:
-                    log.warning("delivery failed: %s", error)
-                    errors.append(error)
-            errors.extend(self._deliver_all(work, report))
+            work: dict[tuple[str, int], _Work] = {}
+            self._plan(resumed, work, errors)
+            stated = len(work)
+            self._plan(plans, work, errors)
+            guard = None
+            if len(work) > stated:
+                due = self._ctx.clock_ms() + self._session_ms
+                guard = RunGuard(uuid.uuid4().hex, tuple(topic_ids), due)
+                self._states.put_guard(guard)
+            if not errors:  # every lapsed topic was planned (and guarded when needed)
+                for run_id in lapsed:
+                    self._states.delete_guard(run_id)
+            errors.extend(self._deliver_all(list(work.values()), report))
+            if guard is not None and not errors:
+                self._states.delete_guard(guard.run_id)
         finally:
             self._leave()
         if errors:
             raise errors[0]
         return report
+
+    @staticmethod
+    def _plan(
+        plans: Sequence[_Plan], work: dict[tuple[str, int], _Work], errors: list[LakelogError]
+    ) -> None:
+        """Add the deliveries ``plans`` find to ``work`` (one per partition: the first)."""
+        for plan in plans:
+            try:
+                found = plan()
+            except LakelogError as error:
+                log.warning("delivery failed: %s", error)
+                errors.append(error)
+                continue
+            for key, deliver in found.items():
+                work.setdefault(key, deliver)
 
     def _deliver_all(self, work: Sequence[_Work], report: DispatchReport) -> list[LakelogError]:
         """Run each delivery (each its own report, added to ``report``); the failures, in
@@ -387,29 +428,31 @@ class Dispatcher:
             return None
         return topic
 
-    def _deliveries_of(self, sub: Subscription) -> list[_Work]:
+    def _deliveries_of(self, sub: Subscription) -> dict[tuple[str, int], _Work]:
         """The deliveries of ``sub``: each partition with records past its commit."""
         topic = self._topic_of(sub)
         if topic is None:
-            return []
+            return {}
         view = self._join(sub.group, topic.name)
         bounds = self._ctx.topic_state(topic)
-        work: list[_Work] = []
+        work: dict[tuple[str, int], _Work] = {}
         for partition in range(topic.partitions):
             committed = view.committed(view.lease(topic.name, partition), topic)
             start = max(committed or 0, bounds.log_start_offset(partition))
             if bounds.high_watermark(partition) > start:
-                work.append(functools.partial(self._deliver, sub, topic, partition, view, None))
+                deliver = functools.partial(self._deliver, sub, topic, partition, view, None)
+                work[(sub.group, partition)] = deliver
         return work
 
-    def _resume(self, state: DeliveryState) -> list[_Work]:
+    def _resume(self, state: DeliveryState) -> dict[tuple[str, int], _Work]:
         subs = [s for s in self._subscriptions(state.topic) if s.name == state.name]
         topic = self._topic_of(subs[0]) if subs else None
         if not subs or topic is None or subs[0].group != state.group:
             self._states.delete(state.group, state.partition)
-            return []
+            return {}
         view = self._join(state.group, topic.name)
-        return [functools.partial(self._deliver, subs[0], topic, state.partition, view, state)]
+        deliver = functools.partial(self._deliver, subs[0], topic, state.partition, view, state)
+        return {(state.group, state.partition): deliver}
 
     # Membership and lease ----------------------------------------------------------------
     def _join(self, group: str, topic: str) -> GroupView:
@@ -465,11 +508,13 @@ class Dispatcher:
             self._states.wake(DeliveryState(sub.group, topic.name, sub.name, partition, now))
             return
         guard = now + self._session_ms
+        stored = state is not None
         if state is None:
             state = DeliveryState(sub.group, topic.name, sub.name, partition, guard)
         state = replace(state, due_ms=guard, woken=False)
-        self._states.put(state)
-        delivery = _Delivery(sub, topic, partition, lease, state)
+        if stored:  # its item becomes the stall guard; without one, the run guard is it
+            self._states.put(state)
+        delivery = _Delivery(sub, topic, partition, lease, state, stored)
         with contextlib.suppress(_LeaseLost):
             self._run(delivery, report)
         # The lease stays with this member: its next delivery of the partition takes no
@@ -485,17 +530,17 @@ class Dispatcher:
                 if batch.end > offset:  # only a gap key compaction left
                     offset = self._commit(d, batch.end)
                     continue
-                if self._states.finish(d.sub.group, d.partition):
+                if self._finish(d):
                     return
                 d.state = replace(d.state, woken=False)  # woken meanwhile: read again
-                self._states.put(d.state)
+                self._store(d, d.state)
                 continue
             now = self._ctx.clock_ms()
             if not batch.full and not d.state.attempts and d.state.bisect_end is None:
                 window = d.sub.max_batching_window_ms
                 ends = min(records[0].timestamp_ms + window, now + window)
                 if now < ends and ends - now > self._inline_window_ms:
-                    self._states.put(replace(d.state, due_ms=ends, woken=False))
+                    self._store(d, replace(d.state, due_ms=ends, woken=False))
                     return
                 if now < ends:  # a short window: wait here, then read what it gathered
                     self._sleep((ends - now) / 1000)
@@ -511,7 +556,20 @@ class Dispatcher:
             if after != batch.end:
                 cursor = None
             offset = after
-        self._states.put(replace(d.state, due_ms=self._ctx.clock_ms()))
+        self._store(d, replace(d.state, due_ms=self._ctx.clock_ms()))
+
+    def _store(self, d: _Delivery, state: DeliveryState) -> None:
+        """Put ``state`` (from now on the delivery's stall guard is its own item)."""
+        self._states.put(state)
+        d.stored = True
+
+    def _finish(self, d: _Delivery) -> bool:
+        """Caught up: end the delivery (True) unless its state was woken meanwhile. An
+        item of its own is deleted unless woken; without one, a strongly consistent read
+        tells whether a wake created one."""
+        if d.stored:
+            return self._states.finish(d.sub.group, d.partition)
+        return self._states.get(d.sub.group, d.partition) is None
 
     @staticmethod
     def _limit(d: _Delivery, offset: int | None) -> int:
@@ -599,7 +657,7 @@ class Dispatcher:
             d.state = replace(
                 d.state, bisect_end=failed[-1].offset + 1, bisect_size=math.ceil(len(failed) / 2)
             )
-            self._states.put(d.state)
+            self._store(d, d.state)
             return failed_from
         attempts = d.state.attempts + 1
         now = self._ctx.clock_ms()
@@ -613,7 +671,7 @@ class Dispatcher:
             d.state = replace(
                 d.state, attempts=attempts, error=error, due_ms=now + backoff_ms(attempts)
             )
-            self._states.put(d.state)
+            self._store(d, d.state)
             return None
         d.state = replace(d.state, attempts=attempts, error=error)
         self._fail(d, failed, condition, error, report)
