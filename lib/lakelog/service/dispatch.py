@@ -47,6 +47,7 @@ __all__ = [
     "BACKOFF_BASE_MS",
     "BACKOFF_MAX_MS",
     "DEFAULT_SESSION_MS",
+    "DELIVERY_MEMORY_MB",
     "INLINE_WINDOW_MS",
     "MAX_CONCURRENT_DELIVERIES",
     "MAX_EVENT_BYTES",
@@ -55,6 +56,7 @@ __all__ = [
     "Dispatcher",
     "ListSubscriptions",
     "backoff_ms",
+    "deliveries_for_memory",
     "failure_offset",
     "kafka_event",
     "kafka_record",
@@ -84,6 +86,20 @@ MAX_CONCURRENT_DELIVERIES: Final = 16
 """Deliveries one trigger runs at once, each in a thread of its own: a delivery mostly waits
 (on its function's Invoke and on DynamoDB), so a trigger's partitions go out together and the
 trigger lasts about as long as its longest delivery, not the sum of them (ADR 0015 §2)."""
+
+DELIVERY_MEMORY_MB: Final = 32
+"""Memory one delivery may hold at worst: an event of `MAX_EVENT_BYTES` (6 MB of JSON),
+its records and their base64, about three times that."""
+_RUNTIME_MEMORY_MB: Final = 192
+"""Memory of the dispatcher function's runtime and caches (64 MB of segment bytes)."""
+
+
+def deliveries_for_memory(memory_mb: int) -> int:
+    """Concurrent deliveries a dispatcher function of ``memory_mb`` can hold at worst
+    (`DELIVERY_MEMORY_MB` each beyond its runtime), 1 to `MAX_CONCURRENT_DELIVERIES`."""
+    room = (memory_mb - _RUNTIME_MEMORY_MB) // DELIVERY_MEMORY_MB
+    return max(1, min(MAX_CONCURRENT_DELIVERIES, room))
+
 
 ListSubscriptions = Callable[[str], Sequence[Subscription]]
 """The subscription store's read port: the subscriptions of a topic, by topic name."""
