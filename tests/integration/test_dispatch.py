@@ -949,3 +949,35 @@ def test_a_failed_planning_keeps_the_lapsed_guard(eng: Engine, clock: Clock) -> 
     # Then the next run delivers them and removes it
     assert h.dispatcher().resume_due().records_delivered == 1
     assert h.states.due_work(10**15) == ([], [])
+
+
+def test_a_trigger_that_cannot_plan_a_subscription_leaves_a_guard_of_its_topics(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a group store that fails to put the member once
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    store = eng.groups.store
+    put_member = store.put_member
+    failures = [InjectedFaultError(FailPoint.BEFORE_LEASE)]
+
+    def fails_once(group: str, member: Any) -> None:
+        if failures:
+            raise failures.pop()
+        put_member(group, member)
+
+    store.put_member = fails_once  # type: ignore[method-assign]
+
+    # When the append's trigger cannot plan the subscription
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then a guard of the topic brings it back once the session lapsed, besides the
+    # stream's retry
+    _, [guard] = h.states.due_work(clock() + DEFAULT_SESSION_MS)
+    assert guard.topic_ids == (h.topic_id("orders"),)
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.states.due_work(10**15) == ([], [])

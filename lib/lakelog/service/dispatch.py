@@ -354,21 +354,25 @@ class Dispatcher:
         lapsed: Sequence[str] = (),
     ) -> DispatchReport:
         """Plan the deliveries in this thread (join each group, find the partitions; a
-        partition with a due state once), guard those of ``plans`` with one run guard of
-        ``topic_ids``, delete the ``lapsed`` guards it replaces, run the deliveries (at
-        most ``max_concurrent_deliveries`` at once), leave the groups, then raise the
-        first failure. Every delivery runs even when another failed: the trigger is
-        retried (the stream) or runs again (the schedule), and the run guard (kept when a
-        delivery failed) or the failed delivery's own state resumes it meanwhile."""
+        partition with a due state once), guard those of ``plans`` (and the topics of a
+        plan that failed) with one run guard of ``topic_ids``, delete the ``lapsed``
+        guards it replaces, run the deliveries (at most ``max_concurrent_deliveries`` at
+        once), leave the groups, then raise the first failure. Every delivery runs even
+        when another failed: the trigger is retried (the stream) or runs again (the
+        schedule), and the run guard (kept when a delivery failed) or the failed
+        delivery's own state resumes it meanwhile."""
         report = DispatchReport()
         errors: list[LakelogError] = []
         try:
             work: dict[tuple[str, int], _Work] = {}
             self._plan(resumed, work, errors)
-            stated = len(work)
+            stated, failed = len(work), len(errors)
             self._plan(plans, work, errors)
+            # A plan failed: the lapsed guards stay (due: the next schedule tries again),
+            # and they cover this run's deliveries, which are of their topics.
+            kept = bool(errors) and bool(lapsed)
             guard = None
-            if len(work) > stated:
+            if (len(work) > stated or len(errors) > failed) and not kept:
                 due = self._ctx.clock_ms() + self._session_ms
                 guard = RunGuard(uuid.uuid4().hex, tuple(topic_ids), due)
                 self._states.put_guard(guard)
