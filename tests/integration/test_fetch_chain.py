@@ -8,6 +8,7 @@ requests AWS would bill.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ import pytest
 
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError, TopicNotFoundError
 from lakelog.log.chain import Cursor, decode_cursor, encode_cursor
-from lakelog.service.context import SegmentBytesCache
+from lakelog.service.context import SegmentBytesCache, SegmentReaderCache
 from lakelog.service.engine import Engine
 from lakelog.storage.keys import ResourceNames
 from lakelog.types import FetchPosition, FetchResult, Record
@@ -309,17 +310,52 @@ def test_the_segment_bytes_cache_serves_only_ranges_it_holds_and_stays_in_its_bo
     assert cache.get("b", 0, 5) == b"12345"
 
 
-@pytest.mark.moto
-def test_a_read_from_the_start_of_a_long_log_finds_its_item_with_one_probe(
-    aws_engine: Engine, dynamodb_client: Any
-) -> None:
-    engine = aws_engine
+def test_the_segment_bytes_cache_joins_ranges_of_a_segment_that_overlap_or_touch() -> None:
+    cache = SegmentBytesCache(capacity_bytes=12)
+    cache.put("a", 4, b"efgh")  # bytes 4..7
+    cache.put("a", 2, b"cd")  # touches it: 2..7
+    assert cache.get("a", 2, 8) == b"cdefgh"
+    cache.put("a", 6, b"ghij")  # overlaps it: 2..9
+    assert cache.get("a", 2, 10) == b"cdefghij"
+    cache.put("a", 11, b"l")  # apart: replaces it
+    assert (cache.get("a", 2, 3), cache.get("a", 11, 12)) == (None, b"l")
+    cache.put("a", 0, b"abcdefghijk")  # joined it would pass the bound: replaces it
+    assert cache.get("a", 0, 11) == b"abcdefghijk"
+
+
+def test_threads_reading_one_segment_at_once_send_one_get(engine: Engine) -> None:
+    # Given a segment this process has not read, and a store whose GET waits until every
+    # reader is waiting for its turn at the segment
     engine.create_topic("orders")
-    for i in range(64):
-        engine.append("orders", [Record(value=b"%d" % i)])
+    engine.append("orders", [Record(value=b"v%d" % i) for i in range(3)])
+    objects = engine.context.objects
+    get_range = objects.get_range
+    cache = engine.context.caches.segment_bytes = SegmentBytesCache()
+    engine.context.caches.segments = SegmentReaderCache()
+    gets: list[tuple[str, int, int]] = []
+    readers = 4
 
-    with requests(dynamodb_client) as seen:
-        result = engine.fetch("orders", 0, 0, max_records=1)
+    def held(key: str, start: int, end: int) -> bytes:
+        gets.append((key, start, end))
+        deadline = time.monotonic() + 10
+        while cache.readers(key) < readers and time.monotonic() < deadline:
+            time.sleep(0.001)  # waits for a state, not for a time
+        return get_range(key, start, end)
 
-    assert [r.offset for r in result.records] == [0]
-    assert seen["GetItem"] <= 2  # the first chain item, and the meta item while catching up
+    objects.get_range = held  # type: ignore[method-assign]
+    results: list[list[bytes | None]] = []
+
+    def read() -> None:
+        results.append([record.value for record in engine.fetch("orders", 0, 0).records])
+
+    # When four threads fetch it at once
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    # Then one GET served them all
+    assert results == [[b"v0", b"v1", b"v2"]] * readers
+    assert len(gets) == 1
+    assert cache.readers(gets[0][0]) == 0

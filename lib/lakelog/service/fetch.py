@@ -620,8 +620,11 @@ class Fetcher:
         cache = self._ctx.caches.segment_bytes
         data = cache.get(key, start, end)
         if data is None:
-            data = self._ctx.objects.get_range(key, start, end)
-            cache.put(key, start, data)
+            with cache.filling(key):  # another thread may be reading it: wait, look again
+                data = cache.get(key, start, end)
+                if data is None:
+                    data = self._ctx.objects.get_range(key, start, end)
+                    cache.put(key, start, data)
         return data
 
     def _result(self, read: _TopicRead, want: _Wanted) -> FetchResult | LakelogError:

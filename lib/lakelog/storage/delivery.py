@@ -11,6 +11,10 @@ Item attributes (``pk = "dispatch"``, ``sk = "{group}#{partition:05d}"``)
     failure, when any), ``bisect_end`` N and ``bisect_size`` N (while a split batch is
     retried in parts), ``woken`` BOOL (present only when true: records arrived while
     another delivery held the lease).
+
+Beside them, one *run guard* per dispatcher run whose deliveries have no state item
+(``sk = "run#{run_id}"``): ``topic_ids`` L of S (the topics the run delivers), ``due_ms``
+N (when its session lapses). The schedule's one query finds both (`due_work`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from botocore.exceptions import ClientError
 
 from lakelog.storage.attributes import Item, condition_failed, get_int, num
 from lakelog.storage.errors import translate_client_errors
-from lakelog.storage.keys import DELIVERY_STATE_PK, delivery_state_sort_key
+from lakelog.storage.keys import (
+    DELIVERY_STATE_PK,
+    RUN_GUARD_SK_PREFIX,
+    delivery_state_sort_key,
+    run_guard_sort_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,6 +42,7 @@ __all__ = [
     "DeliveryStateStore",
     "DynamoDeliveryStateStore",
     "MemoryDeliveryStateStore",
+    "RunGuard",
 ]
 
 WAKE_ATTEMPTS: Final = 3
@@ -64,6 +74,17 @@ class DeliveryState:
     woken: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RunGuard:
+    """The stall guard of one dispatcher run: while it runs, deliveries of ``topic_ids``
+    that have no state item are covered by this one item, due when the run's session
+    lapses; a run that ends without a failure deletes it (ADR 0015 §2)."""
+
+    run_id: str
+    topic_ids: tuple[str, ...]
+    due_ms: int
+
+
 class DeliveryStateStore(Protocol):
     """Delivery states by (group, partition), and the query of those due."""
 
@@ -86,15 +107,35 @@ class DeliveryStateStore(Protocol):
     def due(self, now_ms: int) -> list[DeliveryState]:
         """Every state with ``due_ms <= now_ms``, by due time (one query)."""
 
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
+        """The states and the run guards with ``due_ms <= now_ms``, each by due time (one
+        query: what the schedule reads)."""
+
+    def put_guard(self, guard: RunGuard) -> None:
+        """Store ``guard`` (replacing any of its run id)."""
+
+    def delete_guard(self, run_id: str) -> None:
+        """Delete the run guard of ``run_id``; a missing one is not an error."""
+
+
+def _by_due(
+    states: list[DeliveryState], guards: list[RunGuard]
+) -> tuple[list[DeliveryState], list[RunGuard]]:
+    return (
+        sorted(states, key=lambda state: (state.due_ms, state.group, state.partition)),
+        sorted(guards, key=lambda guard: (guard.due_ms, guard.run_id)),
+    )
+
 
 class MemoryDeliveryStateStore:
     """The `DeliveryStateStore` port in memory."""
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, int], DeliveryState] = {}
+        self._guards: dict[str, RunGuard] = {}
         self._lock = threading.Lock()
         self.queries = 0
-        """`due` calls so far (what the schedule costs)."""
+        """`due` and `due_work` calls so far (what the schedule costs)."""
 
     def get(self, group: str, partition: int) -> DeliveryState | None:
         with self._lock:
@@ -125,10 +166,22 @@ class MemoryDeliveryStateStore:
             self._states.pop((group, partition), None)
 
     def due(self, now_ms: int) -> list[DeliveryState]:
+        return self.due_work(now_ms)[0]
+
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
         with self._lock:
             self.queries += 1
-            found = [state for state in self._states.values() if state.due_ms <= now_ms]
-        return sorted(found, key=lambda state: (state.due_ms, state.group, state.partition))
+            states = [state for state in self._states.values() if state.due_ms <= now_ms]
+            guards = [guard for guard in self._guards.values() if guard.due_ms <= now_ms]
+        return _by_due(states, guards)
+
+    def put_guard(self, guard: RunGuard) -> None:
+        with self._lock:
+            self._guards[guard.run_id] = guard
+
+    def delete_guard(self, run_id: str) -> None:
+        with self._lock:
+            self._guards.pop(run_id, None)
 
 
 def _key(group: str, partition: int) -> Item:
@@ -254,9 +307,28 @@ class DynamoDeliveryStateStore:
     def delete(self, group: str, partition: int) -> None:
         self._client.delete_item(TableName=self._table, Key=_key(group, partition))
 
-    @translate_client_errors
     def due(self, now_ms: int) -> list[DeliveryState]:
-        found: list[DeliveryState] = []
+        return self.due_work(now_ms)[0]
+
+    @translate_client_errors
+    def put_guard(self, guard: RunGuard) -> None:
+        item: Item = {
+            "pk": {"S": DELIVERY_STATE_PK},
+            "sk": {"S": run_guard_sort_key(guard.run_id)},
+            "topic_ids": {"L": [{"S": topic_id} for topic_id in guard.topic_ids]},
+            "due_ms": num(guard.due_ms),
+        }
+        self._client.put_item(TableName=self._table, Item=item)
+
+    @translate_client_errors
+    def delete_guard(self, run_id: str) -> None:
+        key = {"pk": {"S": DELIVERY_STATE_PK}, "sk": {"S": run_guard_sort_key(run_id)}}
+        self._client.delete_item(TableName=self._table, Key=key)
+
+    @translate_client_errors
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
+        states: list[DeliveryState] = []
+        guards: list[RunGuard] = []
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
@@ -265,5 +337,12 @@ class DynamoDeliveryStateStore:
             ExpressionAttributeValues={":pk": {"S": DELIVERY_STATE_PK}, ":now": num(now_ms)},
             ConsistentRead=True,
         ):
-            found.extend(_from_item(item) for item in page.get("Items", []))
-        return sorted(found, key=lambda state: (state.due_ms, state.group, state.partition))
+            for item in page.get("Items", []):
+                sort_key = item["sk"]["S"]
+                if sort_key.startswith(RUN_GUARD_SK_PREFIX):
+                    topic_ids = tuple(value["S"] for value in item["topic_ids"]["L"])
+                    run_id = sort_key.removeprefix(RUN_GUARD_SK_PREFIX)
+                    guards.append(RunGuard(run_id, topic_ids, get_int(item, "due_ms")))
+                else:
+                    states.append(_from_item(item))
+        return _by_due(states, guards)
