@@ -19,6 +19,7 @@ import aiokafka
 import confluent_kafka
 import kafka
 import pytest
+from kio.records.readers import read_batch
 from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.list_offsets.v8.request import (
@@ -628,4 +629,50 @@ def test_list_offsets_answers_each_spec_per_partition(engine: Engine) -> None:
         (ErrorCode.none, -1, -1),
         (ErrorCode.unsupported_version, -1, -1),
         (ErrorCode.unknown_topic_or_partition, -1, -1),
+    ]
+
+
+def _offsets(records: bytes) -> list[int]:
+    """The offsets of the records in a reply's record batches."""
+    found: list[int] = []
+    at = 0
+    while at < len(records):
+        batch, used = read_batch(memoryview(records), at)
+        found.extend(int(record.offset) for record in batch.records)
+        at += used
+    return found
+
+
+def test_each_partition_gets_at_most_its_bytes_and_none_is_starved(engine: Engine) -> None:
+    engine.create_topic("orders", 3)
+    engine.append("orders", [Record(value=b"y" * 5000, partition=0)])
+    for partition in (1, 2):  # 50 records of 100 bytes each
+        engine.append("orders", [Record(value=b"x" * 100, partition=partition)] * 50)
+    engine.append("orders", [Record(value=b"y" * 5000, partition=2)])
+    request = build(
+        FetchRequest,
+        max_wait=datetime.timedelta(0),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=(
+            build(
+                FetchTopic,
+                topic="orders",
+                partitions=tuple(
+                    build(FetchPartition, partition=p, fetch_offset=o, partition_max_bytes=1000)
+                    for p, o in ((0, 0), (1, 0), (2, 45))
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+    )
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        return await fetch_api.API.handle(request, session)
+
+    reply = asyncio.run(_on_gateway(engine, scenario))
+    assert [_offsets(p.records) for p in reply.responses[0].partitions] == [
+        [0],  # the reply's first record, however large (KIP-74)
+        list(range(10)),  # 10 records of 100 bytes
+        list(range(45, 50)),  # the large one does not fit in what is left of 1000
     ]

@@ -1,10 +1,11 @@
 """Fetch (key 1): records of many partitions through the engine's multi-partition fetch
 (ADR 0016 §4, ADR 0012 §3).
 
-One request is one `FetchMany` per read (one chain Query per topic), whose budget is the
-request's ``max_bytes`` (at most `MAX_FETCH_BYTES`) counted in record bytes; each
-partition's records are then kept within its ``partition_max_bytes``, except that the
-first partition with records keeps at least its first record however large (KIP-74). A
+A read is one `FetchMany` (one chain Query per topic) whose budget is the request's
+``max_bytes`` (at most `MAX_FETCH_BYTES`) counted in record bytes; each partition's
+records are then kept within its ``partition_max_bytes``, except that the first partition
+with records keeps at least its first record however large (KIP-74). Partitions the
+shared budget left empty are read again with what it has left (`MAX_READS`). A
 reply with fewer than ``min_bytes`` waits at most ``max_wait_ms``, capped by
 `GatewayConfig.fetch_max_wait_ms`: it reads again when this process commits an append
 (`AppendSignal`) and every `GatewayConfig.fetch_poll_ms` for appends of other processes.
@@ -49,6 +50,8 @@ from lakelog.types import FetchPosition, FetchResult, StoredRecord
 
 __all__ = ["API"]
 
+MAX_READS: Final = 4
+"""Engine reads one Fetch makes to fill its budget (each is one `FetchMany`)."""
 _CURSORS: Final = "fetch.cursors"
 """Session state: the cursor of each partition's last fetch, by (topic, partition)."""
 
@@ -130,45 +133,62 @@ def _apply(part: _Partition, result: FetchResult | LakelogError) -> None:
         part.error = error_code(result)
 
 
-async def _read(session: Session, wanted: list[_Partition], max_bytes: int) -> None:
-    """Read every partition without an error of its own, within ``max_bytes`` of record
-    bytes, in chunks of at most `MAX_FETCH_PARTITIONS` positions."""
+def _keep(part: _Partition, room: int, first: bool) -> int:
+    """Keep the partition's records within its ``partition_max_bytes`` and ``room``; the
+    first record stays however large when ``first`` (nothing kept before it in the
+    reply). The record bytes kept."""
+    kept = size = 0
+    for record in part.records:
+        more = record_size(record.key, record.value, record.headers)
+        if not (first and kept == 0) and size + more > min(part.max_bytes, room):
+            break
+        size += more
+        kept += 1
+    del part.records[kept:]
+    return size
+
+
+async def _read(session: Session, wanted: list[_Partition], max_bytes: int) -> int:
+    """Read every partition without an error of its own within ``max_bytes`` of record
+    bytes (at most `MAX_FETCH_BYTES`) and each one's ``partition_max_bytes``; the record
+    bytes kept.
+
+    The engine's budget is shared by a request's partitions, in order: a partition with a
+    backlog may take it all and then be cut to its own limit. Partitions left without
+    records that have some are read again with what the budget has left, for at most
+    `MAX_READS` reads of the engine.
+    """
     cursors = _cursors(session)
-    readable = [part for part in wanted if part.error in (ErrorCode.none,)]
-    budget = min(max(1, max_bytes), MAX_FETCH_BYTES)
-    for start in range(0, len(readable), MAX_FETCH_PARTITIONS):
-        chunk = readable[start : start + MAX_FETCH_PARTITIONS]
+    limit = min(max(1, max_bytes), MAX_FETCH_BYTES)
+    pending = [part for part in wanted if part.error is ErrorCode.none]
+    for part in pending:
+        part.records = []
+    kept = 0
+    for _read_round in range(MAX_READS):
+        if not pending or kept >= limit:
+            break
+        chunk = pending[:MAX_FETCH_PARTITIONS]
         positions = []
         for part in chunk:
             known = cursors.get((part.topic, part.partition))
             cursor = known[1] if known is not None and known[0] == part.offset else None
             positions.append(FetchPosition(part.topic, part.partition, part.offset, cursor))
+        budget = max(1, min(limit - kept, sum(max(1, part.max_bytes) for part in chunk)))
         reply = await session.call(FetchMany(positions, budget, MAX_FETCH_RECORDS))
+        starved = []
         for part, result in zip(chunk, reply.partitions, strict=True):
             _apply(part, result)
-            if isinstance(result, FetchResult) and result.cursor is not None:
+            if not isinstance(result, FetchResult):
+                continue
+            if result.cursor is not None:
                 cursors[(part.topic, part.partition)] = (result.next_offset, result.cursor)
-            budget -= sum(record_size(r.key, r.value, r.headers) for r in part.records)
-        if budget <= 0:
-            break
-
-
-def _trim(wanted: list[_Partition]) -> int:
-    """Keep each partition's records within its ``partition_max_bytes`` (the first
-    partition with records keeps its first record however large); the record bytes kept."""
-    total = 0
-    for part in wanted:
-        kept = 0
-        size = 0
-        for record in part.records:
-            more = record_size(record.key, record.value, record.headers)
-            if (kept or total) and size + more > part.max_bytes:
-                break
-            size += more
-            kept += 1
-        del part.records[kept:]
-        total += size
-    return total
+            kept += _keep(part, limit - kept, first=kept == 0)
+            if not part.records and result.next_offset < result.high_watermark:
+                starved.append(part)
+        if len(starved) == len(chunk):
+            break  # the budget left holds none of their next records
+        pending = starved + pending[len(chunk) :]
+    return kept
 
 
 def _answered(wanted: list[_Partition], min_bytes: int, size: int) -> bool:
@@ -185,8 +205,7 @@ async def _handle(body: Any, session: Session) -> ResponsePayload:
     min_bytes = max(1, body.min_bytes)
     while True:
         woken = services.appends.next()  # before the read: no append is missed
-        await _read(session, wanted, body.max_bytes)
-        size = _trim(wanted)
+        size = await _read(session, wanted, body.max_bytes)
         left = deadline - time.monotonic()
         if _answered(wanted, min_bytes, size) or left <= 0:
             break
