@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +41,10 @@ from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
 from lakelog.storage.ports import AclEntry
 from lakelog.types import Header, Record, StoredRecord
+from tests.integration.test_compactor_merge import Clock, clock, make
+from tests.integration.test_key_compaction import compact, make_topic, read_log
+
+__all__ = ["clock", "make"]  # fixtures of the key compaction tests
 
 T0 = 1_700_000_000_000
 """The first record's timestamp (ms)."""
@@ -351,6 +356,25 @@ def test_a_principal_that_may_only_produce_gets_topic_authorization_failed(
     finally:
         consumer.close()
     assert errors[0] == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_key_compacted_log_is_read_over_kafka_with_its_gaps(
+    make: Callable[[], Engine], clock: Clock, serve: Serve
+) -> None:
+    engine, _ = make_topic(make, clock, "compacted")
+    compact(engine, "compacted")
+    log = read_log(make(), "compacted")
+    expected = [_as_seen(record) for partition in sorted(log) for record in log[partition]]
+    assert any(
+        b.offset - a.offset > 1 for records in log.values() for a, b in itertools.pairwise(records)
+    )
+    consumer = _rdkafka(serve(on=engine))
+    try:
+        consumer.assign([confluent_kafka.TopicPartition("compacted", p, 0) for p in sorted(log)])
+        seen = _drain(consumer, len(expected))
+    finally:
+        consumer.close()
+    assert _by_partition(seen) == expected
 
 
 # kafka-python and aiokafka -------------------------------------------------------------
