@@ -475,6 +475,56 @@ def test_aiokafka_reads_byte_for_byte_from_earliest_and_by_time(
     assert (at.offset, at.timestamp) == (5, T0 + 10)
 
 
+def test_kafka_python_and_aiokafka_start_at_latest_and_see_new_records(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    engine.create_topic("orders", 1)
+    engine.append("orders", _records(10, 1))
+
+    python = kafka.KafkaConsumer(
+        bootstrap_servers=gateway.bootstrap, enable_auto_commit=False, request_timeout_ms=10_000
+    )
+    tp = kafka.TopicPartition("orders", 0)
+    try:
+        python.assign([tp])
+        python.seek_to_end(tp)
+        assert python.position(tp) == 10  # resolved (ListOffsets) before the append
+        engine.append("orders", _records(3, 1, start=10))
+        seen: list[int] = []
+        deadline = time.monotonic() + DEADLINE_S
+        while len(seen) < 3:
+            assert time.monotonic() < deadline
+            seen += [m.offset for ms in python.poll(timeout_ms=200).values() for m in ms]
+    finally:
+        python.close()
+    assert seen == [10, 11, 12]
+
+    async def aio() -> list[int]:
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=gateway.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tp = aiokafka.TopicPartition("orders", 0)
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            assert await consumer.position(tp) == 13
+            await asyncio.get_running_loop().run_in_executor(
+                None, engine.append, "orders", _records(2, 1, start=13)
+            )
+            offsets: list[int] = []
+            deadline = time.monotonic() + DEADLINE_S
+            while len(offsets) < 2:
+                assert time.monotonic() < deadline
+                batches = await consumer.getmany(timeout_ms=200)
+                offsets += [m.offset for ms in batches.values() for m in ms]
+            return offsets
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(aio()) == [13, 14]
+
+
 # The handlers themselves: waits, errors ---------------------------------------------------
 
 

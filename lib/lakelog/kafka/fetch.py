@@ -210,7 +210,8 @@ async def _handle(body: Any, session: Session) -> ResponsePayload:
         if _answered(wanted, min_bytes, size) or left <= 0:
             break
         await asyncio.wait([woken], timeout=min(poll_s, left))
-    return _response(body, wanted)
+    # encoding megabytes of records takes tens of ms: off the loop other connections share
+    return await services.run(_response, body, wanted)
 
 
 def _response(body: Any, wanted: list[_Partition]) -> ResponsePayload:
