@@ -1,12 +1,10 @@
 """Fetch (key 1): records of many partitions through the engine's multi-partition fetch
 (ADR 0016 §4, ADR 0012 §3).
 
-A read is one `FetchMany` (one chain Query per topic) whose budget is the request's
-``max_bytes`` (at most `MAX_FETCH_BYTES`) counted in record bytes; each partition's
-records are then kept within its ``partition_max_bytes``, except that the first partition
-with records keeps at least its first record however large (KIP-74). Partitions the
-shared budget left empty are read again with what it has left (`MAX_READS`). A
-reply with fewer than ``min_bytes`` waits at most ``max_wait_ms``, capped by
+A read is one `FetchMany` (one chain Query per topic) within the request's ``max_bytes``
+(at most `MAX_FETCH_BYTES`) of record bytes, each position within its own
+``partition_max_bytes``; the request's first record is returned however large (KIP-74).
+A reply with fewer than ``min_bytes`` waits at most ``max_wait_ms``, capped by
 `GatewayConfig.fetch_max_wait_ms`: it reads again when this process commits an append
 (`AppendSignal`) and every `GatewayConfig.fetch_poll_ms` for appends of other processes.
 A partition's error (out of range, unknown, not authorized) answers at once, as Kafka's
@@ -50,8 +48,6 @@ from lakelog.types import FetchPosition, FetchResult, StoredRecord
 
 __all__ = ["API"]
 
-MAX_READS: Final = 4
-"""Engine reads one Fetch makes to fill its budget (each is one `FetchMany`)."""
 _CURSORS: Final = "fetch.cursors"
 """Session state: the cursor of each partition's last fetch, by (topic, partition)."""
 
@@ -133,62 +129,37 @@ def _apply(part: _Partition, result: FetchResult | LakelogError) -> None:
         part.error = error_code(result)
 
 
-def _keep(part: _Partition, room: int, first: bool) -> int:
-    """Keep the partition's records within its ``partition_max_bytes`` and ``room``; the
-    first record stays however large when ``first`` (nothing kept before it in the
-    reply). The record bytes kept."""
-    kept = size = 0
-    for record in part.records:
-        more = record_size(record.key, record.value, record.headers)
-        if not (first and kept == 0) and size + more > min(part.max_bytes, room):
-            break
-        size += more
-        kept += 1
-    del part.records[kept:]
-    return size
-
-
 async def _read(session: Session, wanted: list[_Partition], max_bytes: int) -> int:
-    """Read every partition without an error of its own within ``max_bytes`` of record
-    bytes (at most `MAX_FETCH_BYTES`) and each one's ``partition_max_bytes``; the record
-    bytes kept.
+    """Read every partition without an error of its own, each within its
+    ``partition_max_bytes`` and all within ``max_bytes`` (at most `MAX_FETCH_BYTES`) of
+    record bytes; the record bytes read.
 
-    The engine's budget is shared by a request's partitions, in order: a partition with a
-    backlog may take it all and then be cut to its own limit. Partitions left without
-    records that have some are read again with what the budget has left, for at most
-    `MAX_READS` reads of the engine.
+    One `FetchMany` per `MAX_FETCH_PARTITIONS` partitions: the engine keeps each position
+    within its own ``max_bytes`` and the request's first record whatever its size.
     """
     cursors = _cursors(session)
-    limit = min(max(1, max_bytes), MAX_FETCH_BYTES)
-    pending = [part for part in wanted if part.error is ErrorCode.none]
-    for part in pending:
+    left = min(max(1, max_bytes), MAX_FETCH_BYTES)
+    readable = [part for part in wanted if part.error is ErrorCode.none]
+    size = 0
+    for part in readable:
         part.records = []
-    kept = 0
-    for _read_round in range(MAX_READS):
-        if not pending or kept >= limit:
+    for start in range(0, len(readable), MAX_FETCH_PARTITIONS):
+        if size >= left:
             break
-        chunk = pending[:MAX_FETCH_PARTITIONS]
+        chunk = readable[start : start + MAX_FETCH_PARTITIONS]
         positions = []
         for part in chunk:
             known = cursors.get((part.topic, part.partition))
             cursor = known[1] if known is not None and known[0] == part.offset else None
-            positions.append(FetchPosition(part.topic, part.partition, part.offset, cursor))
-        budget = max(1, min(limit - kept, sum(max(1, part.max_bytes) for part in chunk)))
-        reply = await session.call(FetchMany(positions, budget, MAX_FETCH_RECORDS))
-        starved = []
+            limit = min(max(1, part.max_bytes), MAX_FETCH_BYTES)
+            positions.append(FetchPosition(part.topic, part.partition, part.offset, cursor, limit))
+        reply = await session.call(FetchMany(positions, left - size, MAX_FETCH_RECORDS))
         for part, result in zip(chunk, reply.partitions, strict=True):
             _apply(part, result)
-            if not isinstance(result, FetchResult):
-                continue
-            if result.cursor is not None:
+            if isinstance(result, FetchResult) and result.cursor is not None:
                 cursors[(part.topic, part.partition)] = (result.next_offset, result.cursor)
-            kept += _keep(part, limit - kept, first=kept == 0)
-            if not part.records and result.next_offset < result.high_watermark:
-                starved.append(part)
-        if len(starved) == len(chunk):
-            break  # the budget left holds none of their next records
-        pending = starved + pending[len(chunk) :]
-    return kept
+            size += sum(record_size(r.key, r.value, r.headers) for r in part.records)
+    return size
 
 
 def _answered(wanted: list[_Partition], min_bytes: int, size: int) -> bool:
