@@ -750,3 +750,34 @@ def test_each_partition_gets_at_most_its_bytes_and_none_is_starved(engine: Engin
         list(range(10)),  # 10 records of 100 bytes
         list(range(45, 50)),  # the large one does not fit in what is left of 1000
     ]
+
+
+def test_a_fetch_waits_for_min_bytes_then_answers_with_what_it_has(engine: Engine) -> None:
+    engine.create_topic("orders", 1)
+    engine.append("orders", [Record(value=b"x" * 100)])
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        started = time.monotonic()
+        short = await fetch_api.API.handle(
+            _fetch_request("orders", 0, 0, max_wait_ms=60_000, min_bytes=250), session
+        )
+        waited = time.monotonic() - started
+        # a waiting fetch answers with the append that brings its reply to min_bytes
+        watched.asked.clear()
+        waiting = asyncio.create_task(
+            fetch_api.API.handle(
+                _fetch_request("orders", 0, 0, max_wait_ms=60_000, min_bytes=250), session
+            )
+        )
+        await watched.asked.wait()
+        await asyncio.get_running_loop().run_in_executor(
+            None, engine.append, "orders", [Record(value=b"y" * 200)]
+        )
+        return short, waited, await asyncio.wait_for(waiting, DEADLINE_S)
+
+    short, waited, enough = asyncio.run(
+        _on_gateway(engine, scenario, fetch_max_wait_ms=300, fetch_poll_ms=100)
+    )
+    assert _offsets(short.responses[0].partitions[0].records) == [0]
+    assert 0.3 <= waited < DEADLINE_S
+    assert _offsets(enough.responses[0].partitions[0].records) == [0, 1]
