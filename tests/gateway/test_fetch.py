@@ -9,6 +9,7 @@ null apart from empty), which is the cross-protocol proof of ADR 0016 §4.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import itertools
 import threading
@@ -29,6 +30,7 @@ from kio.schema.list_offsets.v8.request import (
     ListOffsetsTopic,
 )
 
+from lakelog.api import ApiSettings, make_handler
 from lakelog.client import Client
 from lakelog.kafka import GatewayConfig, KafkaGateway
 from lakelog.kafka import fetch as fetch_api
@@ -39,8 +41,10 @@ from lakelog.kafka.protocol import build, error_response
 from lakelog.kafka.served import SERVED
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import AclEntry
 from lakelog.types import Header, Record, StoredRecord
+from tests.integration.api.conftest import Api as HttpApi
 from tests.integration.test_compactor_merge import Clock, clock, make
 from tests.integration.test_key_compaction import compact, make_topic, read_log
 
@@ -147,6 +151,10 @@ def _stored(engine: Engine, topic: str, partitions: int) -> list[Seen]:
     return seen
 
 
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
 def _as_seen(record: StoredRecord) -> Seen:
     return (
         record.partition,
@@ -223,6 +231,55 @@ def test_records_produced_over_the_sdk_are_read_over_kafka_byte_for_byte(
         consumer.close()
     assert len(expected) == 60
     assert _by_partition(seen) == expected
+
+
+@pytest.mark.moto
+def test_records_produced_over_the_http_api_are_read_over_kafka_byte_for_byte(
+    engine: Engine, gateway: RunningGateway, resources: ResourceNames, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    settings = ApiSettings(
+        bucket=resources.bucket,
+        ledger_table=resources.ledger_table,
+        catalog_table=resources.catalog_table,
+        default_acl="allow",
+        env="test",
+    )
+    api = HttpApi(make_handler(settings, engine=engine), engine)
+    engine.create_topic("orders", 2)
+    records = _records(20, 2)
+
+    def data(raw: bytes | None) -> dict[str, str] | None:
+        return None if raw is None else {"type": "BINARY", "data": _b64(raw)}
+
+    body = {
+        "records": [
+            {
+                "key": data(r.key),
+                "value": data(r.value),
+                "headers": [
+                    {"key": name, "value": None if value is None else _b64(value)}
+                    for name, value in r.headers
+                ],
+                "partition": r.partition,
+                "timestamp_ms": r.timestamp_ms,
+            }
+            for r in records
+        ]
+    }
+    reply = api.send("produce", topic="orders", body=body)
+    assert reply.status == 200, reply.text
+    consumer = _rdkafka(gateway)
+    try:
+        consumer.assign([confluent_kafka.TopicPartition("orders", p, 0) for p in range(2)])
+        seen = _drain(consumer, 20)
+    finally:
+        consumer.close()
+    assert _by_partition(seen) == sorted(
+        (r.partition, i // 2, r.timestamp_ms, r.key, r.value, r.headers)
+        for i, r in enumerate(records)
+    )
 
 
 @pytest.mark.moto
