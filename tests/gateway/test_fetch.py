@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import importlib
 import itertools
 import threading
 import time
@@ -37,7 +38,7 @@ from lakelog.kafka import fetch as fetch_api
 from lakelog.kafka import offsets as offsets_api
 from lakelog.kafka.apis import Api, Session
 from lakelog.kafka.appends import AppendSignal
-from lakelog.kafka.protocol import build, error_response
+from lakelog.kafka.protocol import Request, build, encode_response, error_response
 from lakelog.kafka.served import SERVED
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
@@ -838,3 +839,60 @@ def test_a_fetch_waits_for_min_bytes_then_answers_with_what_it_has(engine: Engin
     assert _offsets(short.responses[0].partitions[0].records) == [0]
     assert 0.3 <= waited < DEADLINE_S
     assert _offsets(enough.responses[0].partitions[0].records) == [0, 1]
+
+
+@pytest.mark.parametrize("version", range(fetch_api.API.min_version, fetch_api.API.max_version + 1))
+def test_every_served_fetch_version_answers_and_encodes(engine: Engine, version: int) -> None:
+    engine.create_topic("orders", 1)
+    engine.append("orders", [Record(key=b"k", value=b"v", headers=(("h", None),))])
+    schema = importlib.import_module(f"kio.schema.fetch.v{version}.request")
+    part = build(schema.FetchPartition, partition=0, fetch_offset=0, partition_max_bytes=1 << 20)
+    request = build(
+        schema.FetchRequest,
+        max_wait=datetime.timedelta(0),
+        min_bytes=1,
+        max_bytes=1 << 20,
+        topics=(build(schema.FetchTopic, topic="orders", partitions=(part,)),),
+        forgotten_topics_data=(),
+    )
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        return await fetch_api.API.handle(request, session)
+
+    reply = asyncio.run(_on_gateway(engine, scenario))
+    assert reply.__version__ == version
+    (data,) = reply.responses[0].partitions
+    assert _offsets(data.records) == [0]
+    frame = encode_response(Request(1, version, 7, None, request), reply)
+    assert len(frame) > len(data.records)
+
+
+@pytest.mark.parametrize(
+    "version", range(offsets_api.API.min_version, offsets_api.API.max_version + 1)
+)
+def test_every_served_list_offsets_version_answers_and_encodes(
+    engine: Engine, version: int
+) -> None:
+    engine.create_topic("orders", 1)
+    engine.append("orders", [Record(value=b"v")] * 3)
+    schema = importlib.import_module(f"kio.schema.list_offsets.v{version}.request")
+    request = build(
+        schema.ListOffsetsRequest,
+        replica_id=-1,
+        isolation_level=0,
+        topics=(
+            build(
+                schema.ListOffsetsTopic,
+                name="orders",
+                partitions=(build(schema.ListOffsetsPartition, partition_index=0, timestamp=-1),),
+            ),
+        ),
+    )
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        return await offsets_api.API.handle(request, session)
+
+    reply = asyncio.run(_on_gateway(engine, scenario))
+    assert reply.__version__ == version
+    assert reply.topics[0].partitions[0].offset == 3
+    encode_response(Request(2, version, 7, None, request), reply)
