@@ -20,6 +20,7 @@ from typing import Any
 
 import aiokafka
 import confluent_kafka
+import confluent_kafka.admin
 import kafka
 import pytest
 from kio.records.readers import read_batch
@@ -433,6 +434,24 @@ def test_a_key_compacted_log_is_read_over_kafka_with_its_gaps(
     finally:
         consumer.close()
     assert _by_partition(seen) == expected
+
+
+def test_a_waiting_fetch_holds_only_its_own_connection(engine: Engine, serve: Serve) -> None:
+    engine.create_topic("orders", 1)
+    watched = _Watched()
+    gateway = serve(appends=watched, fetch_max_wait_ms=60_000, fetch_poll_ms=60_000)
+    consumer = _rdkafka(gateway, **{"fetch.wait.max.ms": 60_000, "socket.timeout.ms": 120_000})
+    admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": gateway.bootstrap})
+    try:
+        consumer.assign([confluent_kafka.TopicPartition("orders", 0, 0)])
+        deadline = time.monotonic() + DEADLINE_S
+        while not watched.fetching.is_set():  # a fetch of an empty partition: it waits 60 s
+            assert not consumer.consume(timeout=0.05)
+            assert time.monotonic() < deadline
+        # answered while that fetch still has most of a minute to wait
+        assert "orders" in admin.list_topics(timeout=DEADLINE_S).topics
+    finally:
+        consumer.close()
 
 
 # kafka-python and aiokafka -------------------------------------------------------------
