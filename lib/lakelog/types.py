@@ -119,12 +119,17 @@ class FetchResult:
 @dataclass(frozen=True, slots=True)
 class FetchPosition:
     """Where one partition of a multi-partition fetch starts: an offset, and the cursor
-    the previous fetch returned for it (a hint the service validates; ADR 0012)."""
+    the previous fetch returned for it (a hint the service validates; ADR 0012).
+
+    ``max_bytes`` bounds this partition's records within the fetch's budget (Kafka's
+    ``partition_max_bytes``); the fetch's first record is returned however large.
+    """
 
     topic: str
     partition: int
     offset: int
     cursor: str | None = None
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError, TopicNotFoundError
+from lakelog.limits import MAX_FETCH_BYTES
 from lakelog.log.chain import Cursor, decode_cursor, encode_cursor
 from lakelog.service.context import SegmentBytesCache, SegmentReaderCache
 from lakelog.service.engine import Engine
@@ -213,6 +214,57 @@ def test_fetch_many_shares_one_budget_and_always_returns_the_first_record(engine
             seen[r.partition].extend(rec.offset for rec in r.records)
         current = [FetchPosition("a", r.partition, r.next_offset, r.cursor) for r in results]
     assert seen == {p: [0, 1, 2, 3] for p in range(3)}
+
+
+def test_a_position_s_own_max_bytes_stops_only_that_partition(engine: Engine) -> None:
+    # Given partition 0 with a backlog first in the chain, then partitions 1 and 2
+    engine.create_topic("a", partitions=3)
+    engine.append("a", [Record(value=b"0" * 100, partition=0)] * 20)
+    for round_ in range(5):
+        engine.append("a", [Record(value=bytes([round_]) * 100, partition=p) for p in (1, 2)])
+    positions = [
+        FetchPosition("a", 0, 0, max_bytes=350),
+        FetchPosition("a", 1, 0),
+        FetchPosition("a", 2, 0, max_bytes=200),
+    ]
+
+    # When one fetch with room for all of it reads them
+    results = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 1000)]
+
+    # Then partition 0 stops at its own 350 bytes and 2 at 200, while 1 reads to its end
+    assert [len(r.records) for r in results] == [3, 5, 2]
+    assert [r.next_offset for r in results] == [3, 5, 2]
+    # ... and each one's next offset and cursor read on exactly from there
+    again = [
+        ok(r)
+        for r in engine.fetcher.fetch_many(
+            [FetchPosition("a", r.partition, r.next_offset, r.cursor, 10_000) for r in results],
+            1 << 20,
+            1000,
+        )
+    ]
+    assert [[rec.offset for rec in r.records] for r in again] == [
+        list(range(3, 20)),
+        [],
+        [2, 3, 4],
+    ]
+
+
+def test_the_first_record_of_a_fetch_passes_its_position_s_own_max_bytes(engine: Engine) -> None:
+    engine.create_topic("a", partitions=2)
+    engine.append("a", [Record(value=b"x" * 1000, partition=p) for p in (0, 1)])
+    positions = [FetchPosition("a", p, 0, max_bytes=10) for p in (0, 1)]
+
+    results = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 1000)]
+
+    assert [len(r.records) for r in results] == [1, 0]
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, MAX_FETCH_BYTES + 1, True])
+def test_a_position_s_own_max_bytes_must_be_positive(engine: Engine, max_bytes: int) -> None:
+    engine.create_topic("a", partitions=1)
+    with pytest.raises(InvalidRequestError, match="max_bytes"):
+        engine.fetcher.fetch_many([FetchPosition("a", 0, 0, max_bytes=max_bytes)], 100, 100)
 
 
 def test_fetch_many_answers_each_partitions_error_in_its_place(engine: Engine) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from kio.static.protocol import RequestPayload, ResponsePayload
 
     from lakelog.contract.operations import Operation
+    from lakelog.kafka.appends import AppendSignal
+    from lakelog.kafka.server import GatewayConfig
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
@@ -34,6 +36,8 @@ class Services(Protocol):
     engine: Engine
     access: AccessControl
     apis: Mapping[int, Api]
+    config: GatewayConfig
+    appends: AppendSignal
     advertised_host: str
     advertised_port: int
     node_id: int

@@ -23,6 +23,7 @@ from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
 from lakelog.kafka.apis import TICKET, Api, Session
+from lakelog.kafka.appends import AppendSignal
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -69,6 +70,12 @@ class GatewayConfig:
     max_in_flight: int = 16
     """Requests of one connection read ahead of their answers (pipelined APIs only)."""
     threads: int = 32
+    fetch_max_wait_ms: int = 500
+    """The longest a Fetch waits for ``min_bytes`` whatever its ``max_wait_ms`` asks
+    (ADR 0016 §4): a gateway holds a connection, not a billed invocation, while it waits."""
+    fetch_poll_ms: int = 250
+    """How often a waiting Fetch reads again for appends made by other processes (this
+    process's own appends wake it at once)."""
 
 
 class KafkaGateway:
@@ -105,6 +112,7 @@ class KafkaGateway:
         self.advertised_host = self.config.advertised_host or self.config.host
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
+        self.appends = AppendSignal()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -121,12 +129,14 @@ class KafkaGateway:
             self._serve, self.config.host, self.config.port, limit=2**16
         )
         port = int(self._server.sockets[0].getsockname()[1])
+        self.appends.start(self.engine.appender.watch)
         if self.config.advertised_port is None:
             self.advertised_port = port
         return port
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
+        self.appends.stop()
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
