@@ -54,6 +54,13 @@ a price is taken as a GiB, 2**30 bytes, as AWS bills storage and data volume):
   storage. The dimensions are confirmed by AWS's and third-party pages; the dollar amounts
   are the published list prices as widely quoted, not confirmed from an AWS page on
   2026-12-02.
+- AWS Fargate on Linux/ARM64 (Graviton), https://aws.amazon.com/fargate/pricing/:
+  $0.03238 per vCPU-hour and $0.00356 per GB-hour (memory), per second with a one-minute
+  minimum; the list prices as published, not confirmed from the stored page on 2026-12-02;
+- Network Load Balancer, https://aws.amazon.com/elasticloadbalancing/pricing/: $0.0225
+  per hour and $0.006 per NLCU-hour; an NLCU of a TLS listener is the largest of 50 new
+  TLS connections a second, 3,000 active TLS connections and 1 GB of processed bytes an
+  hour (both directions); the list prices as published, not confirmed on 2026-12-02.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ __all__ = [
     "EXPRESS_BILLED_INCREMENT_S",
     "EXPRESS_GB_SECOND",
     "EXPRESS_REQUEST",
+    "FARGATE_ARM_GB_HOUR",
+    "FARGATE_ARM_VCPU_HOUR",
     "GIB",
     "HOURS_PER_MONTH",
     "KINESIS_EXTENDED_RETENTION_GB_MONTH",
@@ -93,6 +102,10 @@ __all__ = [
     "MSK_GB_OUT",
     "MSK_PARTITION_HOUR",
     "MSK_STORAGE_GB_MONTH",
+    "NLB_HOUR",
+    "NLB_LCU_HOUR",
+    "NLB_TLS_ACTIVE_PER_LCU",
+    "NLB_TLS_BYTES_PER_LCU_HOUR",
     "S3_GET_REQUEST",
     "S3_PUT_REQUEST",
     "S3_STORAGE_GB_MONTH",
@@ -137,6 +150,14 @@ MSK_PARTITION_HOUR: Final = 0.0015
 MSK_GB_IN: Final = 0.10
 MSK_GB_OUT: Final = 0.05
 MSK_STORAGE_GB_MONTH: Final = 0.10
+FARGATE_ARM_VCPU_HOUR: Final = 0.03238
+FARGATE_ARM_GB_HOUR: Final = 0.00356
+NLB_HOUR: Final = 0.0225
+NLB_LCU_HOUR: Final = 0.006
+NLB_TLS_BYTES_PER_LCU_HOUR: Final = 2**30
+"""Processed bytes an NLCU of a TLS listener covers in an hour."""
+NLB_TLS_ACTIVE_PER_LCU: Final = 3_000
+"""Active TLS connections an NLCU covers."""
 MONTH_S: Final = 30 * 24 * 3600
 """Seconds in the month every monthly figure is priced for."""
 HOURS_PER_MONTH: Final = 720

@@ -19,10 +19,11 @@ the recorder `CallRecorder.paused`.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from benchmarks.meter import item_size, query_read_units, read_units, write_units
@@ -58,6 +59,9 @@ class Call:
     s3_class: S3RequestClass = ""
     params: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The request parameters, with an S3 ``Body`` replaced by its length."""
+    thread: int = field(default=0, repr=False, compare=False)
+    """The thread that made it (`threading.get_ident`): calls of one thread are made one
+    after another, those of different threads may overlap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +171,7 @@ class CallRecorder:
                 write_units=self._write_units(model.name, writes, before, status),
                 params=params,
             )
-        self._calls.append(call)
+        self._calls.append(replace(call, thread=threading.get_ident()))
 
     # DynamoDB writes ----------------------------------------------------------------------
     def _writes(self, operation: str, params: Mapping[str, Any]) -> list[_Write]:

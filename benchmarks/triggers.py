@@ -15,21 +15,32 @@ them, and their CPU left out of the dispatcher's). Nothing reaches AWS.
   12 partitions) with one subscription of the defaults (batch 100, window 500 ms). As the
   event source mapping CDK sets (batch 1,000, window 1 s) calls the dispatcher at most
   once a second, ``on_appended`` runs once per modeled second, ``resume_due`` once a
-  minute. The dispatcher's CPU is measured (moto and the recorder excluded) and its
-  duration modeled (`benchmarks.simulation.io_seconds`, plus `INVOKE_WAIT_S` per
-  invocation of the subscribed function); `price_w1` scales a month from it.
+  minute. The dispatcher's CPU is measured in every thread (moto and the recorder
+  excluded) and each run's duration modeled (`run_seconds`): the calling thread's path
+  (planning before the deliveries, leaving the groups after them) plus the longest of the
+  delivery threads' paths, which run at once (`Dispatcher` delivers a trigger's partitions
+  concurrently), each path its CPU, its calls' latencies (`benchmarks.simulation.io_seconds`)
+  and `INVOKE_WAIT_S` per invocation of the subscribed function, one after another; never
+  less than the threads' CPU together (one vCPU at 1,769 MB, one GIL). Lambda bills that
+  wall-clock duration, not the sum of the paths. `price_w1` scales a month from it.
+  Moto is not thread-safe: its requests are served one at a time (`serialized_moto`),
+  which changes real time only, not the model.
 - **W3** (an idle subscription): one ``resume_due`` measured; `price_w3`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import boto3
 from moto import mock_aws
@@ -61,6 +72,7 @@ from lakelog.types import Subscription
 __all__ = [
     "DISPATCHER_MEMORY_MB",
     "INVOKE_WAIT_S",
+    "DeliveryPath",
     "LagReport",
     "MonthlyDispatch",
     "TriggerReport",
@@ -70,8 +82,12 @@ __all__ = [
     "percentile",
     "price_w1",
     "price_w3",
+    "run_seconds",
     "run_triggers",
+    "serialized_moto",
 ]
+
+R = TypeVar("R")
 
 DISPATCHER_MEMORY_MB: Final = 1769
 """The dispatcher function's memory in prod (ADR 0015 §4)."""
@@ -103,6 +119,38 @@ def arrived(event: dict[str, Any], context: object) -> None:
         _INVOCATIONS.append(now)
         for records in event["records"].values():
             _ARRIVALS.extend((now, r["partition"], r["offset"]) for r in records)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPath:
+    """What one thread of a dispatcher run did, one thing after another."""
+
+    calls: tuple[Call, ...] = ()
+    cpu_s: float = 0.0
+    invocations: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """Modeled time of the path: its CPU, each call's latency and each Invoke's wait."""
+        return self.cpu_s + io_seconds(self.calls) + self.invocations * INVOKE_WAIT_S
+
+
+def run_seconds(
+    caller: DeliveryPath, deliveries: Sequence[DeliveryPath], waited_s: float = 0.0
+) -> float:
+    """Modeled wall-clock duration of one dispatcher run, what Lambda bills.
+
+    The calling thread plans the deliveries before they start and leaves the groups after
+    they end, so its path adds to theirs. The delivery threads run at the same time: the
+    run lasts as long as the longest of them, not their sum, but never less than their CPU
+    together (1,769 MB is one vCPU, and Python runs one thread at a time). ``waited_s``,
+    the short batching windows waited for in process, is how far the run moved the one
+    simulated clock (each wait ends at an absolute time); it is added whole, as if every
+    wait lay on the longest path (an upper bound).
+    """
+    longest = max((path.seconds for path in deliveries), default=0.0)
+    together = sum(path.cpu_s for path in deliveries)
+    return caller.seconds + max(longest, together) + waited_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +199,9 @@ class W1Dispatch:
     schedule_cpu_s: float = 0.0
     waited_s: float = 0.0
     """Seconds the stream runs waited in process for short batching windows (billed)."""
+    modeled_s: float | None = None
+    """Modeled wall-clock seconds of the stream runs, each `run_seconds` of its threads'
+    paths; None: every call, invoke and wait one after another (a serial dispatcher)."""
 
     def count(self, service: str, operation: str | None = None) -> int:
         """Calls to ``service`` (and ``operation``, when given) of the stream runs."""
@@ -173,6 +224,8 @@ class W1Dispatch:
     @property
     def duration_s(self) -> float:
         """Modeled billed duration of all the stream-triggered dispatcher runs."""
+        if self.modeled_s is not None:
+            return self.modeled_s
         io = io_seconds(self.calls) + self.invocations * INVOKE_WAIT_S + self.waited_s
         return lambda_duration(self.cpu_s, io, DISPATCHER_MEMORY_MB)
 
@@ -266,6 +319,7 @@ class _Deployment:
         self.names = ResourceNames.for_prefix(prefix)
         create_resources(self.session.client("s3"), self.session.client("dynamodb"), self.names)
         self.account = CpuAccount()
+        self.meter = _Meter(self.account)
         self.recorder = TimedRecorder(self.session.client("dynamodb"), self.account)
         policy = FunctionPolicy(allow_local=True)
         self.producer = self._engine(clock_ms, policy, on_append=on_append)
@@ -276,10 +330,11 @@ class _Deployment:
         self.dispatcher = Dispatcher(
             engine,
             engine.subscriptions.list,
-            _LambdaLikeInvoker(RoutingInvoker(local_invoker=LocalInvoker()), self.account),
+            _LambdaLikeInvoker(RoutingInvoker(local_invoker=LocalInvoker()), self.meter),
             _NoQueues(),
             states=DynamoDeliveryStateStore(dynamodb, self.names.catalog_table),
             bootstrap_servers=DEFAULT_BOOTSTRAP_SERVERS,
+            executor=self.meter.executor,
             **({} if sleep is None else {"sleep": sleep}),
         )
 
@@ -295,18 +350,93 @@ class _Deployment:
         return topic_id
 
 
+class _Meter:
+    """Per thread of the dispatcher's runs: CPU of the delivery threads (the calling
+    thread's is measured around the trigger) and invocations of the subscribed function."""
+
+    def __init__(self, account: CpuAccount) -> None:
+        self.account = account
+        self._lock = threading.Lock()
+        self._cpu: defaultdict[int, float] = defaultdict(float)
+        self._invocations: Counter[int] = Counter()
+
+    def executor(self, workers: int) -> Executor:
+        """The dispatcher's executor: threads whose tasks' CPU is metered."""
+        return _MeteredThreads(self, workers)
+
+    def run(self, task: Callable[[], R]) -> R:
+        """``task()`` in this thread, its CPU (moto excluded) counted for the thread."""
+        result, used = self.account.cpu(task)
+        with self._lock:
+            self._cpu[threading.get_ident()] += used
+        return result
+
+    def invoked(self) -> None:
+        """Count one invocation of the subscribed function by this thread."""
+        with self._lock:
+            self._invocations[threading.get_ident()] += 1
+
+    def paths(
+        self, calls: Sequence[Call], caller: int, caller_cpu_s: float
+    ) -> tuple[DeliveryPath, list[DeliveryPath]]:
+        """The run's path of the ``caller`` thread and those of its delivery threads (by
+        ``calls``' threads), then forget the run."""
+        with self._lock:
+            cpu, invocations = dict(self._cpu), dict(self._invocations)
+            self._cpu.clear()
+            self._invocations.clear()
+        threads = {c.thread for c in calls} | set(cpu) | set(invocations)
+
+        def path(thread: int, cpu_s: float) -> DeliveryPath:
+            mine = tuple(c for c in calls if c.thread == thread)
+            return DeliveryPath(mine, cpu_s, invocations.get(thread, 0))
+
+        workers = [path(t, cpu.get(t, 0.0)) for t in sorted(threads - {caller})]
+        return path(caller, caller_cpu_s), workers
+
+
+class _MeteredThreads(ThreadPoolExecutor):
+    def __init__(self, meter: _Meter, workers: int) -> None:
+        super().__init__(workers, thread_name_prefix="bench-delivery")
+        self._meter = meter
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return super().submit(self._meter.run, functools.partial(fn, *args, **kwargs))
+
+
+@contextlib.contextmanager
+def serialized_moto() -> Iterator[None]:
+    """Serve moto's requests one at a time while the block runs: its in-memory backends
+    are not thread-safe (a query iterating a table another thread writes to fails)."""
+    from moto.core.botocore_stubber import BotocoreStubber  # noqa: PLC0415
+
+    original = BotocoreStubber.__call__
+    lock = threading.RLock()
+
+    def call(stubber: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(stubber, *args, **kwargs)
+
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
 class _LambdaLikeInvoker:
     """Serializes the event as `LambdaInvoker`'s client does (counted), then calls the
     ``local:`` function with its CPU excluded (the subscribed function is not the
-    dispatcher's)."""
+    dispatcher's), counting the invocation for the calling thread."""
 
-    def __init__(self, inner: Invoker, account: CpuAccount) -> None:
+    def __init__(self, inner: Invoker, meter: _Meter) -> None:
         self._inner = inner
-        self._account = account
+        self._meter = meter
 
     def invoke(self, function_arn: str, event: Mapping[str, Any]) -> InvokeOutcome:
         json.dumps(event).encode()
-        with self._account.exclude():
+        self._meter.invoked()
+        with self._meter.account.exclude():
             return self._inner.invoke(function_arn, event)
 
 
@@ -351,26 +481,29 @@ def _run_lag(workload: TriggerWorkload) -> LagReport:
     return LagReport(lags, len(_INVOCATIONS))
 
 
-def _stream_w1(
-    run: _Deployment, clock: SimClock, workload: TriggerWorkload, waited: list[float]
-) -> W1Dispatch:
+def _stream_w1(run: _Deployment, clock: SimClock, workload: TriggerWorkload) -> W1Dispatch:
     topic_id = run.subscribe("w1", W1_PARTITIONS)
     values = make_values(W1_RECORDS_PER_APPEND, RECORD_BYTES, workload.seed)
     records = [Record(key=b"key-%d" % i, value=value) for i, value in enumerate(values)]
     _clear()
     calls: list[Call] = []
-    cpu = 0.0
+    cpu = modeled = waited = 0.0
     stream_calls = 0
+    caller = threading.get_ident()
     appends_per_call = round(W1_APPENDS_PER_S * ESM_WINDOW_S)
     for second in range(workload.w1_seconds):
         for k in range(appends_per_call):
             clock.advance_to(max(second + k / appends_per_call, clock.elapsed()))
             run.producer.append("w1", records)
         clock.advance_to(max(second + ESM_WINDOW_S, clock.elapsed()))
+        started = clock.elapsed()
         with run.recorder.capture() as captured:
             _, used = run.account.cpu(lambda: run.dispatcher.on_appended([topic_id]))
+        path, deliveries = run.meter.paths(captured, caller, used)
+        waited += clock.elapsed() - started
+        modeled += run_seconds(path, deliveries, clock.elapsed() - started)
         calls += captured
-        cpu += used
+        cpu += used + sum(d.cpu_s for d in deliveries)
         stream_calls += 1
     invocations = len(_INVOCATIONS)
     clock.advance_to(workload.w1_seconds + 600.0)
@@ -385,7 +518,8 @@ def _stream_w1(
         invocations=invocations,
         calls=tuple(calls),
         cpu_s=cpu,
-        waited_s=waited[0],
+        waited_s=waited,
+        modeled_s=modeled,
         schedule_calls=tuple(idle),
         schedule_cpu_s=idle_cpu,
     )
@@ -394,9 +528,9 @@ def _stream_w1(
 def run_triggers(workload: TriggerWorkload | None = None) -> TriggerReport:
     """Run both parts on fresh in-process moto deployments."""
     workload = workload or TriggerWorkload()
-    with mock_aws():
+    with serialized_moto(), mock_aws():
         lag = _run_lag(workload)
-    with mock_aws():
+    with serialized_moto(), mock_aws():
         w1 = _run_w1(workload)
     return TriggerReport(lag, w1)
 
@@ -404,13 +538,11 @@ def run_triggers(workload: TriggerWorkload | None = None) -> TriggerReport:
 def _run_w1(workload: TriggerWorkload) -> W1Dispatch:
     """W1's stream on a fake clock, moto's and Python's gc CPU excluded."""
     clock = SimClock()
-    waited = [0.0]
 
     def sleep(seconds: float) -> None:
         """The dispatcher's in-process wait for a short window, on the simulated clock."""
-        waited[0] += seconds
         clock.advance_to(clock.elapsed() + seconds)
 
     run = _Deployment("trigw1", clock.ms, sleep=sleep)
     with run.account.excluding_moto(), run.account.excluding_gc():
-        return _stream_w1(run, clock, workload, waited)
+        return _stream_w1(run, clock, workload)

@@ -38,6 +38,8 @@ from components.platform import Platform
 from components.storage import removal_policy
 from config.settings import ALARM_PERIOD_MINUTES
 from lakelog.dispatcher_handler import NAMESPACE, SERVICE
+from lakelog.environment import ENV_DISPATCH_CONCURRENCY
+from lakelog.service.dispatch import deliveries_for_memory
 from lakelog.storage.keys import HEAD_SK
 
 __all__ = [
@@ -126,7 +128,10 @@ class Dispatcher(Construct):
             short_name="dispatcher",
             handler=DISPATCHER_HANDLER,
             description="lakelog trigger dispatcher: delivers appended records to subscriptions",
-            environment=platform.trigger_environment(),
+            environment={
+                **platform.trigger_environment(),
+                ENV_DISPATCH_CONCURRENCY: str(deliveries_for_memory(config.function_memory_mb)),
+            },
             timeout_seconds=TIMEOUT_SECONDS,
         )
         self._grant(platform)

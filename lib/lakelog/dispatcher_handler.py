@@ -39,7 +39,7 @@ from typing import Any, Final, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lakelog.environment import ENV_BOOTSTRAP_SERVERS
+from lakelog.environment import ENV_BOOTSTRAP_SERVERS, ENV_DISPATCH_CONCURRENCY
 from lakelog.errors import InvalidRequestError
 from lakelog.service.engine import Engine
 from lakelog.service.invoke import Invoker, QueueSender
@@ -56,6 +56,7 @@ __all__ = [
     "DispatcherCalls",
     "DispatcherHandlers",
     "appended_topics",
+    "concurrency_from_env",
     "dispatcher_for",
     "dispatcher_from_env",
     "make_handlers",
@@ -233,10 +234,15 @@ def dispatcher_for(
     *,
     states: DeliveryStateStore,
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS,
+    max_concurrent_deliveries: int | None = None,
 ) -> DispatcherCalls:
     """The dispatcher delivering ``engine``'s subscriptions through ``invoker``, with its
-    delivery states (and the schedule's due index) in ``states``."""
-    from lakelog.service.dispatch import Dispatcher  # noqa: PLC0415 - keeps cold start light
+    delivery states (and the schedule's due index) in ``states``; at most
+    ``max_concurrent_deliveries`` at once (None: the default)."""
+    from lakelog.service.dispatch import (  # noqa: PLC0415 - keeps cold start light
+        MAX_CONCURRENT_DELIVERIES,
+        Dispatcher,
+    )
 
     return Dispatcher(
         engine,
@@ -245,7 +251,26 @@ def dispatcher_for(
         queue_sender,
         states=states,
         bootstrap_servers=bootstrap_servers,
+        max_concurrent_deliveries=max_concurrent_deliveries or MAX_CONCURRENT_DELIVERIES,
     )
+
+
+def concurrency_from_env(environ: Mapping[str, str]) -> int | None:
+    """``LAKELOG_DISPATCH_CONCURRENCY``: a positive integer, None when unset or empty.
+
+    Raises
+    ------
+    lakelog.api.settings.SettingsError
+        If it is set to anything else (fails the cold start).
+    """
+    from lakelog.api.settings import SettingsError  # noqa: PLC0415
+
+    text = environ.get(ENV_DISPATCH_CONCURRENCY, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{ENV_DISPATCH_CONCURRENCY} must be a positive integer, not {text!r}")
+    return int(text)
 
 
 def dispatcher_from_env(environ: Mapping[str, str]) -> DispatcherCalls:
@@ -257,8 +282,10 @@ def dispatcher_from_env(environ: Mapping[str, str]) -> DispatcherCalls:
         If a name is missing or malformed (fails the cold start).
     """
     import boto3  # noqa: PLC0415 - only Lambda builds clients from the environment
+    from botocore.config import Config  # noqa: PLC0415
 
     from lakelog.api.settings import ApiSettings  # noqa: PLC0415
+    from lakelog.service.dispatch import MAX_CONCURRENT_DELIVERIES  # noqa: PLC0415
     from lakelog.service.invokers import (  # noqa: PLC0415
         LambdaInvoker,
         RoutingInvoker,
@@ -266,12 +293,17 @@ def dispatcher_from_env(environ: Mapping[str, str]) -> DispatcherCalls:
     )
 
     names = ApiSettings.from_env(environ).names
+    concurrency = concurrency_from_env(environ) or MAX_CONCURRENT_DELIVERIES
     session = boto3.Session()
-    dynamodb = session.client("dynamodb")
+    # A connection per concurrent delivery (and one for the trigger's own calls), so the
+    # deliveries never queue for one or reconnect.
+    pooled = Config(max_pool_connections=concurrency + 1)
+    dynamodb = session.client("dynamodb", config=pooled)
     return dispatcher_for(
-        Engine.from_clients(session.client("s3"), dynamodb, names),
-        RoutingInvoker(lambda_invoker=LambdaInvoker.from_session(session)),
+        Engine.from_clients(session.client("s3", config=pooled), dynamodb, names),
+        RoutingInvoker(lambda_invoker=LambdaInvoker.from_session(session, connections=concurrency)),
         SqsQueueSender(session.client("sqs")),
         states=DynamoDeliveryStateStore(dynamodb, names.catalog_table),
         bootstrap_servers=environ.get(ENV_BOOTSTRAP_SERVERS) or DEFAULT_BOOTSTRAP_SERVERS,
+        max_concurrent_deliveries=concurrency,
     )

@@ -13,6 +13,7 @@ __all__ = [
     "ENV_BUCKET",
     "ENV_CATALOG_TABLE",
     "ENV_DEFAULT_ACL_EFFECT",
+    "ENV_DISPATCH_CONCURRENCY",
     "ENV_ENVIRONMENT",
     "ENV_LEDGER_TABLE",
     "ENV_TRIGGER_FUNCTION_PREFIXES",
@@ -28,6 +29,9 @@ ENV_ADMIN_PRINCIPALS: Final = "LAKELOG_ADMIN_PRINCIPALS"
 ENV_TRIGGER_FUNCTION_PREFIXES: Final = "LAKELOG_TRIGGER_FUNCTION_PREFIXES"
 """Comma-separated Lambda ARN prefixes a subscription's ``function_arn`` must start with
 (the dispatcher's role may invoke only those, ADR 0015 §4)."""
+ENV_DISPATCH_CONCURRENCY: Final = "LAKELOG_DISPATCH_CONCURRENCY"
+"""Deliveries one dispatcher run makes at once (``max_concurrent_deliveries``); the CDK app
+sets it from the function's memory (`lakelog.service.dispatch.deliveries_for_memory`)."""
 ENV_BOOTSTRAP_SERVERS: Final = "LAKELOG_BOOTSTRAP_SERVERS"
 """``bootstrapServers`` of the events the dispatcher sends (the Kafka gateway's address,
 when the deployment has one)."""

@@ -119,12 +119,17 @@ class FetchResult:
 @dataclass(frozen=True, slots=True)
 class FetchPosition:
     """Where one partition of a multi-partition fetch starts: an offset, and the cursor
-    the previous fetch returned for it (a hint the service validates; ADR 0012)."""
+    the previous fetch returned for it (a hint the service validates; ADR 0012).
+
+    ``max_bytes`` bounds this partition's records within the fetch's budget (Kafka's
+    ``partition_max_bytes``); the fetch's first record is returned however large.
+    """
 
     topic: str
     partition: int
     offset: int
     cursor: str | None = None
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,11 +333,25 @@ class Subscription:
     """The id of the topic the subscription was created on (a re-created topic of the same
     name has none)."""
     created_ms: int = 0
+    start_offsets: tuple[int, ...] = ()
+    """Where delivery of each partition the topic had at creation starts (by partition),
+    read from the starting position when the subscription was created; set by the engine
+    (ADR 0015 §1)."""
 
     @property
     def group(self) -> str:
         """The consumer group holding the subscription's progress (committed offsets)."""
         return f"subscription.{self.topic}.{self.name}"
+
+    def start_offset(self, partition: int, committed: int | None = None) -> int:
+        """Where delivery of ``partition`` goes on: its ``committed`` offset when it has
+        one, else its offset in `start_offsets` (0 for a partition added to the topic
+        after the subscription was created)."""
+        if committed is not None:
+            return committed
+        if 0 <= partition < len(self.start_offsets):
+            return self.start_offsets[partition]
+        return 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from lakelog.storage.delivery import (
     DeliveryStateStore,
     DynamoDeliveryStateStore,
     MemoryDeliveryStateStore,
+    RunGuard,
 )
 from tests.contract.backends import AwsBackend, Backend
 
@@ -38,7 +39,9 @@ def _mine(states: list[DeliveryState], ns: str) -> list[DeliveryState]:
 
 
 def test_a_state_round_trips_with_every_field(store: DeliveryStateStore, ns: str) -> None:
-    full = _state(ns, 3, attempts=2, error="Unhandled: x", bisect_end=40, bisect_size=5)
+    full = _state(
+        ns, 3, attempts=2, throttles=1, error="Unhandled: x", bisect_end=40, bisect_size=5
+    )
     store.put(full)
     assert store.get(full.group, 3) == full
     assert store.get(full.group, 4) is None
@@ -99,3 +102,24 @@ def test_delete_removes_a_state_and_ignores_a_missing_one(
     store.delete(f"subscription.{ns}.s", 0)
     assert store.get(f"subscription.{ns}.s", 0) is None
     assert _mine(store.due(10**15), ns) == []
+
+
+def test_run_guards_are_found_by_the_same_query_as_the_states_and_deleted(
+    store: DeliveryStateStore, ns: str
+) -> None:
+    def guards(now_ms: int) -> list[RunGuard]:
+        return [g for g in store.due_work(now_ms)[1] if g.run_id.startswith(ns)]
+
+    late, early = RunGuard(f"{ns}-a", ("t1", "t2"), 3_000), RunGuard(f"{ns}-b", ("t3",), 1_000)
+    store.put_guard(late)
+    store.put_guard(early)
+    store.put(_state(ns, 0, 2_000))
+    assert guards(999) == []
+    assert guards(3_000) == [early, late]  # by due time, every topic id kept in order
+    assert _mine(store.due_work(3_000)[0], ns) == [_state(ns, 0, 2_000)]
+    assert _mine(store.due(3_000), ns) == [_state(ns, 0, 2_000)]  # states only
+    store.delete_guard(late.run_id)
+    store.delete_guard(late.run_id)  # a missing one is not an error
+    assert guards(10**15) == [early]
+    store.put_guard(RunGuard(early.run_id, ("t3",), 5_000))  # a put replaces it
+    assert guards(4_999) == []

@@ -4,12 +4,14 @@ backend, bare and inside the fault wrapper with no fault armed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 
 from lakelog.storage.faults import FaultInjector, FaultyCatalogStore
 from lakelog.storage.ports import CatalogStore
+from lakelog.storage.subscriptions import subscription_from_item, subscription_item
 from lakelog.types import OnFailure, Subscription
 from tests.contract.backends import Backend, Stores
 
@@ -48,6 +50,7 @@ def test_a_subscription_is_read_back_whole_by_every_store(backend: Backend, ns: 
         bisect_batch_on_function_error=True,
         report_batch_item_failures=True,
         on_failure=OnFailure(sqs_arn="arn:aws:sqs:eu-west-1:123456789012:dlq"),
+        start_offsets=(0, 17, 2**53),
     )
     defaults = subscription(ns, "audit", on_failure=OnFailure(topic=f"{ns}-dlq"))
 
@@ -58,6 +61,26 @@ def test_a_subscription_is_read_back_whole_by_every_store(backend: Backend, ns: 
     assert reader.get_subscription(ns, "audit") == defaults
     assert reader.get_subscription(ns, "never") is None
     assert reader.get_subscription(f"{ns}-other", "billing") is None
+    assert reader.list_subscriptions(ns) == [defaults, every_option]
+
+
+def test_an_item_written_before_start_offsets_reads_back_without_them(
+    backend: Backend, ns: str
+) -> None:
+    # Items of subscriptions created before the start offsets were stored: delivery of
+    # every partition without a committed offset starts at 0, as it did then
+    catalog = backend.stores()[2]
+    item = subscription_item(subscription(ns, "old", start_offsets=(5,)))
+    options = json.loads(item["options"]["S"])
+    del options["start_offsets"]
+    item["options"] = {"S": json.dumps(options)}
+
+    old = subscription_from_item(item)
+
+    assert old == subscription(ns, "old")
+    assert (old.start_offsets, old.start_offset(0), old.start_offset(3)) == ((), 0, 0)
+    assert catalog.create_subscription(old)
+    assert catalog.get_subscription(ns, "old") == old
 
 
 def test_a_subscription_is_created_only_once_per_topic_and_name(

@@ -9,7 +9,6 @@ A test waits on conditions with deadlines; client timeouts are short (6 s sessio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import threading
@@ -126,16 +125,18 @@ class KafkaPython:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._assigned: set[int] = set()
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"kafka-python-{name}")
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            # ListOffsets and Fetch are served by the fetch path, not by groups
-            with contextlib.suppress(kafka.errors.IncompatibleBrokerVersion):
+        try:
+            while not self._stop.is_set():
                 self.consumer.poll(timeout_ms=50)
-            with self._lock:
-                self._assigned = {tp.partition for tp in self.consumer.assignment()}
+                with self._lock:
+                    self._assigned = {tp.partition for tp in self.consumer.assignment()}
+        except BaseException as exc:  # reported by close
+            self.error = exc
 
     def partitions(self) -> set[int]:
         with self._lock:
@@ -145,6 +146,8 @@ class KafkaPython:
         self._stop.set()
         self._thread.join(timeout=DEADLINE_S)
         self.consumer.close()
+        if self.error is not None:
+            raise self.error
 
 
 def _group_settled(engine: Engine, members: list[Member], librdkafka: list[Librdkafka]) -> None:

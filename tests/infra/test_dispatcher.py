@@ -21,7 +21,8 @@ from components.dispatcher import (
 )
 from config import ENVIRONMENTS, EnvironmentConfig
 from lakelog.dispatcher_handler import appended_topics
-from lakelog.environment import ENV_TRIGGER_FUNCTION_PREFIXES
+from lakelog.environment import ENV_DISPATCH_CONCURRENCY, ENV_TRIGGER_FUNCTION_PREFIXES
+from lakelog.service.dispatch import DELIVERY_MEMORY_MB, deliveries_for_memory
 from stacks import build_app
 from tests.infra.synth import REPO_ROOT, Synthesized, policy_actions
 
@@ -98,6 +99,18 @@ def test_the_function_runs_the_dispatcher_handler_on_arm64_with_the_envs_memory(
     assert function["MemorySize"] == env_stack.config.function_memory_mb
     assert function["Timeout"] == TIMEOUT_SECONDS
     assert function["FunctionName"] == f"{env_stack.config.prefix}-dispatcher"
+
+
+def test_the_dispatcher_delivers_as_many_partitions_at_once_as_its_memory_holds(
+    env_stack: Synthesized,
+) -> None:
+    function = env_stack.resources("AWS::Lambda::Function")[
+        _function_id(env_stack, DISPATCHER_HANDLER)
+    ]["Properties"]
+    memory = env_stack.config.function_memory_mb
+    expected = deliveries_for_memory(memory)
+    assert function["Environment"]["Variables"][ENV_DISPATCH_CONCURRENCY] == str(expected)
+    assert expected * DELIVERY_MEMORY_MB < memory  # each at its worst still fits
 
 
 def test_the_dispatcher_and_the_api_are_told_the_function_prefixes(env_stack: Synthesized) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from lakelog.client import Client
+from lakelog.limits import record_size
 from lakelog.log.records import ChainMeta, Entry
 from lakelog.service import fetch as fetch_module
 from lakelog.service import merge as merge_module
@@ -277,6 +278,29 @@ def test_one_fetch_reads_across_the_l1_end_into_the_chain(
     for partition, result in enumerate(many):
         assert isinstance(result, FetchResult)
         assert result.records == expected[partition][l1_end[partition] - 2 :]
+
+
+def test_a_position_s_own_max_bytes_bounds_its_l1_and_chain_records(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    engine, expected = day_old_topic(make, clock, topic_name, young=3)
+    merge_all(engine, topic_name, clock.ms)
+    l1_end = meta_of(engine, topic_name).l1_end
+    reader = make()
+
+    def sizes(records: list[StoredRecord]) -> list[int]:
+        return [record_size(r.key, r.value, r.headers) for r in records]
+
+    for partition in range(PARTITIONS):
+        # a limit that ends inside L1, and one that ends on the chain after the L1 end
+        inside = sum(sizes(expected[partition][: l1_end[partition] - 1]))
+        across = sum(sizes(expected[partition][: l1_end[partition] + 1]))
+        for limit, count in ((inside, l1_end[partition] - 1), (across, l1_end[partition] + 1)):
+            positions = [FetchPosition(topic_name, partition, 0, max_bytes=limit)]
+            (result,) = reader.fetcher.fetch_many(positions, 1 << 20, 10_000)
+            assert isinstance(result, FetchResult)
+            assert result.records == expected[partition][:count]
+            assert result.next_offset == count
 
 
 def test_a_fetch_stopped_by_its_budget_inside_l1_resumes_from_its_cursor(

@@ -6,7 +6,9 @@ events and threads, never sleeps. Faults are injected at the group store's commi
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +22,7 @@ from lakelog.service.dispatch import (
     DEFAULT_SESSION_MS,
     INLINE_WINDOW_MS,
     MAX_EVENT_BYTES,
+    Dispatcher,
     backoff_ms,
 )
 from lakelog.service.groups import GroupView
@@ -29,6 +32,7 @@ from lakelog.storage.delivery import (
     DeliveryState,
     DynamoDeliveryStateStore,
     MemoryDeliveryStateStore,
+    RunGuard,
 )
 from lakelog.storage.faults import FailPoint, InjectedFaultError
 from lakelog.storage.memory import MemoryStorage
@@ -189,6 +193,90 @@ def test_retries_back_off_then_the_batch_goes_to_a_topic_and_later_records_arriv
     assert [r["offset"] for r in records_of(failed["payload"])] == [0, 1]
     assert h.committed(sub, 0) == 3
     assert h.states.due(10**15) == []
+
+
+THROTTLED = InvokeOutcome(error="TooManyRequestsException: Rate exceeded", throttled=True)
+
+
+def throttled_for(calls: int) -> Callable[..., InvokeOutcome]:
+    """A function whose first ``calls`` invocations are throttled (it never runs)."""
+    seen: list[None] = []
+
+    def behaviour(_event: Mapping[str, Any]) -> InvokeOutcome:
+        seen.append(None)
+        return THROTTLED if len(seen) <= calls else InvokeOutcome()
+
+    return behaviour
+
+
+def test_a_throttled_batch_backs_off_without_spending_retry_attempts_or_splitting(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a subscription with no retries and bisect on, whose function is throttled
+    # three times (as Lambda's event source mappings, throttles are no function error)
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        batch_size=2,
+        maximum_retry_attempts=0,
+        bisect_batch_on_function_error=True,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(throttled_for(3)))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a", b"b")
+
+    # When it is delivered, then retried as each backoff ends
+    assert dispatcher.on_appended([h.topic_id("orders")]).failures == 1
+    state = h.states.get(sub.group, 0)
+    assert state is not None
+    assert (state.attempts, state.throttles, state.due_ms) == (1, 1, START_MS + backoff_ms(1))
+    h.append("orders", 0, b"c")
+    assert dispatcher.on_appended([h.topic_id("orders")]).invocations == 0  # backoff stands
+    for attempt in (1, 2):
+        clock.advance(backoff_ms(attempt))
+        assert dispatcher.resume_due().failures == 1
+    clock.advance(backoff_ms(3))
+    report = dispatcher.resume_due()
+
+    # Then the whole batch went again each time (never split), then on, and none failed
+    assert (report.failures, report.records_delivered) == (0, 3)
+    assert h.functions.batches("orders-0") == [[0, 1]] * 4 + [[2]]
+    assert eng.fetch("orders-dlq", 0, 0).records == []
+    assert h.committed(sub, 0) == 3
+    assert h.states.due(10**15) == []
+
+
+def test_a_throttled_batch_goes_to_the_destination_once_older_than_the_record_age(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a function throttled for good, and a record age limit of a minute
+    eng.create_topic("orders")
+    eng.create_topic("orders-dlq")
+    sub = subscription(
+        "orders",
+        maximum_record_age_ms=60_000,
+        on_failure=OnFailure(topic="orders-dlq"),
+    )
+    h = Harness(eng, sub, functions=Functions(throttled_for(10**6)))
+    dispatcher = h.dispatcher()
+    h.append("orders", 0, b"a")
+    dispatcher.on_appended([h.topic_id("orders")])
+
+    # When the schedule retries it as each backoff ends, past the record's age
+    while h.committed(sub, 0) is None:
+        state = h.states.get(sub.group, 0)
+        assert state is not None and state.attempts < 10
+        clock.advance(state.due_ms - clock())
+        dispatcher.resume_due()
+
+    # Then it went to the destination as expired, never invoked
+    (failed,) = _dlq_records(eng, "orders-dlq")
+    assert failed["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert failed["requestContext"]["approximateInvokeCount"] == 0
+    assert clock() - START_MS > 60_000
+    assert h.committed(sub, 0) == 1
 
 
 def test_a_failed_batch_goes_to_sqs(
@@ -453,22 +541,31 @@ def test_records_appended_while_the_holder_finishes_are_delivered_by_it(eng: Eng
     sub = subscription("orders")
     h = Harness(eng, sub)
     holder, latecomer = h.dispatcher(), h.dispatcher()
-    finish = h.states.finish
-    calls = []
+    get, finish = h.states.get, h.states.finish
+    late: list[int] = []
 
-    def finish_after_a_late_append(group: str, partition: int) -> bool:
-        if not calls:  # the holder read everything; records arrive before it finishes
+    def after_a_late_append(group: str, partition: int) -> None:
+        if h.functions.calls and not late:  # the holder read everything and checks its
+            late.append(partition)  # state: records arrive before it finishes
             h.append("orders", 0, b"late")
             assert latecomer.on_appended([h.topic_id("orders")]).invocations == 0
-        calls.append(partition)
+
+    def get_after_a_late_append(group: str, partition: int) -> DeliveryState | None:
+        after_a_late_append(group, partition)
+        return get(group, partition)
+
+    def finish_after_a_late_append(group: str, partition: int) -> bool:
+        after_a_late_append(group, partition)
         return finish(group, partition)
 
+    h.states.get = get_after_a_late_append  # type: ignore[method-assign]
     h.states.finish = finish_after_a_late_append  # type: ignore[method-assign]
     h.append("orders", 0, b"first")
     report = holder.on_appended([h.topic_id("orders")])
+    assert late == [0]
     assert report.records_delivered == 2  # the woken state kept the holder reading
     assert h.functions.offsets("orders-0") == [0, 1]
-    assert h.states.due(10**15) == []
+    assert h.states.due_work(10**15) == ([], [])
 
 
 def test_a_long_backlog_is_left_to_the_schedule_after_a_bounded_delivery(eng: Engine) -> None:
@@ -576,12 +673,15 @@ def test_a_crashed_delivery_is_resumed_through_the_dynamodb_state_store(
     injector.arm(FailPoint.BEFORE_COMMIT)
     with pytest.raises(InjectedFaultError):
         h.dispatcher().on_appended([h.topic_id("orders")])
-    (guard,) = states.due(clock.now_ms + DEFAULT_SESSION_MS)
-    assert (guard.partition, guard.attempts) == (1, 0)
+    # the run's guard (its deliveries had no state item) stays, due when the session lapses
+    assert states.due_work(clock.now_ms + DEFAULT_SESSION_MS - 1) == ([], [])
+    due, [guard] = states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+    assert due == []
+    assert guard.topic_ids == (h.topic_id("orders"),)
     clock.advance(DEFAULT_SESSION_MS)
     assert h.dispatcher().resume_due().records_delivered == 5
     assert h.functions.batches("orders-1") == [[0, 1, 2], [0, 1, 2], [3, 4]]
-    assert states.due(10**15) == []
+    assert states.due_work(10**15) == ([], [])
     eng.close()
 
 
@@ -655,3 +755,313 @@ def test_delivery_state_texts() -> None:
     assert delivery_state_text(replace(state, attempts=3), True, START_MS) == (
         f"retrying (attempt 4, next at {_iso(START_MS)})"
     )
+
+
+# Concurrent deliveries (ADR 0015 §2, "Concurrency") -----------------------------------------
+
+
+def meets_at(barrier: threading.Barrier) -> Callable[..., InvokeOutcome]:
+    """A function whose first ``barrier.parties`` invocations wait for each other at
+    ``barrier``: they return only once that many are in flight at once (the barrier is
+    broken after 10 s otherwise); later invocations return at once."""
+    calls = itertools.count()
+
+    def behaviour(_event: Mapping[str, Any]) -> InvokeOutcome:
+        if next(calls) < barrier.parties:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(10)
+        return InvokeOutcome()
+
+    return behaviour
+
+
+def test_a_triggers_partitions_are_delivered_at_once(eng: Engine) -> None:
+    # Given three partitions with records and a function that returns only once all three
+    # partitions' first invocations are in flight together
+    eng.create_topic("orders", 3)
+    sub = subscription("orders", batch_size=2)
+    barrier = threading.Barrier(3)
+    threads: set[int] = set()
+
+    def together(event: Mapping[str, Any]) -> InvokeOutcome:
+        threads.add(threading.get_ident())
+        barrier.wait(10)  # raises BrokenBarrierError unless all three are in flight
+        return InvokeOutcome()
+
+    h = Harness(eng, sub, functions=Functions(together))
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+
+    # When one trigger delivers them
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then the three deliveries ran at once, in threads other than the caller's
+    assert (report.invocations, report.records_delivered, report.failures) == (3, 6, 0)
+    assert not barrier.broken
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    assert [h.committed(sub, p) for p in range(3)] == [2, 2, 2]
+    assert h.states.due(10**15) == []
+
+
+def test_two_subscriptions_of_a_topic_are_delivered_at_once(eng: Engine) -> None:
+    eng.create_topic("orders")
+    first = subscription("orders")
+    second = Subscription(
+        name="s2", topic="orders", function_arn="arn:f2", max_batching_window_ms=0
+    )
+    barrier = threading.Barrier(2)
+
+    def together(_event: Mapping[str, Any]) -> InvokeOutcome:
+        barrier.wait(10)
+        return InvokeOutcome()
+
+    h = Harness(eng, first, second, functions=Functions(together))
+    h.append("orders", 0, b"a")
+    report = h.dispatcher().on_appended([h.topic_id("orders")])
+    assert (report.invocations, report.records_delivered) == (2, 2)
+    assert (h.committed(first, 0), h.committed(second, 0)) == (1, 1)
+
+
+def test_one_concurrent_delivery_delivers_in_the_calling_thread_one_after_another(
+    eng: Engine,
+) -> None:
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    threads: list[int] = []
+
+    def where(_event: Mapping[str, Any]) -> InvokeOutcome:
+        threads.append(threading.get_ident())
+        return InvokeOutcome()
+
+    h = Harness(eng, sub, functions=Functions(where))
+    for partition in range(3):
+        h.append("orders", partition, b"a")
+    dispatcher = h.dispatcher(max_concurrent_deliveries=1, executor=pytest.fail)
+    assert dispatcher.on_appended([h.topic_id("orders")]).records_delivered == 3
+    assert threads == [threading.get_ident()] * 3
+    assert h.functions.batches("orders-0") == [[0]]
+    with pytest.raises(ValueError, match="max_concurrent_deliveries"):
+        h.dispatcher(max_concurrent_deliveries=0)
+
+
+def test_pooled_dispatchers_racing_never_deliver_one_partition_twice(eng: Engine) -> None:
+    # Given two dispatchers, each delivering concurrently, started together on a topic
+    # whose four partitions have records, and a function held until every partition is in
+    # flight somewhere
+    eng.create_topic("orders", 4)
+    sub = subscription("orders", batch_size=3)
+    in_flight = threading.Barrier(4)
+    h = Harness(eng, sub, functions=Functions(meets_at(in_flight)))
+    for partition in range(4):
+        h.append("orders", partition, *[bytes([i]) for i in range(7)])
+    first, second = h.dispatcher(), h.dispatcher()
+    start = threading.Barrier(2)
+    reports: list[int] = []
+    failures: list[BaseException] = []
+
+    def trigger(dispatcher: Dispatcher) -> None:
+        start.wait(10)
+        try:
+            reports.append(dispatcher.on_appended([h.topic_id("orders")]).records_delivered)
+        except BaseException as error:
+            failures.append(error)
+
+    # When both triggers race on the same partitions
+    threads = [threading.Thread(target=trigger, args=(d,)) for d in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    first.resume_due()  # records left to a woken state, if any
+
+    # Then each partition was held by one delivery at a time: every record reached the
+    # function exactly once, in order, and never two invocations of a partition overlapped
+    assert failures == []
+    assert sum(reports) == 28
+    for partition in range(4):
+        key = f"orders-{partition}"
+        assert h.functions.offsets(key) == list(range(7))
+        assert h.functions.max_in_flight[key] == 1
+        assert h.committed(sub, partition) == 7
+    assert not in_flight.broken
+    assert h.states.due(10**15) == []
+
+
+def test_a_crash_in_one_concurrent_delivery_leaves_the_others_committed(
+    make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given three partitions delivered at once, and a commit that fails once
+    eng, injector = make_faulty(clock_ms=clock)
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    h = Harness(eng, sub, functions=Functions(meets_at(threading.Barrier(3))))
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+    injector.arm(FailPoint.BEFORE_COMMIT)
+
+    # When the trigger runs, one delivery crashes between its invoke and its commit
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then the other two committed; the crashed one is redelivered once its session lapsed
+    committed = [h.committed(sub, p) for p in range(3)]
+    assert sorted(committed, key=lambda c: c or 0) == [None, 2, 2]
+    crashed = committed.index(None)
+    assert h.dispatcher().resume_due().invocations == 0
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 2
+    assert h.functions.offsets(f"orders-{crashed}") == [0, 1, 0, 1]
+    assert [h.committed(sub, p) for p in range(3)] == [2, 2, 2]
+    eng.close()
+
+
+# The run guard (ADR 0015 §2, "Stall guards") ------------------------------------------------
+
+
+def test_deliveries_that_succeed_first_time_write_no_state_item(eng: Engine) -> None:
+    # Given three partitions with records and no delivery state
+    eng.create_topic("orders", 3)
+    sub = subscription("orders")
+    states = MemoryDeliveryStateStore()
+    watched = _Calls(states)
+    h = Harness(eng, sub, states=watched)  # type: ignore[arg-type]
+    for partition in range(3):
+        h.append("orders", partition, b"a", b"b")
+
+    # When one trigger delivers them all
+    assert h.dispatcher().on_appended([h.topic_id("orders")]).records_delivered == 6
+
+    # Then the run wrote its guard and deleted it; each delivery only read its state
+    # before and after (no put, no delete of a state item of its own)
+    writes = [name for name in watched.seen if name not in {"get"}]
+    assert writes == ["put_guard", "delete_guard"]
+    assert watched.seen.count("get") == 6
+    assert states.due_work(10**15) == ([], [])
+
+
+def test_a_trigger_with_nothing_to_deliver_writes_no_guard(eng: Engine) -> None:
+    eng.create_topic("orders")
+    states = MemoryDeliveryStateStore()
+    watched = _Calls(states)
+    h = Harness(eng, subscription("orders"), states=watched)  # type: ignore[arg-type]
+    assert h.dispatcher().on_appended([h.topic_id("orders")]).invocations == 0
+    assert watched.seen == []
+
+
+def test_a_lapsed_run_guard_is_replaced_before_its_topics_are_delivered(
+    make_faulty: MakeFaulty, clock: Clock
+) -> None:
+    # Given a trigger that crashed between invoke and commit (its guard left behind)
+    eng, injector = make_faulty(clock_ms=clock)
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+    _, [first] = h.states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+
+    # When the schedule resumes it once the session lapsed, and crashes the same way
+    clock.advance(DEFAULT_SESSION_MS)
+    injector.arm(FailPoint.BEFORE_COMMIT)
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().resume_due()
+
+    # Then a new guard of the same topics replaced the lapsed one, and brings the
+    # batch back once this run's session lapsed in turn
+    _, [second] = h.states.due_work(clock.now_ms + DEFAULT_SESSION_MS)
+    assert second.run_id != first.run_id and second.topic_ids == first.topic_ids
+    assert h.dispatcher().resume_due().invocations == 0
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.functions.offsets("orders-0") == [0, 0, 0]
+    assert h.committed(sub, 0) == 1
+    assert h.states.due_work(10**15) == ([], [])
+    eng.close()
+
+
+def test_a_partition_with_a_due_state_and_a_lapsed_guard_is_delivered_once(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a partition whose retry is due and whose topic a lapsed run guard names
+    eng.create_topic("orders", 2)
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    h.append("orders", 1, b"b")
+    now = clock()
+    h.states.put(DeliveryState(sub.group, "orders", sub.name, 0, now, attempts=1, error="e"))
+    h.states.put_guard(RunGuard("lapsed", (h.topic_id("orders"),), now))
+
+    # When the schedule runs
+    report = h.dispatcher().resume_due()
+
+    # Then each partition went out once, the retry counted from its state, and nothing
+    # is left: neither the state, nor the lapsed guard, nor the run's own
+    assert (report.invocations, report.records_delivered) == (2, 2)
+    assert h.functions.offsets("orders-0") == [0]
+    assert h.functions.offsets("orders-1") == [0]
+    assert h.states.due_work(10**15) == ([], [])
+
+
+def test_a_failed_planning_keeps_the_lapsed_guard(eng: Engine, clock: Clock) -> None:
+    # Given a lapsed run guard, and a group store that fails to put the member once
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    guard = RunGuard("lapsed", (h.topic_id("orders"),), clock())
+    h.states.put_guard(guard)
+    store = eng.groups.store
+    put_member = store.put_member
+    failures = [InjectedFaultError(FailPoint.BEFORE_LEASE)]
+
+    def fails_once(group: str, member: Any) -> None:
+        if failures:
+            raise failures.pop()
+        put_member(group, member)
+
+    store.put_member = fails_once  # type: ignore[method-assign]
+
+    # When the schedule cannot plan the guard's topics, the guard stays for the next run
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().resume_due()
+    assert h.states.due_work(clock()) == ([], [guard])
+    assert h.functions.calls == []
+
+    # Then the next run delivers them and removes it
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.states.due_work(10**15) == ([], [])
+
+
+def test_a_trigger_that_cannot_plan_a_subscription_leaves_a_guard_of_its_topics(
+    eng: Engine, clock: Clock
+) -> None:
+    # Given a group store that fails to put the member once
+    eng.create_topic("orders")
+    sub = subscription("orders")
+    h = Harness(eng, sub)
+    h.append("orders", 0, b"a")
+    store = eng.groups.store
+    put_member = store.put_member
+    failures = [InjectedFaultError(FailPoint.BEFORE_LEASE)]
+
+    def fails_once(group: str, member: Any) -> None:
+        if failures:
+            raise failures.pop()
+        put_member(group, member)
+
+    store.put_member = fails_once  # type: ignore[method-assign]
+
+    # When the append's trigger cannot plan the subscription
+    with pytest.raises(InjectedFaultError):
+        h.dispatcher().on_appended([h.topic_id("orders")])
+
+    # Then a guard of the topic brings it back once the session lapsed, besides the
+    # stream's retry
+    _, [guard] = h.states.due_work(clock() + DEFAULT_SESSION_MS)
+    assert guard.topic_ids == (h.topic_id("orders"),)
+    clock.advance(DEFAULT_SESSION_MS)
+    assert h.dispatcher().resume_due().records_delivered == 1
+    assert h.states.due_work(10**15) == ([], [])

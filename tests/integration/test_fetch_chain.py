@@ -8,6 +8,7 @@ requests AWS would bill.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 
 from lakelog.errors import InvalidRequestError, OffsetOutOfRangeError, TopicNotFoundError
+from lakelog.limits import MAX_FETCH_BYTES
 from lakelog.log.chain import Cursor, decode_cursor, encode_cursor
-from lakelog.service.context import SegmentBytesCache
+from lakelog.service.context import SegmentBytesCache, SegmentReaderCache
 from lakelog.service.engine import Engine
 from lakelog.storage.keys import ResourceNames
 from lakelog.types import FetchPosition, FetchResult, Record
@@ -214,6 +216,57 @@ def test_fetch_many_shares_one_budget_and_always_returns_the_first_record(engine
     assert seen == {p: [0, 1, 2, 3] for p in range(3)}
 
 
+def test_a_position_s_own_max_bytes_stops_only_that_partition(engine: Engine) -> None:
+    # Given partition 0 with a backlog first in the chain, then partitions 1 and 2
+    engine.create_topic("a", partitions=3)
+    engine.append("a", [Record(value=b"0" * 100, partition=0)] * 20)
+    for round_ in range(5):
+        engine.append("a", [Record(value=bytes([round_]) * 100, partition=p) for p in (1, 2)])
+    positions = [
+        FetchPosition("a", 0, 0, max_bytes=350),
+        FetchPosition("a", 1, 0),
+        FetchPosition("a", 2, 0, max_bytes=200),
+    ]
+
+    # When one fetch with room for all of it reads them
+    results = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 1000)]
+
+    # Then partition 0 stops at its own 350 bytes and 2 at 200, while 1 reads to its end
+    assert [len(r.records) for r in results] == [3, 5, 2]
+    assert [r.next_offset for r in results] == [3, 5, 2]
+    # ... and each one's next offset and cursor read on exactly from there
+    again = [
+        ok(r)
+        for r in engine.fetcher.fetch_many(
+            [FetchPosition("a", r.partition, r.next_offset, r.cursor, 10_000) for r in results],
+            1 << 20,
+            1000,
+        )
+    ]
+    assert [[rec.offset for rec in r.records] for r in again] == [
+        list(range(3, 20)),
+        [],
+        [2, 3, 4],
+    ]
+
+
+def test_the_first_record_of_a_fetch_passes_its_position_s_own_max_bytes(engine: Engine) -> None:
+    engine.create_topic("a", partitions=2)
+    engine.append("a", [Record(value=b"x" * 1000, partition=p) for p in (0, 1)])
+    positions = [FetchPosition("a", p, 0, max_bytes=10) for p in (0, 1)]
+
+    results = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 1000)]
+
+    assert [len(r.records) for r in results] == [1, 0]
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, MAX_FETCH_BYTES + 1, True])
+def test_a_position_s_own_max_bytes_must_be_positive(engine: Engine, max_bytes: int) -> None:
+    engine.create_topic("a", partitions=1)
+    with pytest.raises(InvalidRequestError, match="max_bytes"):
+        engine.fetcher.fetch_many([FetchPosition("a", 0, 0, max_bytes=max_bytes)], 100, 100)
+
+
 def test_fetch_many_answers_each_partitions_error_in_its_place(engine: Engine) -> None:
     engine.create_topic("a", partitions=2)
     engine.append("a", [Record(value=b"x", partition=0)])
@@ -309,17 +362,52 @@ def test_the_segment_bytes_cache_serves_only_ranges_it_holds_and_stays_in_its_bo
     assert cache.get("b", 0, 5) == b"12345"
 
 
-@pytest.mark.moto
-def test_a_read_from_the_start_of_a_long_log_finds_its_item_with_one_probe(
-    aws_engine: Engine, dynamodb_client: Any
-) -> None:
-    engine = aws_engine
+def test_the_segment_bytes_cache_joins_ranges_of_a_segment_that_overlap_or_touch() -> None:
+    cache = SegmentBytesCache(capacity_bytes=12)
+    cache.put("a", 4, b"efgh")  # bytes 4..7
+    cache.put("a", 2, b"cd")  # touches it: 2..7
+    assert cache.get("a", 2, 8) == b"cdefgh"
+    cache.put("a", 6, b"ghij")  # overlaps it: 2..9
+    assert cache.get("a", 2, 10) == b"cdefghij"
+    cache.put("a", 11, b"l")  # apart: replaces it
+    assert (cache.get("a", 2, 3), cache.get("a", 11, 12)) == (None, b"l")
+    cache.put("a", 0, b"abcdefghijk")  # joined it would pass the bound: replaces it
+    assert cache.get("a", 0, 11) == b"abcdefghijk"
+
+
+def test_threads_reading_one_segment_at_once_send_one_get(engine: Engine) -> None:
+    # Given a segment this process has not read, and a store whose GET waits until every
+    # reader is waiting for its turn at the segment
     engine.create_topic("orders")
-    for i in range(64):
-        engine.append("orders", [Record(value=b"%d" % i)])
+    engine.append("orders", [Record(value=b"v%d" % i) for i in range(3)])
+    objects = engine.context.objects
+    get_range = objects.get_range
+    cache = engine.context.caches.segment_bytes = SegmentBytesCache()
+    engine.context.caches.segments = SegmentReaderCache()
+    gets: list[tuple[str, int, int]] = []
+    readers = 4
 
-    with requests(dynamodb_client) as seen:
-        result = engine.fetch("orders", 0, 0, max_records=1)
+    def held(key: str, start: int, end: int) -> bytes:
+        gets.append((key, start, end))
+        deadline = time.monotonic() + 10
+        while cache.readers(key) < readers and time.monotonic() < deadline:
+            time.sleep(0.001)  # waits for a state, not for a time
+        return get_range(key, start, end)
 
-    assert [r.offset for r in result.records] == [0]
-    assert seen["GetItem"] <= 2  # the first chain item, and the meta item while catching up
+    objects.get_range = held  # type: ignore[method-assign]
+    results: list[list[bytes | None]] = []
+
+    def read() -> None:
+        results.append([record.value for record in engine.fetch("orders", 0, 0).records])
+
+    # When four threads fetch it at once
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    # Then one GET served them all
+    assert results == [[b"v0", b"v1", b"v2"]] * readers
+    assert len(gets) == 1
+    assert cache.readers(gets[0][0]) == 0

@@ -10,6 +10,7 @@ the creation (between reading the offsets and writing them), never by racing thr
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from lakelog import (
     Engine,
+    GroupNotEmptyError,
     GroupNotFoundError,
     InvalidRequestError,
     OffsetCommit,
@@ -30,9 +32,12 @@ from lakelog import (
 from lakelog.contract import operations as ops
 from lakelog.errors import ForbiddenError, FunctionNotAllowedError, LakelogError
 from lakelog.service.subscriptions import FunctionPolicy
-from lakelog.storage.ports import GroupState, GroupStore, LeaseRecord
+from lakelog.storage.faults import FailPoint, InjectedFaultError
+from lakelog.storage.ports import GroupState, GroupStore, LeaseRecord, MemberRecord
 from tests.contract.backends import Backend
+from tests.integration.dispatch_support import Functions, Harness
 from tests.integration.group_support import START_MS, Clock
+from tests.integration.subscription_support import CatalogHooks
 
 FUNCTION = "arn:aws:lambda:eu-west-1:123456789012:function:billing"
 QUEUE = "arn:aws:sqs:eu-west-1:123456789012:billing-dlq"
@@ -145,7 +150,10 @@ def test_every_option_within_lambdas_ranges_is_accepted_and_stored(
     created = create(engine, wanted)
 
     assert created == dataclasses.replace(
-        wanted, topic_id=engine.describe_topic("orders").topic_id, created_ms=START_MS
+        wanted,
+        topic_id=engine.describe_topic("orders").topic_id,
+        created_ms=START_MS,
+        start_offsets=(0, 0, 0),
     )
     assert engine.call(ops.ListSubscriptions("orders")) == [created]
 
@@ -256,16 +264,16 @@ def test_at_timestamp_starts_at_the_first_record_at_or_after_it(engine: Engine) 
     assert committed(engine) == [1, 1, 0]
 
 
-class _AppendBeforeReset:
-    """A group store that lets records land just before creation writes the offsets, as
-    producers of a busy topic would."""
+class _BeforeReset:
+    """A group store that runs ``hook`` just before creation writes the offsets: records
+    landing, as producers of a busy topic would append them, or a crash."""
 
-    def __init__(self, inner: GroupStore, land: Callable[[], None]) -> None:
+    def __init__(self, inner: GroupStore, hook: Callable[[], None]) -> None:
         self._inner = inner
-        self._land = land
+        self._hook = hook
 
     def reset_leases(self, group: str, resets: Any) -> bool:
-        self._land()
+        self._hook()
         return self._inner.reset_leases(group, resets)
 
     def __getattr__(self, name: str) -> Any:
@@ -291,7 +299,7 @@ def test_on_a_busy_topic_records_appended_during_creation_are_not_skipped(
         append(engine, 0, START_MS, START_MS)
         append(engine, 1, START_MS)
 
-    busy = Engine(objects, ledger, catalog, _AppendBeforeReset(groups, producers))
+    busy = Engine(objects, ledger, catalog, _BeforeReset(groups, producers))
 
     # When it is created
     busy.call(ops.CreateSubscription(spec(starting_position=position)))
@@ -301,6 +309,198 @@ def test_on_a_busy_topic_records_appended_during_creation_are_not_skipped(
     assert [p.committed_offset for p in status.partitions] == expected_committed
     assert [p.lag for p in status.partitions] == expected_lag
     assert [p.high_watermark for p in status.partitions] == [5, 1, 0]
+
+
+# Racing creations, crashes and stale progress ------------------------------------------
+
+
+def unbatched(**options: Any) -> Subscription:
+    """The subscription ``billing`` of ``orders`` without a batching window."""
+    return spec(max_batching_window_ms=0, **options)
+
+
+def deliver(engine: Engine, subscription: Subscription, **dispatcher: Any) -> Functions:
+    """Run one delivery of every partition of ``subscription`` (no batching window) with
+    records; what its function received."""
+    harness = Harness(engine, subscription)
+    harness.dispatcher(sleep=pytest.fail, **dispatcher).on_appended([subscription.topic_id])
+    return harness.functions
+
+
+@pytest.mark.moto
+@pytest.mark.parametrize(
+    ("winner", "loser", "winners_offsets"),
+    [("LATEST", "TRIM_HORIZON", [3, 1, 0]), ("TRIM_HORIZON", "LATEST", [1, 1, 0])],
+)
+def test_a_creation_that_loses_the_race_for_its_name_changes_nothing(
+    backend: Backend,
+    engine: Engine,
+    clock: Clock,
+    winner: str,
+    loser: str,
+    winners_offsets: list[int],
+) -> None:
+    # Given a topic with history, and a creation of the name that, once this one found the
+    # name free, wins the name and delivers a batch of one record per partition
+    append(engine, 0, START_MS, START_MS, START_MS)
+    append(engine, 1, START_MS)
+    objects, ledger, catalog, groups = backend.stores()
+    won: list[Subscription] = []
+
+    def rival() -> None:
+        won.append(create(engine, unbatched(starting_position=winner, batch_size=1)))
+        deliver(engine, won[0], max_batches=1)
+
+    racing = Engine(
+        objects, ledger, CatalogHooks(catalog, after_check=rival), groups, clock_ms=clock
+    )
+
+    # When the other creation, past its check, goes on
+    with pytest.raises(SubscriptionExistsError):
+        racing.call(ops.CreateSubscription(unbatched(starting_position=loser)))
+
+    # Then only the winner's subscription exists, with the winner's progress
+    assert engine.call(ops.ListSubscriptions("orders")) == won
+    assert committed(engine) == winners_offsets
+
+
+def test_of_two_creations_of_one_name_past_the_check_together_one_wins_whole(
+    backend: Backend, engine: Engine, clock: Clock
+) -> None:
+    # Given two creations of one name with different starting positions, each held after
+    # its check until the other has made it too
+    append(engine, 0, START_MS, START_MS)
+    objects, ledger, catalog, groups = backend.stores()
+    both_checked = threading.Barrier(2, timeout=30)
+    outcomes: dict[str, Subscription | LakelogError] = {}
+
+    def creation(position: str) -> None:
+        hooks = CatalogHooks(catalog, after_check=both_checked.wait)
+        racer = Engine(objects, ledger, hooks, groups, clock_ms=clock)
+        try:
+            outcomes[position] = racer.call(
+                ops.CreateSubscription(unbatched(starting_position=position))
+            )
+        except LakelogError as error:
+            outcomes[position] = error
+
+    # When both go on at once
+    threads = [threading.Thread(target=creation, args=(p,)) for p in ("LATEST", "TRIM_HORIZON")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then one is stored and the other refused, and the group starts where the stored one does
+    created = [o for o in outcomes.values() if isinstance(o, Subscription)]
+    refused = [o for o in outcomes.values() if not isinstance(o, Subscription)]
+    assert len(created) == 1, outcomes
+    assert [type(error) for error in refused] == [SubscriptionExistsError]
+    assert engine.call(ops.ListSubscriptions("orders")) == created
+    assert committed(engine) == list(created[0].start_offsets)
+    assert (
+        created[0].start_offsets
+        == {"LATEST": (2, 0, 0), "TRIM_HORIZON": (0, 0, 0)}[created[0].starting_position]
+    )
+
+
+@pytest.mark.moto
+def test_a_creation_that_crashes_before_writing_the_groups_offsets_starts_at_its_item(
+    backend: Backend, engine: Engine, clock: Clock
+) -> None:
+    # Given a creation that crashes after its item is stored, before the group's offsets
+    append(engine, 0, START_MS, START_MS, START_MS)
+    append(engine, 1, START_MS)
+    objects, ledger, catalog, groups = backend.stores()
+
+    def crash() -> None:
+        raise InjectedFaultError(FailPoint.BEFORE_COMMIT)
+
+    crashing = Engine(objects, ledger, catalog, _BeforeReset(groups, crash), clock_ms=clock)
+    with pytest.raises(InjectedFaultError):
+        crashing.call(ops.CreateSubscription(unbatched(starting_position="LATEST")))
+
+    # When records arrive and the subscription is described, then delivered
+    append(engine, 0, START_MS)
+    append(engine, 2, START_MS, START_MS)
+    [stored] = engine.call(ops.ListSubscriptions("orders"))
+    status = engine.call(ops.DescribeSubscription("orders", "billing"))
+    functions = deliver(engine, stored)
+
+    # Then it starts where its item says: only what arrived after it was created
+    assert stored.start_offsets == (3, 1, 0)
+    assert [(p.committed_offset, p.high_watermark, p.lag) for p in status.partitions] == [
+        (None, 4, 1),
+        (None, 1, 0),
+        (None, 2, 2),
+    ]
+    assert [functions.offsets(f"orders-{p}") for p in range(3)] == [[3], [], [0, 1]]
+    assert committed(engine) == [4, None, 2]
+    # and a retried creation of the name is refused: the first one stands
+    with pytest.raises(SubscriptionExistsError):
+        create(engine, unbatched(starting_position="TRIM_HORIZON"))
+
+
+@pytest.mark.moto
+def test_a_delivery_that_starts_before_the_groups_offsets_are_written_keeps_its_progress(
+    backend: Backend, engine: Engine, clock: Clock
+) -> None:
+    # Given records on two partitions, and a delivery that runs as soon as the item is put
+    append(engine, 0, START_MS, START_MS)
+    append(engine, 1, START_MS)
+    objects, ledger, catalog, groups = backend.stores()
+    delivered: list[Functions] = []
+
+    def delivery(subscription: Subscription) -> None:
+        append(engine, 0, START_MS)
+        delivered.append(deliver(engine, subscription))
+
+    hooks = CatalogHooks(catalog, after_put=delivery)
+    eager = Engine(objects, ledger, hooks, groups, clock_ms=clock)
+
+    # When the subscription is created from the start
+    eager.call(ops.CreateSubscription(unbatched(starting_position="TRIM_HORIZON")))
+
+    # Then the delivery started at the item's offsets and creation left its progress alone
+    assert [delivered[0].offsets(f"orders-{p}") for p in range(3)] == [[0, 1, 2], [0], []]
+    assert committed(engine) == [3, 1, 0]
+
+
+@pytest.mark.moto
+def test_offsets_left_by_a_delete_that_crashed_do_not_leak_into_a_re_created_subscription(
+    engine: Engine,
+) -> None:
+    # Given a subscription that delivered everything, deleted by a delete that crashed
+    # after removing the item, before removing the group's items
+    append(engine, 0, START_MS, START_MS, START_MS)
+    first = create(engine, unbatched(starting_position="TRIM_HORIZON"))
+    deliver(engine, first)
+    assert committed(engine) == [3, 0, 0]
+    assert engine.context.catalog.delete_subscription("orders", "billing")
+
+    # When the name is subscribed again from the start
+    again = create(engine, unbatched(starting_position="TRIM_HORIZON"))
+
+    # Then it starts from the start, not from the old progress
+    assert again.start_offsets == (0, 0, 0)
+    assert committed(engine) == [0, 0, 0]
+    assert deliver(engine, again).offsets("orders-0") == [0, 1, 2]
+
+
+def test_a_name_whose_deleted_subscription_still_delivers_is_refused_storing_nothing(
+    engine: Engine, clock: Clock
+) -> None:
+    # Given a subscription deleted while a delivery of it still runs (its member renewed)
+    created = create(engine, unbatched(starting_position="TRIM_HORIZON"))
+    engine.call(ops.DeleteSubscription("orders", "billing"))
+    session = MemberRecord("dispatcher-1", ("orders",), 330_000, clock() + 330_000)
+    engine.groups.store.put_member(created.group, session)
+
+    # When the name is subscribed again, then it is refused and nothing is stored
+    with pytest.raises(GroupNotEmptyError):
+        create(engine, unbatched(starting_position="LATEST"))
+    assert engine.call(ops.ListSubscriptions("orders")) == []
+    assert engine.groups.store.read_group(created.group) == GroupState(members=(session,))
 
 
 # Describe, delete, re-create ----------------------------------------------------------

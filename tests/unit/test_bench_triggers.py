@@ -13,18 +13,20 @@ from benchmarks.pricing import (
 )
 from benchmarks.recorder import Call
 from benchmarks.report import trigger_rows, trigger_verdict
-from benchmarks.simulation import DDB_READ_S
+from benchmarks.simulation import DDB_READ_S, DDB_WRITE_S
 from benchmarks.triggers import (
     ALARM_MONTH,
     ALARMS,
     DISPATCHER_MEMORY_MB,
     INVOKE_WAIT_S,
+    DeliveryPath,
     LagReport,
     TriggerReport,
     W1Dispatch,
     percentile,
     price_w1,
     price_w3,
+    run_seconds,
 )
 
 GB = DISPATCHER_MEMORY_MB / 1024
@@ -99,3 +101,25 @@ def test_the_rows_judge_lag_batching_and_the_idle_cost() -> None:
     slow = TriggerReport(LagReport((0.2,) * 98 + (2.5, 2.5), 10), _w1(invocations=300))
     missed = trigger_verdict(trigger_rows(slow, 137.0))
     assert missed.startswith("Trigger targets met: 1 of 3. Missed: delivery lag")
+
+
+def test_a_concurrent_run_lasts_its_longest_delivery_path_not_their_sum() -> None:
+    caller = DeliveryPath((QUERY,), cpu_s=0.001)
+    short = DeliveryPath((COMMIT,), cpu_s=0.002, invocations=1)
+    long = DeliveryPath((COMMIT, COMMIT), cpu_s=0.002, invocations=2)
+    assert long.seconds == pytest.approx(0.002 + 2 * DDB_WRITE_S + 2 * INVOKE_WAIT_S)
+    assert caller.seconds == pytest.approx(0.001 + DDB_READ_S)
+    # the caller plans before and leaves after: added; the deliveries overlap: the longest
+    assert run_seconds(caller, [short, long]) == pytest.approx(caller.seconds + long.seconds)
+    # never less than the deliveries' CPU together (one vCPU)
+    busy = [DeliveryPath(cpu_s=0.1)] * 3
+    assert run_seconds(caller, busy) == pytest.approx(caller.seconds + 0.3)
+    # the in-process window waits are added whole; no delivery: the caller alone
+    assert run_seconds(caller, [short], 0.5) == pytest.approx(caller.seconds + short.seconds + 0.5)
+    assert run_seconds(caller, []) == pytest.approx(caller.seconds)
+
+
+def test_w1_bills_the_modeled_wall_clock_of_its_runs_when_it_has_one() -> None:
+    serial = _w1()
+    assert _w1(modeled_s=1.25).duration_s == 1.25
+    assert serial.duration_s > 1.25  # every call and invoke one after another

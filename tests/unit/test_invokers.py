@@ -13,8 +13,13 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from lakelog.api.settings import SettingsError
+from lakelog.dispatcher_handler import concurrency_from_env
+from lakelog.environment import ENV_DISPATCH_CONCURRENCY
+from lakelog.service.dispatch import MAX_CONCURRENT_DELIVERIES, deliveries_for_memory
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.service.invokers import (
+    DEFAULT_CONNECTIONS,
     FunctionContext,
     LambdaInvoker,
     LocalInvoker,
@@ -111,16 +116,16 @@ def test_lambda_reply_that_is_not_json_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("code", "status", "throttled"),
     [
-        ("TooManyRequestsException", 429),
-        ("ServiceException", 500),
-        ("ResourceNotFoundException", 404),
-        ("AccessDeniedException", 403),
+        ("TooManyRequestsException", 429, True),
+        ("ServiceException", 500, False),
+        ("ResourceNotFoundException", 404, False),
+        ("AccessDeniedException", 403, False),
     ],
 )
 def test_lambda_throttles_and_service_errors_are_errors_so_the_batch_is_retried(
-    code: str, status: int
+    code: str, status: int, throttled: bool
 ) -> None:
     invoker, _ = _lambda(
         [
@@ -133,7 +138,8 @@ def test_lambda_throttles_and_service_errors_are_errors_so_the_batch_is_retried(
             }
         ]
     )
-    assert invoker.invoke(ARN, EVENT) == InvokeOutcome(error=f"{code}: no")
+    # A throttle is told apart: the function never ran, so it spends no retry attempt
+    assert invoker.invoke(ARN, EVENT) == InvokeOutcome(error=f"{code}: no", throttled=throttled)
 
 
 def test_lambda_timeout_of_the_call_is_an_error() -> None:
@@ -152,6 +158,28 @@ def test_lambda_client_config_never_retries_an_invoke() -> None:
     config = LambdaInvoker.client_config(120)
     assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
     assert config.read_timeout == 120
+
+
+def test_lambda_client_has_a_connection_per_concurrent_delivery() -> None:
+    assert DEFAULT_CONNECTIONS == MAX_CONCURRENT_DELIVERIES
+    assert LambdaInvoker.client_config().max_pool_connections == DEFAULT_CONNECTIONS
+    assert LambdaInvoker.client_config(60, 4).max_pool_connections == 4
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "deliveries"), [(128, 1), (224, 1), (512, 10), (1024, 16), (1769, 16)]
+)
+def test_concurrent_deliveries_follow_the_functions_memory(memory_mb: int, deliveries: int) -> None:
+    assert deliveries_for_memory(memory_mb) == deliveries <= MAX_CONCURRENT_DELIVERIES
+
+
+def test_the_dispatch_concurrency_setting_is_a_positive_integer() -> None:
+    assert concurrency_from_env({}) is None
+    assert concurrency_from_env({ENV_DISPATCH_CONCURRENCY: " "}) is None
+    assert concurrency_from_env({ENV_DISPATCH_CONCURRENCY: "10"}) == 10
+    for bad in ("0", "-1", "x", "1.5"):
+        with pytest.raises(SettingsError, match=ENV_DISPATCH_CONCURRENCY):
+            concurrency_from_env({ENV_DISPATCH_CONCURRENCY: bad})
 
 
 def test_local_function_gets_a_json_copy_of_the_event_and_a_lambda_like_context() -> None:

@@ -1345,6 +1345,9 @@ class SubscriptionState(_Reply):
     on_failure: OnFailureBody | None
     topic_id: str
     created_ms: int
+    start_offsets: list[int] = []
+    """Where delivery of each partition the topic had at creation started, by partition
+    (left out by servers older than the field: read as none)."""
 
     @classmethod
     def of(cls, subscription: Subscription) -> SubscriptionState:
@@ -1365,9 +1368,9 @@ class SubscriptionState(_Reply):
 
     def to_subscription(self) -> Subscription:
         """The engine's subscription."""
-        fields = self.model_dump(exclude={"group", "on_failure"})
+        fields = self.model_dump(exclude={"group", "on_failure", "start_offsets"})
         failure = self.on_failure.to_on_failure() if self.on_failure else None
-        return Subscription(on_failure=failure, **fields)
+        return Subscription(on_failure=failure, start_offsets=tuple(self.start_offsets), **fields)
 
 
 class SubscriptionList(_Reply):

@@ -8,7 +8,10 @@ them on the gateway's threads through `Session.call`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -16,10 +19,12 @@ if TYPE_CHECKING:
     from kio.static.protocol import RequestPayload, ResponsePayload
 
     from lakelog.contract.operations import Operation
+    from lakelog.kafka.appends import AppendSignal
+    from lakelog.kafka.server import GatewayConfig
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
-__all__ = ["Api", "Handler", "Services", "Session", "registry", "response_type"]
+__all__ = ["TICKET", "Api", "Handler", "Services", "Session", "Turns", "registry", "response_type"]
 
 R = TypeVar("R")
 
@@ -31,12 +36,56 @@ class Services(Protocol):
     engine: Engine
     access: AccessControl
     apis: Mapping[int, Api]
+    config: GatewayConfig
+    appends: AppendSignal
     advertised_host: str
     advertised_port: int
     node_id: int
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call (a service call) off the event loop."""
+
+
+TICKET: ContextVar[int] = ContextVar("lakelog_kafka_ticket", default=-1)
+"""The arrival number of the request a handler answers, on its connection."""
+
+
+class Turns:
+    """Arrival order of one connection's requests, for handlers that answer concurrently.
+
+    The server issues each request a ticket (`TICKET`) as it arrives and releases it when
+    its answer is ready; `Session.in_order` lets a handler wait until every earlier
+    request of its connection is released, then release its own early.
+    """
+
+    def __init__(self) -> None:
+        self._issued = 0
+        self._lowest = 0
+        """Every ticket below it is released."""
+        self._released: set[int] = set()
+        self._changed = asyncio.Condition()
+
+    def issue(self) -> int:
+        """The next ticket, in arrival order."""
+        ticket = self._issued
+        self._issued += 1
+        return ticket
+
+    async def wait(self, ticket: int) -> None:
+        """Until every ticket before ``ticket`` is released."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._lowest >= ticket)
+
+    async def release(self, ticket: int) -> None:
+        """Release ``ticket`` (again is harmless)."""
+        if ticket < self._lowest or ticket in self._released:
+            return
+        self._released.add(ticket)
+        while self._lowest in self._released:
+            self._released.remove(self._lowest)
+            self._lowest += 1
+        async with self._changed:
+            self._changed.notify_all()
 
 
 @dataclass
@@ -54,6 +103,19 @@ class Session:
     sasl_mechanism: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     """Per-connection state of handlers that need it (by handler module)."""
+    turns: Turns = field(default_factory=Turns)
+
+    @contextlib.asynccontextmanager
+    async def in_order(self) -> AsyncIterator[None]:
+        """Run the block after every earlier request of this connection has left its own
+        (or been answered), and before any later one enters: a pipelined API (Produce)
+        submits its appends here, so that they keep the order the client sent them in."""
+        ticket = TICKET.get()
+        await self.turns.wait(ticket)
+        try:
+            yield
+        finally:
+            await self.turns.release(ticket)
 
     async def call(self, op: Operation[R]) -> R:
         """Run ``op`` on the engine as this session's principal."""
@@ -66,8 +128,9 @@ class Session:
         return await self.services.run(access.allowed, self.principal, operation, topic)
 
 
-Handler = Callable[[Any, Session], Awaitable["ResponsePayload"]]
-"""Answers one request body of an API (any served version) for a session."""
+Handler = Callable[[Any, Session], Awaitable["ResponsePayload | None"]]
+"""Answers one request body of an API (any served version) for a session; None sends no
+answer (Produce with acks=0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +147,10 @@ class Api:
     handle: Handler
     before_auth: bool = False
     """Served before SASL completes (ApiVersions, SaslHandshake, SaslAuthenticate)."""
+    pipelined: bool = False
+    """The connection reads on while this API's requests are answered (their answers
+    still leave in order): for Produce, whose appends wait for a batch. Other requests
+    are answered one at a time, as a broker does."""
 
     def serves(self, version: int) -> bool:
         """Whether ``version`` of the API is served."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import groups, metadata, versions
+from lakelog.kafka import fetch, groups, metadata, offsets, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -12,6 +12,8 @@ __all__ = ["SERVED"]
 SERVED: Mapping[int, Api] = registry(
     versions.API,
     metadata.API,
+    fetch.API,
+    offsets.API,
     groups.FIND_COORDINATOR,
     groups.JOIN_GROUP,
     groups.SYNC_GROUP,

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
-from lakelog.kafka.apis import Api, Session
+from lakelog.kafka.apis import TICKET, Api, Session
+from lakelog.kafka.appends import AppendSignal
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -66,7 +67,15 @@ class GatewayConfig:
     default_principal: str = "local"
     sasl: bool = False
     max_frame_bytes: int = MAX_FRAME_BYTES
+    max_in_flight: int = 16
+    """Requests of one connection read ahead of their answers (pipelined APIs only)."""
     threads: int = 32
+    fetch_max_wait_ms: int = 500
+    """The longest a Fetch waits for ``min_bytes`` whatever its ``max_wait_ms`` asks
+    (ADR 0016 §4): a gateway holds a connection, not a billed invocation, while it waits."""
+    fetch_poll_ms: int = 250
+    """How often a waiting Fetch reads again for appends made by other processes (this
+    process's own appends wake it at once)."""
 
 
 class KafkaGateway:
@@ -103,6 +112,7 @@ class KafkaGateway:
         self.advertised_host = self.config.advertised_host or self.config.host
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
+        self.appends = AppendSignal()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -119,12 +129,14 @@ class KafkaGateway:
             self._serve, self.config.host, self.config.port, limit=2**16
         )
         port = int(self._server.sockets[0].getsockname()[1])
+        self.appends.start(self.engine.appender.watch)
         if self.config.advertised_port is None:
             self.advertised_port = port
         return port
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
+        self.appends.stop()
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
@@ -145,24 +157,60 @@ class KafkaGateway:
             authenticated=not self.config.sasl,
         )
         peer = writer.get_extra_info("peername")
+        answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(
+            self.config.max_in_flight
+        )
+        replying = asyncio.create_task(self._reply(answers, writer))
         try:
-            while True:
+            while not replying.done():
                 frame = await self._read_frame(reader)
                 if frame is None:
-                    return
-                reply = await self._answer(frame, session)
-                writer.write(reply)
-                await writer.drain()
+                    break
+                key, _, _ = peek_api(frame)
+                ticket = session.turns.issue()
+                TICKET.set(ticket)  # the answer's task runs in a copy of this context
+                answer = asyncio.create_task(self._answer(frame, session, ticket))
+                await answers.put(answer)
+                api = self.apis.get(key)
+                if api is None or not api.pipelined or not session.authenticated:
+                    await asyncio.wait({answer, replying}, return_when=asyncio.FIRST_COMPLETED)
+            await answers.put(None)  # what was read is still answered
+            await replying
         except FrameError as exc:
             logger.info("closing connection from %s: %s", peer, exc)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         except Exception:
             logger.exception("closing connection from %s after an unexpected error", peer)
         finally:
+            replying.cancel()
             self._connections.discard(task)
+            writer.close()
+
+    async def _reply(
+        self,
+        answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Write the answers in the order their requests came; on a request that cannot be
+        answered, drop the rest and close the connection."""
+        try:
+            while (answer := await answers.get()) is not None:
+                try:
+                    reply = await answer
+                except FrameError as exc:
+                    logger.info(
+                        "closing connection from %s: %s", writer.get_extra_info("peername"), exc
+                    )
+                    return
+                if reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
+        finally:
+            while not answers.empty():
+                left = answers.get_nowait()
+                if left is not None:
+                    left.cancel()
             writer.close()
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
@@ -182,17 +230,21 @@ class KafkaGateway:
         except asyncio.IncompleteReadError:
             raise FrameError(f"the connection closed inside a frame of {size} bytes") from None
 
-    async def _answer(self, frame: bytes, session: Session) -> bytes:
-        key, version, correlation_id = peek_api(frame)
-        api = self.apis.get(key)
-        if api is None or not api.serves(version):
-            return self._unsupported(frame, key, version, correlation_id)
-        request = parse_request(frame)
-        session.client_id = request.client_id
-        if not session.authenticated and not api.before_auth:
-            raise FrameError(f"API {key} before SASL authentication")
-        response = await api.handle(request.body, session)
-        return encode_response(request, response)
+    async def _answer(self, frame: bytes, session: Session, ticket: int) -> bytes | None:
+        """The reply frame to one request frame (None: no reply, as for acks=0)."""
+        try:
+            key, version, correlation_id = peek_api(frame)
+            api = self.apis.get(key)
+            if api is None or not api.serves(version):
+                return self._unsupported(frame, key, version, correlation_id)
+            request = parse_request(frame)
+            session.client_id = request.client_id
+            if not session.authenticated and not api.before_auth:
+                raise FrameError(f"API {key} before SASL authentication")
+            response = await api.handle(request.body, session)
+            return None if response is None else encode_response(request, response)
+        finally:
+            await session.turns.release(ticket)
 
     def _unsupported(self, frame: bytes, key: int, version: int, correlation_id: int) -> bytes:
         """The protocol's answer to an API or version the gateway does not serve.

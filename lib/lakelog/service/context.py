@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Concatenate, Final, ParamSpec, TypeVar
 
@@ -203,7 +204,9 @@ class SegmentBytesCache:
     Segments never change, so a range read once serves every later read inside it: a
     member whose fetch stopped inside a segment reads the rest without a second GET, and
     the consumer groups a warm function serves share the GETs of the segments they all
-    read.
+    read. A range that overlaps or touches the one kept of its segment is joined to it.
+    Threads reading one segment at once take turns (`filling`), so the later ones find
+    what the first one read instead of each sending the same GET.
     """
 
     def __init__(self, capacity_bytes: int = SEGMENT_BYTES_CACHED) -> None:
@@ -211,6 +214,30 @@ class SegmentBytesCache:
         self._ranges: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        self._filling: dict[str, tuple[threading.Lock, int]] = {}
+
+    def readers(self, key: str) -> int:
+        """Threads holding or waiting for segment ``key``'s turn (`filling`)."""
+        with self._lock:
+            return self._filling.get(key, (None, 0))[1]
+
+    @contextlib.contextmanager
+    def filling(self, key: str) -> Iterator[None]:
+        """Hold segment ``key``'s turn to read it while the block runs (one thread at a
+        time per segment; other segments are not held up)."""
+        with self._lock:
+            lock, users = self._filling.get(key, (threading.Lock(), 0))
+            self._filling[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._filling[key]
+                if users == 1:
+                    del self._filling[key]
+                else:
+                    self._filling[key] = (lock, users - 1)
 
     def get(self, key: str, start: int, end: int) -> bytes | None:
         """Bytes ``[start, end)`` of segment ``key`` if one cached range holds them."""
@@ -232,11 +259,24 @@ class SegmentBytesCache:
             previous = self._ranges.pop(key, None)
             if previous is not None:
                 self._size -= len(previous[1])
+                start, data = _joined(previous, (start, data), self._capacity)
             self._ranges[key] = (start, data)
             self._size += len(data)
             while self._size > self._capacity:
                 _, (_, evicted) = self._ranges.popitem(last=False)
                 self._size -= len(evicted)
+
+
+def _joined(kept: tuple[int, bytes], new: tuple[int, bytes], capacity: int) -> tuple[int, bytes]:
+    """``new``, joined with ``kept`` when the two ranges overlap or touch (and fit)."""
+    (a, old), (b, data) = kept, new
+    low, high = min(a, b), max(a + len(old), b + len(data))
+    if b > a + len(old) or a > b + len(data) or high - low > capacity:
+        return new
+    joined = bytearray(high - low)
+    joined[a - low : a - low + len(old)] = old
+    joined[b - low : b - low + len(data)] = data
+    return low, bytes(joined)
 
 
 @dataclass

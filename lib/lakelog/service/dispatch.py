@@ -20,9 +20,11 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -37,7 +39,7 @@ from lakelog.service.context import TOPIC_CACHE_SECONDS
 from lakelog.service.engine import Engine
 from lakelog.service.groups import GroupView
 from lakelog.service.invoke import InvokeOutcome, Invoker, QueueSender
-from lakelog.storage.delivery import DeliveryState, DeliveryStateStore
+from lakelog.storage.delivery import DeliveryState, DeliveryStateStore, RunGuard
 from lakelog.storage.ports import LeaseRecord, MemberRecord, TopicRecord
 from lakelog.types import FetchResult, OffsetCommit, Record, StoredRecord, Subscription
 
@@ -45,13 +47,16 @@ __all__ = [
     "BACKOFF_BASE_MS",
     "BACKOFF_MAX_MS",
     "DEFAULT_SESSION_MS",
+    "DELIVERY_MEMORY_MB",
     "INLINE_WINDOW_MS",
+    "MAX_CONCURRENT_DELIVERIES",
     "MAX_EVENT_BYTES",
     "SQS_MESSAGE_BYTES",
     "DispatchReport",
     "Dispatcher",
     "ListSubscriptions",
     "backoff_ms",
+    "deliveries_for_memory",
     "failure_offset",
     "kafka_event",
     "kafka_record",
@@ -77,11 +82,40 @@ INLINE_WINDOW_MS: Final = 1_000
 MAX_BATCHES_PER_DELIVERY: Final = 100
 """Batches one delivery sends before it leaves the rest to the schedule (due at once)."""
 
+MAX_CONCURRENT_DELIVERIES: Final = 16
+"""Deliveries one trigger runs at once, each in a thread of its own: a delivery mostly waits
+(on its function's Invoke and on DynamoDB), so a trigger's partitions go out together and the
+trigger lasts about as long as its longest delivery, not the sum of them (ADR 0015 §2)."""
+
+DELIVERY_MEMORY_MB: Final = 32
+"""Memory one delivery may hold at worst: an event of `MAX_EVENT_BYTES` (6 MB of JSON),
+its records and their base64, about three times that."""
+_RUNTIME_MEMORY_MB: Final = 192
+"""Memory of the dispatcher function's runtime and caches (64 MB of segment bytes)."""
+
+
+def deliveries_for_memory(memory_mb: int) -> int:
+    """Concurrent deliveries a dispatcher function of ``memory_mb`` can hold at worst
+    (`DELIVERY_MEMORY_MB` each beyond its runtime), 1 to `MAX_CONCURRENT_DELIVERIES`."""
+    room = (memory_mb - _RUNTIME_MEMORY_MB) // DELIVERY_MEMORY_MB
+    return max(1, min(MAX_CONCURRENT_DELIVERIES, room))
+
+
 ListSubscriptions = Callable[[str], Sequence[Subscription]]
 """The subscription store's read port: the subscriptions of a topic, by topic name."""
 
 _ENVELOPE_BYTES: Final = 4096
 """Room kept in an event for everything but its records (names, bootstrap servers)."""
+
+_Work = Callable[["DispatchReport"], None]
+"""One delivery of a (subscription, partition), adding what it did to a report."""
+_Plan = Callable[[], dict[tuple[str, int], _Work]]
+"""Finds deliveries to run, by (group, partition)."""
+
+
+def _threads(workers: int) -> Executor:
+    """The default executor of a trigger's deliveries: that many threads."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="lakelog-delivery")
 
 
 def backoff_ms(attempts: int) -> int:
@@ -172,6 +206,13 @@ class DispatchReport:
     failures: int = 0
     records_failed: int = 0
 
+    def add(self, other: DispatchReport) -> None:
+        """Count ``other``'s deliveries in this report too."""
+        self.invocations += other.invocations
+        self.records_delivered += other.records_delivered
+        self.failures += other.failures
+        self.records_failed += other.records_failed
+
 
 class _LeaseLost(Exception):  # noqa: N818 - a signal within this module
     """The delivery's commit was fenced: another member holds the lease now."""
@@ -186,6 +227,8 @@ class _Delivery:
     partition: int
     lease: LeaseRecord
     state: DeliveryState
+    stored: bool = True
+    """Whether the state has an item (else the run guard covers the delivery)."""
 
     @property
     def key(self) -> str:
@@ -228,6 +271,16 @@ class Dispatcher:
         The longest batching window a delivery waits for itself, with ``sleep``.
     sleep
         Sleeps that many seconds (injected for tests, with the engine's fake clock).
+    max_concurrent_deliveries
+        Deliveries of one trigger that run at once, each in its own thread (different
+        partitions or subscriptions; one partition is never delivered twice at once). 1
+        delivers one after another in the calling thread.
+    executor
+        Makes the executor of a trigger's deliveries, given the number of workers
+        (threads by default; the benchmark meters each one). Used only when more than one
+        delivery may run at once; shut down at the end of the trigger.
+
+    One trigger runs at a time per dispatcher: its member id holds the leases.
     """
 
     def __init__(
@@ -243,7 +296,11 @@ class Dispatcher:
         max_batches: int = MAX_BATCHES_PER_DELIVERY,
         inline_window_ms: int = INLINE_WINDOW_MS,
         sleep: Callable[[float], None] = time.sleep,
+        max_concurrent_deliveries: int = MAX_CONCURRENT_DELIVERIES,
+        executor: Callable[[int], Executor] = _threads,
     ) -> None:
+        if max_concurrent_deliveries < 1:
+            raise ValueError(f"max_concurrent_deliveries must be >= 1: {max_concurrent_deliveries}")
         self._engine = engine
         self._ctx = engine.context
         self._groups = engine.groups.store
@@ -256,8 +313,11 @@ class Dispatcher:
         self._max_batches = max_batches
         self._inline_window_ms = inline_window_ms
         self._sleep = sleep
+        self._concurrency = max_concurrent_deliveries
+        self._executor = executor
         self.member_id = f"dispatcher-{uuid.uuid4().hex}"
         self._joined: dict[str, int] = {}  # group -> when its member item was put
+        self._joined_lock = threading.Lock()
         self._names: dict[str, str] = {}  # topic id -> name
         self._names_ms = -1
 
@@ -265,40 +325,106 @@ class Dispatcher:
     def on_appended(self, topic_ids: Iterable[str]) -> DispatchReport:
         """Deliver, for each subscription of the topics with these ids, every partition
         with records past its committed offset (the ledger stream's trigger)."""
-        report = DispatchReport()
-        names = self._topic_names(dict.fromkeys(topic_ids))
-        work = [
-            functools.partial(self._deliver_subscription, sub, report)
+        ids = list(dict.fromkeys(topic_ids))
+        return self._run_all([], self._plans(ids), ids)
+
+    def resume_due(self) -> DispatchReport:
+        """Resume the deliveries whose retry, batching window or stall guard is due, and
+        the topics of runs whose guard is due (they failed or crashed): the schedule's
+        trigger, one query of the delivery states; nothing else when idle."""
+        states, guards = self._states.due_work(self._ctx.clock_ms())
+        ids = list(dict.fromkeys(topic_id for guard in guards for topic_id in guard.topic_ids))
+        resumed = [functools.partial(self._resume, state) for state in states]
+        return self._run_all(resumed, self._plans(ids), ids, [g.run_id for g in guards])
+
+    def _plans(self, topic_ids: list[str]) -> list[_Plan]:
+        """The deliveries of every subscription of the topics with ``topic_ids``."""
+        names = self._topic_names(topic_ids)
+        return [
+            functools.partial(self._deliveries_of, sub)
             for name in names
             for sub in self._subscriptions(name)
         ]
-        self._run_all(work)
-        return report
 
-    def resume_due(self) -> DispatchReport:
-        """Resume the deliveries whose retry, batching window or stall guard is due (the
-        schedule's trigger): one query of the delivery states; nothing else when idle."""
+    def _run_all(
+        self,
+        resumed: Sequence[_Plan],
+        plans: Sequence[_Plan],
+        topic_ids: Sequence[str],
+        lapsed: Sequence[str] = (),
+    ) -> DispatchReport:
+        """Plan the deliveries in this thread (join each group, find the partitions; a
+        partition with a due state once), guard those of ``plans`` (and the topics of a
+        plan that failed) with one run guard of ``topic_ids``, delete the ``lapsed``
+        guards it replaces, run the deliveries (at most ``max_concurrent_deliveries`` at
+        once), leave the groups, then raise the first failure. Every delivery runs even
+        when another failed: the trigger is retried (the stream) or runs again (the
+        schedule), and the run guard (kept when a delivery failed) or the failed
+        delivery's own state resumes it meanwhile."""
         report = DispatchReport()
-        due = self._states.due(self._ctx.clock_ms())
-        self._run_all([functools.partial(self._resume, state, report) for state in due])
-        return report
-
-    def _run_all(self, work: Sequence[Callable[[], None]]) -> None:
-        """Run each delivery even when an earlier one failed, leave the groups, then raise
-        the first failure: the trigger is retried (the stream) or runs again (the
-        schedule), and the failed delivery's stall guard resumes it meanwhile."""
         errors: list[LakelogError] = []
         try:
-            for deliver in work:
-                try:
-                    deliver()
-                except LakelogError as error:
-                    log.warning("delivery failed: %s", error)
-                    errors.append(error)
+            work: dict[tuple[str, int], _Work] = {}
+            self._plan(resumed, work, errors)
+            stated, failed = len(work), len(errors)
+            self._plan(plans, work, errors)
+            # A plan failed: the lapsed guards stay (due: the next schedule tries again),
+            # and they cover this run's deliveries, which are of their topics.
+            kept = bool(errors) and bool(lapsed)
+            guard = None
+            if (len(work) > stated or len(errors) > failed) and not kept:
+                due = self._ctx.clock_ms() + self._session_ms
+                guard = RunGuard(uuid.uuid4().hex, tuple(topic_ids), due)
+                self._states.put_guard(guard)
+            if not errors:  # every lapsed topic was planned (and guarded when needed)
+                for run_id in lapsed:
+                    self._states.delete_guard(run_id)
+            errors.extend(self._deliver_all(list(work.values()), report))
+            if guard is not None and not errors:
+                self._states.delete_guard(guard.run_id)
         finally:
             self._leave()
         if errors:
             raise errors[0]
+        return report
+
+    @staticmethod
+    def _plan(
+        plans: Sequence[_Plan], work: dict[tuple[str, int], _Work], errors: list[LakelogError]
+    ) -> None:
+        """Add the deliveries ``plans`` find to ``work`` (one per partition: the first)."""
+        for plan in plans:
+            try:
+                found = plan()
+            except LakelogError as error:
+                log.warning("delivery failed: %s", error)
+                errors.append(error)
+                continue
+            for key, deliver in found.items():
+                work.setdefault(key, deliver)
+
+    def _deliver_all(self, work: Sequence[_Work], report: DispatchReport) -> list[LakelogError]:
+        """Run each delivery (each its own report, added to ``report``); the failures, in
+        the order of ``work``. Another exception is raised once every delivery ended."""
+        workers = min(self._concurrency, len(work))
+        if workers <= 1:
+            return [e for deliver in work if (e := self._one(deliver, report)) is not None]
+        reports = [DispatchReport() for _ in work]
+        with self._executor(workers) as pool:
+            futures = [pool.submit(self._one, d, r) for d, r in zip(work, reports, strict=True)]
+        errors = [e for future in futures if (e := future.result()) is not None]
+        for each in reports:
+            report.add(each)
+        return errors
+
+    @staticmethod
+    def _one(deliver: _Work, report: DispatchReport) -> LakelogError | None:
+        try:
+            deliver(report)
+        except LakelogError as error:
+            log.warning("delivery failed: %s", error)
+            return error
+        return None
 
     # Which partitions ---------------------------------------------------------------------
     def _topic_names(self, topic_ids: Iterable[str]) -> list[str]:
@@ -322,26 +448,31 @@ class Dispatcher:
             return None
         return topic
 
-    def _deliver_subscription(self, sub: Subscription, report: DispatchReport) -> None:
+    def _deliveries_of(self, sub: Subscription) -> dict[tuple[str, int], _Work]:
+        """The deliveries of ``sub``: each partition with records past its commit."""
         topic = self._topic_of(sub)
         if topic is None:
-            return
+            return {}
         view = self._join(sub.group, topic.name)
         bounds = self._ctx.topic_state(topic)
+        work: dict[tuple[str, int], _Work] = {}
         for partition in range(topic.partitions):
             committed = view.committed(view.lease(topic.name, partition), topic)
-            start = max(committed or 0, bounds.log_start_offset(partition))
+            start = max(sub.start_offset(partition, committed), bounds.log_start_offset(partition))
             if bounds.high_watermark(partition) > start:
-                self._deliver(sub, topic, partition, view, None, report)
+                deliver = functools.partial(self._deliver, sub, topic, partition, view, None)
+                work[(sub.group, partition)] = deliver
+        return work
 
-    def _resume(self, state: DeliveryState, report: DispatchReport) -> None:
+    def _resume(self, state: DeliveryState) -> dict[tuple[str, int], _Work]:
         subs = [s for s in self._subscriptions(state.topic) if s.name == state.name]
         topic = self._topic_of(subs[0]) if subs else None
         if not subs or topic is None or subs[0].group != state.group:
             self._states.delete(state.group, state.partition)
-            return
+            return {}
         view = self._join(state.group, topic.name)
-        self._deliver(subs[0], topic, state.partition, view, state, report)
+        deliver = functools.partial(self._deliver, subs[0], topic, state.partition, view, state)
+        return {(state.group, state.partition): deliver}
 
     # Membership and lease ----------------------------------------------------------------
     def _join(self, group: str, topic: str) -> GroupView:
@@ -349,19 +480,23 @@ class Dispatcher:
         now = self._ctx.clock_ms()
         member = MemberRecord(self.member_id, (topic,), self._session_ms, now + self._session_ms)
         self._groups.put_member(group, member)
-        self._joined[group] = now
+        with self._joined_lock:
+            self._joined[group] = now
         return GroupView.of(self._groups.read_group(group), now)
 
     def _renew(self, group: str, topic: str) -> None:
         """Renew the member item once a third of its session has passed."""
         now = self._ctx.clock_ms()
-        if now - self._joined.get(group, now) >= self._session_ms // 3:
+        with self._joined_lock:
+            joined = self._joined.get(group, now)
+        if now - joined >= self._session_ms // 3:
             self._join(group, topic)
 
     def _leave(self) -> None:
-        for group in self._joined:
+        with self._joined_lock:
+            groups, self._joined = list(self._joined), {}
+        for group in groups:
             self._groups.delete_member(group, self.member_id)
-        self._joined.clear()
 
     def _take(
         self, sub: Subscription, topic: TopicRecord, partition: int, view: GroupView
@@ -393,18 +528,20 @@ class Dispatcher:
             self._states.wake(DeliveryState(sub.group, topic.name, sub.name, partition, now))
             return
         guard = now + self._session_ms
+        stored = state is not None
         if state is None:
             state = DeliveryState(sub.group, topic.name, sub.name, partition, guard)
         state = replace(state, due_ms=guard, woken=False)
-        self._states.put(state)
-        delivery = _Delivery(sub, topic, partition, lease, state)
+        if stored:  # its item becomes the stall guard; without one, the run guard is it
+            self._states.put(state)
+        delivery = _Delivery(sub, topic, partition, lease, state, stored)
         with contextlib.suppress(_LeaseLost):
             self._run(delivery, report)
         # The lease stays with this member: its next delivery of the partition takes no
         # lease write, and `_leave` (deleting the member item) frees it for the others.
 
     def _run(self, d: _Delivery, report: DispatchReport) -> None:
-        offset = d.lease.committed_offset
+        offset = d.sub.start_offset(d.partition, d.lease.committed_offset)
         cursor: str | None = None
         for _ in range(self._max_batches):
             batch = self._read(d, offset, self._limit(d, offset), cursor)
@@ -413,17 +550,17 @@ class Dispatcher:
                 if batch.end > offset:  # only a gap key compaction left
                     offset = self._commit(d, batch.end)
                     continue
-                if self._states.finish(d.sub.group, d.partition):
+                if self._finish(d):
                     return
                 d.state = replace(d.state, woken=False)  # woken meanwhile: read again
-                self._states.put(d.state)
+                self._store(d, d.state)
                 continue
             now = self._ctx.clock_ms()
             if not batch.full and not d.state.attempts and d.state.bisect_end is None:
                 window = d.sub.max_batching_window_ms
                 ends = min(records[0].timestamp_ms + window, now + window)
                 if now < ends and ends - now > self._inline_window_ms:
-                    self._states.put(replace(d.state, due_ms=ends, woken=False))
+                    self._store(d, replace(d.state, due_ms=ends, woken=False))
                     return
                 if now < ends:  # a short window: wait here, then read what it gathered
                     self._sleep((ends - now) / 1000)
@@ -439,26 +576,37 @@ class Dispatcher:
             if after != batch.end:
                 cursor = None
             offset = after
-        self._states.put(replace(d.state, due_ms=self._ctx.clock_ms()))
+        self._store(d, replace(d.state, due_ms=self._ctx.clock_ms()))
+
+    def _store(self, d: _Delivery, state: DeliveryState) -> None:
+        """Put ``state`` (from now on the delivery's stall guard is its own item)."""
+        self._states.put(state)
+        d.stored = True
+
+    def _finish(self, d: _Delivery) -> bool:
+        """Caught up: end the delivery (True) unless its state was woken meanwhile. An
+        item of its own is deleted unless woken; without one, a strongly consistent read
+        tells whether a wake created one."""
+        if d.stored:
+            return self._states.finish(d.sub.group, d.partition)
+        return self._states.get(d.sub.group, d.partition) is None
 
     @staticmethod
-    def _limit(d: _Delivery, offset: int | None) -> int:
+    def _limit(d: _Delivery, offset: int) -> int:
         """Records the next batch may hold: the batch size, or less while a split batch
         is retried in parts (ADR 0015 §2, bisect)."""
         end, size = d.state.bisect_end, d.state.bisect_size
-        if end is not None and offset is not None and offset >= end:
+        if end is not None and offset >= end:
             d.state = replace(d.state, bisect_end=None, bisect_size=None)
             end = size = None
-        if end is None or size is None or offset is None:
+        if end is None or size is None:
             return d.sub.batch_size
         return max(1, min(d.sub.batch_size, size, end - offset))
 
-    def _read(self, d: _Delivery, offset: int | None, limit: int, cursor: str | None) -> _Batch:
-        """Up to ``limit`` records from ``offset`` (the log start when None or below it),
-        cut before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
+    def _read(self, d: _Delivery, offset: int, limit: int, cursor: str | None) -> _Batch:
+        """Up to ``limit`` records from ``offset`` (the log start when below it), cut
+        before the event would exceed `MAX_EVENT_BYTES`; fetches again while a fetch
         stopped short of ``limit`` with records behind it."""
-        if offset is None:
-            offset = self._ctx.topic_state(d.topic).log_start_offset(d.partition)
         batch = _Batch(offset, [], offset, cursor, full=False)
         size = _ENVELOPE_BYTES + _json_size(self._servers)
         while True:
@@ -515,37 +663,43 @@ class Dispatcher:
         failed_from, error = self._failed_from(d, outcome, records)
         if failed_from is None:
             report.records_delivered += len(records)
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             return self._commit(d, batch.end)
         report.failures += 1
         if failed_from > first:
             report.records_delivered += failed_from - first
-            d.state = replace(d.state, attempts=0, error=None)
+            d.state = replace(d.state, attempts=0, throttles=0, error=None)
             self._commit(d, failed_from)
         failed = [record for record in records if record.offset >= failed_from]
-        if not outcome.ok and d.sub.bisect_batch_on_function_error and len(failed) > 1:
+        function_error = not outcome.ok and not outcome.throttled
+        if function_error and d.sub.bisect_batch_on_function_error and len(failed) > 1:
             d.state = replace(
                 d.state, bisect_end=failed[-1].offset + 1, bisect_size=math.ceil(len(failed) / 2)
             )
-            self._states.put(d.state)
+            self._store(d, d.state)
             return failed_from
         attempts = d.state.attempts + 1
+        throttles = d.state.throttles + outcome.throttled
         now = self._ctx.clock_ms()
         retries = d.sub.maximum_retry_attempts
         age = d.sub.maximum_record_age_ms
         if age >= 0 and failed[0].timestamp_ms < now - age:
             condition = "RecordAgeExceeded"
-        elif retries >= 0 and attempts > retries:
+        elif retries >= 0 and attempts - throttles > retries:
             condition = "RetryAttemptsExhausted"
         else:
             d.state = replace(
-                d.state, attempts=attempts, error=error, due_ms=now + backoff_ms(attempts)
+                d.state,
+                attempts=attempts,
+                throttles=throttles,
+                error=error,
+                due_ms=now + backoff_ms(attempts),
             )
-            self._states.put(d.state)
+            self._store(d, d.state)
             return None
-        d.state = replace(d.state, attempts=attempts, error=error)
+        d.state = replace(d.state, attempts=attempts, throttles=throttles, error=error)
         self._fail(d, failed, condition, error, report)
-        d.state = replace(d.state, attempts=0, error=None)
+        d.state = replace(d.state, attempts=0, throttles=0, error=None)
         return self._commit(d, failed[-1].offset + 1)
 
     @staticmethod
@@ -597,7 +751,14 @@ class Dispatcher:
             return
         limit = SQS_MESSAGE_BYTES if destination.sqs_arn else MAX_RECORD_BYTES
         body = self.failure_record(
-            d.sub, d.topic.name, d.partition, records, condition, error, d.state.attempts, limit
+            d.sub,
+            d.topic.name,
+            d.partition,
+            records,
+            condition,
+            error,
+            d.state.attempts - d.state.throttles,
+            limit,
         )
         if destination.sqs_arn:
             self._queues.send(destination.sqs_arn, body)

@@ -133,6 +133,12 @@ class _Wanted:
     start_seq: int
     next_offset: int = -1
     resume_seq: int = -1
+    planned_left: int | None = None
+    """Bytes of the position's own ``max_bytes`` the plan has not yet estimated taken."""
+    read_left: int | None = None
+    """Bytes of the position's own ``max_bytes`` not yet returned (None: no own limit)."""
+    full: bool = False
+    """The plan spent the position's own ``max_bytes``: later items are not taken."""
     taken: list[tuple[ChainItem, BatchRef, int]] = field(default_factory=list)
     records: list[StoredRecord] = field(default_factory=list)
 
@@ -169,6 +175,29 @@ class _Budget:
         return _Budget(self.records, self.bytes, self.started)
 
 
+@dataclass
+class _Share:
+    """One position's view of a fetch's budget: the fetch's, and also the position's own
+    ``max_bytes`` when it has one (``left``), which only the request's first record may
+    pass."""
+
+    shared: _Budget
+    left: int | None
+
+    def room(self, size: int) -> bool:
+        """Whether one more record of ``size`` bytes fits."""
+        own = self.left is None or not self.shared.started or size <= self.left
+        return own and self.shared.room(size)
+
+    def take(self, size: int) -> None:
+        self.shared.take(size)
+        if self.left is not None:
+            self.left -= size
+
+    def copy(self) -> _Share:
+        return _Share(self.shared.copy(), self.left)
+
+
 def _proven(
     run: Sequence[ChainItem], seq: int, wanted: Sequence[_Wanted], meta: ChainMeta | None
 ) -> bool:
@@ -199,6 +228,8 @@ def _check_positions(positions: object) -> None:
         validate_topic_name(position.topic)
         _positive_int("partition", position.partition)
         _positive_int("offset", position.offset)
+        if position.max_bytes is not None:
+            _positive_int("max_bytes", position.max_bytes, MAX_FETCH_BYTES)
         if (position.topic, position.partition) in named:
             raise InvalidRequestError(
                 f"{position.topic}-{position.partition} is named twice in one fetch"
@@ -323,7 +354,10 @@ class Fetcher:
             except (InvalidRequestError, OffsetOutOfRangeError) as error:
                 outcome[index] = error
                 continue
-            wanted.append(_Wanted(index, partition, offset, start))
+            limit = position.max_bytes
+            wanted.append(
+                _Wanted(index, partition, offset, start, planned_left=limit, read_left=limit)
+            )
         if wanted:
             outcome.update(self._read_l1(topic, wanted, budget))
             wanted = [want for want in wanted if want.index not in outcome]
@@ -501,7 +535,7 @@ class Fetcher:
         the item taken) once the estimated budget is spent."""
         for want in wanted:
             batch = item.batch(want.partition)
-            if batch is None or item.seq < want.start_seq:
+            if batch is None or item.seq < want.start_seq or want.full:
                 continue
             end = item.mark(want.partition).high_watermark
             base = end - batch.record_count
@@ -509,13 +543,18 @@ class Fetcher:
             if first >= end:
                 continue
             average = max(1, batch.record_bytes // batch.record_count)
-            if not budget.room(average):
+            share = _Share(budget, want.planned_left)
+            if not share.room(average):
                 want.resume_seq = item.seq
-                return False
-            for _ in range(first, end):
                 if not budget.room(average):
+                    return False
+                want.full = True  # only its own max_bytes is spent: the others go on
+                continue
+            for _ in range(first, end):
+                if not share.room(average):
                     break
-                budget.take(average)
+                share.take(average)
+            want.planned_left = share.left
             want.taken.append((item, batch, first - base))
             want.next_offset = end
         return True
@@ -525,8 +564,10 @@ class Fetcher:
         """GET every segment the planned batches live in (one ranged GET each, in
         parallel), then hand out the rows in chain order while the budget lasts.
 
-        The first record that does not fit ends the fetch for every partition: each one's
-        ``next_offset`` and ``resume_seq`` point at its first record not returned.
+        The first record that does not fit the fetch's budget ends the fetch for every
+        partition, one that does not fit its position's own ``max_bytes`` ends that
+        partition's: each one's ``next_offset`` and ``resume_seq`` point at its first
+        record not returned.
         """
         parts: dict[int, list[tuple[BatchRef, int]]] = {}
         items: dict[int, ChainItem] = {}
@@ -548,6 +589,7 @@ class Fetcher:
         )
         by_partition = {want.partition: want for want in wanted}
         cut: set[int] = set()
+        spent = False  # the fetch's budget: every partition stops
         for seq in order:
             item = items[seq]
             for batch, skip in parts[seq]:
@@ -555,13 +597,16 @@ class Fetcher:
                 base = item.mark(batch.partition).high_watermark - batch.record_count
                 if batch.partition in cut:
                     continue
+                share = _Share(budget, want.read_left)
                 for index, row in enumerate(decoded[seq][batch.partition], start=base + skip):
                     size = record_size(row.key, row.value, row.headers)
-                    if cut or not budget.room(size):
+                    if spent or not share.room(size):
                         want.next_offset, want.resume_seq = index, seq
                         cut.add(batch.partition)
+                        spent = spent or not budget.room(size)
                         break
-                    budget.take(size)
+                    share.take(size)
+                    want.read_left = share.left
                     want.records.append(
                         StoredRecord(
                             want.partition, index, row.timestamp_ms, row.key, row.value, row.headers
@@ -620,8 +665,11 @@ class Fetcher:
         cache = self._ctx.caches.segment_bytes
         data = cache.get(key, start, end)
         if data is None:
-            data = self._ctx.objects.get_range(key, start, end)
-            cache.put(key, start, data)
+            with cache.filling(key):  # another thread may be reading it: wait, look again
+                data = cache.get(key, start, end)
+                if data is None:
+                    data = self._ctx.objects.get_range(key, start, end)
+                    cache.put(key, start, data)
         return data
 
     def _result(self, read: _TopicRead, want: _Wanted) -> FetchResult | LakelogError:
@@ -679,7 +727,8 @@ class Fetcher:
                 )
                 continue
             try:
-                next_offset = self._read_l1_records(topic, state, want, end, budget)
+                share = _Share(budget, want.read_left)
+                next_offset = self._read_l1_records(topic, state, want, end, share)
             except OffsetOutOfRangeError as expired:
                 answered[want.index] = expired
                 continue
@@ -691,6 +740,7 @@ class Fetcher:
                     raise
                 answered[want.index] = gone
                 continue
+            want.read_left = want.planned_left = share.left
             if next_offset < end:
                 answered[want.index] = self._l1_result(topic, state, want, next_offset)
             else:
@@ -699,7 +749,7 @@ class Fetcher:
         return answered
 
     def _read_l1_records(
-        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, budget: _Budget
+        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, budget: _Share
     ) -> int:
         """Add the partition's records from ``want.offset`` below ``end`` to ``want`` while
         the budget lasts (one Query of entries, one ranged GET per L1 segment); returns
@@ -737,7 +787,7 @@ class Fetcher:
         return next_offset
 
     def _l1_entries(
-        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, estimate: _Budget
+        self, topic: TopicRecord, state: TopicState, want: _Wanted, end: int, estimate: _Share
     ) -> list[tuple[Entry, int]]:
         """The entries (and the first offset wanted from each) that hold ``want.offset``
         onwards, below ``end``, while the estimated budget lasts: a `contiguous_run` of

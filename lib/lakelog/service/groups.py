@@ -141,6 +141,18 @@ def _assignment(lease: LeaseRecord) -> Assignment:
     return Assignment(lease.topic, lease.partition, lease.lease_epoch, lease.committed_offset)
 
 
+def _check_target(to: object) -> None:
+    """Refuse a `ResetTarget` that is none (`InvalidRequestError`)."""
+    if isinstance(to, ToOffset):
+        _non_negative_int("offset", to.offset)
+    elif isinstance(to, ToTimestamp):
+        _non_negative_int("timestamp_ms", to.timestamp_ms)
+    elif to not in ("earliest", "latest"):
+        raise InvalidRequestError(
+            f"to must be 'earliest' or 'latest', a ToOffset or a ToTimestamp, not {to!r}"
+        )
+
+
 class GroupCoordinator:
     """The group use cases over a `GroupStore`, on the engine's topics and ledger."""
 
@@ -493,20 +505,27 @@ class GroupCoordinator:
             A member of the group is live, or one joined during the reset.
         """
         group = validate_group_id(group)
-        if isinstance(to, ToOffset):
-            _non_negative_int("offset", to.offset)
-        elif isinstance(to, ToTimestamp):
-            _non_negative_int("timestamp_ms", to.timestamp_ms)
-        elif to not in ("earliest", "latest"):
-            raise InvalidRequestError(
-                f"to must be 'earliest' or 'latest', a ToOffset or a ToTimestamp, not {to!r}"
-            )
+        _check_target(to)
         topic = self._ctx.current_topic(topic_name)
-        now = self._ctx.clock_ms()
         state = self._groups.read_group(group)
-        view = GroupView.of(state, now)
+        view = GroupView.of(state, self._ctx.clock_ms())
         if view.live:
             raise GroupNotEmptyError(group, tuple(sorted(view.live)))
+        targets = self._targets(topic, to)
+        if not self._groups.reset_leases(group, self._resets(view, topic, targets)):
+            raise GroupNotEmptyError(group)
+        return targets
+
+    @retry_if_stale
+    def offsets_at(self, topic_name: str, to: ResetTarget) -> tuple[TopicRecord, dict[int, int]]:
+        """The current topic ``topic_name`` and, per partition, the offset `reset` would
+        set for ``to``; reads only."""
+        _check_target(to)
+        topic = self._ctx.current_topic(topic_name)
+        return topic, self._targets(topic, to)
+
+    def _targets(self, topic: TopicRecord, to: ResetTarget) -> dict[int, int]:
+        """Partition -> the offset ``to`` names in it now."""
         bounds = self._ctx.topic_state(topic)
         targets: dict[int, int] = {}
         for partition in range(topic.partitions):
@@ -520,6 +539,14 @@ class GroupCoordinator:
             else:
                 target = start if to == "earliest" else end
             targets[partition] = target
+        return targets
+
+    def _resets(
+        self, view: GroupView, topic: TopicRecord, targets: Mapping[int, int]
+    ) -> list[tuple[LeaseRecord, LeaseRecord]]:
+        """Each seen lease of ``targets``' partitions and its replacement: free, at the
+        next epoch, committed at the target."""
+        now = self._ctx.clock_ms()
         resets = []
         for partition, target in targets.items():
             seen = view.lease(topic.name, partition)
@@ -532,6 +559,28 @@ class GroupCoordinator:
                 committed_ms=now,
             )
             resets.append((seen, new))
-        if not self._groups.reset_leases(group, resets):
-            raise GroupNotEmptyError(group)
-        return targets
+        return resets
+
+    def start(
+        self, group: str, topic: TopicRecord, offsets: Mapping[int, int], before: GroupState
+    ) -> None:
+        """Set the committed offsets of a group that starts now (a subscription's, just
+        created) to ``offsets``, except in partitions whose lease moved since ``before``.
+
+        ``before`` is the group as read before whatever lets its deliveries start: a lease
+        whose epoch moved since was taken by such a delivery, which started from the same
+        offsets, and keeps its progress. Every other lease, a stale one included, is
+        written free at its next epoch. No member check: a member of an earlier use of the
+        group is fenced by the epochs.
+        """
+        seen = view = GroupView.of(before, 0)
+        pending = dict(offsets)
+        for _ in range(len(offsets) + 1):  # each failed write finds at least one lease moved
+            if self._groups.reset_leases(group, self._resets(view, topic, pending)):
+                return
+            view = GroupView.of(self._groups.read_group(group), 0)
+            pending = {
+                p: offset
+                for p, offset in pending.items()
+                if view.lease(topic.name, p).lease_epoch == seen.lease(topic.name, p).lease_epoch
+            }

@@ -22,10 +22,14 @@ class InvokeOutcome:
     ``error`` is None when the function returned normally (``payload`` is its parsed JSON
     result, e.g. ``{"batchItemFailures": [...]}``, or None); otherwise it names the failure
     (the function's error type and message, a timeout, a throttle) and the batch is retried.
+    ``throttled``: the failure is Lambda refusing to run the function for want of
+    concurrency (``TooManyRequestsException``); like Lambda's event source mappings, the
+    dispatcher retries it without spending a retry attempt or splitting the batch.
     """
 
     payload: Any = None
     error: str | None = None
+    throttled: bool = False
 
     @property
     def ok(self) -> bool:

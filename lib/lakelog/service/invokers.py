@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     import boto3
 
 __all__ = [
+    "DEFAULT_CONNECTIONS",
     "LOCAL_SCHEME",
+    "THROTTLED_CODE",
     "FunctionContext",
     "LambdaInvoker",
     "LocalInvoker",
@@ -48,6 +50,12 @@ LOCAL_SCHEME: Final = "local:"
 LAMBDA_SCHEME: Final = "arn:"
 DEFAULT_INVOKE_TIMEOUT_SECONDS: Final = 300
 """How long `LambdaInvoker` waits for a reply: a function running longer is a timeout."""
+THROTTLED_CODE: Final = "TooManyRequestsException"
+"""The error code of an ``Invoke`` Lambda refused for want of concurrency (429): the
+function did not run (`InvokeOutcome.throttled`)."""
+DEFAULT_CONNECTIONS: Final = 16
+"""HTTP connections of `LambdaInvoker`'s client: one per concurrent delivery of the
+dispatcher (`lakelog.service.dispatch.MAX_CONCURRENT_DELIVERIES`), so none waits for one."""
 LOCAL_TIMEOUT_MS: Final = 900_000
 """What `FunctionContext.get_remaining_time_in_millis` counts down from (Lambda's maximum)."""
 
@@ -77,20 +85,29 @@ class LambdaInvoker:
         self._client = client
 
     @staticmethod
-    def client_config(timeout_seconds: int = DEFAULT_INVOKE_TIMEOUT_SECONDS) -> Config:
-        """The botocore config a Lambda client of the invoker should have."""
+    def client_config(
+        timeout_seconds: int = DEFAULT_INVOKE_TIMEOUT_SECONDS,
+        connections: int = DEFAULT_CONNECTIONS,
+    ) -> Config:
+        """The botocore config a Lambda client of the invoker should have: ``connections``
+        invokes may wait at once (the dispatcher's concurrent deliveries)."""
         return Config(
             read_timeout=timeout_seconds,
             connect_timeout=5,
             retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=connections,
         )
 
     @classmethod
     def from_session(
-        cls, session: boto3.Session, timeout_seconds: int = DEFAULT_INVOKE_TIMEOUT_SECONDS
+        cls,
+        session: boto3.Session,
+        timeout_seconds: int = DEFAULT_INVOKE_TIMEOUT_SECONDS,
+        connections: int = DEFAULT_CONNECTIONS,
     ) -> LambdaInvoker:
         """An invoker on a Lambda client of ``session`` (`client_config`)."""
-        return cls(session.client("lambda", config=cls.client_config(timeout_seconds)))
+        config = cls.client_config(timeout_seconds, connections)
+        return cls(session.client("lambda", config=config))
 
     def invoke(self, function_arn: str, event: Mapping[str, Any]) -> InvokeOutcome:
         """Invoke ``function_arn`` with ``event`` and wait for its reply."""
@@ -104,7 +121,8 @@ class LambdaInvoker:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = error.get("Code", "ClientError")
-            return InvokeOutcome(error=f"{code}: {error.get('Message', str(exc))}")
+            message = f"{code}: {error.get('Message', str(exc))}"
+            return InvokeOutcome(error=message, throttled=code == THROTTLED_CODE)
         except BotoCoreError as exc:  # connection refused, read timeout, ...
             return InvokeOutcome(error=f"{type(exc).__name__}: {exc}")
         status = response.get("StatusCode", 0)

@@ -10,6 +10,7 @@ that holds the original, whoever chose its partitions (ADR 0012, 2.4).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -313,6 +314,8 @@ class Appender:
         self._topic_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._on_append = on_append
+        self._watchers: dict[int, AppendHook] = {}
+        self._watch_ids = itertools.count()
 
     @property
     def _ledger(self) -> LedgerStore:
@@ -388,14 +391,34 @@ class Appender:
             return self._answer(request, written)
         return self._reply(request, written)
 
+    def watch(self, hook: AppendHook) -> Callable[[], None]:
+        """Call ``hook`` too after each committed append of this appender, until the
+        returned function is called (the Kafka gateway wakes its waiting fetches so).
+
+        ``hook`` runs on the appending thread and must return at once, as `AppendHook`
+        says; what it raises is logged and ignored.
+        """
+        with self._guard:
+            key = next(self._watch_ids)
+            self._watchers[key] = hook
+
+        def unwatch() -> None:
+            with self._guard:
+                self._watchers.pop(key, None)
+
+        return unwatch
+
     def _notify(self, topic_id: str) -> None:
-        """Tell the append hook, if any, that ``topic_id``'s chain has a new item."""
-        if self._on_append is None:
-            return
-        try:
-            self._on_append(topic_id)
-        except Exception:  # the append is committed: a hook never fails it
-            _log.exception("the append hook failed for topic %s", topic_id)
+        """Tell the append hook and the watchers that ``topic_id``'s chain has a new item."""
+        with self._guard:
+            hooks = list(self._watchers.values())
+        if self._on_append is not None:
+            hooks.insert(0, self._on_append)
+        for hook in hooks:
+            try:
+                hook(topic_id)
+            except Exception:  # the append is committed: a hook never fails it
+                _log.exception("the append hook failed for topic %s", topic_id)
 
     def _validate(
         self, topic: TopicRecord, records: Sequence[Record], config: TopicConfig

@@ -2,10 +2,13 @@
 
 A subscription binds a topic to a function. Its options are validated as a Lambda event
 source mapping validates its own (`validate_subscription`); its progress is the consumer
-group `Subscription.group` (``subscription.{topic}.{name}``), whose committed offsets
-creation sets from the starting position before the subscription's item is written, so
-whoever sees the item finds its offsets. The ``subscription.`` group prefix is reserved:
-users may not join, commit, reset or leave such groups (`check_user_group`).
+group `Subscription.group` (``subscription.{topic}.{name}``). Creation reads the offsets
+of the starting position, stores them in the subscription's item
+(`Subscription.start_offsets`, put only if the name is free), and only then, if its put
+won, writes them as the group's committed offsets: a creation that loses a race for the
+name changes nothing, and delivery of a partition without a committed offset starts at
+the item's offset (ADR 0015 §1). The ``subscription.`` group prefix is reserved: users
+may not join, commit, reset or leave such groups (`check_user_group`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Final
 from lakelog.environment import ENV_TRIGGER_FUNCTION_PREFIXES
 from lakelog.errors import (
     FunctionNotAllowedError,
+    GroupNotEmptyError,
     GroupNotFoundError,
     InvalidRequestError,
     SubscriptionExistsError,
@@ -28,7 +32,7 @@ from lakelog.errors import (
 from lakelog.limits import MAX_TIMESTAMP_MS, MAX_TOPIC_NAME_LENGTH, validate_group_id
 from lakelog.limits import validate_topic_name as _topic_name
 from lakelog.service.context import EngineContext, retry_if_stale
-from lakelog.service.groups import GroupCoordinator
+from lakelog.service.groups import GroupCoordinator, GroupView
 from lakelog.service.producers import DIRECT_PRINCIPAL
 from lakelog.storage.delivery import DeliveryState, DeliveryStateStore
 from lakelog.types import (
@@ -271,11 +275,15 @@ class Subscriptions:
 
         ``principal`` is who asks (named by a refusal of the function policy).
 
-        Sets the group's committed offsets from the starting position (TRIM_HORIZON: each
-        partition's log start; LATEST: its high watermark now; AT_TIMESTAMP: the first
-        offset at or after the time, the high watermark when there is none), then stores
-        the subscription with the topic's id and the creation time. Partitions added to
-        the topic later have no committed offset: delivery starts them at 0.
+        Reads each partition's offset of the starting position (TRIM_HORIZON: its log
+        start; LATEST: its high watermark now; AT_TIMESTAMP: the first offset at or after
+        the time, the high watermark when there is none) and stores the subscription with
+        them (`Subscription.start_offsets`), the topic's id and the creation time, if no
+        other has the name; then, and only then, sets the group's committed offsets to
+        them (`GroupCoordinator.start`), over any a deleted subscription of the name left.
+        Until that write (or if it never happens), delivery and `describe` take a
+        partition's start from the item. Partitions added to the topic later have no
+        start offset: delivery starts them at 0.
 
         Raises
         ------
@@ -286,7 +294,8 @@ class Subscriptions:
         TopicNotFoundError
             The topic does not exist.
         SubscriptionExistsError
-            The topic has a subscription of that name.
+            The topic has a subscription of that name (also when another creation of the
+            name won a race; this one changed nothing).
         GroupNotEmptyError
             The name's group still has live members (a delivery of a subscription of
             that name deleted a moment ago).
@@ -297,13 +306,23 @@ class Subscriptions:
         dead_letters = spec.on_failure.topic if spec.on_failure is not None else None
         if dead_letters is not None and self._ctx.catalog.get_topic(dead_letters) is None:
             raise InvalidRequestError(f"on_failure topic {dead_letters!r} does not exist")
-        topic = self._ctx.current_topic(spec.topic)
-        if self._ctx.catalog.get_subscription(topic.name, spec.name) is not None:
-            raise SubscriptionExistsError(topic.name, spec.name)
-        subscription = replace(spec, topic_id=topic.topic_id, created_ms=self._ctx.clock_ms())
-        self._groups.reset(subscription.group, topic.name, _start(subscription))
+        name = self._ctx.current_topic(spec.topic).name
+        if self._ctx.catalog.get_subscription(name, spec.name) is not None:
+            raise SubscriptionExistsError(name, spec.name)
+        before = self._groups.store.read_group(spec.group)
+        live = GroupView.of(before, self._ctx.clock_ms()).live
+        if live:
+            raise GroupNotEmptyError(spec.group, tuple(sorted(live)))
+        topic, offsets = self._groups.offsets_at(name, _start(spec))
+        subscription = replace(
+            spec,
+            topic_id=topic.topic_id,
+            created_ms=self._ctx.clock_ms(),
+            start_offsets=tuple(offsets[p] for p in range(topic.partitions)),
+        )
         if not self._ctx.catalog.create_subscription(subscription):
             raise SubscriptionExistsError(topic.name, spec.name)
+        self._groups.start(subscription.group, topic, offsets, before)
         return subscription
 
     def list(self, topic: str) -> list[Subscription]:
@@ -322,11 +341,11 @@ class Subscriptions:
     @retry_if_stale
     def describe(self, topic: str, name: str) -> SubscriptionStatus:
         """The subscription and, per partition of its topic, the committed offset, the
-        high watermark and the lag (from offset 0 for a partition without a committed
-        offset, where delivery starts). ``state`` names, per partition with a delivery
-        under way or waiting, what it waits for (`delivery_state_text`): one strongly
-        consistent read of the delivery state per partition with lag or a lease holder,
-        none for a subscription that has caught up.
+        high watermark and the lag (for a partition without a committed offset, from where
+        delivery starts it: `Subscription.start_offset`). ``state`` names, per partition
+        with a delivery under way or waiting, what it waits for (`delivery_state_text`):
+        one strongly consistent read of the delivery state per partition with lag or a
+        lease holder, none for a subscription that has caught up.
 
         Raises `SubscriptionNotFoundError`, or `TopicNotFoundError` when the topic is gone.
         """
@@ -351,7 +370,7 @@ class Subscriptions:
                     lease_epoch=0 if known is None else known.lease_epoch,
                     committed_offset=committed,
                     high_watermark=high_watermark,
-                    lag=max(high_watermark - (committed or 0), 0),
+                    lag=max(high_watermark - subscription.start_offset(partition, committed), 0),
                 )
             )
         return SubscriptionStatus(

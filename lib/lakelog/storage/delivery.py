@@ -7,9 +7,14 @@ schedule of an idle deployment reads nothing but an empty partition.
 
 Item attributes (``pk = "dispatch"``, ``sk = "{group}#{partition:05d}"``)
     ``group`` S, ``topic`` S, ``name`` S (the subscription), ``partition`` N, ``due_ms`` N,
-    ``attempts`` N, ``error`` S (the last failure, when any), ``bisect_end`` N and
-    ``bisect_size`` N (while a split batch is retried in parts), ``woken`` BOOL (present
-    only when true: records arrived while another delivery held the lease).
+    ``attempts`` N, ``throttles`` N (present only when not 0), ``error`` S (the last
+    failure, when any), ``bisect_end`` N and ``bisect_size`` N (while a split batch is
+    retried in parts), ``woken`` BOOL (present only when true: records arrived while
+    another delivery held the lease).
+
+Beside them, one *run guard* per dispatcher run whose deliveries have no state item
+(``sk = "run#{run_id}"``): ``topic_ids`` L of S (the topics the run delivers), ``due_ms``
+N (when its session lapses). The schedule's one query finds both (`due_work`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ from botocore.exceptions import ClientError
 
 from lakelog.storage.attributes import Item, condition_failed, get_int, num
 from lakelog.storage.errors import translate_client_errors
-from lakelog.storage.keys import DELIVERY_STATE_PK, delivery_state_sort_key
+from lakelog.storage.keys import (
+    DELIVERY_STATE_PK,
+    RUN_GUARD_SK_PREFIX,
+    delivery_state_sort_key,
+    run_guard_sort_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -32,6 +42,7 @@ __all__ = [
     "DeliveryStateStore",
     "DynamoDeliveryStateStore",
     "MemoryDeliveryStateStore",
+    "RunGuard",
 ]
 
 WAKE_ATTEMPTS: Final = 3
@@ -43,7 +54,8 @@ class DeliveryState:
     """Where the delivery of one (subscription, partition) stands.
 
     ``attempts`` counts failed invocations of the batch at the committed offset (0: not
-    retrying); ``due_ms`` is when the schedule resumes it (the next attempt, the end of
+    retrying), ``throttles`` those of them Lambda throttled (they spend no retry attempt
+    but grow the backoff); ``due_ms`` is when the schedule resumes it (the next attempt, the end of
     the batching window, or the stall guard of a running delivery). ``bisect_end`` and
     ``bisect_size``: batches below ``bisect_end`` are at most ``bisect_size`` records.
     ``woken``: another dispatcher found the lease held and left the records to the holder.
@@ -55,10 +67,22 @@ class DeliveryState:
     partition: int
     due_ms: int
     attempts: int = 0
+    throttles: int = 0
     error: str | None = None
     bisect_end: int | None = None
     bisect_size: int | None = None
     woken: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunGuard:
+    """The stall guard of one dispatcher run: while it runs, deliveries of ``topic_ids``
+    that have no state item are covered by this one item, due when the run's session
+    lapses; a run that ends without a failure deletes it (ADR 0015 §2)."""
+
+    run_id: str
+    topic_ids: tuple[str, ...]
+    due_ms: int
 
 
 class DeliveryStateStore(Protocol):
@@ -83,15 +107,35 @@ class DeliveryStateStore(Protocol):
     def due(self, now_ms: int) -> list[DeliveryState]:
         """Every state with ``due_ms <= now_ms``, by due time (one query)."""
 
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
+        """The states and the run guards with ``due_ms <= now_ms``, each by due time (one
+        query: what the schedule reads)."""
+
+    def put_guard(self, guard: RunGuard) -> None:
+        """Store ``guard`` (replacing any of its run id)."""
+
+    def delete_guard(self, run_id: str) -> None:
+        """Delete the run guard of ``run_id``; a missing one is not an error."""
+
+
+def _by_due(
+    states: list[DeliveryState], guards: list[RunGuard]
+) -> tuple[list[DeliveryState], list[RunGuard]]:
+    return (
+        sorted(states, key=lambda state: (state.due_ms, state.group, state.partition)),
+        sorted(guards, key=lambda guard: (guard.due_ms, guard.run_id)),
+    )
+
 
 class MemoryDeliveryStateStore:
     """The `DeliveryStateStore` port in memory."""
 
     def __init__(self) -> None:
         self._states: dict[tuple[str, int], DeliveryState] = {}
+        self._guards: dict[str, RunGuard] = {}
         self._lock = threading.Lock()
         self.queries = 0
-        """`due` calls so far (what the schedule costs)."""
+        """`due` and `due_work` calls so far (what the schedule costs)."""
 
     def get(self, group: str, partition: int) -> DeliveryState | None:
         with self._lock:
@@ -122,10 +166,22 @@ class MemoryDeliveryStateStore:
             self._states.pop((group, partition), None)
 
     def due(self, now_ms: int) -> list[DeliveryState]:
+        return self.due_work(now_ms)[0]
+
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
         with self._lock:
             self.queries += 1
-            found = [state for state in self._states.values() if state.due_ms <= now_ms]
-        return sorted(found, key=lambda state: (state.due_ms, state.group, state.partition))
+            states = [state for state in self._states.values() if state.due_ms <= now_ms]
+            guards = [guard for guard in self._guards.values() if guard.due_ms <= now_ms]
+        return _by_due(states, guards)
+
+    def put_guard(self, guard: RunGuard) -> None:
+        with self._lock:
+            self._guards[guard.run_id] = guard
+
+    def delete_guard(self, run_id: str) -> None:
+        with self._lock:
+            self._guards.pop(run_id, None)
 
 
 def _key(group: str, partition: int) -> Item:
@@ -142,6 +198,8 @@ def _to_item(state: DeliveryState) -> Item:
         "due_ms": num(state.due_ms),
         "attempts": num(state.attempts),
     }
+    if state.throttles:
+        item["throttles"] = num(state.throttles)
     if state.error is not None:
         item["error"] = {"S": state.error}
     if state.bisect_end is not None:
@@ -161,6 +219,7 @@ def _from_item(item: Item) -> DeliveryState:
         partition=get_int(item, "partition"),
         due_ms=get_int(item, "due_ms"),
         attempts=get_int(item, "attempts"),
+        throttles=get_int(item, "throttles"),
         error=item["error"]["S"] if "error" in item else None,
         bisect_end=get_int(item, "bisect_end") if "bisect_end" in item else None,
         bisect_size=get_int(item, "bisect_size") if "bisect_size" in item else None,
@@ -248,9 +307,28 @@ class DynamoDeliveryStateStore:
     def delete(self, group: str, partition: int) -> None:
         self._client.delete_item(TableName=self._table, Key=_key(group, partition))
 
-    @translate_client_errors
     def due(self, now_ms: int) -> list[DeliveryState]:
-        found: list[DeliveryState] = []
+        return self.due_work(now_ms)[0]
+
+    @translate_client_errors
+    def put_guard(self, guard: RunGuard) -> None:
+        item: Item = {
+            "pk": {"S": DELIVERY_STATE_PK},
+            "sk": {"S": run_guard_sort_key(guard.run_id)},
+            "topic_ids": {"L": [{"S": topic_id} for topic_id in guard.topic_ids]},
+            "due_ms": num(guard.due_ms),
+        }
+        self._client.put_item(TableName=self._table, Item=item)
+
+    @translate_client_errors
+    def delete_guard(self, run_id: str) -> None:
+        key = {"pk": {"S": DELIVERY_STATE_PK}, "sk": {"S": run_guard_sort_key(run_id)}}
+        self._client.delete_item(TableName=self._table, Key=key)
+
+    @translate_client_errors
+    def due_work(self, now_ms: int) -> tuple[list[DeliveryState], list[RunGuard]]:
+        states: list[DeliveryState] = []
+        guards: list[RunGuard] = []
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
@@ -259,5 +337,12 @@ class DynamoDeliveryStateStore:
             ExpressionAttributeValues={":pk": {"S": DELIVERY_STATE_PK}, ":now": num(now_ms)},
             ConsistentRead=True,
         ):
-            found.extend(_from_item(item) for item in page.get("Items", []))
-        return sorted(found, key=lambda state: (state.due_ms, state.group, state.partition))
+            for item in page.get("Items", []):
+                sort_key = item["sk"]["S"]
+                if sort_key.startswith(RUN_GUARD_SK_PREFIX):
+                    topic_ids = tuple(value["S"] for value in item["topic_ids"]["L"])
+                    run_id = sort_key.removeprefix(RUN_GUARD_SK_PREFIX)
+                    guards.append(RunGuard(run_id, topic_ids, get_int(item, "due_ms")))
+                else:
+                    states.append(_from_item(item))
+        return _by_due(states, guards)

@@ -97,6 +97,7 @@ __all__ = [
     "KAFKA_GROUP_SK",
     "OFFSETS_BLOCK_PARTITIONS",
     "PRODUCER_SK",
+    "RUN_GUARD_SK_PREFIX",
     "SEGMENT_ID_BYTES",
     "ResourceNames",
     "acl_sort_key",
@@ -114,6 +115,7 @@ __all__ = [
     "parse_group_sort_key",
     "producer_pk",
     "producer_state_pk",
+    "run_guard_sort_key",
     "segment_created_ms",
     "subscription_pk",
     "topic_segments_prefix",
@@ -289,3 +291,13 @@ def parse_group_sort_key(sk: str) -> str | tuple[str, int] | None:
 def delivery_state_sort_key(group: str, partition: int) -> str:
     """Catalog sort key of the delivery state of ``partition`` of a subscription's group."""
     return f"{group}#{partition:05d}"
+
+
+RUN_GUARD_SK_PREFIX: Final = "run#"
+"""Sort keys of the dispatcher's run guards (beside the delivery states, which are keyed by
+a subscription group: ``subscription.`` never starts with it)."""
+
+
+def run_guard_sort_key(run_id: str) -> str:
+    """Catalog sort key of the run guard of one dispatcher run."""
+    return f"{RUN_GUARD_SK_PREFIX}{run_id}"

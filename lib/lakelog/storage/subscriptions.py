@@ -6,8 +6,9 @@ Item (``pk = sub#{topic}``, ``sk = {name}``, `lakelog.storage.keys.subscription_
     object of every other field of `lakelog.types.Subscription` (``batch_size``,
     ``max_batching_window_ms``, ``starting_position``, ``starting_position_timestamp_ms``,
     ``maximum_retry_attempts``, ``maximum_record_age_ms``,
-    ``bisect_batch_on_function_error``, ``report_batch_item_failures``, and ``on_failure``
-    as ``{"topic": ...}`` or ``{"sqs_arn": ...}`` or null). Options added later are read
+    ``bisect_batch_on_function_error``, ``report_batch_item_failures``, ``on_failure``
+    as ``{"topic": ...}`` or ``{"sqs_arn": ...}`` or null, and ``start_offsets`` as a
+    list of offsets by partition). Options added later are read
     with their defaults from items written before them; unknown keys are ignored.
 """
 
@@ -57,6 +58,8 @@ def subscription_from_item(item: Item) -> Subscription:
         options["on_failure"] = OnFailure(
             topic=failure.get("topic"), sqs_arn=failure.get("sqs_arn")
         )
+    if "start_offsets" in options:
+        options["start_offsets"] = tuple(options["start_offsets"])
     return Subscription(
         name=item["sk"]["S"],
         topic=item["pk"]["S"].removeprefix(subscription_pk("")),

@@ -12,16 +12,19 @@ import pytest
 from lakelog import Engine, Record
 from lakelog.api import ApiSettings, make_handler
 from lakelog.service.subscriptions import FunctionPolicy
+from tests.contract.backends import Backend
 from tests.integration.api.conftest import (
     ACCOUNT,
     ADMIN,
     CONSUMER,
     Api,
+    ApiReply,
     MakeApi,
     assert_error,
     grant,
     load_event,
 )
+from tests.integration.subscription_support import CatalogHooks
 
 SAMPLE: dict[str, Any] = json.loads(load_event("create_subscription")["body"])
 """The sample subscription: ``billing`` of ``orders``, every option, an SQS destination."""
@@ -42,6 +45,7 @@ def test_create_list_describe_and_delete_a_subscription(orders: Api) -> None:
         "on_failure": {"topic": None, "sqs_arn": SAMPLE["on_failure"]["sqs_arn"]},
         "topic_id": orders.engine.describe_topic("orders").topic_id,
         "created_ms": body["created_ms"],
+        "start_offsets": [0, 0, 0],  # TRIM_HORIZON
     }
     assert_error(orders.send("create_subscription"), 409, "subscription_exists")
 
@@ -66,6 +70,34 @@ def test_create_list_describe_and_delete_a_subscription(orders: Api) -> None:
     assert_error(orders.send("delete_subscription"), 404, "subscription_not_found")
     assert_error(orders.send("describe_subscription"), 404, "subscription_not_found")
     assert orders.send("list_subscriptions").json == {"subscriptions": []}
+
+
+def test_of_two_creations_of_one_name_racing_one_is_201_and_the_other_409_changing_nothing(
+    orders: Api, make_api: MakeApi, backend: Backend
+) -> None:
+    # Given records, and an API instance whose creation, once it found the name free, is
+    # overtaken by another instance's creation of the name from the latest offsets
+    orders.engine.append("orders", [Record(b"a", partition=0), Record(b"b", partition=0)])
+    objects, ledger, catalog, groups = backend.stores()
+    won: list[ApiReply] = []
+
+    def rival() -> None:
+        latest = {**SAMPLE, "starting_position": "LATEST"}
+        won.append(orders.send("create_subscription", body=latest))
+
+    hooks = CatalogHooks(catalog, after_check=rival)
+    racing = make_api(engine=Engine(objects, ledger, hooks, groups, sleep=lambda _s: None))
+
+    # When that creation (from the start) goes on
+    lost = racing.send("create_subscription")
+
+    # Then one is 201 and the other 409, and the subscription starts where the winner does
+    assert won[0].status == 201, won[0].text
+    assert_error(lost, 409, "subscription_exists")
+    described = orders.send("describe_subscription").json
+    assert [p["committed_offset"] for p in described["partitions"]] == [2, 0, 0]
+    assert described["subscription"] == won[0].json
+    assert described["subscription"]["start_offsets"] == [2, 0, 0]
 
 
 def test_options_left_out_take_lambdas_defaults(orders: Api) -> None:
