@@ -34,6 +34,7 @@ class Services(Protocol):
     advertised_host: str
     advertised_port: int
     node_id: int
+    max_frame_bytes: int
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call (a service call) off the event loop."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import metadata, versions
+from lakelog.kafka import admin, metadata, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -12,4 +12,8 @@ __all__ = ["SERVED"]
 SERVED: Mapping[int, Api] = registry(
     versions.API,
     metadata.API,
+    admin.CREATE_TOPICS,
+    admin.DELETE_TOPICS,
+    admin.DESCRIBE_CONFIGS,
+    admin.CREATE_PARTITIONS,
 )

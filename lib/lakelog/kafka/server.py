@@ -100,6 +100,7 @@ class KafkaGateway:
         self.config = config or GatewayConfig()
         self.apis = apis
         self.node_id = self.config.node_id
+        self.max_frame_bytes = self.config.max_frame_bytes
         self.advertised_host = self.config.advertised_host or self.config.host
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")

@@ -1,0 +1,380 @@
+"""Topic administration: CreateTopics (19), DeleteTopics (20), CreatePartitions (37) and
+DescribeConfigs (32) on lakelog's topic operations (ADR 0016 §6).
+
+Each topic of a request succeeds or fails alone, with Kafka's error code for it:
+
+- TOPIC_AUTHORIZATION_FAILED: the principal lacks ``admin`` on the topic (any right, to
+  describe its configs); checked first, so a refusal caller learns nothing and changes
+  nothing.
+- INVALID_TOPIC_EXCEPTION: a name lakelog refuses; INVALID_REQUEST: a name listed twice.
+- INVALID_PARTITIONS: a count below 1 (``-1`` asks for the default, 1) or, in
+  CreatePartitions, not above the current one; POLICY_VIOLATION: above lakelog's limit.
+- INVALID_REPLICATION_FACTOR: other than ``-1`` or 1 to 3; the factor is accepted and
+  ignored (S3 is the replication: every partition has one replica, the gateway).
+- INVALID_REPLICA_ASSIGNMENT: manual assignments (lakelog places partitions itself).
+- INVALID_CONFIG: a config lakelog does not know, or a value it refuses
+  (`lakelog.kafka.configs`).
+- TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION: from the engine.
+
+``validate_only`` checks everything, the topic's existence included, and changes nothing.
+Operations are synchronous: ``timeout`` is not needed and ignored.
+"""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Final
+
+from kio.schema.errors import ErrorCode
+from kio.static.protocol import ResponsePayload
+
+from lakelog.contract.operations import AlterTopic, CreateTopic, DeleteTopic, DescribeTopic
+from lakelog.errors import InvalidRequestError, LakelogError
+from lakelog.kafka.apis import Api, Session, response_type
+from lakelog.kafka.configs import ConfigError, kafka_configs, lakelog_config
+from lakelog.kafka.errors import error_code
+from lakelog.kafka.protocol import build, item_type
+from lakelog.limits import MAX_PARTITIONS, validate_topic_name
+from lakelog.types import TopicDescription
+
+__all__ = ["CREATE_PARTITIONS", "CREATE_TOPICS", "DELETE_TOPICS", "DESCRIBE_CONFIGS"]
+
+DEFAULT_PARTITIONS: Final[int] = CreateTopic("").partitions
+"""Partitions of a topic created with ``num_partitions`` -1 (lakelog's default)."""
+MAX_REPLICATION_FACTOR: Final = 3
+"""The largest replication factor accepted (and ignored): what clients written for a
+three-broker cluster ask for."""
+
+TOPIC: Final = 2
+BROKER: Final = 4
+"""DescribeConfigs resource types."""
+DYNAMIC_TOPIC_CONFIG: Final = 1
+STATIC_BROKER_CONFIG: Final = 4
+DEFAULT_CONFIG: Final = 5
+"""DescribeConfigs config sources."""
+
+
+class RefusedError(Exception):
+    """One topic of a request fails with ``code`` and ``message``; the others go on."""
+
+    def __init__(self, code: ErrorCode, message: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _refused(error: LakelogError) -> RefusedError:
+    return RefusedError(error_code(error), error.message)
+
+
+def _duplicates(names: Iterable[str | None]) -> set[str | None]:
+    return {name for name, count in Counter(names).items() if count > 1}
+
+
+async def _authorize(session: Session, operation: str, name: str) -> None:
+    if not await session.allowed(operation, name):
+        raise RefusedError(
+            ErrorCode.topic_authorization_failed,
+            f"{session.principal} may not {operation} topic {name!r}",
+        )
+
+
+def _check_name(name: str) -> None:
+    try:
+        validate_topic_name(name)
+    except InvalidRequestError as error:
+        raise RefusedError(ErrorCode.invalid_topic_exception, error.message) from None
+
+
+def _check_count(count: int) -> None:
+    if count < 1:
+        raise RefusedError(
+            ErrorCode.invalid_partitions, f"{count} partitions: at least 1 is needed"
+        )
+    if count > MAX_PARTITIONS:
+        raise RefusedError(
+            ErrorCode.policy_violation,
+            f"{count} partitions: lakelog's limit is {MAX_PARTITIONS} per topic",
+        )
+
+
+async def _describe(session: Session, name: str) -> TopicDescription:
+    try:
+        return await session.call(DescribeTopic(name))
+    except LakelogError as error:
+        raise _refused(error) from None
+
+
+# CreateTopics ---------------------------------------------------------------------------
+async def _create_one(session: Session, topic: Any, validate_only: bool) -> TopicDescription:
+    name = topic.name
+    await _authorize(session, "admin", name)
+    _check_name(name)
+    count = DEFAULT_PARTITIONS if topic.num_partitions == -1 else topic.num_partitions
+    _check_count(count)
+    factor = topic.replication_factor
+    if factor != -1 and not 1 <= factor <= MAX_REPLICATION_FACTOR:
+        raise RefusedError(
+            ErrorCode.invalid_replication_factor,
+            f"replication factor {factor}: -1 or 1 to {MAX_REPLICATION_FACTOR} "
+            "(S3 is the replication)",
+        )
+    if topic.assignments:
+        raise RefusedError(ErrorCode.invalid_replica_assignment, "lakelog places partitions itself")
+    try:
+        config = lakelog_config((entry.name, entry.value) for entry in topic.configs)
+    except ConfigError as error:
+        raise RefusedError(ErrorCode.invalid_config, str(error)) from None
+    if validate_only:
+        try:
+            await session.call(DescribeTopic(name))
+        except LakelogError:
+            return TopicDescription(name, "", {**config}, [])
+        raise RefusedError(ErrorCode.topic_already_exists, f"topic {name!r} exists")
+    try:
+        return await session.call(CreateTopic(name, count, config or None))
+    except LakelogError as error:
+        raise _refused(error) from None
+
+
+def _created(result_type: type[Any], topic: Any, description: TopicDescription) -> Any:
+    has_configs = "configs" in result_type.__dataclass_fields__  # v5+
+    config_type = item_type(result_type, "configs") if has_configs else None
+    partitions = len(description.partitions) or (
+        DEFAULT_PARTITIONS if topic.num_partitions == -1 else topic.num_partitions
+    )
+    return build(
+        result_type,
+        name=topic.name,
+        topic_id=uuid.UUID(description.topic_id) if description.topic_id else None,
+        num_partitions=partitions,
+        replication_factor=1,
+        configs=tuple(
+            build(
+                typing.cast(type[Any], config_type),
+                name=known.name,
+                value=value,
+                read_only=False,
+                config_source=DEFAULT_CONFIG if is_default else DYNAMIC_TOPIC_CONFIG,
+                is_sensitive=False,
+            )
+            for known, value, is_default in kafka_configs(description.config)
+        )
+        if has_configs
+        else None,
+    )
+
+
+async def _create_topics(body: Any, session: Session) -> ResponsePayload:
+    schema = response_type(body)
+    result_type = item_type(schema, "topics")
+    twice = _duplicates(topic.name for topic in body.topics)
+    results = []
+    for topic in body.topics:
+        try:
+            if topic.name in twice:
+                raise RefusedError(
+                    ErrorCode.invalid_request, f"topic {topic.name!r} is listed twice"
+                )
+            description = await _create_one(session, topic, body.validate_only)
+            results.append(_created(result_type, topic, description))
+        except RefusedError as refusal:
+            results.append(
+                build(
+                    result_type,
+                    name=topic.name,
+                    error_code=refusal.code,
+                    error_message=refusal.message,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=None,
+                )
+            )
+    return build(schema, topics=tuple(results))
+
+
+# DeleteTopics ---------------------------------------------------------------------------
+async def _delete_one(session: Session, name: str | None) -> None:
+    if name is None:
+        raise RefusedError(ErrorCode.invalid_request, "lakelog deletes topics by name, not by id")
+    await _authorize(session, "admin", name)
+    _check_name(name)
+    try:
+        await session.call(DeleteTopic(name))
+    except LakelogError as error:
+        raise _refused(error) from None
+
+
+async def _delete_topics(body: Any, session: Session) -> ResponsePayload:
+    schema = response_type(body)
+    result_type = item_type(schema, "responses")
+    names = (
+        [topic.name for topic in body.topics] if hasattr(body, "topics") else list(body.topic_names)
+    )
+    results = []
+    for name in names:
+        try:
+            await _delete_one(session, name)
+            results.append(build(result_type, name=name))
+        except RefusedError as refusal:
+            results.append(
+                build(
+                    result_type, name=name, error_code=refusal.code, error_message=refusal.message
+                )
+            )
+    return build(schema, responses=tuple(results))
+
+
+# CreatePartitions -----------------------------------------------------------------------
+async def _grow_one(session: Session, topic: Any, validate_only: bool) -> None:
+    name = topic.name
+    await _authorize(session, "admin", name)
+    _check_name(name)
+    if topic.assignments is not None:
+        raise RefusedError(ErrorCode.invalid_replica_assignment, "lakelog places partitions itself")
+    _check_count(topic.count)
+    current = len((await _describe(session, name)).partitions)
+    if topic.count <= current:
+        raise RefusedError(
+            ErrorCode.invalid_partitions,
+            f"topic {name!r} has {current} partitions; partitions can only be added",
+        )
+    if not validate_only:
+        try:
+            await session.call(AlterTopic(name, partitions=topic.count))
+        except LakelogError as error:
+            raise _refused(error) from None
+
+
+async def _create_partitions(body: Any, session: Session) -> ResponsePayload:
+    schema = response_type(body)
+    result_type = item_type(schema, "results")
+    twice = _duplicates(topic.name for topic in body.topics)
+    results = []
+    for topic in body.topics:
+        try:
+            if topic.name in twice:
+                raise RefusedError(
+                    ErrorCode.invalid_request, f"topic {topic.name!r} is listed twice"
+                )
+            await _grow_one(session, topic, body.validate_only)
+            results.append(build(result_type, name=topic.name))
+        except RefusedError as refusal:
+            results.append(
+                build(
+                    result_type,
+                    name=topic.name,
+                    error_code=refusal.code,
+                    error_message=refusal.message,
+                )
+            )
+    return build(schema, results=tuple(results))
+
+
+# DescribeConfigs ------------------------------------------------------------------------
+def broker_configs(session: Session) -> list[tuple[str, str, int, str]]:
+    """The broker settings DescribeConfigs reports (read-only): ``(name, value,
+    config_type, documentation)``. Clients read a few of them; lakelog has no brokers."""
+    return [
+        ("auto.create.topics.enable", "false", 1, "Metadata never creates topics."),
+        ("default.replication.factor", "1", 4, "S3 is the replication."),
+        ("delete.topic.enable", "true", 1, "Topics can be deleted."),
+        ("num.partitions", str(DEFAULT_PARTITIONS), 3, "Partitions of a topic by default."),
+        ("socket.request.max.bytes", str(session.services.max_frame_bytes), 3, "Largest frame."),
+    ]
+
+
+def _entries(
+    result_type: type[Any],
+    body: Any,
+    configs: list[tuple[str, str, int, str, int]],
+    read_only: bool,
+) -> tuple[Any, ...]:
+    entry_type = item_type(result_type, "configs")
+    synonym_type = item_type(entry_type, "synonyms")
+    synonyms = getattr(body, "include_synonyms", False)
+    documented = getattr(body, "include_documentation", False)
+    return tuple(
+        build(
+            entry_type,
+            name=name,
+            value=value,
+            read_only=read_only,
+            config_source=source,
+            is_sensitive=False,
+            config_type=config_type,
+            documentation=documentation if documented else None,
+            synonyms=(build(synonym_type, name=name, value=value, source=source),)
+            if synonyms
+            else (),
+        )
+        for name, value, config_type, documentation, source in configs
+    )
+
+
+async def _describe_resource(session: Session, resource: Any) -> list[tuple[Any, ...]]:
+    keys = resource.configuration_keys  # None: all (an empty list: none, as in Kafka)
+    if resource.resource_type == BROKER:
+        if resource.resource_name not in ("", str(session.services.node_id)):
+            raise RefusedError(
+                ErrorCode.invalid_request, f"the broker here is {session.services.node_id}"
+            )
+        return [
+            (name, value, config_type, doc, STATIC_BROKER_CONFIG)
+            for name, value, config_type, doc in broker_configs(session)
+            if keys is None or name in keys
+        ]
+    if resource.resource_type != TOPIC:
+        raise RefusedError(
+            ErrorCode.invalid_request, "lakelog describes the configs of topics and brokers"
+        )
+    name = resource.resource_name
+    services = session.services
+    if not await services.run(services.access.visible, session.principal, [name]):
+        raise RefusedError(
+            ErrorCode.topic_authorization_failed, f"{session.principal} may not see {name!r}"
+        )
+    description = await _describe(session, name)
+    return [
+        (
+            known.name,
+            value,
+            known.config_type,
+            known.documentation,
+            DEFAULT_CONFIG if is_default else DYNAMIC_TOPIC_CONFIG,
+        )
+        for known, value, is_default in kafka_configs(description.config, keys)
+    ]
+
+
+async def _describe_configs(body: Any, session: Session) -> ResponsePayload:
+    schema = response_type(body)
+    result_type = item_type(schema, "results")
+    results = []
+    for resource in body.resources:
+        try:
+            configs = await _describe_resource(session, resource)
+            entries = _entries(result_type, body, configs, resource.resource_type == BROKER)
+            code, message = ErrorCode.none, None
+        except RefusedError as refusal:
+            entries, code, message = (), refusal.code, refusal.message
+        results.append(
+            build(
+                result_type,
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=entries,
+            )
+        )
+    return build(schema, results=tuple(results))
+
+
+CREATE_TOPICS = Api(19, 2, 7, _create_topics)
+DELETE_TOPICS = Api(20, 1, 6, _delete_topics)
+CREATE_PARTITIONS = Api(37, 0, 3, _create_partitions)
+DESCRIBE_CONFIGS = Api(32, 1, 4, _describe_configs)
