@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from kio.static.protocol import RequestPayload, ResponsePayload
 
     from lakelog.contract.operations import Operation
+    from lakelog.kafka.sasl import Authenticator
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
@@ -35,6 +36,8 @@ class Services(Protocol):
     advertised_port: int
     node_id: int
     max_frame_bytes: int
+    authenticators: Mapping[str, Authenticator]
+    """The SASL mechanisms offered, by name."""
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call (a service call) off the event loop."""
@@ -53,6 +56,9 @@ class Session:
     client_id: str | None = None
     authenticated: bool = False
     sasl_mechanism: str | None = None
+    """The mechanism the principal authenticated with (None: not by SASL)."""
+    closing: bool = False
+    """Set by a handler whose answer is the connection's last (a failed authentication)."""
     state: dict[str, Any] = field(default_factory=dict)
     """Per-connection state of handlers that need it (by handler module)."""
 

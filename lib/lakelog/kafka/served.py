@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import admin, metadata, versions
+from lakelog.kafka import admin, metadata, sasl, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -16,4 +16,6 @@ SERVED: Mapping[int, Api] = registry(
     admin.DELETE_TOPICS,
     admin.DESCRIBE_CONFIGS,
     admin.CREATE_PARTITIONS,
+    sasl.HANDSHAKE,
+    sasl.AUTHENTICATE,
 )

@@ -32,8 +32,10 @@ from lakelog.kafka.protocol import (
     parse_request,
     peek_api,
 )
+from lakelog.kafka.sasl import Authenticator, OAuthBearerAuthenticator, PlainAuthenticator
 
 if TYPE_CHECKING:
+    from lakelog.kafka.sts import CallerIdentityVerifier
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
@@ -56,6 +58,10 @@ class GatewayConfig:
     deployment, the listening address locally (port 0 binds any free port and advertises
     it). ``default_principal`` is every connection's principal when SASL is off (``lakelog
     dev``); with ``sasl`` on, a connection must authenticate before any other request.
+    SASL/PLAIN is offered when ``users`` (passwords by username) is set, or with
+    ``any_password`` (any password accepted: ``lakelog dev`` only); OAUTHBEARER when the
+    gateway is given a `CallerIdentityVerifier`, its tokens signed for ``audience``
+    (ADR 0016 §7).
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +71,9 @@ class GatewayConfig:
     node_id: int = 0
     default_principal: str = "local"
     sasl: bool = False
+    users: Mapping[str, str] | None = None
+    any_password: bool = False
+    audience: str = "lakelog"
     max_frame_bytes: int = MAX_FRAME_BYTES
     threads: int = 32
 
@@ -82,6 +91,9 @@ class KafkaGateway:
         Addresses, SASL and limits.
     apis
         The served APIs by key (default: every API of `lakelog.kafka.served`).
+    identity
+        Verifies OAUTHBEARER tokens against STS (`lakelog.kafka.sts.StsCallerIdentity`);
+        None offers no OAUTHBEARER.
     """
 
     def __init__(
@@ -90,6 +102,7 @@ class KafkaGateway:
         access: AccessControl,
         config: GatewayConfig | None = None,
         apis: Mapping[int, Api] | None = None,
+        identity: CallerIdentityVerifier | None = None,
     ) -> None:
         if apis is None:
             from lakelog.kafka.served import SERVED  # noqa: PLC0415 - imports every API
@@ -101,6 +114,7 @@ class KafkaGateway:
         self.apis = apis
         self.node_id = self.config.node_id
         self.max_frame_bytes = self.config.max_frame_bytes
+        self.authenticators: Mapping[str, Authenticator] = _authenticators(self.config, identity)
         self.advertised_host = self.config.advertised_host or self.config.host
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
@@ -154,6 +168,8 @@ class KafkaGateway:
                 reply = await self._answer(frame, session)
                 writer.write(reply)
                 await writer.drain()
+                if session.closing:
+                    return
         except FrameError as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -217,6 +233,18 @@ class KafkaGateway:
             raise FrameError(f"API {key} version {version} is not a Kafka request") from None
         request = parse_request(frame)
         return encode_response(request, error_response(key, version, ErrorCode.unsupported_version))
+
+
+def _authenticators(
+    config: GatewayConfig, identity: CallerIdentityVerifier | None
+) -> dict[str, Authenticator]:
+    """The SASL mechanisms ``config`` and ``identity`` offer, by name."""
+    offered: list[Authenticator] = []
+    if config.users is not None or config.any_password:
+        offered.append(PlainAuthenticator(None if config.any_password else config.users))
+    if identity is not None:
+        offered.append(OAuthBearerAuthenticator(identity, config.audience))
+    return {authenticator.mechanism: authenticator for authenticator in offered}
 
 
 class RunningGateway:
