@@ -15,6 +15,8 @@ import confluent_kafka
 import kafka
 import pytest
 from confluent_kafka.admin import AdminClient
+from kio.schema.api_versions.v3.request import ApiVersionsRequest
+from kio.schema.describe_log_dirs.v1.request import DescribeLogDirsRequest
 from kio.schema.errors import ErrorCode
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
@@ -139,6 +141,19 @@ def secured(start_gateway: StartGateway) -> Iterator[Wire]:
 def test_a_request_before_authentication_closes_the_connection(secured: Wire) -> None:
     secured.request(METADATA)
     assert secured.closed()
+
+
+def test_an_unserved_api_before_authentication_closes_the_connection(secured: Wire) -> None:
+    # Before authentication only ApiVersions and SASL are answered, whatever the API.
+    secured.request(DescribeLogDirsRequest(topics=None))
+    assert secured.closed()
+
+
+def test_api_versions_is_answered_before_authentication(secured: Wire) -> None:
+    versions = secured.call(
+        ApiVersionsRequest(client_software_name="w", client_software_version="1")
+    )
+    assert {17, 36} <= {key.api_key for key in versions.api_keys}
 
 
 def test_plain_authenticates_then_serves(secured: Wire) -> None:

@@ -202,12 +202,13 @@ class KafkaGateway:
     async def _answer(self, frame: bytes, session: Session) -> bytes:
         key, version, correlation_id = peek_api(frame)
         api = self.apis.get(key)
+        if not session.authenticated and key != API_VERSIONS_KEY and not (api and api.before_auth):
+            # Before authentication only ApiVersions and SASL are answered, as Kafka does.
+            raise FrameError(f"API {key} before SASL authentication")
         if api is None or not api.serves(version):
             return self._unsupported(frame, key, version, correlation_id)
         request = parse_request(frame)
         session.client_id = request.client_id
-        if not session.authenticated and not api.before_auth:
-            raise FrameError(f"API {key} before SASL authentication")
         response = await api.handle(request.body, session)
         return encode_response(request, response)
 
