@@ -3,6 +3,8 @@ DeleteTopics, CreatePartitions and DescribeConfigs on lakelog's topics (ADR 0016
 
 from __future__ import annotations
 
+import datetime
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -12,11 +14,18 @@ import kafka.admin
 import kafka.errors
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from kio.schema.create_topics.v2.request import CreatableTopic as CreatableTopicV2
+from kio.schema.create_topics.v2.request import CreateTopicsRequest as CreateTopicsV2
+from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
+from kio.schema.delete_topics.v1.request import DeleteTopicsRequest as DeleteTopicsV1
+from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
+from kio.schema.errors import ErrorCode
 
 from lakelog.errors import TopicNotFoundError
 from lakelog.kafka.server import RunningGateway
 from lakelog.limits import MAX_PARTITIONS
 from lakelog.service.engine import Engine
+from tests.gateway.wire import Wire
 
 TIMEOUT = 10.0
 
@@ -190,3 +199,67 @@ def test_kafka_python_sees_topic_already_exists(
     engine.create_topic("orders", 1)
     with pytest.raises(kafka.errors.TopicAlreadyExistsError):
         python_admin.create_topics([kafka.admin.NewTopic("orders", 1, 1)])
+
+
+# Raw frames: the oldest versions served, and what clients do not send ------------------
+def test_a_topic_named_twice_in_one_request_is_refused_both_times(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    topic = CreatableTopic(
+        name="twice", num_partitions=1, replication_factor=-1, assignments=(), configs=()
+    )
+    wire = Wire(gateway.bootstrap)
+    try:
+        answer = wire.call(CreateTopicsRequest(topics=(topic, topic)))
+    finally:
+        wire.close()
+    assert [t.error_code for t in answer.topics] == [ErrorCode.invalid_request] * 2
+    assert engine.list_topics() == []
+
+
+def test_create_topics_v2_and_delete_topics_v1(engine: Engine, gateway: RunningGateway) -> None:
+    wire = Wire(gateway.bootstrap)
+    try:
+        created = wire.call(
+            CreateTopicsV2(
+                topics=(
+                    CreatableTopicV2(
+                        name="old",
+                        num_partitions=2,
+                        replication_factor=1,
+                        assignments=(),
+                        configs=(),
+                    ),
+                ),
+                timeout=datetime.timedelta(seconds=5),
+                validate_only=False,
+            )
+        )
+        assert [t.error_code for t in created.topics] == [ErrorCode.none]
+        assert len(engine.describe_topic("old").partitions) == 2
+        deleted = wire.call(
+            DeleteTopicsV1(topic_names=("old",), timeout=datetime.timedelta(seconds=5)), 2
+        )
+        assert [t.error_code for t in deleted.responses] == [ErrorCode.none]
+    finally:
+        wire.close()
+    assert engine.list_topics() == []
+
+
+def test_deleting_a_topic_by_id_is_an_invalid_request(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    engine.create_topic("orders", 1)
+    topic_id = uuid.UUID(engine.describe_topic("orders").topic_id)
+    wire = Wire(gateway.bootstrap)
+    try:
+        answer = wire.call(
+            DeleteTopicsRequest(
+                topics=(DeleteTopicState(name=None, topic_id=topic_id),),
+                timeout=datetime.timedelta(seconds=5),
+            )
+        )
+    finally:
+        wire.close()
+    assert [t.error_code for t in answer.responses] == [ErrorCode.invalid_request]
+    assert engine.list_topics() == ["orders"]

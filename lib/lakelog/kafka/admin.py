@@ -25,8 +25,8 @@ from __future__ import annotations
 import typing
 import uuid
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
 
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import ResponsePayload
@@ -48,6 +48,9 @@ MAX_REPLICATION_FACTOR: Final = 3
 """The largest replication factor accepted (and ignored): what clients written for a
 three-broker cluster ask for."""
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 TOPIC: Final = 2
 BROKER: Final = 4
 """DescribeConfigs resource types."""
@@ -66,12 +69,36 @@ class RefusedError(Exception):
         self.message = message
 
 
+def _name(topic: Any) -> str:
+    return str(topic.name)
+
+
 def _refused(error: LakelogError) -> RefusedError:
     return RefusedError(error_code(error), error.message)
 
 
-def _duplicates(names: Iterable[str | None]) -> set[str | None]:
-    return {name for name, count in Counter(names).items() if count > 1}
+async def _per_topic(
+    items: Sequence[T], name: Callable[[T], str | None], run: Callable[[T], Awaitable[R]]
+) -> list[R | RefusedError]:
+    """``run`` on each topic of a request, in order: its result, or why it was refused (a
+    name listed twice is refused without running)."""
+    twice = {topic for topic, count in Counter(map(name, items)).items() if count > 1}
+    outcomes: list[R | RefusedError] = []
+    for item in items:
+        try:
+            if name(item) in twice:
+                raise RefusedError(
+                    ErrorCode.invalid_request, f"topic {name(item)!r} is listed twice"
+                )
+            outcomes.append(await run(item))
+        except RefusedError as refusal:
+            outcomes.append(refusal)
+    return outcomes
+
+
+def _failure(refusal: RefusedError) -> dict[str, Any]:
+    """The fields of a refused topic's answer."""
+    return {"error_code": refusal.code, "error_message": refusal.message}
 
 
 async def _authorize(session: Session, operation: str, name: str) -> None:
@@ -171,29 +198,25 @@ def _created(result_type: type[Any], topic: Any, description: TopicDescription) 
 async def _create_topics(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     result_type = item_type(schema, "topics")
-    twice = _duplicates(topic.name for topic in body.topics)
-    results = []
-    for topic in body.topics:
-        try:
-            if topic.name in twice:
-                raise RefusedError(
-                    ErrorCode.invalid_request, f"topic {topic.name!r} is listed twice"
-                )
-            description = await _create_one(session, topic, body.validate_only)
-            results.append(_created(result_type, topic, description))
-        except RefusedError as refusal:
-            results.append(
-                build(
-                    result_type,
-                    name=topic.name,
-                    error_code=refusal.code,
-                    error_message=refusal.message,
-                    num_partitions=-1,
-                    replication_factor=-1,
-                    configs=None,
-                )
+    outcomes = await _per_topic(
+        body.topics, _name, lambda topic: _create_one(session, topic, body.validate_only)
+    )
+    return build(
+        schema,
+        topics=tuple(
+            build(
+                result_type,
+                name=topic.name,
+                num_partitions=-1,
+                replication_factor=-1,
+                configs=None,
+                **_failure(outcome),
             )
-    return build(schema, topics=tuple(results))
+            if isinstance(outcome, RefusedError)
+            else _created(result_type, topic, outcome)
+            for topic, outcome in zip(body.topics, outcomes, strict=True)
+        ),
+    )
 
 
 # DeleteTopics ---------------------------------------------------------------------------
@@ -211,21 +234,19 @@ async def _delete_one(session: Session, name: str | None) -> None:
 async def _delete_topics(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     result_type = item_type(schema, "responses")
-    names = (
+    names: list[str | None] = (
         [topic.name for topic in body.topics] if hasattr(body, "topics") else list(body.topic_names)
     )
-    results = []
-    for name in names:
-        try:
-            await _delete_one(session, name)
-            results.append(build(result_type, name=name))
-        except RefusedError as refusal:
-            results.append(
-                build(
-                    result_type, name=name, error_code=refusal.code, error_message=refusal.message
-                )
-            )
-    return build(schema, responses=tuple(results))
+    outcomes = await _per_topic(names, lambda name: name, lambda name: _delete_one(session, name))
+    return build(
+        schema,
+        responses=tuple(
+            build(result_type, name=name, **_failure(outcome))
+            if isinstance(outcome, RefusedError)
+            else build(result_type, name=name)
+            for name, outcome in zip(names, outcomes, strict=True)
+        ),
+    )
 
 
 # CreatePartitions -----------------------------------------------------------------------
@@ -252,26 +273,18 @@ async def _grow_one(session: Session, topic: Any, validate_only: bool) -> None:
 async def _create_partitions(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     result_type = item_type(schema, "results")
-    twice = _duplicates(topic.name for topic in body.topics)
-    results = []
-    for topic in body.topics:
-        try:
-            if topic.name in twice:
-                raise RefusedError(
-                    ErrorCode.invalid_request, f"topic {topic.name!r} is listed twice"
-                )
-            await _grow_one(session, topic, body.validate_only)
-            results.append(build(result_type, name=topic.name))
-        except RefusedError as refusal:
-            results.append(
-                build(
-                    result_type,
-                    name=topic.name,
-                    error_code=refusal.code,
-                    error_message=refusal.message,
-                )
-            )
-    return build(schema, results=tuple(results))
+    outcomes = await _per_topic(
+        body.topics, _name, lambda topic: _grow_one(session, topic, body.validate_only)
+    )
+    return build(
+        schema,
+        results=tuple(
+            build(result_type, name=topic.name, **_failure(outcome))
+            if isinstance(outcome, RefusedError)
+            else build(result_type, name=topic.name)
+            for topic, outcome in zip(body.topics, outcomes, strict=True)
+        ),
+    )
 
 
 # DescribeConfigs ------------------------------------------------------------------------
