@@ -4,15 +4,18 @@ protocol's answers to every refusal (ADR 0016 §7)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiokafka
 import boto3
 import confluent_kafka
 import kafka
+import kafka.net.sasl.oauth
 import pytest
 from confluent_kafka.admin import AdminClient
 from kio.schema.api_versions.v3.request import ApiVersionsRequest
@@ -21,7 +24,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
-from lakelog.client.kafka_auth import oauth_callback
+from lakelog.client.kafka_auth import oauth_callback, sts_token
 from lakelog.kafka.sts import AuthenticationError, PresignedRequest
 from lakelog.service.acl import AccessControl, AclEntry
 from lakelog.service.engine import Engine
@@ -197,18 +200,20 @@ class MotoCallerIdentity:
 
     def __init__(self) -> None:
         self.requests: list[PresignedRequest] = []
+        self._clients: dict[str, Any] = {}
 
     def caller_arn(self, request: PresignedRequest) -> str:
         self.requests.append(request)
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))
         access_key = query["X-Amz-Credential"].split("/")[0]
-        sts = boto3.client(
-            "sts",
-            aws_access_key_id=access_key,
-            aws_secret_access_key="unused",
-            region_name="us-east-1",
-        )
-        return str(sts.get_caller_identity()["Arn"])
+        if access_key not in self._clients:  # a client takes a second to make
+            self._clients[access_key] = boto3.client(
+                "sts",
+                aws_access_key_id=access_key,
+                aws_secret_access_key="unused",
+                region_name="us-east-1",
+            )
+        return str(self._clients[access_key].get_caller_identity()["Arn"])
 
 
 class ScriptedCallerIdentity:
@@ -269,3 +274,62 @@ def test_a_token_sts_refuses_fails_authentication(
     gateway = start_gateway(identity=ScriptedCallerIdentity(), sasl=True, audience=AUDIENCE)
     reason = _authentication_failure(_oauth(gateway.bootstrap, session))
     assert "STS refused the token" in reason
+
+
+class _KafkaPythonTokens(kafka.net.sasl.oauth.AbstractTokenProvider):
+    """One token for the test's few seconds (a provider reuses its token while valid)."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        super().__init__()
+        self._token = sts_token(AUDIENCE, session)
+
+    def token(self) -> str:
+        return self._token
+
+
+def test_kafka_python_authenticates_as_its_iam_identity(
+    engine: Engine,
+    start_gateway: StartGateway,
+    iam_user: Callable[[str], tuple[str, boto3.Session]],
+) -> None:
+    engine.create_topic("orders", 1)
+    engine.create_topic("payroll", 1)
+    arn, session = iam_user("erin")
+    access = _access(engine, (arn, "payroll", "produce"))
+    gateway = start_gateway(
+        access=access, identity=MotoCallerIdentity(), sasl=True, audience=AUDIENCE
+    )
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=gateway.bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="OAUTHBEARER",
+        sasl_oauth_token_provider=_KafkaPythonTokens(session),
+    )
+    try:
+        assert consumer.topics() == {"payroll"}
+    finally:
+        consumer.close()
+
+
+def test_aiokafka_authenticates_with_plain(engine: Engine, start_gateway: StartGateway) -> None:
+    engine.create_topic("orders", 1)
+    engine.create_topic("payroll", 1)
+    gateway = start_gateway(
+        access=_access(engine, ("alice", "orders", "consume")), sasl=True, users=USERS
+    )
+
+    async def topics() -> set[str]:
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=gateway.bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_plain_username="alice",
+            sasl_plain_password="alice-secret",
+        )
+        await consumer.start()
+        try:
+            return set(await consumer.topics())
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(topics()) == {"orders"}
