@@ -1,6 +1,6 @@
 """lakelog's ACLs on principals authenticated with SASL/PLAIN: a principal without rights
-gets TOPIC_AUTHORIZATION_FAILED from Metadata, CreateTopics, DeleteTopics, CreatePartitions
-and DescribeConfigs, and changes nothing (ADR 0016 §7)."""
+gets TOPIC_AUTHORIZATION_FAILED from Metadata, CreateTopics, DeleteTopics, CreatePartitions,
+DescribeConfigs and IncrementalAlterConfigs, and changes nothing (ADR 0016 §7)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import confluent_kafka
 import kafka.admin
 import kafka.errors
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.acl import AclEntry
@@ -122,3 +129,16 @@ def test_kafka_python_sees_topic_authorization_failed(
     with pytest.raises(kafka.errors.TopicAuthorizationFailedError):
         python_mallory.delete_topics(["orders"])
     assert engine.list_topics() == ["orders"]
+
+
+def test_altering_configs_needs_admin(engine: Engine, guarded: RunningGateway) -> None:
+    alice = _admin(guarded, "alice")
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "orders",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    assert _code(alice.incremental_alter_configs([resource])[resource]) == DENIED
+    assert engine.describe_topic("orders").config["retention_ms"] != 1

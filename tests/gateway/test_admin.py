@@ -1,5 +1,6 @@
 """Topic administration through librdkafka's and kafka-python's admin clients: CreateTopics,
-DeleteTopics, CreatePartitions and DescribeConfigs on lakelog's topics (ADR 0016 §6)."""
+DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs and IncrementalAlterConfigs
+on lakelog's topics (ADR 0016 §6)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import kafka
 import kafka.admin
 import kafka.errors
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 from kio.schema.create_topics.v2.request import CreatableTopic as CreatableTopicV2
 from kio.schema.create_topics.v2.request import CreateTopicsRequest as CreateTopicsV2
 from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequest
@@ -263,3 +271,82 @@ def test_deleting_a_topic_by_id_is_an_invalid_request(
         wire.close()
     assert [t.error_code for t in answer.responses] == [ErrorCode.invalid_request]
     assert engine.list_topics() == ["orders"]
+
+
+# AlterConfigs and IncrementalAlterConfigs ------------------------------------------------
+def _incremental(topic: str, *entries: tuple[str, str | None, AlterConfigOpType]) -> ConfigResource:
+    return ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=operation)
+            for name, value, operation in entries
+        ],
+    )
+
+
+def test_librdkafka_sets_and_deletes_configs_incrementally(
+    engine: Engine, admin: AdminClient
+) -> None:
+    engine.create_topic("orders", 1, {"retention_bytes": 5000})
+    resource = _incremental(
+        "orders",
+        ("retention.ms", "1000", AlterConfigOpType.SET),
+        ("retention.bytes", None, AlterConfigOpType.DELETE),
+    )
+    admin.incremental_alter_configs([resource])[resource].result(TIMEOUT)
+    config = engine.describe_topic("orders").config
+    assert (config["retention_ms"], config["retention_bytes"]) == (1000, -1)
+
+
+def test_incremental_alter_configs_refuses_what_lakelog_cannot_apply(
+    engine: Engine, admin: AdminClient
+) -> None:
+    engine.create_topic("orders", 1)
+    refused = {
+        "unknown": _incremental("orders", ("min.insync.replicas", "2", AlterConfigOpType.SET)),
+        "invalid": _incremental("orders", ("retention.ms", "-5", AlterConfigOpType.SET)),
+        "append": _incremental("orders", ("cleanup.policy", "compact", AlterConfigOpType.APPEND)),
+    }
+    for resource in refused.values():
+        futures = admin.incremental_alter_configs([resource])
+        assert _error(futures[resource]) == confluent_kafka.KafkaError.INVALID_CONFIG
+    missing = _incremental("missing", ("retention.ms", "1", AlterConfigOpType.SET))
+    futures = admin.incremental_alter_configs([missing])
+    assert _error(futures[missing]) == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert engine.describe_topic("orders").config["retention_ms"] == 7 * 24 * 3600 * 1000
+
+
+def test_incremental_alter_configs_validate_only_changes_nothing(
+    engine: Engine, admin: AdminClient
+) -> None:
+    engine.create_topic("orders", 1)
+    resource = _incremental("orders", ("cleanup.policy", "compact", AlterConfigOpType.SET))
+    admin.incremental_alter_configs([resource], validate_only=True)[resource].result(TIMEOUT)
+    assert engine.describe_topic("orders").config["cleanup_policy"] == "delete"
+
+
+def test_alter_configs_replaces_the_whole_config(engine: Engine, admin: AdminClient) -> None:
+    engine.create_topic("orders", 1, {"retention_bytes": 5000})
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC, "orders", set_config={"retention.ms": "1000"}
+    )
+    admin.alter_configs([resource])[resource].result(TIMEOUT)
+    config = engine.describe_topic("orders").config
+    assert (config["retention_ms"], config["retention_bytes"]) == (1000, -1)
+
+
+def test_kafka_python_alters_configs(
+    engine: Engine, python_admin: kafka.admin.KafkaAdminClient
+) -> None:
+    engine.create_topic("orders", 1, {"retention_bytes": 5000})
+    result = python_admin.alter_configs(
+        [
+            kafka.admin.ConfigResource(
+                kafka.admin.ConfigResourceType.TOPIC, "orders", configs={"retention.ms": "1000"}
+            )
+        ]
+    )
+    assert result == {"topic": {"orders": "OK"}}
+    config = engine.describe_topic("orders").config
+    assert (config["retention_ms"], config["retention_bytes"]) == (1000, 5000)

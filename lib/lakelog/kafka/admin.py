@@ -1,11 +1,10 @@
-"""Topic administration: CreateTopics (19), DeleteTopics (20), CreatePartitions (37) and
-DescribeConfigs (32) on lakelog's topic operations (ADR 0016 §6).
+"""Topic administration: CreateTopics (19), DeleteTopics (20) and CreatePartitions (37) on
+lakelog's topic operations (ADR 0016 §6); topic configs are `lakelog.kafka.topic_configs`.
 
 Each topic of a request succeeds or fails alone, with Kafka's error code for it:
 
-- TOPIC_AUTHORIZATION_FAILED: the principal lacks ``admin`` on the topic (any right, to
-  describe its configs); checked first, so a refusal caller learns nothing and changes
-  nothing.
+- TOPIC_AUTHORIZATION_FAILED: the principal lacks ``admin`` on the topic; checked first,
+  so a refused caller learns nothing and changes nothing.
 - INVALID_TOPIC_EXCEPTION: a name lakelog refuses; INVALID_REQUEST: a name listed twice.
 - INVALID_PARTITIONS: a count below 1 (``-1`` asks for the default, 1) or, in
   CreatePartitions, not above the current one; POLICY_VIOLATION: above lakelog's limit.
@@ -34,13 +33,30 @@ from kio.static.protocol import ResponsePayload
 from lakelog.contract.operations import AlterTopic, CreateTopic, DeleteTopic, DescribeTopic
 from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.kafka.apis import Api, Session, response_type
-from lakelog.kafka.configs import ConfigError, kafka_configs, lakelog_config
+from lakelog.kafka.configs import (
+    DEFAULT_CONFIG,
+    DYNAMIC_TOPIC_CONFIG,
+    ConfigError,
+    kafka_configs,
+    lakelog_config,
+)
 from lakelog.kafka.errors import error_code
 from lakelog.kafka.protocol import build, item_type
 from lakelog.limits import MAX_PARTITIONS, validate_topic_name
 from lakelog.types import TopicDescription
 
-__all__ = ["CREATE_PARTITIONS", "CREATE_TOPICS", "DELETE_TOPICS", "DESCRIBE_CONFIGS"]
+__all__ = [
+    "CREATE_PARTITIONS",
+    "CREATE_TOPICS",
+    "DEFAULT_PARTITIONS",
+    "DELETE_TOPICS",
+    "RefusedError",
+    "authorize",
+    "check_name",
+    "describe",
+    "failure",
+    "refused",
+]
 
 DEFAULT_PARTITIONS: Final[int] = CreateTopic("").partitions
 """Partitions of a topic created with ``num_partitions`` -1 (lakelog's default)."""
@@ -50,14 +66,6 @@ three-broker cluster ask for."""
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-TOPIC: Final = 2
-BROKER: Final = 4
-"""DescribeConfigs resource types."""
-DYNAMIC_TOPIC_CONFIG: Final = 1
-STATIC_BROKER_CONFIG: Final = 4
-DEFAULT_CONFIG: Final = 5
-"""DescribeConfigs config sources."""
 
 
 class RefusedError(Exception):
@@ -73,7 +81,7 @@ def _name(topic: Any) -> str:
     return str(topic.name)
 
 
-def _refused(error: LakelogError) -> RefusedError:
+def refused(error: LakelogError) -> RefusedError:
     return RefusedError(error_code(error), error.message)
 
 
@@ -96,12 +104,12 @@ async def _per_topic(
     return outcomes
 
 
-def _failure(refusal: RefusedError) -> dict[str, Any]:
+def failure(refusal: RefusedError) -> dict[str, Any]:
     """The fields of a refused topic's answer."""
     return {"error_code": refusal.code, "error_message": refusal.message}
 
 
-async def _authorize(session: Session, operation: str, name: str) -> None:
+async def authorize(session: Session, operation: str, name: str) -> None:
     if not await session.allowed(operation, name):
         raise RefusedError(
             ErrorCode.topic_authorization_failed,
@@ -109,7 +117,7 @@ async def _authorize(session: Session, operation: str, name: str) -> None:
         )
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     try:
         validate_topic_name(name)
     except InvalidRequestError as error:
@@ -128,18 +136,18 @@ def _check_count(count: int) -> None:
         )
 
 
-async def _describe(session: Session, name: str) -> TopicDescription:
+async def describe(session: Session, name: str) -> TopicDescription:
     try:
         return await session.call(DescribeTopic(name))
     except LakelogError as error:
-        raise _refused(error) from None
+        raise refused(error) from None
 
 
 # CreateTopics ---------------------------------------------------------------------------
 async def _create_one(session: Session, topic: Any, validate_only: bool) -> TopicDescription:
     name = topic.name
-    await _authorize(session, "admin", name)
-    _check_name(name)
+    await authorize(session, "admin", name)
+    check_name(name)
     count = DEFAULT_PARTITIONS if topic.num_partitions == -1 else topic.num_partitions
     _check_count(count)
     factor = topic.replication_factor
@@ -164,7 +172,7 @@ async def _create_one(session: Session, topic: Any, validate_only: bool) -> Topi
     try:
         return await session.call(CreateTopic(name, count, config or None))
     except LakelogError as error:
-        raise _refused(error) from None
+        raise refused(error) from None
 
 
 def _created(result_type: type[Any], topic: Any, description: TopicDescription) -> Any:
@@ -210,7 +218,7 @@ async def _create_topics(body: Any, session: Session) -> ResponsePayload:
                 num_partitions=-1,
                 replication_factor=-1,
                 configs=None,
-                **_failure(outcome),
+                **failure(outcome),
             )
             if isinstance(outcome, RefusedError)
             else _created(result_type, topic, outcome)
@@ -223,12 +231,12 @@ async def _create_topics(body: Any, session: Session) -> ResponsePayload:
 async def _delete_one(session: Session, name: str | None) -> None:
     if name is None:
         raise RefusedError(ErrorCode.invalid_request, "lakelog deletes topics by name, not by id")
-    await _authorize(session, "admin", name)
-    _check_name(name)
+    await authorize(session, "admin", name)
+    check_name(name)
     try:
         await session.call(DeleteTopic(name))
     except LakelogError as error:
-        raise _refused(error) from None
+        raise refused(error) from None
 
 
 async def _delete_topics(body: Any, session: Session) -> ResponsePayload:
@@ -241,7 +249,7 @@ async def _delete_topics(body: Any, session: Session) -> ResponsePayload:
     return build(
         schema,
         responses=tuple(
-            build(result_type, name=name, **_failure(outcome))
+            build(result_type, name=name, **failure(outcome))
             if isinstance(outcome, RefusedError)
             else build(result_type, name=name)
             for name, outcome in zip(names, outcomes, strict=True)
@@ -252,12 +260,12 @@ async def _delete_topics(body: Any, session: Session) -> ResponsePayload:
 # CreatePartitions -----------------------------------------------------------------------
 async def _grow_one(session: Session, topic: Any, validate_only: bool) -> None:
     name = topic.name
-    await _authorize(session, "admin", name)
-    _check_name(name)
+    await authorize(session, "admin", name)
+    check_name(name)
     if topic.assignments is not None:
         raise RefusedError(ErrorCode.invalid_replica_assignment, "lakelog places partitions itself")
     _check_count(topic.count)
-    current = len((await _describe(session, name)).partitions)
+    current = len((await describe(session, name)).partitions)
     if topic.count <= current:
         raise RefusedError(
             ErrorCode.invalid_partitions,
@@ -267,7 +275,7 @@ async def _grow_one(session: Session, topic: Any, validate_only: bool) -> None:
         try:
             await session.call(AlterTopic(name, partitions=topic.count))
         except LakelogError as error:
-            raise _refused(error) from None
+            raise refused(error) from None
 
 
 async def _create_partitions(body: Any, session: Session) -> ResponsePayload:
@@ -279,7 +287,7 @@ async def _create_partitions(body: Any, session: Session) -> ResponsePayload:
     return build(
         schema,
         results=tuple(
-            build(result_type, name=topic.name, **_failure(outcome))
+            build(result_type, name=topic.name, **failure(outcome))
             if isinstance(outcome, RefusedError)
             else build(result_type, name=topic.name)
             for topic, outcome in zip(body.topics, outcomes, strict=True)
@@ -287,107 +295,6 @@ async def _create_partitions(body: Any, session: Session) -> ResponsePayload:
     )
 
 
-# DescribeConfigs ------------------------------------------------------------------------
-def broker_configs(session: Session) -> list[tuple[str, str, int, str]]:
-    """The broker settings DescribeConfigs reports (read-only): ``(name, value,
-    config_type, documentation)``. Clients read a few of them; lakelog has no brokers."""
-    return [
-        ("auto.create.topics.enable", "false", 1, "Metadata never creates topics."),
-        ("default.replication.factor", "1", 4, "S3 is the replication."),
-        ("delete.topic.enable", "true", 1, "Topics can be deleted."),
-        ("num.partitions", str(DEFAULT_PARTITIONS), 3, "Partitions of a topic by default."),
-        ("socket.request.max.bytes", str(session.services.max_frame_bytes), 3, "Largest frame."),
-    ]
-
-
-def _entries(
-    result_type: type[Any],
-    body: Any,
-    configs: list[tuple[str, str, int, str, int]],
-    read_only: bool,
-) -> tuple[Any, ...]:
-    entry_type = item_type(result_type, "configs")
-    synonym_type = item_type(entry_type, "synonyms")
-    synonyms = getattr(body, "include_synonyms", False)
-    documented = getattr(body, "include_documentation", False)
-    return tuple(
-        build(
-            entry_type,
-            name=name,
-            value=value,
-            read_only=read_only,
-            config_source=source,
-            is_sensitive=False,
-            config_type=config_type,
-            documentation=documentation if documented else None,
-            synonyms=(build(synonym_type, name=name, value=value, source=source),)
-            if synonyms
-            else (),
-        )
-        for name, value, config_type, documentation, source in configs
-    )
-
-
-async def _describe_resource(session: Session, resource: Any) -> list[tuple[Any, ...]]:
-    keys = resource.configuration_keys  # None: all (an empty list: none, as in Kafka)
-    if resource.resource_type == BROKER:
-        if resource.resource_name not in ("", str(session.services.node_id)):
-            raise RefusedError(
-                ErrorCode.invalid_request, f"the broker here is {session.services.node_id}"
-            )
-        return [
-            (name, value, config_type, doc, STATIC_BROKER_CONFIG)
-            for name, value, config_type, doc in broker_configs(session)
-            if keys is None or name in keys
-        ]
-    if resource.resource_type != TOPIC:
-        raise RefusedError(
-            ErrorCode.invalid_request, "lakelog describes the configs of topics and brokers"
-        )
-    name = resource.resource_name
-    services = session.services
-    if not await services.run(services.access.visible, session.principal, [name]):
-        raise RefusedError(
-            ErrorCode.topic_authorization_failed, f"{session.principal} may not see {name!r}"
-        )
-    description = await _describe(session, name)
-    return [
-        (
-            known.name,
-            value,
-            known.config_type,
-            known.documentation,
-            DEFAULT_CONFIG if is_default else DYNAMIC_TOPIC_CONFIG,
-        )
-        for known, value, is_default in kafka_configs(description.config, keys)
-    ]
-
-
-async def _describe_configs(body: Any, session: Session) -> ResponsePayload:
-    schema = response_type(body)
-    result_type = item_type(schema, "results")
-    results = []
-    for resource in body.resources:
-        try:
-            configs = await _describe_resource(session, resource)
-            entries = _entries(result_type, body, configs, resource.resource_type == BROKER)
-            code, message = ErrorCode.none, None
-        except RefusedError as refusal:
-            entries, code, message = (), refusal.code, refusal.message
-        results.append(
-            build(
-                result_type,
-                error_code=code,
-                error_message=message,
-                resource_type=resource.resource_type,
-                resource_name=resource.resource_name,
-                configs=entries,
-            )
-        )
-    return build(schema, results=tuple(results))
-
-
 CREATE_TOPICS = Api(19, 2, 7, _create_topics)
 DELETE_TOPICS = Api(20, 1, 6, _delete_topics)
 CREATE_PARTITIONS = Api(37, 0, 3, _create_partitions)
-DESCRIBE_CONFIGS = Api(32, 1, 4, _describe_configs)

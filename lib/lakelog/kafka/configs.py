@@ -30,7 +30,23 @@ from typing import Any, Final
 from lakelog.config import TopicConfig
 from lakelog.errors import InvalidRequestError
 
-__all__ = ["CONFIGS", "ConfigError", "KafkaConfig", "kafka_configs", "lakelog_config"]
+__all__ = [
+    "CONFIGS",
+    "DEFAULT_CONFIG",
+    "DYNAMIC_TOPIC_CONFIG",
+    "STATIC_BROKER_CONFIG",
+    "ConfigError",
+    "KafkaConfig",
+    "default_config",
+    "kafka_configs",
+    "lakelog_config",
+]
+
+DYNAMIC_TOPIC_CONFIG: Final = 1
+STATIC_BROKER_CONFIG: Final = 4
+DEFAULT_CONFIG: Final = 5
+"""Where a config's value comes from (DescribeConfigs' ``config_source``): set on the
+topic, fixed for the broker, lakelog's default."""
 
 
 class ConfigError(Exception):
@@ -98,9 +114,24 @@ _BY_NAME: Final = {config.name: config for config in CONFIGS}
 _DEFAULTS: Final = TopicConfig().model_dump()
 
 
-def lakelog_config(configs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
-    """The lakelog topic config of Kafka ``(name, value)`` pairs, validated as a topic
-    would be created with it (a None value leaves the setting at its default).
+def _known(name: str) -> KafkaConfig:
+    known = _BY_NAME.get(name)
+    if known is None:
+        raise ConfigError(f"lakelog has no topic config {name!r}; it knows {', '.join(_BY_NAME)}")
+    return known
+
+
+def default_config(names: Iterable[str]) -> dict[str, Any]:
+    """The lakelog defaults of the settings Kafka ``names`` (to reset them)."""
+    return {known.key: _DEFAULTS[known.key] for known in map(_known, names)}
+
+
+def lakelog_config(
+    configs: Iterable[tuple[str, str | None]], base: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The lakelog topic config of Kafka ``(name, value)`` pairs, validated over ``base``
+    (a topic's config; lakelog's defaults when None) as the topic would have it. A None
+    value leaves the setting as it is.
 
     Raises
     ------
@@ -109,11 +140,7 @@ def lakelog_config(configs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
     """
     config: dict[str, Any] = {}
     for name, value in configs:
-        known = _BY_NAME.get(name)
-        if known is None:
-            raise ConfigError(
-                f"lakelog has no topic config {name!r}; it knows {', '.join(_BY_NAME)}"
-            )
+        known = _known(name)
         if known.key in config:
             raise ConfigError(f"config {name!r} is given twice")
         if value is not None:
@@ -122,7 +149,7 @@ def lakelog_config(configs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
             except ConfigError as error:
                 raise ConfigError(f"{name}: {error}") from None
     try:
-        TopicConfig.parse(config)
+        TopicConfig.parse(config, base=None if base is None else TopicConfig.parse(base))
     except InvalidRequestError as error:
         raise ConfigError(error.message) from None
     return config
