@@ -193,6 +193,17 @@ def test_authenticate_without_a_handshake_is_an_illegal_state(secured: Wire) -> 
     assert secured.closed()
 
 
+def test_a_re_authentication_keeps_the_principal(secured: Wire) -> None:
+    _handshake(secured, "PLAIN")
+    assert _authenticate(secured, b"\0alice\0alice-secret").error_code == ErrorCode.none
+    _handshake(secured, "PLAIN")
+    assert _authenticate(secured, b"\0alice\0alice-secret").error_code == ErrorCode.none
+    _handshake(secured, "PLAIN")
+    answer = _authenticate(secured, b"\0bob\0bob-secret")
+    assert answer.error_code == ErrorCode.sasl_authentication_failed
+    assert secured.closed()
+
+
 # OAUTHBEARER with STS -------------------------------------------------------------------
 class MotoCallerIdentity:
     """Runs the presigned request on moto's STS (in-process): the identity of the access
