@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Mapping
@@ -61,7 +62,8 @@ class GatewayConfig:
     SASL/PLAIN is offered when ``users`` (passwords by username) is set, or with
     ``any_password`` (any password accepted: ``lakelog dev`` only); OAUTHBEARER when the
     gateway is given a `CallerIdentityVerifier`, its tokens signed for ``audience``
-    (ADR 0016 §7).
+    (ADR 0016 §7). ``tls_certificate`` and ``tls_key`` (PEM files) make the listener speak
+    TLS (``SASL_SSL``); in AWS the load balancer terminates TLS instead.
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +76,8 @@ class GatewayConfig:
     users: Mapping[str, str] | None = None
     any_password: bool = False
     audience: str = "lakelog"
+    tls_certificate: str | None = None
+    tls_key: str | None = None
     max_frame_bytes: int = MAX_FRAME_BYTES
     threads: int = 32
 
@@ -131,12 +135,21 @@ class KafkaGateway:
     async def start(self) -> int:
         """Listen; returns the bound port (the advertised one follows a port 0 bind)."""
         self._server = await asyncio.start_server(
-            self._serve, self.config.host, self.config.port, limit=2**16
+            self._serve, self.config.host, self.config.port, limit=2**16, ssl=self._tls()
         )
         port = int(self._server.sockets[0].getsockname()[1])
         if self.config.advertised_port is None:
             self.advertised_port = port
         return port
+
+    def _tls(self) -> ssl.SSLContext | None:
+        certificate, key = self.config.tls_certificate, self.config.tls_key
+        if certificate is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(certificate, key)
+        return context
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
