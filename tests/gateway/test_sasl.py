@@ -5,6 +5,7 @@ protocol's answers to every refusal (ADR 0016 §7)."""
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 import urllib.parse
@@ -344,3 +345,26 @@ def test_aiokafka_authenticates_with_plain(engine: Engine, start_gateway: StartG
             await consumer.stop()
 
     assert asyncio.run(topics()) == {"orders"}
+
+
+def test_a_large_frame_before_authentication_closes_the_connection(secured: Wire) -> None:
+    # Kafka's sasl.server.max.receive.size: an unauthenticated peer cannot make the
+    # gateway buffer more than 512 KiB.
+    secured.send(struct.pack(">i", 512 * 1024 + 1) + b"\0" * 1024)
+    assert secured.closed()
+
+
+def test_a_stalled_frame_holds_only_its_own_connection(
+    engine: Engine, start_gateway: StartGateway
+) -> None:
+    gateway = start_gateway(sasl=True, users=USERS)
+    stalled = Wire(gateway.bootstrap)
+    other = Wire(gateway.bootstrap)
+    try:
+        stalled.send(struct.pack(">i", 100) + b"\0" * 10)  # and nothing more
+        _handshake(other, "PLAIN")
+        assert _authenticate(other, b"\0alice\0alice-secret").error_code == ErrorCode.none
+        assert other.call(METADATA, correlation_id=3).topics == ()
+    finally:
+        stalled.close()
+        other.close()

@@ -48,6 +48,10 @@ R = TypeVar("R")
 
 API_VERSIONS_KEY: Final = 18
 _SIZE: Final = struct.Struct(">i")
+MAX_UNAUTHENTICATED_FRAME_BYTES: Final = 512 * 1024
+"""The largest frame read before SASL authentication completes (Kafka's
+``sasl.server.max.receive.size``): an unauthenticated peer cannot make the gateway buffer
+100 MiB per connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +179,12 @@ class KafkaGateway:
         peer = writer.get_extra_info("peername")
         try:
             while True:
-                frame = await self._read_frame(reader)
+                limit = (
+                    self.config.max_frame_bytes
+                    if session.authenticated
+                    else min(self.config.max_frame_bytes, MAX_UNAUTHENTICATED_FRAME_BYTES)
+                )
+                frame = await self._read_frame(reader, limit)
                 if frame is None:
                     return
                 reply = await self._answer(frame, session)
@@ -195,8 +204,9 @@ class KafkaGateway:
             self._connections.discard(task)
             writer.close()
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
-        """The next frame, or None when the client closed between frames."""
+    async def _read_frame(self, reader: asyncio.StreamReader, limit: int) -> bytes | None:
+        """The next frame, or None when the client closed between frames; a size over
+        ``limit`` is refused before any of its bytes is read."""
         try:
             head = await reader.readexactly(_SIZE.size)
         except asyncio.IncompleteReadError as exc:
@@ -204,8 +214,7 @@ class KafkaGateway:
                 return None
             raise FrameError("the connection closed inside a size prefix") from None
         (size,) = _SIZE.unpack(head)
-        if size < 0 or size > self.config.max_frame_bytes:
-            limit = self.config.max_frame_bytes
+        if size < 0 or size > limit:
             raise FrameError(f"a frame of {size} bytes (the limit is {limit})")
         try:
             return await reader.readexactly(size)
