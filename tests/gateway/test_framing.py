@@ -166,3 +166,21 @@ def test_pipelined_requests_are_answered_in_order(wire: Wire) -> None:
     ]
     assert [correlation_id for correlation_id, _ in answers] == [1, 2, 3, 4]
     assert answers[2][1].results[0].resource_name == "orders"
+
+
+@pytest.mark.parametrize(
+    "data", [b"", _size(100) + b"\0" * 10], ids=["idle", "stalled-inside-a-frame"]
+)
+def test_a_connection_silent_past_the_idle_timeout_is_closed(
+    engine: Engine, start_gateway: StartGateway, data: bytes
+) -> None:
+    engine.create_topic("orders", 1)
+    gateway = start_gateway(idle_seconds=0.2)
+    silent = Wire(gateway.bootstrap)
+    try:
+        silent.send(data)
+        assert silent.closed()  # within the Wire's 10 s timeout
+    finally:
+        silent.close()
+    admin = AdminClient({"bootstrap.servers": gateway.bootstrap})
+    assert set(admin.list_topics(timeout=TIMEOUT).topics) == {"orders"}

@@ -67,7 +67,9 @@ class GatewayConfig:
     ``any_password`` (any password accepted: ``lakelog dev`` only); OAUTHBEARER when the
     gateway is given a `CallerIdentityVerifier`, its tokens signed for ``audience``
     (ADR 0016 §7). ``tls_certificate`` and ``tls_key`` (PEM files) make the listener speak
-    TLS (``SASL_SSL``); in AWS the load balancer terminates TLS instead.
+    TLS (``SASL_SSL``); in AWS the load balancer terminates TLS instead. A connection that
+    sends no complete request for ``idle_seconds`` is closed (Kafka's
+    ``connections.max.idle.ms``, 10 minutes); clients reconnect when they need to.
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +85,7 @@ class GatewayConfig:
     tls_certificate: str | None = None
     tls_key: str | None = None
     max_frame_bytes: int = MAX_FRAME_BYTES
+    idle_seconds: float = 600.0
     threads: int = 32
 
 
@@ -184,7 +187,13 @@ class KafkaGateway:
                     if session.authenticated
                     else min(self.config.max_frame_bytes, MAX_UNAUTHENTICATED_FRAME_BYTES)
                 )
-                frame = await self._read_frame(reader, limit)
+                try:
+                    frame = await asyncio.wait_for(
+                        self._read_frame(reader, limit), self.config.idle_seconds
+                    )
+                except TimeoutError:
+                    logger.debug("closing connection from %s: idle", peer)
+                    return
                 if frame is None:
                     return
                 reply = await self._answer(frame, session)
