@@ -178,7 +178,9 @@ async def _authenticate(body: Any, session: Session) -> ResponsePayload:
         if session.sasl_mechanism is not None and principal != session.principal:
             raise AuthenticationError("a re-authentication must keep the principal")
     except AuthenticationError as error:
-        logger.info("SASL %s authentication failed: %s", mechanism, error)
+        logger.info(
+            "SASL %s authentication of client %s failed: %s", mechanism, session.client_id, error
+        )
         return _refuse(session, schema, ErrorCode.sasl_authentication_failed, str(error))
     session.principal = principal
     session.sasl_mechanism = mechanism
