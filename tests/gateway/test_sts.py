@@ -227,3 +227,29 @@ def test_the_adapter_refuses_what_is_not_an_identity(
     with pytest.raises(AuthenticationError):
         StsCallerIdentity(endpoint).caller_arn(request)
     assert len(handler.seen) == 1
+
+
+class _Counting(_Fixed):
+    def __init__(self, arn: str) -> None:
+        super().__init__(arn)
+        self.calls = 0
+
+    def caller_arn(self, request: PresignedRequest) -> str:
+        self.calls += 1
+        return self.arn
+
+
+def test_a_verified_token_is_not_sent_to_sts_again_while_it_is_valid(token: str) -> None:
+    signed = _signed_at(_url(token)).timestamp()
+    now = [signed]
+    verifier = _Counting("arn:aws:iam::1:user/a")
+    authenticator = OAuthBearerAuthenticator(verifier, AUDIENCE, lambda: now[0])
+    message = b"n,,\x01auth=Bearer " + token.encode() + b"\x01\x01"
+    assert authenticator.authenticate(message) == "arn:aws:iam::1:user/a"
+    now[0] += 600
+    assert authenticator.authenticate(message) == "arn:aws:iam::1:user/a"
+    assert verifier.calls == 1
+    now[0] += 301  # past 15 minutes: refused before any cache or STS
+    with pytest.raises(AuthenticationError):
+        authenticator.authenticate(message)
+    assert verifier.calls == 1

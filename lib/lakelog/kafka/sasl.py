@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
@@ -28,7 +29,12 @@ from kio.static.protocol import ResponsePayload
 
 from lakelog.kafka.apis import Api, Session, response_type
 from lakelog.kafka.protocol import build
-from lakelog.kafka.sts import AuthenticationError, CallerIdentityVerifier, presigned_request
+from lakelog.kafka.sts import (
+    AuthenticationError,
+    CallerIdentityVerifier,
+    PresignedRequest,
+    presigned_request,
+)
 
 __all__ = [
     "AUTHENTICATE",
@@ -41,6 +47,8 @@ __all__ = [
 
 logger = logging.getLogger("lakelog.kafka")
 
+MAX_REMEMBERED_TOKENS: Final = 10_000
+"""Verified OAUTHBEARER tokens a gateway remembers (each well under 4 KiB)."""
 _PENDING: Final = "sasl.mechanism"
 """Session state: the mechanism a handshake chose, until its SaslAuthenticate."""
 
@@ -99,6 +107,10 @@ class OAuthBearerAuthenticator:
         The value this gateway sends as the signed audience header.
     clock
         Seconds since the epoch (tokens older than 15 minutes are refused).
+
+    A token STS verified is remembered (up to `MAX_REMEMBERED_TOKENS`): a client that opens
+    several connections with one token costs one STS call. Its age is still checked at
+    each use, so a remembered token expires as any other.
     """
 
     mechanism = "OAUTHBEARER"
@@ -112,21 +124,33 @@ class OAuthBearerAuthenticator:
         self._verifier = verifier
         self._audience = audience
         self._clock = clock
+        self._verified: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def authenticate(self, auth_bytes: bytes) -> str:
         authzid, token = _bearer(auth_bytes)
         now = datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
         request = presigned_request(token, self._audience, now)
+        with self._lock:
+            arn = self._verified.get(token)
+        if arn is None:
+            arn = self._verify(request)
+            with self._lock:
+                if len(self._verified) >= MAX_REMEMBERED_TOKENS:
+                    del self._verified[next(iter(self._verified))]  # the oldest
+                self._verified[token] = arn
+        if authzid and authzid != arn:
+            raise AuthenticationError("the authorization id is not the token's identity")
+        return arn
+
+    def _verify(self, request: PresignedRequest) -> str:
         try:
-            arn = self._verifier.caller_arn(request)
+            return self._verifier.caller_arn(request)
         except AuthenticationError:
             raise
         except Exception as error:  # STS unreachable: refuse, and say why in the log
             logger.warning("GetCallerIdentity failed: %s: %s", type(error).__name__, error)
             raise AuthenticationError("STS could not verify the token; retry") from None
-        if authzid and authzid != arn:
-            raise AuthenticationError("the authorization id is not the token's identity")
-        return arn
 
 
 def _bearer(auth_bytes: bytes) -> tuple[str, str]:
