@@ -26,6 +26,7 @@ from kio.schema.sasl_authenticate.v2.request import SaslAuthenticateRequest
 from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 
 from lakelog.client.kafka_auth import oauth_callback, sts_token
+from lakelog.kafka import GatewayConfig, KafkaGateway
 from lakelog.kafka.sts import AuthenticationError, PresignedRequest
 from lakelog.service.acl import AccessControl, AclEntry
 from lakelog.service.engine import Engine
@@ -368,3 +369,15 @@ def test_a_stalled_frame_holds_only_its_own_connection(
     finally:
         stalled.close()
         other.close()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"sasl": True}, {"users": USERS, "any_password": True}],
+    ids=["sasl-without-a-mechanism", "passwords-and-any-password"],
+)
+def test_a_contradictory_sasl_configuration_is_refused_at_start(
+    engine: Engine, config: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="SASL"):
+        KafkaGateway(engine, engine.access_control("allow"), GatewayConfig(**config))

@@ -270,12 +270,23 @@ class KafkaGateway:
 def _authenticators(
     config: GatewayConfig, identity: CallerIdentityVerifier | None
 ) -> dict[str, Authenticator]:
-    """The SASL mechanisms ``config`` and ``identity`` offer, by name."""
+    """The SASL mechanisms ``config`` and ``identity`` offer, by name.
+
+    Raises
+    ------
+    ValueError
+        SASL is required but no mechanism is offered, or passwords are given and any
+        password is accepted too.
+    """
+    if config.users is not None and config.any_password:
+        raise ValueError("SASL/PLAIN either checks users' passwords or accepts any password")
     offered: list[Authenticator] = []
     if config.users is not None or config.any_password:
         offered.append(PlainAuthenticator(None if config.any_password else config.users))
     if identity is not None:
         offered.append(OAuthBearerAuthenticator(identity, config.audience))
+    if config.sasl and not offered:
+        raise ValueError("SASL is required but no mechanism is offered (users, identity)")
     return {authenticator.mechanism: authenticator for authenticator in offered}
 
 
