@@ -65,6 +65,8 @@ Mutation = Callable[[str], str]
 REFUSED: dict[str, Mutation] = {
     "another-host": lambda u: u.replace("sts.eu-west-1.amazonaws.com", "169.254.169.254"),
     "a-lookalike-host": lambda u: u.replace(".amazonaws.com", ".amazonaws.com.example.org"),
+    "a-bucket-website": lambda u: u.replace("sts.eu-west-1.", "sts.s3-website-eu-west-1."),
+    "a-bucket": lambda u: u.replace("sts.eu-west-1.", "sts.s3.eu-west-1."),
     "user-info": lambda u: u.replace("https://", "https://evil@"),
     "http": lambda u: u.replace("https://", "http://"),
     "a-port": lambda u: u.replace(".amazonaws.com/", ".amazonaws.com:8443/"),
@@ -215,8 +217,14 @@ def test_the_adapter_sends_the_signed_request_with_the_gateway_s_audience(
         ),
         (302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"}),
         (200, b"<GetCallerIdentityResponse/>", {}),
+        (
+            200,
+            b"<ListBucketResult><Arn>arn:aws:iam::123456789012:user/x</Arn></ListBucketResult>",
+            {},
+        ),
+        (200, IDENTITY.replace(b"arn:aws:sts::123456789012:", b"root"), {}),
     ],
-    ids=["refused", "a-redirect-is-not-followed", "no-arn"],
+    ids=["refused", "a-redirect-is-not-followed", "no-arn", "another-document", "not-an-arn"],
 )
 def test_the_adapter_refuses_what_is_not_an_identity(
     token: str, sts: tuple[str, type[_Sts]], reply: tuple[int, bytes, dict[str, str]]

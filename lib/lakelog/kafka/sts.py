@@ -43,7 +43,12 @@ MAX_CLOCK_SKEW: Final = datetime.timedelta(minutes=5)
 MAX_TOKEN_CHARS: Final = 8192
 """Longer tokens are refused unread (a presigned URL with a session token is ~2 KiB)."""
 
-_STS_HOST: Final = re.compile(r"sts(-fips)?(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?")
+_STS_HOST: Final = re.compile(r"sts(-fips)?(\.[a-z]{2}(-[a-z]+)+-[0-9]+)?\.amazonaws\.com(\.cn)?")
+"""STS's global and regional endpoints: ``sts[-fips][.<region>].amazonaws.com[.cn]``, the
+region strictly a region's name, so that no host a customer names (an S3 bucket's website,
+``sts.s3-website-<region>.amazonaws.com``) qualifies."""
+_ARN: Final = re.compile(r"arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[!-~]+")
+_NS: Final = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 _ACTION: Final = {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
 _SIGNED: Final = frozenset(
     {
@@ -178,7 +183,8 @@ class StsCallerIdentity:
                 body = response.read()
         except urllib.error.HTTPError as error:
             raise AuthenticationError(f"STS refused the token (HTTP {error.code})") from None
-        arn = ElementTree.fromstring(body).find(".//{*}Arn")
-        if arn is None or not arn.text:
-            raise AuthenticationError("STS answered without an ARN")
-        return arn.text
+        document = ElementTree.fromstring(body)
+        arn = document.findtext(f"{_NS}GetCallerIdentityResult/{_NS}Arn")
+        if document.tag != f"{_NS}GetCallerIdentityResponse" or not _ARN.fullmatch(arn or ""):
+            raise AuthenticationError("STS answered without a caller's ARN")
+        return str(arn)
