@@ -1,19 +1,23 @@
-"""Topic administration through librdkafka's and kafka-python's admin clients: CreateTopics,
-DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs and IncrementalAlterConfigs
-on lakelog's topics (ADR 0016 §6)."""
+"""Topic administration through librdkafka's, kafka-python's and aiokafka's admin clients:
+CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs and
+IncrementalAlterConfigs on lakelog's topics (ADR 0016 §6)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+import aiokafka.admin
 import confluent_kafka
 import kafka
 import kafka.admin
 import kafka.errors
 import pytest
+from aiokafka.admin.config_resource import ConfigResource as ConfigResourceAio
+from aiokafka.admin.config_resource import ConfigResourceType as ConfigResourceTypeAio
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -350,3 +354,24 @@ def test_kafka_python_alters_configs(
     assert result == {"topic": {"orders": "OK"}}
     config = engine.describe_topic("orders").config
     assert (config["retention_ms"], config["retention_bytes"]) == (1000, 5000)
+
+
+def test_aiokafka_administers_topics(engine: Engine, gateway: RunningGateway) -> None:
+    async def administer() -> list[str]:
+        admin = aiokafka.admin.AIOKafkaAdminClient(bootstrap_servers=gateway.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([aiokafka.admin.NewTopic("orders", 2, 1)])
+            await admin.create_partitions({"orders": aiokafka.admin.NewPartitions(3)})
+            (described,) = await admin.describe_configs(
+                [ConfigResourceAio(ConfigResourceTypeAio.TOPIC, "orders")]
+            )
+            names = [entry[0] for entry in described.resources[0][4]]
+            assert len(engine.describe_topic("orders").partitions) == 3
+            await admin.delete_topics(["orders"])
+            return names
+        finally:
+            await admin.close()
+
+    assert "retention.ms" in asyncio.run(administer())
+    assert engine.list_topics() == []
