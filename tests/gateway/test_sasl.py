@@ -381,3 +381,17 @@ def test_a_contradictory_sasl_configuration_is_refused_at_start(
 ) -> None:
     with pytest.raises(ValueError, match="SASL"):
         KafkaGateway(engine, engine.access_control("allow"), GatewayConfig(**config))
+
+
+def test_a_failed_authentication_is_answered_after_a_delay(start_gateway: StartGateway) -> None:
+    # Kafka's connection.failed.authentication.delay.ms: guessing passwords is slowed.
+    gateway = start_gateway(sasl=True, users=USERS, failed_authentication_delay_seconds=0.3)
+    wire = Wire(gateway.bootstrap)
+    try:
+        _handshake(wire, "PLAIN")
+        started = time.monotonic()
+        answer = _authenticate(wire, b"\0alice\0guess")
+        assert time.monotonic() - started >= 0.3
+        assert answer.error_code == ErrorCode.sasl_authentication_failed
+    finally:
+        wire.close()

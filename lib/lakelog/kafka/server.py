@@ -69,7 +69,9 @@ class GatewayConfig:
     (ADR 0016 §7). ``tls_certificate`` and ``tls_key`` (PEM files) make the listener speak
     TLS (``SASL_SSL``); in AWS the load balancer terminates TLS instead. A connection that
     sends no complete request for ``idle_seconds`` is closed (Kafka's
-    ``connections.max.idle.ms``, 10 minutes); clients reconnect when they need to.
+    ``connections.max.idle.ms``, 10 minutes); clients reconnect when they need to. A
+    refused SASL exchange is answered after ``failed_authentication_delay_seconds`` (Kafka's
+    ``connection.failed.authentication.delay.ms``), which slows guessing passwords.
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +88,7 @@ class GatewayConfig:
     tls_key: str | None = None
     max_frame_bytes: int = MAX_FRAME_BYTES
     idle_seconds: float = 600.0
+    failed_authentication_delay_seconds: float = 0.1
     threads: int = 32
 
 
@@ -197,6 +200,8 @@ class KafkaGateway:
                 if frame is None:
                     return
                 reply = await self._answer(frame, session)
+                if session.closing:  # a refused SASL exchange
+                    await asyncio.sleep(self.config.failed_authentication_delay_seconds)
                 writer.write(reply)
                 await writer.drain()
                 if session.closing:
