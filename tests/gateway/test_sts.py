@@ -261,3 +261,16 @@ def test_a_verified_token_is_not_sent_to_sts_again_while_it_is_valid(token: str)
     with pytest.raises(AuthenticationError):
         authenticator.authenticate(message)
     assert verifier.calls == 1
+
+
+def test_a_token_signed_with_temporary_credentials_carries_the_session_token() -> None:
+    session = boto3.Session(
+        aws_access_key_id="ASIAEXAMPLE",
+        aws_secret_access_key="secret",
+        aws_session_token="session-token",
+        region_name="us-east-1",
+    )
+    token = sts_token(AUDIENCE, session)
+    url = _url(token)
+    assert "X-Amz-Security-Token=session-token" in url
+    assert presigned_request(token, AUDIENCE, _signed_at(url)).url == url
