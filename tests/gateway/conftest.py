@@ -21,14 +21,20 @@ StartGateway = Callable[..., RunningGateway]
 @pytest.fixture
 def start_gateway(engine: Engine) -> Iterator[StartGateway]:
     """Start gateways (on ``engine`` unless another is given; any free port; ACLs allow
-    all unless ``access`` is given); each is stopped when the test ends."""
+    all unless ``access`` is given; OAUTHBEARER verified by ``identity`` if given); each
+    is stopped when the test ends."""
     running: list[RunningGateway] = []
 
-    def start(on: Engine | None = None, access: Any = None, **config: Any) -> RunningGateway:
+    def start(
+        on: Engine | None = None, access: Any = None, identity: Any = None, **config: Any
+    ) -> RunningGateway:
         served = on or engine
         config.setdefault("port", 0)
         gateway = KafkaGateway(
-            served, access or served.access_control("allow"), GatewayConfig(**config)
+            served,
+            access or served.access_control("allow"),
+            GatewayConfig(**config),
+            identity=identity,
         )
         started = RunningGateway(gateway)
         running.append(started)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from lakelog.contract.operations import Operation
     from lakelog.kafka.appends import AppendSignal
+    from lakelog.kafka.sasl import Authenticator
     from lakelog.kafka.server import GatewayConfig
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
@@ -41,6 +42,9 @@ class Services(Protocol):
     advertised_host: str
     advertised_port: int
     node_id: int
+    max_frame_bytes: int
+    authenticators: Mapping[str, Authenticator]
+    """The SASL mechanisms offered, by name."""
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call (a service call) off the event loop."""
@@ -101,6 +105,9 @@ class Session:
     client_id: str | None = None
     authenticated: bool = False
     sasl_mechanism: str | None = None
+    """The mechanism the principal authenticated with (None: not by SASL)."""
+    closing: bool = False
+    """Set by a handler whose answer is the connection's last (a failed authentication)."""
     state: dict[str, Any] = field(default_factory=dict)
     """Per-connection state of handlers that need it (by handler module)."""
     turns: Turns = field(default_factory=Turns)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import fetch, metadata, offsets, versions
+from lakelog.kafka import admin, fetch, metadata, offsets, sasl, topic_configs, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -14,4 +14,12 @@ SERVED: Mapping[int, Api] = registry(
     metadata.API,
     fetch.API,
     offsets.API,
+    admin.CREATE_TOPICS,
+    admin.DELETE_TOPICS,
+    topic_configs.DESCRIBE_CONFIGS,
+    topic_configs.ALTER_CONFIGS,
+    topic_configs.INCREMENTAL_ALTER_CONFIGS,
+    admin.CREATE_PARTITIONS,
+    sasl.HANDSHAKE,
+    sasl.AUTHENTICATE,
 )
