@@ -14,6 +14,7 @@ __all__ = [
     "LeaseFencedError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
+    "PartitionNotFoundError",
     "PayloadTooLargeError",
     "ProducerFencedError",
     "SegmentMissingError",
@@ -46,6 +47,11 @@ class InvalidRequestError(LakelogError):
     """The request is malformed or breaks a documented limit; nothing was changed."""
 
     code = "invalid_request"
+
+
+class PartitionNotFoundError(InvalidRequestError):
+    """The topic has no such partition (an invalid request, as over HTTP; Kafka's
+    UNKNOWN_TOPIC_OR_PARTITION)."""
 
 
 class PayloadTooLargeError(InvalidRequestError):
