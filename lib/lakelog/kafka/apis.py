@@ -66,8 +66,9 @@ class Session:
         return await self.services.run(access.allowed, self.principal, operation, topic)
 
 
-Handler = Callable[[Any, Session], Awaitable["ResponsePayload"]]
-"""Answers one request body of an API (any served version) for a session."""
+Handler = Callable[[Any, Session], Awaitable["ResponsePayload | None"]]
+"""Answers one request body of an API (any served version) for a session; None for a
+request that gets no response at all (Produce with acks=0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,8 @@ class Api:
     """One served API: its key, the versions served, and its handler.
 
     The handler receives the body of the version the client sent (a kio request type of
-    that version) and returns the response type of the same version.
+    that version) and returns the response type of the same version, or None when the
+    protocol sends no response (Produce with ``acks=0``).
     """
 
     key: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import metadata, versions
+from lakelog.kafka import metadata, produce, producer_ids, versions
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -12,4 +12,6 @@ __all__ = ["SERVED"]
 SERVED: Mapping[int, Api] = registry(
     versions.API,
     metadata.API,
+    produce.API,
+    producer_ids.API,
 )

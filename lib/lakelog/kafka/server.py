@@ -151,8 +151,9 @@ class KafkaGateway:
                 if frame is None:
                     return
                 reply = await self._answer(frame, session)
-                writer.write(reply)
-                await writer.drain()
+                if reply is not None:  # None: a request Kafka never answers (acks=0)
+                    writer.write(reply)
+                    await writer.drain()
         except FrameError as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -182,7 +183,7 @@ class KafkaGateway:
         except asyncio.IncompleteReadError:
             raise FrameError(f"the connection closed inside a frame of {size} bytes") from None
 
-    async def _answer(self, frame: bytes, session: Session) -> bytes:
+    async def _answer(self, frame: bytes, session: Session) -> bytes | None:
         key, version, correlation_id = peek_api(frame)
         api = self.apis.get(key)
         if api is None or not api.serves(version):
@@ -192,6 +193,8 @@ class KafkaGateway:
         if not session.authenticated and not api.before_auth:
             raise FrameError(f"API {key} before SASL authentication")
         response = await api.handle(request.body, session)
+        if response is None:
+            return None
         return encode_response(request, response)
 
     def _unsupported(self, frame: bytes, key: int, version: int, correlation_id: int) -> bytes:
