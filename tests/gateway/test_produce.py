@@ -383,6 +383,25 @@ def test_acks_0_appends_and_sends_no_reply_so_the_next_reply_correlates(
     assert [r.value for r in read_all(engine, "fire", 1)] == [b"a", b"b"]
 
 
+def test_a_failed_acks_0_produce_closes_the_connection(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    engine.create_topic("fire", 1)
+    connection = Connection(gateway)
+    try:
+        connection.send(produce_request("missing", {0: batch(b"a")}, acks=0), 1)
+        assert connection.socket.recv(1) == b""  # closed, as Kafka does: no answer to read
+    finally:
+        connection.close()
+    # Other connections carry on
+    connection = Connection(gateway)
+    try:
+        connection.send(produce_request("fire", {0: batch(b"b")}), 2)
+        assert connection.receive(ProduceRequest)[0] == 2
+    finally:
+        connection.close()
+
+
 def test_librdkafka_acks_0_records_arrive(engine: Engine, gateway: RunningGateway) -> None:
     engine.create_topic("fire", 1)
     pairs = keyed(5)

@@ -19,9 +19,23 @@ if TYPE_CHECKING:
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
-__all__ = ["Api", "Handler", "Services", "Session", "registry", "response_type"]
+__all__ = [
+    "Api",
+    "CloseConnection",
+    "Handler",
+    "Services",
+    "Session",
+    "registry",
+    "response_type",
+]
 
 R = TypeVar("R")
+
+
+class CloseConnection(Exception):  # noqa: N818 - an instruction to the server, not an error
+    """Raised by a handler whose request ends the connection instead of being answered:
+    Kafka closes an ``acks=0`` producer's connection when a partition failed, its only
+    way to tell a producer that reads no answers."""
 
 
 class Services(Protocol):

@@ -18,9 +18,11 @@ An error is the partition's: a topic the caller may not produce to is
 TOPIC_AUTHORIZATION_FAILED for each of its partitions (and nothing is read), corrupt
 batches CORRUPT_MESSAGE, message sets older than magic 2 INVALID_RECORD, lakelog's own
 errors through `lakelog.kafka.errors`. ``acks=0`` appends the same way and sends no
-response at all; ``acks=1`` and ``acks=-1`` are the same: an append is durable (in S3 and
-the ledger) before it is acknowledged. Transactions are not served: a request with a
-transactional id is TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition.
+response at all; if a partition failed, the connection is closed instead, as Kafka does
+(the producer's only sign of it: it then refreshes its metadata). ``acks=1`` and
+``acks=-1`` are the same: an append is durable (in S3 and the ledger) before it is
+acknowledged. Transactions are not served: a request with a transactional id is
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from kio.static.protocol import ResponsePayload
 
 from lakelog.contract.operations import Append
 from lakelog.errors import InvalidRequestError, LakelogError
-from lakelog.kafka.apis import Api, Session, response_type
+from lakelog.kafka.apis import Api, CloseConnection, Session, response_type
 from lakelog.kafka.errors import error_code
 from lakelog.kafka.protocol import build, item_type
 from lakelog.kafka.records import RecordsError, read_batches
@@ -186,6 +188,14 @@ async def _handle(body: Any, session: Session) -> ResponsePayload | None:
         refusal = ErrorCode.invalid_required_acks
     answered = await asyncio.gather(*(_topic(session, t, refusal) for t in body.topic_data))
     if body.acks == 0:
+        failed = [
+            f"{name}-{p.index}: {p.error.name}"
+            for name, partitions in answered
+            for p in partitions
+            if p.error is not ErrorCode.none
+        ]
+        if failed:
+            raise CloseConnection(f"an acks=0 Produce failed ({', '.join(failed)})")
         return None
     schema = response_type(body)
     topic_type = item_type(schema, "responses")

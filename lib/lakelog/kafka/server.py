@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
-from lakelog.kafka.apis import Api, Session
+from lakelog.kafka.apis import Api, CloseConnection, Session
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -154,7 +154,7 @@ class KafkaGateway:
                 if reply is not None:  # None: a request Kafka never answers (acks=0)
                     writer.write(reply)
                     await writer.drain()
-        except FrameError as exc:
+        except (FrameError, CloseConnection) as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
