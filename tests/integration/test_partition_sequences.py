@@ -14,7 +14,9 @@ from lakelog import (
     ProducerFencedError,
     Record,
 )
-from lakelog.errors import PartitionNotFoundError, UnknownProducerError
+from lakelog.errors import DuplicateSequenceError, PartitionNotFoundError, UnknownProducerError
+from lakelog.kafka.errors import error_code
+from lakelog.log.chain import PRODUCER_REQUESTS_KEPT
 from lakelog.service.producers import partition_lane
 
 TOPIC = "lanes"
@@ -57,6 +59,19 @@ def test_a_gap_in_a_partition_is_out_of_order(engine: Engine, producer: int) -> 
     engine.append(TOPIC, _records(0, b"a"), _in(0, producer, 0))
     with pytest.raises(OutOfOrderSequenceError):
         engine.append(TOPIC, _records(0, b"c"), _in(0, producer, 5))
+
+
+def test_a_retry_older_than_the_remembered_requests_is_duplicate_sequence(
+    engine: Engine, producer: int
+) -> None:
+    for sequence in range(PRODUCER_REQUESTS_KEPT + 1):
+        engine.append(TOPIC, _records(0, b"%d" % sequence), _in(0, producer, sequence))
+    with pytest.raises(DuplicateSequenceError) as raised:
+        engine.append(TOPIC, _records(0, b"0"), _in(0, producer, 0))
+    # Still invalid_request over HTTP; Kafka's clients take it as an acknowledgement
+    assert raised.value.code == "invalid_request"
+    assert error_code(raised.value).name == "duplicate_sequence_number"
+    assert len(engine.fetch(TOPIC, 0, 0).records) == PRODUCER_REQUESTS_KEPT + 1
 
 
 def test_a_lower_epoch_in_a_partition_is_fenced(engine: Engine, producer: int) -> None:
