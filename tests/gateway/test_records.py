@@ -3,6 +3,8 @@ builder against the reader, and corrupt or unsupported batches refused by name."
 
 from __future__ import annotations
 
+import contextlib
+import random
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from lakelog.kafka.records import (
     CODECS,
     BatchRecord,
     CorruptRecordsError,
+    RecordsError,
     UnsupportedCompressionError,
     UnsupportedMagicError,
     encode_batch,
@@ -209,3 +212,19 @@ def _stored(record: BatchRecord) -> Any:
 
 def _recrc(data: bytearray) -> None:
     struct.pack_into(">I", data, 17, crc32c(bytes(data[21:])))
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_mangled_batches_raise_only_records_errors(codec: str) -> None:
+    # Given valid batches with random bytes changed and the CRC made right again, so the
+    # reader goes past the checksum into sizes, varints and compressed bytes
+    rng = random.Random(codec)
+    data = (DATA / f"librdkafka-{codec}.bin").read_bytes()
+    for _ in range(300):
+        mangled = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            mangled[rng.randrange(21, len(mangled))] = rng.randrange(256)
+        _recrc(mangled)
+        # Then each reads, or fails as corrupt or unsupported: never another exception
+        with contextlib.suppress(RecordsError):
+            read_batches(bytes(mangled))
