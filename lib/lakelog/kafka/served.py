@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lakelog.kafka import admin, fetch, metadata, offsets, sasl, topic_configs, versions
+from lakelog.kafka import (
+    admin,
+    fetch,
+    metadata,
+    offsets,
+    produce,
+    producer_ids,
+    sasl,
+    topic_configs,
+    versions,
+)
 from lakelog.kafka.apis import Api, registry
 
 __all__ = ["SERVED"]
@@ -12,6 +22,8 @@ __all__ = ["SERVED"]
 SERVED: Mapping[int, Api] = registry(
     versions.API,
     metadata.API,
+    produce.API,
+    producer_ids.API,
     fetch.API,
     offsets.API,
     admin.CREATE_TOPICS,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
-from lakelog.kafka.apis import TICKET, Api, Session
+from lakelog.kafka.apis import TICKET, Api, CloseConnection, Session
 from lakelog.kafka.appends import AppendSignal
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
@@ -227,7 +227,7 @@ class KafkaGateway:
                     break
             await answers.put(None)  # what was read is still answered
             await replying
-        except FrameError as exc:
+        except (FrameError, CloseConnection) as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
@@ -251,7 +251,7 @@ class KafkaGateway:
             while (answer := await answers.get()) is not None:
                 try:
                     reply = await answer
-                except FrameError as exc:
+                except (FrameError, CloseConnection) as exc:
                     logger.info(
                         "closing connection from %s: %s", writer.get_extra_info("peername"), exc
                     )
