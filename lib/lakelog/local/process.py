@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 __all__ = ["DevProcess", "start_dev"]
@@ -37,17 +37,24 @@ class DevProcess:
     """One ``lakelog dev`` child process and what its banner said."""
 
     def __init__(
-        self, *args: str, cwd: str | None = None, command: Sequence[str] | None = None
+        self,
+        *args: str,
+        cwd: str | None = None,
+        command: Sequence[str] | None = None,
+        subcommand: str = "dev",
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """Start ``COMMAND dev ARGS`` in ``cwd``; ``command`` defaults to
+        """Start ``COMMAND SUBCOMMAND ARGS`` in ``cwd``; ``command`` defaults to
         ``python -m lakelog.cli`` (give the ``lakelog`` console script to run it as a user
-        does)."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("AWS_ENDPOINT_URL", None)
+        does), ``subcommand`` to ``dev``; ``env`` is added to this process's environment
+        (without ``AWS_ENDPOINT_URL`` unless ``env`` names it)."""
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environ.pop("AWS_ENDPOINT_URL", None)
+        environ.update(env or {})
         self.process = subprocess.Popen(
-            [*(command or (sys.executable, "-m", "lakelog.cli")), "dev", *args],
+            [*(command or (sys.executable, "-m", "lakelog.cli")), subcommand, *args],
             cwd=cwd,
-            env=env,
+            env=environ,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
