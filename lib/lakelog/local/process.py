@@ -30,6 +30,7 @@ _BANNER: Final = {
     "docs_url": re.compile(r"^\s*Docs\s+(http://\S+)\s*$"),
     "s3_endpoint_url": re.compile(r"^\s*S3 endpoint\s+(http://\S+)\s*$"),
     "bucket": re.compile(r"^\s*Bucket\s+(\S+)\s*$"),
+    "kafka": re.compile(r"^\s*Kafka\s+(\S+)"),
 }
 
 
@@ -166,11 +167,18 @@ class DevProcess:
         return self.info["s3_endpoint_url"]
 
     @property
+    def kafka_bootstrap(self) -> str | None:
+        """The Kafka protocol's ``bootstrap.servers``; None when it is off."""
+        value = self.info["kafka"]
+        return None if value == "off" else value
+
+    @property
     def bucket(self) -> str:
         """The segment bucket."""
         return self.info["bucket"]
 
 
 def start_dev(*args: str) -> DevProcess:
-    """``lakelog dev --port 0 ARGS`` started and ready."""
-    return DevProcess("--port", "0", *args).wait_ready()
+    """``lakelog dev --port 0 --kafka-port 0 ARGS`` started and ready (both on free ports:
+    several may run at once)."""
+    return DevProcess("--port", "0", "--kafka-port", "0", *args).wait_ready()
