@@ -14,6 +14,7 @@ import httpx
 from confluent_kafka.admin import AdminClient
 
 from lakelog.local.process import DevProcess
+from lakelog.local.server import LocalService
 from tests.e2e.conftest import create_topic
 
 LAKELOG = Path(sys.executable).parent / "lakelog"
@@ -94,3 +95,15 @@ def refuses_connections(port: int) -> bool:
             return False
     except OSError:
         return True
+
+
+def test_without_a_principal_kafka_connections_must_authenticate() -> None:
+    # As the API answers 401 to requests without a caller, the gateway asks for SASL
+    with LocalService(port=0, kafka_port=0, principal=None, prefix="lakelog-nocaller") as dev:
+        gateway = dev.kafka_gateway
+        assert gateway is not None
+        assert gateway.config.sasl is True
+
+    with LocalService(port=0, prefix="lakelog-nokafka") as off:
+        assert off.kafka_gateway is None
+        assert off.kafka_bootstrap is None
