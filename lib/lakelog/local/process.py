@@ -52,6 +52,7 @@ class DevProcess:
         environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
         environ.pop("AWS_ENDPOINT_URL", None)
         environ.update(env or {})
+        self.name = f"lakelog {subcommand}"
         self.process = subprocess.Popen(
             [*(command or (sys.executable, "-m", "lakelog.cli")), subcommand, *args],
             cwd=cwd,
@@ -95,7 +96,7 @@ class DevProcess:
             ready = len(self.info) == len(_BANNER)
         if not ready:
             self.kill()
-            raise RuntimeError(f"lakelog dev did not start:\n{self.output}")
+            raise RuntimeError(f"{self.name} did not start:\n{self.output}")
         return self
 
     def wait_for_line(self, wanted: Callable[[str], bool], timeout: float = START_TIMEOUT) -> str:
@@ -119,7 +120,7 @@ class DevProcess:
         with self._printed:
             self._printed.wait_for(printed, timeout)
         if not found:
-            raise LookupError(f"lakelog dev printed no such line:\n{self.output}")
+            raise LookupError(f"{self.name} printed no such line:\n{self.output}")
         return found[0]
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
