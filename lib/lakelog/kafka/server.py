@@ -67,6 +67,8 @@ class GatewayConfig:
     sasl: bool = False
     max_frame_bytes: int = MAX_FRAME_BYTES
     threads: int = 32
+    drain_seconds: float = 10.0
+    """How long `KafkaGateway.stop` lets requests in flight finish and answer."""
 
 
 class KafkaGateway:
@@ -105,6 +107,9 @@ class KafkaGateway:
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._answering: set[asyncio.Task[None]] = set()
+        """Connections between reading a request and writing its answer."""
+        self._stopping = False
 
     # Services --------------------------------------------------------------------------
     async def run(self, function: Callable[..., R], *args: Any) -> R:
@@ -124,9 +129,20 @@ class KafkaGateway:
         return port
 
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop listening and close every connection.
+
+        A connection waiting for its next request is closed at once; one answering a
+        request closes after writing the answer, or after `GatewayConfig.drain_seconds`
+        (so that a request the engine committed is answered, and a client does not send
+        it again elsewhere).
+        """
+        self._stopping = True
         if self._server is not None:
             self._server.close()
+        for task in self._connections - self._answering:
+            task.cancel()
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=self.config.drain_seconds)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -150,9 +166,15 @@ class KafkaGateway:
                 frame = await self._read_frame(reader)
                 if frame is None:
                     return
-                reply = await self._answer(frame, session)
-                writer.write(reply)
-                await writer.drain()
+                self._answering.add(task)
+                try:
+                    reply = await self._answer(frame, session)
+                    writer.write(reply)
+                    await writer.drain()
+                finally:
+                    self._answering.discard(task)
+                if self._stopping:
+                    return
         except FrameError as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
