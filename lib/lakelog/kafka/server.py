@@ -99,6 +99,8 @@ class GatewayConfig:
     fetch_poll_ms: int = 250
     """How often a waiting Fetch reads again for appends made by other processes (this
     process's own appends wake it at once)."""
+    drain_seconds: float = 10.0
+    """How long `KafkaGateway.stop` lets requests in flight finish and answer."""
 
 
 class KafkaGateway:
@@ -144,6 +146,10 @@ class KafkaGateway:
         self.appends = AppendSignal()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._drained: dict[asyncio.Task[None], asyncio.Event] = {}
+        """Per connection: set while every request it read is answered."""
+        """Connections between reading a request and writing its answer."""
+        self._stopping = False
 
     # Services --------------------------------------------------------------------------
     async def run(self, function: Callable[..., R], *args: Any) -> R:
@@ -173,10 +179,27 @@ class KafkaGateway:
         return context
 
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop listening and close every connection.
+
+        A connection waiting for its next request is closed at once; one answering
+        requests reads no more and closes once it has written the answers, or after
+        `GatewayConfig.drain_seconds` (so that a request the engine committed is
+        answered, and a client does not send it again elsewhere).
+        """
+        self._stopping = True
         self.appends.stop()
         if self._server is not None:
             self._server.close()
+        busy = []
+        for task, drained in list(self._drained.items()):
+            if drained.is_set():
+                task.cancel()
+            else:
+                busy.append(asyncio.ensure_future(drained.wait()))
+        if busy:
+            await asyncio.wait(busy, timeout=self.config.drain_seconds)
+            for waiting in busy:
+                waiting.cancel()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -198,7 +221,10 @@ class KafkaGateway:
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(
             self.config.max_in_flight
         )
-        replying = asyncio.create_task(self._reply(answers, writer, session))
+        drained = asyncio.Event()
+        drained.set()
+        self._drained[task] = drained
+        replying = asyncio.create_task(self._reply(answers, writer, session, drained))
         try:
             while not replying.done():
                 limit = (
@@ -215,15 +241,18 @@ class KafkaGateway:
                     break
                 if frame is None:
                     break
+                if self._stopping:  # a request read while stopping is not answered
+                    break
                 key, _, _ = peek_api(frame)
                 ticket = session.turns.issue()
                 TICKET.set(ticket)  # the answer's task runs in a copy of this context
                 answer = asyncio.create_task(self._answer(frame, session, ticket))
+                drained.clear()
                 await answers.put(answer)
                 api = self.apis.get(key)
                 if api is None or not api.pipelined or not session.authenticated:
                     await asyncio.wait({answer, replying}, return_when=asyncio.FIRST_COMPLETED)
-                if session.closing:  # a refused SASL exchange: answered, then closed
+                if session.closing or self._stopping:  # a refused SASL exchange; a stop
                     break
             await answers.put(None)  # what was read is still answered
             await replying
@@ -236,6 +265,7 @@ class KafkaGateway:
         finally:
             replying.cancel()
             self._connections.discard(task)
+            self._drained.pop(task, None)
             writer.close()
 
     async def _reply(
@@ -243,6 +273,7 @@ class KafkaGateway:
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
         writer: asyncio.StreamWriter,
         session: Session,
+        drained: asyncio.Event,
     ) -> None:
         """Write the answers in the order their requests came; on a request that cannot be
         answered, drop the rest and close the connection. A refused SASL exchange is
@@ -261,6 +292,8 @@ class KafkaGateway:
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
+                if answers.empty():
+                    drained.set()
                 if session.closing:
                     return
         finally:
