@@ -71,14 +71,7 @@ class HttpApi(Construct):
             environment=platform.trigger_environment(),  # refuses other subscribed functions
         )
         grantee = self.function.function
-        storage = platform.storage
-        storage.grant_read_segments(grantee)
-        storage.grant_write_segments(grantee)
-        storage.grant_ledger_read(grantee)
-        storage.grant_ledger_append(grantee)
-        storage.grant_ledger_delete(grantee)
-        storage.grant_catalog_read(grantee)
-        storage.grant_catalog_write(grantee)
+        platform.storage.grant_engine(grantee)
 
         self.api = apigwv2.HttpApi(
             self,

@@ -16,11 +16,14 @@ from typing import Final
 
 __all__ = [
     "FUNCTIONS_DIR",
+    "GATEWAY_DOCKERFILE",
+    "GATEWAY_STAGING_DIR_NAME",
     "LIB_PACKAGE",
     "REPO_ROOT",
     "STAGING_DIR_NAME",
     "PackagingError",
     "stage_code",
+    "stage_gateway_image",
     "validate_handler",
 ]
 
@@ -29,6 +32,11 @@ LIB_PACKAGE: Final = REPO_ROOT / "lib" / "lakelog"
 FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
 STAGING_DIR_NAME: Final = ".lakelog-code"
 """Directory, inside the assembly output directory, that the asset is staged in."""
+GATEWAY_DOCKERFILE: Final = REPO_ROOT / "docker" / "kafka-gateway" / "Dockerfile"
+"""The Kafka gateway's image (``pip install .[kafka]``; entry point ``lakelog kafka``)."""
+GATEWAY_STAGING_DIR_NAME: Final = ".lakelog-gateway"
+"""Directory, inside the assembly output directory, that the image's context is staged in."""
+_PROJECT_FILES: Final = ("pyproject.toml", "README.md")
 
 _IGNORE: Final = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".DS_Store"
@@ -73,6 +81,35 @@ def stage_code(
     if functions_dir.is_dir():
         shutil.copytree(functions_dir, target / functions_dir.name, ignore=_IGNORE)
     _STAGED[key] = target
+    return target
+
+
+def stage_gateway_image(
+    outdir: Path, *, repo_root: Path = REPO_ROOT, dockerfile: Path = GATEWAY_DOCKERFILE
+) -> Path:
+    """Copy what the gateway's image is built from into ``outdir``; return the copy.
+
+    The build context holds the Dockerfile, ``pyproject.toml``, ``README.md`` (the
+    project's metadata names it) and ``lib/lakelog``, nothing else of the repository: the
+    image's asset hash changes only with them, and synthesis needs no Docker (CDK builds
+    the image when it publishes the asset, at deploy time).
+
+    Raises
+    ------
+    PackagingError
+        If the Dockerfile or a project file is missing.
+    """
+    sources = [dockerfile, *(repo_root / name for name in _PROJECT_FILES)]
+    missing = [str(path) for path in sources if not path.is_file()]
+    if missing:
+        raise PackagingError(f"the gateway image needs {', '.join(missing)}")
+    target = outdir.resolve() / GATEWAY_STAGING_DIR_NAME
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "lib").mkdir(parents=True)
+    for source in sources:
+        shutil.copy2(source, target / source.name)
+    shutil.copytree(repo_root / "lib" / "lakelog", target / "lib" / "lakelog", ignore=_IGNORE)
     return target
 
 

@@ -179,6 +179,21 @@ class Storage(Construct):
         """Let ``grantee`` create, alter and delete topics and hand out producer ids."""
         self._grant_table(grantee, self.catalog_table, _CATALOG_WRITE)
 
+    # -- the engine ----------------------------------------------------------------------
+
+    def grant_engine(self, grantee: iam.IGrantable) -> None:
+        """Let ``grantee`` run every operation a client can ask of the engine (the HTTP
+        API, the Kafka gateway): read and write segments, read, append to and delete from
+        the ledger (a create that loses its race deletes its chain), read and write the
+        catalog. Nothing that lists or deletes segments: that is the compactor's."""
+        self.grant_read_segments(grantee)
+        self.grant_write_segments(grantee)
+        self.grant_ledger_read(grantee)
+        self.grant_ledger_append(grantee)
+        self.grant_ledger_delete(grantee)
+        self.grant_catalog_read(grantee)
+        self.grant_catalog_write(grantee)
+
     # -- construction --------------------------------------------------------------------
 
     def _segments_bucket(self) -> s3.Bucket:

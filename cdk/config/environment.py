@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final, Literal
 
@@ -14,7 +15,7 @@ from config.settings import (
     stack_name,
 )
 
-__all__ = ["LOG_RETENTION_DAYS", "EnvironmentConfig"]
+__all__ = ["FARGATE_SIZES", "LOG_RETENTION_DAYS", "EnvironmentConfig", "KafkaGatewayConfig"]
 
 LOG_RETENTION_DAYS: Final = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
@@ -22,6 +23,19 @@ LOG_RETENTION_DAYS: Final = frozenset(
 )
 """Retention periods CloudWatch Logs accepts, in days."""
 
+FARGATE_SIZES: Final = {
+    256: frozenset({512, 1024, 2048}),
+    512: frozenset(range(1024, 4097, 1024)),
+    1024: frozenset(range(2048, 8193, 1024)),
+    2048: frozenset(range(4096, 16385, 1024)),
+    4096: frozenset(range(8192, 30721, 1024)),
+}
+"""Memory (MiB) Fargate accepts with each CPU size (CPU units, 1024 per vCPU)."""
+
+_CERTIFICATE = re.compile(
+    r"^arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d:\d{12}:certificate/[0-9a-f-]+$"
+)
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _SCHEDULE = re.compile(r"^(rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -29,6 +43,89 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 _FUNCTION_PREFIX = re.compile(
     r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]+$"
 )
+
+
+class KafkaGatewayConfig(BaseModel):
+    """The optional Kafka protocol gateway of an environment (ADR 0016 §8).
+
+    Off by default: it is the one part of lakelog that costs money while idle (a Fargate
+    task and a Network Load Balancer, see docs/operations.md "Kafka gateway").
+
+    Parameters
+    ----------
+    enabled
+        Build the gateway: ECS Fargate tasks (arm64) behind a Network Load Balancer with
+        a TLS listener.
+    min_tasks, max_tasks
+        Bounds of the service's task count; scaling moves between them.
+    cpu, memory_mib
+        Size of one task (CPU units, 1024 per vCPU; a combination Fargate accepts).
+    certificate_arn
+        ACM certificate of the TLS listener, in the environment's region (required when
+        enabled); it must cover ``domain_name``.
+    domain_name
+        The name clients connect to (a DNS record pointing at the load balancer, which the
+        certificate covers); advertised in Metadata and output as the bootstrap address.
+        None: the load balancer's own DNS name (then the certificate must cover it).
+    client_cidrs
+        Networks allowed to reach the listener.
+    sasl
+        Connections must authenticate (SASL, ADR 0016 §7) before any other request.
+    cpu_target_percent
+        Average CPU utilization the service's target tracking keeps.
+    connections_per_task
+        Open client connections per healthy task above which a task is added (twice as
+        many: two); below half of it one is removed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    min_tasks: int = Field(default=1, ge=1, le=100)
+    max_tasks: int = Field(default=4, ge=1, le=100)
+    cpu: int = 256
+    memory_mib: int = 512
+    certificate_arn: str | None = None
+    domain_name: str | None = None
+    client_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    sasl: bool = True
+    cpu_target_percent: int = Field(default=60, ge=10, le=90)
+    connections_per_task: int = Field(default=1000, ge=10)
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _check_certificate(cls, value: str | None) -> str | None:
+        if value is not None and not _CERTIFICATE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an ACM certificate ARN")
+        return value
+
+    @field_validator("domain_name")
+    @classmethod
+    def _check_domain(cls, value: str | None) -> str | None:
+        if value is not None and not _DOMAIN.fullmatch(value):
+            raise ValueError(f"{value!r} is not a lowercase DNS name such as kafka.example.com")
+        return value
+
+    @field_validator("client_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr)  # its ValueError names what is wrong
+        if not value:
+            raise ValueError("name at least one network, or disable the gateway")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> KafkaGatewayConfig:
+        if self.min_tasks > self.max_tasks:
+            raise ValueError("min_tasks must not exceed max_tasks")
+        if self.memory_mib not in FARGATE_SIZES.get(self.cpu, frozenset()):
+            raise ValueError(
+                f"Fargate runs no task of cpu={self.cpu} with memory_mib={self.memory_mib}"
+            )
+        if self.enabled and self.certificate_arn is None:
+            raise ValueError("an enabled gateway needs certificate_arn (its TLS listener's)")
+        return self
 
 
 class EnvironmentConfig(BaseModel):
@@ -92,6 +189,8 @@ class EnvironmentConfig(BaseModel):
         API refuses any other ``function_arn``. Each is a full ARN up to a name prefix,
         e.g. ``arn:aws:lambda:eu-west-1:123456789012:function:orders-``. Empty (the
         default): functions named ``<prefix>-*`` in the stack's account and region.
+    kafka_gateway
+        The optional Kafka protocol gateway (`KafkaGatewayConfig`; off by default).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -121,6 +220,7 @@ class EnvironmentConfig(BaseModel):
     compactor_backlog_alarm_passes: int = Field(default=3, ge=1)
     tracing: bool
     trigger_function_prefixes: tuple[str, ...] = ()
+    kafka_gateway: KafkaGatewayConfig = KafkaGatewayConfig()
 
     @field_validator("name")
     @classmethod
@@ -175,6 +275,9 @@ class EnvironmentConfig(BaseModel):
             raise ValueError("alarm_notifications needs alarms_enabled")
         if self.deletion_protection and self.removal_policy == "destroy":
             raise ValueError("deletion_protection would make removal_policy 'destroy' fail")
+        certificate = self.kafka_gateway.certificate_arn
+        if certificate is not None and f":acm:{self.region}:" not in certificate:
+            raise ValueError(f"kafka_gateway.certificate_arn must be in {self.region}")
         if self.alarms_enabled and self.compactor_pass_minutes is None:
             raise ValueError(
                 "alarms_enabled needs a 'rate(N unit)' compactor_schedule: the L0 backlog "

@@ -12,6 +12,7 @@ from constructs import Construct
 from components.api import HttpApi
 from components.compactor import Compactor
 from components.dispatcher import Dispatcher
+from components.kafka_gateway import KafkaGateway
 from components.monitoring import Monitoring
 from components.nag import add_aws_solutions_checks
 from components.outputs import StableOutputs
@@ -42,7 +43,8 @@ FEATURE_FLAGS: Final[Mapping[str, bool]] = MappingProxyType(
 
 
 class LakelogStack(Stack):
-    """Storage, monitoring, stable outputs and the components of one environment.
+    """Storage, monitoring, stable outputs and the components of one environment (with
+    the Kafka gateway when the environment enables it).
 
     Parameters
     ----------
@@ -87,12 +89,14 @@ class LakelogStack(Stack):
         self.platform = Platform(
             config=config, storage=self.storage, monitoring=self.monitoring, outputs=self.outputs
         )
-        self.components: Mapping[str, Construct] = MappingProxyType(
-            {
-                construct_id: component(self, construct_id, platform=self.platform)
-                for construct_id, component in components
-            }
-        )
+        built = {
+            construct_id: component(self, construct_id, platform=self.platform)
+            for construct_id, component in components
+        }
+        if config.kafka_gateway.enabled:
+            # Optional: the one component that costs money while idle (ADR 0016 §8)
+            built["KafkaGateway"] = KafkaGateway(self, "KafkaGateway", platform=self.platform)
+        self.components: Mapping[str, Construct] = MappingProxyType(built)
 
     def _add_outputs(self) -> None:
         storage = self.storage

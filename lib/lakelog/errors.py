@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CorruptLedgerError",
     "CorruptSegmentError",
+    "DuplicateSequenceError",
     "ForbiddenError",
     "FunctionNotAllowedError",
     "GroupNotEmptyError",
@@ -14,6 +15,7 @@ __all__ = [
     "LeaseFencedError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
+    "PartitionNotFoundError",
     "PayloadTooLargeError",
     "ProducerFencedError",
     "SegmentMissingError",
@@ -46,6 +48,17 @@ class InvalidRequestError(LakelogError):
     """The request is malformed or breaks a documented limit; nothing was changed."""
 
     code = "invalid_request"
+
+
+class DuplicateSequenceError(InvalidRequestError):
+    """An idempotent request retried after more requests of its producer than the state
+    remembers (ADR 0012, 2.2): it was appended, but its offsets are no longer known
+    (Kafka's DUPLICATE_SEQUENCE_NUMBER)."""
+
+
+class PartitionNotFoundError(InvalidRequestError):
+    """The topic has no such partition (an invalid request, as over HTTP; Kafka's
+    UNKNOWN_TOPIC_OR_PARTITION)."""
 
 
 class PayloadTooLargeError(InvalidRequestError):

@@ -92,15 +92,21 @@ class RecordMetadata(NamedTuple):
 class ProducerBatch:
     """Identity of an idempotent producer's request.
 
-    ``sequences`` maps each partition the request touches to the sequence number of the
-    first record it sends there (Kafka's per-partition base sequence). ``sequence`` may be
-    given instead when every record of the request goes to one partition.
+    ``sequence`` numbers the request's first record in the topic (ADR 0012, 2.2);
+    ``sequences``, ledger v1's per-partition map, is accepted with one entry, taken as
+    ``sequence``.
+
+    ``partition`` is for Kafka's clients, which number each partition's records apart: with
+    it set, every record of the request goes to that partition, ``sequence`` numbers them in
+    it, and the producer's state is kept per (producer, topic, partition) under the
+    partition's lane id (`lakelog.service.producers.partition_lane`; ADR 0016, 3).
     """
 
     producer_id: int
     epoch: int
     sequences: dict[int, int] = field(default_factory=dict)
     sequence: int | None = None
+    partition: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

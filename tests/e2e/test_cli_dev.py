@@ -111,7 +111,15 @@ def test_help_lists_the_dev_options() -> None:
         check=True,
     )
 
-    for option in ("--port", "--host", "--principal", "--default-acl", "--compact-every"):
+    for option in (
+        "--port",
+        "--host",
+        "--principal",
+        "--default-acl",
+        "--compact-every",
+        "--kafka-port",
+        "--no-kafka",
+    ):
         assert option in result.stdout
 
 

@@ -4,6 +4,7 @@ moto's SQS as its ports."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
@@ -12,10 +13,13 @@ from typing import Any
 import pytest
 
 from lakelog.client import Client
+from lakelog.contract import operations as ops
+from lakelog.kafka.apis import Session
 from lakelog.local import server as local_server
 from lakelog.local.server import LocalService
 from lakelog.service.invoke import InvokeOutcome
 from lakelog.service.invokers import RoutingInvoker, SqsQueueSender
+from lakelog.types import Record
 from tests.unit.test_local_dispatching import WAIT, Recording
 
 
@@ -56,6 +60,32 @@ def test_records_produced_over_http_reach_the_dispatcher(monkeypatch: pytest.Mon
     )
     assert isinstance(built["sender"], SqsQueueSender)
     assert built["bootstrap_servers"] == "127.0.0.1:9092"
+
+
+def test_appends_through_the_kafka_gateway_reach_the_dispatcher_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the dev server serving the Kafka protocol, with a recording dispatcher
+    dispatcher = Recording()
+    monkeypatch.setattr(local_server, "dispatcher_for", lambda *_a, **_k: dispatcher)
+    with LocalService(port=0, kafka_port=0, prefix=_prefix()) as service:
+        gateway = service.kafka_gateway
+        assert gateway is not None
+        assert service.bootstrap_servers == service.kafka_bootstrap
+        with Client(service.api_url) as client:
+            client.create_topic("orders", partitions=1)
+            topic_id = client.describe_topic("orders").topic_id
+
+        # When a Kafka connection's session appends, as the gateway's Produce does
+        session = Session(gateway, "arn:aws:iam::000000000000:user/local-developer")
+        append = ops.Append("orders", [Record(value=b"hello")])
+        [written] = asyncio.run(session.call(append))
+
+        # Then the dispatcher hears of the topic, as it does of an append over HTTP
+        assert written.offset == 0
+        assert dispatcher.entered.wait(WAIT)
+        assert service.dispatcher.wait_idle(WAIT)
+        assert dispatcher.appended == [[topic_id]]
 
 
 def test_the_dev_server_appends_and_goes_idle_with_whatever_dispatcher_it_has() -> None:

@@ -39,7 +39,9 @@ def test_the_readme_trigger_quick_start_prints_what_it_says(
 
     # Given lakelog dev started as a user does: the console script, in the repository root
     monkeypatch.setenv("PYTHONPATH", str(REPO / "lib"))  # not the root itself
-    with DevProcess("--port", "0", cwd=str(REPO), command=[str(BIN / "lakelog")]) as dev:
+    with DevProcess(
+        "--port", "0", "--kafka-port", "0", cwd=str(REPO), command=[str(BIN / "lakelog")]
+    ) as dev:
         dev.wait_ready()
         # When the README's commands run in a shell with the venv's PATH
         env = {

@@ -23,6 +23,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
     parsed = KafkaEvent(event)
     records = [[r.partition, r.offset, r.decoded_value.decode()] for r in parsed.records]
     topics = sorted({r.topic for r in parsed.records})
-    print(MARKER + json.dumps({"topics": topics, "records": records}), flush=True)
+    # One write, newline included: print() writes the line and its end separately, and the
+    # server's access log (same pipe) could land between them.
+    line = MARKER + json.dumps({"topics": topics, "records": records}) + "\n"
+    print(line, end="", flush=True)
     if any(value == POISON for _, _, value in records):
         raise ValueError("poison record")

@@ -6,12 +6,13 @@ over loopback TCP, as they would to ``lakelog dev`` or a deployed gateway.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from lakelog.kafka import GatewayConfig, KafkaGateway
+from lakelog.kafka.apis import Api
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
 
@@ -21,14 +22,25 @@ StartGateway = Callable[..., RunningGateway]
 @pytest.fixture
 def start_gateway(engine: Engine) -> Iterator[StartGateway]:
     """Start gateways (on ``engine`` unless another is given; any free port; ACLs allow
-    all unless ``access`` is given); each is stopped when the test ends."""
+    all unless ``access`` is given; OAUTHBEARER verified by ``identity`` if given; every
+    served API unless ``apis`` is given); each is stopped when the test ends."""
     running: list[RunningGateway] = []
 
-    def start(on: Engine | None = None, access: Any = None, **config: Any) -> RunningGateway:
+    def start(
+        on: Engine | None = None,
+        access: Any = None,
+        identity: Any = None,
+        apis: Mapping[int, Api] | None = None,
+        **config: Any,
+    ) -> RunningGateway:
         served = on or engine
         config.setdefault("port", 0)
         gateway = KafkaGateway(
-            served, access or served.access_control("allow"), GatewayConfig(**config)
+            served,
+            access or served.access_control("allow"),
+            GatewayConfig(**config),
+            apis,
+            identity=identity,
         )
         started = RunningGateway(gateway)
         running.append(started)

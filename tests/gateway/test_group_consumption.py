@@ -13,19 +13,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import confluent_kafka
 import kafka
 import kafka.structs
 import pytest
 
-from lakelog.kafka import GatewayConfig, KafkaGateway
-from lakelog.kafka.served import SERVED
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
 from lakelog.types import Record
-from tests.gateway.test_fetch import _consumable
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -145,15 +142,6 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > until:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-@pytest.fixture
-def gateway(engine: Engine) -> Iterator[RunningGateway]:
-    """A gateway librdkafka reads record batches v2 from (it lists Produce)."""
-    config = GatewayConfig(port=0)
-    gateway = KafkaGateway(engine, engine.access_control("allow"), config, _consumable(SERVED))
-    with RunningGateway(gateway) as running:
-        yield running
 
 
 @pytest.fixture

@@ -42,13 +42,19 @@ from stacks import LakelogStack, build_app  # noqa: E402
 __all__ = [
     "CDK_DIR",
     "ENVIRONMENTS",
+    "GATEWAY_DOMAIN",
     "PROBE_HANDLER",
     "REPO_ROOT",
     "SynthCache",
     "Synthesized",
     "bare_stack_factory",
     "policy_actions",
+    "with_gateway",
 ]
+
+GATEWAY_CERTIFICATE = "certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+"""The ACM certificate (in each environment's account and region) of the gateway stacks."""
+GATEWAY_DOMAIN = "kafka.example.com"
 
 PROBE_HANDLER = "lakelog.storage.keys.chain_pk"
 """A real function in the code asset; the probe functions are never invoked."""
@@ -158,6 +164,16 @@ def _with_probe(
     return build
 
 
+def with_gateway(config: EnvironmentConfig, **settings: Any) -> EnvironmentConfig:
+    """``config`` with its Kafka gateway enabled (a certificate in its region; ``settings``
+    override the rest)."""
+    certificate = f"arn:aws:acm:{config.region}:123456789012:{GATEWAY_CERTIFICATE}"
+    gateway = {"enabled": True, "certificate_arn": certificate, "domain_name": GATEWAY_DOMAIN}
+    return EnvironmentConfig.model_validate(
+        {**config.model_dump(), "kafka_gateway": {**gateway, **settings}}
+    )
+
+
 class SynthCache:
     """Synthesizes each (kind, environment) once and keeps the result for the session."""
 
@@ -177,12 +193,21 @@ class SynthCache:
         """The stack of ``name`` plus a test HTTP API and state machine (no cdk-nag)."""
         return self._get("watched", name, _with_probe(probe_watched, checks=False))
 
+    def gateway(self, name: str) -> Synthesized:
+        """The real stack of ``name`` with its Kafka gateway enabled (`with_gateway`),
+        checked by cdk-nag."""
+        return self._get("gateway", name, build_app, with_gateway(ENVIRONMENTS[name]))
+
     def _get(
-        self, kind: str, name: str, build: Callable[[App, EnvironmentConfig], LakelogStack]
+        self,
+        kind: str,
+        name: str,
+        build: Callable[[App, EnvironmentConfig], LakelogStack],
+        config: EnvironmentConfig | None = None,
     ) -> Synthesized:
         key = (kind, name)
         if key not in self._cache:
-            config = ENVIRONMENTS[name]
+            config = config or ENVIRONMENTS[name]
             outdir = self._tmp_factory.mktemp(f"cdk-{kind}-{name}")
             app = App(outdir=str(outdir))
             stack = build(app, config)

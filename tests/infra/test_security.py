@@ -14,12 +14,14 @@ from tests.infra.synth import ENVIRONMENTS, SynthCache, Synthesized
 pytestmark = pytest.mark.infra
 
 _KINDS = ("environment", "functions", "watched")
+_GATEWAY_STACKS = [("gateway", "dev"), ("gateway", "prod")]
+"""Stacks with the optional Kafka gateway: alarms off and data destroyed, and the reverse."""
 _WILDCARD_ACTIONS = {"*", "s3:*", "dynamodb:*"}
 
 
 @pytest.fixture(
     scope="module",
-    params=[(kind, name) for kind in _KINDS for name in sorted(ENVIRONMENTS)],
+    params=[(kind, name) for kind in _KINDS for name in sorted(ENVIRONMENTS)] + _GATEWAY_STACKS,
     ids=lambda param: f"{param[0]}-{param[1]}",
 )
 def any_stack(request: pytest.FixtureRequest, synth: SynthCache) -> Synthesized:
@@ -31,7 +33,8 @@ def any_stack(request: pytest.FixtureRequest, synth: SynthCache) -> Synthesized:
 
 @pytest.fixture(
     scope="module",
-    params=[(kind, name) for kind in ("environment", "functions") for name in sorted(ENVIRONMENTS)],
+    params=[(kind, name) for kind in ("environment", "functions") for name in sorted(ENVIRONMENTS)]
+    + _GATEWAY_STACKS,
     ids=lambda param: f"{param[0]}-{param[1]}",
 )
 def checked_stack(request: pytest.FixtureRequest, synth: SynthCache) -> Synthesized:

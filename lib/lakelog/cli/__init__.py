@@ -4,7 +4,9 @@ One click group, one module per command group::
 
     lakelog [--endpoint URL] [--json] COMMAND
     lakelog dev [--port 8080] [--host 127.0.0.1] [--principal ARN] [--default-acl allow|deny]
-                [--compact-every SECONDS]
+                [--compact-every SECONDS] [--kafka-port 9092 | --no-kafka]
+    lakelog kafka [--port 9092] [--host 127.0.0.1] [--advertised-host H] [--advertised-port P]
+                  [--sasl] [--principal P]
     lakelog topic create NAME [--partitions N] [--config KEY=VALUE ...]
     lakelog topic list | describe NAME | delete NAME [--yes]
     lakelog topic alter NAME [--partitions N] [--config KEY=VALUE ...]
@@ -28,6 +30,7 @@ module                    holds
 `lakelog.cli`             the root group (``--endpoint``, ``--json``) and `main`
 `lakelog.cli.common`      settings, errors, parameter types, shared options, tables, progress
 `lakelog.cli.dev`         ``dev`` (loads the local server, boto3 and moto when it runs)
+`lakelog.cli.kafka`       ``kafka`` (loads the gateway, boto3 and the engine when it runs)
 `lakelog.cli.topic`       ``topic create | list | describe | alter | delete``
 `lakelog.cli.produce`     ``produce``
 `lakelog.cli.consume`     ``consume``
@@ -37,8 +40,9 @@ module                    holds
 `lakelog.cli.compact`     ``compact`` (a pass of ``lakelog dev``, run by the dev server)
 ========================  ===================================================================
 
-Every command but ``dev`` talks to the service at ``--endpoint`` (``LAKELOG_ENDPOINT``)
-through `lakelog.client.Client`, so starting one loads neither the engine, pyarrow nor boto3.
+Every command but ``dev`` and ``kafka`` talks to the service at ``--endpoint``
+(``LAKELOG_ENDPOINT``) through `lakelog.client.Client`, so starting one loads neither the
+engine, pyarrow nor boto3.
 Exit status: 0 done; 1 the command failed, reported as one line ``error: CODE: MESSAGE`` on
 stderr (an error of the service, an endpoint that cannot be reached, an input line without
 the key separator); 2 the command line is wrong (click's usage errors).
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import click
 
-from lakelog.cli import bench, compact, consume, dev, group, produce, subscribe, topic
+from lakelog.cli import bench, compact, consume, dev, group, kafka, produce, subscribe, topic
 from lakelog.cli.common import DEFAULT_ENDPOINT, CommandError, Commands, Settings
 
 __all__ = ["DEFAULT_ENDPOINT", "CommandError", "lakelog", "main"]
@@ -88,6 +92,7 @@ for _command in (
     consume.consume,
     dev.dev,
     group.group,
+    kafka.kafka,
     produce.produce,
     subscribe.subscribe,
     topic.topic,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import click
 
 from lakelog.cli.common import DEFAULT_COMPACT_EVERY, DEFAULT_PORT, console, styled
+from lakelog.cli.kafka import DEFAULT_KAFKA_PORT
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,6 +63,14 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     metavar="SECONDS",
     help="Run a compactor pass this often; 0 runs none (lakelog compact still runs one).",
 )
+@click.option(
+    "--kafka-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_KAFKA_PORT,
+    show_default=True,
+    help="Port of the Kafka protocol on --host; 0 picks a free one.",
+)
+@click.option("--no-kafka", is_flag=True, help="Serve no Kafka protocol.")
 @click.option("--quiet", is_flag=True, help="No access log.")
 def dev(
     port: int,
@@ -69,9 +78,14 @@ def dev(
     principal: str,
     default_acl: Literal["allow", "deny"],
     compact_every: float,
+    kafka_port: int,
+    no_kafka: bool,
     quiet: bool,
 ) -> None:
     """Serve the HTTP API on this machine over AWS emulated in-process by moto.
+
+    The Kafka protocol is served beside it (127.0.0.1:9092 unless --kafka-port moves it or
+    --no-kafka turns it off), over the same topics, groups and ACLs.
 
     Stops on Ctrl-C (SIGINT) or SIGTERM; all data lives in memory and is gone after.
     \f
@@ -86,10 +100,13 @@ def dev(
         Decision when no ACL rule matches.
     compact_every
         Seconds between compactor passes over the local storage (0: none).
+    kafka_port, no_kafka
+        Port of the Kafka protocol (0 picks a free one), or none at all.
     quiet
         Whether to skip the access log (one line per request on stderr).
     """
     from lakelog.local.server import (  # noqa: PLC0415 - boto3, moto and the engine
+        KafkaPortError,
         LocalDependencyError,
         LocalService,
     )
@@ -108,6 +125,7 @@ def dev(
         default_acl=default_acl,
         access_log=None if quiet else sys.stderr,
         compact_every=compact_every,
+        kafka_port=None if no_kafka else kafka_port,
     )
     stop = threading.Event()
 
@@ -120,6 +138,11 @@ def dev(
             service.start()
         except LocalDependencyError as exc:
             raise click.ClickException(str(exc)) from None
+        except KafkaPortError as exc:
+            raise click.ClickException(
+                f"cannot serve the Kafka protocol on {host}:{kafka_port}: {exc.strerror or exc}; "
+                "pick another port with --kafka-port (0 picks a free one) or add --no-kafka"
+            ) from None
         except OSError as exc:
             raise click.ClickException(
                 f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
@@ -147,6 +170,12 @@ def _print_banner(out: Console, service: LocalService) -> None:
         ("API", service.api_url),
         ("Docs", service.docs_url),
         ("S3 endpoint", service.s3_endpoint_url),
+        (
+            "Kafka",
+            f"{service.kafka_bootstrap} (bootstrap.servers)"
+            if service.kafka_bootstrap
+            else "off (--no-kafka)",
+        ),
         ("Bucket", service.bucket),
         ("Principal", f"{service.principal or '(none)'} (default ACL: {service.default_acl})"),
         (

@@ -20,13 +20,30 @@ if TYPE_CHECKING:
 
     from lakelog.contract.operations import Operation
     from lakelog.kafka.appends import AppendSignal
+    from lakelog.kafka.sasl import Authenticator
     from lakelog.kafka.server import GatewayConfig
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
-__all__ = ["TICKET", "Api", "Handler", "Services", "Session", "Turns", "registry", "response_type"]
+__all__ = [
+    "TICKET",
+    "Api",
+    "CloseConnection",
+    "Handler",
+    "Services",
+    "Session",
+    "Turns",
+    "registry",
+    "response_type",
+]
 
 R = TypeVar("R")
+
+
+class CloseConnection(Exception):  # noqa: N818 - an instruction to the server, not an error
+    """Raised by a handler whose request ends the connection instead of being answered:
+    Kafka closes an ``acks=0`` producer's connection when a partition failed, its only
+    way to tell a producer that reads no answers."""
 
 
 class Services(Protocol):
@@ -41,6 +58,9 @@ class Services(Protocol):
     advertised_host: str
     advertised_port: int
     node_id: int
+    max_frame_bytes: int
+    authenticators: Mapping[str, Authenticator]
+    """The SASL mechanisms offered, by name."""
 
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call (a service call) off the event loop."""
@@ -101,6 +121,9 @@ class Session:
     client_id: str | None = None
     authenticated: bool = False
     sasl_mechanism: str | None = None
+    """The mechanism the principal authenticated with (None: not by SASL)."""
+    closing: bool = False
+    """Set by a handler whose answer is the connection's last (a failed authentication)."""
     state: dict[str, Any] = field(default_factory=dict)
     """Per-connection state of handlers that need it (by handler module)."""
     turns: Turns = field(default_factory=Turns)
@@ -129,8 +152,8 @@ class Session:
 
 
 Handler = Callable[[Any, Session], Awaitable["ResponsePayload | None"]]
-"""Answers one request body of an API (any served version) for a session; None sends no
-answer (Produce with acks=0)."""
+"""Answers one request body of an API (any served version) for a session; None for a
+request that gets no response at all (Produce with acks=0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +161,8 @@ class Api:
     """One served API: its key, the versions served, and its handler.
 
     The handler receives the body of the version the client sent (a kio request type of
-    that version) and returns the response type of the same version.
+    that version) and returns the response type of the same version, or None when the
+    protocol sends no response (Produce with ``acks=0``).
     """
 
     key: int

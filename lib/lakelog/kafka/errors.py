@@ -11,6 +11,8 @@ __all__ = ["error_code"]
 _CODES: tuple[tuple[type[errors.LakelogError], ErrorCode], ...] = (
     # Most specific first: the first class an error is an instance of decides.
     (errors.PayloadTooLargeError, ErrorCode.message_too_large),
+    (errors.PartitionNotFoundError, ErrorCode.unknown_topic_or_partition),
+    (errors.DuplicateSequenceError, ErrorCode.duplicate_sequence_number),
     (errors.OutOfOrderSequenceError, ErrorCode.out_of_order_sequence_number),
     (errors.InvalidRequestError, ErrorCode.invalid_request),
     (errors.TopicNotFoundError, ErrorCode.unknown_topic_or_partition),

@@ -138,8 +138,10 @@ def build(entity: type[E], **values: Any) -> E:
 
 def item_type(entity: type[Any], field_name: str) -> type[Any]:
     """The element type of a list field of a kio type (``item_type(MetadataResponse,
-    "topics")`` is that version's ``MetadataResponseTopic``)."""
+    "topics")`` is that version's ``MetadataResponseTopic``); nullable lists too."""
     hint = typing.get_type_hints(entity)[field_name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # a nullable list
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     args = typing.get_args(hint)
     if typing.get_origin(hint) is not tuple or not args:
         raise TypeError(f"{entity.__name__}.{field_name} is not a list field")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
-from lakelog.kafka.apis import TICKET, Api, Session
+from lakelog.kafka.apis import TICKET, Api, CloseConnection, Session
 from lakelog.kafka.appends import AppendSignal
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
@@ -33,8 +34,10 @@ from lakelog.kafka.protocol import (
     parse_request,
     peek_api,
 )
+from lakelog.kafka.sasl import Authenticator, OAuthBearerAuthenticator, PlainAuthenticator
 
 if TYPE_CHECKING:
+    from lakelog.kafka.sts import CallerIdentityVerifier
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
 
@@ -46,6 +49,10 @@ R = TypeVar("R")
 
 API_VERSIONS_KEY: Final = 18
 _SIZE: Final = struct.Struct(">i")
+MAX_UNAUTHENTICATED_FRAME_BYTES: Final = 512 * 1024
+"""The largest frame read before SASL authentication completes (Kafka's
+``sasl.server.max.receive.size``): an unauthenticated peer cannot make the gateway buffer
+100 MiB per connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,15 @@ class GatewayConfig:
     deployment, the listening address locally (port 0 binds any free port and advertises
     it). ``default_principal`` is every connection's principal when SASL is off (``lakelog
     dev``); with ``sasl`` on, a connection must authenticate before any other request.
+    SASL/PLAIN is offered when ``users`` (passwords by username) is set, or with
+    ``any_password`` (any password accepted: ``lakelog dev`` only); OAUTHBEARER when the
+    gateway is given a `CallerIdentityVerifier`, its tokens signed for ``audience``
+    (ADR 0016 §7). ``tls_certificate`` and ``tls_key`` (PEM files) make the listener speak
+    TLS (``SASL_SSL``); in AWS the load balancer terminates TLS instead. A connection that
+    sends no complete request for ``idle_seconds`` is closed (Kafka's
+    ``connections.max.idle.ms``, 10 minutes); clients reconnect when they need to. A
+    refused SASL exchange is answered after ``failed_authentication_delay_seconds`` (Kafka's
+    ``connection.failed.authentication.delay.ms``), which slows guessing passwords.
     """
 
     host: str = "127.0.0.1"
@@ -66,9 +82,16 @@ class GatewayConfig:
     node_id: int = 0
     default_principal: str = "local"
     sasl: bool = False
+    users: Mapping[str, str] | None = None
+    any_password: bool = False
+    audience: str = "lakelog"
+    tls_certificate: str | None = None
+    tls_key: str | None = None
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_in_flight: int = 16
     """Requests of one connection read ahead of their answers (pipelined APIs only)."""
+    idle_seconds: float = 600.0
+    failed_authentication_delay_seconds: float = 0.1
     threads: int = 32
     fetch_max_wait_ms: int = 500
     """The longest a Fetch waits for ``min_bytes`` whatever its ``max_wait_ms`` asks
@@ -76,6 +99,8 @@ class GatewayConfig:
     fetch_poll_ms: int = 250
     """How often a waiting Fetch reads again for appends made by other processes (this
     process's own appends wake it at once)."""
+    drain_seconds: float = 10.0
+    """How long `KafkaGateway.stop` lets requests in flight finish and answer."""
 
 
 class KafkaGateway:
@@ -91,6 +116,9 @@ class KafkaGateway:
         Addresses, SASL and limits.
     apis
         The served APIs by key (default: every API of `lakelog.kafka.served`).
+    identity
+        Verifies OAUTHBEARER tokens against STS (`lakelog.kafka.sts.StsCallerIdentity`);
+        None offers no OAUTHBEARER.
     """
 
     def __init__(
@@ -99,6 +127,7 @@ class KafkaGateway:
         access: AccessControl,
         config: GatewayConfig | None = None,
         apis: Mapping[int, Api] | None = None,
+        identity: CallerIdentityVerifier | None = None,
     ) -> None:
         if apis is None:
             from lakelog.kafka.served import SERVED  # noqa: PLC0415 - imports every API
@@ -109,12 +138,18 @@ class KafkaGateway:
         self.config = config or GatewayConfig()
         self.apis = apis
         self.node_id = self.config.node_id
+        self.max_frame_bytes = self.config.max_frame_bytes
+        self.authenticators: Mapping[str, Authenticator] = _authenticators(self.config, identity)
         self.advertised_host = self.config.advertised_host or self.config.host
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
         self.appends = AppendSignal()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._drained: dict[asyncio.Task[None], asyncio.Event] = {}
+        """Per connection: set while every request it read is answered."""
+        """Connections between reading a request and writing its answer."""
+        self._stopping = False
 
     # Services --------------------------------------------------------------------------
     async def run(self, function: Callable[..., R], *args: Any) -> R:
@@ -126,7 +161,7 @@ class KafkaGateway:
     async def start(self) -> int:
         """Listen; returns the bound port (the advertised one follows a port 0 bind)."""
         self._server = await asyncio.start_server(
-            self._serve, self.config.host, self.config.port, limit=2**16
+            self._serve, self.config.host, self.config.port, limit=2**16, ssl=self._tls()
         )
         port = int(self._server.sockets[0].getsockname()[1])
         self.appends.start(self.engine.appender.watch)
@@ -134,11 +169,37 @@ class KafkaGateway:
             self.advertised_port = port
         return port
 
+    def _tls(self) -> ssl.SSLContext | None:
+        certificate, key = self.config.tls_certificate, self.config.tls_key
+        if certificate is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(certificate, key)
+        return context
+
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
+        """Stop listening and close every connection.
+
+        A connection waiting for its next request is closed at once; one answering
+        requests reads no more and closes once it has written the answers, or after
+        `GatewayConfig.drain_seconds` (so that a request the engine committed is
+        answered, and a client does not send it again elsewhere).
+        """
+        self._stopping = True
         self.appends.stop()
         if self._server is not None:
             self._server.close()
+        busy = []
+        for task, drained in list(self._drained.items()):
+            if drained.is_set():
+                task.cancel()
+            else:
+                busy.append(asyncio.ensure_future(drained.wait()))
+        if busy:
+            await asyncio.wait(busy, timeout=self.config.drain_seconds)
+            for waiting in busy:
+                waiting.cancel()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -160,23 +221,42 @@ class KafkaGateway:
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(
             self.config.max_in_flight
         )
-        replying = asyncio.create_task(self._reply(answers, writer))
+        drained = asyncio.Event()
+        drained.set()
+        self._drained[task] = drained
+        replying = asyncio.create_task(self._reply(answers, writer, session, drained))
         try:
             while not replying.done():
-                frame = await self._read_frame(reader)
+                limit = (
+                    self.config.max_frame_bytes
+                    if session.authenticated
+                    else min(self.config.max_frame_bytes, MAX_UNAUTHENTICATED_FRAME_BYTES)
+                )
+                try:
+                    frame = await asyncio.wait_for(
+                        self._read_frame(reader, limit), self.config.idle_seconds
+                    )
+                except TimeoutError:
+                    logger.debug("closing connection from %s: idle", peer)
+                    break
                 if frame is None:
+                    break
+                if self._stopping:  # a request read while stopping is not answered
                     break
                 key, _, _ = peek_api(frame)
                 ticket = session.turns.issue()
                 TICKET.set(ticket)  # the answer's task runs in a copy of this context
                 answer = asyncio.create_task(self._answer(frame, session, ticket))
+                drained.clear()
                 await answers.put(answer)
                 api = self.apis.get(key)
                 if api is None or not api.pipelined or not session.authenticated:
                     await asyncio.wait({answer, replying}, return_when=asyncio.FIRST_COMPLETED)
+                if session.closing or self._stopping:  # a refused SASL exchange; a stop
+                    break
             await answers.put(None)  # what was read is still answered
             await replying
-        except FrameError as exc:
+        except (FrameError, CloseConnection) as exc:
             logger.info("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
@@ -185,27 +265,37 @@ class KafkaGateway:
         finally:
             replying.cancel()
             self._connections.discard(task)
+            self._drained.pop(task, None)
             writer.close()
 
     async def _reply(
         self,
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
         writer: asyncio.StreamWriter,
+        session: Session,
+        drained: asyncio.Event,
     ) -> None:
         """Write the answers in the order their requests came; on a request that cannot be
-        answered, drop the rest and close the connection."""
+        answered, drop the rest and close the connection. A refused SASL exchange is
+        answered after `GatewayConfig.failed_authentication_delay_seconds`, as Kafka does."""
         try:
             while (answer := await answers.get()) is not None:
                 try:
                     reply = await answer
-                except FrameError as exc:
+                except (FrameError, CloseConnection) as exc:
                     logger.info(
                         "closing connection from %s: %s", writer.get_extra_info("peername"), exc
                     )
                     return
+                if session.closing:
+                    await asyncio.sleep(self.config.failed_authentication_delay_seconds)
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
+                if answers.empty():
+                    drained.set()
+                if session.closing:
+                    return
         finally:
             while not answers.empty():
                 left = answers.get_nowait()
@@ -213,8 +303,9 @@ class KafkaGateway:
                     left.cancel()
             writer.close()
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> bytes | None:
-        """The next frame, or None when the client closed between frames."""
+    async def _read_frame(self, reader: asyncio.StreamReader, limit: int) -> bytes | None:
+        """The next frame, or None when the client closed between frames; a size over
+        ``limit`` is refused before any of its bytes is read."""
         try:
             head = await reader.readexactly(_SIZE.size)
         except asyncio.IncompleteReadError as exc:
@@ -222,8 +313,7 @@ class KafkaGateway:
                 return None
             raise FrameError("the connection closed inside a size prefix") from None
         (size,) = _SIZE.unpack(head)
-        if size < 0 or size > self.config.max_frame_bytes:
-            limit = self.config.max_frame_bytes
+        if size < 0 or size > limit:
             raise FrameError(f"a frame of {size} bytes (the limit is {limit})")
         try:
             return await reader.readexactly(size)
@@ -235,12 +325,17 @@ class KafkaGateway:
         try:
             key, version, correlation_id = peek_api(frame)
             api = self.apis.get(key)
+            if (
+                not session.authenticated
+                and key != API_VERSIONS_KEY
+                and not (api and api.before_auth)
+            ):
+                # Before authentication only ApiVersions and SASL are answered, as Kafka does.
+                raise FrameError(f"API {key} before SASL authentication")
             if api is None or not api.serves(version):
                 return self._unsupported(frame, key, version, correlation_id)
             request = parse_request(frame)
             session.client_id = request.client_id
-            if not session.authenticated and not api.before_auth:
-                raise FrameError(f"API {key} before SASL authentication")
             response = await api.handle(request.body, session)
             return None if response is None else encode_response(request, response)
         finally:
@@ -268,6 +363,29 @@ class KafkaGateway:
             raise FrameError(f"API {key} version {version} is not a Kafka request") from None
         request = parse_request(frame)
         return encode_response(request, error_response(key, version, ErrorCode.unsupported_version))
+
+
+def _authenticators(
+    config: GatewayConfig, identity: CallerIdentityVerifier | None
+) -> dict[str, Authenticator]:
+    """The SASL mechanisms ``config`` and ``identity`` offer, by name.
+
+    Raises
+    ------
+    ValueError
+        SASL is required but no mechanism is offered, or passwords are given and any
+        password is accepted too.
+    """
+    if config.users is not None and config.any_password:
+        raise ValueError("SASL/PLAIN either checks users' passwords or accepts any password")
+    offered: list[Authenticator] = []
+    if config.users is not None or config.any_password:
+        offered.append(PlainAuthenticator(None if config.any_password else config.users))
+    if identity is not None:
+        offered.append(OAuthBearerAuthenticator(identity, config.audience))
+    if config.sasl and not offered:
+        raise ValueError("SASL is required but no mechanism is offered (users, identity)")
+    return {authenticator.mechanism: authenticator for authenticator in offered}
 
 
 class RunningGateway:

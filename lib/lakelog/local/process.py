@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 __all__ = ["DevProcess", "start_dev"]
@@ -30,6 +30,7 @@ _BANNER: Final = {
     "docs_url": re.compile(r"^\s*Docs\s+(http://\S+)\s*$"),
     "s3_endpoint_url": re.compile(r"^\s*S3 endpoint\s+(http://\S+)\s*$"),
     "bucket": re.compile(r"^\s*Bucket\s+(\S+)\s*$"),
+    "kafka": re.compile(r"^\s*Kafka\s+(\S+)"),
 }
 
 
@@ -37,17 +38,25 @@ class DevProcess:
     """One ``lakelog dev`` child process and what its banner said."""
 
     def __init__(
-        self, *args: str, cwd: str | None = None, command: Sequence[str] | None = None
+        self,
+        *args: str,
+        cwd: str | None = None,
+        command: Sequence[str] | None = None,
+        subcommand: str = "dev",
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """Start ``COMMAND dev ARGS`` in ``cwd``; ``command`` defaults to
+        """Start ``COMMAND SUBCOMMAND ARGS`` in ``cwd``; ``command`` defaults to
         ``python -m lakelog.cli`` (give the ``lakelog`` console script to run it as a user
-        does)."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("AWS_ENDPOINT_URL", None)
+        does), ``subcommand`` to ``dev``; ``env`` is added to this process's environment
+        (without ``AWS_ENDPOINT_URL`` unless ``env`` names it)."""
+        environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environ.pop("AWS_ENDPOINT_URL", None)
+        environ.update(env or {})
+        self.name = f"lakelog {subcommand}"
         self.process = subprocess.Popen(
-            [*(command or (sys.executable, "-m", "lakelog.cli")), "dev", *args],
+            [*(command or (sys.executable, "-m", "lakelog.cli")), subcommand, *args],
             cwd=cwd,
-            env=env,
+            env=environ,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -87,7 +96,7 @@ class DevProcess:
             ready = len(self.info) == len(_BANNER)
         if not ready:
             self.kill()
-            raise RuntimeError(f"lakelog dev did not start:\n{self.output}")
+            raise RuntimeError(f"{self.name} did not start:\n{self.output}")
         return self
 
     def wait_for_line(self, wanted: Callable[[str], bool], timeout: float = START_TIMEOUT) -> str:
@@ -111,7 +120,7 @@ class DevProcess:
         with self._printed:
             self._printed.wait_for(printed, timeout)
         if not found:
-            raise LookupError(f"lakelog dev printed no such line:\n{self.output}")
+            raise LookupError(f"{self.name} printed no such line:\n{self.output}")
         return found[0]
 
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
@@ -159,11 +168,18 @@ class DevProcess:
         return self.info["s3_endpoint_url"]
 
     @property
+    def kafka_bootstrap(self) -> str | None:
+        """The Kafka protocol's ``bootstrap.servers``; None when it is off."""
+        value = self.info["kafka"]
+        return None if value == "off" else value
+
+    @property
     def bucket(self) -> str:
         """The segment bucket."""
         return self.info["bucket"]
 
 
 def start_dev(*args: str) -> DevProcess:
-    """``lakelog dev --port 0 ARGS`` started and ready."""
-    return DevProcess("--port", "0", *args).wait_ready()
+    """``lakelog dev --port 0 --kafka-port 0 ARGS`` started and ready (both on free ports:
+    several may run at once)."""
+    return DevProcess("--port", "0", "--kafka-port", "0", *args).wait_ready()

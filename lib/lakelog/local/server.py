@@ -51,6 +51,7 @@ from lakelog.api import ApiSettings, make_handler
 from lakelog.api.handler import Handler
 from lakelog.compactor_handler import compactor_for
 from lakelog.dispatcher_handler import DispatcherCalls, dispatcher_for
+from lakelog.kafka.server import GatewayConfig, KafkaGateway, RunningGateway
 from lakelog.local.compaction import COMPACT_PATH, DEFAULT_COMPACT_EVERY, LocalCompactor
 from lakelog.local.dispatching import DEFAULT_RESUME_EVERY, LocalDispatcher
 from lakelog.local.emulation import serialize_moto_dynamodb
@@ -74,6 +75,7 @@ __all__ = [
     "MAX_CHUNK_LINE_BYTES",
     "MAX_CHUNK_METADATA_BYTES",
     "MAX_REQUEST_BYTES",
+    "KafkaPortError",
     "LocalDependencyError",
     "LocalService",
 ]
@@ -117,6 +119,10 @@ _HOP_BY_HOP: Final = frozenset(
 
 class LocalDependencyError(RuntimeError):
     """A package the local server needs (moto) is not installed."""
+
+
+class KafkaPortError(OSError):
+    """The Kafka gateway's port cannot be bound (in use, or not allowed)."""
 
 
 class _Invoker:
@@ -520,6 +526,11 @@ class LocalService:
     resume_every
         Seconds between the trigger dispatcher's ``resume_due`` calls; appends are handed
         to it as they commit (`lakelog.local.dispatching`).
+    kafka_port
+        Port of the Kafka protocol gateway on ``host`` (0 picks a free one, see
+        `kafka_bootstrap` after `start`); None serves no Kafka protocol. The gateway runs
+        on the API's engine, so its appends reach the dispatcher too; every connection is
+        made as ``principal`` without SASL (with None, connections must authenticate).
 
     Examples
     --------
@@ -538,6 +549,7 @@ class LocalService:
         access_log: TextIO | None = None,
         compact_every: float = DEFAULT_COMPACT_EVERY,
         resume_every: float = DEFAULT_RESUME_EVERY,
+        kafka_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -550,8 +562,11 @@ class LocalService:
         """Runs the passes (set by `start`)."""
         self.dispatcher = LocalDispatcher(self._make_dispatcher, resume_every, access_log)
         """Delivers appended records to subscriptions (started by `start`)."""
+        self.kafka_port = kafka_port
         self.bootstrap_servers = "127.0.0.1:9092"
-        """``bootstrapServers`` of the events delivered locally."""
+        """``bootstrapServers`` of the events delivered locally (the gateway's address
+        when it runs)."""
+        self._gateway: RunningGateway | None = None
         self._moto: Any = None
         self._moto_url: str | None = None
         self._api: _ApiServer | None = None
@@ -588,6 +603,17 @@ class LocalService:
         return self._moto_url
 
     @property
+    def kafka_gateway(self) -> KafkaGateway | None:
+        """The Kafka protocol gateway, on the API's engine; None when it is off."""
+        return None if self._gateway is None else self._gateway.gateway
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        """``host:port`` of the Kafka protocol gateway (``bootstrap.servers``); None when
+        it is off."""
+        return None if self._gateway is None else self._gateway.bootstrap
+
+    @property
     def bucket(self) -> str:
         """The bucket holding the segments."""
         return self.names.bucket
@@ -601,7 +627,8 @@ class LocalService:
     def start(self) -> LocalService:
         """Start moto, create the resources and serve the API; returns self.
 
-        The API's port is bound first, so a port in use fails fast.
+        The API's port is bound first, then the Kafka gateway's, so a port in use fails
+        fast.
 
         Raises
         ------
@@ -609,6 +636,8 @@ class LocalService:
             moto (with its server extra) is not installed.
         OSError
             The API's port cannot be bound (in use, or not allowed).
+        KafkaPortError
+            The Kafka gateway's port cannot be bound.
         """
         if self._api is not None:
             return self
@@ -624,7 +653,9 @@ class LocalService:
             self._api = _ApiServer((self.host, self.port), invoke, self.principal, self.access_log)
             self._start_moto()
             create_resources(self._s3_client(), self._dynamodb_client(), self.names)
-            invoke.handler = self._make_handler()
+            engine = self._engine()
+            self._start_gateway(engine)
+            invoke.handler = self._make_handler(engine)
             self.compactor = self._api.compactor = LocalCompactor(
                 self._make_compactor, self.compact_every, self.access_log
             )
@@ -651,6 +682,9 @@ class LocalService:
         compactor, self.compactor = self.compactor, None
         if compactor is not None:
             compactor.stop(DRAIN_SECONDS)
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.stop()
         self.dispatcher.stop(DRAIN_SECONDS)
         api, self._api = self._api, None
         thread, self._api_thread = self._api_thread, None
@@ -734,7 +768,7 @@ class LocalService:
         client: DynamoDBClient = self._client("dynamodb")
         return client
 
-    def _make_handler(self) -> Handler:
+    def _make_handler(self, engine: Engine) -> Handler:
         settings = ApiSettings(
             bucket=self.names.bucket,
             ledger_table=self.names.ledger_table,
@@ -742,8 +776,26 @@ class LocalService:
             default_acl=self.default_acl,
             env="local",
         )
-        engine = self._engine()
         return make_handler(settings, engine=engine)
+
+    def _start_gateway(self, engine: Engine) -> None:
+        """Serve the Kafka protocol on ``engine`` when `kafka_port` is set."""
+        if self.kafka_port is None:
+            return
+        # Without a principal the API answers 401; the gateway then asks for SASL.
+        config = GatewayConfig(
+            host=self.host,
+            port=self.kafka_port,
+            advertised_host=_url_host(self.host).strip("[]"),
+            default_principal=self.principal or "",
+            sasl=self.principal is None,
+        )
+        access = engine.access_control(self.default_acl)
+        try:
+            self._gateway = RunningGateway(KafkaGateway(engine, access, config))
+        except OSError as exc:
+            raise KafkaPortError(exc.errno, exc.strerror or str(exc)) from exc
+        self.bootstrap_servers = self._gateway.bootstrap
 
     def _engine(self) -> Engine:
         """An engine on the local storage whose appends are handed to the dispatcher."""

@@ -36,6 +36,7 @@ from typing import Final
 
 from lakelog.errors import (
     CorruptSegmentError,
+    DuplicateSequenceError,
     InvalidRequestError,
     OutOfOrderSequenceError,
     ProducerFencedError,
@@ -433,8 +434,9 @@ def check_producer(
     ProducerFencedError
         A newer epoch of the producer wrote to the topic.
     InvalidRequestError
-        A remembered sequence retried with other records or another count, or a sequence
-        older than the remembered requests.
+        A remembered sequence retried with other records or another count.
+    DuplicateSequenceError
+        A sequence older than the remembered requests (an `InvalidRequestError`).
     """
     live = _live(state, now_ms)
     if live is None or epoch > live.epoch:
@@ -459,7 +461,7 @@ def check_producer(
     if first_sequence == live.last_sequence + 1:
         return None
     if first_sequence <= live.last_sequence:
-        raise InvalidRequestError(
+        raise DuplicateSequenceError(
             f"producer {producer_id} sequence {first_sequence} is a duplicate older than "
             f"the last {PRODUCER_REQUESTS_KEPT} requests"
         )

@@ -11,7 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Concatenate, Final, ParamSpec, TypeVar
 
-from lakelog.errors import InvalidRequestError, StaleTopicError, TopicNotFoundError
+from lakelog.errors import (
+    InvalidRequestError,
+    PartitionNotFoundError,
+    StaleTopicError,
+    TopicNotFoundError,
+)
 from lakelog.limits import validate_topic_name
 from lakelog.log.codec import SegmentReader
 from lakelog.log.records import ChainItem, ChainMeta
@@ -316,7 +321,7 @@ class EngineContext:
         if isinstance(partition, bool) or not isinstance(partition, int):
             raise InvalidRequestError(f"partition must be an integer, not {partition!r}")
         if not 0 <= partition < topic.partitions:
-            raise InvalidRequestError(
+            raise PartitionNotFoundError(
                 f"partition {partition} does not exist: topic {topic.name!r} has "
                 f"partitions 0..{topic.partitions - 1}"
             )

@@ -56,7 +56,7 @@ from lakelog.log.records import (
     TopicProducerState,
 )
 from lakelog.service.context import EngineContext, retry_if_stale
-from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds
+from lakelog.service.producers import DIRECT_PRINCIPAL, ProducerIds, partition_lane
 from lakelog.storage.keys import chain_pk, l0_segment_key_from_id
 from lakelog.storage.ports import ChainConflict, LedgerStore, TopicRecord
 from lakelog.types import ProducerBatch, Record, RecordMetadata
@@ -236,6 +236,23 @@ def _sequence_of(producer: ProducerBatch) -> int:
     return sequence
 
 
+def _state_id(producer: ProducerBatch, records: Sequence[Record]) -> int:
+    """The id the producer's state is kept under: its own, or with ``partition`` set the
+    lane of that partition (ADR 0016, 3), once every record is checked to go there."""
+    partition = producer.partition
+    if partition is None:
+        return producer.producer_id
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise InvalidRequestError("producer partition must be a non-negative integer")
+    for position, record in enumerate(records):
+        if record.partition != partition:
+            raise InvalidRequestError(
+                f"record {position} is not for partition {partition}, which the producer's "
+                "sequence numbers"
+            )
+    return partition_lane(producer.producer_id, partition)
+
+
 class _ProducerStates:
     """The last producer state this process saw per (topic id, producer id), LRU-bounded."""
 
@@ -375,7 +392,7 @@ class Appender:
         )
         if producer is not None and sequence is not None:
             request.stamp = ProducerStamp(
-                producer.producer_id,
+                _state_id(producer, records),
                 producer.epoch,
                 sequence,
                 len(records),

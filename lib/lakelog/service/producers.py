@@ -14,7 +14,9 @@ passed.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,6 +32,7 @@ __all__ = [
     "ISSUE_ATTEMPTS",
     "REFRESH_AFTER_MS",
     "ProducerIds",
+    "partition_lane",
 ]
 
 DIRECT_PRINCIPAL: Final = "direct"
@@ -46,6 +49,21 @@ BINDINGS_KEPT: Final = 100_000
 
 REFRESH_AFTER_MS: Final = 24 * 3600 * 1000
 """An append refreshes a binding that was issued or last refreshed this long ago."""
+
+
+def partition_lane(producer_id: int, partition: int) -> int:
+    """The id under which a Kafka producer's state in one partition is kept (ADR 0016, 3).
+
+    Kafka's clients number each partition's records from 0, while a lakelog producer
+    numbers the topic's: the gateway appends under ``producer_id`` (whose binding is
+    checked) with the state of each partition kept apart, under this id. It is a keyed
+    hash into the same 1 … 2**63 - 1 range as drawn ids, so it meets another producer's
+    state only with the odds of two random 63-bit ids colliding.
+    """
+    digest = hashlib.blake2b(
+        struct.pack(">qi", producer_id, partition), digest_size=8, person=b"lakelog-lane"
+    ).digest()
+    return (int.from_bytes(digest, "big") >> 1) or 1
 
 
 def _draw_id() -> int:
