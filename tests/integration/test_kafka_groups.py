@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from lakelog import Engine, GroupNotEmptyError, OffsetCommit
+from lakelog import Engine, GroupNotEmptyError, OffsetCommit, ToOffset
 from lakelog.service.kafka_groups import (
     COMPLETING,
     EMPTY,
@@ -523,3 +523,18 @@ def test_a_lakelog_member_may_not_join_beside_live_kafka_members(
     assert engine.join_group(GROUP, ["orders"]).assignments
     # Subscriptions' groups are never Kafka groups: their joins read no Kafka state
     assert groups.members("subscription.orders.s") == ()
+
+
+def test_offsets_are_reset_only_once_the_kafka_members_are_gone(
+    groups: KafkaGroups, engine: Engine
+) -> None:
+    a = _join_new(groups).member_id
+    groups.sync(GROUP, a, 1, {})
+    assert groups.commit(GROUP, a, 1, {("orders", 0): 4}) == {("orders", 0): Outcome.NONE}
+
+    with pytest.raises(GroupNotEmptyError):
+        engine.reset_offsets(GROUP, "orders", ToOffset(0))
+
+    groups.leave(GROUP, [a])
+    assert engine.reset_offsets(GROUP, "orders", "earliest")[0] == 0
+    assert groups.committed(GROUP)[("orders", 0)] == 0

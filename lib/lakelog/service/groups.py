@@ -502,7 +502,8 @@ class GroupCoordinator:
         Raises
         ------
         GroupNotEmptyError
-            A member of the group is live, or one joined during the reset.
+            A member of the group is live (a Kafka consumer of the gateway too), or one
+            joined during the reset.
         """
         group = validate_group_id(group)
         _check_target(to)
@@ -511,6 +512,9 @@ class GroupCoordinator:
         view = GroupView.of(state, self._ctx.clock_ms())
         if view.live:
             raise GroupNotEmptyError(group, tuple(sorted(view.live)))
+        others = tuple(self._other_members(group)) if self._other_members else ()
+        if others:  # Kafka consumers would commit over the reset
+            raise GroupNotEmptyError(group, others)
         targets = self._targets(topic, to)
         if not self._groups.reset_leases(group, self._resets(view, topic, targets)):
             raise GroupNotEmptyError(group)
