@@ -414,7 +414,7 @@ def test_admin_client_lists_and_describes_groups(orders: Engine, gateway: Runnin
             assert description.state == confluent_kafka.ConsumerGroupState.STABLE
             assert description.partition_assignor == "range"
             (only,) = description.members
-            assert only.client_id == "described"
+            assert (only.client_id, only.host) == ("described", "/127.0.0.1")
             assert {tp.partition for tp in only.assignment.topic_partitions} == set(
                 range(PARTITIONS)
             )

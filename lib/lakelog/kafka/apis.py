@@ -124,6 +124,8 @@ class Session:
     """The mechanism the principal authenticated with (None: not by SASL)."""
     closing: bool = False
     """Set by a handler whose answer is the connection's last (a failed authentication)."""
+    client_host: str = ""
+    """The client's address as Kafka reports it (``/127.0.0.1``; DescribeGroups)."""
     state: dict[str, Any] = field(default_factory=dict)
     """Per-connection state of handlers that need it (by handler module)."""
     turns: Turns = field(default_factory=Turns)

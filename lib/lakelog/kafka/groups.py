@@ -138,6 +138,7 @@ async def _join_group(body: Any, session: Session) -> ResponsePayload:
         session_timeout_ms=session_timeout,
         rebalance_timeout_ms=rebalance_timeout,
         client_id=session.client_id or "",
+        client_host=session.client_host,
         instance_id=getattr(body, "group_instance_id", None),
         require_known_member=body.__version__ >= 4,
     )

@@ -212,12 +212,13 @@ class KafkaGateway:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        peer = writer.get_extra_info("peername")
         session = Session(
             self,
             self.config.default_principal,
             authenticated=not self.config.sasl,
+            client_host=f"/{peer[0]}" if peer else "",
         )
-        peer = writer.get_extra_info("peername")
         answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(
             self.config.max_in_flight
         )
