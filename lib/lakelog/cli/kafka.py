@@ -115,7 +115,9 @@ def kafka(
     advertised_host, advertised_port
         The address Metadata names as every partition's leader: the load balancer's.
     sasl
-        Whether connections must authenticate first.
+        Whether connections must authenticate first, with OAUTHBEARER tokens that STS
+        verifies (`lakelog.client.kafka_auth.oauth_callback`) signed for the deployment's
+        environment (LAKELOG_ENVIRONMENT) as audience.
     principal
         The principal of connections when SASL is off.
     log_level
@@ -133,6 +135,7 @@ def kafka(
     logger = _json_logging(log_level.upper())
 
     from lakelog.kafka import GatewayConfig, KafkaGateway  # noqa: PLC0415 - kio, the engine
+    from lakelog.kafka.sts import StsCallerIdentity  # noqa: PLC0415
     from lakelog.service.engine import Engine  # noqa: PLC0415 - boto3
 
     engine = Engine.from_session(settings.names)
@@ -145,8 +148,12 @@ def kafka(
             advertised_port=advertised_port,
             default_principal=principal,
             sasl=sasl,
+            audience=settings.env,
         )
-        gateway = KafkaGateway(engine, access, config)
+        # With SASL, connections authenticate with OAUTHBEARER tokens that STS verifies:
+        # presigned GetCallerIdentity requests signed for this environment (ADR 0016 §7).
+        identity = StsCallerIdentity() if sasl else None
+        gateway = KafkaGateway(engine, access, config, identity=identity)
         try:
             asyncio.run(_serve(gateway, logger, settings.env))
         except OSError as exc:
@@ -173,6 +180,7 @@ async def _serve(gateway: KafkaGateway, logger: logging.Logger, env: str) -> Non
                 "listening": f"{gateway.config.host}:{port}",
                 "bootstrap": f"{gateway.advertised_host}:{gateway.advertised_port}",
                 "sasl": gateway.config.sasl,
+                "audience": gateway.config.audience,
                 "environment": env,
             },
         )
