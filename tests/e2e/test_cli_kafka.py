@@ -138,7 +138,14 @@ def test_help_lists_the_kafka_options() -> None:
         [str(LAKELOG), "kafka", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
 
-    for option in ("--port", "--host", "--advertised-host", "--advertised-port", "--sasl"):
+    for option in (
+        "--port",
+        "--host",
+        "--advertised-host",
+        "--advertised-port",
+        "--sasl",
+        "--append-linger-ms",
+    ):
         assert option in result.stdout
     assert "LAKELOG_KAFKA_ADVERTISED_HOST" in result.stdout
 
@@ -172,4 +179,5 @@ def test_with_sasl_it_offers_oauthbearer_signed_for_its_environment(moto_url: st
     assert list(answer.mechanisms) == ["OAUTHBEARER"]
     assert started["sasl"] is True
     assert started["audience"] == "staging"
+    assert started["append_linger_ms"] == 250
     assert code == 0, gateway.output

@@ -28,12 +28,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from lakelog.errors import InvalidRequestError
-from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
+from lakelog.limits import (
+    KAFKA_APPEND_LINGER_MS,
+    MAX_APPEND_BYTES,
+    MAX_APPEND_RECORDS,
+    record_size,
+)
 from lakelog.types import Record, RecordMetadata
 
 __all__ = ["DEFAULT_LINGER_MS", "AppendBatcher", "AppendFn"]
 
-DEFAULT_LINGER_MS: Final = 250
+DEFAULT_LINGER_MS: Final = KAFKA_APPEND_LINGER_MS
 """How long a gateway holds a topic's first pending records before appending them."""
 
 AppendFn = Callable[[str, Sequence[Record]], Awaitable[list[RecordMetadata]]]
