@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ENV ?= dev
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: install dev test test-py312 unit lint format bench synth deploy cdk-cli clean
+.PHONY: install tools dev test test-py312 unit lint format bench synth deploy cdk-cli clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,12 +17,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# kcat (Debian's package) for the README's Kafka quick start and its test; installed with
+# apt-get where the machine can (as root, or with sudo), else a note says how.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+tools:
+	@command -v kcat >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { $(SUDO) apt-get install -y -qq kcat >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -qq >/dev/null 2>&1 && $(SUDO) apt-get install -y -qq kcat >/dev/null 2>&1; }; }; } || \
+	  echo "kcat is not installed (apt-get install kcat): the Kafka quick start's test needs it"
+
 # The local API over in-process moto; e.g. `make dev DEV_ARGS="--port 0 --default-acl deny"`.
 DEV_ARGS ?=
-dev: $(STAMP)
+dev: $(STAMP) tools
 	$(BIN)/lakelog dev $(DEV_ARGS)
 
-test: $(STAMP) lint
+test: $(STAMP) lint tools
 	$(BIN)/python -m pytest -n 2 tests
 
 # Lambda runs Python 3.12: the unit and integration suites run on it too, in .venv312.

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_FETCH_RECORDS",
     "DEFAULT_SESSION_TIMEOUT_MS",
     "DYNAMODB_ITEM_BYTES",
+    "KAFKA_APPEND_LINGER_MS",
     "MAX_ACL_RULE_KEY_BYTES",
     "MAX_API_FETCH_BYTES",
     "MAX_API_FETCH_MANY_BYTES",
@@ -65,6 +66,10 @@ DEFAULT_FETCH_RECORDS: Final = 500
 
 DEFAULT_FETCH_BYTES: Final = 1024 * 1024
 """``max_bytes`` of a fetch that does not say."""
+
+KAFKA_APPEND_LINGER_MS: Final = 250
+"""How long a Kafka gateway holds a topic's plain Produce records for others to share one
+append (ADR 0016 §3.1; ``lakelog kafka --append-linger-ms``)."""
 
 MAX_FETCH_RECORDS: Final = 10_000
 """Upper bound of ``max_records`` in one fetch."""

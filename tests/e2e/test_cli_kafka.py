@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from kio.schema.errors import ErrorCode
+from kio.schema.sasl_handshake.v1.request import SaslHandshakeRequest
 from moto.server import ThreadedMotoServer
 
 from lakelog.local import serialize_moto_dynamodb
@@ -20,6 +22,7 @@ from lakelog.local.process import DevProcess
 from lakelog.service.engine import Engine
 from lakelog.storage.keys import ResourceNames
 from lakelog.storage.resources import create_resources
+from tests.gateway.wire import Wire
 from tests.support import emulated_client
 
 LAKELOG = Path(sys.executable).parent / "lakelog"
@@ -135,6 +138,46 @@ def test_help_lists_the_kafka_options() -> None:
         [str(LAKELOG), "kafka", "--help"], capture_output=True, text=True, timeout=60, check=True
     )
 
-    for option in ("--port", "--host", "--advertised-host", "--advertised-port", "--sasl"):
+    for option in (
+        "--port",
+        "--host",
+        "--advertised-host",
+        "--advertised-port",
+        "--sasl",
+        "--append-linger-ms",
+    ):
         assert option in result.stdout
     assert "LAKELOG_KAFKA_ADVERTISED_HOST" in result.stdout
+
+
+def test_with_sasl_it_offers_oauthbearer_signed_for_its_environment(moto_url: str) -> None:
+    # Given the gateway of a deployment whose connections must authenticate (as the
+    # Fargate task runs it)
+    gateway = DevProcess(
+        "--port",
+        "0",
+        "--sasl",
+        subcommand="kafka",
+        command=[str(LAKELOG)],
+        env={**deployment(moto_url), "LAKELOG_ENVIRONMENT": "staging"},
+    )
+    try:
+        started = json.loads(gateway.wait_for_line(lambda line: '"bootstrap"' in line))
+        # When a client asks which mechanisms it offers
+        wire = Wire(str(started["bootstrap"]))
+        try:
+            answer = wire.call(SaslHandshakeRequest(mechanism="PLAIN"))
+        finally:
+            wire.close()
+        gateway.interrupt(signal.SIGTERM)
+        code = gateway.wait_exit(EXIT_BACKSTOP_SECONDS)
+    finally:
+        gateway.kill()
+
+    # Then it offers OAUTHBEARER (STS-signed tokens), and says for which audience
+    assert answer.error_code == ErrorCode.unsupported_sasl_mechanism
+    assert list(answer.mechanisms) == ["OAUTHBEARER"]
+    assert started["sasl"] is True
+    assert started["audience"] == "staging"
+    assert started["append_linger_ms"] == 250
+    assert code == 0, gateway.output

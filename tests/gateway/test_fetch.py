@@ -915,3 +915,23 @@ def test_every_served_list_offsets_version_answers_and_encodes(
     assert reply.__version__ == version
     assert reply.topics[0].partitions[0].offset == 3
     encode_response(Request(2, version, 7, None, request), reply)
+
+
+def test_a_waiting_fetch_answers_at_once_when_the_gateway_stops(engine: Engine) -> None:
+    engine.create_topic("orders", 1)
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        waiting = asyncio.create_task(
+            fetch_api.API.handle(_fetch_request("orders", 0, 0, max_wait_ms=60_000), session)
+        )
+        await watched.asked.wait()
+        watched.stop()  # what stopping the gateway does first
+        # far sooner than the wait (60 s) and the poll (60 s): the stop woke it
+        return await asyncio.wait_for(waiting, DEADLINE_S)
+
+    reply = asyncio.run(
+        _on_gateway(engine, scenario, fetch_max_wait_ms=60_000, fetch_poll_ms=60_000)
+    )
+    (part,) = reply.responses[0].partitions
+    assert part.error_code == ErrorCode.none
+    assert not part.records  # nothing to read: answered empty

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 import click
 
 from lakelog.cli.common import CommandError
+from lakelog.limits import KAFKA_APPEND_LINGER_MS
 
 if TYPE_CHECKING:
     from lakelog.kafka import KafkaGateway
@@ -83,6 +84,15 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
     help="Principal of every connection without SASL; lakelog's ACLs apply to it.",
 )
 @click.option(
+    "--append-linger-ms",
+    type=click.IntRange(0, 10_000),
+    default=KAFKA_APPEND_LINGER_MS,
+    show_default=True,
+    envvar="LAKELOG_KAFKA_APPEND_LINGER_MS",
+    show_envvar=True,
+    help="How long plain Produce records of a topic wait to share one append (ADR 0016 §3.1).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -98,6 +108,7 @@ def kafka(
     advertised_port: int | None,
     sasl: bool,
     principal: str,
+    append_linger_ms: int,
     log_level: str,
 ) -> None:
     """Serve the Kafka protocol over the deployment named by the environment.
@@ -115,9 +126,13 @@ def kafka(
     advertised_host, advertised_port
         The address Metadata names as every partition's leader: the load balancer's.
     sasl
-        Whether connections must authenticate first.
+        Whether connections must authenticate first, with OAUTHBEARER tokens that STS
+        verifies (`lakelog.client.kafka_auth.oauth_callback`) signed for the deployment's
+        environment (LAKELOG_ENVIRONMENT) as audience.
     principal
         The principal of connections when SASL is off.
+    append_linger_ms
+        How long a topic's plain Produce records wait for others to share an append.
     log_level
         Lowest level logged.
     """
@@ -133,6 +148,7 @@ def kafka(
     logger = _json_logging(log_level.upper())
 
     from lakelog.kafka import GatewayConfig, KafkaGateway  # noqa: PLC0415 - kio, the engine
+    from lakelog.kafka.sts import StsCallerIdentity  # noqa: PLC0415
     from lakelog.service.engine import Engine  # noqa: PLC0415 - boto3
 
     engine = Engine.from_session(settings.names)
@@ -145,8 +161,13 @@ def kafka(
             advertised_port=advertised_port,
             default_principal=principal,
             sasl=sasl,
+            audience=settings.env,
+            append_linger_ms=append_linger_ms,
         )
-        gateway = KafkaGateway(engine, access, config)
+        # With SASL, connections authenticate with OAUTHBEARER tokens that STS verifies:
+        # presigned GetCallerIdentity requests signed for this environment (ADR 0016 §7).
+        identity = StsCallerIdentity() if sasl else None
+        gateway = KafkaGateway(engine, access, config, identity=identity)
         try:
             asyncio.run(_serve(gateway, logger, settings.env))
         except OSError as exc:
@@ -173,6 +194,8 @@ async def _serve(gateway: KafkaGateway, logger: logging.Logger, env: str) -> Non
                 "listening": f"{gateway.config.host}:{port}",
                 "bootstrap": f"{gateway.advertised_host}:{gateway.advertised_port}",
                 "sasl": gateway.config.sasl,
+                "audience": gateway.config.audience,
+                "append_linger_ms": gateway.config.append_linger_ms,
                 "environment": env,
             },
         )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from lakelog.contract.operations import Operation
     from lakelog.kafka.appends import AppendSignal
+    from lakelog.kafka.batching import AppendBatcher
     from lakelog.kafka.sasl import Authenticator
     from lakelog.kafka.server import GatewayConfig
     from lakelog.service.acl import AccessControl
@@ -55,6 +56,7 @@ class Services(Protocol):
     apis: Mapping[int, Api]
     config: GatewayConfig
     appends: AppendSignal
+    batcher: AppendBatcher
     advertised_host: str
     advertised_port: int
     node_id: int

@@ -27,6 +27,8 @@ class AppendSignal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: asyncio.Future[None] | None = None
         self._unwatch: Callable[[], None] | None = None
+        self.stopped = False
+        """The gateway is stopping: waiting fetches answer with what they have."""
 
     def start(self, watch: Callable[[Callable[[str], None]], Callable[[], None]]) -> None:
         """Listen on the running loop to the appends ``watch`` reports (`Appender.watch`)."""
@@ -34,10 +36,12 @@ class AppendSignal:
         self._unwatch = watch(self.appended)
 
     def stop(self) -> None:
-        """Stop listening."""
+        """Stop listening, and wake every waiting fetch (on the event loop)."""
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
+        self.stopped = True
+        self._wake()
 
     def next(self) -> asyncio.Future[None]:
         """A future resolved at the next append (shared by every fetch waiting for it)."""

@@ -28,12 +28,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from lakelog.errors import InvalidRequestError
-from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
+from lakelog.limits import (
+    KAFKA_APPEND_LINGER_MS,
+    MAX_APPEND_BYTES,
+    MAX_APPEND_RECORDS,
+    record_size,
+)
 from lakelog.types import Record, RecordMetadata
 
 __all__ = ["DEFAULT_LINGER_MS", "AppendBatcher", "AppendFn"]
 
-DEFAULT_LINGER_MS: Final = 250
+DEFAULT_LINGER_MS: Final = KAFKA_APPEND_LINGER_MS
 """How long a gateway holds a topic's first pending records before appending them."""
 
 AppendFn = Callable[[str, Sequence[Record]], Awaitable[list[RecordMetadata]]]
@@ -94,6 +99,11 @@ class AppendBatcher:
     async def append(self, topic: str, records: Sequence[Record]) -> list[RecordMetadata]:
         """Append ``records`` to ``topic`` with whatever else arrives within the linger;
         where they landed, in order. Raises what the append raised."""
+        return await self.submit(topic, records)
+
+    def submit(self, topic: str, records: Sequence[Record]) -> asyncio.Future[list[RecordMetadata]]:
+        """Add ``records`` to ``topic``'s open batch now (a caller that must keep its
+        requests in order submits them in that order) and return where they will land."""
         if not records:
             raise InvalidRequestError("an append needs at least one record")
         size = sum(record_size(r.key, r.value, r.headers) for r in records)
@@ -116,7 +126,7 @@ class AppendBatcher:
         batch.count += len(records)
         if batch.size >= self.max_bytes or batch.count >= self.max_records:
             batch.full.set()
-        return await answer
+        return answer
 
     def _fits(self, batch: _Batch, pending: _Pending) -> bool:
         return (

@@ -178,7 +178,7 @@ async def _handle(body: Any, session: Session) -> ResponsePayload:
         woken = services.appends.next()  # before the read: no append is missed
         size = await _read(session, wanted, body.max_bytes)
         left = deadline - time.monotonic()
-        if _answered(wanted, min_bytes, size) or left <= 0:
+        if _answered(wanted, min_bytes, size) or left <= 0 or services.appends.stopped:
             break
         await asyncio.wait([woken], timeout=min(poll_s, left))
     # encoding megabytes of records takes tens of ms: off the loop other connections share

@@ -4,11 +4,12 @@ Each partition's ``records`` are read (`lakelog.kafka.records`: CRC-32C checked,
 Kafka's codecs) into lakelog records with an explicit partition and the batch's
 CreateTime timestamps, then appended with `Append`, as the session's principal:
 
-- the partitions of a topic sent without a producer id are appended together, as one
-  request (one segment PUT and one chain item, however many partitions), in chunks within
-  lakelog's per-append limits; if that append is refused as bad input (a partition the
-  topic lacks, a record too large), each partition is appended alone instead, so that
-  only the faulty ones fail, as in Kafka;
+- the partitions of a topic sent without a producer id join the topic's open batch
+  (`lakelog.kafka.batching`: every connection's plain records of the topic within
+  `GatewayConfig.append_linger_ms`, one segment PUT and one chain item, however many
+  partitions and requests), in chunks within lakelog's per-append limits; if that append
+  is refused as bad input (a partition the topic lacks, a record too large), each
+  partition is appended alone instead, so that only the faulty ones fail, as in Kafka;
 - a partition sent by an idempotent producer is appended alone, with the batch's
   producer id, epoch and base sequence, and ``partition`` set: lakelog keeps that
   producer's state in that partition apart (its lane, ADR 0016 §3), so a retried batch is
@@ -28,7 +29,7 @@ TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -123,14 +124,13 @@ async def _append_one(session: Session, topic: str, partition: _Partition) -> No
     partition.base_offset = results[0].offset
 
 
-async def _append_together(session: Session, topic: str, partitions: list[_Partition]) -> None:
-    """Append the partitions as one request; alone each when that one is bad input."""
-    if len(partitions) == 1:
-        await _append_one(session, topic, partitions[0])
-        return
-    records = [record for partition in partitions for record in partition.records]
+async def _append_together(
+    session: Session, topic: str, partitions: list[_Partition], landed: Awaitable[Any]
+) -> None:
+    """Answer the partitions of one chunk from their batched append (``landed``: where
+    their records landed, in order); alone each when that append was bad input."""
     try:
-        results = await session.call(Append(topic, records))
+        results = await landed
     except InvalidRequestError:
         await asyncio.gather(*(_append_one(session, topic, p) for p in partitions))
         return
@@ -162,7 +162,10 @@ def _chunks(partitions: list[_Partition]) -> list[list[_Partition]]:
     return chunks
 
 
-async def _topic(session: Session, topic: Any, refusal: ErrorCode) -> tuple[str, list[_Partition]]:
+async def _read_topic(
+    session: Session, topic: Any, refusal: ErrorCode
+) -> tuple[str, list[_Partition]]:
+    """A topic's partitions read (off the event loop), or refused."""
     name = str(topic.name)
     if refusal is ErrorCode.none and not await session.allowed("produce", name):
         refusal = ErrorCode.topic_authorization_failed
@@ -170,14 +173,30 @@ async def _topic(session: Session, topic: Any, refusal: ErrorCode) -> tuple[str,
         return name, [
             _Partition(int(data.index), [], error=refusal) for data in topic.partition_data
         ]
-    partitions = await session.services.run(_read_all, topic.partition_data)
-    valid = [p for p in partitions if p.error is ErrorCode.none]
-    plain = [p for p in valid if p.producer is None]
-    await asyncio.gather(
-        *(_append_together(session, name, chunk) for chunk in _chunks(plain)),
-        *(_append_one(session, name, p) for p in valid if p.producer is not None),
-    )
-    return name, partitions
+    return name, await session.services.run(_read_all, topic.partition_data)
+
+
+async def _append(session: Session, topics: list[tuple[str, list[_Partition]]]) -> None:
+    """Append every valid partition of the request.
+
+    In the connection's order (`Session.in_order`): plain partitions join their topic's
+    open batch (`AppendBatcher`), and idempotent ones are appended, one after another, so
+    a producer's pipelined requests reach the ledger in the order it sent them. Then the
+    batches are awaited, outside the order, so that later requests join them.
+    """
+    waiting: list[Awaitable[None]] = []
+    batcher = session.services.batcher
+    async with session.in_order():
+        for name, partitions in topics:
+            valid = [p for p in partitions if p.error is ErrorCode.none]
+            for chunk in _chunks([p for p in valid if p.producer is None]):
+                records = [record for partition in chunk for record in partition.records]
+                landed = batcher.submit(name, records)
+                waiting.append(_append_together(session, name, chunk, landed))
+            for partition in valid:
+                if partition.producer is not None:
+                    await _append_one(session, name, partition)
+    await asyncio.gather(*waiting)
 
 
 async def _handle(body: Any, session: Session) -> ResponsePayload | None:
@@ -186,7 +205,8 @@ async def _handle(body: Any, session: Session) -> ResponsePayload | None:
         refusal = ErrorCode.transactional_id_authorization_failed
     elif body.acks not in _ACKS:
         refusal = ErrorCode.invalid_required_acks
-    answered = await asyncio.gather(*(_topic(session, t, refusal) for t in body.topic_data))
+    answered = await asyncio.gather(*(_read_topic(session, t, refusal) for t in body.topic_data))
+    await _append(session, answered)
     if body.acks == 0:
         failed = [
             f"{name}-{p.index}: {p.error.name}"
@@ -224,4 +244,4 @@ async def _handle(body: Any, session: Session) -> ResponsePayload | None:
     )
 
 
-API = Api(0, MIN_VERSION, MAX_VERSION, _handle)
+API = Api(0, MIN_VERSION, MAX_VERSION, _handle, pipelined=True)

@@ -15,7 +15,7 @@ import logging
 import ssl
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
 
+from lakelog.contract.operations import Append
 from lakelog.kafka.apis import TICKET, Api, CloseConnection, Session
 from lakelog.kafka.appends import AppendSignal
+from lakelog.kafka.batching import DEFAULT_LINGER_MS, AppendBatcher
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -35,11 +37,13 @@ from lakelog.kafka.protocol import (
     peek_api,
 )
 from lakelog.kafka.sasl import Authenticator, OAuthBearerAuthenticator, PlainAuthenticator
+from lakelog.limits import MAX_APPEND_BYTES
 
 if TYPE_CHECKING:
     from lakelog.kafka.sts import CallerIdentityVerifier
     from lakelog.service.acl import AccessControl
     from lakelog.service.engine import Engine
+    from lakelog.types import Record, RecordMetadata
 
 __all__ = ["GatewayConfig", "KafkaGateway", "RunningGateway"]
 
@@ -99,6 +103,11 @@ class GatewayConfig:
     fetch_poll_ms: int = 250
     """How often a waiting Fetch reads again for appends made by other processes (this
     process's own appends wake it at once)."""
+    append_linger_ms: float = DEFAULT_LINGER_MS
+    """How long Produce requests' plain records wait for others of their topic to share
+    one append (ADR 0016 §3.1); 0 appends each request alone."""
+    append_batch_bytes: int = MAX_APPEND_BYTES
+    """A topic's batch is appended as soon as it holds this many record bytes."""
     drain_seconds: float = 10.0
     """How long `KafkaGateway.stop` lets requests in flight finish and answer."""
 
@@ -144,14 +153,21 @@ class KafkaGateway:
         self.advertised_port = self.config.advertised_port or self.config.port
         self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kafka")
         self.appends = AppendSignal()
+        self.batcher = AppendBatcher(
+            self._append, self.config.append_linger_ms, self.config.append_batch_bytes
+        )
+        """Plain Produce records of every connection, batched per topic."""
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._drained: dict[asyncio.Task[None], asyncio.Event] = {}
         """Per connection: set while every request it read is answered."""
-        """Connections between reading a request and writing its answer."""
         self._stopping = False
 
     # Services --------------------------------------------------------------------------
+    async def _append(self, topic: str, records: Sequence[Record]) -> list[RecordMetadata]:
+        """One batch of plain records (no producer id: no principal decides anything)."""
+        return await self.run(self.engine.call, Append(topic, records))
+
     async def run(self, function: Callable[..., R], *args: Any) -> R:
         """Run a blocking call on the gateway's threads."""
         loop = asyncio.get_running_loop()

@@ -789,6 +789,9 @@ class LocalService:
             advertised_host=_url_host(self.host).strip("[]"),
             default_principal=self.principal or "",
             sasl=self.principal is None,
+            # Without a principal each connection names its own with SASL/PLAIN (the
+            # username); locally any password is accepted (ADR 0016 §7).
+            any_password=self.principal is None,
         )
         access = engine.access_control(self.default_acl)
         try:

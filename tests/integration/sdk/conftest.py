@@ -101,6 +101,10 @@ def tick(
         wait_until(lambda: all(heartbeated(c, clock) for c in consumers))
 
 
+_INVOKING = threading.Lock()
+"""Held while any `HandlerSender` of the process runs its handler."""
+
+
 class HandlerSender:
     """Sends each request to the API handler in-process, as API Gateway would deliver it.
 
@@ -108,14 +112,16 @@ class HandlerSender:
     ``principal`` as the IAM caller; the handler's proxy reply becomes the HTTP reply.
     ``before`` runs ahead of each request (a hook for tests that need something to happen
     between two requests). Like a Lambda container (and ``lakelog dev``), the handler takes
-    one event at a time: requests from several threads queue for it.
+    one event at a time: requests from several threads queue for it. The queue is the
+    process's, not the sender's: Powertools keeps the current event on a class attribute
+    that every resolver in the process shares, so two handlers (two members' senders)
+    running at once could read each other's request.
     """
 
     def __init__(self, handler: Handler, principal: str = PRINCIPAL) -> None:
         self.handler = handler
         self.principal = principal
         self.before: Callable[[str, str], None] | None = None
-        self._invoking = threading.Lock()
 
     def __call__(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
@@ -131,7 +137,7 @@ class HandlerSender:
             headers=headers,
             principal=self.principal,
         )
-        with self._invoking:
+        with _INVOKING:
             reply = self.handler(event, LocalContext())
         text = reply.get("body") or ""
         data = base64.b64decode(text) if reply.get("isBase64Encoded") else text.encode()
