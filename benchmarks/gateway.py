@@ -107,6 +107,9 @@ class W1Run:
 class GatewayReport:
     """Produce and consume through the gateway, and W1 through it."""
 
+    records: int
+    record_bytes: int
+    partitions: int
     produce: Throughput
     consume: Throughput
     produce_appends: int
@@ -225,7 +228,15 @@ def run_gateway(workload: GatewayWorkload | None = None) -> GatewayReport:
             produce_appends = running.gateway.batcher.appends
             consume = _throughput(running.bootstrap, workload, "consume")
         w1 = _run_w1(deployment, workload)
-    return GatewayReport(produce, consume, produce_appends, w1)
+    return GatewayReport(
+        workload.records,
+        workload.record_bytes,
+        workload.partitions,
+        produce,
+        consume,
+        produce_appends,
+        w1,
+    )
 
 
 @dataclass(frozen=True, slots=True)

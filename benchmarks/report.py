@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from benchmarks import triggers
+from benchmarks import gateway, triggers
 from benchmarks.api import ApiReport, RouteReport
 from benchmarks.compaction import (
     BucketState,
@@ -28,6 +28,7 @@ from benchmarks.compaction import (
     w1_segment_bytes,
 )
 from benchmarks.cost import CostReport, WorkloadResult
+from benchmarks.gateway import GatewayReport
 from benchmarks.pricing import (
     EXPRESS_REQUEST,
     GIB,
@@ -742,3 +743,54 @@ def trigger_rows(report: TriggerReport, w1_total: float) -> list[Row]:
 def trigger_verdict(rows: Sequence[Row]) -> str:
     """The triggers' own count of targets met."""
     return verdict(rows).replace("Targets met", "Trigger targets met")
+
+
+# The Kafka gateway ------------------------------------------------------------------------
+def gateway_rows(report: GatewayReport, sdk: SdkReport, cost: CostReport) -> list[Row]:
+    """The gateway benchmark's rows (`benchmarks.gateway`), beside the SDK's throughput
+    and W1's price over HTTPS, Kinesis and MSK Serverless (`benchmarks.cost`)."""
+    w1 = next(result for result in cost.results if result.spec.name == "W1")
+    month = gateway.price_w1(report.w1)
+    run = report.w1
+    calls = Usage(1, run.calls)
+    per_s = {name: n / run.seconds for name, n in calls.by_operation("dynamodb").items()}
+    s3 = {name: n / run.seconds for name, n in calls.by_operation("s3").items()}
+    return [
+        Row(
+            f"librdkafka producer through the gateway ({report.records:,} x "
+            f"{report.record_bytes} B, {report.partitions} partitions, acks=all, moto): "
+            "MiB/s; gateway CPU ms/MiB; appends",
+            f"{report.produce.mib_per_s:.1f} MiB/s; {report.produce.cpu_ms_per_mib:.1f} ms; "
+            f"{report.produce_appends}",
+        ),
+        Row(
+            "librdkafka consumer through the gateway, from offset 0: MiB/s; gateway CPU ms/MiB",
+            f"{report.consume.mib_per_s:.1f} MiB/s; {report.consume.cpu_ms_per_mib:.1f} ms",
+        ),
+        Row(
+            "beside them, the SDK producer / consumer MiB/s: over HTTP (`lakelog dev`); direct",
+            f"{sdk.http.producer.mib_per_s:.1f} / {sdk.http.consumer.mib_per_s:.1f}; "
+            f"{sdk.direct.producer.mib_per_s:.1f} / {sdk.direct.consumer.mib_per_s:.1f}",
+        ),
+        Row(
+            f"W1 through the gateway, measured {run.seconds:.0f} s (librdkafka producer at "
+            "1 MiB/s, 3 librdkafka groups): appends/s; DynamoDB calls/s; S3 calls/s",
+            f"{month.appends_per_s:.1f}; "
+            + ", ".join(f"{name} {_number(n)}" for name, n in per_s.items())
+            + "; "
+            + ", ".join(f"{name} {_number(n)}" for name, n in s3.items()),
+        ),
+        Row(
+            "W1 through the gateway: gateway vCPU used; Fargate tasks (0.25 vCPU, 0.5 GB, "
+            "arm64; at least 2)",
+            f"{month.vcpu_used:.2f} vCPU; {month.tasks}",
+        ),
+        Row(
+            "W1 through the gateway, $/month: S3 + DynamoDB requests + S3 storage + Fargate "
+            "+ NLB (TLS) = total; W1 over HTTPS; Kinesis on-demand; MSK Serverless",
+            f"${month.s3_requests:,.0f} + ${month.dynamodb_requests:,.0f} + "
+            f"${month.s3_storage:,.0f} + ${month.fargate:,.0f} + ${month.nlb:,.0f} = "
+            f"**${month.total:,.0f}**; ${w1.cost.total:,.0f}; ${w1.kinesis:,.0f}; "
+            f"${w1.msk:,.0f}",
+        ),
+    ]

@@ -21,12 +21,14 @@ from moto import mock_aws
 from benchmarks.api import ApiWorkload, run_api
 from benchmarks.compaction import CompactionWorkload, run_compaction
 from benchmarks.cost import CostWorkload, WorkloadResult, run_cost
+from benchmarks.gateway import GatewayWorkload, run_gateway
 from benchmarks.report import (
     build_rows,
     compaction_rows,
     compaction_verdict,
     cost_rows,
     cost_verdict,
+    gateway_rows,
     render,
     trigger_rows,
     trigger_verdict,
@@ -86,6 +88,7 @@ def run(
     cost_workload: CostWorkload | None = None,
     compaction_workload: CompactionWorkload | None = None,
     trigger_workload: TriggerWorkload | None = None,
+    gateway_workload: GatewayWorkload | None = None,
 ) -> str:
     """Run the workloads on fresh moto deployments; the table and its verdict line.
 
@@ -105,13 +108,16 @@ def run(
         The compactor's topics (`CompactionWorkload` defaults when None).
     trigger_workload
         The trigger benchmark's appends (`TriggerWorkload` defaults when None).
+    gateway_workload
+        The Kafka gateway's records and W1 window (`GatewayWorkload` defaults when None).
 
     Returns
     -------
     str
         The Markdown table followed by a line saying which targets were met, then the
         monthly cost table of the named workloads and its own count of targets met, then
-        the compactor's table and count, then the triggers' table and count.
+        the compactor's table and count, then the triggers' table and count, then the
+        Kafka gateway's table.
     """
     _use_fake_credentials()
     # First, in a process that holds nothing else yet, like a fresh Lambda.
@@ -150,6 +156,9 @@ def run(
     started = time.monotonic()
     triggers = trigger_rows(run_triggers(trigger_workload), _w1_total(cost_report.results))
     sys.stderr.write(f"trigger workload: {time.monotonic() - started:.1f} s\n")
+    started = time.monotonic()
+    kafka = gateway_rows(run_gateway(gateway_workload), sdk, cost_report)
+    sys.stderr.write(f"gateway workload: {time.monotonic() - started:.1f} s\n")
     return (
         f"{render(rows)}\n\n{verdict(rows)}\n\n"
         f"### A month of each named workload (us-east-1 list prices)\n\n"
@@ -158,7 +167,10 @@ def run(
         f"{render(compaction)}\n\n{compaction_verdict(compaction)}\n\n"
         f"### Triggers (`lakelog dev` wiring for the lag; W1's stream on moto, scaled to a "
         f"month)\n\n"
-        f"{render(triggers)}\n\n{trigger_verdict(triggers)}\n"
+        f"{render(triggers)}\n\n{trigger_verdict(triggers)}\n\n"
+        f"### The Kafka gateway (librdkafka on this machine; W1 in real time on moto, "
+        f"scaled to a month)\n\n"
+        f"{render(kafka)}\n"
     )
 
 

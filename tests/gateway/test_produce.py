@@ -6,6 +6,7 @@ was."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import socket
 import struct
@@ -25,15 +26,19 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i16, i32, i32Timedelta
 from kio.static.protocol import RequestPayload
 
+from lakelog.api import ApiSettings, make_handler
 from lakelog.contract.operations import Fetch
 from lakelog.kafka.apis import Api, Session
 from lakelog.kafka.records import encode_batch
 from lakelog.kafka.server import RunningGateway
+from lakelog.local.events import http_event
 from lakelog.log.partitioner import partition_for_key
 from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import AclEntry
 from lakelog.types import StoredRecord
 from tests.gateway.clients import producing_apis
+from tests.integration.api.conftest import Api as HttpApi
 
 StartGateway = Callable[..., RunningGateway]
 
@@ -550,3 +555,52 @@ def test_librdkafka_produces_on_moto(engine: Engine, gateway: RunningGateway) ->
         librdkafka(gateway, **{"compression.type": "zstd"}), messages("orders", pairs)
     )
     assert_stored(engine, "orders", 2, pairs, delivered(reports))
+
+
+@pytest.mark.moto
+def test_records_produced_over_kafka_are_read_over_the_http_api_byte_for_byte(
+    engine: Engine, gateway: RunningGateway, resources: ResourceNames, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    settings = ApiSettings(
+        bucket=resources.bucket,
+        ledger_table=resources.ledger_table,
+        catalog_table=resources.catalog_table,
+        default_acl="allow",
+        env="test",
+    )
+    api = HttpApi(make_handler(settings, engine=engine), engine)
+    engine.create_topic("orders", 2)
+    # Given keyed records with headers (a null header value among them) sent by librdkafka
+    pairs = keyed(20)
+    sent = messages("orders", pairs)
+    reports = delivered(deliver(librdkafka(gateway, **{"compression.type": "lz4"}), sent))
+
+    # When the HTTP API reads each partition
+    fetched: dict[tuple[int, int], dict[str, Any]] = {}
+    for partition in range(2):
+        event = http_event(
+            "GET",
+            f"/v1/topics/orders/partitions/{partition}/records",
+            query="offset=0&max_records=100",
+            principal="arn:aws:iam::123456789012:user/reader",
+        )
+        reply = api.call(event)
+        assert reply.status == 200, reply.text
+        for record in reply.json["records"]:
+            fetched[(record["partition"], record["offset"])] = record
+
+    # Then every record is there, where librdkafka was told it landed, byte for byte
+    def b64(raw: bytes | None) -> str | None:
+        return None if raw is None else base64.b64encode(raw).decode()
+
+    assert len(fetched) == len(sent)
+    for message, place in zip(sent, reports, strict=True):
+        record = fetched[place]
+        assert record["key"] == b64(message["key"])
+        assert record["value"] == b64(message["value"])
+        assert record["timestamp_ms"] == message["timestamp"]
+        assert [(h["key"], h["value"]) for h in record["headers"]] == [
+            (name, b64(value)) for name, value in message["headers"]
+        ]
