@@ -125,3 +125,24 @@ def test_requests_of_other_apis_are_answered_one_at_a_time(engine: Engine) -> No
         assert scripted.arrived.acquire(timeout=10)
         scripted.finish("second")
         assert read_reply(sock)[0] == 2
+
+
+def test_a_connection_reads_no_more_while_its_unanswered_requests_hold_the_byte_limit(
+    engine: Engine,
+) -> None:
+    scripted = Scripted()
+    apis = registry(Api(18, 0, 4, scripted.handle, before_auth=True, pipelined=True))
+    config = GatewayConfig(port=0, max_in_flight_bytes=1)  # one request fills it
+    gateway = KafkaGateway(engine, engine.access_control("allow"), config, apis)
+    with (
+        RunningGateway(gateway) as running,
+        socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock,
+    ):
+        sock.sendall(frame(1, "second") + frame(2, "third"))
+        assert scripted.arrived.acquire(timeout=10)
+        assert not scripted.arrived.acquire(timeout=0.2)  # the next one is not read yet
+        scripted.finish("second")
+        assert read_reply(sock)[0] == 1
+        assert scripted.arrived.acquire(timeout=10)  # room again: read and answered
+        scripted.finish("third")
+        assert read_reply(sock)[0] == 2

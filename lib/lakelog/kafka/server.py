@@ -92,8 +92,12 @@ class GatewayConfig:
     tls_certificate: str | None = None
     tls_key: str | None = None
     max_frame_bytes: int = MAX_FRAME_BYTES
-    max_in_flight: int = 16
-    """Requests of one connection read ahead of their answers (pipelined APIs only)."""
+    max_in_flight: int = 1_000
+    """Requests of one connection read ahead of their answers (pipelined APIs only):
+    librdkafka keeps up to 1,000,000 in flight, kafka-python 5."""
+    max_in_flight_bytes: int = 64 * 1024 * 1024
+    """Bytes of one connection's unanswered requests beyond which it reads no more until
+    some are answered (the memory a connection may hold)."""
     idle_seconds: float = 600.0
     failed_authentication_delay_seconds: float = 0.1
     threads: int = 32
@@ -235,23 +239,21 @@ class KafkaGateway:
             authenticated=not self.config.sasl,
             client_host=f"/{peer[0]}" if peer else "",
         )
-        answers: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(
+        answers: asyncio.Queue[tuple[asyncio.Task[bytes | None], int] | None] = asyncio.Queue(
             self.config.max_in_flight
         )
+        backlog = _Backlog(self.config.max_in_flight_bytes)
         drained = asyncio.Event()
         drained.set()
         self._drained[task] = drained
-        replying = asyncio.create_task(self._reply(answers, writer, session, drained))
+        replying = asyncio.create_task(self._reply(answers, writer, session, drained, backlog))
         try:
             while not replying.done():
-                limit = (
-                    self.config.max_frame_bytes
-                    if session.authenticated
-                    else min(self.config.max_frame_bytes, MAX_UNAUTHENTICATED_FRAME_BYTES)
-                )
+                await backlog.room()
                 try:
                     frame = await asyncio.wait_for(
-                        self._read_frame(reader, limit), self.config.idle_seconds
+                        self._read_frame(reader, self._frame_limit(session)),
+                        self.config.idle_seconds,
                     )
                 except TimeoutError:
                     logger.debug("closing connection from %s: idle", peer)
@@ -265,7 +267,8 @@ class KafkaGateway:
                 TICKET.set(ticket)  # the answer's task runs in a copy of this context
                 answer = asyncio.create_task(self._answer(frame, session, ticket))
                 drained.clear()
-                await answers.put(answer)
+                backlog.add(len(frame))
+                await answers.put((answer, len(frame)))
                 api = self.apis.get(key)
                 if api is None or not api.pipelined or not session.authenticated:
                     await asyncio.wait({answer, replying}, return_when=asyncio.FIRST_COMPLETED)
@@ -287,16 +290,18 @@ class KafkaGateway:
 
     async def _reply(
         self,
-        answers: asyncio.Queue[asyncio.Task[bytes | None] | None],
+        answers: asyncio.Queue[tuple[asyncio.Task[bytes | None], int] | None],
         writer: asyncio.StreamWriter,
         session: Session,
         drained: asyncio.Event,
+        backlog: _Backlog,
     ) -> None:
         """Write the answers in the order their requests came; on a request that cannot be
         answered, drop the rest and close the connection. A refused SASL exchange is
         answered after `GatewayConfig.failed_authentication_delay_seconds`, as Kafka does."""
         try:
-            while (answer := await answers.get()) is not None:
+            while (queued := await answers.get()) is not None:
+                answer, size = queued
                 try:
                     reply = await answer
                 except (FrameError, CloseConnection) as exc:
@@ -309,6 +314,7 @@ class KafkaGateway:
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
+                await backlog.remove(size)
                 if answers.empty():
                     drained.set()
                 if session.closing:
@@ -317,8 +323,14 @@ class KafkaGateway:
             while not answers.empty():
                 left = answers.get_nowait()
                 if left is not None:
-                    left.cancel()
+                    left[0].cancel()
             writer.close()
+
+    def _frame_limit(self, session: Session) -> int:
+        """The largest frame ``session`` may send next (small until it authenticated)."""
+        if session.authenticated:
+            return self.config.max_frame_bytes
+        return min(self.config.max_frame_bytes, MAX_UNAUTHENTICATED_FRAME_BYTES)
 
     async def _read_frame(self, reader: asyncio.StreamReader, limit: int) -> bytes | None:
         """The next frame, or None when the client closed between frames; a size over
@@ -403,6 +415,28 @@ def _authenticators(
     if config.sasl and not offered:
         raise ValueError("SASL is required but no mechanism is offered (users, identity)")
     return {authenticator.mechanism: authenticator for authenticator in offered}
+
+
+class _Backlog:
+    """Bytes of a connection's requests read but not yet answered, and a wait for room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._changed = asyncio.Condition()
+
+    def add(self, size: int) -> None:
+        self.size += size
+
+    async def remove(self, size: int) -> None:
+        self.size -= size
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def room(self) -> None:
+        """Until the unanswered bytes are below the limit."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.size < self.limit)
 
 
 class RunningGateway:
