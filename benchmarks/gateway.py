@@ -78,6 +78,8 @@ class GatewayWorkload:
     record_bytes: int = 1024
     partitions: int = 4
     w1_warmup_s: float = 6.0
+    w1_cpu_seconds: float = 10.0
+    """Seconds of W1 whose CPU is measured (the recorder paused), before the calls are."""
     w1_seconds: float = 20.0
 
 
@@ -99,6 +101,7 @@ class W1Run:
     produced_bytes: int
     consumed_bytes: int
     cpu_seconds: float
+    """The gateway process's CPU over a window as long (measured in another)."""
     appends: int
     connections: int
 
@@ -183,21 +186,26 @@ def _run_w1(deployment: _Deployment, workload: GatewayWorkload) -> W1Run:
     engine = deployment.engine()
     engine.create_topic("w1", 12)
     with _gateway(engine) as running:
-        total_s = workload.w1_warmup_s + workload.w1_seconds
-        groups = [_client("group", running.bootstrap, "w1", f"g{n}", total_s + 4) for n in range(3)]
-        producer = _client(
-            "produce", running.bootstrap, "w1", int(total_s * 1024), 1008, "--rate", 1, "--keys"
-        )
+        total_s = workload.w1_warmup_s + workload.w1_cpu_seconds + workload.w1_seconds
+        records = int(total_s * 1024)
+        groups = [
+            _client("group", running.bootstrap, "w1", f"g{n}", records, total_s + 120)
+            for n in range(3)
+        ]
+        producer = _client("produce", running.bootstrap, "w1", records, 1008, "--rate", 1, "--keys")
         time.sleep(workload.w1_warmup_s)
+        # CPU first, with the recorder paused (it reads item sizes for each write)
+        with deployment.recorder.paused():
+            cpu = time.process_time()
+            time.sleep(workload.w1_cpu_seconds)
+            cpu = (time.process_time() - cpu) / workload.w1_cpu_seconds
         batcher = running.gateway.batcher
         appends = batcher.appends
-        cpu = time.process_time()
         start = time.perf_counter()
         with deployment.recorder.capture() as calls:
             time.sleep(workload.w1_seconds)
             window = time.perf_counter() - start
-            captured = tuple(calls)
-        cpu = time.process_time() - cpu
+        captured = tuple(calls)  # filled as the block ends
         appends = batcher.appends - appends
         produced = _result(producer)
         consumed = [_result(group) for group in groups]
@@ -210,7 +218,7 @@ def _run_w1(deployment: _Deployment, workload: GatewayWorkload) -> W1Run:
         calls=captured,
         produced_bytes=int(rate * window),
         consumed_bytes=int(3 * rate * window),
-        cpu_seconds=cpu,
+        cpu_seconds=cpu * window,
         appends=appends,
         connections=4,
     )

@@ -5,13 +5,14 @@ here, so that their CPU is not counted as the gateway's. Each command prints one
 
 ``produce BOOTSTRAP TOPIC RECORDS BYTES [--rate MIB_PER_S] [--keys]``
     librdkafka's producer with its defaults (acks=all, linger.ms=5): ``RECORDS`` random
-    values of ``BYTES``, flushed; ``--rate`` paces the sends; ``--keys`` gives each record
+    values of ``BYTES`` (each its own: they do not compress, as W1's), flushed; ``--rate`` paces the sends; ``--keys`` gives each record
     a 16-byte key (murmur2 placement). Prints ``{"records", "bytes", "seconds"}``.
 ``consume BOOTSTRAP TOPIC PARTITIONS RECORDS``
     librdkafka's consumer assigned every partition from offset 0 until ``RECORDS`` are read.
-``group BOOTSTRAP TOPIC GROUP SECONDS``
+``group BOOTSTRAP TOPIC GROUP RECORDS SECONDS``
     a consumer of ``GROUP`` subscribed to ``TOPIC`` (librdkafka defaults: auto commit every
-    5 s, fetch.wait.max.ms 500) for ``SECONDS``. Prints ``{"records", "bytes"}``.
+    5 s, fetch.wait.max.ms 500) until it read ``RECORDS`` or ``SECONDS`` passed. Prints
+    ``{"records", "bytes", "seconds"}``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def _produce(args: argparse.Namespace) -> dict[str, Any]:
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": args.bootstrap, "partitioner": "murmur2_random"}
     )
-    value = os.urandom(args.bytes)
     pace = args.rate * MIB / args.bytes if args.rate else None
     failures: list[str] = []
 
@@ -49,7 +49,7 @@ def _produce(args: argparse.Namespace) -> dict[str, Any]:
         key = f"key-{n % 100_000:012d}".encode() if args.keys else None
         while True:
             try:
-                producer.produce(args.topic, value, key, on_delivery=delivered)
+                producer.produce(args.topic, os.urandom(args.bytes), key, on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -93,14 +93,16 @@ def _group(args: argparse.Namespace) -> dict[str, Any]:
     )
     consumer.subscribe([args.topic])
     read = size = 0
-    end = time.perf_counter() + args.seconds
-    while time.perf_counter() < end:
+    start = time.perf_counter()
+    end = start + args.seconds
+    while read < args.records and time.perf_counter() < end:
         for message in consumer.consume(1000, 0.5):
             if message.error() is None:
                 read += 1
                 size += len(message.value() or b"")
+    seconds = time.perf_counter() - start
     consumer.close()
-    return {"records": read, "bytes": size}
+    return {"records": read, "bytes": size, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("bootstrap")
     group.add_argument("topic")
     group.add_argument("group")
+    group.add_argument("records", type=int)
     group.add_argument("seconds", type=float)
     args = parser.parse_args(argv)
     run = {"produce": _produce, "consume": _consume, "group": _group}[args.command]

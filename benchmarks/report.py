@@ -773,9 +773,10 @@ def gateway_rows(report: GatewayReport, sdk: SdkReport, cost: CostReport) -> lis
             f"{sdk.direct.producer.mib_per_s:.1f} / {sdk.direct.consumer.mib_per_s:.1f}",
         ),
         Row(
-            f"W1 through the gateway, measured {run.seconds:.0f} s (librdkafka producer at "
-            "1 MiB/s, 3 librdkafka groups): appends/s; DynamoDB calls/s; S3 calls/s",
-            f"{month.appends_per_s:.1f}; "
+            f"W1 through the gateway, measured {run.seconds:.0f} s (librdkafka producer paced "
+            "at 1 MiB/s, 3 librdkafka groups): MiB/s produced; appends/s; DynamoDB calls/s; "
+            "S3 calls/s",
+            f"{run.produced_bytes / run.seconds / MIB:.2f}; {month.appends_per_s:.1f}; "
             + ", ".join(f"{name} {_number(n)}" for name, n in per_s.items())
             + "; "
             + ", ".join(f"{name} {_number(n)}" for name, n in s3.items()),
