@@ -5,8 +5,9 @@ here, so that their CPU is not counted as the gateway's. Each command prints one
 
 ``produce BOOTSTRAP TOPIC RECORDS BYTES [--rate MIB_PER_S] [--keys]``
     librdkafka's producer with its defaults (acks=all, linger.ms=5): ``RECORDS`` random
-    values of ``BYTES`` (each its own: they do not compress, as W1's), flushed; ``--rate`` paces the sends; ``--keys`` gives each record
-    a 16-byte key (murmur2 placement). Prints ``{"records", "bytes", "seconds"}``.
+    values of ``BYTES`` (each its own: they do not compress, as W1's), flushed; ``--rate``
+    paces the sends; ``--keys`` gives each record a 16-byte key (murmur2 placement).
+    Prints ``{"records", "bytes", "seconds"}``.
 ``consume BOOTSTRAP TOPIC PARTITIONS RECORDS``
     librdkafka's consumer assigned every partition from offset 0 until ``RECORDS`` are read.
 ``group BOOTSTRAP TOPIC GROUP RECORDS SECONDS``
