@@ -163,7 +163,7 @@ def test_librdkafka_null_and_empty_keys_and_values_stay_apart(
 # --- kafka-python and aiokafka --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", [None, "gzip"])  # kafka-python's other codecs need libraries
+@pytest.mark.parametrize("codec", [None, "gzip", "snappy", "lz4", "zstd"])
 def test_kafka_python_records_read_back_byte_for_byte(
     engine: Engine, gateway: RunningGateway, codec: str | None
 ) -> None:
