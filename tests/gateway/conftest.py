@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from lakelog.api import ApiSettings, make_handler
 from lakelog.kafka import GatewayConfig, KafkaGateway
 from lakelog.kafka.apis import Api
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
+from lakelog.storage.keys import ResourceNames
+from tests.integration.api.conftest import Api as HttpApi
 
 StartGateway = Callable[..., RunningGateway]
 
@@ -55,3 +58,19 @@ def start_gateway(engine: Engine) -> Iterator[StartGateway]:
 def gateway(start_gateway: StartGateway) -> RunningGateway:
     """One gateway on the test's engine."""
     return start_gateway()
+
+
+@pytest.fixture
+def http_api(engine: Engine, resources: ResourceNames, monkeypatch: pytest.MonkeyPatch) -> HttpApi:
+    """The HTTP API's handler (one warm function) on the test's engine, on moto: what the
+    gateway serves over Kafka, the same records and groups over HTTP."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    settings = ApiSettings(
+        bucket=resources.bucket,
+        ledger_table=resources.ledger_table,
+        catalog_table=resources.catalog_table,
+        default_acl="allow",
+        env="test",
+    )
+    return HttpApi(make_handler(settings, engine=engine), engine)

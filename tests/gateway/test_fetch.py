@@ -32,7 +32,6 @@ from kio.schema.list_offsets.v8.request import (
     ListOffsetsTopic,
 )
 
-from lakelog.api import ApiSettings, make_handler
 from lakelog.client import Client
 from lakelog.kafka import GatewayConfig, KafkaGateway
 from lakelog.kafka import fetch as fetch_api
@@ -43,7 +42,6 @@ from lakelog.kafka.protocol import Request, build, encode_response, error_respon
 from lakelog.kafka.served import SERVED
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
-from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import AclEntry
 from lakelog.types import Header, Record, StoredRecord
 from tests.integration.api.conftest import Api as HttpApi
@@ -237,18 +235,9 @@ def test_records_produced_over_the_sdk_are_read_over_kafka_byte_for_byte(
 
 @pytest.mark.moto
 def test_records_produced_over_the_http_api_are_read_over_kafka_byte_for_byte(
-    engine: Engine, gateway: RunningGateway, resources: ResourceNames, monkeypatch: Any
+    engine: Engine, gateway: RunningGateway, http_api: HttpApi
 ) -> None:
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    settings = ApiSettings(
-        bucket=resources.bucket,
-        ledger_table=resources.ledger_table,
-        catalog_table=resources.catalog_table,
-        default_acl="allow",
-        env="test",
-    )
-    api = HttpApi(make_handler(settings, engine=engine), engine)
+    api = http_api
     engine.create_topic("orders", 2)
     records = _records(20, 2)
 

@@ -26,7 +26,6 @@ from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import i16, i32, i32Timedelta
 from kio.static.protocol import RequestPayload
 
-from lakelog.api import ApiSettings, make_handler
 from lakelog.contract.operations import Fetch
 from lakelog.kafka.apis import Api, Session
 from lakelog.kafka.records import encode_batch
@@ -34,7 +33,6 @@ from lakelog.kafka.server import RunningGateway
 from lakelog.local.events import http_event
 from lakelog.log.partitioner import partition_for_key
 from lakelog.service.engine import Engine
-from lakelog.storage.keys import ResourceNames
 from lakelog.storage.ports import AclEntry
 from lakelog.types import StoredRecord
 from tests.gateway.clients import producing_apis
@@ -559,18 +557,9 @@ def test_librdkafka_produces_on_moto(engine: Engine, gateway: RunningGateway) ->
 
 @pytest.mark.moto
 def test_records_produced_over_kafka_are_read_over_the_http_api_byte_for_byte(
-    engine: Engine, gateway: RunningGateway, resources: ResourceNames, monkeypatch: Any
+    engine: Engine, gateway: RunningGateway, http_api: HttpApi
 ) -> None:
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    settings = ApiSettings(
-        bucket=resources.bucket,
-        ledger_table=resources.ledger_table,
-        catalog_table=resources.catalog_table,
-        default_acl="allow",
-        env="test",
-    )
-    api = HttpApi(make_handler(settings, engine=engine), engine)
+    api = http_api
     engine.create_topic("orders", 2)
     # Given keyed records with headers (a null header value among them) sent by librdkafka
     pairs = keyed(20)
