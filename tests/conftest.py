@@ -11,7 +11,9 @@ relies on.
 
 from __future__ import annotations
 
+import itertools
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -115,11 +117,18 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def make_engine(backend: Backend) -> Callable[..., Engine]:
+def engine_seeds(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Seeds for the test's engines (keyless placement, backoff jitter): each engine its
+    own, the same ones on every run of the test, so what it checks never depends on luck."""
+    return itertools.count(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def make_engine(backend: Backend, engine_seeds: Iterator[int]) -> Callable[..., Engine]:
     """Engines on their own stores of one backend (as separate Lambda containers would be)."""
 
     def make(**kwargs: Any) -> Engine:
-        return Engine(*backend.stores(), **kwargs)
+        return Engine(*backend.stores(), **{"seed": next(engine_seeds), **kwargs})
 
     return make
 
@@ -133,7 +142,7 @@ MakeFaulty = Callable[..., tuple[Engine, FaultInjector]]
 
 
 @pytest.fixture
-def make_faulty(backend: Backend) -> MakeFaulty:
+def make_faulty(backend: Backend, engine_seeds: Iterator[int]) -> MakeFaulty:
     """Engines whose object store, ledger and group store fail where their injector says.
 
     The group store (``engine.groups.store``) is a `FaultyGroupStore` and the catalog a
@@ -148,7 +157,7 @@ def make_faulty(backend: Backend) -> MakeFaulty:
             FaultyLedgerStore(ledger, injector),
             FaultyCatalogStore(catalog, injector),
             FaultyGroupStore(groups, injector),
-            **{"sleep": lambda _seconds: None, **kwargs},
+            **{"sleep": lambda _seconds: None, "seed": next(engine_seeds), **kwargs},
         )
         return engine, injector
 

@@ -295,12 +295,22 @@ def test_a_position_s_own_max_bytes_bounds_its_l1_and_chain_records(
         # a limit that ends inside L1, and one that ends on the chain after the L1 end
         inside = sum(sizes(expected[partition][: l1_end[partition] - 1]))
         across = sum(sizes(expected[partition][: l1_end[partition] + 1]))
-        for limit, count in ((inside, l1_end[partition] - 1), (across, l1_end[partition] + 1)):
-            positions = [FetchPosition(topic_name, partition, 0, max_bytes=limit)]
-            (result,) = reader.fetcher.fetch_many(positions, 1 << 20, 10_000)
-            assert isinstance(result, FetchResult)
-            assert result.records == expected[partition][:count]
-            assert result.next_offset == count
+        for limit in (inside, across):
+            # Read the partition with it to the end: each fetch is a run of the log within
+            # the limit (planned from averages, it may stop a little before it), and the
+            # next one goes on from exactly there
+            records: list[StoredRecord] = []
+            offset, cursor = 0, None
+            while offset < len(expected[partition]):
+                positions = [FetchPosition(topic_name, partition, offset, cursor, limit)]
+                (result,) = reader.fetcher.fetch_many(positions, 1 << 20, 10_000)
+                assert isinstance(result, FetchResult)
+                assert result.records, "a fetch below the high watermark returns records"
+                assert sum(sizes(result.records)) <= limit or len(result.records) == 1
+                assert result.next_offset == offset + len(result.records)
+                records.extend(result.records)
+                offset, cursor = result.next_offset, result.cursor
+            assert records == expected[partition]
 
 
 def test_a_fetch_stopped_by_its_budget_inside_l1_resumes_from_its_cursor(
@@ -939,3 +949,33 @@ def test_l1_row_groups_end_only_where_chain_batches_end_and_carry_their_cumulati
     ]
     assert made[-1].cumulative_bytes == engine.describe_topic(topic_name).partitions[0].bytes
     assert read_all(make(), topic_name) == expected
+
+
+def test_an_l1_budget_planned_from_entry_averages_never_passes_max_bytes_nor_skips_a_record(
+    make: Callable[[], Engine], clock: Clock, topic_name: str
+) -> None:
+    # Given L1 entries of a 100-byte record, then of a 4-byte tombstone and a 1,000-byte
+    # record (an average of 502 bytes)
+    engine = make()
+    engine.create_topic(topic_name, partitions=1)
+    for _ in range(2):
+        engine.append(topic_name, [Record(value=b"x" * 100)])
+        engine.append(topic_name, [Record(key=b"tomb", value=None), Record(value=b"y" * 1000)])
+    clock.ms += DAY_MS + 1
+    merge_all(engine, topic_name, clock.ms, target_bytes=1)
+    assert tuple(meta_of(engine, topic_name).l1_end) == (4,)
+    reader = make()
+
+    # When a fetch's budget, or the position's own max_bytes, ends right after the tombstone
+    alone = reader.fetch(topic_name, 0, 0, max_bytes=104)
+    positions = [FetchPosition(topic_name, 0, 0, max_bytes=104)]
+    (own,) = reader.fetcher.fetch_many(positions, 1 << 20, 100)
+
+    # Then each returns the first record (not past the tombstone), and the next fetch goes
+    # on from exactly there, across the L1 end
+    for result in (alone, own):
+        assert isinstance(result, FetchResult)
+        assert [r.offset for r in result.records] == [0]
+        rest = reader.fetch(topic_name, 0, result.next_offset, cursor=result.cursor)
+        assert [r.offset for r in rest.records] == [1, 2, 3, 4, 5]
+        assert rest.records[0].key == b"tomb"

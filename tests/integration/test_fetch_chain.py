@@ -411,3 +411,29 @@ def test_threads_reading_one_segment_at_once_send_one_get(engine: Engine) -> Non
     assert results == [[b"v0", b"v1", b"v2"]] * readers
     assert len(gets) == 1
     assert cache.readers(gets[0][0]) == 0
+
+
+def test_a_budget_planned_from_batch_averages_never_passes_max_bytes_nor_skips_a_record(
+    engine: Engine,
+) -> None:
+    # Given a first batch of 100 bytes, then a batch whose first record is a 4-byte
+    # tombstone and whose average (502 bytes) is far over what is left after the first
+    engine.create_topic("a", partitions=2)
+    engine.append("a", [Record(value=b"x" * 100, partition=0)])
+    engine.append(
+        "a",
+        [Record(key=b"tomb", value=None, partition=0), Record(value=b"y" * 1000, partition=0)],
+    )
+
+    # When a fetch's budget, or a position's own max_bytes, ends right after the tombstone
+    alone = engine.fetch("a", 0, 0, max_bytes=104)
+    positions = [FetchPosition("a", 1, 0), FetchPosition("a", 0, 0, max_bytes=104)]
+    _, own = [ok(r) for r in engine.fetcher.fetch_many(positions, 1 << 20, 100)]
+
+    # Then each returns the first record (the plan, from the averages, may stop before the
+    # tombstone, never after it), and the next fetch goes on from exactly there
+    for result in (alone, own):
+        assert [r.offset for r in result.records] == [0]
+        rest = engine.fetch("a", 0, result.next_offset, cursor=result.cursor)
+        assert [r.offset for r in rest.records] == [1, 2]
+        assert rest.records[0].key == b"tomb"
