@@ -28,7 +28,7 @@ from kio.static.protocol import RequestPayload
 
 from lakelog.contract.operations import Fetch
 from lakelog.kafka.apis import Api, Session
-from lakelog.kafka.records import encode_batch
+from lakelog.kafka.records import MAX_DECOMPRESSED_BYTES, encode_batch
 from lakelog.kafka.server import RunningGateway
 from lakelog.local.events import http_event
 from lakelog.log.partitioner import partition_for_key
@@ -439,6 +439,33 @@ def test_one_bad_partition_fails_alone(engine: Engine, gateway: RunningGateway) 
         (0, b"a"),
         (2, b"c"),
         (2, b"d"),
+    ]
+
+
+def test_a_compression_bomb_is_message_too_large_and_the_others_land(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    # Given a Produce whose partition 1 is a few KiB of zstd that inflate to 64 MiB
+    engine.create_topic("bombed", 2)
+    bomb = batch(bytes(4 * MAX_DECOMPRESSED_BYTES), compression="zstd")
+    connection = Connection(gateway)
+    try:
+        connection.send(produce_request("bombed", {0: batch(b"a"), 1: bomb}), 1)
+        _, body = connection.receive(ProduceRequest)
+        # Then partition 1 alone is refused, and the connection carries on
+        connection.send(produce_request("bombed", {1: batch(b"b")}), 2)
+        _, again = connection.receive(ProduceRequest)
+    finally:
+        connection.close()
+    ((answer),) = body.responses
+    assert [(p.index, p.error_code) for p in answer.partition_responses] == [
+        (0, ErrorCode.none),
+        (1, ErrorCode.message_too_large),
+    ]
+    assert again.responses[0].partition_responses[0].error_code == ErrorCode.none
+    assert [(r.partition, r.value) for r in read_all(engine, "bombed", 2)] == [
+        (0, b"a"),
+        (1, b"b"),
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,17 @@ from typing import Any
 import confluent_kafka
 import pytest
 from crc32c import crc32c
+from kio.schema.errors import ErrorCode
 
 from lakelog.kafka.apis import Api, Session
 from lakelog.kafka.records import (
+    BATCH_OVERHEAD,
     CODECS,
+    MAX_DECOMPRESSED_BYTES,
     BatchRecord,
     CorruptRecordsError,
     RecordsError,
+    RecordsTooLargeError,
     UnsupportedCompressionError,
     UnsupportedMagicError,
     encode_batch,
@@ -228,3 +233,49 @@ def test_mangled_batches_raise_only_records_errors(codec: str) -> None:
         # Then each reads, or fails as corrupt or unsupported: never another exception
         with contextlib.suppress(RecordsError):
             read_batches(bytes(mangled))
+
+
+def _bomb(codec: str, size: int) -> bytes:
+    """A batch of one record whose value is ``size`` zero bytes, compressed by ``codec``
+    into a few KiB at most."""
+    record = BatchRecord(0, TIMESTAMP, None, bytes(size), ())
+    return encode_batch(0, [_stored(record)], compression=codec)
+
+
+@pytest.mark.parametrize("codec", CODECS[1:])
+def test_a_compression_bomb_is_refused_as_too_large(codec: str) -> None:
+    # Given a batch that decompresses to 64 MiB, four times what a partition may hold,
+    # from at most a twentieth of that (snappy's best; the others' are KiB)
+    bomb = _bomb(codec, 4 * MAX_DECOMPRESSED_BYTES)
+    assert len(bomb) < 4 * MAX_DECOMPRESSED_BYTES // 20
+
+    # Then it is refused as Kafka's MESSAGE_TOO_LARGE, not as corrupt, and never held
+    # whole in memory: what Python held stayed within the limit (and a block)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecordsTooLargeError, match=codec) as refused:
+            read_batches(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.code is ErrorCode.message_too_large
+    assert peak < MAX_DECOMPRESSED_BYTES + (1 << 20)
+
+
+def _body(size: int) -> int:
+    """The decompressed bytes of `_bomb`'s batch: its records, framing included."""
+    return len(_bomb("none", size)) - BATCH_OVERHEAD
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_partition_s_batches_decompress_to_at_most_the_limit_together(codec: str) -> None:
+    # Given two batches whose records are exactly the limit together
+    half = MAX_DECOMPRESSED_BYTES // 2
+    framing = _body(half) - half
+    rest = MAX_DECOMPRESSED_BYTES - _body(half) - framing
+    assert _body(half) + _body(rest) == MAX_DECOMPRESSED_BYTES
+
+    # Then they read, and one byte more is refused, compressed or not
+    assert len(read_batches(_bomb(codec, half) + _bomb(codec, rest))) == 2
+    with pytest.raises(RecordsTooLargeError):
+        read_batches(_bomb(codec, half) + _bomb(codec, rest + 1))

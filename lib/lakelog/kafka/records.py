@@ -47,6 +47,10 @@ or xerial's framing (Java clients: ``\\x82SNAPPY\\x00``, int32 version, int32 co
 version, then blocks of int32 length + raw snappy block); lz4 is the LZ4 frame format;
 zstd is a zstd frame.
 
+A partition's batches decompress to at most `MAX_DECOMPRESSED_BYTES` together, checked as
+they are inflated, so that a few KiB that would inflate to gigabytes (a compression bomb)
+are refused (`RecordsTooLargeError`, Kafka's MESSAGE_TOO_LARGE) holding no more than that.
+
 `read_batches` reads every batch of a partition's ``records`` (checking sizes and CRCs);
 `encode_batch` builds one batch (tests, and answers that carry records). A corrupt batch
 raises `CorruptRecordsError`, an unknown codec `UnsupportedCompressionError`, a message
@@ -55,6 +59,7 @@ set of magic 0 or 1 `UnsupportedMagicError`: each one error of the partition's a
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,12 +70,15 @@ from crc32c import crc32c
 from kio.schema.errors import ErrorCode
 
 __all__ = [
+    "BATCH_OVERHEAD",
     "CODECS",
+    "MAX_DECOMPRESSED_BYTES",
     "BatchRecord",
     "CorruptRecordsError",
     "RecordBatch",
     "RecordLike",
     "RecordsError",
+    "RecordsTooLargeError",
     "UnsupportedCompressionError",
     "UnsupportedMagicError",
     "encode_batch",
@@ -97,6 +105,14 @@ _XERIAL: Final = b"\x82SNAPPY\x00"
 _XERIAL_HEADER: Final = struct.Struct(">8sii")
 _XERIAL_BLOCK: Final = 32 * 1024
 
+MAX_DECOMPRESSED_BYTES: Final = 16 * 1024 * 1024
+"""The most a partition's batches of one Produce request may hold once decompressed
+(records with their framing). One append takes at most `MAX_APPEND_BYTES` (6 MiB) of
+record bytes in `MAX_APPEND_RECORDS` (10,000) records, whose v2 framing adds under 2 MiB:
+anything larger could not be appended anyway."""
+_OVERFLOWS: Final = ("failed to write whole buffer", "smaller than required")
+"""What cramjam's ``decompress_into`` says when the output does not fit its buffer."""
+
 
 class RecordsError(Exception):
     """A partition's records that cannot be appended; ``code`` is the Kafka answer."""
@@ -108,6 +124,12 @@ class CorruptRecordsError(RecordsError):
     """Sizes that do not add up, a CRC mismatch, bytes that do not decompress."""
 
     code = ErrorCode.corrupt_message
+
+
+class RecordsTooLargeError(RecordsError):
+    """Batches that decompress to more than `MAX_DECOMPRESSED_BYTES`."""
+
+    code = ErrorCode.message_too_large
 
 
 class UnsupportedCompressionError(RecordsError):
@@ -194,14 +216,19 @@ class RecordLike(Protocol):
 # --- reading ------------------------------------------------------------------------------
 
 
-def read_batches(data: bytes | memoryview) -> list[RecordBatch]:
-    """Every record batch of one partition's ``records``, in order.
+def read_batches(
+    data: bytes | memoryview, max_bytes: int = MAX_DECOMPRESSED_BYTES
+) -> list[RecordBatch]:
+    """Every record batch of one partition's ``records``, in order; their records may
+    take ``max_bytes`` once decompressed.
 
     Raises
     ------
     CorruptRecordsError
         A truncated batch, a size that does not add up, a CRC mismatch, bytes that do not
         decompress, a header key that is not UTF-8.
+    RecordsTooLargeError
+        Records of more than ``max_bytes`` once decompressed (found before inflating more).
     UnsupportedMagicError
         A message set of magic 0 or 1.
     UnsupportedCompressionError
@@ -220,14 +247,17 @@ def read_batches(data: bytes | memoryview) -> list[RecordBatch]:
         end = position + _LOG_OVERHEAD + length
         if length < BATCH_OVERHEAD - _LOG_OVERHEAD or end > len(view):
             raise CorruptRecordsError(f"a record batch of length {length} in {len(view)} bytes")
-        batches.append(_read_batch(view[position:end]))
+        batch, size = _read_batch(view[position:end], max_bytes)
+        batches.append(batch)
+        max_bytes -= size
         position = end
     if not batches:
         raise CorruptRecordsError("no record batch")
     return batches
 
 
-def _read_batch(view: memoryview) -> RecordBatch:
+def _read_batch(view: memoryview, max_bytes: int) -> tuple[RecordBatch, int]:
+    """The batch, and the bytes of its records (decompressed): at most ``max_bytes``."""
     base_offset, _, leader_epoch, _ = _PREFIX.unpack_from(view, 0)
     (crc,) = _CRC.unpack_from(view, _PREFIX.size)
     if crc32c(view[_CRC_START:]) != crc:
@@ -247,11 +277,13 @@ def _read_batch(view: memoryview) -> RecordBatch:
         raise UnsupportedCompressionError(f"compression codec {codec} is not Kafka's")
     body = view[BATCH_OVERHEAD:]
     if codec:
-        body = memoryview(_decompress(CODECS[codec], body))
+        body = memoryview(_decompress(CODECS[codec], body, max_bytes))
+    elif len(body) > max_bytes:
+        raise RecordsTooLargeError(_too_large("uncompressed", max_bytes))
     if count < 0:
         raise CorruptRecordsError(f"a record batch of {count} records")
     records = _read_records(body, count, base_timestamp)
-    return RecordBatch(
+    batch = RecordBatch(
         base_offset=base_offset,
         partition_leader_epoch=leader_epoch,
         attributes=attributes,
@@ -263,6 +295,7 @@ def _read_batch(view: memoryview) -> RecordBatch:
         base_sequence=base_sequence,
         records=records,
     )
+    return batch, len(body)
 
 
 def _read_records(view: memoryview, count: int, base_timestamp: int) -> tuple[BatchRecord, ...]:
@@ -328,24 +361,42 @@ def _bytes(view: memoryview, position: int) -> tuple[bytes | None, int]:
     return bytes(view[position:end]), end
 
 
-def _decompress(codec: str, data: memoryview) -> bytes:
+def _decompress(codec: str, data: memoryview, max_bytes: int) -> bytes:
+    """``data`` decompressed, refused once it would pass ``max_bytes``."""
     try:
-        if codec == "gzip":
-            return bytes(cramjam.gzip.decompress(data))
         if codec == "snappy":
-            return _snappy_decompress(data)
-        if codec == "lz4":
-            return bytes(cramjam.lz4.decompress(data))
-        return bytes(cramjam.zstd.decompress(data))
+            return _snappy_decompress(data, max_bytes)
+        return _decompress_into(codec, data, max_bytes)
     except cramjam.DecompressionError as exc:
         raise CorruptRecordsError(f"{codec} records that do not decompress: {exc}") from None
 
 
-def _snappy_decompress(data: memoryview) -> bytes:
-    """A raw snappy block, or xerial's framing of several."""
-    if bytes(data[: len(_XERIAL)]) != _XERIAL:
-        return bytes(cramjam.snappy.decompress_raw(data))
-    out = bytearray()
+def _decompress_into(codec: str, data: memoryview, max_bytes: int) -> bytes:
+    """gzip, lz4 or zstd ``data`` inflated into a buffer of ``max_bytes``: an anonymous
+    mapping, whose pages are only made as the output reaches them."""
+    with mmap.mmap(-1, max(1, max_bytes)) as out:
+        try:
+            size = getattr(cramjam, codec).decompress_into(data, out)
+        except cramjam.DecompressionError as exc:
+            if max_bytes <= 0 or any(text in str(exc) for text in _OVERFLOWS):
+                raise RecordsTooLargeError(_too_large(codec, max_bytes)) from None
+            raise
+        if size > max_bytes:  # only when max_bytes is 0: the mapping has one byte
+            raise RecordsTooLargeError(_too_large(codec, max_bytes))
+        return out[:size]
+
+
+def _snappy_decompress(data: memoryview, max_bytes: int) -> bytes:
+    """A raw snappy block, or xerial's framing of several; each block states its size,
+    so all are checked against ``max_bytes`` before any is inflated."""
+    blocks = _xerial_blocks(data) if bytes(data[: len(_XERIAL)]) == _XERIAL else [data]
+    if sum(cramjam.snappy.decompress_raw_len(block) for block in blocks) > max_bytes:
+        raise RecordsTooLargeError(_too_large("snappy", max_bytes))
+    return b"".join(bytes(cramjam.snappy.decompress_raw(block)) for block in blocks)
+
+
+def _xerial_blocks(data: memoryview) -> list[memoryview]:
+    blocks = []
     position = _XERIAL_HEADER.size
     while position < len(data):
         if position + 4 > len(data):
@@ -354,9 +405,16 @@ def _snappy_decompress(data: memoryview) -> bytes:
         position += 4
         if size < 0 or position + size > len(data):
             raise CorruptRecordsError(f"a xerial snappy block of {size} bytes past the end")
-        out += cramjam.snappy.decompress_raw(data[position : position + size])
+        blocks.append(data[position : position + size])
         position += size
-    return bytes(out)
+    return blocks
+
+
+def _too_large(codec: str, max_bytes: int) -> str:
+    return (
+        f"{codec} records of more than the {max_bytes:,} bytes left of a partition's "
+        f"{MAX_DECOMPRESSED_BYTES:,}"
+    )
 
 
 # --- building ------------------------------------------------------------------------------
