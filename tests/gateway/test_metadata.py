@@ -57,3 +57,22 @@ def test_an_unknown_topic_is_unknown_topic_or_partition(gateway: RunningGateway)
     assert metadata.topics["missing"].error.code() == (
         confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     )
+
+
+def test_a_topic_name_kafka_refuses_is_invalid_topic_and_fails_a_produce_at_once(
+    gateway: RunningGateway,
+) -> None:
+    # Given names Kafka would never create (a space, 250 characters)
+    admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": gateway.bootstrap})
+    for name in ("bad name", "a" * 250):
+        metadata = admin.list_topics(topic=name, timeout=10)
+        assert metadata.topics[name].error.code() == confluent_kafka.KafkaError.TOPIC_EXCEPTION
+    # When librdkafka produces to one, Then it fails the message with Kafka's error at once,
+    # not after its message timeout (which an unknown topic would wait for)
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": gateway.bootstrap, "message.timeout.ms": 300_000}
+    )
+    failed: list[confluent_kafka.KafkaError] = []
+    producer.produce("bad name", b"x", on_delivery=lambda error, _message: failed.append(error))
+    assert producer.flush(30) == 0
+    assert [error.code() for error in failed] == [confluent_kafka.KafkaError.TOPIC_EXCEPTION]

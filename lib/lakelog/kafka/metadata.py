@@ -5,7 +5,8 @@ only broker, the controller, and the leader and only replica of every partition:
 gateway serves any partition, since the data is in S3 and the ledger. A topic the caller
 may not see is TOPIC_AUTHORIZATION_FAILED when named and left out when listing all;
 topics are never created by Metadata (``allow_auto_topic_creation`` is ignored, as with
-``auto.create.topics.enable=false``).
+``auto.create.topics.enable=false``): an unknown topic is UNKNOWN_TOPIC_OR_PARTITION and a
+name Kafka's rules refuse INVALID_TOPIC_EXCEPTION.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import ResponsePayload
 
 from lakelog.contract.operations import DescribeTopic, ListTopics
-from lakelog.errors import LakelogError
+from lakelog.errors import InvalidRequestError, LakelogError
 from lakelog.kafka.apis import Api, Session, response_type
 from lakelog.kafka.errors import error_code
 from lakelog.kafka.protocol import build, item_type
+from lakelog.limits import validate_topic_name
 
 __all__ = ["API", "CLUSTER_ID"]
 
@@ -34,6 +36,13 @@ async def _topic(session: Session, schema: type[Any], name: str) -> Any:
     if not await session.allowed("consume", name) and not await session.allowed("produce", name):
         return build(
             topic_type, error_code=ErrorCode.topic_authorization_failed, name=name, partitions=()
+        )
+    try:
+        validate_topic_name(name)
+    except InvalidRequestError:
+        # Kafka's answer for a name it would never create, which clients fail at once
+        return build(
+            topic_type, error_code=ErrorCode.invalid_topic_exception, name=name, partitions=()
         )
     try:
         description = await session.call(DescribeTopic(name))
