@@ -347,6 +347,24 @@ def test_a_standalone_kafka_python_commit_needs_no_membership(
     assert described[4] == 42
 
 
+def test_a_commit_whose_metadata_is_too_large_is_refused_and_writes_nothing(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    consumer = kafka.KafkaConsumer(bootstrap_servers=gateway.bootstrap, group_id=GROUP)
+    try:
+        tp = kafka.structs.TopicPartition(TOPIC, 4)
+        consumer.assign([tp])
+        # Given metadata of Kafka's largest size, When it is committed, Then it is taken
+        consumer.commit({tp: kafka.structs.OffsetAndMetadata(7, "m" * 4096, -1)})
+        assert consumer.committed(tp) == 7
+        # When a longer one comes, Then Kafka's error, and the offset stays where it was
+        with pytest.raises(kafka.errors.OffsetMetadataTooLargeError):
+            consumer.commit({tp: kafka.structs.OffsetAndMetadata(42, "m" * 4097, -1)})
+        assert consumer.committed(tp) == 7
+    finally:
+        consumer.close()
+
+
 def test_aiokafka_joins_commits_and_reads_its_commit(
     orders: Engine, gateway: RunningGateway
 ) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "JOIN_GROUP",
     "LEAVE_GROUP",
     "LIST_GROUPS",
+    "MAX_OFFSET_METADATA_CHARS",
     "OFFSET_COMMIT",
     "OFFSET_FETCH",
     "POLL_SECONDS",
@@ -54,6 +55,9 @@ ending starts a rebalance well before, which answers the wait)."""
 NOT_REQUESTED: Final = -(2**31)
 """DescribeGroups' authorized operations when they were not asked for (Kafka's value)."""
 GROUP_KEY: Final = 0
+MAX_OFFSET_METADATA_CHARS: Final = 4096
+"""The longest metadata string an OffsetCommit may carry (Kafka's
+``offset.metadata.max.bytes``); the string itself is not kept."""
 
 T = TypeVar("T")
 
@@ -256,13 +260,17 @@ async def _offset_commit(body: Any, session: Session) -> ResponsePayload:
     partition_type = item_type(topic_type, "partitions")
     denied: set[str] = set()
     offsets: dict[tuple[str, int], int] = {}
+    codes: dict[tuple[str, int], ErrorCode] = {}
     for topic in body.topics:
         if not await session.allowed("consume", topic.name):
             denied.add(topic.name)
             continue
         for p in topic.partitions:
-            offsets[(topic.name, p.partition_index)] = p.committed_offset
-    codes: dict[tuple[str, int], ErrorCode] = {}
+            key = (topic.name, p.partition_index)
+            if len(p.committed_metadata or "") > MAX_OFFSET_METADATA_CHARS:
+                codes[key] = ErrorCode.offset_metadata_too_large  # and nothing committed
+            else:
+                offsets[key] = p.committed_offset
     if offsets:
         try:
             outcomes = await _call(
@@ -273,9 +281,9 @@ async def _offset_commit(body: Any, session: Session) -> ResponsePayload:
                 body.generation_id_or_member_epoch,
                 offsets,
             )
-            codes = {key: _code(outcome) for key, outcome in outcomes.items()}
+            codes |= {key: _code(outcome) for key, outcome in outcomes.items()}
         except LakelogError as error:
-            codes = dict.fromkeys(offsets, _failure(error))
+            codes |= dict.fromkeys(offsets, _failure(error))
     return build(
         schema,
         topics=tuple(
