@@ -31,7 +31,7 @@ from lakelog.client import Client
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.acl import AccessControl
 from lakelog.service.engine import Engine
-from lakelog.service.kafka_groups import STABLE
+from lakelog.service.kafka_groups import STABLE, Outcome
 from lakelog.storage.kafka_groups import DynamoKafkaGroupStore, MemoryKafkaGroupStore
 from lakelog.storage.ports import AclEntry
 from tests.contract.backends import AwsBackend, Backend
@@ -417,6 +417,35 @@ def test_a_principal_without_consume_gets_topic_authorization_failed_and_commits
 @contextmanager
 def _admin(gateway: RunningGateway) -> Iterator[confluent_kafka.admin.AdminClient]:
     yield confluent_kafka.admin.AdminClient({"bootstrap.servers": gateway.bootstrap})
+
+
+def test_a_restarted_static_member_takes_its_old_place_and_fences_it(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    # Given a static member (group.instance.id) with a session longer than the test's wait
+    static = {"group.instance.id": "billing-1", "session.timeout.ms": 120_000}
+    first = Librdkafka(gateway.bootstrap, "first", **static)
+    _group_settled(orders, [first], [first])
+    described = orders.kafka_groups.describe(GROUP)
+    assert not isinstance(described, str)
+    ((old, generation),) = [(m.member_id, described.generation) for m in described.members]
+    # When it stops without leaving (static members do not) and starts again
+    first.close()
+    second = Librdkafka(gateway.bootstrap, "second", **static)
+    try:
+        # Then the new instance replaces the old at once, as in Kafka, instead of sharing
+        # the partitions with it until its session ends
+        _group_settled(orders, [second], [second])
+        # and the old instance is fenced, not told to rejoin (which would evict the new one)
+        groups = orders.kafka_groups
+        fenced = Outcome.FENCED_INSTANCE_ID
+        assert groups.heartbeat(GROUP, old, generation, "billing-1") is fenced
+        assert groups.commit(GROUP, old, generation, {(TOPIC, 0): 1}, "billing-1") == {
+            (TOPIC, 0): fenced
+        }
+        assert groups.sync(GROUP, old, generation, {}, instance_id="billing-1").outcome is fenced
+    finally:
+        second.close()
 
 
 def test_admin_client_lists_and_describes_groups(orders: Engine, gateway: RunningGateway) -> None:

@@ -538,3 +538,35 @@ def test_offsets_are_reset_only_once_the_kafka_members_are_gone(
     groups.leave(GROUP, [a])
     assert engine.reset_offsets(GROUP, "orders", "earliest")[0] == 0
     assert groups.committed(GROUP)[("orders", 0)] == 0
+
+
+def test_a_static_member_started_again_replaces_its_old_self_which_is_fenced(
+    groups: KafkaGroups,
+) -> None:
+    # Given a static member that is the group's only member, Stable in generation 1
+    first = groups.join(_request(instance_id="app-1"))
+    assert first.outcome is Outcome.NONE  # no MEMBER_ID_REQUIRED round trip: as Kafka
+    assert first.generation == 1
+    old = first.member_id
+    assert groups.sync(GROUP, old, 1, {old: b"all"}, instance_id="app-1").assignment == b"all"
+    # When it starts again under the same instance id (it did not leave)
+    second = groups.join(_request(instance_id="app-1"))
+    # Then the new member replaces the old one at once
+    assert (second.outcome, second.generation, second.leader) == (
+        Outcome.NONE,
+        2,
+        second.member_id,
+    )
+    described = groups.describe(GROUP)
+    assert not isinstance(described, Outcome)
+    assert [m.member_id for m in described.members] == [second.member_id]
+    # and every request of the old one is fenced, a rejoin under its id included
+    fenced = Outcome.FENCED_INSTANCE_ID
+    assert groups.heartbeat(GROUP, old, 1, "app-1") is fenced
+    assert groups.sync(GROUP, old, 2, {}, instance_id="app-1").outcome is fenced
+    assert groups.commit(GROUP, old, 2, {("orders", 0): 5}, "app-1") == {("orders", 0): fenced}
+    assert groups.join(_request(old, instance_id="app-1")).outcome is fenced
+    assert groups.poll_join(GROUP, old, 1, "app-1").outcome is fenced
+    assert groups.committed(GROUP) == {}
+    # without its instance id an unknown member is what it is, as in Kafka
+    assert groups.heartbeat(GROUP, old, 2) is Outcome.UNKNOWN_MEMBER_ID

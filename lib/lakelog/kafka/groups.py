@@ -147,12 +147,15 @@ async def _join_group(body: Any, session: Session) -> ResponsePayload:
         require_known_member=body.__version__ >= 4,
     )
     groups = _groups(session)
+    instance = request.instance_id
     try:
         joined = await _call(session, groups.join, request)
         since = joined.since
 
         async def again() -> Joined:
-            return await _call(session, groups.poll_join, request.group, joined.member_id, since)
+            return await _call(
+                session, groups.poll_join, request.group, joined.member_id, since, instance
+            )
 
         seconds = rebalance_timeout / 1000 + JOIN_GRACE_SECONDS
         answer = await _wait(joined, lambda j: j.waiting, again, seconds)
@@ -183,6 +186,7 @@ async def _sync_group(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     groups = _groups(session)
     group, member, generation = body.group_id, body.member_id, body.generation_id
+    instance = getattr(body, "group_instance_id", None)  # v3+
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     try:
         synced = await _call(
@@ -194,10 +198,11 @@ async def _sync_group(body: Any, session: Session) -> ResponsePayload:
             assignments,
             getattr(body, "protocol_type", None),
             getattr(body, "protocol_name", None),
+            instance,
         )
 
         async def again() -> Synced:
-            return await _call(session, groups.poll_sync, group, member, generation)
+            return await _call(session, groups.poll_sync, group, member, generation, instance)
 
         answer = await _wait(synced, lambda s: s.waiting, again, SYNC_WAIT_SECONDS)
     except LakelogError as error:
@@ -221,7 +226,12 @@ async def _heartbeat(body: Any, session: Session) -> ResponsePayload:
     groups = _groups(session)
     try:
         outcome = await _call(
-            session, groups.heartbeat, body.group_id, body.member_id, body.generation_id
+            session,
+            groups.heartbeat,
+            body.group_id,
+            body.member_id,
+            body.generation_id,
+            getattr(body, "group_instance_id", None),  # v3+
         )
     except LakelogError as error:
         return build(schema, error_code=_failure(error))
@@ -280,6 +290,7 @@ async def _offset_commit(body: Any, session: Session) -> ResponsePayload:
                 body.member_id,
                 body.generation_id_or_member_epoch,
                 offsets,
+                getattr(body, "group_instance_id", None),  # v7+
             )
             codes |= {key: _code(outcome) for key, outcome in outcomes.items()}
         except LakelogError as error:

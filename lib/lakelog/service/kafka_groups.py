@@ -85,6 +85,7 @@ class Outcome(enum.StrEnum):
     UNKNOWN_TOPIC_OR_PARTITION = "unknown_topic_or_partition"
     INVALID_REQUEST = "invalid_request"
     NON_EMPTY_GROUP = "non_empty_group"
+    FENCED_INSTANCE_ID = "fenced_instance_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,15 @@ class ListedGroup:
 
 def _member(group: KafkaGroup, member_id: str) -> KafkaMember | None:
     return next((m for m in group.members if m.member_id == member_id), None)
+
+
+def _fenced(group: KafkaGroup, member_id: str, instance_id: str | None) -> bool:
+    """Whether ``instance_id`` names a static member the group now holds under another
+    member id: the caller is an old incarnation that a restart replaced (Kafka's
+    FENCED_INSTANCE_ID, which clients treat as fatal rather than joining again)."""
+    if instance_id is None:
+        return False
+    return any(m.instance_id == instance_id and m.member_id != member_id for m in group.members)
 
 
 def _with_members(group: KafkaGroup, members: Iterable[KafkaMember]) -> KafkaGroup:
@@ -276,7 +286,8 @@ class KafkaGroups:
         member_id = request.member_id
         if not member_id:
             member_id = f"{request.client_id[:100] or 'member'}-{uuid.uuid4()}"
-            if request.require_known_member:
+            if request.require_known_member and request.instance_id is None:
+                # a static member joins at once, as in Kafka: it may replace its old self
                 return Joined(Outcome.MEMBER_ID_REQUIRED, member_id)
         if self._offsets.live_members(group_id):
             return Joined(Outcome.INCONSISTENT_GROUP_PROTOCOL, member_id)
@@ -292,6 +303,13 @@ class KafkaGroups:
             )
         ):
             return group, Joined(Outcome.INCONSISTENT_GROUP_PROTOCOL, member_id)
+        if _fenced(group, member_id, request.instance_id):
+            if request.member_id:
+                return group, Joined(Outcome.FENCED_INSTANCE_ID, member_id)
+            # a static member started again (it did not leave): it takes its old place
+            group = _with_members(
+                group, (m for m in group.members if m.instance_id != request.instance_id)
+            )
         known = _member(group, member_id)
         member = KafkaMember(
             member_id=member_id,
@@ -323,11 +341,15 @@ class KafkaGroups:
             return group, self._answer(group, member_id)
         return group, Joined(Outcome.NONE, member_id, waiting=True, since=since)
 
-    def poll_join(self, group_id: str, member_id: str, since: int) -> Joined:
+    def poll_join(
+        self, group_id: str, member_id: str, since: int, instance_id: str | None = None
+    ) -> Joined:
         """A waiting JoinGroup's answer once the generation moved past ``since`` (the
         poller completes a phase whose deadline passed); ``waiting`` until then."""
 
         def step(group: KafkaGroup, _now: int) -> tuple[KafkaGroup, Joined]:
+            if _fenced(group, member_id, instance_id):
+                return group, Joined(Outcome.FENCED_INSTANCE_ID, member_id)
             if _member(group, member_id) is None:
                 return group, Joined(Outcome.UNKNOWN_MEMBER_ID, member_id)
             if group.generation > since:
@@ -363,6 +385,7 @@ class KafkaGroups:
         assignments: Mapping[str, bytes] | None = None,
         protocol_type: str | None = None,
         protocol: str | None = None,
+        instance_id: str | None = None,
     ) -> Synced:
         """A SyncGroup: the leader's ``assignments`` make the group ``Stable``; every member
         gets its own, ``waiting`` (poll again, with no assignments) until the leader's
@@ -373,6 +396,8 @@ class KafkaGroups:
             return Synced(Outcome.INVALID_GROUP_ID)
 
         def step(group: KafkaGroup, now: int) -> tuple[KafkaGroup, Synced]:
+            if _fenced(group, member_id, instance_id):
+                return group, Synced(Outcome.FENCED_INSTANCE_ID)
             member = _member(group, member_id)
             if member is None:
                 return group, Synced(Outcome.UNKNOWN_MEMBER_ID)
@@ -400,12 +425,16 @@ class KafkaGroups:
 
         return self._update(group_id, step)
 
-    def poll_sync(self, group_id: str, member_id: str, generation: int) -> Synced:
+    def poll_sync(
+        self, group_id: str, member_id: str, generation: int, instance_id: str | None = None
+    ) -> Synced:
         """A waiting SyncGroup's answer (its wait counts as the member's heartbeat)."""
-        return self.sync(group_id, member_id, generation)
+        return self.sync(group_id, member_id, generation, instance_id=instance_id)
 
     # Heartbeat and leave -------------------------------------------------------------
-    def heartbeat(self, group_id: str, member_id: str, generation: int) -> Outcome:
+    def heartbeat(
+        self, group_id: str, member_id: str, generation: int, instance_id: str | None = None
+    ) -> Outcome:
         """A Heartbeat: REBALANCE_IN_PROGRESS tells the member to join again."""
         try:
             group_id = check_user_group(group_id)
@@ -413,6 +442,8 @@ class KafkaGroups:
             return Outcome.INVALID_GROUP_ID
 
         def step(group: KafkaGroup, now: int) -> tuple[KafkaGroup, Outcome]:
+            if _fenced(group, member_id, instance_id):
+                return group, Outcome.FENCED_INSTANCE_ID
             member = _member(group, member_id)
             if member is None:
                 return group, Outcome.UNKNOWN_MEMBER_ID
@@ -455,6 +486,7 @@ class KafkaGroups:
         member_id: str,
         generation: int,
         offsets: Mapping[tuple[str, int], int],
+        instance_id: str | None = None,
     ) -> dict[tuple[str, int], Outcome]:
         """An OffsetCommit: each partition's outcome. The member must be of the group's
         generation (generation -1 with no member id while the group is empty: a standalone
@@ -466,7 +498,8 @@ class KafkaGroups:
         negative = {key for key, offset in offsets.items() if offset < 0}
         offsets = {key: offset for key, offset in offsets.items() if key not in negative}
         outcome = self._update(
-            group_id, lambda group, now: self._may_commit(group, now, member_id, generation)
+            group_id,
+            lambda group, now: self._may_commit(group, now, member_id, generation, instance_id),
         )
         outcomes = dict.fromkeys(negative, Outcome.INVALID_REQUEST)
         if outcome is not Outcome.NONE:
@@ -476,10 +509,12 @@ class KafkaGroups:
 
     @staticmethod
     def _may_commit(
-        group: KafkaGroup, now: int, member_id: str, generation: int
+        group: KafkaGroup, now: int, member_id: str, generation: int, instance_id: str | None
     ) -> tuple[KafkaGroup, Outcome]:
         if generation < 0 and not member_id and group.state == EMPTY:
             return group, Outcome.NONE
+        if _fenced(group, member_id, instance_id):
+            return group, Outcome.FENCED_INSTANCE_ID
         member = _member(group, member_id)
         if member is None:
             return group, Outcome.UNKNOWN_MEMBER_ID
