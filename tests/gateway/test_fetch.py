@@ -739,14 +739,12 @@ def test_fetch_and_list_offsets_refuse_a_principal_without_rights(engine: Engine
     assert (answer.error_code, answer.offset) == (ErrorCode.topic_authorization_failed, -1)
 
 
-def test_list_offsets_answers_each_spec_per_partition(engine: Engine) -> None:
-    engine.create_topic("orders", 2)
-    engine.append("orders", _records(10, 2))  # partition 1: T0+1, +3, ..., +9
-    asked = [(1, -2), (1, -1), (1, T0 + 4), (1, T0 + 100), (1, -3), (7, -1)]
-    listing = build(
+def _listing(asked: list[tuple[int, int]], isolation_level: int = 0) -> Any:
+    """A ListOffsets v8 of topic ``orders``: (partition, timestamp) pairs."""
+    return build(
         ListOffsetsRequest,
         replica_id=-1,
-        isolation_level=1,
+        isolation_level=isolation_level,
         topics=(
             build(
                 ListOffsetsTopic,
@@ -758,17 +756,43 @@ def test_list_offsets_answers_each_spec_per_partition(engine: Engine) -> None:
         ),
     )
 
+
+def test_list_offsets_answers_each_spec_per_partition(engine: Engine) -> None:
+    engine.create_topic("orders", 2)
+    engine.append("orders", _records(10, 2))  # partition 1: T0+1, +3, ..., +9
+    specs = [-2, -1, T0 + 4, T0 + 100, -3, -4]  # one request each: a partition is named once
+
     async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
-        return await offsets_api.API.handle(listing, session)
+        listings = [_listing([(1, t), (7, -1)], isolation_level=1) for t in specs]
+        return [await offsets_api.API.handle(listing, session) for listing in listings]
+
+    replies = asyncio.run(_on_gateway(engine, scenario))
+    answers = [
+        [(p.error_code, p.offset, p.timestamp) for p in r.topics[0].partitions] for r in replies
+    ]
+    unknown = (ErrorCode.unknown_topic_or_partition, -1, -1)
+    assert answers == [
+        [(ErrorCode.none, 0, -1), unknown],
+        [(ErrorCode.none, 5, -1), unknown],
+        [(ErrorCode.none, 2, T0 + 5), unknown],
+        [(ErrorCode.none, -1, -1), unknown],
+        [(ErrorCode.unsupported_version, -1, -1), unknown],
+        [(ErrorCode.none, 0, -1), unknown],  # earliest local: lakelog's whole log is "local"
+    ]
+
+
+def test_list_offsets_refuses_a_partition_named_twice_in_one_request(engine: Engine) -> None:
+    engine.create_topic("orders", 2)
+    engine.append("orders", _records(10, 2))
+
+    async def scenario(gateway: KafkaGateway, session: Session, watched: _Watched) -> Any:
+        return await offsets_api.API.handle(_listing([(0, -1), (1, -2), (0, -2)]), session)
 
     reply = asyncio.run(_on_gateway(engine, scenario))
-    assert [(p.error_code, p.offset, p.timestamp) for p in reply.topics[0].partitions] == [
-        (ErrorCode.none, 0, -1),
-        (ErrorCode.none, 5, -1),
-        (ErrorCode.none, 2, T0 + 5),
-        (ErrorCode.none, -1, -1),
-        (ErrorCode.unsupported_version, -1, -1),
-        (ErrorCode.unknown_topic_or_partition, -1, -1),
+    assert [(p.error_code, p.offset) for p in reply.topics[0].partitions] == [
+        (ErrorCode.invalid_request, -1),  # both times, as Kafka answers
+        (ErrorCode.none, 0),
+        (ErrorCode.invalid_request, -1),
     ]
 
 

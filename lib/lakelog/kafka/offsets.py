@@ -1,18 +1,21 @@
 """ListOffsets (key 2): a partition's earliest or latest offset, or the first at a time
 (ADR 0016 §4).
 
-Timestamp -2 (earliest) is the partition's log start, -1 (latest) its high watermark, and
+Timestamp -2 (earliest) and -4 (earliest local, KIP-405: lakelog's log is all "local")
+are the partition's log start, -1 (latest) its high watermark, and
 any time ``t`` >= 0 the first offset whose record's timestamp is >= ``t`` with that
 timestamp (`OffsetForTime`), or offset -1 and timestamp -1 when no record is that recent,
 as Kafka answers. -3 (the record with the largest timestamp, KIP-734) is answered
 UNSUPPORTED_VERSION for its partition: the ledger keeps the largest timestamp per topic,
 not per partition, so it would cost a scan. The isolation level is ignored: lakelog has no
-transactions, so every offset below the high watermark is stable.
+transactions, so every offset below the high watermark is stable. A partition named twice
+in one request is INVALID_REQUEST both times, as Kafka answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any, Final
 
 from kio.schema.errors import ErrorCode
@@ -24,17 +27,18 @@ from lakelog.kafka.apis import Api, Session, response_type
 from lakelog.kafka.errors import error_code
 from lakelog.kafka.protocol import build, item_type
 
-__all__ = ["API", "EARLIEST", "LATEST", "MAX_TIMESTAMP"]
+__all__ = ["API", "EARLIEST", "EARLIEST_LOCAL", "LATEST", "MAX_TIMESTAMP"]
 
 LATEST: Final = -1
 EARLIEST: Final = -2
 MAX_TIMESTAMP: Final = -3
+EARLIEST_LOCAL: Final = -4
 
 
 async def _offset(session: Session, topic: str, partition: int, at: int) -> dict[str, Any]:
     """The fields of one partition's answer."""
     try:
-        if at == EARLIEST:
+        if at in (EARLIEST, EARLIEST_LOCAL):
             return {"offset": await session.call(ListOffset(topic, partition, "earliest"))}
         if at == LATEST:
             return {"offset": await session.call(ListOffset(topic, partition, "latest"))}
@@ -51,21 +55,22 @@ async def _offset(session: Session, topic: str, partition: int, at: int) -> dict
     return {"offset": found.offset, "timestamp": found.timestamp}
 
 
-async def _topic(body: Any, session: Session, topic_type: type[Any], topic: Any) -> Any:
+async def _topic(
+    session: Session, topic_type: type[Any], topic: Any, twice: set[tuple[str, int]]
+) -> Any:
     partition_type = item_type(topic_type, "partitions")
     if not await session.allowed("consume", topic.name):
         answers: list[dict[str, Any]] = [
             {"error_code": ErrorCode.topic_authorization_failed} for _ in topic.partitions
         ]
     else:
-        answers = list(
-            await asyncio.gather(
-                *(
-                    _offset(session, topic.name, int(p.partition_index), int(p.timestamp))
-                    for p in topic.partitions
-                )
-            )
-        )
+
+        async def answer(p: Any) -> dict[str, Any]:
+            if (topic.name, p.partition_index) in twice:
+                return {"error_code": ErrorCode.invalid_request}
+            return await _offset(session, topic.name, int(p.partition_index), int(p.timestamp))
+
+        answers = list(await asyncio.gather(*(answer(p) for p in topic.partitions)))
     partitions = tuple(
         build(
             partition_type,
@@ -85,7 +90,9 @@ async def _topic(body: Any, session: Session, topic_type: type[Any], topic: Any)
 async def _handle(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     topic_type = item_type(schema, "topics")
-    topics = [await _topic(body, session, topic_type, topic) for topic in body.topics]
+    named = Counter((t.name, p.partition_index) for t in body.topics for p in t.partitions)
+    twice = {key for key, count in named.items() if count > 1}
+    topics = [await _topic(session, topic_type, topic, twice) for topic in body.topics]
     return build(schema, topics=tuple(topics))
 
 
