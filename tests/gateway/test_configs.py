@@ -24,7 +24,7 @@ def test_kafka_values_become_lakelog_values() -> None:
             ("retention.ms", "-1"),
             ("cleanup.policy", "compact"),
             ("compression.type", "uncompressed"),
-            ("max.message.bytes", "2048"),
+            ("max.message.bytes", " 2048 "),  # trimmed, as Kafka does
             ("retention.bytes", None),
         ]
     ) == {
@@ -55,8 +55,19 @@ def test_lakelog_values_read_back_under_kafka_names() -> None:
         [("cleanup.policy", "compact,delete")],
         [("compression.type", "gzip")],
         [("retention.ms", "1"), ("retention.ms", "2")],
+        [("retention.ms", str(2**63))],
+        [("retention.bytes", "1_000")],
     ],
-    ids=["unknown", "not-an-integer", "below-minus-one", "both-policies", "gzip", "twice"],
+    ids=[
+        "unknown",
+        "not-an-integer",
+        "below-minus-one",
+        "both-policies",
+        "gzip",
+        "twice",
+        "past-64-bits",
+        "underscores",
+    ],
 )
 def test_configs_lakelog_refuses(pairs: list[tuple[str, str | None]]) -> None:
     with pytest.raises(ConfigError):

@@ -23,6 +23,7 @@ lakelog would refuse over HTTP.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -53,11 +54,16 @@ class ConfigError(Exception):
     """A config a topic cannot have: an unknown name or a value lakelog refuses."""
 
 
+_LONG: Final = re.compile(r"[+-]?[0-9]+")
+"""A number as Kafka's ``LONG`` and ``INT`` configs parse it (trimmed; no ``_``)."""
+
+
 def _integer(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{value!r} is not an integer") from None
+    """``value`` as a Kafka ``LONG``: a decimal integer within 64 bits, or `ConfigError`."""
+    number = int(value) if _LONG.fullmatch(value.strip()) else None
+    if number is None or not -(2**63) <= number < 2**63:
+        raise ConfigError(f"{value!r} is not an integer of 64 bits")
+    return number
 
 
 def _compression_in(value: str) -> str:
