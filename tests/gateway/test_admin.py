@@ -186,6 +186,15 @@ def test_describe_configs_of_the_broker_and_a_missing_topic(admin: AdminClient) 
     )
 
 
+def test_describe_configs_of_a_topic_name_kafka_refuses_is_invalid_topic(
+    admin: AdminClient,
+) -> None:
+    invalid = ConfigResource(ConfigResource.Type.TOPIC, "bad name")
+    assert _error(admin.describe_configs([invalid])[invalid]) == (
+        confluent_kafka.KafkaError.TOPIC_EXCEPTION
+    )
+
+
 def test_kafka_python_administers_topics(
     engine: Engine, python_admin: kafka.admin.KafkaAdminClient
 ) -> None:

@@ -136,6 +136,7 @@ async def _described(session: Session, resource: Any) -> list[tuple[str, str, in
         raise RefusedError(
             ErrorCode.topic_authorization_failed, f"{session.principal} may not see {name!r}"
         )
+    check_name(name)
     description = await describe(session, name)
     return [
         (
