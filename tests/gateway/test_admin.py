@@ -32,6 +32,11 @@ from kio.schema.create_topics.v7.request import CreatableTopic, CreateTopicsRequ
 from kio.schema.delete_topics.v1.request import DeleteTopicsRequest as DeleteTopicsV1
 from kio.schema.delete_topics.v6.request import DeleteTopicsRequest, DeleteTopicState
 from kio.schema.errors import ErrorCode
+from kio.schema.incremental_alter_configs.v1.request import (
+    AlterableConfig,
+    AlterConfigsResource,
+    IncrementalAlterConfigsRequest,
+)
 
 from lakelog.errors import TopicNotFoundError
 from lakelog.kafka.server import RunningGateway
@@ -328,6 +333,47 @@ def test_incremental_alter_configs_refuses_what_lakelog_cannot_apply(
     futures = admin.incremental_alter_configs([missing])
     assert _error(futures[missing]) == confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
     assert engine.describe_topic("orders").config["retention_ms"] == 7 * 24 * 3600 * 1000
+
+
+def test_alter_configs_refuse_a_malformed_resource_and_change_nothing(
+    engine: Engine, gateway: RunningGateway
+) -> None:
+    engine.create_topic("orders", 1)
+    engine.create_topic("audit", 1)
+
+    def resource(name: str, *configs: tuple[str, int, str | None]) -> AlterConfigsResource:
+        return AlterConfigsResource(
+            resource_type=2,
+            resource_name=name,
+            configs=tuple(
+                AlterableConfig(name=key, config_operation=op, value=value)
+                for key, op, value in configs
+            ),
+        )
+
+    request = IncrementalAlterConfigsRequest(
+        resources=(
+            resource("orders", ("retention.ms", 0, "1000")),  # named twice: both refused
+            resource("audit", ("retention.ms", 0, "1000"), ("retention.ms", 1, None)),
+            resource("audit", ("retention.bytes", 0, None)),  # SET to nothing
+            resource("orders", ("retention.bytes", 0, "5000")),
+        ),
+        validate_only=False,
+    )
+    wire = Wire(gateway.bootstrap)
+    try:
+        answer = wire.call(request)
+    finally:
+        wire.close()
+    assert [(r.resource_name, r.error_code) for r in answer.responses] == [
+        ("orders", ErrorCode.invalid_request),
+        ("audit", ErrorCode.invalid_request),
+        ("audit", ErrorCode.invalid_request),
+        ("orders", ErrorCode.invalid_request),
+    ]
+    default = engine.describe_topic("audit").config
+    assert engine.describe_topic("orders").config == default
+    assert (default["retention_ms"], default["retention_bytes"]) == (7 * 24 * 3600 * 1000, -1)
 
 
 def test_incremental_alter_configs_validate_only_changes_nothing(

@@ -6,12 +6,15 @@ TOPIC_AUTHORIZATION_FAILED, and nothing changes). AlterConfigs replaces a topic'
 config (settings it does not name return to lakelog's defaults, as in Kafka);
 IncrementalAlterConfigs SETs settings or DELETEs them (back to the default); APPEND and
 SUBTRACT, which Kafka has for list settings, are INVALID_CONFIG: every lakelog setting has
-one value. Each resource succeeds or fails alone; ``validate_only`` changes nothing. The
+one value. A resource named twice, a setting named twice in one resource, and a null value
+but for a DELETE are INVALID_REQUEST, as in Kafka. Each resource succeeds or fails alone;
+``validate_only`` changes nothing. The
 broker resource is described (a small read-only set) but not altered.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -165,6 +168,27 @@ async def _describe_configs(body: Any, session: Session) -> ResponsePayload:
 
 
 # AlterConfigs and IncrementalAlterConfigs -----------------------------------------------
+def _check_shape(resource: Any, twice: set[tuple[int, str]]) -> None:
+    """Refuse, as Kafka does before anything else (INVALID_REQUEST), a resource named twice
+    in the request, a setting named twice in the resource, and a null value for anything
+    but a DELETE (AlterConfigs has no operations: a null value there is refused too)."""
+    names = [config.name for config in resource.configs]
+    null = [
+        config.name
+        for config in resource.configs
+        if config.value is None and getattr(config, "config_operation", SET) != DELETE
+    ]
+    if (resource.resource_type, resource.resource_name) in twice:
+        message = "Each resource must appear at most once."
+    elif len(set(names)) < len(names):
+        message = "Error due to duplicate config keys"
+    elif null:
+        message = f"Null value not supported for : {', '.join(null)}"
+    else:
+        return
+    raise RefusedError(ErrorCode.invalid_request, message)
+
+
 async def _alter(session: Session, resource: Any, changes: Changes, validate_only: bool) -> None:
     if resource.resource_type != TOPIC:
         raise RefusedError(ErrorCode.invalid_request, "lakelog alters the configs of topics only")
@@ -217,7 +241,11 @@ def _alter_handler(changes_of: Callable[[Any], Changes]) -> Callable[..., Any]:
         schema = response_type(body)
         result_type = item_type(schema, "responses")
 
+        named = Counter((r.resource_type, r.resource_name) for r in body.resources)
+        twice = {key for key, count in named.items() if count > 1}
+
         async def run(resource: Any) -> dict[str, Any]:
+            _check_shape(resource, twice)
             await _alter(session, resource, changes_of(resource), body.validate_only)
             return {}
 
