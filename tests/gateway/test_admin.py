@@ -9,6 +9,7 @@ import datetime
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import aiokafka.admin
 import confluent_kafka
@@ -38,7 +39,8 @@ from kio.schema.incremental_alter_configs.v1.request import (
     IncrementalAlterConfigsRequest,
 )
 
-from lakelog.errors import TopicNotFoundError
+from lakelog.contract.operations import DescribeTopic
+from lakelog.errors import TopicNotFoundError, UnavailableError
 from lakelog.kafka.server import RunningGateway
 from lakelog.limits import MAX_PARTITIONS
 from lakelog.service.engine import Engine
@@ -126,6 +128,24 @@ def test_validate_only_creates_nothing(engine: Engine, admin: AdminClient) -> No
     futures["new"].result(TIMEOUT)
     assert _error(futures["taken"]) == confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS
     assert engine.list_topics() == ["taken"]
+
+
+def test_validate_only_that_cannot_tell_whether_a_topic_exists_says_so(
+    engine: Engine, admin: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a catalog that cannot be read just now
+    call = engine.call
+
+    def unavailable(op: Any, principal: Any = None) -> Any:
+        if isinstance(op, DescribeTopic):
+            raise UnavailableError("the catalog is not answering")
+        return call(op, principal)
+
+    monkeypatch.setattr(engine, "call", unavailable)
+    # When a creation is validated, Then it is not declared valid: the topic may exist
+    futures = admin.create_topics([NewTopic("new", 1)], validate_only=True)
+    assert _error(futures["new"]) == confluent_kafka.KafkaError.REQUEST_TIMED_OUT
+    assert engine.list_topics() == []
 
 
 def test_librdkafka_deletes_topics(engine: Engine, admin: AdminClient) -> None:

@@ -31,7 +31,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import ResponsePayload
 
 from lakelog.contract.operations import AlterTopic, CreateTopic, DeleteTopic, DescribeTopic
-from lakelog.errors import InvalidRequestError, LakelogError
+from lakelog.errors import InvalidRequestError, LakelogError, TopicNotFoundError
 from lakelog.kafka.apis import Api, Session, response_type
 from lakelog.kafka.configs import (
     DEFAULT_CONFIG,
@@ -166,8 +166,10 @@ async def _create_one(session: Session, topic: Any, validate_only: bool) -> Topi
     if validate_only:
         try:
             await session.call(DescribeTopic(name))
-        except LakelogError:
+        except TopicNotFoundError:
             return TopicDescription(name, "", {**config}, [])
+        except LakelogError as error:  # not known to be free: not known to be valid
+            raise refused(error) from None
         raise RefusedError(ErrorCode.topic_already_exists, f"topic {name!r} exists")
     try:
         return await session.call(CreateTopic(name, count, config or None))
