@@ -4,13 +4,21 @@ led by the gateway's advertised address."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 
 import aiokafka
 import confluent_kafka.admin
 import kafka
+from kio.schema.api_versions.v0.request import ApiVersionsRequest
+from kio.schema.errors import ErrorCode
+from kio.schema.fetch.v12.request import FetchPartition, FetchRequest, FetchTopic
 
+from lakelog.errors import UnavailableError
+from lakelog.kafka.protocol import build
 from lakelog.kafka.server import RunningGateway
 from lakelog.service.engine import Engine
+from tests.gateway.conftest import StartGateway
+from tests.gateway.wire import METADATA, Wire
 
 
 def test_librdkafka_lists_topics_and_partitions(engine: Engine, gateway: RunningGateway) -> None:
@@ -76,3 +84,42 @@ def test_a_topic_name_kafka_refuses_is_invalid_topic_and_fails_a_produce_at_once
     producer.produce("bad name", b"x", on_delivery=lambda error, _message: failed.append(error))
     assert producer.flush(30) == 0
     assert [error.code() for error in failed] == [confluent_kafka.KafkaError.TOPIC_EXCEPTION]
+
+
+class _Unavailable:
+    """Access control whose rules cannot be read just now."""
+
+    def allowed(self, principal: str, operation: str, topic: str) -> bool:
+        raise UnavailableError("the ACL rules are not answering")
+
+    def visible(self, principal: str, topics: list[str]) -> list[str]:
+        raise UnavailableError("the ACL rules are not answering")
+
+
+def test_a_request_that_fails_as_a_whole_is_answered_and_the_connection_stays(
+    engine: Engine, start_gateway: StartGateway
+) -> None:
+    engine.create_topic("orders", 1)
+    gateway = start_gateway(access=_Unavailable())
+    wire = Wire(gateway.bootstrap)
+    try:
+        # When a request fails on the way (its ACL lookup), Then it is answered, as a broker
+        # answers a request it failed to handle: its error codes say what went wrong
+        answer = wire.call(METADATA)
+        assert (answer.topics, answer.brokers) == ((), ())
+        fetched = wire.call(
+            build(
+                FetchRequest,
+                max_wait=datetime.timedelta(0),
+                min_bytes=1,
+                max_bytes=1 << 20,
+                topics=(build(FetchTopic, topic="orders", partitions=(build(FetchPartition),)),),
+                forgotten_topics_data=(),
+            ),
+            correlation_id=2,
+        )
+        assert fetched.error_code == ErrorCode.request_timed_out
+        # and the connection carries on
+        assert wire.call(ApiVersionsRequest(), correlation_id=3).error_code == ErrorCode.none
+    finally:
+        wire.close()

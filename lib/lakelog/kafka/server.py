@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from kio.index import KioIndexError, load_response_schema
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import ResponsePayload
 
 from lakelog.contract.operations import Append
+from lakelog.errors import LakelogError
 from lakelog.kafka.apis import TICKET, Api, CloseConnection, Session
 from lakelog.kafka.appends import AppendSignal
 from lakelog.kafka.batching import DEFAULT_LINGER_MS, AppendBatcher
+from lakelog.kafka.errors import error_code
 from lakelog.kafka.protocol import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -365,10 +368,25 @@ class KafkaGateway:
                 return self._unsupported(frame, key, version, correlation_id)
             request = parse_request(frame)
             session.client_id = request.client_id
-            response = await api.handle(request.body, session)
+            try:
+                response = await api.handle(request.body, session)
+            except LakelogError as error:
+                response = self._failed(request.body, error)
             return None if response is None else encode_response(request, response)
         finally:
             await session.turns.release(ticket)
+
+    @staticmethod
+    def _failed(body: Any, error: LakelogError) -> ResponsePayload:
+        """The answer to a request whose handler failed as a whole (storage unavailable or
+        throttled where a handler has no per-partition place for it, as in an ACL lookup):
+        every error code of the request's version set to the failure's, as a broker
+        answers a request it failed to handle, rather than a dropped connection. An
+        ``acks=0`` Produce gets no answer: its connection is closed, as for any failure."""
+        if getattr(body, "acks", None) == 0:
+            raise CloseConnection(f"an acks=0 Produce failed: {error.message}")
+        logger.warning("answering %s with %s: %s", type(body).__name__, error_code(error), error)
+        return error_response(body.__api_key__, body.__version__, error_code(error))
 
     def _unsupported(self, frame: bytes, key: int, version: int, correlation_id: int) -> bytes:
         """The protocol's answer to an API or version the gateway does not serve.
