@@ -248,6 +248,18 @@ def parse_json(text: str | bytes) -> Any:
     return value
 
 
+def _validation_message(error: RequestValidationError) -> str:
+    """What is wrong with a request, for the caller: the parser's reason for a body that is
+    not JSON (Powertools reports it as "JSON decode error" at position 0, the reason kept
+    aside), else each invalid field and why."""
+    errors = error.errors()
+    for item in errors:
+        if item.get("type") == "json_invalid":
+            reason = (item.get("ctx") or {}).get("error") or "malformed"
+            return f"request body is not valid JSON: {reason}"
+    return summarize(errors, skip=frozenset({"body"})) or "invalid request"
+
+
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=_JSON, body=body)
 
@@ -290,11 +302,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response[Any]:
-        details = summarize(error.errors(), skip=frozenset({"body"}))
         metrics.add_metric(name="Errors.invalid_request", unit=MetricUnit.Count, value=1)
         return _json(
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            {"error": "invalid_request", "message": details or "invalid request"},
+            {"error": "invalid_request", "message": _validation_message(error)},
         )
 
     @app.exception_handler(RequestUnsupportedContentType)
