@@ -193,12 +193,15 @@ def precheck(event: dict[str, Any]) -> LakelogError | None:
             f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
         )
     if body:
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        content_type = headers.get("content-type", "application/json").split(";")[0].strip()
-        if content_type.lower() != "application/json":
+        headers = event.get("headers") or {}
+        name = next((k for k in headers if k.lower() == "content-type"), None)
+        content_type = headers[name].split(";")[0].strip() if name else _JSON
+        if content_type.lower() != _JSON:
             return UnsupportedMediaTypeError(
                 f"request bodies must be application/json, not {content_type or 'unspecified'}"
             )
+        if name:  # media types are case-insensitive; the resolver compares lower case
+            headers[name] = _JSON
         if event.get("isBase64Encoded"):
             try:
                 base64.b64decode(body, validate=True).decode("utf-8")
