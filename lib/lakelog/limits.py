@@ -33,6 +33,7 @@ __all__ = [
     "MAX_TOPICS_PER_MEMBER",
     "MAX_TOPIC_NAME_LENGTH",
     "MIN_SESSION_TIMEOUT_MS",
+    "TOPIC_NAME_CHARACTERS",
     "record_size",
     "validate_group_id",
     "validate_member_id",
@@ -123,7 +124,9 @@ DYNAMODB_ITEM_BYTES: Final = 400 * 1024
 `lakelog.storage.attributes.item_size` counts them. A write that would make an item larger
 is refused and changes nothing."""
 
-_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+TOPIC_NAME_CHARACTERS: Final = "a-zA-Z0-9._-"
+"""What topic names, group ids and member ids are made of (a regular expression class)."""
+_NAME = re.compile(f"[{TOPIC_NAME_CHARACTERS}]+")
 
 
 def _validate_name(kind: str, name: object) -> str:
