@@ -13,6 +13,7 @@ whatever their partition; ADR 0012): a retried append never duplicates.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import threading
 import time
@@ -126,8 +127,10 @@ class Producer:
         compression_type: Literal["gzip"] | None = None,
         seed: int | None = None,
     ) -> None:
-        if linger_ms < 0 or batch_bytes < 1 or buffer_bytes < 1:
-            raise InvalidRequestError("linger_ms must be >= 0, batch_bytes and buffer_bytes > 0")
+        if not linger_ms >= 0 or batch_bytes < 1 or buffer_bytes < 1 or math.isnan(max_block_ms):
+            raise InvalidRequestError(
+                "linger_ms must be >= 0, batch_bytes and buffer_bytes > 0, max_block_ms a number"
+            )
         if compression_type not in (None, "gzip"):
             raise InvalidRequestError(f"compression_type {compression_type!r}: use 'gzip' or None")
         self._transport = transport.compressed(compression_type) if compression_type else transport

@@ -180,6 +180,26 @@ def test_a_record_of_the_wrong_types_is_refused_at_send_and_queues_nothing(
     assert client.describe_topic("typed").partitions[1].high_watermark == 0
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"linger_ms": -1},
+        {"linger_ms": float("nan")},
+        {"batch_bytes": 0},
+        {"buffer_bytes": 0},
+        {"max_block_ms": float("nan")},
+    ],
+    ids=repr,
+)
+def test_a_producer_with_options_out_of_range_is_refused(
+    client: Client, options: dict[str, Any]
+) -> None:
+    # A nan linger compared false with everything: records waited for a flush that
+    # linger never started, and send().get() timed out
+    with pytest.raises(InvalidRequestError, match="linger_ms must be"):
+        client.producer(**options)
+
+
 def test_a_record_over_the_topics_limit_is_refused_at_send(client: Client) -> None:
     client.create_topic("strict", config={"max_record_bytes": 100})
     with client.producer() as producer:
