@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from lakelog.errors import InvalidRequestError
-from lakelog.types import Header
+from lakelog.errors import InvalidRequestError, PayloadTooLargeError
+from lakelog.types import Header, Record
 
 __all__ = [
     "DEFAULT_FETCH_BYTES",
@@ -33,9 +33,11 @@ __all__ = [
     "MAX_TOPICS_PER_MEMBER",
     "MAX_TOPIC_NAME_LENGTH",
     "MIN_SESSION_TIMEOUT_MS",
+    "TOPIC_NAME_CHARACTERS",
     "record_size",
     "validate_group_id",
     "validate_member_id",
+    "validate_record",
     "validate_topic_name",
 ]
 
@@ -122,7 +124,9 @@ DYNAMODB_ITEM_BYTES: Final = 400 * 1024
 `lakelog.storage.attributes.item_size` counts them. A write that would make an item larger
 is refused and changes nothing."""
 
-_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+TOPIC_NAME_CHARACTERS: Final = "a-zA-Z0-9._-"
+"""What topic names, group ids and member ids are made of (a regular expression class)."""
+_NAME = re.compile(f"[{TOPIC_NAME_CHARACTERS}]+")
 
 
 def _validate_name(kind: str, name: object) -> str:
@@ -162,3 +166,69 @@ def record_size(key: bytes | None, value: bytes | None, headers: Sequence[Header
     for name, data in headers:
         size += len(name.encode()) + len(data or b"")
     return size
+
+
+def _record(position: int | None) -> str:
+    return "record" if position is None else f"record {position}"
+
+
+def validate_record(record: object, position: int | None, max_record_bytes: int) -> int:
+    """Check one record against the documented rules; its size in bytes.
+
+    ``position`` is the record's place in its request, named by the errors (None: a record
+    on its own, as the SDK producer's `send` checks it). The engine runs this once per
+    record of every append: the common case (bytes key and value, no headers, no
+    timestamp) is decided with exact type checks before anything slower.
+
+    Raises
+    ------
+    InvalidRequestError
+        ``record`` is not a `Record`, or a field has the wrong type or range.
+    PayloadTooLargeError
+        The record is over ``max_record_bytes`` (`record_size`).
+    """
+    if type(record) is not Record and not isinstance(record, Record):
+        raise InvalidRequestError(f"{_record(position)} is not a Record")
+    key, value, headers, timestamp = record.key, record.value, record.headers, record.timestamp_ms
+    for name, data in (("key", key), ("value", value)):
+        if data is not None and type(data) is not bytes and not isinstance(data, bytearray):
+            raise InvalidRequestError(f"{_record(position)}: {name} must be bytes or None")
+    if headers or not isinstance(headers, tuple | list):
+        _check_headers(headers, position)
+    if timestamp is not None and (
+        type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP_MS
+    ):
+        raise InvalidRequestError(
+            f"{_record(position)}: timestamp_ms must be an integer from 0 to {MAX_TIMESTAMP_MS}"
+        )
+    size = record_size(key, value, headers)
+    if size > max_record_bytes:
+        raise PayloadTooLargeError(
+            f"{_record(position)} is {size} bytes; the topic's max_record_bytes is "
+            f"{max_record_bytes}"
+        )
+    return size
+
+
+def _check_headers(headers: object, position: int | None) -> None:
+    """Raise `InvalidRequestError` unless ``headers`` is a short list of (str, bytes) pairs."""
+    if not isinstance(headers, tuple | list):
+        raise InvalidRequestError(f"{_record(position)}: headers must be a list of pairs")
+    if len(headers) > MAX_HEADERS_PER_RECORD:
+        raise InvalidRequestError(
+            f"{_record(position)} has {len(headers)} headers; the limit is {MAX_HEADERS_PER_RECORD}"
+        )
+    for header in headers:
+        if (
+            not isinstance(header, tuple)
+            or len(header) != 2
+            or not isinstance(header[0], str)
+            or not isinstance(header[1], bytes | bytearray | None)
+        ):
+            raise InvalidRequestError(f"{_record(position)}: headers must be (str, bytes) pairs")
+        try:
+            header[0].encode()
+        except UnicodeEncodeError:
+            raise InvalidRequestError(
+                f"{_record(position)}: header name {header[0]!r} is not valid UTF-8"
+            ) from None

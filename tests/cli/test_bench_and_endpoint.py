@@ -79,11 +79,23 @@ def test_lakelog_endpoint_environment_variable_picks_the_service(
     assert error_line(overridden) == f"error: unavailable: cannot reach {url}: connection refused"
 
 
-def test_an_endpoint_that_is_not_a_url_is_a_usage_error(run: Run) -> None:
-    failed = run("topic", "list", endpoint="ftp://example.com")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com",
+        "http://[::1",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:port",
+        "http://127.0.0.1:8080?stage=dev",
+        "http://127.0.0.1:8080/#docs",
+    ],
+)
+def test_an_endpoint_that_is_not_a_url_is_a_usage_error(run: Run, url: str) -> None:
+    failed = run("topic", "list", endpoint=url)
 
-    assert failed.returncode == 2
-    assert "endpoint 'ftp://example.com' is not an http(s) URL" in failed.stderr
+    assert failed.returncode == 2, failed.stderr
+    assert f"endpoint {url!r} is not an http(s) URL" in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 def test_bench_run_reads_back_only_what_it_produced_on_a_topic_that_has_records(

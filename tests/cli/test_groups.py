@@ -114,6 +114,8 @@ def test_group_reset_to_earliest_replays_and_other_targets_move_offsets(
     assert reset_json("--to-offset", "1") == {0: 1, 1: 1}
     assert reset_json("--to-datetime", "2099-01-01T00:00:00+00:00") == {0: 2, 1: 2}
     assert reset_json("--since", "1h") == {0: 0, 1: 0}
+    assert reset_json("--to-offset", "1") == {0: 1, 1: 1}
+    assert reset_json("--since", "100000000d") == {0: 0, 1: 0}
 
 
 def test_group_describe_shows_a_live_member_and_reset_refuses_while_it_runs(

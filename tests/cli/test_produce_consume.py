@@ -154,6 +154,21 @@ def test_consume_since_starts_at_the_first_record_of_that_window(
     assert sorted(everything.stdout.splitlines()) == ["new", "new", "old", "old"]
 
 
+@pytest.mark.parametrize("since", ["100000000d", "9" * 400 + "s"], ids=["past-the-epoch", "huge"])
+def test_consume_since_further_back_than_the_epoch_reads_from_the_beginning(
+    run: Run, client: Client, topic_name: str, since: str
+) -> None:
+    client.create_topic(topic_name)
+    with client.producer() as producer:
+        producer.send(topic_name, value=b"first", timestamp_ms=0)
+        producer.send(topic_name, value=b"second")
+
+    consumed = run("consume", topic_name, "--since", since, "--max", "2")
+
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.splitlines() == ["first", "second"]
+
+
 def test_consume_json_gives_bytes_that_are_not_utf8_as_base64(
     run: Run, client: Client, topic_name: str
 ) -> None:
@@ -220,8 +235,18 @@ def test_produce_and_consume_errors_are_one_line_and_exit_1(
         ("consume", "t", "--from-beginning", "--offset", "3"),
         ("consume", "t", "--group", "g", "--since", "10m"),
         ("consume", "t", "--since", "10 minutes"),
+        ("consume", "t", "--timeout", "nan"),
+        ("consume", "t", "--timeout", "inf"),
+        ("produce", "t", "--linger-ms", "nan"),
     ],
-    ids=["two-starts", "group-with-since", "bad-duration"],
+    ids=[
+        "two-starts",
+        "group-with-since",
+        "bad-duration",
+        "nan-timeout",
+        "inf-timeout",
+        "nan-linger",
+    ],
 )
 def test_consume_usage_errors_exit_2(run: Run, args: tuple[str, ...]) -> None:
     failed = run(*args)

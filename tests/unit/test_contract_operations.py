@@ -32,6 +32,7 @@ from lakelog.contract.operations import (
     Operation,
     ResetOffsets,
 )
+from lakelog.errors import InvalidRequestError
 from lakelog.limits import MAX_API_FETCH_BYTES
 
 OPERATIONS: list[type[Operation[Any]]] = sorted(
@@ -87,6 +88,17 @@ def test_operations_are_frozen_values(kind: type[Operation[Any]]) -> None:
 def test_path_fields_are_url_quoted() -> None:
     assert LeaveGroup("g 1", "a/b").url_path() == "/v1/groups/g%201/members/a%2Fb"
     assert DescribeTopic("orders").url_path() == "/v1/topics/orders"
+
+
+@pytest.mark.parametrize(
+    "op",
+    [DescribeTopic(".."), DescribeTopic("."), DescribeTopic(""), LeaveGroup("g", "..")],
+    ids=repr,
+)
+def test_a_path_field_that_would_change_the_path_is_refused(op: Operation[Any]) -> None:
+    # Clients remove dot segments ("/v1/topics/.." is "/v1/"), and an empty one is no field
+    with pytest.raises(InvalidRequestError):
+        op.url_path()
 
 
 def test_a_fetch_over_http_asks_for_at_most_the_api_limit() -> None:

@@ -193,12 +193,15 @@ def precheck(event: dict[str, Any]) -> LakelogError | None:
             f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes"
         )
     if body:
-        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-        content_type = headers.get("content-type", "application/json").split(";")[0].strip()
-        if content_type.lower() != "application/json":
+        headers = event.get("headers") or {}
+        name = next((k for k in headers if k.lower() == "content-type"), None)
+        content_type = headers[name].split(";")[0].strip() if name else _JSON
+        if content_type.lower() != _JSON:
             return UnsupportedMediaTypeError(
                 f"request bodies must be application/json, not {content_type or 'unspecified'}"
             )
+        if name:  # media types are case-insensitive; the resolver compares lower case
+            headers[name] = _JSON
         if event.get("isBase64Encoded"):
             try:
                 base64.b64decode(body, validate=True).decode("utf-8")
@@ -248,6 +251,18 @@ def parse_json(text: str | bytes) -> Any:
     return value
 
 
+def _validation_message(error: RequestValidationError) -> str:
+    """What is wrong with a request, for the caller: the parser's reason for a body that is
+    not JSON (Powertools reports it as "JSON decode error" at position 0, the reason kept
+    aside), else each invalid field and why."""
+    errors = error.errors()
+    for item in errors:
+        if item.get("type") == "json_invalid":
+            reason = (item.get("ctx") or {}).get("error") or "malformed"
+            return f"request body is not valid JSON: {reason}"
+    return summarize(errors, skip=frozenset({"body"})) or "invalid request"
+
+
 def _json(status: HTTPStatus, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=_JSON, body=body)
 
@@ -290,11 +305,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response[Any]:
-        details = summarize(error.errors(), skip=frozenset({"body"}))
         metrics.add_metric(name="Errors.invalid_request", unit=MetricUnit.Count, value=1)
         return _json(
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            {"error": "invalid_request", "message": details or "invalid request"},
+            {"error": "invalid_request", "message": _validation_message(error)},
         )
 
     @app.exception_handler(RequestUnsupportedContentType)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
@@ -184,6 +186,23 @@ def key_values(
     return tuple(pairs)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float of at least ``min`` that is a number: click's `FloatRange` lets ``nan`` (no
+    comparison refuses it) and ``inf`` through, and a wait of either never ends."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def seconds_ago_ms(seconds: float) -> int:
+    """The time ``seconds`` before now, in ms since the epoch; never before the epoch (a
+    ``--since`` longer than that means from the beginning)."""
+    return int(max(0.0, time.time() - seconds) * 1000)
+
+
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _SECONDS_PER_UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -233,7 +252,7 @@ def batching_options(function: _F) -> _F:
     )(function)
     return click.option(
         "--linger-ms",
-        type=click.FloatRange(min=0),
+        type=FiniteFloat(min=0),
         default=5.0,
         show_default=True,
         metavar="MS",

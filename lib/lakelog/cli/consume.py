@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from lakelog.cli.common import Settings, check_partition, duration, json_option
+from lakelog.cli.common import (
+    FiniteFloat,
+    Settings,
+    check_partition,
+    duration,
+    json_option,
+    seconds_ago_ms,
+)
 from lakelog.errors import LakelogError
 from lakelog.types import TopicPartition
 
@@ -114,7 +121,7 @@ def _position(
                 )
             consumer.seek(tp, start)
     elif since is not None:
-        timestamp_ms = int((time.time() - since) * 1000)
+        timestamp_ms = seconds_ago_ms(since)
         found = consumer.offsets_for_times(dict.fromkeys(partitions, timestamp_ms))
         for tp, at in found.items():
             if at is None:
@@ -190,7 +197,7 @@ def _open_consumer(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     metavar="SECONDS",
     help="Stop after SECONDS without a new record (default: run until Ctrl-C).",
 )

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import click
 
-from lakelog.cli.common import DEFAULT_COMPACT_EVERY, DEFAULT_PORT, console, styled
+from lakelog.cli.common import (
+    DEFAULT_COMPACT_EVERY,
+    DEFAULT_PORT,
+    FiniteFloat,
+    console,
+    styled,
+)
 from lakelog.cli.kafka import DEFAULT_KAFKA_PORT
 
 if TYPE_CHECKING:
@@ -57,7 +63,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 )
 @click.option(
     "--compact-every",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0),
     default=DEFAULT_COMPACT_EVERY,
     show_default=True,
     metavar="SECONDS",

@@ -15,6 +15,7 @@ from lakelog.cli.common import (
     json_option,
     make_table,
     print_json,
+    seconds_ago_ms,
     show,
     styled,
     table_console,
@@ -132,8 +133,12 @@ def group_reset(
     elif to_offset is not None:
         to = ToOffset(to_offset)
     else:
-        moment = to_datetime.timestamp() if to_datetime is not None else time.time() - (since or 0)
-        to = ToTimestamp(int(moment * 1000))
+        moment_ms = (
+            int(to_datetime.timestamp() * 1000)
+            if to_datetime is not None
+            else seconds_ago_ms(since or 0)
+        )
+        to = ToTimestamp(moment_ms)
     offsets = settings.client().reset_offsets(group_id, topic_name, to)
     rows = [{"partition": p, "offset": o} for p, o in sorted(offsets.items())]
     if as_json or settings.json:

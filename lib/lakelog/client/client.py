@@ -23,6 +23,7 @@ from lakelog.contract.operations import (
     Operation,
     ResetOffsets,
 )
+from lakelog.errors import InvalidRequestError
 from lakelog.types import (
     GroupDescription,
     OnFailure,
@@ -190,6 +191,11 @@ class Client:
         failure = options.get("on_failure")
         if isinstance(failure, dict):
             options["on_failure"] = OnFailure(**failure)
+        elif not isinstance(failure, OnFailure | None):
+            raise InvalidRequestError(
+                "on_failure must be an OnFailure or {'topic': ...} / {'sqs_arn': ...}, "
+                f"not {failure!r}"
+            )
         spec = Subscription(name=name, topic=topic, function_arn=function_arn, **options)
         return self.call(CreateSubscription(spec))
 

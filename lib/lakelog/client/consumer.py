@@ -265,8 +265,8 @@ class Consumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         """Read ``partition`` from ``offset`` at the next `poll`."""
-        if offset < 0:
-            raise InvalidRequestError(f"offset must be >= 0, not {offset}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequestError(f"offset must be an integer >= 0, not {offset!r}")
         self._subscription.seek(partition, offset)
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:

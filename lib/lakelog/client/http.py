@@ -135,9 +135,24 @@ class HttpTransport:
         timeout_s: float = 30.0,
         sender: Sender | None = None,
     ) -> None:
-        parts = urlsplit(endpoint.rstrip("/"))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequestError(f"endpoint {endpoint!r} is not an http(s) URL")
+        try:
+            parts = urlsplit(endpoint.rstrip("/"))
+            parts.port  # noqa: B018 - a port out of range or not a number raises here
+        except ValueError as error:
+            raise InvalidRequestError(
+                f"endpoint {endpoint!r} is not an http(s) URL: {error}"
+            ) from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "?" in endpoint
+            or "#" in endpoint
+            or endpoint != endpoint.strip()
+        ):
+            raise InvalidRequestError(
+                f"endpoint {endpoint!r} is not an http(s) URL "
+                "(a base URL: no query, fragment or surrounding spaces)"
+            )
         if parts.path.rstrip("/").endswith("/v1"):
             raise InvalidRequestError(f"endpoint {endpoint!r} must not include /v1")
         self.endpoint = endpoint.rstrip("/")

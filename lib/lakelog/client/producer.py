@@ -12,10 +12,12 @@ whatever their partition; ADR 0012): a retried append never duplicates.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -28,7 +30,7 @@ from lakelog.errors import (
     PayloadTooLargeError,
     UnknownProducerError,
 )
-from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, record_size
+from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, validate_record
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.types import Header, ProducerBatch, Record, RecordMetadata
 
@@ -125,8 +127,10 @@ class Producer:
         compression_type: Literal["gzip"] | None = None,
         seed: int | None = None,
     ) -> None:
-        if linger_ms < 0 or batch_bytes < 1 or buffer_bytes < 1:
-            raise InvalidRequestError("linger_ms must be >= 0, batch_bytes and buffer_bytes > 0")
+        if not linger_ms >= 0 or batch_bytes < 1 or buffer_bytes < 1 or math.isnan(max_block_ms):
+            raise InvalidRequestError(
+                "linger_ms must be >= 0, batch_bytes and buffer_bytes > 0, max_block_ms a number"
+            )
         if compression_type not in (None, "gzip"):
             raise InvalidRequestError(f"compression_type {compression_type!r}: use 'gzip' or None")
         self._transport = transport.compressed(compression_type) if compression_type else transport
@@ -171,26 +175,23 @@ class Producer:
     ) -> FutureRecordMetadata:
         """Queue one record; the future resolves to its `RecordMetadata`.
 
-        Raises at once for what can never succeed (closed producer, unknown topic,
+        Raises at once for what can never succeed (closed producer, unknown topic, a
+        field of the wrong type or range, as the engine checks it: `validate_record`,
         partition out of range, a record over the topic's ``max_record_bytes`` or larger
-        than one request); other errors arrive
-        through the future. A future cancelled before its record is sent is not sent.
+        than one request); other errors arrive through the future. A future cancelled
+        before its record is sent is not sent.
         """
-        header_tuple = tuple(headers or ())
-        chosen = self._partition(topic, key, partition)
-        limit = self._topic(topic).max_record_bytes
-        size = record_size(key, value, header_tuple)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"record is larger than {topic!r}'s max_record_bytes ({limit})"
-            )
+        if not isinstance(headers, Iterable | None) or isinstance(headers, Mapping):
+            raise InvalidRequestError(f"headers must be (str, bytes) pairs, not {headers!r}")
         record = Record(
             value=value,
             key=key,
-            headers=header_tuple,
-            partition=chosen,
+            headers=tuple(headers or ()),
             timestamp_ms=int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         )
+        size = validate_record(record, None, self._topic(topic).max_record_bytes)
+        chosen = self._partition(topic, key, partition)
+        record = dataclasses.replace(record, partition=chosen)
         cost = self._cost(record)
         if cost > self._request_limit:
             raise PayloadTooLargeError(
@@ -276,6 +277,8 @@ class Producer:
     def _partition(self, topic: str, key: bytes | None, partition: int | None) -> int:
         count = self._topic(topic).partitions
         if partition is not None:
+            if isinstance(partition, bool) or not isinstance(partition, int):
+                raise InvalidRequestError(f"partition must be an integer, not {partition!r}")
             if not 0 <= partition < count:
                 count = self._topic(topic, refresh=True).partitions
             if not 0 <= partition < count:

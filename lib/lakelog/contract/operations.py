@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, cast
 from urllib.parse import quote
 
+from lakelog.errors import InvalidRequestError
 from lakelog.limits import DEFAULT_FETCH_BYTES, DEFAULT_FETCH_RECORDS, MAX_API_FETCH_BYTES
 from lakelog.types import (
     FetchManyResult,
@@ -101,6 +102,35 @@ class Http:
         object.__setattr__(self, "path_fields", names)
 
 
+_PATH_FIELD_NAMES: Final = {
+    "topic": "topic name",
+    "group": "group id",
+    "member_id": "member id",
+    "name": "subscription name",
+}
+
+
+def _path_segment(field_name: str, value: object) -> str:
+    """``value`` URL-quoted as one segment of a request path.
+
+    A value no path can carry as itself is refused (`InvalidRequestError`), as the engine
+    refuses it in direct mode: a partition that is not an int, a name that is not a
+    non-empty string, and ``.`` or ``..``, which HTTP clients remove as dot segments
+    (``/v1/topics/..`` is sent as ``/v1/``), so that a request never reaches another
+    path than its operation's (or none, "no route").
+    """
+    if field_name == "partition":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequestError(f"partition must be an integer, not {value!r}")
+        return str(value)
+    label = _PATH_FIELD_NAMES.get(field_name, field_name)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f"{label} must be a non-empty string, not {value!r}")
+    if value in (".", ".."):
+        raise InvalidRequestError(f"{label} cannot be '.' or '..'")
+    return quote(value, safe="")
+
+
 class Operation(Generic[R_co]):
     """One operation of the API, returning ``R_co``; subclasses are frozen dataclasses.
 
@@ -110,8 +140,8 @@ class Operation(Generic[R_co]):
     http: ClassVar[Http]
 
     def url_path(self) -> str:
-        """The request path, with this operation's fields in it."""
-        values = {name: quote(str(getattr(self, name)), safe="") for name in self.http.path_fields}
+        """The request path, with this operation's fields in it (`_path_segment`)."""
+        values = {name: _path_segment(name, getattr(self, name)) for name in self.http.path_fields}
         return self.http.path.format_map(values)
 
     def url_query(self) -> dict[str, Any]:

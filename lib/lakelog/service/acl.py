@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal
 
 from lakelog.errors import ForbiddenError, InvalidRequestError
-from lakelog.limits import MAX_ACL_RULE_KEY_BYTES
+from lakelog.limits import (
+    MAX_ACL_RULE_KEY_BYTES,
+    MAX_TOPIC_NAME_LENGTH,
+    TOPIC_NAME_CHARACTERS,
+)
 from lakelog.storage.keys import acl_sort_key
 from lakelog.storage.ports import AclEntry, CatalogStore
 
@@ -29,6 +34,21 @@ def matches(pattern: str, name: str) -> bool:
     if pattern.endswith("*"):
         return name.startswith(pattern[:-1])
     return pattern == name
+
+
+_TOPIC_PATTERN = re.compile(f"[{TOPIC_NAME_CHARACTERS}]{{0,{MAX_TOPIC_NAME_LENGTH}}}\\*?")
+"""A topic name, or a prefix of one followed by ``*``."""
+
+
+def _check_topic_pattern(pattern: str) -> None:
+    """Refuse a topic pattern that no topic can match (``orders,payments``, ``orders ``):
+    such a rule would be stored, listed and never apply."""
+    if not _TOPIC_PATTERN.fullmatch(pattern) or pattern in (".", ".."):
+        raise InvalidRequestError(
+            f"topic pattern {pattern!r} can match no topic: topic names are at most "
+            f"{MAX_TOPIC_NAME_LENGTH} ASCII letters, digits, '.', '_' and '-'; a pattern is a "
+            "name, or a prefix of one ending in '*'"
+        )
 
 
 def _validate(entry: AclEntry) -> AclEntry:
@@ -122,8 +142,12 @@ class AccessControl:
         return self._catalog.list_acls()
 
     def add(self, entry: AclEntry) -> None:
-        """Add a rule (or operations to an existing rule)."""
-        self._catalog.add_acl(_validate(entry))
+        """Add a rule (or operations to an existing rule).
+
+        Its topic pattern must be able to match a topic (`remove` takes any pattern, so
+        that rules stored before this check can still be removed)."""
+        _check_topic_pattern(_validate(entry).topic)
+        self._catalog.add_acl(entry)
         self._forget()
 
     def remove(self, entry: AclEntry) -> bool:

@@ -31,12 +31,7 @@ from lakelog.errors import (
     ThrottledError,
     UnavailableError,
 )
-from lakelog.limits import (
-    MAX_APPEND_BYTES,
-    MAX_APPEND_RECORDS,
-    MAX_HEADERS_PER_RECORD,
-    MAX_TIMESTAMP_MS,
-)
+from lakelog.limits import MAX_APPEND_BYTES, MAX_APPEND_RECORDS, validate_record
 from lakelog.log.chain import (
     ROW_GROUPS_START,
     check_producer,
@@ -46,7 +41,7 @@ from lakelog.log.chain import (
     producer_update,
     request_digest,
 )
-from lakelog.log.codec import EncodedSegment, SegmentBuilder, record_size
+from lakelog.log.codec import EncodedSegment, SegmentBuilder
 from lakelog.log.partitioner import StickyPartitioner, partition_for_key
 from lakelog.log.records import (
     BatchRef,
@@ -158,58 +153,6 @@ class _Request:
         """The idempotent request's producer id."""
         assert self.stamp is not None
         return self.stamp.producer_id
-
-
-def _validate_record(record: object, position: int, max_record_bytes: int) -> int:
-    """Check one record against the documented rules; its size in bytes.
-
-    Runs once per record of every append: the common case (bytes key and value, no
-    headers, no timestamp) is decided with exact type checks before anything slower.
-    """
-    if type(record) is not Record and not isinstance(record, Record):
-        raise InvalidRequestError(f"record {position} is not a Record")
-    key, value, headers, timestamp = record.key, record.value, record.headers, record.timestamp_ms
-    for name, data in (("key", key), ("value", value)):
-        if data is not None and type(data) is not bytes and not isinstance(data, bytearray):
-            raise InvalidRequestError(f"record {position}: {name} must be bytes or None")
-    if headers or not isinstance(headers, tuple | list):
-        _check_headers(headers, position)
-    if timestamp is not None and (
-        type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP_MS
-    ):
-        raise InvalidRequestError(
-            f"record {position}: timestamp_ms must be an integer from 0 to {MAX_TIMESTAMP_MS}"
-        )
-    size = record_size(key, value, headers)
-    if size > max_record_bytes:
-        raise PayloadTooLargeError(
-            f"record {position} is {size} bytes; the topic's max_record_bytes is {max_record_bytes}"
-        )
-    return size
-
-
-def _check_headers(headers: object, position: int) -> None:
-    """Raise `InvalidRequestError` unless ``headers`` is a short list of (str, bytes) pairs."""
-    if not isinstance(headers, tuple | list):
-        raise InvalidRequestError(f"record {position}: headers must be a list of pairs")
-    if len(headers) > MAX_HEADERS_PER_RECORD:
-        raise InvalidRequestError(
-            f"record {position} has {len(headers)} headers; the limit is {MAX_HEADERS_PER_RECORD}"
-        )
-    for header in headers:
-        if (
-            not isinstance(header, tuple)
-            or len(header) != 2
-            or not isinstance(header[0], str)
-            or not isinstance(header[1], bytes | bytearray | None)
-        ):
-            raise InvalidRequestError(f"record {position}: headers must be (str, bytes) pairs")
-        try:
-            header[0].encode()
-        except UnicodeEncodeError:
-            raise InvalidRequestError(
-                f"record {position}: header name {header[0]!r} is not valid UTF-8"
-            ) from None
 
 
 def _sequence_of(producer: ProducerBatch) -> int:
@@ -453,7 +396,7 @@ class Appender:
             )
         sizes = []
         for position, record in enumerate(records):
-            sizes.append(_validate_record(record, position, config.max_record_bytes))
+            sizes.append(validate_record(record, position, config.max_record_bytes))
             if record.key is None and config.cleanup_policy == "compact":
                 raise InvalidRequestError(
                     f"record {position} has no key; topic {topic.name} has "

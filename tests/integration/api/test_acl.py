@@ -354,6 +354,24 @@ def test_rule_with_a_star_before_the_end_returns_400(
 
 
 @pytest.mark.parametrize(
+    "topic",
+    ["orders,payments", "orders ", "bestellungen-ü*", "orders/eu", "o" * 250],
+)
+def test_a_rule_whose_topic_pattern_can_match_no_topic_returns_400(
+    make_api: MakeApi, secured: Engine, topic: str
+) -> None:
+    api = make_api("deny", secured)
+    before = _state(secured)
+
+    body = assert_error(
+        api.send("put_acl", body=_acl("someone", topic, ["consume"])), 400, "invalid_request"
+    )
+
+    assert "can match no topic" in body["message"]
+    assert _state(secured) == before
+
+
+@pytest.mark.parametrize(
     "rule",
     [
         _acl("someone", "orders", ["read"]),

@@ -199,6 +199,17 @@ def test_unsupported_content_type_is_answered_in_the_error_shape(
     assert reply.json["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json; charset=UTF-8", " application/json "],
+)
+def test_a_json_media_type_in_any_case_is_json(api: Api, content_type: str) -> None:
+    # Media types are case-insensitive (RFC 9110, 8.3.1)
+    reply = api.send("create_topic", headers={"content-type": content_type})
+
+    assert reply.status == 201, reply.text
+
+
 def test_body_over_6_mib_is_413_before_it_is_parsed(orders: Api) -> None:
     text = "{" + "x" * (6 * 1024 * 1024)
     assert_error(orders.send("produce", raw_body=text), 413, "payload_too_large")

@@ -123,3 +123,26 @@ def test_a_huge_number_in_the_query_or_path_is_invalid_request(
 
     assert reply.status in (400, 422), reply.text[:300]
     assert_error(reply, reply.status, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"name":"hostile","partitions":', "EOF while parsing a value"),
+        ('{"name":"hostile"', "EOF while parsing an object"),
+        ("   ", "EOF while parsing a value"),
+        ('{"name":"hostile","partitions":' + str(2**64) + "}", "integers fit in 64 bits"),
+        ('{"name":"hostile","partitions":NaN}', "expected value"),
+        (DEEP, "recursion limit exceeded"),
+    ],
+    ids=["truncated-value", "truncated-object", "blank", "beyond-64-bits", "NaN", "deep"],
+)
+def test_a_body_that_is_not_json_is_refused_with_the_parsers_reason(
+    api: Api, text: str, reason: str
+) -> None:
+    reply = api.send("create_topic", raw_body=text)
+
+    message = assert_error(reply, 422, "invalid_request")["message"]
+    assert message.startswith("request body is not valid JSON: "), message
+    assert reason in message, message
+    assert api.send("list_topics").json == {"topics": []}

@@ -396,3 +396,29 @@ def test_calling_something_that_is_no_operation_is_refused_on_every_transport(
 ) -> None:
     with pytest.raises(InvalidRequestError, match="no operation object"):
         client.call(cast("Operation[None]", object()))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.describe_topic(""), "topic name must be a non-empty string"),
+        (lambda c: c.describe_topic(None), "topic name must be a non-empty string"),
+        (lambda c: c.describe_topic(".."), "topic name cannot be '.' or '..'"),
+        (lambda c: c.delete_topic("."), "topic name cannot be '.' or '..'"),
+        (lambda c: c.describe_group(""), "group id must be a non-empty string"),
+        (lambda c: c.delete_subscription("orders", ".."), "subscription name"),
+        (lambda c: c.call(Fetch("orders", True, 0, 1, 1)), "partition must be an integer"),
+    ],
+    ids=["empty", "none", "dot-dot", "dot", "empty-group", "dot-dot-name", "bool-partition"],
+)
+def test_a_name_no_path_can_carry_is_refused_alike_on_every_transport(
+    client: Client, call: Callable[[Client], Any], message: str
+) -> None:
+    # Over HTTP ".." and "" left the path ("/v1/topics/.." is "/v1/"): "no route"; None
+    # became the topic "None"
+    client.create_topic("orders")
+
+    with pytest.raises(InvalidRequestError, match=message):
+        call(client)
+
+    assert client.list_topics() == ["orders"]

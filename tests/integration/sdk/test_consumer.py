@@ -89,6 +89,21 @@ def test_seek_and_seek_to_beginning_and_end(events: Client) -> None:
         consumer.seek(TP0, -1)
 
 
+@pytest.mark.parametrize("offset", [True, 1.0, "3", None], ids=repr)
+def test_a_seek_to_something_that_is_not_an_offset_is_refused_and_moves_nothing(
+    events: Client, offset: Any
+) -> None:
+    consumer = events.consumer(auto_offset_reset="latest")
+    consumer.assign([TP0])
+    consumer.seek(TP0, 15)
+
+    with pytest.raises(InvalidRequestError, match="offset must be"):
+        consumer.seek(TP0, offset)
+
+    assert consumer.position(TP0) == 15
+    assert [r.offset for r in consumer.poll(timeout_ms=5000)[TP0]] == [15, 16, 17, 18, 19]
+
+
 def test_offsets_for_times(events: Client) -> None:
     consumer = events.consumer()
     found = consumer.offsets_for_times({TP0: 1055, TP1: 0, TopicPartition("events", 0): 1055})

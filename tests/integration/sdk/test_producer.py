@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -150,6 +150,54 @@ def test_unknown_topic_and_partition_raise_at_send(client: Client) -> None:
             producer.send("two", value=b"v", partition=5)
         with pytest.raises(PayloadTooLargeError):
             producer.send("two", value=bytes(7 << 20))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"value": "text"},
+        {"value": 1},
+        {"key": "customer-42"},
+        {"headers": [("h", "text")]},
+        {"headers": {"h": b"v"}},
+        {"headers": 5},
+        {"partition": True},
+        {"partition": 1.0},
+        {"timestamp_ms": True},
+        {"timestamp_ms": 1.5},
+        {"timestamp_ms": -1},
+    ],
+    ids=repr,
+)
+def test_a_record_of_the_wrong_types_is_refused_at_send_and_queues_nothing(
+    client: Client, fields: dict[str, Any]
+) -> None:
+    client.create_topic("typed", partitions=2)
+    with client.producer(linger_ms=0) as producer:
+        with pytest.raises(InvalidRequestError):
+            producer.send("typed", **{"value": b"v", **fields})
+        assert producer.send("typed", value=b"ok", partition=0).get(timeout=30).offset == 0
+    assert client.describe_topic("typed").partitions[1].high_watermark == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"linger_ms": -1},
+        {"linger_ms": float("nan")},
+        {"batch_bytes": 0},
+        {"buffer_bytes": 0},
+        {"max_block_ms": float("nan")},
+    ],
+    ids=repr,
+)
+def test_a_producer_with_options_out_of_range_is_refused(
+    client: Client, options: dict[str, Any]
+) -> None:
+    # A nan linger compared false with everything: records waited for a flush that
+    # linger never started, and send().get() timed out
+    with pytest.raises(InvalidRequestError, match="linger_ms must be"):
+        client.producer(**options)
 
 
 def test_a_record_over_the_topics_limit_is_refused_at_send(client: Client) -> None:

@@ -74,3 +74,12 @@ def test_errors_are_the_same_on_both_transports(timed: Client) -> None:
     with pytest.raises(TypeError):
         timed.create_subscription("orders", "billing", FUNCTION, batch=5)
     assert timed.list_subscriptions("orders") == []
+
+
+@pytest.mark.parametrize("on_failure", ["orders-dlq", ["orders-dlq"], 5], ids=repr)
+def test_an_on_failure_that_is_no_destination_is_invalid_request_on_both_transports(
+    timed: Client, on_failure: object
+) -> None:
+    with pytest.raises(InvalidRequestError, match="on_failure must be"):
+        timed.create_subscription("orders", "billing", FUNCTION, on_failure=on_failure)
+    assert timed.list_subscriptions("orders") == []
