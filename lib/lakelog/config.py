@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -17,6 +17,11 @@ DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000
 
 Compression = Literal["zstd", "snappy", "lz4", "none"]
+
+
+MAX_LONG: Final = 2**63 - 1
+"""The largest retention or time setting: Kafka's ``LONG`` (a DynamoDB number would hold
+38 digits; a larger one would fail the catalog's write instead of being refused)."""
 
 
 class TopicConfig(BaseModel):
@@ -42,10 +47,10 @@ class TopicConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    retention_ms: int = Field(default=DEFAULT_RETENTION_MS, ge=-1)
-    retention_bytes: int = Field(default=-1, ge=-1)
+    retention_ms: int = Field(default=DEFAULT_RETENTION_MS, ge=-1, le=MAX_LONG)
+    retention_bytes: int = Field(default=-1, ge=-1, le=MAX_LONG)
     cleanup_policy: Literal["delete", "compact"] = "delete"
-    delete_retention_ms: int = Field(default=DEFAULT_DELETE_RETENTION_MS, ge=0)
+    delete_retention_ms: int = Field(default=DEFAULT_DELETE_RETENTION_MS, ge=0, le=MAX_LONG)
     max_record_bytes: int = Field(default=1024 * 1024, ge=1, le=MAX_RECORD_BYTES)
     compression: Compression = "zstd"
 

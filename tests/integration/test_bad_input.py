@@ -188,6 +188,7 @@ def test_create_topic_with_bad_config_creates_nothing(
 ) -> None:
     configs: list[dict[str, object]] = [
         {"retention_ms": -2},
+        {"retention_bytes": 10**40},  # past Kafka's LONG and what a DynamoDB number holds
         {"cleanup_policy": "archive"},
         {"compression": "gzip"},
         {"max_record_bytes": MAX_APPEND_BYTES + 1},

@@ -118,6 +118,9 @@ def test_topic_config_defaults_are_kafkas() -> None:
         ({"cleanup_policy": "delete"}, "cleanup_policy", "delete"),
         ({"delete_retention_ms": 0}, "delete_retention_ms", 0),
         ({"delete_retention_ms": 3_600_000}, "delete_retention_ms", 3_600_000),
+        ({"retention_ms": 2**63 - 1}, "retention_ms", 2**63 - 1),  # Kafka's LONG
+        ({"retention_bytes": 2**63 - 1}, "retention_bytes", 2**63 - 1),
+        ({"delete_retention_ms": 2**63 - 1}, "delete_retention_ms", 2**63 - 1),
         ({"max_record_bytes": 1}, "max_record_bytes", 1),
         ({"max_record_bytes": 6 * MIB}, "max_record_bytes", 6 * MIB),
         ({"compression": "snappy"}, "compression", "snappy"),
@@ -146,6 +149,10 @@ def test_legal_config_values_are_accepted(raw: dict[str, Any], field: str, value
         ({"delete_retention_ms": "1d"}, "delete_retention_ms"),
         ({"retention_ms": 1.5}, "retention_ms"),
         ({"retention_ms": "forever"}, "retention_ms"),
+        # past Kafka's LONG (and past what a DynamoDB number holds, at 39 digits)
+        ({"retention_ms": 2**63}, "retention_ms: Input should be less than or equal to"),
+        ({"retention_bytes": 10**40}, "retention_bytes: Input should be less than or"),
+        ({"delete_retention_ms": 2**63}, "delete_retention_ms: Input should be less than"),
         ({"max_record_bytes": 0}, "max_record_bytes"),
         ({"max_record_bytes": -1}, "max_record_bytes"),
         (
