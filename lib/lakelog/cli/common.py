@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
+from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import click
@@ -38,6 +41,7 @@ __all__ = [
     "CommandError",
     "Commands",
     "Settings",
+    "StopSignals",
     "advancer",
     "batching_options",
     "cell",
@@ -70,6 +74,59 @@ EXIT_FAILED: Final = 1
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _D = TypeVar("_D", TopicDescription, GroupDescription, SubscriptionStatus)
+
+
+class StopSignals:
+    """Ctrl-C and SIGTERM: the wait of a command that serves until stopped.
+
+    Inside the ``with`` block the signals only end `wait` (one that came before it ends it
+    at once); leaving the block puts the handlers from before back, so that a second
+    Ctrl-C interrupts a slow shutdown the usual way. Use from the main thread.
+
+    A Python signal handler runs in the main thread between any two bytecodes, also while
+    that thread holds a lock: setting a `threading.Event` from one deadlocks when the
+    signal comes while `Event.wait` holds the event's condition. So the handler does
+    nothing; the interpreter's C handler writes the signal's number to a pipe
+    (`signal.set_wakeup_fd`), and `wait` reads it.
+    """
+
+    SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._read_fd = -1
+        self._write_fd = -1
+        self._previous: dict[int, Any] = {}
+        self._previous_wakeup_fd = -1
+
+    def __enter__(self) -> StopSignals:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)  # the C handler must never block
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._previous = {sig: signal.signal(sig, _ignore_signal) for sig in self.SIGNALS}
+        return self
+
+    def wait(self) -> int:
+        """Until one of `SIGNALS` comes; its number."""
+        while True:
+            number = os.read(self._read_fd, 1)[0]
+            if number in self.SIGNALS:
+                return number
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._previous_wakeup_fd)
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """The Python handler of `StopSignals`: the wakeup fd has recorded the signal."""
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -7,11 +7,8 @@ when ``lakelog`` starts.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import warnings
-from types import FrameType
 from typing import TYPE_CHECKING, Final, Literal
 
 import click
@@ -20,6 +17,7 @@ from lakelog.cli.common import (
     DEFAULT_COMPACT_EVERY,
     DEFAULT_PORT,
     FiniteFloat,
+    StopSignals,
     console,
     styled,
 )
@@ -35,8 +33,6 @@ __all__ = ["DEFAULT_PRINCIPAL", "dev"]
 DEFAULT_PRINCIPAL: Final = "arn:aws:iam::000000000000:user/local-developer"
 """The caller of every request (`lakelog.local.server.DEFAULT_PRINCIPAL`, which a test
 keeps equal; named here so ``lakelog --help`` does not load the server)."""
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @click.command(short_help="Serve the API locally over in-process moto.")
@@ -133,34 +129,28 @@ def dev(
         compact_every=compact_every,
         kafka_port=None if no_kafka else kafka_port,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
-        try:
-            service.start()
-        except LocalDependencyError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KafkaPortError as exc:
-            raise click.ClickException(
-                f"cannot serve the Kafka protocol on {host}:{kafka_port}: {exc.strerror or exc}; "
-                "pick another port with --kafka-port (0 picks a free one) or add --no-kafka"
-            ) from None
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
-                "pick another port with --port (0 picks a free one)"
-            ) from None
-        _print_banner(out, service)
-        stop.wait()
-        out.print("lakelog dev: stopping")
-    finally:
+        with StopSignals() as signals:
+            try:
+                service.start()
+            except LocalDependencyError as exc:
+                raise click.ClickException(str(exc)) from None
+            except KafkaPortError as exc:
+                raise click.ClickException(
+                    f"cannot serve the Kafka protocol on {host}:{kafka_port}: "
+                    f"{exc.strerror or exc}; "
+                    "pick another port with --kafka-port (0 picks a free one) or add --no-kafka"
+                ) from None
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
+                    "pick another port with --port (0 picks a free one)"
+                ) from None
+            _print_banner(out, service)
+            signals.wait()
+            out.print("lakelog dev: stopping")
         # From here a second Ctrl-C interrupts the shutdown the usual way.
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    finally:
         service.stop()
     out.print("lakelog dev: stopped")
 
