@@ -25,6 +25,8 @@ import kafka
 import kafka.errors
 import kafka.structs
 import pytest
+from kio.schema.errors import ErrorCode
+from kio.schema.leave_group.v5.request import GroupId, LeaveGroupRequest, MemberIdentity
 
 from lakelog import TopicPartition
 from lakelog.client import Client
@@ -35,6 +37,7 @@ from lakelog.service.kafka_groups import STABLE, Outcome
 from lakelog.storage.kafka_groups import DynamoKafkaGroupStore, MemoryKafkaGroupStore
 from lakelog.storage.ports import AclEntry
 from tests.contract.backends import AwsBackend, Backend
+from tests.gateway.wire import Wire
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -446,6 +449,46 @@ def test_a_restarted_static_member_takes_its_old_place_and_fences_it(
         assert groups.sync(GROUP, old, generation, {}, instance_id="billing-1").outcome is fenced
     finally:
         second.close()
+
+
+def test_an_administrator_removes_a_static_member_by_its_instance_id(
+    orders: Engine, gateway: RunningGateway
+) -> None:
+    # Given a static member that stopped without leaving (static members do not), with a
+    # session longer than the test's wait
+    static = Librdkafka(
+        gateway.bootstrap,
+        "static",
+        **{"group.instance.id": "billing-1", "session.timeout.ms": 120_000},
+    )
+    _group_settled(orders, [static], [static])
+    static.close()
+
+    # When an administrator removes it by its instance id alone, as Kafka's AdminClient
+    # removeMembersFromConsumerGroup does (LeaveGroup v5, member id "")
+    wire = Wire(gateway.bootstrap)
+    try:
+        answer = wire.call(
+            LeaveGroupRequest(
+                group_id=GroupId(GROUP),
+                members=(
+                    MemberIdentity(member_id="", group_instance_id="billing-1", reason=None),
+                    MemberIdentity(member_id="", group_instance_id="billing-9", reason=None),
+                ),
+            )
+        )
+    finally:
+        wire.close()
+
+    # Then it is gone at once, and the unknown instance is UNKNOWN_MEMBER_ID
+    assert answer.error_code == ErrorCode.none
+    assert [(m.member_id, m.group_instance_id, m.error_code) for m in answer.members] == [
+        ("", "billing-1", ErrorCode.none),
+        ("", "billing-9", ErrorCode.unknown_member_id),
+    ]
+    described = orders.kafka_groups.describe(GROUP)
+    assert not isinstance(described, str)
+    assert described.members == ()
 
 
 def test_admin_client_lists_and_describes_groups(orders: Engine, gateway: RunningGateway) -> None:

@@ -111,10 +111,14 @@ def _settle(groups: KafkaGroups, waiting: dict[str, Joined]) -> dict[str, Joined
     }
 
 
-def _rebalanced(groups: KafkaGroups, members: list[str]) -> dict[str, Member]:
-    """Every member of ``members`` joins (again), the leader assigns each its own id as
-    its assignment, and everyone syncs: the group's members by id."""
-    joins = {m: groups.join(_request(m)) for m in members}
+def _rebalanced(
+    groups: KafkaGroups, members: list[str], instances: dict[str, str] | None = None
+) -> dict[str, Member]:
+    """Every member of ``members`` joins (again, static ones under their ``instances``),
+    the leader assigns each its own id as its assignment, and everyone syncs: the group's
+    members by id."""
+    instances = instances or {}
+    joins = {m: groups.join(_request(m, instance_id=instances.get(m))) for m in members}
     joins = _settle(groups, joins)
     assert not any(j.waiting for j in joins.values()), joins
     generation = {j.generation for j in joins.values()}
@@ -125,7 +129,9 @@ def _rebalanced(groups: KafkaGroups, members: list[str]) -> dict[str, Member]:
     done = {}
     for m in sorted(members, key=lambda m: m != leader.member_id):  # the leader first
         assignments = {x: x.encode() for x in members} if m == leader.member_id else None
-        synced = groups.sync(GROUP, m, leader.generation, assignments, "consumer", "range")
+        synced = groups.sync(
+            GROUP, m, leader.generation, assignments, "consumer", "range", instances.get(m)
+        )
         assert (synced.outcome, synced.waiting) == (Outcome.NONE, False)
         done[m] = Member(m, leader.generation, synced.assignment)
     return done
@@ -248,18 +254,18 @@ def test_a_member_leaving_rebalances_the_others(groups: KafkaGroups) -> None:
     members = _rebalanced(groups, [a, b, c])
     assert {m.generation for m in members.values()} == {2}
 
-    assert groups.leave(GROUP, [b, "nobody"]) == {
-        b: Outcome.NONE,
-        "nobody": Outcome.UNKNOWN_MEMBER_ID,
-    }
+    assert groups.leave(GROUP, [(b, None), ("nobody", None)]) == [
+        Outcome.NONE,
+        Outcome.UNKNOWN_MEMBER_ID,
+    ]
 
     assert groups.heartbeat(GROUP, a, 2) is Outcome.REBALANCE_IN_PROGRESS
     assert groups.heartbeat(GROUP, b, 2) is Outcome.UNKNOWN_MEMBER_ID
     members = _rebalanced(groups, [a, c])
     assert {m.generation for m in members.values()} == {3}
 
-    groups.leave(GROUP, [a])
-    groups.leave(GROUP, [c])
+    groups.leave(GROUP, [(a, None)])
+    groups.leave(GROUP, [(c, None)])
     group = groups.describe(GROUP)
     assert (group.state, group.members, group.generation) == (EMPTY, (), 4)
 
@@ -535,7 +541,7 @@ def test_offsets_are_reset_only_once_the_kafka_members_are_gone(
     with pytest.raises(GroupNotEmptyError):
         engine.reset_offsets(GROUP, "orders", ToOffset(0))
 
-    groups.leave(GROUP, [a])
+    groups.leave(GROUP, [(a, None)])
     assert engine.reset_offsets(GROUP, "orders", "earliest")[0] == 0
     assert groups.committed(GROUP)[("orders", 0)] == 0
 
@@ -570,3 +576,48 @@ def test_a_static_member_started_again_replaces_its_old_self_which_is_fenced(
     assert groups.committed(GROUP) == {}
     # without its instance id an unknown member is what it is, as in Kafka
     assert groups.heartbeat(GROUP, old, 2) is Outcome.UNKNOWN_MEMBER_ID
+
+
+def test_leave_by_instance_id_alone_removes_that_static_member(groups: KafkaGroups) -> None:
+    # Given a static member and a dynamic one, Stable
+    static = groups.join(_request(instance_id="app-1")).member_id
+    dynamic = _join_new(groups).member_id
+    _rebalanced(groups, [static, dynamic], {static: "app-1"})
+
+    # When an administrator removes the static member by its instance id alone (Kafka's
+    # removeMembersFromConsumerGroup: member id ""), naming an unknown instance too
+    outcomes = groups.leave(GROUP, [("", "app-1"), ("", "app-9")])
+
+    # Then that member is gone, the unknown one is UNKNOWN_MEMBER_ID, and the rest rebalance
+    assert outcomes == [Outcome.NONE, Outcome.UNKNOWN_MEMBER_ID]
+    assert groups.heartbeat(GROUP, static, 2, "app-1") is Outcome.UNKNOWN_MEMBER_ID
+    assert groups.heartbeat(GROUP, dynamic, 2) is Outcome.REBALANCE_IN_PROGRESS
+    members = _rebalanced(groups, [dynamic])
+    assert list(members) == [dynamic]
+
+
+def test_leave_naming_an_instance_under_another_member_id_is_fenced(
+    groups: KafkaGroups,
+) -> None:
+    static = groups.join(_request(instance_id="app-1")).member_id
+    generation = _rebalanced(groups, [static], {static: "app-1"})[static].generation
+
+    # An old incarnation's leave does not remove the member that replaced it
+    assert groups.leave(GROUP, [("app-old", "app-1")]) == [Outcome.FENCED_INSTANCE_ID]
+    assert groups.heartbeat(GROUP, static, generation, "app-1") is Outcome.NONE
+    # while the member itself, named by both, leaves
+    assert groups.leave(GROUP, [(static, "app-1")]) == [Outcome.NONE]
+    described = groups.describe(GROUP)
+    assert not isinstance(described, Outcome)
+    assert described.members == ()
+
+
+def test_a_member_named_twice_in_one_leave_leaves_once(groups: KafkaGroups) -> None:
+    a, b = (_join_new(groups).member_id for _ in range(2))
+    _rebalanced(groups, [a, b])
+
+    # As Kafka handles the list in order: the second naming finds the member gone
+    assert groups.leave(GROUP, [(a, None), (a, None)]) == [
+        Outcome.NONE,
+        Outcome.UNKNOWN_MEMBER_ID,
+    ]

@@ -242,21 +242,21 @@ async def _leave_group(body: Any, session: Session) -> ResponsePayload:
     schema = response_type(body)
     groups = _groups(session)
     if body.__version__ < 3:
-        identities = [(body.member_id, None)]
+        leaving = [(body.member_id, None)]
     else:
-        identities = [(m.member_id, m.group_instance_id) for m in body.members]
+        leaving = [(m.member_id, m.group_instance_id) for m in body.members]
     try:
-        outcomes = await _call(session, groups.leave, body.group_id, [m for m, _ in identities])
+        outcomes = await _call(session, groups.leave, body.group_id, leaving)
     except LakelogError as error:
         return build(schema, error_code=_failure(error))
     if body.__version__ < 3:
-        return build(schema, error_code=_code(outcomes[body.member_id]))
+        return build(schema, error_code=_code(outcomes[0]))
     member = item_type(schema, "members")
     return build(
         schema,
         members=tuple(
-            build(member, member_id=m, group_instance_id=instance, error_code=_code(outcomes[m]))
-            for m, instance in identities
+            build(member, member_id=m, group_instance_id=instance, error_code=_code(outcome))
+            for (m, instance), outcome in zip(leaving, outcomes, strict=True)
         ),
     )
 

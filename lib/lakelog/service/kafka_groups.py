@@ -157,6 +157,19 @@ def _fenced(group: KafkaGroup, member_id: str, instance_id: str | None) -> bool:
     return any(m.instance_id == instance_id and m.member_id != member_id for m in group.members)
 
 
+def _leaving_member(
+    group: KafkaGroup, member_id: str, instance_id: str | None
+) -> KafkaMember | Outcome:
+    """The member a LeaveGroup names: by instance id alone when ``member_id`` is ""."""
+    if not member_id and instance_id is not None:
+        member = next((m for m in group.members if m.instance_id == instance_id), None)
+    elif _fenced(group, member_id, instance_id):
+        return Outcome.FENCED_INSTANCE_ID
+    else:
+        member = _member(group, member_id)
+    return Outcome.UNKNOWN_MEMBER_ID if member is None else member
+
+
 def _with_members(group: KafkaGroup, members: Iterable[KafkaMember]) -> KafkaGroup:
     return replace(group, members=tuple(members))
 
@@ -456,22 +469,31 @@ class KafkaGroups:
 
         return self._update(group_id, step)
 
-    def leave(self, group_id: str, member_ids: Sequence[str]) -> dict[str, Outcome]:
-        """A LeaveGroup of ``member_ids``: each one's outcome (UNKNOWN_MEMBER_ID for one
-        the group does not hold); the others rebalance."""
+    def leave(self, group_id: str, leaving: Sequence[tuple[str, str | None]]) -> list[Outcome]:
+        """A LeaveGroup of ``leaving`` (member id, instance id) pairs, taken in order as
+        Kafka does: each one's outcome; the members that remain rebalance.
+
+        A pair with member id "" names the static member of that instance id (Kafka's
+        AdminClient ``removeMembersFromConsumerGroup``); one naming an instance the group
+        holds under another member id is FENCED_INSTANCE_ID, and a member the group does
+        not hold (any more) UNKNOWN_MEMBER_ID.
+        """
         try:
             group_id = check_user_group(group_id)
         except InvalidRequestError:
-            return dict.fromkeys(member_ids, Outcome.INVALID_GROUP_ID)
+            return [Outcome.INVALID_GROUP_ID] * len(leaving)
 
-        def step(group: KafkaGroup, now: int) -> tuple[KafkaGroup, dict[str, Outcome]]:
-            outcomes = {
-                m: Outcome.NONE if _member(group, m) else Outcome.UNKNOWN_MEMBER_ID
-                for m in member_ids
-            }
-            gone = {m for m, outcome in outcomes.items() if outcome is Outcome.NONE}
-            if gone:
-                group = _with_members(group, (m for m in group.members if m.member_id not in gone))
+        def step(group: KafkaGroup, now: int) -> tuple[KafkaGroup, list[Outcome]]:
+            outcomes = []
+            before = group
+            for member_id, instance_id in leaving:
+                member = _leaving_member(group, member_id, instance_id)
+                if isinstance(member, Outcome):
+                    outcomes.append(member)
+                    continue
+                group = _with_members(group, (m for m in group.members if m is not member))
+                outcomes.append(Outcome.NONE)
+            if group is not before:
                 if group.state != PREPARING:
                     group = _rebalance(group, now)
                 group = advanced(group, now)
