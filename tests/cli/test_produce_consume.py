@@ -15,7 +15,7 @@ from tests.cli.conftest import Run, error_line
 
 MISSING = "topic 'missing-{topic}' does not exist"
 SUMMARY = re.compile(
-    r"^produced (\d+) records \((\d+) bytes\) to (\S+) in [\d.]+ s: [\d,]+ records/s$", re.M
+    r"^produced (\d+) records? \((\d+) bytes\) to (\S+) in [\d.]+ s: [\d,]+ records/s$", re.M
 )
 
 
@@ -43,6 +43,21 @@ def test_produced_lines_come_back_in_order_from_the_beginning(
     assert consumed.returncode == 0, consumed.stderr
     assert consumed.stdout == stdin
     assert f"consumed {len(lines)} records" in consumed.stderr
+
+
+def test_summaries_of_one_record_say_record(run: Run, client: Client, topic_name: str) -> None:
+    # Given a topic
+    client.create_topic(topic_name)
+
+    # When one line is produced and consumed
+    produced = run("produce", topic_name, input="only\n")
+    consumed = run("consume", topic_name, "--from-beginning", "--max", "1")
+
+    # Then both summaries count it in the singular
+    assert produced.returncode == 0, produced.stderr
+    assert f"produced 1 record (4 bytes) to {topic_name} in " in produced.stderr
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stderr.splitlines() == ["consumed 1 record"]
 
 
 def test_key_separator_splits_keys_that_come_back_with_print_key_and_json(

@@ -87,6 +87,19 @@ def test_invalid_options_are_the_services_400_and_usage_errors_exit_2(
     )  # fmt: skip
     assert both.returncode == 2
     assert "at most one of --on-failure-topic and --on-failure-sqs" in both.stderr
+    # AT_TIMESTAMP and --at go together: the error names the option, not the API's field
+    no_time = run(
+        "subscribe", "create", topic, "s", "--function", FUNCTION,
+        "--starting-position", "at_timestamp",
+    )  # fmt: skip
+    assert no_time.returncode == 2
+    assert "--starting-position AT_TIMESTAMP needs --at" in no_time.stderr
+    not_at = run(
+        "subscribe", "create", topic, "s", "--function", FUNCTION,
+        "--starting-position", "LATEST", "--at", "2026-12-01T00:00:00Z",
+    )  # fmt: skip
+    assert not_at.returncode == 2
+    assert "--at goes only with --starting-position AT_TIMESTAMP" in not_at.stderr
     assert run("subscribe", "list", topic, "--json").stdout.strip() == '{"subscriptions": []}'
     missing = run("subscribe", "describe", unique("never"), "s")
     assert missing.returncode == 1

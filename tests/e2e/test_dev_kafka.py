@@ -107,3 +107,35 @@ def test_without_a_principal_kafka_connections_must_authenticate() -> None:
     with LocalService(port=0, prefix="lakelog-nokafka") as off:
         assert off.kafka_gateway is None
         assert off.kafka_bootstrap is None
+
+
+def test_with_a_principal_sasl_is_optional_and_any_password_names_the_caller() -> None:
+    # Given the default principal, and a rule that denies mallory everything on payroll
+    with LocalService(port=0, kafka_port=0, prefix="lakelog-anypass") as dev:
+        assert dev.kafka_bootstrap is not None
+        with httpx.Client(base_url=dev.api_url, timeout=30.0) as api:
+            create_topic(api, "orders")
+            create_topic(api, "payroll")
+            rule = {
+                "principal": "mallory",
+                "topic": "payroll",
+                "operations": ["produce", "consume", "admin"],
+                "effect": "deny",
+            }
+            assert api.put("/v1/acls", json=rule).status_code in (200, 201, 204)
+
+        # When a client without SASL and one with SASL/PLAIN (any password) ask for metadata
+        plain = AdminClient({"bootstrap.servers": dev.kafka_bootstrap})
+        mallory = AdminClient(
+            {
+                "bootstrap.servers": dev.kafka_bootstrap,
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "PLAIN",
+                "sasl.username": "mallory",
+                "sasl.password": "anything",
+            }
+        )
+
+        # Then the first is the default principal, the second is mallory (ADR 0016 §7)
+        assert {"orders", "payroll"} <= set(plain.list_topics(timeout=10).topics)
+        assert set(mallory.list_topics(timeout=10).topics) == {"orders"}

@@ -23,12 +23,22 @@ SECTION = "## Kafka clients on your laptop"
 README_BOOTSTRAP = "127.0.0.1:9092"
 
 
+def section() -> str:
+    """The README's Kafka section."""
+    text = (REPO / "README.md").read_text()
+    return text[text.index(SECTION) :].split("\n## ", 1)[0]
+
+
 def quick_start() -> list[str]:
     """The section's shell commands."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index(SECTION) :].split("\n## ", 1)[0]
-    (bash,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    (bash,) = re.findall(r"```bash\n(.*?)```", section(), re.S)
     return [line for line in bash.splitlines() if line]
+
+
+def quoted_example_line() -> str:
+    """The line of the kafka-python example's output that the section quotes."""
+    (line,) = re.findall(r"`(partition \d+ offset \d+: [^`]+)`", section())
+    return line
 
 
 def test_the_readme_kafka_quick_start_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,5 +73,8 @@ def test_the_readme_kafka_quick_start_runs_as_written(monkeypatch: pytest.Monkey
     example = next(out for c, out in by_command.items() if "produce_consume.py" in c)
     values = sorted(line.split(": ", 1)[1] for line in example.splitlines())
     assert values == ["click 0", "click 1", "click 2", "hello", "world"]
+    # And the line the README quotes is one the example printed (partitions come from the
+    # clients' partitioners: kafka-python's murmur2, kcat's CRC32, both deterministic)
+    assert quoted_example_line() in example.splitlines()
     committed = sum(p["committed_offset"] or 0 for p in group["partitions"])
     assert committed == 5

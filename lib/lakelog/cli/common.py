@@ -47,6 +47,7 @@ __all__ = [
     "cell",
     "check_partition",
     "console",
+    "counted",
     "duration",
     "iso_datetime",
     "json_option",
@@ -357,6 +358,11 @@ def styled(*parts: str | tuple[str, str]) -> Text:
 
 def cell(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is one (``1 record``, ``2 records``)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def progress_display(stderr: Console, *columns: Any) -> Progress:

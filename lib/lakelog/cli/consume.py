@@ -19,6 +19,7 @@ from lakelog.cli.common import (
     FiniteFloat,
     Settings,
     check_partition,
+    counted,
     duration,
     json_option,
     seconds_ago_ms,
@@ -264,7 +265,7 @@ def consume(
         _silence_stdout()
     finally:
         reading.finish()
-    click.echo(f"consumed {reading.printed} records", err=True)
+    click.echo(f"consumed {counted(reading.printed, 'record')}", err=True)
 
 
 def _start_options(

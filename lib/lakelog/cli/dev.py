@@ -184,7 +184,9 @@ def _print_banner(out: Console, service: LocalService) -> None:
             "DuckDB",
             "CREATE SECRET (TYPE s3, KEY_ID 'testing', SECRET 'testing', "
             f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false); "
-            f"SELECT * FROM 's3://{service.bucket}/segments/**/*.parquet';",
+            # union_by_name: L1 segments add an offset column that L0's schema lacks
+            f"SELECT * FROM read_parquet('s3://{service.bucket}/segments/**/*.parquet', "
+            "union_by_name = true);",
         ),
     )
     out.print("lakelog dev: local API over in-process moto (Ctrl-C to stop)", style="bold")

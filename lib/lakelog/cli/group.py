@@ -10,6 +10,7 @@ import click
 from lakelog.cli.common import (
     Settings,
     cell,
+    counted,
     duration,
     iso_datetime,
     json_option,
@@ -34,7 +35,7 @@ def _print_group(description: GroupDescription) -> None:
     out = table_console()
     members = len(description.members)
     heading = styled(("group ", "bold"), (description.group, "bold cyan"))
-    heading.append(f"  {members} live member{'s' if members != 1 else ''}")
+    heading.append(f"  {counted(members, 'live member')}")
     lags = [p.lag for p in description.partitions if p.lag is not None]
     heading.append(f", total lag {sum(lags)}" if lags else "")
     out.print(heading)

@@ -18,6 +18,7 @@ from lakelog.cli.common import (
     batching_options,
     check_partition,
     console,
+    counted,
     key_values,
     progress_display,
     progress_option,
@@ -158,7 +159,7 @@ def produce(
     metrics = producer.metrics()
     rate = metrics.records / seconds if seconds > 0 else 0.0
     stderr.print(
-        f"produced {metrics.records} records ({metrics.bytes} bytes) to {topic_name} "
+        f"produced {counted(metrics.records, 'record')} ({metrics.bytes} bytes) to {topic_name} "
         f"in {seconds:.2f} s: {rate:,.0f} records/s"
     )
     if acks.error is not None:

@@ -164,10 +164,15 @@ def subscribe_create(
     """Subscribe the function --function to TOPIC under NAME."""
     if on_failure_topic is not None and on_failure_sqs is not None:
         raise click.UsageError("give at most one of --on-failure-topic and --on-failure-sqs")
+    position = starting_position.upper() if starting_position else None
+    if position == "AT_TIMESTAMP" and at is None:
+        raise click.UsageError("--starting-position AT_TIMESTAMP needs --at")
+    if position not in (None, "AT_TIMESTAMP") and at is not None:
+        raise click.UsageError("--at goes only with --starting-position AT_TIMESTAMP")
     options: dict[str, Any] = {
         "batch_size": batch_size,
         "max_batching_window_ms": batching_window_ms,
-        "starting_position": starting_position.upper() if starting_position else None,
+        "starting_position": position,
         "maximum_retry_attempts": max_retries,
         "maximum_record_age_ms": max_record_age_ms,
         "bisect_batch_on_function_error": bisect,

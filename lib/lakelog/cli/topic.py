@@ -9,6 +9,7 @@ import click
 from lakelog.cli.common import (
     Settings,
     cell,
+    counted,
     json_option,
     key_values,
     make_table,
@@ -43,7 +44,7 @@ def _print_topic(description: TopicDescription) -> None:
     out = table_console()
     count = len(description.partitions)
     heading = styled(("topic ", "bold"), (description.name, "bold cyan"))
-    heading.append(f"  {count} partition{'s' if count != 1 else ''}")
+    heading.append(f"  {counted(count, 'partition')}")
     if description.topic_id:
         heading.append(f", id {description.topic_id}")
     out.print(heading)
@@ -111,8 +112,7 @@ def topic_create(
     if as_json or settings.json:
         _show_topic(description, as_json=True)
     else:
-        count = len(description.partitions)
-        click.echo(f"created topic {name} ({count} partition{'s' if count != 1 else ''})")
+        click.echo(f"created topic {name} ({counted(len(description.partitions), 'partition')})")
 
 
 @topic.command("list")

@@ -789,9 +789,10 @@ class LocalService:
             advertised_host=_url_host(self.host).strip("[]"),
             default_principal=self.principal or "",
             sasl=self.principal is None,
-            # Without a principal each connection names its own with SASL/PLAIN (the
-            # username); locally any password is accepted (ADR 0016 §7).
-            any_password=self.principal is None,
+            # A connection may name its own principal with SASL/PLAIN (the username; any
+            # password is accepted locally, ADR 0016 §7): without a principal it must, with
+            # one a connection without SASL is that principal.
+            any_password=True,
         )
         access = engine.access_control(self.default_acl)
         try:
