@@ -3,6 +3,8 @@ answer first (within the drain time), and nothing is accepted after."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import socket
 import struct
 import threading
@@ -106,3 +108,38 @@ def test_a_request_that_outlasts_the_drain_is_cut(engine: Engine, held: Held) ->
     running.stop()  # returns after the drain time though the handler still waits
 
     assert read_all(busy) == b""
+
+
+def test_a_stop_right_after_the_start_still_closes_the_listener(
+    engine: Engine, held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a gateway whose loop thread has bound the port but not yet run its loop (held
+    # there until the stop hands the loop its work)
+    loop_may_run = threading.Event()
+    run_forever = asyncio.BaseEventLoop.run_forever
+    runs = itertools.count()
+
+    def run_when_released(loop: asyncio.BaseEventLoop) -> None:
+        if next(runs) > 0:  # the first run is the start's (run_until_complete)
+            assert loop_may_run.wait(WAIT)
+        run_forever(loop)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_forever", run_when_released)
+    running = start(engine, held)
+    call_soon_threadsafe = running._loop.call_soon_threadsafe
+
+    def release_then_call(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        loop_may_run.set()
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(running._loop, "call_soon_threadsafe", release_then_call)
+
+    # When it is stopped at once
+    try:
+        running.stop()
+    finally:
+        loop_may_run.set()
+
+    # Then it listens no more
+    with pytest.raises(OSError):
+        connect(running)

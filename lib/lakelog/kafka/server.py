@@ -469,6 +469,7 @@ class RunningGateway:
         started = threading.Event()
         self._error: BaseException | None = None
         self.port = 0
+        self._stopped = False
 
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
@@ -493,9 +494,15 @@ class RunningGateway:
         return f"{self.gateway.advertised_host}:{self.gateway.advertised_port}"
 
     def stop(self) -> None:
-        """Close every connection and the listener; wait for the loop to end."""
-        if not self._loop.is_running():
+        """Close every connection and the listener; wait for the loop to end.
+
+        Also right after the start, when the loop thread may not run its loop yet: what
+        this hands the loop waits for it (asking whether the loop runs would skip the
+        stop and leave the gateway listening).
+        """
+        if self._stopped or not self._thread.is_alive():
             return
+        self._stopped = True
         asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
