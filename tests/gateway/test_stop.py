@@ -143,3 +143,24 @@ def test_a_stop_right_after_the_start_still_closes_the_listener(
     # Then it listens no more
     with pytest.raises(OSError):
         connect(running)
+
+
+def test_a_connection_whose_turn_comes_after_the_stop_closes_at_once(engine: Engine) -> None:
+    """A connection accepted just before the stop may be served only after it (its task's
+    first step comes later): it must close then, not wait for a request for
+    ``idle_seconds`` (Python 3.12's ``wait_closed`` waits for every connection)."""
+    gateway = KafkaGateway(engine, engine.access_control("allow"), GatewayConfig(port=0))
+
+    async def serve_after_the_stop() -> bytes:
+        await gateway.start()
+        await gateway.stop()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            reader, writer = await asyncio.open_connection(sock=ours)
+            serving = asyncio.create_task(gateway._serve(reader, writer))
+            done, _ = await asyncio.wait({serving}, timeout=WAIT)
+            assert done, "the connection waited for a request though the gateway stopped"
+            theirs.settimeout(WAIT)
+            return read_all(theirs)
+
+    assert asyncio.run(serve_after_the_stop()) == b""

@@ -232,6 +232,18 @@ class KafkaGateway:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection; close at once one whose turn comes after `stop`.
+
+        A connection accepted just before the stop may get its turn only after it: `stop`
+        did not see it to close it, and it would wait for a request for `idle_seconds`
+        (and with it ``wait_closed``, which waits for every connection since Python 3.12).
+        """
+        if self._stopping:
+            writer.close()
+            return
+        await self._converse(reader, writer)
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
