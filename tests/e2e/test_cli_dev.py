@@ -157,7 +157,10 @@ def test_the_dev_server_runs_compactor_passes_on_its_schedule() -> None:
         assert created.status_code == 201, created.text
         for timestamp in (now_ms - 3 * DAY_MS, now_ms):
             record = {"value": {"type": "STRING", "data": "v"}, "timestamp_ms": timestamp}
-            sent = httpx.post(f"{topics}/kept-a-day/records", json={"records": [record]})
+            # (an explicit timeout, as every request here: httpx's 5 s default is a
+            # threshold a loaded machine can exceed while passes run every 50 ms)
+            records = f"{topics}/kept-a-day/records"
+            sent = httpx.post(records, json={"records": [record]}, timeout=30)
             assert sent.status_code == 200, sent.text
 
         # When passes run in the background (waiting on the outcome, with a backstop)

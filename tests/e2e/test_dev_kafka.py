@@ -19,6 +19,8 @@ from tests.e2e.conftest import create_topic
 
 LAKELOG = Path(sys.executable).parent / "lakelog"
 EXIT_BACKSTOP_SECONDS = 60.0
+PICKS = 5
+"""Free ports tried for ``--kafka-port`` before giving up."""
 
 
 def lakelog_dev(*args: str) -> DevProcess:
@@ -30,6 +32,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def lakelog_dev_on_a_free_kafka_port() -> tuple[DevProcess, int]:
+    """``lakelog dev --kafka-port N``, ready, and N: a port found free, or another one when
+    something took it before the server bound it (other processes bind free ports too)."""
+    for _ in range(PICKS):
+        port = free_port()
+        try:
+            return lakelog_dev("--kafka-port", str(port)), port
+        except RuntimeError as exc:  # it did not start: the port was taken meanwhile?
+            if "cannot serve the Kafka protocol" not in str(exc):
+                raise
+    raise AssertionError(f"{PICKS} ports found free were all taken before lakelog dev bound them")
 
 
 def test_a_kafka_client_lists_the_topics_created_over_http_at_the_printed_address() -> None:
@@ -55,8 +70,8 @@ def test_a_kafka_client_lists_the_topics_created_over_http_at_the_printed_addres
 
 
 def test_kafka_port_moves_the_protocol_and_no_kafka_turns_it_off() -> None:
-    port = free_port()
-    with lakelog_dev("--kafka-port", str(port)) as moved:
+    dev, port = lakelog_dev_on_a_free_kafka_port()
+    with dev as moved:
         assert moved.kafka_bootstrap == f"127.0.0.1:{port}"
         assert AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10)
     assert moved.exit_code == 0, moved.output

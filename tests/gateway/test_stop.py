@@ -3,6 +3,8 @@ answer first (within the drain time), and nothing is accepted after."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import socket
 import struct
 import threading
@@ -106,3 +108,59 @@ def test_a_request_that_outlasts_the_drain_is_cut(engine: Engine, held: Held) ->
     running.stop()  # returns after the drain time though the handler still waits
 
     assert read_all(busy) == b""
+
+
+def test_a_stop_right_after_the_start_still_closes_the_listener(
+    engine: Engine, held: Held, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a gateway whose loop thread has bound the port but not yet run its loop (held
+    # there until the stop hands the loop its work)
+    loop_may_run = threading.Event()
+    run_forever = asyncio.BaseEventLoop.run_forever
+    runs = itertools.count()
+
+    def run_when_released(loop: asyncio.BaseEventLoop) -> None:
+        if next(runs) > 0:  # the first run is the start's (run_until_complete)
+            assert loop_may_run.wait(WAIT)
+        run_forever(loop)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_forever", run_when_released)
+    running = start(engine, held)
+    call_soon_threadsafe = running._loop.call_soon_threadsafe
+
+    def release_then_call(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        loop_may_run.set()
+        return call_soon_threadsafe(callback, *args, **kwargs)
+
+    monkeypatch.setattr(running._loop, "call_soon_threadsafe", release_then_call)
+
+    # When it is stopped at once
+    try:
+        running.stop()
+    finally:
+        loop_may_run.set()
+
+    # Then it listens no more
+    with pytest.raises(OSError):
+        connect(running)
+
+
+def test_a_connection_whose_turn_comes_after_the_stop_closes_at_once(engine: Engine) -> None:
+    """A connection accepted just before the stop may be served only after it (its task's
+    first step comes later): it must close then, not wait for a request for
+    ``idle_seconds`` (Python 3.12's ``wait_closed`` waits for every connection)."""
+    gateway = KafkaGateway(engine, engine.access_control("allow"), GatewayConfig(port=0))
+
+    async def serve_after_the_stop() -> bytes:
+        await gateway.start()
+        await gateway.stop()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            reader, writer = await asyncio.open_connection(sock=ours)
+            serving = asyncio.create_task(gateway._serve(reader, writer))
+            done, _ = await asyncio.wait({serving}, timeout=WAIT)
+            assert done, "the connection waited for a request though the gateway stopped"
+            theirs.settimeout(WAIT)
+            return read_all(theirs)
+
+    assert asyncio.run(serve_after_the_stop()) == b""

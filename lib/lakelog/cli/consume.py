@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import click
 
@@ -86,18 +86,32 @@ class _RecordPrinter:
         self._stream.flush()
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the command like Ctrl-C does (so a group member leaves cleanly)."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+def _stop_signals(reading: _Reading) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end ``reading`` after the poll in progress (a second one
+    interrupts it at once, for a request that never ends).
+
+    The handler only records the signal. A Python handler runs in the main thread between
+    any two bytecodes: one that raised there interrupted the consumer anywhere, such as in
+    a join whose reply was then lost (the member stayed in the group, holding its
+    partitions, until its session ended) or after a heartbeat took the turn of membership
+    requests and before it gave it back (leaving the group then waited for it forever).
+    """
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if reading.stopping:
+            raise KeyboardInterrupt
+        reading.stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _position(
@@ -256,8 +270,14 @@ def consume(
         since=since,
     )
     reading = _Reading(consumer, printer, commit=group_id is not None)
+    _read_until_stopped(reading, max_records, timeout)
+    click.echo(f"consumed {counted(reading.printed, 'record')}", err=True)
+
+
+def _read_until_stopped(reading: _Reading, max_records: int | None, timeout: float | None) -> None:
+    """Run ``reading`` until it is done or a stop signal comes, then finish it."""
     try:
-        with _sigterm_interrupts():
+        with _stop_signals(reading):
             reading.run(max_records, timeout)
     except KeyboardInterrupt:
         pass
@@ -265,7 +285,6 @@ def consume(
         _silence_stdout()
     finally:
         reading.finish()
-    click.echo(f"consumed {counted(reading.printed, 'record')}", err=True)
 
 
 def _start_options(
@@ -291,12 +310,15 @@ class _Reading:
         self.printer = printer
         self.commit = commit
         self.printed = 0
+        self.stopping = False
+        """Set by Ctrl-C or SIGTERM: `run` returns after the poll in progress."""
         self._unprinted: set[TopicPartition] = set()
 
     def run(self, max_records: int | None, timeout: float | None) -> None:
-        """Print until ``max_records`` were printed or ``timeout`` seconds pass idle."""
+        """Print until ``max_records`` were printed, ``timeout`` seconds pass idle or
+        `stopping` is set."""
         idle_since = time.monotonic()
-        while max_records is None or self.printed < max_records:
+        while not self.stopping and (max_records is None or self.printed < max_records):
             left = None if timeout is None else timeout - (time.monotonic() - idle_since)
             if left is not None and left <= 0:
                 return

@@ -232,6 +232,18 @@ class KafkaGateway:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection; close at once one whose turn comes after `stop`.
+
+        A connection accepted just before the stop may get its turn only after it: `stop`
+        did not see it to close it, and it would wait for a request for `idle_seconds`
+        (and with it ``wait_closed``, which waits for every connection since Python 3.12).
+        """
+        if self._stopping:
+            writer.close()
+            return
+        await self._converse(reader, writer)
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
@@ -469,6 +481,7 @@ class RunningGateway:
         started = threading.Event()
         self._error: BaseException | None = None
         self.port = 0
+        self._stopped = False
 
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
@@ -493,9 +506,15 @@ class RunningGateway:
         return f"{self.gateway.advertised_host}:{self.gateway.advertised_port}"
 
     def stop(self) -> None:
-        """Close every connection and the listener; wait for the loop to end."""
-        if not self._loop.is_running():
+        """Close every connection and the listener; wait for the loop to end.
+
+        Also right after the start, when the loop thread may not run its loop yet: what
+        this hands the loop waits for it (asking whether the loop runs would skip the
+        stop and leave the gateway listening).
+        """
+        if self._stopped or not self._thread.is_alive():
             return
+        self._stopped = True
         asyncio.run_coroutine_threadsafe(self.gateway.stop(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
