@@ -96,6 +96,7 @@ class ConsumerCoordinator:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._requesting = False  # a join, heartbeat or leave is out
+        self._requester: int | None = None  # the thread whose request it is
         self.member_id: str | None = None
         self._membership: Membership | None = None
         self._applied: Membership | None = None
@@ -155,9 +156,9 @@ class ConsumerCoordinator:
             return None
         with self._lock:
             due = self._clock.monotonic() - self._last_heartbeat >= self.heartbeat_s
-            if not due or self.member_id is None or self._alone or self._requesting:
+            if not due or self.member_id is None or self._alone or self._busy():
                 return None
-            self._requesting = True
+            self._take_turn()
             return JoinGroup(
                 self.group_id, self._subscription.topics, self.member_id, self._session_timeout_ms
             )
@@ -182,15 +183,29 @@ class ConsumerCoordinator:
         """Take the turn to send a membership request: wait for it, or give up at once."""
         with self._lock:
             if wait:
-                self._idle.wait_for(lambda: not self._requesting)
-            elif self._requesting:
+                self._idle.wait_for(lambda: not self._busy())
+            elif self._busy():
                 return False
-            self._requesting = True
+            self._take_turn()
             return True
+
+    def _busy(self) -> bool:
+        """Whether another thread's membership request is out (called with the lock held).
+
+        A turn this thread holds is of a request that an exception abandoned between
+        taking the turn and the ``finally`` that gives it back: a `KeyboardInterrupt`,
+        which Python raises wherever the main thread is. Waiting for it would wait forever
+        (`leave` on the way out of a ``with`` block, for one)."""
+        return self._requesting and self._requester != threading.get_ident()
+
+    def _take_turn(self) -> None:  # called with the lock held
+        self._requesting = True
+        self._requester = threading.get_ident()
 
     def _end_request(self) -> None:
         with self._lock:
             self._requesting = False
+            self._requester = None
             self._idle.notify_all()
 
     def _heartbeat(self) -> None:
