@@ -477,7 +477,7 @@ def _register_record_routes(
     ) -> Response[str]:
         access.check(caller(), "consume", topic)
         result = engine.call(Fetch(topic, partition, offset, max_records, max_bytes))
-        reply = FetchReply.json_of(result).decode()
+        reply = FetchReply.json_of(result)
         return _records_reply(metrics, "Out", len(result.records), len(reply), reply)
 
     @app.post(

@@ -15,6 +15,7 @@ Header values are base64 both ways.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Self, TypeVar
@@ -611,21 +612,26 @@ class FetchReply(_Fetched):
         )
 
     @staticmethod
-    def json_of(result: FetchResult) -> bytes:
+    def json_of(result: FetchResult) -> str:
         """The reply body of a fetch result, serialized without building a model per record.
 
         Produces exactly what ``FetchReply.of(result).model_dump_json()`` would, several
-        times faster: a fetch reply holds up to thousands of records.
+        times faster: a fetch reply holds up to thousands of records. It is text, as the
+        Lambda reply carries it: the megabyte is built once, in one join (the small ends
+        go onto the first and last records), never copied (each copy maps fresh pages).
         """
-        return pydantic_core.to_json(
+        fields = pydantic_core.to_json(
             {
-                "records": [_record_json(r) for r in result.records],
                 "next_offset": result.next_offset,
                 "high_watermark": result.high_watermark,
                 "log_start_offset": result.log_start_offset,
                 "cursor": result.cursor,
             }
         )
+        records = [_record_json(r).decode() for r in result.records] or [""]
+        records[0] = '{"records":[' + records[0]
+        records[-1] += "]," + fields[1:].decode()
+        return ",".join(records)
 
     def result(self, op: Fetch) -> FetchResult:
         """The result of a fetch."""
@@ -644,16 +650,36 @@ class FetchReply(_Fetched):
         )
 
 
-def _record_json(record: StoredRecord) -> dict[str, Any]:
-    """The reply form of a stored record, as `FetchedRecord` serializes it."""
-    return {
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp_ms": record.timestamp_ms,
-        "key": b64(record.key),
-        "value": b64(record.value),
-        "headers": [{"key": k, "value": b64(v)} for k, v in record.headers],
-    }
+_RECORD_JSON: Final = (
+    b'{"partition":%d,"offset":%d,"timestamp_ms":%d,"key":%s,"value":%s,"headers":%s}'
+)
+
+
+def _b64_json(data: bytes | None) -> bytes:
+    """``data`` as a JSON string of its base64 text, or ``null``."""
+    return b"null" if data is None else b'"%s"' % binascii.b2a_base64(data, newline=False)
+
+
+def _record_json(record: StoredRecord) -> bytes:
+    """The reply form of a stored record in JSON, exactly as `FetchedRecord` serializes it.
+
+    Written from a template: numbers and base64 text need no escaping, and a fetch reply
+    holds up to thousands of records (header names, which may need escaping, go through the
+    serializer).
+    """
+    headers = (
+        pydantic_core.to_json([{"key": k, "value": b64(v)} for k, v in record.headers])
+        if record.headers
+        else b"[]"
+    )
+    return _RECORD_JSON % (
+        record.partition,
+        record.offset,
+        record.timestamp_ms,
+        _b64_json(record.key),
+        _b64_json(record.value),
+        headers,
+    )
 
 
 class ProducerIdReply(_Reply):
@@ -1237,7 +1263,7 @@ class FetchManyReply(_Fetched):
                 next_offset, cursor = item.next_offset, item.cursor
                 running = size + _PARTITION_FIELDS_BYTES
                 for record in item.records:
-                    encoded = pydantic_core.to_json(_record_json(record))
+                    encoded = _record_json(record)
                     if kept and running + len(encoded) + 1 > limit:
                         next_offset, cursor = record.offset, None
                         break
