@@ -40,6 +40,9 @@ from tests.support import run_in_threads
 
 TOPIC = "chain"
 NOW = 1_700_000_000_000
+WAIT_S = 60.0
+"""Longest a thread waits for another's progress: a backstop only a hang reaches (a loaded
+machine may stall a thread for seconds)."""
 
 
 def chains(engine: Engine) -> LedgerStore:
@@ -282,7 +285,7 @@ def test_a_request_whose_predecessor_never_commits_is_out_of_order_and_writes_no
     def hold(item: ChainItem) -> None:
         if item.seq == 1:
             reached.set()
-            assert release.wait(10)
+            assert release.wait(WAIT_S)
 
     store.on_put = hold
     first_acks: list[RecordMetadata] = []
@@ -293,7 +296,7 @@ def test_a_request_whose_predecessor_never_commits_is_out_of_order_and_writes_no
     )
     first.start()
     try:
-        assert reached.wait(10)
+        assert reached.wait(WAIT_S)
         # The second request of the producer comes while the first is held before its write.
         with pytest.raises(OutOfOrderSequenceError, match="sequence 3 to this topic; expected 0"):
             engine.append(TOPIC, keyed(2, "b"), ProducerBatch(pid, 0, sequence=3))
@@ -325,12 +328,12 @@ def test_a_request_waits_in_place_for_its_predecessor_to_commit(
         puts.append(item)
         if len(puts) == 1:
             reached.set()
-            assert release.wait(10)
+            assert release.wait(WAIT_S)
 
     def sleep(seconds: float) -> None:
         # The second request backs off while the first is held: let the first commit.
         release.set()
-        assert done.wait(10)
+        assert done.wait(WAIT_S)
         clock.sleep(seconds)
 
     store.on_put = hold
@@ -343,7 +346,7 @@ def test_a_request_waits_in_place_for_its_predecessor_to_commit(
 
     first = threading.Thread(target=first_request)
     first.start()
-    assert reached.wait(10)
+    assert reached.wait(WAIT_S)
     second_acks = engine.append(TOPIC, keyed(2, "b"), ProducerBatch(pid, 0, sequence=3))
     first.join()
 
@@ -366,7 +369,7 @@ def test_a_request_and_its_retry_racing_in_two_engines_land_once(
     for engine in (one, other):
         store = chains(engine)
         assert isinstance(store, FaultyLedgerStore)
-        store.on_put = lambda item: item.seq == 1 and barrier.wait(10) and None
+        store.on_put = lambda item: item.seq == 1 and barrier.wait(WAIT_S) and None
     replies: dict[int, list[RecordMetadata]] = {}
 
     def send(index: int) -> None:

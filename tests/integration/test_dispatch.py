@@ -41,6 +41,10 @@ from tests.conftest import MakeFaulty, new_client
 from tests.integration.dispatch_support import Functions, Harness, records_of, values_of
 from tests.integration.group_support import START_MS, Clock
 
+WAIT_S = 60.0
+"""Longest a thread waits for another's progress: a backstop only a hang reaches, never what
+a test waits for (a loaded machine may stall a thread for seconds)."""
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -422,7 +426,7 @@ def test_two_dispatchers_never_deliver_one_partition_at_once(eng: Engine) -> Non
     def slow_first(event: Mapping[str, Any]) -> InvokeOutcome:
         if records_of(event)[0]["offset"] == 0:
             entered.set()
-            assert release.wait(10)
+            assert release.wait(WAIT_S)
         return InvokeOutcome()
 
     h = Harness(eng, sub, functions=Functions(slow_first))
@@ -430,11 +434,12 @@ def test_two_dispatchers_never_deliver_one_partition_at_once(eng: Engine) -> Non
     h.append("orders", 0, b"0", b"1")
     thread = threading.Thread(target=first.on_appended, args=([h.topic_id("orders")],))
     thread.start()
-    assert entered.wait(10)
+    assert entered.wait(WAIT_S)
     h.append("orders", 0, b"2", b"3")
     assert second.on_appended([h.topic_id("orders")]).invocations == 0  # lease held: woken
     release.set()
-    thread.join(10)
+    thread.join(WAIT_S)
+    assert not thread.is_alive()  # its delivery ended: the woken state is the rest
     second.resume_due()
     assert h.functions.offsets("orders-0") == [0, 1, 2, 3]  # each once, in order
     assert h.functions.max_in_flight["orders-0"] == 1
@@ -763,13 +768,13 @@ def test_delivery_state_texts() -> None:
 def meets_at(barrier: threading.Barrier) -> Callable[..., InvokeOutcome]:
     """A function whose first ``barrier.parties`` invocations wait for each other at
     ``barrier``: they return only once that many are in flight at once (the barrier is
-    broken after 10 s otherwise); later invocations return at once."""
+    broken after `WAIT_S` otherwise); later invocations return at once."""
     calls = itertools.count()
 
     def behaviour(_event: Mapping[str, Any]) -> InvokeOutcome:
         if next(calls) < barrier.parties:
             with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(10)
+                barrier.wait(WAIT_S)
         return InvokeOutcome()
 
     return behaviour
@@ -785,7 +790,7 @@ def test_a_triggers_partitions_are_delivered_at_once(eng: Engine) -> None:
 
     def together(event: Mapping[str, Any]) -> InvokeOutcome:
         threads.add(threading.get_ident())
-        barrier.wait(10)  # raises BrokenBarrierError unless all three are in flight
+        barrier.wait(WAIT_S)  # raises BrokenBarrierError unless all three are in flight
         return InvokeOutcome()
 
     h = Harness(eng, sub, functions=Functions(together))
@@ -812,7 +817,7 @@ def test_two_subscriptions_of_a_topic_are_delivered_at_once(eng: Engine) -> None
     barrier = threading.Barrier(2)
 
     def together(_event: Mapping[str, Any]) -> InvokeOutcome:
-        barrier.wait(10)
+        barrier.wait(WAIT_S)
         return InvokeOutcome()
 
     h = Harness(eng, first, second, functions=Functions(together))
@@ -860,7 +865,7 @@ def test_pooled_dispatchers_racing_never_deliver_one_partition_twice(eng: Engine
     failures: list[BaseException] = []
 
     def trigger(dispatcher: Dispatcher) -> None:
-        start.wait(10)
+        start.wait(WAIT_S)
         try:
             reports.append(dispatcher.on_appended([h.topic_id("orders")]).records_delivered)
         except BaseException as error:
@@ -871,7 +876,8 @@ def test_pooled_dispatchers_racing_never_deliver_one_partition_twice(eng: Engine
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(20)
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
     first.resume_due()  # records left to a woken state, if any
 
     # Then each partition was held by one delivery at a time: every record reached the

@@ -26,6 +26,9 @@ from lakelog.storage.keys import ResourceNames
 from lakelog.types import FetchPosition, FetchResult, Record
 
 PARTITIONS = 12
+WAIT_S = 60.0
+"""Longest a thread waits for another's progress: a backstop only a hang reaches (a loaded
+machine may stall a thread for seconds)."""
 
 
 @contextmanager
@@ -293,7 +296,7 @@ def test_the_segments_of_one_fetch_are_read_in_parallel(engine: Engine) -> None:
     for i in range(3):
         engine.append("a", [Record(value=b"%d" % i)])
     objects = engine.context.objects
-    barrier = threading.Barrier(3, timeout=10)
+    barrier = threading.Barrier(3, timeout=WAIT_S)
 
     class Gathering:
         def __getattr__(self, name: str) -> Any:
@@ -389,7 +392,7 @@ def test_threads_reading_one_segment_at_once_send_one_get(engine: Engine) -> Non
 
     def held(key: str, start: int, end: int) -> bytes:
         gets.append((key, start, end))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_S
         while cache.readers(key) < readers and time.monotonic() < deadline:
             time.sleep(0.001)  # waits for a state, not for a time
         return get_range(key, start, end)
@@ -405,7 +408,7 @@ def test_threads_reading_one_segment_at_once_send_one_get(engine: Engine) -> Non
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(WAIT_S)
 
     # Then one GET served them all
     assert results == [[b"v0", b"v1", b"v2"]] * readers

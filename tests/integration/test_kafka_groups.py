@@ -362,6 +362,11 @@ def test_any_gateway_completes_a_rebalance_another_began(
     assert other.sync(GROUP, c.member_id, 3).assignment == b"c"
 
 
+RACE_TIMEOUT_S = 60.0
+"""Seconds a racing write waits for the other party at the barrier: a backstop only a party
+that never gets there reaches (a loaded machine may stall a thread for seconds)."""
+
+
 class RacingStore:
     """A `KafkaGroupStore` whose first ``parties`` writes wait for each other at a barrier
     after their reads: those requests then write on the same version, and all but one
@@ -369,7 +374,7 @@ class RacingStore:
 
     def __init__(self, store: KafkaGroupStore, parties: int) -> None:
         self._store = store
-        self._barrier = threading.Barrier(parties, timeout=10)
+        self._barrier = threading.Barrier(parties, timeout=RACE_TIMEOUT_S)
         self._lock = threading.Lock()
         self._left = parties
         self.refused = 0

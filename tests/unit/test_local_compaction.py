@@ -12,6 +12,10 @@ from lakelog.service.compactor import CompactionStep, GcReport
 from lakelog.service.passes import run_pass
 from tests.compactor_support import ScriptedCompactor
 
+WAIT_S = 60.0
+"""Longest a test waits for the scheduler thread: a backstop only a hang reaches (a loaded
+machine may stall a thread for seconds)."""
+
 
 def test_a_requested_pass_steps_each_topic_to_done_then_collects() -> None:
     compactor = ScriptedCompactor({"a": 2, "b": 1})
@@ -89,9 +93,9 @@ def test_scheduled_passes_run_in_the_background_and_survive_a_failed_pass() -> N
 
     local.start()
     try:
-        assert compactor.collected.wait(timeout=30)
+        assert compactor.collected.wait(timeout=WAIT_S)
     finally:
-        local.stop()
+        local.stop(timeout=WAIT_S)  # the pass that collected ends before its count is read
 
     assert compactor.calls[:3] == ["list", "list", "collect"]
     assert local.passes >= 1
@@ -144,7 +148,7 @@ class _Blocking(ScriptedCompactor):
 
     def compact_topic(self, topic: str, *, dry_run: bool = False) -> CompactionStep:
         self.stepping.set()
-        assert self.release.wait(timeout=30)
+        assert self.release.wait(timeout=WAIT_S)
         return super().compact_topic(topic, dry_run=dry_run)
 
 
@@ -153,12 +157,12 @@ def test_stopping_ends_a_running_pass_after_its_current_step() -> None:
     compactor = _Blocking()
     local = LocalCompactor(lambda: compactor, every=0.001)
     local.start()
-    assert compactor.stepping.wait(timeout=30)
+    assert compactor.stepping.wait(timeout=WAIT_S)
 
     # When the dev server stops while that step runs (not waiting), and the step ends
     local.stop(timeout=0)
     compactor.release.set()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S
     while local.passes == 0 and time.monotonic() < deadline:
         time.sleep(0.001)
 

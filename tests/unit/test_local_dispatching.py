@@ -14,8 +14,9 @@ from lakelog import Engine, Record
 from lakelog.errors import TopicNotFoundError, UnavailableError
 from lakelog.local.dispatching import LocalDispatcher
 
-WAIT = 10.0
-"""Seconds a test waits for another thread's event before failing (never slept)."""
+WAIT = 60.0
+"""Seconds a test waits for another thread's event before failing (never slept): a backstop
+only a hang reaches (a loaded machine may stall a thread for seconds)."""
 
 
 class Recording:
