@@ -73,9 +73,9 @@ def test_an_unexpected_error_after_an_append_landed_never_acks_a_later_record_as
     producer = client.producer(linger_ms=0)
     wire.mangle = 1
     with pytest.raises(ValueError, match="Expecting value"):
-        producer.send("mangled", value=b"one").get(timeout=10)
-    second = producer.send("mangled", value=b"two").get(timeout=10)
-    producer.close(timeout=10)
+        producer.send("mangled", value=b"one").get(timeout=BACKSTOP_S)
+    second = producer.send("mangled", value=b"two").get(timeout=BACKSTOP_S)
+    producer.close(timeout=BACKSTOP_S)
     assert b"two" in _values(client, "mangled")  # acknowledged, so it must be in the log
     assert second.offset == 1
 
@@ -126,10 +126,10 @@ def test_flush_returns_while_other_threads_keep_sending(client: Client) -> None:
 def test_the_first_send_to_a_re_created_topic_succeeds(client: Client) -> None:
     client.create_topic("again")
     with client.producer(linger_ms=0) as producer:
-        producer.send("again", value=b"old").get(timeout=10)
+        producer.send("again", value=b"old").get(timeout=BACKSTOP_S)
         client.delete_topic("again")
         client.create_topic("again")
-        assert producer.send("again", value=b"new").get(timeout=10).offset == 0
+        assert producer.send("again", value=b"new").get(timeout=BACKSTOP_S).offset == 0
 
 
 class _Issued(Wire):
@@ -153,7 +153,7 @@ def test_a_producer_whose_id_expired_goes_on_under_a_fresh_one(
     client = Client(transport=wire)
     client.create_topic("ttl")
     with client.producer(linger_ms=0) as producer:
-        producer.send("ttl", value=b"before", partition=0).get(timeout=10)
+        producer.send("ttl", value=b"before", partition=0).get(timeout=BACKSTOP_S)
         [expired] = wire.issued
         # The id's catalog item is removed by its TTL; the next append reaches a process
         # that never met the id, which refuses it (nothing written)
@@ -163,7 +163,7 @@ def test_a_producer_whose_id_expired_goes_on_under_a_fresh_one(
         )
         wire.inner = serve(make_engine())
 
-        assert producer.send("ttl", value=b"after", partition=0).get(timeout=10).offset == 1
+        assert producer.send("ttl", value=b"after", partition=0).get(timeout=BACKSTOP_S).offset == 1
 
     assert wire.issued[0] == expired
     assert len(wire.issued) == 2
@@ -183,15 +183,15 @@ def test_a_producer_whose_state_expired_goes_on_under_a_fresh_one(
     client = Client(transport=wire)
     client.create_topic("idle", partitions=2)
     with client.producer(linger_ms=0) as producer:
-        producer.send("idle", value=b"first", partition=0).get(timeout=10)
-        producer.send("idle", value=b"second", partition=1).get(timeout=10)
+        producer.send("idle", value=b"first", partition=0).get(timeout=BACKSTOP_S)
+        producer.send("idle", value=b"second", partition=1).get(timeout=BACKSTOP_S)
         [first_id] = wire.issued
         # The producer stays idle longer than the topic remembers producers (ADR 0012, 2.5):
         # its state there expires, while its id (7 days) is still held
         clock.advance(PRODUCER_EXPIRATION_MS + 1_000)
 
         # Its next request (sequence 2) is out of order; the producer goes on under a new id
-        last = producer.send("idle", value=b"last", partition=0).get(timeout=10)
+        last = producer.send("idle", value=b"last", partition=0).get(timeout=BACKSTOP_S)
 
     assert last.offset == 1
     assert len(wire.issued) == 2 and wire.issued[0] == first_id

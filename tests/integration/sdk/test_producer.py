@@ -18,7 +18,7 @@ from lakelog.errors import (
     TopicNotFoundError,
 )
 from lakelog.log.partitioner import partition_for_key
-from tests.integration.sdk.conftest import Wire
+from tests.integration.sdk.conftest import BACKSTOP_S, Wire
 
 R = TypeVar("R")
 
@@ -331,7 +331,7 @@ def test_describe_topic_gives_levels_only_when_asked(client: Client) -> None:
     client.create_topic("leveled", partitions=2)
     with client.producer(linger_ms=0) as producer:
         for partition in (0, 1, 1):
-            producer.send("leveled", value=b"v", partition=partition).get(timeout=10)
+            producer.send("leveled", value=b"v", partition=partition).get(timeout=BACKSTOP_S)
 
     plain = client.describe_topic("leveled")
     described = client.describe_topic("leveled", levels=True)
